@@ -1,0 +1,45 @@
+"""ECG Lens: explain and stress-test black-box ECG classifiers with a reinforcement-learning agent.
+
+Public entry points (see DESIGN.md "Contracts"):
+
+- ``read_record(path_or_bytes, filename=None) -> Ecg``
+- ``load_classifier(spec) -> Classifier``  (``"builtin"``, ``.pt``, ``.onnx``, ``http(s)://``)
+- ``explain(ecg, classifier, *, distortions=None, query_budget=..., seed=0) -> Explanation``
+- ``robustness(ecg, classifier, ...) -> RobustnessReport``
+
+Imports are lazy so that reading a record does not pay for torch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ecglens.ecg import Ecg, normalize_lead
+from ecglens.errors import ClassifierError, QueryBudgetExceeded, RecordError
+
+__version__ = "0.1.0"
+__all__ = ["Ecg", "RecordError", "ClassifierError", "QueryBudgetExceeded", "normalize_lead",
+           "read_record", "load_classifier", "explain", "robustness", "__version__"]
+
+
+def read_record(path_or_bytes: Any, filename: str | None = None, **kwargs: Any) -> Ecg:
+    from ecglens.formats import read_record as _read
+
+    return _read(path_or_bytes, filename=filename, **kwargs)
+
+
+def load_classifier(spec: Any, **kwargs: Any):
+    from ecglens.classifiers import load_classifier as _load
+
+    return _load(spec, **kwargs)
+
+
+def explain(ecg: Ecg, classifier: Any, **kwargs: Any):
+    from ecglens.agent.search import explain as _explain
+
+    return _explain(ecg, classifier, **kwargs)
+
+
+def robustness(ecg: Ecg, classifier: Any, **kwargs: Any):
+    from ecglens.robustness import robustness as _robustness
+
+    return _robustness(ecg, classifier, **kwargs)

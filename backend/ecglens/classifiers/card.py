@@ -1,0 +1,87 @@
+"""Model cards: the JSON beside a model file that says what it expects and what it answers."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ecglens.ecg import normalize_lead
+from ecglens.errors import ClassifierError
+
+
+@dataclass
+class ModelCard:
+    """What a classifier expects and answers; saved as JSON beside the model (same stem, ``.json``).
+
+    Required: name, classes, sampling_rate (Hz), leads, window_s (s). The rest have defaults:
+    input_units "mV", output "probabilities" (or "logits": softmax / sigmoid is applied by the adapter),
+    multilabel False, thresholds 0.5 per class, input_scale 1.0 (the model sees ``signal_mV * input_scale``).
+    """
+
+    name: str
+    classes: list[str]
+    sampling_rate: float
+    leads: list[str]
+    window_s: float
+    input_units: str = "mV"
+    output: Literal["probabilities", "logits"] = "probabilities"
+    multilabel: bool = False
+    thresholds: dict[str, float] = field(default_factory=dict)
+    input_scale: float = 1.0
+    version: str = "1"
+    architecture: str = ""
+    description: str = ""
+    intended_use: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.classes:
+            raise ClassifierError(f"model card {self.name!r}: no classes")
+        if self.sampling_rate <= 0 or self.window_s <= 0:
+            raise ClassifierError(f"model card {self.name!r}: sampling_rate and window_s must be positive")
+        if self.output not in ("probabilities", "logits"):
+            raise ClassifierError(f"model card {self.name!r}: output must be 'probabilities' or 'logits'")
+        if self.input_units != "mV":
+            raise ClassifierError(f"model card {self.name!r}: input_units must be 'mV', got {self.input_units!r}")
+        self.leads = [normalize_lead(lead) for lead in self.leads]
+        self.thresholds = {c: float(self.thresholds.get(c, 0.5)) for c in self.classes}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+        known = set(cls.__dataclass_fields__)
+        missing = {"name", "classes", "sampling_rate", "leads", "window_s"} - set(data)
+        if missing:
+            raise ClassifierError(f"model card lacks {', '.join(sorted(missing))}")
+        extra = {k: v for k, v in data.items() if k not in known}
+        fields = {k: v for k, v in data.items() if k in known}
+        fields.setdefault("extra", {}).update(extra)
+        return cls(**fields)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelCard":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ClassifierError(f"{path}: model card not found") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ClassifierError(f"{path}: unreadable model card ({exc})") from None
+        if not isinstance(data, dict):
+            raise ClassifierError(f"{path}: model card must be a JSON object")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def card_path_for(model_path: str | Path) -> Path:
+    """The model card beside a model file: same stem, ``.json``."""
+    return Path(model_path).with_suffix(".json")

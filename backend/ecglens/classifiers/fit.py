@@ -1,0 +1,51 @@
+"""Fitting a record to a classifier's input: resample, map leads, cut into windows."""
+from __future__ import annotations
+
+import numpy as np
+
+from ecglens.classifiers.base import Classifier, input_samples
+from ecglens.ecg import Ecg
+
+
+def fit_record(ecg: Ecg, classifier: Classifier) -> Ecg:
+    """``ecg`` resampled to the classifier's rate with its leads in the classifier's order.
+
+    II stands in for MLII (and the other stand-ins in `ecglens.ecg.LEAD_STAND_INS`). Raises KeyError naming
+    the missing lead when the record lacks one the classifier needs.
+    """
+    return ecg.select_leads(classifier.lead_names).resample(classifier.sampling_rate)
+
+
+def window_starts(n_samples: int, window: int, hop: int | None = None) -> list[int]:
+    """Start samples of consecutive windows covering ``n_samples``; the last one is aligned to the end.
+
+    A record shorter than one window gives ``[0]`` (it is zero-padded by `windows`).
+    """
+    hop = hop or window
+    if n_samples <= window:
+        return [0]
+    starts = list(range(0, n_samples - window + 1, hop))
+    if starts[-1] + window < n_samples:
+        starts.append(n_samples - window)
+    return starts
+
+
+def windows(ecg: Ecg, classifier: Classifier, hop_s: float | None = None) -> tuple[np.ndarray, list[float]]:
+    """A fitted record cut into classifier inputs.
+
+    Returns
+    -------
+    batch : np.ndarray
+        float32 ``[n_windows, leads, samples]``; a record shorter than one window is zero-padded at the end.
+    starts_s : list of float
+        Start time in seconds of each window in the fitted record.
+    """
+    fitted = fit_record(ecg, classifier)
+    n = input_samples(classifier)
+    hop = int(round(hop_s * fitted.fs)) if hop_s else n
+    starts = window_starts(fitted.n_samples, n, hop)
+    batch = np.zeros((len(starts), fitted.n_leads, n), dtype=np.float32)
+    for i, a in enumerate(starts):
+        piece = fitted.signal[:, a:a + n]
+        batch[i, :, :piece.shape[1]] = piece
+    return batch, [a / fitted.fs for a in starts]
