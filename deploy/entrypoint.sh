@@ -1,0 +1,35 @@
+#!/bin/sh
+# ECG Lens container entrypoint: one image, three roles.
+#
+#   api      migrate-free API server (`ecglens serve`), host/port from API_HOST / API_PORT (default 0.0.0.0:8000)
+#   worker   one Celery worker (`celery -A ecglens.worker worker`); concurrency WORKER_CONCURRENCY (default 1:
+#            one process per GPU, which then keeps its classifier and policy on that device)
+#   migrate  one-shot start-up step: `ecglens db upgrade`, then the first admin key, printed once
+#   *        anything else is run as given (e.g. `ecglens create-key --role analyst`)
+#
+# docker-compose.yml runs `migrate` once before `api` and `worker` start; natively the same script runs them
+# (tests/integration/test_deploy.py does exactly that).
+set -eu
+
+role="${1:-api}"
+[ "$#" -gt 0 ] && shift
+
+case "$role" in
+  api)
+    exec ecglens serve --host "${API_HOST:-0.0.0.0}" --port "${API_PORT:-8000}" "$@"
+    ;;
+  worker)
+    # -n: a unique node name per container/process (the host name is the container id under compose).
+    exec celery -A ecglens.worker worker \
+      --loglevel "${WORKER_LOGLEVEL:-INFO}" \
+      --concurrency "${WORKER_CONCURRENCY:-1}" \
+      -n "${WORKER_NAME:-worker}@%h" "$@"
+    ;;
+  migrate)
+    ecglens db upgrade
+    exec sh "$(dirname "$0")/first-admin-key.sh"
+    ;;
+  *)
+    exec "$role" "$@"
+    ;;
+esac
