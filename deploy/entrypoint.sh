@@ -2,8 +2,10 @@
 # ECG Lens container entrypoint: one image, three roles.
 #
 #   api      migrate-free API server (`ecglens serve`), host/port from API_HOST / API_PORT (default 0.0.0.0:8000)
-#   worker   one Celery worker (`celery -A ecglens.worker worker`); concurrency WORKER_CONCURRENCY (default 1:
-#            one process per GPU, which then keeps its classifier and policy on that device)
+#   worker   one Celery worker (`celery -A ecglens.worker worker`). WORKER_CONCURRENCY=1 (default, and always
+#            for a GPU worker): the solo pool, jobs run in the worker process itself, which loads each classifier
+#            once and keeps it on its device (CUDA is never initialised before a fork). Above 1: a prefork pool
+#            of that many CPU processes.
 #   migrate  one-shot start-up step: `ecglens db upgrade`, then the first admin key, printed once
 #   *        anything else is run as given (e.g. `ecglens create-key --role analyst`)
 #
@@ -19,10 +21,13 @@ case "$role" in
     exec ecglens serve --host "${API_HOST:-0.0.0.0}" --port "${API_PORT:-8000}" "$@"
     ;;
   worker)
+    concurrency="${WORKER_CONCURRENCY:-1}"
+    pool=prefork
+    [ "$concurrency" = "1" ] && pool=solo
     # -n: a unique node name per container/process (the host name is the container id under compose).
     exec celery -A ecglens.worker worker \
       --loglevel "${WORKER_LOGLEVEL:-INFO}" \
-      --concurrency "${WORKER_CONCURRENCY:-1}" \
+      --pool "$pool" --concurrency "$concurrency" \
       -n "${WORKER_NAME:-worker}@%h" "$@"
     ;;
   migrate)

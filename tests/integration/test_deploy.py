@@ -1,0 +1,277 @@
+"""Deployment recipe: what can be checked without a Docker engine.
+
+Static checks read the Dockerfile, docker-compose.yml, .dockerignore and .env.example and hold them against the
+code (console scripts, CLI subcommands, Settings fields, routes). The native test then runs the processes the
+compose file would run, from the same entrypoint script: PostgreSQL and Redis on 127.0.0.1 free ports in temporary
+folders, the one-shot migrate step, the API and one Celery worker, and sends one analysis through them.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "Dockerfile"
+COMPOSE = REPO / "docker-compose.yml"
+DOCKERIGNORE = REPO / ".dockerignore"
+ENV_EXAMPLE = REPO / ".env.example"
+ENTRYPOINT = REPO / "deploy" / "entrypoint.sh"
+HEALTHCHECK = REPO / "deploy" / "healthcheck.py"
+
+
+# --- helpers: reading the recipes ------------------------------------------------------------------------------
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` pairs of a Dockerfile, continuation lines joined, comments dropped."""
+    lines, current = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):  # a comment inside a continued instruction
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        current += line
+        lines.append(current)
+        current = ""
+    out = []
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _ignore_regex(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as a regex: ``**/`` = any folders (or none), ``*`` and ``?`` stop at ``/``."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[" and "]" in pattern[i:]:
+            j = pattern.index("]", i)
+            out, i = out + pattern[i:j + 1], j + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves ``path`` (relative, ``/``-separated) out of the build context.
+
+    Docker's rules: patterns in order, the last one matching wins; ``!`` re-includes; a pattern matching a
+    folder covers everything under it.
+    """
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        regex = _ignore_regex(pattern.lstrip("!").strip("/"))
+        if any(regex.match(prefix) for prefix in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def ignore_patterns() -> list[str]:
+    return [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def app_services(spec: dict) -> dict[str, dict]:
+    """Compose services built from this repository's Dockerfile (api, workers, migrate)."""
+    return {name: svc for name, svc in spec["services"].items() if "build" in svc}
+
+
+def entrypoint_roles() -> set[str]:
+    """The roles ``deploy/entrypoint.sh`` dispatches on (its ``case`` labels, the catch-all excluded)."""
+    text = ENTRYPOINT.read_text()
+    body = text[text.index('case "$role" in'):text.index("esac")]
+    return {m.group(1) for m in re.finditer(r"^\s*([a-z][a-z0-9-]*)\)\s*$", body, re.M)}
+
+
+def env_example_names() -> set[str]:
+    """``ECGLENS_*`` names set in .env.example, active or shown commented out (``# ECGLENS_X=default``)."""
+    return set(re.findall(r"^#?\s*(ECGLENS_[A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.M))
+
+
+# --- compose --------------------------------------------------------------------------------------------------
+
+def test_compose_file_parses_and_has_every_service():
+    spec = compose()
+    assert {"api", "worker", "worker-gpu0", "redis", "postgres", "migrate"} <= set(spec["services"])
+    assert "postgres-data" in spec["volumes"]
+    pg_volumes = spec["services"]["postgres"]["volumes"]
+    assert any(v.startswith("postgres-data:/var/lib/postgresql/data") for v in pg_volumes)
+
+
+def test_gpu_workers_reserve_one_nvidia_device_each():
+    services = compose()["services"]
+    gpu = {name: svc for name, svc in services.items() if name.startswith("worker-gpu")}
+    assert gpu, "no GPU worker in docker-compose.yml"
+    seen: list[str] = []
+    for name, svc in gpu.items():
+        devices = svc["deploy"]["resources"]["reservations"]["devices"]
+        assert len(devices) == 1 and devices[0]["driver"] == "nvidia", name
+        assert "gpu" in devices[0]["capabilities"], name
+        assert len(devices[0]["device_ids"]) == 1, f"{name}: one worker per GPU"
+        seen += devices[0]["device_ids"]
+        assert svc["environment"]["WORKER_CONCURRENCY"] == "1", f"{name}: one process per GPU"
+        assert "cu" in svc["build"]["args"]["TORCH_INDEX_URL"], f"{name}: must be built from a CUDA torch index"
+    assert len(seen) == len(set(seen)), "two GPU workers share a device"
+
+
+def test_migrations_run_once_before_api_and_workers_start():
+    services = compose()["services"]
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", "worker", "worker-gpu0"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+
+
+def test_every_app_service_command_is_an_entrypoint_role():
+    roles = entrypoint_roles()
+    assert {"api", "worker", "migrate"} <= roles
+    for name, svc in app_services(compose()).items():
+        command = svc.get("command") or ["api"]  # the image's CMD
+        assert command[0] in roles, f"service {name}: command {command} is not a role of deploy/entrypoint.sh"
+
+
+def test_app_services_share_database_broker_and_data_volume():
+    services = app_services(compose())
+    envs = [svc["environment"] for svc in services.values()]
+    for key in ("ECGLENS_DATABASE_URL", "ECGLENS_BROKER_URL", "ECGLENS_DATA_DIR"):
+        assert len({env[key] for env in envs}) == 1, f"{key} differs between app services"
+    assert envs[0]["ECGLENS_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert envs[0]["ECGLENS_BROKER_URL"].startswith("redis://redis:")
+    for name, svc in services.items():
+        assert f"ecglens-data:{envs[0]['ECGLENS_DATA_DIR']}" in svc["volumes"], name
+
+
+# --- image recipe ---------------------------------------------------------------------------------------------
+
+def test_dockerfile_is_multi_stage_and_runs_as_an_unprivileged_user():
+    steps = dockerfile_instructions(DOCKERFILE.read_text())
+    stages = [args for word, args in steps if word == "FROM"]
+    assert len(stages) >= 2
+    users = [args for word, args in steps if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert any(word == "COPY" and args.startswith("--from=build") for word, args in steps)
+
+
+def test_torch_comes_from_the_index_build_argument():
+    steps = dockerfile_instructions(DOCKERFILE.read_text())
+    assert any(word == "ARG" and args.startswith("TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu")
+               for word, args in steps)
+    torch_installs = [args for word, args in steps if word == "RUN" and "torch==" in args]
+    assert torch_installs and '--index-url "${TORCH_INDEX_URL}"' in torch_installs[0]
+    # The pin matches pyproject's, so installing the project afterwards never swaps the torch build.
+    pin = next(d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+               if d.startswith("torch=="))
+    assert any(word == "ARG" and args == f"TORCH_VERSION={pin.split('==')[1]}" for word, args in steps)
+
+
+def test_entrypoint_and_healthcheck_are_copied_into_the_image():
+    steps = dockerfile_instructions(DOCKERFILE.read_text())
+    entry = next(args for word, args in steps if word == "ENTRYPOINT")
+    health = next(args for word, args in steps if word == "HEALTHCHECK")
+    assert entry == '["/app/deploy/entrypoint.sh"]'
+    assert "/app/deploy/healthcheck.py" in health
+    runtime = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM"):]
+    copies = [shlex.split(args) for word, args in runtime if word == "COPY" and not args.startswith("--from")]
+    sources = {src.rstrip("/") for parts in copies for src in parts[:-1]}
+    assert {"deploy", "backend", "models", "frontend"} <= sources
+    for src in sources:
+        assert (REPO / src).exists(), f"COPY {src}: not in the repository"
+        assert not dockerignored(src, ignore_patterns()), f"COPY {src}: excluded by .dockerignore"
+    assert ENTRYPOINT.stat().st_mode & 0o111, "deploy/entrypoint.sh is not executable"
+
+
+def test_what_the_entrypoint_runs_is_installed_by_the_image():
+    """``ecglens`` is this project's console script, ``celery`` the celery distribution's; the subcommands and
+    the Celery app module the entrypoint names exist."""
+    text = ENTRYPOINT.read_text()
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["ecglens"] == "ecglens.cli:main"
+    celery_scripts = {e.name for e in importlib.metadata.distribution("celery").entry_points
+                      if e.group == "console_scripts"}
+    assert "celery" in celery_scripts
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.startswith("celery") for d in deps)
+
+    from ecglens.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["serve", "--host", "0.0.0.0", "--port", "8000"], ["db", "upgrade"]):
+        assert re.search(r"\becglens " + re.escape(argv[0]), text), argv
+        try:
+            parser.parse_args(argv)
+        except SystemExit:  # argparse exits when the subcommand or an option does not exist
+            pytest.fail(f"`ecglens {' '.join(argv)}` (run by deploy/entrypoint.sh) is not a valid command")
+    assert "celery -A ecglens.worker worker" in text
+    import ecglens.worker
+
+    assert ecglens.worker.app.main == "ecglens"
+
+
+def test_healthcheck_asks_the_apps_healthz_route():
+    from ecglens.service.app import create_app
+
+    assert "/api/v1/healthz" in HEALTHCHECK.read_text()
+    paths = {getattr(route, "path", "") for route in create_app().routes}
+    assert "/api/v1/healthz" in paths
+
+
+def test_no_secret_reaches_an_image_layer():
+    patterns = ignore_patterns()
+    for path in (".env", "backend/.env", "var/ecglens.db", ".git/config", ".venv/bin/python",
+                 "tests/conftest.py", "deploy/.env.local", "models/server.key"):
+        assert dockerignored(path, patterns), f"{path} would be sent to the Docker build"
+    for path in ("backend/ecglens/__init__.py", "models/builtin.pt", "frontend/index.html",
+                 "deploy/entrypoint.sh", "pyproject.toml"):
+        assert not dockerignored(path, patterns), f"{path} is needed in the image but ignored"
+    steps = dockerfile_instructions(DOCKERFILE.read_text())
+    for word, args in steps:
+        if word in ("ARG", "ENV"):
+            assert not re.search(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY\b", args, re.I), f"{word} {args}"
+
+
+# --- settings -------------------------------------------------------------------------------------------------
+
+def test_env_example_lists_exactly_the_settings_fields():
+    from ecglens.service.config import Settings
+
+    fields = {f"ECGLENS_{name.upper()}" for name in Settings.model_fields}
+    documented = env_example_names()
+    assert documented - fields == set(), "in .env.example but not a Settings field"
+    assert fields - documented == set(), "a Settings field missing from .env.example"
+
+
+def test_env_example_values_load_into_settings(tmp_path, monkeypatch):
+    from ecglens.service.config import Settings
+
+    (tmp_path / ".env").write_text(ENV_EXAMPLE.read_text())
+    monkeypatch.chdir(tmp_path)
+    for name in env_example_names():
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.broker_url == "" and settings.max_upload_mb == 100.0
+    assert settings.data_dir == (tmp_path / "var").resolve()
