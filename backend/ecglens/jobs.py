@@ -1,0 +1,296 @@
+"""Analysis jobs: the `Executor` interface and `run_analysis`, the one function every executor calls.
+
+`LocalExecutor` (default) runs jobs on a thread pool in the API process; `CeleryExecutor` queues them on a Redis
+broker for `ecglens.worker` processes. Either way `run_analysis(analysis_id)` claims the job in the database,
+loads the record and the classifier (once per model per process), runs `ecglens.explain` and
+`ecglens.robustness` with a progress callback that writes progress to the database, and stores the result JSON,
+or marks the job failed with the reason. It is idempotent: a job already done or failed is left alone, and a job
+whose worker died (no progress for ``job_lease_s``) is taken over.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from abc import ABC, abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from sqlalchemy import func, or_, select, update
+
+from ecglens.service.db import DONE, FAILED, QUEUED, RUNNING, Analysis, Model, Record, utcnow
+from ecglens.service.runtime import Runtime
+
+log = logging.getLogger("ecglens.jobs")
+
+# Progress split: the explanation is most of the work, the robustness sweep the rest.
+EXPLAIN_SHARE = 70.0
+CELERY_TASK = "ecglens.run_analysis"
+
+
+class Executor(ABC):
+    """Runs analysis jobs somewhere. ``submit`` must return quickly; the job's state lives in the database."""
+
+    @abstractmethod
+    def submit(self, analysis_id: str) -> None:
+        """Queue the analysis ``analysis_id`` (already in the database with status queued)."""
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Stop accepting jobs; ``wait`` for running ones. Default: do not wait."""
+
+
+class LocalExecutor(Executor):
+    """In-process thread pool (the default when no broker is configured).
+
+    Parameters
+    ----------
+    runtime : Runtime
+        Database and blobs of this process.
+    workers : int
+        Threads. Default: ``runtime.settings.workers``.
+    """
+
+    def __init__(self, runtime: Runtime, workers: int | None = None):
+        self.runtime = runtime
+        self.pool = ThreadPoolExecutor(max_workers=workers or runtime.settings.workers,
+                                       thread_name_prefix="ecglens-job")
+        self.futures: dict[str, Future[str]] = {}
+
+    def submit(self, analysis_id: str) -> None:
+        self.futures[analysis_id] = self.pool.submit(_run_logged, analysis_id, self.runtime)
+
+    def wait(self, analysis_id: str, timeout: float | None = None) -> str:
+        """Block until the job submitted as ``analysis_id`` ends; return its final status."""
+        return self.futures[analysis_id].result(timeout=timeout)
+
+    def shutdown(self, wait: bool = False) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+class CeleryExecutor(Executor):
+    """Queues jobs on the Celery broker at ``runtime.settings.broker_url`` for `ecglens.worker` processes."""
+
+    def __init__(self, runtime: Runtime):
+        from ecglens.worker import make_celery
+
+        self.runtime = runtime
+        self.app = make_celery(runtime.settings)
+
+    def submit(self, analysis_id: str) -> None:
+        self.app.send_task(CELERY_TASK, args=[analysis_id])
+
+
+def make_executor(runtime: Runtime) -> Executor:
+    """`CeleryExecutor` when a broker URL is set, else `LocalExecutor`."""
+    return CeleryExecutor(runtime) if runtime.settings.broker_url else LocalExecutor(runtime)
+
+
+def _run_logged(analysis_id: str, runtime: Runtime) -> str:
+    try:
+        return run_analysis(analysis_id, runtime)
+    except Exception:  # noqa: BLE001 - a pool thread must not die silently
+        log.exception("analysis %s: job crashed", analysis_id)
+        raise
+
+
+class ClassifierCache:
+    """Each model's classifier loaded once per process and kept (keyed by model name and spec)."""
+
+    def __init__(self, device: str = "auto"):
+        self.device = device
+        self._items: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: Model) -> Any:
+        key = (model.name, model.spec)
+        with self._lock:
+            if key not in self._items:
+                from ecglens import load_classifier
+                from ecglens.classifiers.card import ModelCard
+
+                card = ModelCard.from_dict(model.card) if model.kind == "http" and model.card else None
+                self._items[key] = load_classifier(model.spec, card=card, device=self.device)
+            return self._items[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+CLASSIFIERS = ClassifierCache(device=os.environ.get("ECGLENS_DEVICE", "auto"))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+def _age_s(stamp: str | None) -> float:
+    if not stamp:
+        return float("inf")
+    then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - then).total_seconds()
+
+
+@dataclass
+class _Claim:
+    record_id: str
+    model: str
+    distortions: list[str] | None
+    query_budget: int
+    seed: int
+    start_s: float | None
+
+
+def claim(runtime: Runtime, analysis_id: str, worker: str | None = None) -> tuple[str, _Claim | None]:
+    """Take the job if it is queued, or running with a stale lease (its worker died); compare-and-set so only
+    one worker wins. Returns (status, claim): claim is None when the job is not ours to run."""
+    lease = runtime.settings.job_lease_s
+    with runtime.sessions() as session:
+        row = session.get(Analysis, analysis_id)
+        if row is None:
+            return "missing", None
+        if row.status in (DONE, FAILED):
+            return row.status, None
+        if row.status == RUNNING and _age_s(row.heartbeat_at) < lease:
+            return "busy", None
+        now = utcnow()
+        won = session.execute(
+            update(Analysis)
+            .where(Analysis.id == analysis_id, Analysis.status == row.status,
+                   or_(Analysis.heartbeat_at.is_(None), Analysis.heartbeat_at == row.heartbeat_at))
+            .values(status=RUNNING, attempts=Analysis.attempts + 1, started_at=now, heartbeat_at=now,
+                    worker=(worker or worker_name())[:200], progress=0.0, error=None)
+        ).rowcount
+        session.commit()
+        if not won:
+            return "busy", None
+        return RUNNING, _Claim(row.record_id, row.model, row.distortions, row.query_budget, row.seed, row.start_s)
+
+
+class ProgressWriter:
+    """The progress callback given to explain / robustness: maps their fraction into ``[lo, hi]`` percent and
+    writes it (and the heartbeat) to the database at most every ``interval_s`` seconds.
+
+    Accepts ``progress(fraction)`` with fraction in [0, 1], or ``progress(done, total)``.
+    """
+
+    def __init__(self, runtime: Runtime, analysis_id: str, lo: float, hi: float, interval_s: float = 0.5):
+        self.runtime, self.analysis_id, self.lo, self.hi = runtime, analysis_id, lo, hi
+        self.interval_s = interval_s
+        self._last = 0.0
+
+    def __call__(self, done: Any = None, total: Any = None, *args: Any, **kwargs: Any) -> None:
+        try:
+            frac = float(done) / float(total) if total else float(done if done is not None else 0.0)
+        except (TypeError, ValueError, ZeroDivisionError):
+            return
+        frac = min(max(frac, 0.0), 1.0)
+        now = time.monotonic()
+        if now - self._last < self.interval_s and frac < 1.0:
+            return
+        self._last = now
+        self.write(self.lo + frac * (self.hi - self.lo))
+
+    def write(self, percent: float) -> None:
+        with self.runtime.sessions() as session:
+            session.execute(update(Analysis).where(Analysis.id == self.analysis_id, Analysis.status == RUNNING)
+                            .values(progress=round(percent, 1), heartbeat_at=utcnow()))
+            session.commit()
+
+
+def run_analysis(analysis_id: str, runtime: Runtime | None = None, *, worker: str | None = None,
+                 classifiers: ClassifierCache | None = None) -> str:
+    """Run one analysis job to the end; return its final status ("done", "failed"), or "busy" / "missing" when
+    the job is not this worker's to run (another live worker has it, or it does not exist).
+
+    Parameters
+    ----------
+    analysis_id : str
+        Row id in ``analyses``.
+    runtime : Runtime or None
+        Database and blobs. Default: built from the environment's `Settings`.
+    worker : str or None
+        Name recorded on the job. Default: host:pid:thread.
+    classifiers : ClassifierCache or None
+        Where loaded classifiers are kept. Default: the process-wide cache.
+    """
+    if runtime is None:
+        from ecglens.service.config import Settings
+
+        runtime = Runtime(Settings())
+    status, job = claim(runtime, analysis_id, worker)
+    if job is None:
+        return status
+    started = time.monotonic()
+    try:
+        result, queries = _explain_and_stress(runtime, analysis_id, job, classifiers or CLASSIFIERS)
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("analysis %s failed: %s", analysis_id, type(exc).__name__)
+        _finish(runtime, analysis_id, FAILED, started, error=reason)
+        return FAILED
+    _finish(runtime, analysis_id, DONE, started, result=json.dumps(result, allow_nan=False), queries=queries)
+    return DONE
+
+
+def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
+                        classifiers: ClassifierCache) -> tuple[dict[str, Any], int]:
+    import ecglens
+    from ecglens.service.signals import load_ecg
+
+    with runtime.sessions() as session:
+        record = session.get(Record, job.record_id)
+        model = session.get(Model, job.model)
+        if record is None or record.deleted_at is not None:
+            raise LookupError(f"record {job.record_id} was deleted")
+        if model is None:
+            raise LookupError(f"model {job.model!r} is not registered")
+        session.expunge_all()
+    ecg = load_ecg(record, runtime.blobs)
+    clf = classifiers.get(model)
+    explanation = ecglens.explain(ecg, clf, distortions=job.distortions, query_budget=job.query_budget,
+                                  seed=job.seed, start_s=job.start_s,
+                                  progress=ProgressWriter(runtime, analysis_id, 0.0, EXPLAIN_SHARE))
+    report = ecglens.robustness(ecg, clf, distortions=job.distortions, seed=job.seed,
+                                progress=ProgressWriter(runtime, analysis_id, EXPLAIN_SHARE, 100.0))
+    result = {"explanation": explanation.to_dict(), "robustness": report.to_dict()}
+    return result, int(explanation.queries) + int(report.queries)
+
+
+def _finish(runtime: Runtime, analysis_id: str, status: str, started: float, *, result: str | None = None,
+            error: str | None = None, queries: int = 0) -> None:
+    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "heartbeat_at": utcnow(),
+                              "duration_s": round(time.monotonic() - started, 4), "error": error,
+                              "queries": queries}
+    if status == DONE:
+        values.update(progress=100.0, result=result)
+    with runtime.sessions() as session:
+        session.execute(update(Analysis).where(Analysis.id == analysis_id, Analysis.status == RUNNING)
+                        .values(**values))
+        session.commit()
+
+
+def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
+    """Resubmit jobs left queued or running by a previous run of an in-process executor; return how many."""
+    with runtime.sessions() as session:
+        ids = session.scalars(select(Analysis.id).where(Analysis.status.in_((QUEUED, RUNNING)))).all()
+        session.execute(update(Analysis).where(Analysis.status == RUNNING)
+                        .values(status=QUEUED, heartbeat_at=None))
+        session.commit()
+    for analysis_id in ids:
+        executor.submit(analysis_id)
+    return len(ids)
+
+
+def queue_depth(runtime: Runtime) -> int:
+    """Jobs waiting (status queued)."""
+    with runtime.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(Analysis).where(Analysis.status == QUEUED)) or 0)
+
+
+ProgressCallback = Callable[..., None]

@@ -1,0 +1,7 @@
+"""The ECG Lens REST service: ``create_app(settings=None)`` builds the FastAPI app (see DESIGN.md, REST)."""
+from __future__ import annotations
+
+from ecglens.service.app import create_app
+from ecglens.service.config import Settings
+
+__all__ = ["create_app", "Settings"]

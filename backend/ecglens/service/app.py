@@ -1,0 +1,118 @@
+"""The FastAPI app factory: ``create_app(settings=None)``.
+
+Routes live under ``/api/v1`` (``/healthz`` and ``/metrics`` also at the root), OpenAPI at ``/docs``, plotly.js
+from the Python plotly package at ``/static/vendor/plotly.min.js``, and the static frontend at ``/`` when
+``frontend/index.html`` exists. Migrations run when the app is built.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+import ecglens
+from ecglens.jobs import LocalExecutor, make_executor, resume_unfinished
+from ecglens.service.config import Settings
+from ecglens.service.db import Model, utcnow
+from ecglens.service.metrics import MetricsRegistry
+from ecglens.service.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from ecglens.service.routes import analyses, audit, health, keys, metrics, models, records
+from ecglens.service.runtime import Runtime
+
+log = logging.getLogger("ecglens.service")
+API_PREFIX = "/api/v1"
+REPO_FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
+_TAGS = [
+    {"name": "records", "description": "Upload ECG records (WFDB, EDF, CSV, JSON, DICOM, HL7 aECG, zip) and read "
+                                       "them back for display."},
+    {"name": "analyses", "description": "Explain + robustness jobs on a record with a registered classifier."},
+    {"name": "models", "description": "The classifier registry."},
+    {"name": "audit", "description": "Who did what: the hash-chained audit log (auditor, admin)."},
+    {"name": "keys", "description": "API keys (admin)."},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for ``settings`` (default: from ``ECGLENS_*`` environment variables and ``.env``)."""
+    settings = settings or Settings()
+    runtime = Runtime(settings)
+    runtime.engine  # noqa: B018 - migrate now, so a bad database URL fails at start, not on a request
+    _register_builtin(runtime)
+    executor = make_executor(runtime)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if isinstance(executor, LocalExecutor):
+            resumed = resume_unfinished(runtime, executor)
+            if resumed:
+                log.info("resumed %d unfinished analyses", resumed)
+        yield
+        executor.shutdown(wait=False)
+        runtime.close()
+
+    app = FastAPI(title="ECG Lens", version=ecglens.__version__, lifespan=lifespan, openapi_tags=_TAGS,
+                  description="Explain and stress-test black-box ECG classifiers. Authenticate with "
+                              "`Authorization: Bearer <API key>` (create one with `ecglens create-key`).")
+    app.state.runtime = runtime
+    app.state.executor = executor
+    app.state.metrics = MetricsRegistry()
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (records, analyses, models, audit, keys, health, metrics):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+
+    # Added innermost first: metrics see everything, the audit sees the final status, the limit wraps the body.
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(AuditMiddleware, runtime=runtime)
+    app.add_middleware(MetricsMiddleware, registry=app.state.metrics)
+
+    plotly_js = _plotly_js()
+    if plotly_js is not None:
+        @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
+        def plotly_min_js() -> FileResponse:
+            return FileResponse(plotly_js, media_type="text/javascript")
+
+    frontend = settings.frontend_dir or REPO_FRONTEND
+    if (Path(frontend) / "index.html").is_file():  # mounted last: API routes win
+        app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
+    return app
+
+
+def _plotly_js() -> Path | None:
+    try:
+        import plotly
+    except ImportError:  # pragma: no cover
+        return None
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return path if path.is_file() else None
+
+
+def _register_builtin(runtime: Runtime) -> None:
+    """Put the shipped classifier in the registry as "builtin" (its card from ``models/builtin.json``)."""
+    from ecglens.classifiers import BUILTIN, models_dir
+
+    card_file = models_dir() / f"{BUILTIN}.json"
+    try:
+        card = json.loads(card_file.read_text()) if card_file.is_file() else {}
+    except (OSError, ValueError):
+        card = {}
+    with runtime.sessions() as session:
+        row = session.get(Model, BUILTIN)
+        if row is None:
+            session.add(Model(name=BUILTIN, kind="builtin", spec=BUILTIN, card=card, created_at=utcnow()))
+        elif card and row.card != card:
+            row.card = card
+        session.commit()

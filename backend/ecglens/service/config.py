@@ -1,0 +1,93 @@
+"""Service settings: one pydantic-settings class read from ``ECGLENS_*`` environment variables and ``.env``.
+
+Every setting has a default that runs a single-machine server (``make run``): SQLite and blobs under
+``./var``, the in-process executor, CORS off.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration.
+
+    Attributes
+    ----------
+    data_dir : Path
+        Database file (SQLite default), blob store, decoded-signal cache, registered models and the first admin
+        key file. Default: ``./var``.
+    database_url : str
+        SQLAlchemy URL. Default: empty = ``sqlite:///<data_dir>/ecglens.db``. PostgreSQL:
+        ``postgresql+psycopg://user:pass@host:5432/db``.
+    broker_url : str
+        Celery broker (``redis://host:6379/0``). Default: empty = in-process executor.
+    max_upload_mb : float
+        Largest request body accepted, in MiB; larger ones get 413 while streaming. Default: 100.
+    workers : int
+        Threads of the in-process executor. Default: 1.
+    allowed_model_hosts : list of str
+        Host names (``host`` or ``host:port``) an HTTP classifier endpoint may be registered on. Default: none.
+    cors_origins : list of str
+        Origins allowed by CORS. Default: none (CORS off).
+    metrics_public : bool
+        Serve ``/metrics`` without a key (aggregate counts only). Default: False (admin or service key).
+    visibility_timeout_s : int
+        Celery/Redis: seconds before an unacknowledged job is handed to another worker. Default: 3600.
+    job_lease_s : float
+        A running job whose progress has not moved for this long may be taken over by another worker. Default: 600.
+    frontend_dir : Path or None
+        Static frontend served at ``/`` when it holds an ``index.html``. Default: ``frontend/`` of the repository.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ECGLENS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    broker_url: str = ""
+    max_upload_mb: float = Field(default=100.0, gt=0)
+    workers: int = Field(default=1, ge=1, le=64)
+    allowed_model_hosts: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
+    metrics_public: bool = False
+    visibility_timeout_s: int = Field(default=3600, ge=1)
+    job_lease_s: float = Field(default=600.0, gt=0)
+    frontend_dir: Path | None = None
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL in use (``database_url`` or the SQLite file in ``data_dir``)."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'ecglens.db'}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Decoded signals (float32 ``.npy``), derived from the blobs and safe to delete."""
+        return self.data_dir / "cache"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin-key.txt"
+
+
+def get_settings() -> Settings:
+    """Settings from the environment (and ``.env``), read afresh on each call."""
+    return Settings()

@@ -1,0 +1,106 @@
+"""Injected dependencies: the database session, the calling key, and per-endpoint access checks.
+
+Every endpoint declares its access with `Access(action, object_type, roles)`: it names the audit action first
+(so refused requests are audited too), then authenticates the bearer key (401) and checks its role (403).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from ecglens.service.auth import ADMIN, AUDITOR, CLINICIAN, SERVICE, authenticate
+from ecglens.service.db import ApiKey
+from ecglens.service.runtime import Runtime
+
+# Who may do what (the role x endpoint matrix; tests/api/test_roles.py walks it).
+EVERYONE = (CLINICIAN, AUDITOR, ADMIN, SERVICE)
+UPLOADERS = (CLINICIAN, ADMIN, SERVICE)             # upload records, start analyses
+SIGNAL_READERS = (CLINICIAN, ADMIN, SERVICE)        # samples and results (service: its own only)
+AUDIT_READERS = (AUDITOR, ADMIN)
+ADMINS = (ADMIN,)
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ecgl_...`")
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _authenticate(request: Request, session: Session, creds: HTTPAuthorizationCredentials | None) -> ApiKey:
+    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key (Authorization: Bearer <key>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    key = authenticate(session, creds.credentials)
+    if key is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key",
+                            headers={"WWW-Authenticate": "Bearer"})
+    request.state.key = key
+    return key
+
+
+def current_key(request: Request, session: SessionDep,
+                creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+    """The active key of the caller (401 when absent or invalid)."""
+    return _authenticate(request, session, creds)
+
+
+CurrentKey = Annotated[ApiKey, Depends(current_key)]
+
+
+def Access(action: str | None, object_type: str | None, roles: tuple[str, ...]) -> Any:  # noqa: N802
+    """A dependency returning the caller's key when its role is in ``roles`` (401 no key, 403 wrong role).
+
+    Parameters
+    ----------
+    action : str or None
+        Audit action ("record.read"); None for endpoints that are not audited (health, model list, metrics).
+    object_type : str or None
+        Audited object type ("record", "analysis", "model", "key", "audit").
+    roles : tuple of str
+        Roles allowed.
+    """
+
+    def check(request: Request, session: SessionDep,
+              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+        if action is not None:
+            request.state.audit = {"action": action, "object_type": object_type}
+        key = _authenticate(request, session, creds)
+        if key.role not in roles:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"role {key.role!r} may not {action or 'use this endpoint'} "
+                                f"(allowed: {', '.join(roles)})")
+        return key
+
+    return Depends(check)
+
+
+def audit_object(request: Request, object_id: str | None = None, record_id: str | None = None) -> None:
+    """Name the object (and its record) of this request's audit event when the path does not."""
+    if object_id is not None:
+        request.state.audit_object_id = object_id
+    if record_id is not None:
+        request.state.audit_record_id = record_id
+
+
+def not_found(kind: str, object_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"{kind} {object_id[:64]!r} not found")
+
+
+def owns(key: ApiKey, created_by: str | None) -> bool:
+    """Whether ``key`` may see an object created by ``created_by``: a service key sees only its own."""
+    return key.role != SERVICE or created_by == key.id

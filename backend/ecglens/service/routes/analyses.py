@@ -1,0 +1,131 @@
+"""``/analyses``: start an explain + robustness job, read its state and result, follow its progress (SSE)."""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy import func, select
+
+from ecglens.service.db import DONE, FAILED, QUEUED, Analysis, ApiKey, Model, Record, new_id, utcnow
+from ecglens.service.deps import (EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
+                                  audit_object, not_found, owns)
+from ecglens.service.runtime import Runtime
+from ecglens.service.schemas import AnalysisCreate, AnalysisCreated, AnalysisPublic, ListOf, Problem
+
+router = APIRouter(prefix="/analyses", tags=["analyses"])
+_ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
+# Seconds between database polls of the progress stream.
+EVENT_POLL_S = 0.25
+
+
+def public(row: Analysis, with_result: bool) -> AnalysisPublic:
+    """The API view of a job; the result only when ``with_result`` (auditors see metadata, not results)."""
+    result = row.result_dict() if with_result and row.status == DONE else None
+    fields = {k: getattr(row, k) for k in AnalysisPublic.model_fields if k not in ("explanation", "robustness")}
+    return AnalysisPublic(**fields, explanation=(result or {}).get("explanation"),
+                          robustness=(result or {}).get("robustness"))
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=AnalysisCreated,
+             responses={**_ERRORS, 422: {"model": Problem}})
+def create_analysis(body: AnalysisCreate, request: Request, session: SessionDep,
+                    key: Annotated[ApiKey, Access("analysis.create", "analysis", UPLOADERS)]) -> AnalysisCreated:
+    """Queue an analysis of a record with a registered model; poll ``GET /analyses/{id}`` or follow
+    ``/analyses/{id}/events``."""
+    audit_object(request, record_id=body.record_id[:32])
+    record = session.get(Record, body.record_id)
+    if record is None or record.deleted_at is not None or not owns(key, record.created_by):
+        raise not_found("record", body.record_id)
+    if session.get(Model, body.model) is None:
+        raise HTTPException(404, f"model {body.model[:80]!r} is not registered (see GET /api/v1/models)")
+    row = Analysis(id=new_id(), record_id=record.id, model=body.model, distortions=body.distortions,
+                   query_budget=body.query_budget, seed=body.seed, start_s=body.start_s, status=QUEUED,
+                   progress=0.0, queries=0, attempts=0, created_by=key.id, created_at=utcnow())
+    session.add(row)
+    session.commit()
+    audit_object(request, object_id=row.id)
+    request.app.state.executor.submit(row.id)
+    return AnalysisCreated(id=row.id, status=QUEUED)
+
+
+@router.get("", response_model=ListOf[AnalysisPublic], responses=_ERRORS)
+def read_analyses(request: Request, session: SessionDep,
+                  key: Annotated[ApiKey, Access("analysis.list", "analysis", EVERYONE)],
+                  record_id: Annotated[str | None, Query(max_length=64)] = None,
+                  skip: Annotated[int, Query(ge=0)] = 0,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ListOf[AnalysisPublic]:
+    """Jobs, newest first, without results (read one job for its result); filter by ``record_id``."""
+    query = select(Analysis)
+    if record_id is not None:
+        audit_object(request, record_id=record_id[:32])
+        query = query.where(Analysis.record_id == record_id)
+    if key.role == "service":
+        query = query.where(Analysis.created_by == key.id)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Analysis.created_at.desc()).offset(skip).limit(limit)).all()
+    return ListOf[AnalysisPublic](data=[public(r, with_result=False) for r in rows], count=count)
+
+
+def _get_analysis(session: SessionDep, key: ApiKey, analysis_id: str) -> Analysis:
+    row = session.get(Analysis, analysis_id)
+    if row is None or not owns(key, row.created_by):
+        raise not_found("analysis", analysis_id)
+    return row
+
+
+@router.get("/{analysis_id}", response_model=AnalysisPublic, responses=_ERRORS)
+def read_analysis(analysis_id: str, request: Request, session: SessionDep,
+                  key: Annotated[ApiKey, Access("analysis.read", "analysis", EVERYONE)]) -> AnalysisPublic:
+    """Status, progress 0-100, the error when failed, and when done the Explanation and RobustnessReport
+    (auditors get the job's metadata without the result)."""
+    row = _get_analysis(session, key, analysis_id)
+    audit_object(request, record_id=row.record_id)
+    return public(row, with_result=key.role in SIGNAL_READERS)
+
+
+@router.get("/{analysis_id}/events", responses={**_ERRORS, 200: {"content": {"text/event-stream": {}},
+                                                                  "description": "server-sent events"}})
+def read_analysis_events(analysis_id: str, request: Request, session: SessionDep, runtime: RuntimeDep,
+                         key: Annotated[ApiKey, Access("analysis.events", "analysis", SIGNAL_READERS)]
+                         ) -> StreamingResponse:
+    """Server-sent events: ``progress`` ({status, progress}) whenever it changes, then one ``done`` or
+    ``failed`` event (with ``error``) and the stream ends."""
+    row = _get_analysis(session, key, analysis_id)
+    audit_object(request, record_id=row.record_id)
+    return StreamingResponse(_events(runtime, analysis_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _events(runtime: Runtime, analysis_id: str) -> AsyncIterator[str]:
+    last: tuple[str, float] | None = None
+    idle = 0.0
+    while True:
+        state = await anyio.to_thread.run_sync(_state, runtime, analysis_id)
+        if state is None:
+            return
+        status_, progress, error = state
+        if (status_, progress) != last:
+            last, idle = (status_, progress), 0.0
+            payload = {"id": analysis_id, "status": status_, "progress": progress}
+            if status_ in (DONE, FAILED):
+                payload["error"] = error
+                yield f"event: {status_}\ndata: {json.dumps(payload)}\n\n"
+                return
+            yield f"event: progress\ndata: {json.dumps(payload)}\n\n"
+        else:
+            idle += EVENT_POLL_S
+            if idle >= 15.0:  # a comment line keeps proxies from closing a quiet stream
+                idle = 0.0
+                yield ": keep-alive\n\n"
+        await asyncio.sleep(EVENT_POLL_S)
+
+
+def _state(runtime: Runtime, analysis_id: str) -> tuple[str, float, str | None] | None:
+    with runtime.sessions() as session:
+        row = session.get(Analysis, analysis_id)
+        return None if row is None else (row.status, float(row.progress), row.error)

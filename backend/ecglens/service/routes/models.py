@@ -1,0 +1,160 @@
+"""``/models``: the classifier registry (list; admins register TorchScript / ONNX files or HTTP endpoints)."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
+from sqlalchemy import select
+
+from ecglens.errors import ClassifierError
+from ecglens.service.db import ApiKey, Model, utcnow
+from ecglens.service.deps import ADMINS, EVERYONE, Access, RuntimeDep, SessionDep, audit_object
+from ecglens.service.runtime import Runtime
+from ecglens.service.schemas import ListOf, ModelPublic, Problem
+
+router = APIRouter(prefix="/models", tags=["models"])
+_ERRORS = {401: {"model": Problem}, 403: {"model": Problem}}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_KINDS = {".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript",
+          ".onnx": "onnx"}
+_REGISTER_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "properties": {
+        "name": {"type": "string", "description": "Registry name; default: the card's name."},
+        "file": {"type": "string", "format": "binary", "description": "TorchScript (.pt) or ONNX (.onnx) model."},
+        "card": {"type": "string", "description": "Model card JSON (a file or a text field)."},
+        "endpoint": {"type": "string", "description": "http(s) URL of a classifier on an allowed host."}}}}}}}
+
+
+def public(row: Model) -> ModelPublic:
+    return ModelPublic(name=row.name, kind=row.kind, card=row.card or {}, sha256=row.sha256,
+                       created_by=row.created_by, created_at=row.created_at,
+                       endpoint=row.spec if row.kind == "http" else None)
+
+
+@router.get("", response_model=ListOf[ModelPublic], responses=_ERRORS)
+def read_models(session: SessionDep, key: Annotated[ApiKey, Access("model.list", "model", EVERYONE)]
+                ) -> ListOf[ModelPublic]:
+    """Registered classifiers with their model cards."""
+    rows = session.scalars(select(Model).order_by(Model.created_at)).all()
+    return ListOf[ModelPublic](data=[public(r) for r in rows], count=len(rows))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelPublic, openapi_extra=_REGISTER_BODY,
+             responses={**_ERRORS, 409: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}})
+async def create_model(request: Request, runtime: RuntimeDep,
+                       key: Annotated[ApiKey, Access("model.create", "model", ADMINS)]) -> ModelPublic:
+    """Register a classifier: a TorchScript or ONNX ``file`` with its ``card`` JSON, or an HTTP ``endpoint``
+    on a host in ``ECGLENS_ALLOWED_MODEL_HOSTS`` (card optional: else fetched from ``{endpoint}/card``). The
+    model is loaded and asked about one blank input before it is accepted."""
+    try:
+        form = await request.form(max_files=4, max_fields=20)
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(422, f"malformed multipart body ({type(exc).__name__})") from None
+    try:
+        fields: dict[str, Any] = {}
+        for name, value in form.multi_items():
+            fields[name] = (value.filename or "", await value.read()) if isinstance(value, StarletteUpload) else value
+    finally:
+        await form.close()
+    row = await run_in_threadpool(_register, runtime, fields, key)
+    audit_object(request, object_id=row.name)
+    return public(row)
+
+
+def _register(runtime: Runtime, fields: dict[str, Any], key: ApiKey) -> Model:
+    card = _card(fields.get("card"))
+    endpoint = fields.get("endpoint")
+    upload = fields.get("file")
+    if bool(endpoint) == bool(upload):
+        raise HTTPException(422, "send either 'file' (with 'card') or 'endpoint', not both or neither")
+    from ecglens.classifiers.card import ModelCard
+
+    model_card = None
+    if card is not None:
+        try:
+            model_card = ModelCard.from_dict(card)
+        except (ClassifierError, TypeError, ValueError) as exc:
+            raise HTTPException(422, f"model card: {exc}") from None
+    name = str(fields.get("name") or (model_card.name if model_card else "")).strip()
+    if not _NAME.match(name):
+        raise HTTPException(422, "model name must be 1-100 letters, digits, '_', '.' or '-'"
+                                 " (give 'name' or a card with one)")
+    with runtime.sessions() as session:
+        if session.get(Model, name) is not None:
+            raise HTTPException(409, f"model {name!r} is already registered")
+    if endpoint:
+        kind, spec, sha = "http", _allowed_endpoint(runtime, str(endpoint)), None
+    else:
+        if not isinstance(upload, tuple):
+            raise HTTPException(422, "'file' must be a file part")
+        filename, data = upload
+        suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+        if suffix not in _KINDS:
+            raise HTTPException(422, f"{filename or 'file'}: expected a TorchScript (.pt) or ONNX (.onnx) model")
+        if model_card is None:
+            raise HTTPException(422, f"{filename}: a model file needs its 'card' JSON")
+        kind = _KINDS[suffix]
+        sha = runtime.blobs.put(data)
+        folder = runtime.settings.model_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}-{sha[:12]}{'.pt' if kind == 'torchscript' else '.onnx'}"
+        path.write_bytes(data)
+        model_card.save(path.with_suffix(".json"))
+        spec = str(path)
+    card_dict = _check_loads(kind, spec, model_card)
+    row = Model(name=name, kind=kind, spec=spec, card=card_dict, sha256=sha, created_by=key.id, created_at=utcnow())
+    with runtime.sessions() as session:
+        session.add(row)
+        session.commit()
+    return row
+
+
+def _card(value: Any) -> dict[str, Any] | None:
+    if value is None or value == "":
+        return None
+    text = value[1] if isinstance(value, tuple) else value
+    try:
+        card = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(422, f"model card is not valid JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise HTTPException(422, "model card must be a JSON object")
+    return card
+
+
+def _allowed_endpoint(runtime: Runtime, url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HTTPException(422, f"endpoint {url[:200]!r} is not an http(s) URL")
+    allowed = {h.lower() for h in runtime.settings.allowed_model_hosts}
+    host = parts.hostname.lower()
+    if host not in allowed and f"{host}:{parts.port}" not in allowed:
+        raise HTTPException(422, f"endpoint host {host!r} is not in the allow-list (ECGLENS_ALLOWED_MODEL_HOSTS)")
+    return url.strip()
+
+
+def _check_loads(kind: str, spec: str, card: Any) -> dict[str, Any]:
+    """Load the classifier on CPU and ask it about one blank input; its card as registered."""
+    from ecglens import load_classifier
+    from ecglens.classifiers.base import input_samples
+
+    try:
+        clf = load_classifier(spec, card=card if kind == "http" else None, device="cpu")
+        probe = np.zeros((1, len(clf.lead_names), input_samples(clf)), dtype=np.float32)
+        out = np.asarray(clf.predict_proba(probe))
+        if out.shape != (1, len(clf.class_names)):
+            raise ClassifierError(f"answered shape {out.shape} for 1 input, expected (1, {len(clf.class_names)})")
+    except ClassifierError as exc:
+        raise HTTPException(422, f"model rejected: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a broken model file is the upload's fault
+        raise HTTPException(422, f"model rejected: {type(exc).__name__}: {str(exc)[:300]}") from None
+    card_obj = getattr(clf, "card", None)
+    return card_obj.to_dict() if hasattr(card_obj, "to_dict") else (card.to_dict() if card else {})

@@ -1,0 +1,153 @@
+"""``/records``: upload (multipart files or zips), list, read, signal window for display, soft delete."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
+from sqlalchemy import func, select
+
+from ecglens.service.db import ApiKey, Blob, Record, new_id, utcnow
+from ecglens.service.deps import (ADMINS, EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
+                                  audit_object, not_found, owns)
+from ecglens.service.runtime import Runtime
+from ecglens.service.schemas import ListOf, Problem, RecordPublic, SignalWindow
+from ecglens.service.signals import cached_signal, minmax_decimate, write_cache
+from ecglens.service.uploads import (UploadError, UploadFile, expand_zips, group_records, jsonable_header,
+                                     read_group, record_format, safe_name)
+
+router = APIRouter(prefix="/records", tags=["records"])
+_ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                               "description": "One or more record files (WFDB .hea + .dat "
+                                                              "pairs matched by record name) or .zip archives."}},
+    "required": ["files"]}}}}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ListOf[RecordPublic],
+             openapi_extra=_UPLOAD_BODY,
+             responses={**_ERRORS, 413: {"model": Problem}, 422: {"model": Problem,
+                                                                   "description": "the reader's message"}})
+async def create_records(request: Request, runtime: RuntimeDep,
+                         key: Annotated[ApiKey, Access("record.create", "record", UPLOADERS)]) -> ListOf[RecordPublic]:
+    """Upload one or more records: multipart field ``files`` (any field name is accepted), each a record file
+    or a zip of them. Answers the records created, in upload order; nothing is stored when any file is bad."""
+    try:
+        form = await request.form(max_files=1000, max_fields=100)
+    except HTTPException:
+        raise
+    except Exception as exc:  # malformed multipart
+        raise HTTPException(422, f"malformed multipart body ({type(exc).__name__})") from None
+    files: list[UploadFile] = []
+    try:
+        for _field, value in form.multi_items():
+            if isinstance(value, StarletteUpload):
+                files.append(UploadFile(safe_name(value.filename), await value.read()))
+    finally:
+        await form.close()
+    try:
+        records = await run_in_threadpool(_store_upload, runtime, files, key)
+    except UploadError as exc:
+        raise HTTPException(exc.status, str(exc)) from None
+    audit_object(request, object_id=",".join(r.id for r in records)[:200],
+                 record_id=records[0].id if len(records) == 1 else None)
+    return ListOf[RecordPublic](data=[RecordPublic.model_validate(r) for r in records], count=len(records))
+
+
+def _store_upload(runtime: Runtime, files: list[UploadFile], key: ApiKey) -> list[Record]:
+    """Read every record first (all or nothing), then keep the bytes as blobs and add the rows."""
+    if not files:
+        raise UploadError("no files in the upload (send multipart field 'files')")
+    expanded = expand_zips(files, runtime.settings.max_upload_bytes)
+    groups = group_records(expanded)
+    read = [(g, read_group(g)) for g in groups]
+    rows: list[Record] = []
+    with runtime.sessions() as session:
+        for group, ecg in read:
+            entries = []
+            for f in group.files:
+                sha = runtime.blobs.put(f.data)
+                if session.get(Blob, sha) is None:
+                    session.add(Blob(sha256=sha, size=len(f.data)))
+                    session.flush()
+                entries.append({"filename": f.filename, "sha256": sha, "size": len(f.data),
+                                "container": f.container})
+            row = Record(id=new_id(), name=(ecg.name or group.main.filename.rsplit(".", 1)[0])[:255],
+                         filename=group.main.filename, format=record_format(ecg, group.main.filename), fs=ecg.fs,
+                         leads=list(ecg.leads), n_samples=ecg.n_samples, duration_s=round(ecg.duration_s, 6),
+                         files=entries, header=jsonable_header(ecg.metadata), created_by=key.id, created_at=utcnow())
+            write_cache(runtime.settings.cache_dir, row.id, ecg.signal)
+            session.add(row)
+            rows.append(row)
+        session.commit()
+    return rows
+
+
+@router.get("", response_model=ListOf[RecordPublic], responses=_ERRORS)
+def read_records(session: SessionDep, key: Annotated[ApiKey, Access("record.list", "record", EVERYONE)],
+                 skip: Annotated[int, Query(ge=0)] = 0,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ListOf[RecordPublic]:
+    """Records not deleted, newest first (a service key sees its own only)."""
+    query = select(Record).where(Record.deleted_at.is_(None))
+    if key.role == "service":
+        query = query.where(Record.created_by == key.id)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Record.created_at.desc()).offset(skip).limit(limit)).all()
+    return ListOf[RecordPublic](data=[RecordPublic.model_validate(r) for r in rows], count=count)
+
+
+def _get_record(session: SessionDep, key: ApiKey, record_id: str) -> Record:
+    row = session.get(Record, record_id)
+    if row is None or row.deleted_at is not None or not owns(key, row.created_by):
+        raise not_found("record", record_id)
+    return row
+
+
+@router.get("/{record_id}", response_model=RecordPublic, responses=_ERRORS)
+def read_record(record_id: str, session: SessionDep,
+                key: Annotated[ApiKey, Access("record.read", "record", EVERYONE)]) -> RecordPublic:
+    """One record's metadata (no samples, no header fields)."""
+    return RecordPublic.model_validate(_get_record(session, key, record_id))
+
+
+@router.get("/{record_id}/signal", response_model=SignalWindow, responses=_ERRORS)
+def read_signal(record_id: str, session: SessionDep, runtime: RuntimeDep,
+                key: Annotated[ApiKey, Access("record.signal", "record", SIGNAL_READERS)],
+                leads: Annotated[str | None, Query(description="Comma-separated lead names; default all.",
+                                                   max_length=500)] = None,
+                start_s: Annotated[float, Query(ge=0)] = 0.0,
+                end_s: Annotated[float | None, Query(gt=0, description="Default: the record's end.")] = None,
+                max_points: Annotated[int, Query(ge=2, le=200_000)] = 5000) -> SignalWindow:
+    """Samples (mV) of ``leads`` between ``start_s`` and ``end_s``; more than ``max_points`` per lead are
+    min/max-decimated (each bucket keeps its extremes, so peaks survive)."""
+    row = _get_record(session, key, record_id)
+    signal = cached_signal(row, runtime.blobs, runtime.settings.cache_dir)
+    names = [x.strip() for x in leads.split(",") if x.strip()] if leads else list(row.leads)
+    unknown = [x for x in names if x not in row.leads]
+    if unknown:
+        raise HTTPException(422, f"record has no lead {unknown[0][:40]!r} (leads: {', '.join(row.leads)})")
+    end = row.duration_s if end_s is None else min(end_s, row.duration_s)
+    a, b = int(round(start_s * row.fs)), int(round(end * row.fs))
+    a, b = min(a, row.n_samples), min(b, row.n_samples)
+    if b <= a:
+        raise HTTPException(422, f"empty window [{start_s}, {end}) s of a {row.duration_s:.2f} s record")
+    rows = [row.leads.index(x) for x in names]
+    window = np.asarray(signal[rows, a:b], dtype=np.float32)
+    idx, values = minmax_decimate(window, max_points)
+    decimated = window.shape[1] > max_points
+    times = ({x: np.round((a + idx[i]) / row.fs, 6).tolist() for i, x in enumerate(names)} if decimated else None)
+    return SignalWindow(record_id=row.id, fs=row.fs, leads=names, start_s=a / row.fs, end_s=b / row.fs,
+                        t0=a / row.fs, dt=1.0 / row.fs, decimated=decimated, times=times,
+                        values={x: np.round(values[i].astype(float), 5).tolist() for i, x in enumerate(names)})
+
+
+@router.delete("/{record_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+def delete_record(record_id: str, session: SessionDep,
+                  key: Annotated[ApiKey, Access("record.delete", "record", ADMINS)]) -> None:
+    """Soft delete: the record disappears from the API; its row and blobs stay (and the audit log says who)."""
+    row = _get_record(session, key, record_id)
+    row.deleted_at, row.deleted_by = utcnow(), key.id
+    session.commit()

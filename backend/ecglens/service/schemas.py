@@ -1,0 +1,207 @@
+"""Request and response bodies (pydantic v2), one family per resource, with OpenAPI examples."""
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+Role = Literal["clinician", "auditor", "admin", "service"]
+Status = Literal["queued", "running", "done", "failed"]
+
+
+class ListOf(BaseModel, Generic[T]):
+    """A page of items and how many match in all."""
+
+    data: list[T]
+    count: int
+
+
+class Problem(BaseModel):
+    """An error: ``detail`` says what is wrong (for 422 on uploads, the reader's message)."""
+
+    detail: Any = Field(examples=["100.dat: WFDB file without its header 100.hea in the upload"])
+
+
+# --- records ---------------------------------------------------------------------------------------------
+class RecordFile(BaseModel):
+    filename: str
+    sha256: str
+    size: int
+    container: str | None = None
+
+
+class RecordPublic(BaseModel):
+    """Record metadata. Header fields (patient data) are stored but not returned here."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10", "name": "100", "filename": "100.hea", "format": "wfdb",
+        "fs": 360.0, "leads": ["MLII", "V5"], "n_samples": 650000, "duration_s": 1805.56,
+        "files": [{"filename": "100.hea", "sha256": "ab" * 32, "size": 143, "container": None}],
+        "created_by": "9c1f0e2d3b4a5968", "created_at": "2024-05-01T12:00:00.000000Z"}]})
+
+    id: str
+    name: str
+    filename: str
+    format: str
+    fs: float
+    leads: list[str]
+    n_samples: int
+    duration_s: float
+    files: list[RecordFile]
+    created_by: str | None
+    created_at: str
+
+
+class SignalWindow(BaseModel):
+    """Samples for display, in mV. Undecimated: ``t0`` + ``dt`` give each sample's time; min/max-decimated
+    (``decimated`` true): ``times[lead]`` gives each kept point's time in seconds from the record's start."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10", "fs": 360.0, "leads": ["MLII"], "start_s": 0.0,
+        "end_s": 0.01, "t0": 0.0, "dt": 0.0027778, "decimated": False, "times": None,
+        "values": {"MLII": [-0.145, -0.145, -0.145, -0.145]}}]})
+
+    record_id: str
+    fs: float
+    leads: list[str]
+    start_s: float
+    end_s: float
+    t0: float
+    dt: float
+    decimated: bool
+    times: dict[str, list[float]] | None = None
+    values: dict[str, list[float]]
+
+
+# --- analyses --------------------------------------------------------------------------------------------
+class AnalysisCreate(BaseModel):
+    """What to analyse and how."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10", "model": "builtin",
+        "distortions": ["baseline_wander", "powerline"], "query_budget": 500, "seed": 0, "start_s": 12.0}]})
+
+    record_id: str = Field(min_length=1, max_length=64)
+    model: str = Field(default="builtin", min_length=1, max_length=200)
+    distortions: list[str] | None = Field(default=None, max_length=20,
+                                          description="Distortion kinds; null = all the explainer knows.")
+    query_budget: int = Field(default=500, ge=1, le=100_000, description="Most classifier rows the explainer uses.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    start_s: float | None = Field(default=None, ge=0, description="Window start in s; null = explainer picks.")
+
+
+class AnalysisCreated(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": "7d1e...", "status": "queued"}]})
+
+    id: str
+    status: Status
+
+
+class AnalysisPublic(BaseModel):
+    """A job's state; when done, ``explanation`` and ``robustness`` hold the result JSON (see explanation.py)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "7d1e0c5b9a8f4e3d2c1b0a9f8e7d6c5b", "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10",
+        "model": "builtin", "distortions": None, "query_budget": 500, "seed": 0, "start_s": None,
+        "status": "done", "progress": 100.0, "error": None, "queries": 812, "attempts": 1,
+        "created_by": "9c1f0e2d3b4a5968", "created_at": "2024-05-01T12:00:00.000000Z",
+        "started_at": "2024-05-01T12:00:00.100000Z", "finished_at": "2024-05-01T12:00:09.900000Z",
+        "duration_s": 9.8, "explanation": {"diagnosis": {"label": "N"}, "segments": []},
+        "robustness": {"label": "N", "score": 0.8}}]})
+
+    id: str
+    record_id: str
+    model: str
+    distortions: list[str] | None
+    query_budget: int
+    seed: int
+    start_s: float | None
+    status: Status
+    progress: float
+    error: str | None
+    queries: int
+    attempts: int
+    created_by: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+    explanation: dict[str, Any] | None = None
+    robustness: dict[str, Any] | None = None
+
+
+# --- models ----------------------------------------------------------------------------------------------
+class ModelPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "builtin", "kind": "builtin", "card": {"name": "builtin", "classes": ["N", "S", "V", "F", "Q"],
+                                                       "sampling_rate": 360, "leads": ["MLII"], "window_s": 10},
+        "sha256": None, "created_by": None, "created_at": "2024-05-01T12:00:00.000000Z", "endpoint": None}]})
+
+    name: str
+    kind: Literal["builtin", "torchscript", "onnx", "http"]
+    card: dict[str, Any]
+    sha256: str | None
+    created_by: str | None
+    created_at: str
+    endpoint: str | None = Field(default=None, description="The URL of an HTTP classifier.")
+
+
+# --- keys ------------------------------------------------------------------------------------------------
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "service",
+                                                                               "name": "ward-7 HIS"}]})
+
+    role: Role
+    name: str = Field(min_length=1, max_length=200)
+
+
+class KeyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    role: Role
+    created_at: str
+    created_by: str | None
+    revoked_at: str | None
+
+
+class KeyCreated(KeyPublic):
+    """The new key; ``token`` is shown this once and cannot be recovered."""
+
+    token: str
+
+
+# --- audit -----------------------------------------------------------------------------------------------
+class AuditEventPublic(BaseModel):
+    seq: int
+    at: str
+    actor_key_id: str | None
+    actor_name: str | None
+    role: str | None
+    action: str
+    object_type: str | None
+    object_id: str | None
+    record_id: str | None
+    client: str | None
+    status: int
+    prev_hash: str
+    hash: str
+
+
+class ChainStatusPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ok": True, "events": 1234,
+                                                               "first_bad_seq": None, "reason": None}]})
+
+    ok: bool
+    events: int
+    first_bad_seq: int | None
+    reason: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: bool
+    executor: str
+    version: str

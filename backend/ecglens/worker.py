@@ -1,0 +1,61 @@
+"""Celery worker for analysis jobs: ``celery -A ecglens.worker worker --pool solo --concurrency 1``.
+
+Jobs are acknowledged late and rejected when the worker is lost, so a worker killed mid-job leaves the message
+on the broker and another worker runs the job (after the broker's visibility timeout,
+``ECGLENS_VISIBILITY_TIMEOUT_S``). Each worker process prefetches one job, loads each classifier once and keeps it
+(on CUDA when a GPU is visible: ``ECGLENS_DEVICE``, default "auto"), and writes progress to the shared database.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from ecglens.service.config import Settings
+
+log = logging.getLogger("ecglens.worker")
+_RETRY_BUSY_S = 5.0
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    """The Celery app for ``settings.broker_url`` with the job task registered."""
+    settings = settings or Settings()
+    app = Celery("ecglens", broker=settings.broker_url or "redis://127.0.0.1:6379/0")
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        worker_hijack_root_logger=False,
+    )
+    _register(app, settings)
+    return app
+
+
+def _register(app: Celery, settings: Settings) -> None:
+    from ecglens.jobs import CELERY_TASK
+
+    state: dict[str, object] = {}
+
+    def runtime():
+        if "runtime" not in state:
+            from ecglens.service.runtime import Runtime
+
+            state["runtime"] = Runtime(settings)
+        return state["runtime"]
+
+    @app.task(name=CELERY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+    def run_analysis_task(self, analysis_id: str) -> str:
+        from ecglens.jobs import run_analysis
+
+        status = run_analysis(analysis_id, runtime())
+        if status == "busy":  # another live worker holds it: look again later, in case that worker dies
+            raise self.retry(countdown=_RETRY_BUSY_S)
+        return status
+
+
+app = make_celery()
