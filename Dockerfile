@@ -49,7 +49,6 @@ RUN groupadd --system --gid 10001 ecglens \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # The trained models are baked in (read-only, owned by root): the image is the unit that is validated.
-COPY pyproject.toml README.md ./
 COPY backend ./backend
 COPY models ./models
 COPY frontend ./frontend
@@ -59,7 +58,6 @@ RUN chmod 0755 deploy/*.sh && python -m compileall -q /app/backend
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    OMP_NUM_THREADS=1 \
     ECGLENS_DATA_DIR=/var/lib/ecglens \
     API_HOST=0.0.0.0 \
     API_PORT=8000

@@ -8,13 +8,25 @@ folders, the one-shot migrate step, the API and one Celery worker, and sends one
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import pwd
 import re
 import shlex
-import tomllib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -275,3 +287,115 @@ def test_env_example_values_load_into_settings(tmp_path, monkeypatch):
     settings = Settings()
     assert settings.broker_url == "" and settings.max_upload_mb == 100.0
     assert settings.data_dir == (tmp_path / "var").resolve()
+
+
+# --- native: the processes compose would run, on 127.0.0.1 ----------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _postgres_tool(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+def _wait_until(check, timeout_s: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+    """Poll ``check()`` until it is truthy; fail naming ``what`` (and the process log) on timeout or exit."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{what}: exited with {proc.returncode}\n{_tail(log)}")
+        try:
+            value = check()
+        except Exception:  # noqa: BLE001 - not up yet
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"{what}: not ready after {timeout_s:.0f} s\n{_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 40) -> str:
+    if log is None or not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def unprivileged_dir():
+    """A scratch folder outside pytest's root-only tmp tree, writable by the user PostgreSQL runs as."""
+    path = Path(tempfile.mkdtemp(prefix="ecglens-deploy-"))
+    user = None
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the `postgres` system user
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(path)
+            pytest.skip("running as root and there is no unprivileged `postgres` user to run PostgreSQL")
+        os.chown(path, user.pw_uid, user.pw_gid)
+    yield path, user
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url(unprivileged_dir):
+    """A throw-away PostgreSQL cluster on a free 127.0.0.1 port; yields its SQLAlchemy URL."""
+    initdb, pg_ctl = _postgres_tool("initdb"), _postgres_tool("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
+    root, user = unprivileged_dir
+    run_as = {"user": user.pw_uid, "group": user.pw_gid} if user else {}
+    data, log, port = root / "pg", root / "pg.log", free_port()
+    subprocess.run([initdb, "-D", str(data), "-U", "ecglens", "--auth=trust", "-E", "UTF8", "--no-sync"],
+                   check=True, capture_output=True, timeout=120, **run_as)
+    subprocess.run([pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
+                    f"-h 127.0.0.1 -p {port} -k {root} -F", "start"],
+                   check=True, capture_output=True, timeout=90, **run_as)
+    try:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=ecglens dbname=postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE ecglens")
+        yield f"postgresql+psycopg://ecglens@127.0.0.1:{port}/ecglens"
+    finally:
+        subprocess.run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=60,
+                       **run_as)
+
+
+@pytest.fixture(scope="module")
+def redis_url(unprivileged_dir):
+    """A redis-server on a free 127.0.0.1 port without persistence (as compose runs it); yields its URL."""
+    server = shutil.which("redis-server")
+    if not server:
+        pytest.skip("redis-server not installed")
+    root, _ = unprivileged_dir
+    port, log = free_port(), root / "redis.log"
+    proc = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(root), "--logfile", str(log)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        _wait_until(client.ping, 20, "redis-server", proc, log)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
+    """SIGTERM the process we started (by its pid), then SIGKILL when it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
