@@ -1,0 +1,457 @@
+"""The agent's environment: realistic distortions placed cell by cell on one classifier input.
+
+`Episode` is the state of one explanation: the clean input, its `SegmentGrid`, a bank of unit-RMS noise per
+distortion kind, the distortion currently on each cell (kind, strength level) and the classifier's last answer.
+The search (`search.py`) drives an `Episode` directly with batched probes; training drives several at once
+through `VecSegmentGridEnv`, whose ``reset(seed)`` / ``step(actions)`` follow the gym convention and answer all
+environments with one classifier call per step.
+
+Actions, per environment: ``(cell, action_type)``. ``action_type < n_kinds * n_levels`` adds distortion kind
+``action_type // n_levels`` at level ``action_type % n_levels`` to the cell (replacing what was there);
+``action_type == n_kinds * n_levels`` removes the cell's distortion.
+
+Levels are cell-local SNRs in dB (`LEVELS_DB`, weakest first) against the lead's QRS power
+(`ecglens.distortions.signal_power`), so one distorted 0.25-s cell of a 10-s input at 0 dB costs only about
+``10 log10(40) = 16 dB`` of whole-input SNR.
+
+Reward of one step (DESIGN.md "The agent"): the drop of the diagnosed class's probability per unit of L2 added
+(L2 in units of the clean input's L2), minus an energy cost, minus a cost per query, plus a bonus on the step
+that flips the diagnosis (and the same malus on a step that un-flips it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ecglens.agent.grid import SIGNAL_FEATURES, SegmentGrid, cell_features, make_grid
+from ecglens.classifiers.base import Classifier
+
+KINDS: tuple[str, ...] = ("baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian")
+LEVELS_DB: tuple[float, ...] = (12.0, 6.0, 0.0, -6.0, -12.0)
+
+# Dynamic per-cell features appended to the signal features (see `Episode.observe_cells`).
+DYNAMIC_FEATURES = ("distorted", "strength", *(f"kind_{k}" for k in KINDS), "probed", "last_drop",
+                    "last_drop_per_l2")
+CELL_FEATURES = SIGNAL_FEATURES + DYNAMIC_FEATURES
+GLOBAL_FEATURES = ("p", "p0", "threshold", "p_over_p0", "queries_used", "flipped", "distorted_share",
+                   "l2", "log_cells")
+_TAPER_ALPHA = 0.5  # Tukey taper on each cell's noise: no steps at cell edges (a step is not a realistic artifact)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward shaping. ``ratio_weight * clip(drop / (l2_floor + |dL2|))  - energy_cost * dL2 - query_cost
+    + flip_bonus * (flip event)``; probabilities in [0, 1], L2 relative to the clean input's L2.
+
+    Defaults: ratio_weight 0.2, l2_floor 0.05, ratio_clip 3.0, energy_cost 0.5, query_cost 0.02, flip_bonus 1.0.
+    """
+
+    ratio_weight: float = 0.2
+    l2_floor: float = 0.05
+    ratio_clip: float = 3.0
+    energy_cost: float = 0.5
+    query_cost: float = 0.02
+    flip_bonus: float = 1.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """The diagnosed class an episode tries to flip.
+
+    index : column of the class in ``predict_proba``.
+    label : its name.
+    threshold : the probability below which the diagnosis counts as flipped (multilabel), else unused.
+    multilabel : multilabel rule (probability below ``threshold``) or argmax rule (another class wins).
+    """
+
+    index: int
+    label: str
+    threshold: float
+    multilabel: bool
+
+    def flipped(self, probs: np.ndarray) -> np.ndarray:
+        """bool ``[n]`` for probability rows ``[n, classes]``."""
+        probs = np.atleast_2d(probs)
+        if self.multilabel:
+            return probs[:, self.index] < self.threshold
+        return np.argmax(probs, axis=1) != self.index
+
+
+def diagnosed_targets(probs: np.ndarray, classifier: Classifier) -> list[Target]:
+    """The findings to explain, most probable first, for one probability row ``[classes]``.
+
+    Multilabel: every class at or above its threshold (flip = falls below it); with none, the most probable
+    class, flipped when it falls below half its probability. Mutually exclusive classes: the argmax class
+    (flip = another class becomes the argmax).
+    """
+    names = tuple(classifier.class_names)
+    probs = np.asarray(probs, dtype=np.float64).ravel()
+    if not getattr(classifier, "multilabel", False):
+        i = int(np.argmax(probs))
+        return [Target(i, names[i], 0.5, False)]
+    thresholds = getattr(classifier, "thresholds", {}) or {}
+    thr = np.array([float(thresholds.get(n, 0.5)) for n in names])
+    found = [int(i) for i in np.argsort(-probs, kind="stable") if probs[i] >= thr[i]]
+    if found:
+        return [Target(i, names[i], float(thr[i]), True) for i in found]
+    i = int(np.argmax(probs))
+    return [Target(i, names[i], float(probs[i]) / 2.0, True)]
+
+
+def noise_bank(n_leads: int, n_samples: int, fs: float, rng: np.random.Generator,
+               kinds: Sequence[str] = KINDS, *, mains_hz: float = 50.0) -> np.ndarray:
+    """float32 ``[kinds, leads, samples]``: one zero-mean unit-RMS realisation per kind and lead
+    (`ecglens.distortions.noise_batch`)."""
+    from ecglens import distortions
+
+    return np.stack([distortions.noise_batch(k, n_leads, n_samples, fs, rng, mains_hz=mains_hz)
+                     for k in kinds]).astype(np.float32)
+
+
+def lead_power(signal: np.ndarray, fs: float) -> np.ndarray:
+    """float64 ``[leads]`` signal power (mV^2) the SNR levels refer to: the distortions module's QRS power."""
+    from ecglens import distortions
+
+    power = np.asarray(distortions.signal_power(signal, fs), dtype=np.float64)
+    fallback = np.var(signal, axis=1) + 1e-8  # a flat lead has no QRS power; its variance still scales noise
+    return np.where(np.isfinite(power) & (power > 0), power, fallback)
+
+
+class Episode:
+    """One explanation episode on one ``[leads, samples]`` input.
+
+    Parameters
+    ----------
+    signal : np.ndarray
+        Clean input ``[leads, samples]`` in mV, already fitted to the classifier.
+    fs : float
+        Sampling rate in Hz.
+    probs0 : np.ndarray
+        The classifier's answer on the clean input, ``[classes]``.
+    target : Target
+        The finding to flip.
+    rng : np.random.Generator
+        Draws the noise bank.
+    kinds : sequence of str
+        Distortion kinds allowed. Default: all of `KINDS`.
+    levels_db : sequence of float
+        Cell-local SNR levels in dB, weakest first. Default: `LEVELS_DB`.
+    grid : SegmentGrid or None
+        Default: `make_grid(signal, fs, segment_s=segment_s, beat_aligned=beat_aligned)`.
+    segment_s, beat_aligned : see `make_grid`. Defaults: 0.25, False.
+    query_budget : int
+        Scale of the ``queries_used`` feature. Default: 500.
+    signal_features : np.ndarray or None
+        Precomputed `cell_features` (training caches them per window). Default: computed.
+    """
+
+    def __init__(self, signal: np.ndarray, fs: float, probs0: np.ndarray, target: Target,
+                 rng: np.random.Generator, *, kinds: Sequence[str] = KINDS,
+                 levels_db: Sequence[float] = LEVELS_DB, grid: SegmentGrid | None = None,
+                 segment_s: float = 0.25, beat_aligned: bool = False, query_budget: int = 500,
+                 signal_features: np.ndarray | None = None, mains_hz: float = 50.0):
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"unknown distortion kinds {unknown}; valid: {', '.join(KINDS)}")
+        self.clean = np.asarray(signal, dtype=np.float32)
+        self.fs = float(fs)
+        self.target = target
+        self.kinds = tuple(kinds)
+        self.levels_db = tuple(float(x) for x in levels_db)
+        self.grid = grid if grid is not None else make_grid(self.clean, fs, segment_s=segment_s,
+                                                            beat_aligned=beat_aligned)
+        self.query_budget = int(query_budget)
+        self.signal_features = (signal_features if signal_features is not None
+                                else cell_features(self.clean, self.grid))
+        n_leads, n_samples = self.clean.shape
+        self._unit = self._unit_noise(noise_bank(n_leads, n_samples, fs, rng, self.kinds, mains_hz=mains_hz))
+        power = lead_power(self.clean, fs)
+        # amp[lead, level]: noise RMS in mV for each level.
+        self.amp = np.sqrt(power)[:, None] * 10.0 ** (-np.asarray(self.levels_db)[None, :] / 20.0)
+        centred = self.clean - self.clean.mean(axis=1, keepdims=True)
+        self.signal_l2 = float(np.sqrt(np.sum(centred.astype(np.float64) ** 2))) + 1e-9
+        n_cells = self.grid.n_cells
+        self._cell_leads = np.repeat(np.arange(n_leads), self.grid.n_windows)
+        widths = np.diff(self.grid.bounds, axis=1).ravel()
+        self._cell_width = np.tile(widths, n_leads).astype(np.float64)
+        self.kind = np.full(n_cells, -1, dtype=int)    # index into self.kinds, -1 = clean
+        self.level = np.zeros(n_cells, dtype=int)
+        self.probed = np.zeros(n_cells, dtype=bool)
+        self.last_drop = np.zeros(n_cells, dtype=np.float32)
+        self.last_drop_per_l2 = np.zeros(n_cells, dtype=np.float32)
+        self.noise = np.zeros_like(self.clean)
+        self.probs0 = np.asarray(probs0, dtype=np.float64).ravel()
+        self.probs = self.probs0.copy()
+        self.p0 = float(self.probs0[target.index])
+        self.queries = 0
+        self.order: list[int] = []  # cells in the order their distortion was committed
+
+    # ------------------------------------------------------------------ noise
+    def _unit_noise(self, bank: np.ndarray) -> np.ndarray:
+        """Each cell's span of the bank tapered and rescaled to unit RMS: ``[kinds, leads, samples]``."""
+        from scipy.signal.windows import tukey
+
+        out = np.empty_like(bank)
+        for a, b in self.grid.bounds:
+            piece = bank[:, :, a:b] * tukey(b - a, _TAPER_ALPHA)[None, None, :].astype(np.float32)
+            rms = np.sqrt(np.mean(piece.astype(np.float64) ** 2, axis=2, keepdims=True)) + 1e-12
+            out[:, :, a:b] = (piece / rms).astype(np.float32)
+        return out
+
+    def cell_noise(self, cell: int, kind: int, level: int) -> np.ndarray:
+        """float32 ``[cell samples]``: the distortion ``kind`` at ``level`` on ``cell`` (mV)."""
+        lead, a, b = self.grid.cell_span(cell)
+        return self._unit[kind, lead, a:b] * np.float32(self.amp[lead, level])
+
+    def cell_energy(self, cell: int, kind: int, level: int) -> float:
+        """Energy (mV^2 x samples) of one cell's distortion (zero for ``kind < 0``)."""
+        if kind < 0:
+            return 0.0
+        lead = int(self._cell_leads[cell])
+        return float(self.amp[lead, level] ** 2 * self._cell_width[cell])
+
+    def energies(self, kind: np.ndarray | None = None, level: np.ndarray | None = None) -> np.ndarray:
+        """float64 ``[n_cells]`` distortion energy per cell for a state (default: the current one)."""
+        kind = self.kind if kind is None else kind
+        level = self.level if level is None else level
+        e = self.amp[self._cell_leads, level] ** 2 * self._cell_width
+        return np.where(kind >= 0, e, 0.0)
+
+    def l2(self, kind: np.ndarray | None = None, level: np.ndarray | None = None) -> float:
+        """L2 norm (mV) of the distortion of a state (cells do not overlap, so energies add)."""
+        return float(np.sqrt(self.energies(kind, level).sum()))
+
+    def snr_db(self) -> float:
+        """10 log10(energy of the mean-removed clean input / energy of the current distortion); inf if none."""
+        e = self.energies().sum()
+        return float("inf") if e <= 0 else float(10 * np.log10(self.signal_l2 ** 2 / e))
+
+    # ------------------------------------------------------------------ state
+    def signal(self) -> np.ndarray:
+        """float32 ``[leads, samples]``: the clean input plus the current distortion."""
+        return self.clean + self.noise
+
+    def with_cells(self, changes: Sequence[tuple[int, int, int]]) -> np.ndarray:
+        """The current signal with ``(cell, kind, level)`` changes applied (kind -1 = remove); no state change."""
+        out = self.signal().copy()
+        for cell, kind, level in changes:
+            lead, a, b = self.grid.cell_span(cell)
+            out[lead, a:b] = self.clean[lead, a:b] + (self.cell_noise(cell, kind, level) if kind >= 0 else 0.0)
+        return out
+
+    def set_cell(self, cell: int, kind: int, level: int = 0) -> None:
+        """Put ``kind`` at ``level`` on ``cell`` (kind -1 removes its distortion)."""
+        lead, a, b = self.grid.cell_span(cell)
+        if kind >= 0:
+            self.noise[lead, a:b] = self.cell_noise(cell, kind, level)
+            if self.kind[cell] < 0:
+                self.order.append(int(cell))
+        else:
+            self.noise[lead, a:b] = 0.0
+            if cell in self.order:
+                self.order.remove(int(cell))
+        self.kind[cell] = kind
+        self.level[cell] = level if kind >= 0 else 0
+
+    def probe(self, classifier: Classifier, changes: Sequence[Sequence[tuple[int, int, int]]]) -> np.ndarray:
+        """Ask ``classifier`` about several variants of the current signal in one batched call.
+
+        ``changes[i]`` is a list of ``(cell, kind, level)`` changes (kind -1 = remove) making variant ``i``.
+        Returns probabilities ``[len(changes), classes]``; the state is not changed.
+        """
+        rows = np.stack([self.with_cells(c) for c in changes])
+        probs = np.asarray(classifier.predict_proba(rows), dtype=np.float64)
+        self.queries += len(rows)
+        return probs
+
+    @property
+    def p(self) -> float:
+        """Current probability of the target class."""
+        return float(self.probs[self.target.index])
+
+    @property
+    def flipped(self) -> bool:
+        return bool(self.target.flipped(self.probs)[0])
+
+    def distorted_cells(self) -> np.ndarray:
+        return np.flatnonzero(self.kind >= 0)
+
+    def record_probe(self, cells: Sequence[int], probs: np.ndarray, base_p: float,
+                     delta_l2: Sequence[float]) -> None:
+        """Remember what probing ``cells`` did: drop of the target probability (over p0) and drop per L2."""
+        probs = np.atleast_2d(probs)
+        scale = max(self.p0, 1e-3)
+        for cell, row, dl2 in zip(cells, probs, delta_l2):
+            drop = (base_p - float(row[self.target.index])) / scale
+            self.probed[cell] = True
+            self.last_drop[cell] = np.float32(drop)
+            self.last_drop_per_l2[cell] = np.float32(np.clip(drop / max(abs(dl2), 1e-3), -10, 10))
+
+    # ------------------------------------------------------------------ observation
+    def observe_cells(self) -> np.ndarray:
+        """float32 ``[n_cells, len(CELL_FEATURES)]``: signal features then the dynamic ones."""
+        n_levels = len(self.levels_db)
+        kind_onehot = np.zeros((self.grid.n_cells, len(KINDS)), dtype=np.float32)
+        on = self.kind >= 0
+        kind_onehot[np.flatnonzero(on), [KINDS.index(self.kinds[k]) for k in self.kind[on]]] = 1.0
+        dyn = np.column_stack([on.astype(np.float32), np.where(on, (self.level + 1) / n_levels, 0.0),
+                               kind_onehot, self.probed.astype(np.float32), self.last_drop,
+                               self.last_drop_per_l2 / 10.0]).astype(np.float32)
+        return np.concatenate([self.signal_features, dyn], axis=1)
+
+    def observe_global(self) -> np.ndarray:
+        """float32 ``[len(GLOBAL_FEATURES)]``."""
+        thr = self.target.threshold if self.target.multilabel else 0.5
+        return np.array([self.p, self.p0, thr, self.p / max(self.p0, 1e-3),
+                         min(1.0, self.queries / max(1, self.query_budget)), float(self.flipped),
+                         float((self.kind >= 0).mean()), min(2.0, self.l2() / self.signal_l2),
+                         np.log(self.grid.n_cells) / 5.0], dtype=np.float32)
+
+
+class VecSegmentGridEnv:
+    """Several `Episode` s stepped together; one classifier call per step answers all of them.
+
+    Parameters
+    ----------
+    classifier : Classifier
+        The black box (only ``predict_proba`` and the card fields are used).
+    inputs : np.ndarray
+        float32 ``[n_inputs, leads, samples]`` training inputs, already fitted to the classifier.
+    n_envs : int
+        Parallel episodes. Default: 8.
+    seed : int
+        Seeds the input draws and the noise banks. Default: 0.
+    max_steps : int
+        Episode length cap (the episode also ends on a flip). Default: 32.
+    reward : RewardConfig
+        Default: `RewardConfig()`.
+    kinds, levels_db, segment_s, beat_aligned : as in `Episode`.
+    only_findings : bool
+        Draw only inputs on which the classifier reports a finding (multilabel) or a non-first class.
+        Default: True.
+
+    Observations are a dict of ``cells`` float32 ``[n_envs, n_cells, len(CELL_FEATURES)]``, ``globals`` float32
+    ``[n_envs, len(GLOBAL_FEATURES)]`` and ``mask`` bool ``[n_envs, n_cells]`` (cells differ in number only
+    with beat-aligned grids; padding is masked).
+    """
+
+    def __init__(self, classifier: Classifier, inputs: np.ndarray, *, n_envs: int = 8, seed: int = 0,
+                 max_steps: int = 32, reward: RewardConfig | None = None, kinds: Sequence[str] = KINDS,
+                 levels_db: Sequence[float] = LEVELS_DB, segment_s: float = 0.25, beat_aligned: bool = False,
+                 only_findings: bool = True, probs: np.ndarray | None = None, batch_size: int = 256):
+        self.classifier = classifier
+        self.inputs = np.asarray(inputs, dtype=np.float32)
+        self.fs = float(classifier.sampling_rate)
+        self.n_envs = int(n_envs)
+        self.max_steps = int(max_steps)
+        self.reward_cfg = reward or RewardConfig()
+        self.kinds = tuple(kinds)
+        self.levels_db = tuple(levels_db)
+        self.segment_s = float(segment_s)
+        self.beat_aligned = bool(beat_aligned)
+        self.n_types = len(self.kinds) * len(self.levels_db) + 1
+        if probs is None:
+            probs = np.concatenate([classifier.predict_proba(self.inputs[i:i + batch_size])
+                                    for i in range(0, len(self.inputs), batch_size)])
+        self.probs = np.asarray(probs, dtype=np.float64)
+        self.targets = [diagnosed_targets(p, classifier)[0] for p in self.probs]
+        pool = [i for i, t in enumerate(self.targets)
+                if not only_findings or (t.multilabel and self.probs[i, t.index] >= t.threshold and
+                                         not _is_normal(t.label)) or (not t.multilabel and t.index != 0)]
+        if not pool:
+            raise ValueError("no training input carries a finding to flip")
+        self.pool = np.asarray(pool)
+        self._grids: dict[int, tuple[SegmentGrid, np.ndarray]] = {}
+        self.rng = np.random.default_rng(seed)
+        self.episodes: list[Episode] = []
+        self.steps = np.zeros(self.n_envs, dtype=int)
+        self.episode_returns = np.zeros(self.n_envs)
+        self.finished: list[dict] = []  # one dict per finished episode: return, flipped, steps, snr_db
+
+    # ------------------------------------------------------------------ gym-like API
+    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+        """Start ``n_envs`` fresh episodes; ``seed`` re-seeds the draws. Returns the observation dict."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.episodes = [self._new_episode() for _ in range(self.n_envs)]
+        self.steps[:] = 0
+        self.episode_returns[:] = 0.0
+        return self.observe()
+
+    def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[dict]]:
+        """Apply ``actions`` int ``[n_envs, 2]`` (cell, action_type), one batched classifier call.
+
+        Returns ``(obs, reward [n_envs], done [n_envs], infos)``. A finished episode (flipped, or ``max_steps``
+        reached) is replaced by a fresh one at once, so ``obs`` row ``i`` is then the fresh episode's first
+        state; ``infos[i]`` holds the finished episode's return, flip, steps and SNR.
+        """
+        actions = np.asarray(actions, dtype=int).reshape(self.n_envs, 2)
+        cfg = self.reward_cfg
+        n_add = len(self.kinds) * len(self.levels_db)
+        rows, before = [], []
+        for ep, (cell, atype) in zip(self.episodes, actions):
+            cell = int(np.clip(cell, 0, ep.grid.n_cells - 1))
+            kind, level = (atype // len(self.levels_db), atype % len(self.levels_db)) if atype < n_add else (-1, 0)
+            before.append((ep.p, ep.l2(), ep.flipped, cell, kind))
+            ep.set_cell(cell, int(kind), int(level))
+            rows.append(ep.signal())
+        probs = self.classifier.predict_proba(np.stack(rows))
+        rewards = np.zeros(self.n_envs)
+        dones = np.zeros(self.n_envs, dtype=bool)
+        infos: list[dict] = [{} for _ in range(self.n_envs)]
+        for i, ep in enumerate(self.episodes):
+            p_prev, l2_prev, flipped_prev, cell, kind = before[i]
+            ep.probs = np.asarray(probs[i], dtype=np.float64)
+            ep.queries += 1
+            d_l2 = (ep.l2() - l2_prev) / ep.signal_l2
+            drop = p_prev - ep.p
+            ep.record_probe([cell], probs[i:i + 1], p_prev, [d_l2])
+            ratio = np.clip(drop / (cfg.l2_floor + abs(d_l2)), -cfg.ratio_clip, cfg.ratio_clip)
+            r = cfg.ratio_weight * ratio - cfg.energy_cost * d_l2 - cfg.query_cost
+            if ep.flipped and not flipped_prev:
+                r += cfg.flip_bonus
+            elif flipped_prev and not ep.flipped:
+                r -= cfg.flip_bonus
+            rewards[i] = r
+            self.steps[i] += 1
+            self.episode_returns[i] += r
+            if ep.flipped or self.steps[i] >= self.max_steps:
+                dones[i] = True
+                infos[i] = {"episode_return": float(self.episode_returns[i]), "flipped": ep.flipped,
+                            "steps": int(self.steps[i]), "snr_db": ep.snr_db(),
+                            "truncated": not ep.flipped}
+                self.finished.append(infos[i])
+                self.episodes[i] = self._new_episode()
+                self.steps[i] = 0
+                self.episode_returns[i] = 0.0
+        return self.observe(), rewards, dones, infos
+
+    def observe(self) -> dict[str, np.ndarray]:
+        n_cells = max(ep.grid.n_cells for ep in self.episodes)
+        cells = np.zeros((self.n_envs, n_cells, len(CELL_FEATURES)), dtype=np.float32)
+        mask = np.zeros((self.n_envs, n_cells), dtype=bool)
+        for i, ep in enumerate(self.episodes):
+            c = ep.grid.n_cells
+            cells[i, :c] = ep.observe_cells()
+            mask[i, :c] = True
+        glob = np.stack([ep.observe_global() for ep in self.episodes])
+        return {"cells": cells, "globals": glob, "mask": mask}
+
+    # ------------------------------------------------------------------ helpers
+    def _new_episode(self) -> Episode:
+        i = int(self.pool[self.rng.integers(len(self.pool))])
+        if i not in self._grids:
+            x = self.inputs[i]
+            grid = make_grid(x, self.fs, segment_s=self.segment_s, beat_aligned=self.beat_aligned)
+            self._grids[i] = (grid, cell_features(x, grid))
+        grid, feats = self._grids[i]
+        return Episode(self.inputs[i], self.fs, self.probs[i], self.targets[i], self.rng, kinds=self.kinds,
+                       levels_db=self.levels_db, grid=grid, signal_features=feats, query_budget=self.max_steps)
+
+
+def _is_normal(label: str) -> bool:
+    """Whether a class name means "no finding" (normal / sinus rhythm)."""
+    name = label.strip().lower()
+    return name in ("n", "nsr", "norm", "normal", "sinus rhythm", "normal sinus rhythm") or name.startswith("normal")

@@ -1,0 +1,99 @@
+"""The greedy sensitivity scan: the published reference method, kept as the fallback when no policy fits.
+
+Each step probes every cell once (one query per cell per step: the distortion added to a clean cell, or the
+cell's distortion strengthened one level), then distorts the top cells by probability drop per unit of added
+energy, until the diagnosis flips or the budget is spent (Sarkar et al., AAAI 2024, reference code). It needs no
+training and makes no assumption about the input shape, which is why it is the fallback, and it is what the
+learned policy must beat on queries.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from ecglens.agent.env import Episode
+from ecglens.classifiers.base import QueryCounter
+
+
+def greedy_scan(ep: Episode, counter: QueryCounter, budget: int, *, top_fraction: float = 0.05,
+                start_level: int | None = None, progress: Callable[[int], None] | None = None) -> None:
+    """Distort ``ep`` greedily until its diagnosis flips or ``budget`` queries of ``counter`` are spent.
+
+    Parameters
+    ----------
+    ep : Episode
+        Changed in place; ``ep.probs`` holds the classifier's answer on the final state.
+    counter : QueryCounter
+        Every probe goes through it (its hard budget is never passed).
+    budget : int
+        Queries this scan may use (at most ``counter.remaining``).
+    top_fraction : float
+        Share of the cells distorted after each scan (at least one). Default: 0.05.
+    start_level : int or None
+        Level index the scan starts at. Default: the middle of ``ep.levels_db`` (0 dB with the defaults).
+    progress : callable or None
+        Called with the queries used so far after each batch. Default: None.
+    """
+    end = counter.queries + min(budget, counter.remaining if counter.remaining is not None else budget)
+    n_levels = len(ep.levels_db)
+    level = (n_levels - 1) // 2 if start_level is None else int(start_level)
+    m = max(1, int(math.ceil(top_fraction * ep.grid.n_cells)))
+    step = 0
+    while not ep.flipped and end - counter.queries >= 2:
+        kind = step % len(ep.kinds)
+        changes, cells = [], []
+        for cell in range(ep.grid.n_cells):
+            if ep.kind[cell] < 0:
+                changes.append([(cell, kind, level)])
+            elif ep.level[cell] + 1 < n_levels:
+                changes.append([(cell, int(ep.kind[cell]), int(ep.level[cell]) + 1)])
+            else:
+                continue
+            cells.append(cell)
+        if not cells:
+            break
+        room = end - counter.queries - 1  # keep one query to check the combined change
+        cells, changes = cells[:room], changes[:room]
+        if not cells:
+            break
+        base_p, base_l2 = ep.p, ep.l2()
+        probs = ep.probe(counter, changes)
+        gains = base_p - probs[:, ep.target.index]
+        d_energy = np.array([_energy_after(ep, ch) - base_l2 ** 2 for ch in changes])
+        ep.record_probe(cells, probs, base_p, np.sqrt(np.maximum(d_energy, 0)) / ep.signal_l2)
+        if progress:
+            progress(counter.queries)
+        flips = np.flatnonzero(ep.target.flipped(probs))
+        if flips.size:  # one change flips it alone: take the cheapest such change
+            best = int(flips[np.argmin(d_energy[flips])])
+            _commit(ep, changes[best], probs[best])
+            break
+        ratio = gains / np.maximum(d_energy, 1e-12)
+        order = [int(i) for i in np.argsort(-ratio, kind="stable") if gains[i] > 0][:m]
+        if not order:
+            order = [int(np.argmax(gains))]  # nothing helped: still move, or the next scan repeats this one
+        for i in order:
+            for cell, k, lv in changes[i]:
+                ep.set_cell(cell, k, lv)
+        if len(order) == 1:
+            ep.probs = probs[order[0]]
+        else:
+            ep.probs = ep.probe(counter, [[]])[0]
+        step += 1
+        if progress:
+            progress(counter.queries)
+
+
+def _energy_after(ep: Episode, changes: list[tuple[int, int, int]]) -> float:
+    kind, level = ep.kind.copy(), ep.level.copy()
+    for cell, k, lv in changes:
+        kind[cell], level[cell] = k, lv
+    return float(ep.energies(kind, level).sum())
+
+
+def _commit(ep: Episode, changes: list[tuple[int, int, int]], probs: np.ndarray) -> None:
+    for cell, k, lv in changes:
+        ep.set_cell(cell, k, lv)
+    ep.probs = np.asarray(probs, dtype=np.float64)

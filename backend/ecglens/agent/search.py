@@ -1,0 +1,507 @@
+"""Inference: explain one record with the learned policy (or the greedy scan when no policy fits).
+
+`explain` fits the record to the classifier, picks the window to explain, asks for the diagnosis, then runs one
+episode per diagnosed finding under the query budget:
+
+1. *Propose and probe.* The policy scores every cell from its signal features before any probe; its top-k
+   proposals (cell, distortion kind, level) are probed in one batched classifier call, what each did is written
+   back into the cells' features, and the best proposals are committed. Repeat until the diagnosis flips.
+2. *Clean up.* Drop every distortion the flip does not need, lower the remaining ones level by level (raising
+   the SNR) while the flip holds, and check that removing any remaining cell un-flips (minimality).
+3. *Score.* Cells of the final minimal set score highest (by how much their removal raises the diagnosed
+   class's probability, earlier finds first), then cells whose probe lowered it, then the policy's prior.
+
+Every classifier row goes through a `QueryCounter` with the budget as a hard cap.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ecglens.agent.env import KINDS, Episode, Target, _is_normal, diagnosed_targets
+from ecglens.agent.greedy import greedy_scan
+from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
+from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
+from ecglens.classifiers.fit import fit_record, window_starts
+from ecglens.ecg import Ecg
+from ecglens.errors import RecordError
+from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
+
+SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
+
+
+@dataclass
+class EpisodeResult:
+    """What one episode found: the final `Episode`, scores per cell and bookkeeping."""
+
+    episode: Episode
+    cell_scores: np.ndarray
+    minimal_cells: list[int]
+    contributions: dict[int, float]
+    probe_kind: dict[int, int]
+    queries: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def explain(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] | str | None = None,
+            query_budget: int = 500, seed: int = 0, start_s: float | None = None, segment_s: float = 0.25,
+            beat_aligned: bool = False, policy: Any = None,
+            progress: Callable[[float], None] | None = None) -> Explanation:
+    """Explain ``classifier``'s diagnosis of ``ecg``: critical segments and the minimal flipping distortion.
+
+    Parameters
+    ----------
+    ecg : Ecg
+        The record (any rate and leads the classifier can be fitted to; see `classifiers.fit.fit_record`).
+    classifier : Classifier
+        The black box; only ``predict_proba`` and its card fields are used.
+    distortions : sequence of str, comma-separated str, or None
+        Distortion kinds allowed (`env.KINDS`). Default: None (all five).
+    query_budget : int
+        Hard cap on classifier rows, window choice and diagnosis included. Default: 500.
+    seed : int
+        Seeds the noise realisations; same record + model + seed gives the same explanation. Default: 0.
+    start_s : float or None
+        Start (s) of the window to explain in a record longer than the classifier's window. Default: None
+        (the window where a non-normal finding is most probable, found with one batched query).
+    segment_s : float
+        Cell length in seconds. Default: 0.25.
+    beat_aligned : bool
+        One cell per QRS complex instead of fixed windows. Default: False.
+    policy : SegmentPolicy, str, Path, "greedy" or None
+        The learned policy, a path to one, or "greedy" to force the scan. Default: None (the trained
+        ``models/agent_policy.pt`` when present and fitting, else the greedy scan).
+    progress : callable or None
+        Called with a float in [0, 1] as the budget is used, and with 1.0 at the end. Default: None.
+
+    Returns
+    -------
+    Explanation
+        ``saliency`` and ``adversarial.signal`` are ``[leads, samples]`` on the explained window's grid (the
+        classifier's rate and leads); segment times are seconds from the record's start.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(ecg, Ecg):
+        raise TypeError(f"explain needs an Ecg, got {type(ecg).__name__}")
+    if query_budget < 2:
+        raise ValueError(f"query_budget must be at least 2 (diagnosis and one probe), got {query_budget}")
+    kinds = _parse_kinds(distortions)
+    counter = QueryCounter(classifier, budget=int(query_budget))
+    x, probs0, window_start_s = _window(ecg, counter, start_s)
+    fs = float(classifier.sampling_rate)
+    targets = diagnosed_targets(probs0, classifier)
+    chosen_policy, fallback_reason = _resolve_policy(policy, x.shape, fs)
+    method = "policy" if chosen_policy is not None else "greedy-scan"
+    grid = make_grid(x, fs, segment_s=segment_s, beat_aligned=beat_aligned)
+    feats = cell_features(x, grid)
+
+    def report(_: int) -> None:
+        if progress:
+            progress(min(1.0, counter.queries / query_budget))
+
+    results: list[EpisodeResult] = []
+    for j, target in enumerate(targets):
+        left = counter.remaining or 0
+        if left < 2:
+            break
+        # The first (most probable) finding gets two thirds when there are several; the rest share the remainder.
+        share = left if len(targets) == 1 else (left - left // 3 if j == 0 else left // (len(targets) - j))
+        ep = Episode(x, fs, probs0, target, np.random.default_rng([seed, j]), kinds=kinds, grid=grid,
+                     signal_features=feats, query_budget=query_budget)
+        results.append(_run_episode(ep, counter, share, chosen_policy, report))
+    if progress:
+        progress(1.0)
+    main = results[0] if results else None
+    explanation = _build_explanation(ecg, classifier, x, probs0, targets, main, results, counter, grid,
+                                     window_start_s, method, fallback_reason, t0)
+    return explanation
+
+
+# ---------------------------------------------------------------------------------------------------- episode
+def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
+                 report: Callable[[int], None]) -> EpisodeResult:
+    start_q = counter.queries
+    end = start_q + budget
+    prior = None
+    probe_kind: dict[int, int] = {}
+    if policy is not None:
+        prior = policy_search(ep, counter, end, policy, probe_kind, report)
+    else:
+        greedy_scan(ep, counter, end - counter.queries - _cleanup_reserve(end - start_q), progress=report)
+        probe_kind.update({int(c): int(ep.kind[c]) for c in ep.distorted_cells()})
+    contributions = minimize(ep, counter, end, report) if ep.flipped else {}
+    scores = score_cells(ep, contributions, prior)
+    return EpisodeResult(ep, scores, list(ep.order), contributions, probe_kind, counter.queries - start_q,
+                         extra={"target": ep.target.label, "flipped": ep.flipped, "snr_db": ep.snr_db()})
+
+
+def _cleanup_reserve(budget: int) -> int:
+    """Queries kept back from the search for the cleanup (a fifth of the budget, at most 40)."""
+    return min(40, budget // 5)
+
+
+def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, probe_kind: dict[int, int],
+                  report: Callable[[int], None], *, max_probes: int | None = None) -> np.ndarray:
+    """Propose-and-probe with the learned policy until ``ep`` flips or queries reach ``end - reserve``.
+
+    Each round: rank cells (never probing a cell twice between two commits), probe the top ``k`` proposals in
+    one call, commit the best (and any close second that also helps, checked with one more query). When every
+    cell has been probed without a gain, the minimum level is raised one step. Returns the policy's prior
+    ranking of the cells (logits before any probe), which scores the cells never probed.
+    """
+    budget = end - counter.queries
+    k_max = max_probes or int(np.clip(budget // 5, 4, 16))
+    search_end = end - _cleanup_reserve(budget)
+    n_levels = len(ep.levels_db)
+    n_add = len(ep.kinds) * n_levels
+    allowed = np.ones(n_add + 1, dtype=bool)
+    prior = policy.rank_cells(ep.observe_cells(), ep.observe_global())
+    min_level = 0
+    tried = np.zeros(ep.grid.n_cells, dtype=bool)  # probed since the last commit
+    while not ep.flipped:
+        room = min(search_end, counter.queries + (counter.remaining or 0)) - counter.queries
+        if room < 2:
+            break
+        cells_obs, glob = ep.observe_cells(), ep.observe_global()
+        logits = policy.rank_cells(cells_obs, glob)
+        maxed = (ep.kind >= 0) & (ep.level >= n_levels - 1)
+        logits = np.where(tried | maxed, -np.inf, logits)
+        if not np.isfinite(logits).any():
+            if min_level >= n_levels - 1:
+                break
+            min_level += 1  # every cell tried at this strength without a gain: go one level stronger
+            tried[:] = False
+            continue
+        k = int(min(k_max, room - 1, np.isfinite(logits).sum()))
+        top = [int(c) for c in np.argsort(-logits, kind="stable")[:k] if np.isfinite(logits[c])]
+        types = policy.choose_types(cells_obs, glob, top, allowed)
+        changes = [[_proposal(ep, c, int(t), min_level)] for c, t in zip(top, types)]
+        base_p, base_e = ep.p, float(ep.energies().sum())
+        probs = ep.probe(counter, changes)
+        d_e = np.array([_energy_after(ep, ch) - base_e for ch in changes])
+        ep.record_probe(top, probs, base_p, np.sign(d_e) * np.sqrt(np.abs(d_e)) / ep.signal_l2)
+        tried[top] = True
+        for c, ch in zip(top, changes):
+            if ch[0][1] >= 0:
+                probe_kind.setdefault(c, ch[0][1])
+        report(counter.queries)
+        gains = base_p - probs[:, ep.target.index]
+        flips = np.flatnonzero(ep.target.flipped(probs))
+        if flips.size:
+            best = int(flips[np.argmin(d_e[flips])])
+            _commit(ep, changes[best], probs[best])
+            break
+        ratio = gains / np.maximum(np.abs(d_e), 1e-12)
+        good = [int(i) for i in np.argsort(-ratio, kind="stable") if gains[i] > 1e-4 * max(ep.p0, 1e-3)]
+        if not good:
+            continue
+        picked = [good[0]] + [i for i in good[1:4] if gains[i] >= 0.5 * gains[good[0]]]
+        for i in picked:
+            for cell, kd, lv in changes[i]:
+                ep.set_cell(cell, kd, lv)
+        if len(picked) == 1:
+            ep.probs = probs[picked[0]]
+        else:
+            ep.probs = ep.probe(counter, [[]])[0]
+            report(counter.queries)
+        tried[:] = False
+        tried[[changes[i][0][0] for i in picked]] = ep.level[[changes[i][0][0] for i in picked]] >= n_levels - 1
+    return prior
+
+
+def _proposal(ep: Episode, cell: int, atype: int, min_level: int) -> tuple[int, int, int]:
+    """The change the policy's action type means for ``cell``; an add never weakens a distorted cell."""
+    n_levels = len(ep.levels_db)
+    n_add = len(ep.kinds) * n_levels
+    if atype >= n_add:
+        return (cell, -1, 0)
+    kind, level = atype // n_levels, max(atype % n_levels, min_level)
+    if ep.kind[cell] >= 0:
+        level = min(n_levels - 1, max(level, int(ep.level[cell]) + 1))
+    return (cell, int(kind), int(level))
+
+
+def _energy_after(ep: Episode, changes: list[tuple[int, int, int]]) -> float:
+    kind, level = ep.kind.copy(), ep.level.copy()
+    for cell, k, lv in changes:
+        kind[cell], level[cell] = k, (lv if k >= 0 else 0)
+    return float(ep.energies(kind, level).sum())
+
+
+def _commit(ep: Episode, changes: list[tuple[int, int, int]], probs: np.ndarray) -> None:
+    for cell, k, lv in changes:
+        ep.set_cell(cell, k, lv)
+    ep.probs = np.asarray(probs, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------------- cleanup
+def minimize(ep: Episode, counter: QueryCounter, end: int,
+             report: Callable[[int], None] | None = None) -> dict[int, float]:
+    """Make ``ep``'s flipping distortion minimal; returns each remaining cell's contribution.
+
+    1. Drop distortions the flip does not need: probe every single removal in one call; try dropping all the
+       removable ones at once (one query), else drop the one that keeps the probability lowest; repeat.
+    2. Lower amplitudes: probe each cell one level weaker in one call; keep all those that hold the flip if
+       together they still do, else the best one; repeat until nothing can be lowered.
+    3. Verify: every single removal is probed once more; a removal that keeps the flip is taken (and step 3
+       repeats), so at the end removing any remaining cell un-flips it.
+
+    Stops early, keeping the flip, when fewer than the needed queries are left before ``end``.
+    Contributions: cell -> rise of the diagnosed class's probability when the cell alone is removed.
+    """
+    def room() -> int:
+        return min(end, counter.queries + (counter.remaining or 0)) - counter.queries
+
+    t = ep.target.index
+    # 1. removals
+    while ep.flipped and 0 < len(ep.distorted_cells()) <= room():
+        cells = [int(c) for c in ep.distorted_cells()]
+        if len(cells) == 1:
+            break  # its removal un-flips by construction (the clean input is not flipped); checked in step 3
+        probs = ep.probe(counter, [[(c, -1, 0)] for c in cells])
+        keep = ep.target.flipped(probs)
+        if not keep.any():
+            break
+        removable = [cells[i] for i in np.flatnonzero(keep)]
+        best = int(np.flatnonzero(keep)[np.argmin(probs[keep, t])])
+        if len(removable) > 1 and room() >= 1:
+            together = ep.probe(counter, [[(c, -1, 0) for c in removable]])[0]
+            if ep.target.flipped(together)[0]:
+                _commit(ep, [(c, -1, 0) for c in removable], together)
+                continue
+        _commit(ep, [(cells[best], -1, 0)], probs[best])
+        if report:
+            report(counter.queries)
+    # 2. weaker levels
+    while ep.flipped:
+        cells = [int(c) for c in ep.distorted_cells() if ep.level[c] > 0]
+        if not cells or len(cells) > room():
+            break
+        changes = [[(c, int(ep.kind[c]), int(ep.level[c]) - 1)] for c in cells]
+        probs = ep.probe(counter, changes)
+        keep = np.flatnonzero(ep.target.flipped(probs))
+        if keep.size == 0:
+            break
+        if keep.size > 1 and room() >= 1:
+            together = [ch[0] for i, ch in enumerate(changes) if i in set(keep.tolist())]
+            p_all = ep.probe(counter, [together])[0]
+            if ep.target.flipped(p_all)[0]:
+                _commit(ep, together, p_all)
+                continue
+        best = int(keep[np.argmin(probs[keep, t])])
+        _commit(ep, changes[best], probs[best])
+        if report:
+            report(counter.queries)
+    # 3. verification: removing any remaining cell must un-flip
+    contributions: dict[int, float] = {}
+    while ep.flipped:
+        cells = [int(c) for c in ep.distorted_cells()]
+        if not cells or len(cells) > room():
+            break
+        probs = ep.probe(counter, [[(c, -1, 0)] for c in cells])
+        keep = np.flatnonzero(ep.target.flipped(probs))
+        if keep.size == 0:
+            contributions = {c: float(probs[i, t] - ep.p) for i, c in enumerate(cells)}
+            break
+        best = int(keep[np.argmin(probs[keep, t])])
+        _commit(ep, [(cells[best], -1, 0)], probs[best])
+    if report:
+        report(counter.queries)
+    return contributions
+
+
+
+
+# ---------------------------------------------------------------------------------------------------- scoring
+def score_cells(ep: Episode, contributions: dict[int, float], prior: np.ndarray | None) -> np.ndarray:
+    """float64 ``[n_cells]`` in [0, 1]: final minimal set > probed cells that lowered the probability > prior.
+
+    Minimal-set cells score 0.6 + 0.4 x (contribution / largest contribution) minus 0.02 per place in the order
+    they were found; probed cells up to 0.5 x (their largest observed drop / p0); never-probed cells up to 0.1
+    by the policy's prior (softmax of its first ranking).
+    """
+    n = ep.grid.n_cells
+    scores = np.zeros(n)
+    if prior is not None:
+        finite = np.where(np.isfinite(prior), prior, -np.inf)
+        w = np.exp(finite - np.max(finite))
+        scores = 0.1 * w / max(w.max(), 1e-12)
+    drop = np.clip(ep.last_drop.astype(np.float64), 0.0, 1.0)
+    probed = ep.probed
+    scores[probed] = np.maximum(scores[probed] * 0.2, 0.5 * drop[probed])
+    distorted = [int(c) for c in ep.order if ep.kind[c] >= 0]
+    if contributions:
+        top = max(max(contributions.values()), 1e-9)
+        for rank, c in enumerate(distorted):
+            share = max(0.0, contributions.get(c, 0.0)) / top
+            scores[c] = max(scores[c], 0.6 + 0.4 * share - 0.02 * rank)
+    elif not ep.flipped:
+        for c in distorted:  # no flip: what the committed cells did is all we know
+            scores[c] = max(scores[c], 0.5 * drop[c])
+    peak = scores.max()
+    return scores / peak if peak > 0 else scores
+
+
+# ---------------------------------------------------------------------------------------------------- plumbing
+def _parse_kinds(distortions: Sequence[str] | str | None) -> tuple[str, ...]:
+    if distortions is None:
+        return KINDS
+    items = [d.strip() for d in distortions.split(",")] if isinstance(distortions, str) else list(distortions)
+    items = [d for d in items if d]
+    unknown = [d for d in items if d not in KINDS]
+    if unknown or not items:
+        raise ValueError(f"unknown distortion kind(s) {', '.join(unknown) or '(none given)'}; "
+                         f"valid: {', '.join(KINDS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def _window(ecg: Ecg, counter: QueryCounter, start_s: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """The ``[leads, samples]`` input to explain, the diagnosis on it ``[classes]``, and its start (s)."""
+    try:
+        fitted = fit_record(ecg, counter)
+    except KeyError as exc:
+        raise RecordError(ecg.name or None, str(exc).strip("'\"")) from None
+    if not np.all(np.isfinite(fitted.signal)):
+        raise RecordError(ecg.name or None, "signal holds NaN or infinite samples")
+    n = input_samples(counter)
+    fs = fitted.fs
+    sig = fitted.signal
+    if fitted.n_samples <= n:
+        x = np.zeros((fitted.n_leads, n), dtype=np.float32)
+        x[:, :fitted.n_samples] = sig
+        return x, counter.predict_proba(x[None])[0], 0.0
+    if start_s is not None:
+        a = int(round(start_s * fs))
+        if not 0 <= a < fitted.n_samples:
+            raise ValueError(f"start_s {start_s} s is outside the {fitted.duration_s:.2f} s record")
+        a = min(a, fitted.n_samples - n)
+        x = sig[:, a:a + n].copy()
+        return x, counter.predict_proba(x[None])[0], a / fs
+    starts = window_starts(fitted.n_samples, n)
+    cap = max(1, (counter.remaining or 1) // 2)  # never spend more than half the budget on choosing
+    if len(starts) > cap:
+        starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, cap).round().astype(int)]
+    batch = np.stack([sig[:, a:a + n] for a in starts])
+    probs = counter.predict_proba(batch)
+    names = tuple(counter.class_names)
+    thresholds = counter.thresholds
+    thr = np.array([thresholds.get(c, 0.5) for c in names])
+    abnormal = np.array([not _is_normal(c) for c in names])
+    cols = abnormal if abnormal.any() else np.ones_like(abnormal)
+    score = (probs[:, cols] / (thr[cols] if counter.multilabel else 1.0)).max(axis=1)
+    best = int(np.argmax(score))
+    return batch[best], probs[best], starts[best] / fs
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float):
+    from ecglens.agent.policy import load_policy
+
+    return load_policy(path)
+
+
+def _resolve_policy(policy: Any, shape: tuple[int, int], fs: float) -> tuple[Any, str | None]:
+    """``(policy or None, fallback reason or None)`` for an input of ``shape`` at ``fs`` Hz."""
+    from ecglens.agent.policy import SegmentPolicy, default_policy_path, policy_misfit
+
+    if isinstance(policy, str) and policy.lower() in ("greedy", "greedy-scan"):
+        return None, "greedy scan requested"
+    if policy is None or isinstance(policy, (str, Path)):
+        path = Path(policy) if policy is not None else default_policy_path()
+        if not path.exists():
+            return None, f"no trained policy at {path}"
+        try:
+            policy = _load_cached(str(path), path.stat().st_mtime)
+        except (OSError, ValueError) as exc:
+            return None, f"policy not usable: {exc}"
+    if not isinstance(policy, SegmentPolicy):
+        raise TypeError(f"policy must be a SegmentPolicy, a path or 'greedy', got {type(policy).__name__}")
+    reason = policy_misfit(policy, shape[0], shape[1], fs)
+    return (None, reason) if reason else (policy, None)
+
+
+def _build_explanation(ecg: Ecg, classifier: Classifier, x: np.ndarray, probs0: np.ndarray,
+                       targets: list[Target], main: EpisodeResult | None, results: list[EpisodeResult],
+                       counter: QueryCounter, grid: SegmentGrid, window_start_s: float, method: str,
+                       fallback_reason: str | None, t0: float) -> Explanation:
+    names = tuple(classifier.class_names)
+    leads = tuple(classifier.lead_names)
+    diagnosis = Diagnosis(label=targets[0].label,
+                          probabilities={n: float(p) for n, p in zip(names, probs0)},
+                          findings=[t.label for t in targets if probs0[t.index] >= t.threshold and t.multilabel]
+                          or ([targets[0].label] if not targets[0].multilabel else []))
+    fs = float(classifier.sampling_rate)
+    if main is None:
+        scores = np.zeros(grid.n_cells)
+        segments: list[Segment] = []
+        adversarial = None
+    else:
+        scores = main.cell_scores
+        segments = _segments(main, grid, leads, window_start_s)
+        adversarial = _adversarial(main.episode, classifier) if main.episode.flipped else None
+    saliency = grid.to_samples(scores)
+    extra: dict[str, Any] = {
+        "grid": {"n_leads": grid.n_leads, "n_windows": grid.n_windows, "beat_aligned": grid.beat_aligned,
+                 "bounds_s": (grid.bounds / fs).round(4).tolist()},
+        "calls": counter.calls,
+        "findings": [{"label": r.episode.target.label, "flipped": r.episode.flipped,
+                      "snr_db": r.episode.snr_db() if r.episode.flipped else None, "queries": r.queries,
+                      "segments": [s.to_dict() for s in _segments(r, grid, leads, window_start_s)[:5]]}
+                     for r in results],
+    }
+    if main is not None and not main.episode.flipped:
+        extra["best_probability"] = main.episode.p
+    return Explanation(diagnosis=diagnosis, segments=segments, saliency=saliency, adversarial=adversarial,
+                       queries=counter.queries, elapsed_s=time.perf_counter() - t0, method=method,
+                       fallback_reason=fallback_reason, fs=fs, leads=leads, start_s=float(window_start_s),
+                       cell_scores=scores.astype(np.float32), extra=extra)
+
+
+def _segments(result: EpisodeResult, grid: SegmentGrid, leads: tuple[str, ...],
+              offset_s: float) -> list[Segment]:
+    """Cells scoring at least `SEGMENT_THRESHOLD`, adjacent windows of a lead merged, highest score first."""
+    ep, scores = result.episode, result.cell_scores
+    out: list[Segment] = []
+    n_w = grid.n_windows
+    for lead in range(grid.n_leads):
+        w = 0
+        while w < n_w:
+            c = lead * n_w + w
+            if scores[c] < SEGMENT_THRESHOLD or scores[c] <= 0:
+                w += 1
+                continue
+            run = [c]
+            while w + 1 < n_w and scores[lead * n_w + w + 1] >= SEGMENT_THRESHOLD:
+                w += 1
+                run.append(lead * n_w + w)
+            best = max(run, key=lambda i: scores[i])
+            kind = ep.kind[best] if ep.kind[best] >= 0 else result.probe_kind.get(best, -1)
+            _, a, _ = grid.cell_span(run[0])
+            _, _, b = grid.cell_span(run[-1])
+            out.append(Segment(lead=leads[lead] if lead < len(leads) else str(lead),
+                               start_s=offset_s + a / grid.fs, end_s=offset_s + b / grid.fs,
+                               score=float(scores[best]),
+                               distortion=ep.kinds[kind] if kind >= 0 else "none"))
+            w += 1
+    out.sort(key=lambda s: (-s.score, s.lead, s.start_s))
+    return out
+
+
+def _adversarial(ep: Episode, classifier: Classifier) -> Adversarial:
+    signal = ep.signal()
+    names = tuple(classifier.class_names)
+    probs = ep.probs
+    if ep.target.multilabel:
+        thresholds = getattr(classifier, "thresholds", {}) or {}
+        found = [i for i in np.argsort(-probs, kind="stable") if probs[i] >= thresholds.get(names[i], 0.5)]
+        label = names[found[0]] if found else "no finding"
+    else:
+        label = names[int(np.argmax(probs))]
+    noise = (signal - ep.clean).astype(np.float32)
+    return Adversarial(signal=signal.astype(np.float32), noise=noise, snr_db=ep.snr_db(), l2=ep.l2(),
+                       flipped=ep.flipped, label=label)
