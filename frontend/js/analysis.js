@@ -1,0 +1,219 @@
+// Analysis panel: start an analysis (model, distortion types, query budget), follow its progress events, then
+// show the diagnosis, the critical segments (a list that moves the ECG view to each) and the overlay toggle.
+// Everything shown comes from GET /analyses/{id}; the browser computes nothing about the ECG.
+import { api, esc, streamEvents } from "./api.js";
+import { unwrapList } from "./records.js";
+import { renderRobustness } from "./robustness.js";
+import { distortionColour, distortionLabel, DISTORTION_LABELS, OVERLAY_COLOURS } from "./viewer.js";
+
+const DEFAULT_BUDGET = 500;
+
+/** The model names GET /models offers (falls back to the built-in model). */
+function modelOptions(body) {
+  const { items } = unwrapList(body);
+  const names = items.map((m) => (typeof m === "string" ? m : m.name ?? m.id ?? m.spec)).filter(Boolean);
+  return names.length ? names : ["builtin"];
+}
+
+function pct(x) { return `${(100 * Number(x)).toFixed(1)}%`; }
+
+/**
+ * Mount the analysis panel. `els` = {form, result, robustness} containers; `viewer` is the EcgViewer.
+ * Returns a cleanup function that stops following progress events.
+ */
+export function mountAnalysis(els, record, viewer) {
+  const controller = new AbortController();
+  const state = { analysisId: null, polling: null };
+  renderForm(els.form, record, state, viewer, els, controller);
+  loadLatest(record, state, viewer, els, controller);
+  return () => {
+    controller.abort();
+    clearTimeout(state.polling);
+  };
+}
+
+async function renderForm(target, record, state, viewer, els, controller) {
+  target.innerHTML = `
+    <h2>Analysis</h2>
+    <form id="analysis-form" class="analysis-form">
+      <div class="row">
+        <div class="field"><label for="analysis-model">Model</label>
+          <select id="analysis-model" name="model"><option>builtin</option></select></div>
+        <div class="field"><label for="analysis-budget">Query budget</label>
+          <input id="analysis-budget" name="query_budget" type="number" min="10" max="100000" step="10"
+                 value="${DEFAULT_BUDGET}" style="width:7rem"></div>
+      </div>
+      <fieldset style="margin-top:.5rem"><legend>Distortion types</legend>
+        <div class="checks">${Object.keys(DISTORTION_LABELS).map((kind) => `
+          <label><input type="checkbox" name="distortions" value="${kind}" checked>
+            <span class="swatch" style="background:${distortionColour(kind)}"></span>${esc(distortionLabel(kind))}</label>`).join("")}
+        </div></fieldset>
+      <div class="row" style="margin-top:.6rem">
+        <button class="btn" type="submit" id="analysis-start">Start analysis</button>
+        <span id="analysis-form-error" class="error" role="alert"></span>
+      </div>
+    </form>
+    <div id="analysis-progress" class="progress-wrap hidden" style="margin-top:.75rem">
+      <progress id="analysis-progress-bar" max="100" value="0" aria-label="Analysis progress"></progress>
+      <span id="analysis-progress-text" aria-live="polite"></span>
+    </div>`;
+  const form = target.querySelector("#analysis-form");
+  const select = target.querySelector("#analysis-model");
+  const error = target.querySelector("#analysis-form-error");
+  api("/models").then((body) => {
+    select.innerHTML = modelOptions(body).map((m) => `<option value="${esc(m)}">${esc(m)}</option>`).join("");
+  }).catch(() => { /* the built-in model stays the only choice */ });
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    const fd = new FormData(form);
+    const distortions = fd.getAll("distortions");
+    const budget = Number(fd.get("query_budget"));
+    if (!distortions.length) { error.textContent = "Choose at least one distortion type."; return; }
+    if (!Number.isInteger(budget) || budget < 10) { error.textContent = "The query budget must be a whole number of at least 10."; return; }
+    const button = form.querySelector("#analysis-start");
+    button.disabled = true;
+    try {
+      const created = await api("/analyses", { method: "POST", json: {
+        record_id: record.id, model: fd.get("model"), distortions, query_budget: budget, seed: 0 } });
+      els.result.innerHTML = "";
+      els.robustness.innerHTML = "";
+      viewer.setSegments([], null);
+      await follow(created.id, state, viewer, els, controller);
+    } catch (err) {
+      if (err.name !== "AbortError") error.textContent = err.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+async function loadLatest(record, state, viewer, els, controller) {
+  let list;
+  try {
+    list = unwrapList(await api("/analyses", { query: { record_id: record.id, limit: 1 } })).items;
+  } catch {
+    return;  // nothing to show yet
+  }
+  if (!list.length) return;
+  const latest = [...list].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)))[0];
+  await follow(latest.id, state, viewer, els, controller);
+}
+
+function setProgress(els, status, progress) {
+  const wrap = els.form.querySelector("#analysis-progress");
+  const bar = els.form.querySelector("#analysis-progress-bar");
+  const text = els.form.querySelector("#analysis-progress-text");
+  wrap.classList.remove("hidden");
+  if (progress != null && Number.isFinite(Number(progress))) bar.value = Math.max(0, Math.min(100, Number(progress)));
+  const words = { queued: "Waiting for a worker…", running: "Running", done: "Done", failed: "Failed" }[status] || status;
+  text.textContent = status === "running" ? `${words} ${Math.round(bar.value)}%` : words;
+  wrap.dataset.status = status;
+}
+
+/** Follow one analysis: progress events until done or failed, then show its result. */
+async function follow(id, state, viewer, els, controller) {
+  state.analysisId = id;
+  let analysis = await api(`/analyses/${encodeURIComponent(id)}`, { signal: controller.signal });
+  setProgress(els, analysis.status, analysis.progress);
+  if (analysis.status === "queued" || analysis.status === "running") {
+    try {
+      await streamEvents(`/analyses/${encodeURIComponent(id)}/events`, ({ event, data }) => {
+        const d = typeof data === "object" && data ? data : {};
+        const status = d.status ?? (event === "message" || event === "progress" ? "running" : event);
+        setProgress(els, status, d.progress);
+      }, { signal: controller.signal });
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      // The event stream failed (proxy, old server): poll instead.
+      await poll(id, els, controller);
+    }
+    analysis = await api(`/analyses/${encodeURIComponent(id)}`, { signal: controller.signal });
+    setProgress(els, analysis.status, analysis.progress);
+  }
+  if (state.analysisId !== id) return;
+  if (analysis.status === "done") {
+    await showResult(analysis, viewer, els);
+  } else if (analysis.status === "failed") {
+    els.result.innerHTML = `<p class="alert" role="alert">The analysis failed: ${esc(analysis.error || "no reason given")}</p>`;
+  }
+}
+
+async function poll(id, els, controller) {
+  for (;;) {
+    if (controller.signal.aborted) return;
+    const a = await api(`/analyses/${encodeURIComponent(id)}`, { signal: controller.signal });
+    setProgress(els, a.status, a.progress);
+    if (a.status === "done" || a.status === "failed") return;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+/** The finished analysis: diagnosis, segment list, overlay toggle, robustness panel; segments onto the ECG. */
+export async function showResult(analysis, viewer, els) {
+  const result = analysis.result ?? analysis;
+  const ex = result.explanation;
+  if (!ex) {
+    els.result.innerHTML = `<p class="muted">This analysis has no explanation.</p>`;
+    return;
+  }
+  const dx = ex.diagnosis || {};
+  const probs = Object.entries(dx.probabilities || {}).sort((a, b) => b[1] - a[1]);
+  const adv = ex.adversarial;
+  const segments = ex.segments || [];
+  els.result.innerHTML = `
+    <h2>Diagnosis</h2>
+    <p><span class="diagnosis-label" id="diagnosis-label">${esc(dx.label)}</span>
+      ${dx.findings?.length ? `<span class="muted small"> · findings: ${dx.findings.map(esc).join(", ")}</span>` : ""}</p>
+    <div id="diagnosis-probabilities" aria-label="Class probabilities">${probs.map(([name, p]) => `
+      <div class="prob-row${name === dx.label ? " is-label" : ""}"><span>${esc(name)}</span>
+        <span class="prob-bar" aria-hidden="true"><span style="width:${(100 * p).toFixed(1)}%"></span></span>
+        <span>${pct(p)}</span></div>`).join("")}</div>
+    <p class="small muted" style="margin-top:.5rem">${esc(ex.method === "policy" ? "Learned agent" : ex.method)}
+      · ${ex.queries} classifier queries · ${Number(ex.elapsed_s).toFixed(1)} s
+      · window ${Number(ex.start_s).toFixed(1)} s onward
+      ${ex.fallback_reason ? `<br>Fallback: ${esc(ex.fallback_reason)}` : ""}</p>
+    <p id="adversarial-summary">${adv
+      ? (adv.flipped
+        ? `The diagnosis changes to <strong>${esc(adv.label)}</strong> when noise at
+           <strong>${adv.snr_db == null ? "–" : Number(adv.snr_db).toFixed(1)} dB SNR</strong> is added to the segments below.`
+        : `No distortion within the query budget changed the diagnosis (lowest SNR tried:
+           ${adv.snr_db == null ? "–" : Number(adv.snr_db).toFixed(1)} dB).`)
+      : "No distortion within the query budget changed the diagnosis."}</p>
+    <fieldset id="overlay-toggle"><legend>Overlay on the ECG</legend>
+      <div class="checks">
+        <label><input type="radio" name="overlay" value="none" checked> None</label>
+        <label><input type="radio" name="overlay" value="adversarial" ${adv?.signal ? "" : "disabled"}>
+          <span class="swatch" style="background:${OVERLAY_COLOURS.adversarial}"></span>Minimal adversarial signal</label>
+        <label><input type="radio" name="overlay" value="noise" ${adv?.noise ? "" : "disabled"}>
+          <span class="swatch" style="background:${OVERLAY_COLOURS.noise}"></span>Added noise only</label>
+      </div></fieldset>
+    <h3>Critical segments <span class="muted small">(${segments.length}, most critical first)</span></h3>
+    <div class="legend" aria-label="Distortion colours">${[...new Set(segments.map((s) => s.distortion))].map((k) => `
+      <span><span class="swatch" style="background:${distortionColour(k)}"></span> ${esc(distortionLabel(k))}</span>`).join("")}
+      <span class="muted">· stronger shading = higher score</span></div>
+    ${segments.length ? `<ul class="segment-list" id="segment-list">${segments.map((s, i) => `
+      <li><button type="button" data-index="${i}" aria-pressed="false"
+        aria-label="Show segment ${i + 1}: lead ${esc(s.lead)}, ${s.start_s.toFixed(2)} to ${s.end_s.toFixed(2)} seconds, ${esc(distortionLabel(s.distortion))}, score ${Number(s.score).toFixed(2)}">
+        <span class="swatch" style="background:${distortionColour(s.distortion)};opacity:${(0.35 + 0.65 * s.score).toFixed(2)}"></span>
+        <strong>${esc(s.lead)}</strong>
+        <span>${s.start_s.toFixed(2)}–${s.end_s.toFixed(2)} s · ${esc(distortionLabel(s.distortion))}</span>
+        <span>score ${Number(s.score).toFixed(2)}</span></button></li>`).join("")}</ul>`
+      : `<p class="muted">No critical segments were found.</p>`}`;
+
+  const list = els.result.querySelector("#segment-list");
+  list?.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-index]");
+    if (!button) return;
+    for (const b of list.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b === button));
+    viewer.focusSegment(Number(button.dataset.index));
+  });
+  els.result.querySelector("#overlay-toggle").addEventListener("change", (e) => {
+    if (e.target.name === "overlay") viewer.setOverlay(e.target.value);
+  });
+  await viewer.setSegments(segments, ex);
+  await viewer.showWindow(Number(ex.start_s) || 0);
+  await renderRobustness(els.robustness, result.robustness);
+}
+

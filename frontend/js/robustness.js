@@ -1,0 +1,105 @@
+// Robustness panel: for each distortion type, the probability of the diagnosed finding against the SNR of
+// whole-record noise (24 dB, clean-ish, on the left -> -6 dB, noise louder than the ECG, on the right), the SNR at
+// which the diagnosis flips, and the overall score with what it means. Draws RobustnessReport.to_dict() as is.
+import { esc } from "./api.js";
+import { distortionColour, distortionLabel } from "./viewer.js";
+
+// What the score means, for clinicians. Kept in step with ecglens/robustness.py's docstring (the source).
+export const SCORE_MEANING = "The score is the share of noisy trials (every distortion type, every noise level "
+  + "from 24 dB down to -6 dB, several random seeds) in which the diagnosis stayed the same. A score near 1 means "
+  + "ordinary recording noise is unlikely to change this diagnosis; a score near 0 means even mild noise changes it, "
+  + "so the finding should be checked on a cleaner recording.";
+
+// Marker shapes and dashes as a second cue besides colour.
+const SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "star"];
+const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
+
+/** [{snr, p}] sorted from the highest SNR (least noise) to the lowest. */
+export function curvePoints(probabilityAtSnr) {
+  return Object.entries(probabilityAtSnr || {})
+    .map(([k, v]) => ({ snr: Number(k), p: Number(v) }))
+    .filter((pt) => Number.isFinite(pt.snr) && Number.isFinite(pt.p))
+    .sort((a, b) => b.snr - a.snr);
+}
+
+function interpolate(points, snr) {
+  for (let i = 0; i + 1 < points.length; i += 1) {
+    const a = points[i], b = points[i + 1];
+    if (snr <= a.snr && snr >= b.snr) {
+      const f = a.snr === b.snr ? 0 : (a.snr - snr) / (a.snr - b.snr);
+      return a.p + f * (b.p - a.p);
+    }
+  }
+  return null;
+}
+
+function flipText(flip) {
+  return flip == null ? "holds at every level tested" : `flips at ${Number(flip).toFixed(1)} dB`;
+}
+
+/** Render the robustness panel for `report` into `container` (an element). */
+export async function renderRobustness(container, report) {
+  if (!report) {
+    container.innerHTML = `<h2>Robustness</h2><p class="muted">No robustness report for this analysis.</p>`;
+    return;
+  }
+  const score = Number(report.score);
+  container.innerHTML = `
+    <h2 id="robustness-title">Robustness of “${esc(report.label)}”</h2>
+    <div class="row"><span class="score-big" id="robustness-score">${Number.isFinite(score) ? score.toFixed(2) : "–"}</span>
+      <span class="muted">overall score, 0 (fragile) to 1 (robust)</span></div>
+    <p class="small" id="robustness-meaning">${esc(SCORE_MEANING)}</p>
+    <div id="robustness-plot" class="robustness-plot" role="img"
+      aria-label="Probability of ${esc(report.label)} against signal-to-noise ratio, one curve per distortion type"></div>
+    <table class="data small" id="robustness-table">
+      <thead><tr><th scope="col">Distortion</th><th scope="col">Diagnosis</th></tr></thead>
+      <tbody>${(report.distortions || []).map((d) => `
+        <tr><td><span class="swatch" style="background:${distortionColour(d.distortion)}"></span>
+          ${esc(distortionLabel(d.distortion))}</td><td>${esc(flipText(d.flip_snr_db))}</td></tr>`).join("")}
+      </tbody>
+    </table>`;
+  const plot = container.querySelector("#robustness-plot");
+  const data = [];
+  const shapes = [];
+  const levels = (report.snr_levels_db || []).map(Number);
+  const hi = Math.max(24, ...levels), lo = Math.min(-6, ...levels);
+  (report.distortions || []).forEach((d, i) => {
+    const pts = curvePoints(d.probability_at_snr);
+    const colour = distortionColour(d.distortion);
+    data.push({
+      type: "scatter", mode: "lines+markers", x: pts.map((p) => p.snr), y: pts.map((p) => p.p),
+      name: distortionLabel(d.distortion), line: { color: colour, width: 2, dash: DASHES[i % DASHES.length] },
+      marker: { symbol: SYMBOLS[i % SYMBOLS.length], size: 8, color: colour },
+      hovertemplate: `${esc(distortionLabel(d.distortion))}<br>%{x} dB: p = %{y:.2f}<extra></extra>`,
+      meta: { kind: "robustness", distortion: d.distortion, flip_snr_db: d.flip_snr_db },
+    });
+    if (d.flip_snr_db != null) {
+      const flip = Number(d.flip_snr_db);
+      const shown = Math.min(hi, Math.max(lo, flip));
+      shapes.push({ type: "line", xref: "x", yref: "paper", x0: shown, x1: shown, y0: 0, y1: 1,
+        line: { color: colour, width: 1.5, dash: "dot" } });
+      const p = interpolate(pts, shown);
+      data.push({
+        type: "scatter", mode: "markers", x: [shown], y: [p ?? 0.5], showlegend: false,
+        marker: { symbol: "x-thin-open", size: 14, line: { width: 3, color: colour }, color: colour },
+        hovertemplate: `${esc(distortionLabel(d.distortion))}: diagnosis flips at ${flip.toFixed(1)} dB<extra></extra>`,
+        meta: { kind: "flip", distortion: d.distortion, flip_snr_db: flip },
+      });
+    }
+  });
+  const threshold = report.extra?.threshold;
+  if (threshold != null) {
+    shapes.push({ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: threshold, y1: threshold,
+      line: { color: "#5a6270", width: 1, dash: "dash" } });
+  }
+  const layout = {
+    height: 320, margin: { l: 50, r: 10, t: 10, b: 80 }, showlegend: true,
+    legend: { orientation: "h", y: -0.3, x: 0, font: { size: 11 } },
+    xaxis: { title: { text: "SNR (dB) — more noise →" }, range: [hi + 1, lo - 1], dtick: 6, zeroline: false,
+      gridcolor: "#e7eaef" },
+    yaxis: { title: { text: `p(${report.label})` }, range: [0, 1.02], gridcolor: "#e7eaef", zeroline: false },
+    shapes, paper_bgcolor: "#ffffff", plot_bgcolor: "#ffffff", font: { size: 11, color: "#1d2127" },
+  };
+  await window.Plotly.react(plot, data, layout, { displaylogo: false, responsive: true,
+    modeBarButtonsToRemove: ["lasso2d", "select2d", "toImage"] });
+}

@@ -1,0 +1,507 @@
+// Record view: the ECG on paper grid with plotly, linked zoom and pan across leads, critical segments shaded,
+// and the minimal adversarial signal (or its noise alone) overlaid. It only draws what the API returns:
+// the decimated signal from /records/{id}/signal (re-fetched at full resolution when zoomed in) and the
+// analysis JSON by its field names (segments: lead, start_s, end_s, score, distortion).
+import { api, esc } from "./api.js";
+
+// Paper: 25 mm/s and 10 mm/mV at 100% zoom, on a 96-dpi CSS pixel (1 in = 25.4 mm).
+export const PX_PER_MM = 96 / 25.4;
+export const SPEED_MM_S = 25;
+export const GAIN_MM_MV = 10;
+const MAJOR_S = 0.2, MINOR_S = 0.04, MAJOR_MV = 0.5, MINOR_MV = 0.1;
+const PAPER = { minor: "#f7d4d4", major: "#e59a9a", trace: "#111111" };
+
+// Okabe & Ito (2008) colour-blind-safe palette, one colour per distortion type.
+export const DISTORTION_COLOURS = {
+  baseline_wander: "#E69F00",   // orange
+  powerline: "#56B4E9",         // sky blue
+  muscle: "#009E73",            // bluish green
+  electrode_motion: "#CC79A7",  // reddish purple
+  gaussian: "#0072B2",          // blue
+};
+const SPARE_COLOURS = ["#D55E00", "#F0E442", "#000000"];
+export const DISTORTION_LABELS = {
+  baseline_wander: "Baseline wander",
+  powerline: "Powerline interference",
+  muscle: "Muscle artifact",
+  electrode_motion: "Electrode motion",
+  gaussian: "Gaussian noise",
+};
+export const OVERLAY_COLOURS = { adversarial: "#D55E00", noise: "#0072B2" };
+
+export function distortionColour(kind) {
+  if (DISTORTION_COLOURS[kind]) return DISTORTION_COLOURS[kind];
+  let h = 0;
+  for (const c of String(kind)) h = (h * 31 + c.charCodeAt(0)) % SPARE_COLOURS.length;
+  return SPARE_COLOURS[h];
+}
+export function distortionLabel(kind) {
+  return DISTORTION_LABELS[kind] || String(kind).replace(/_/g, " ");
+}
+
+/** Shading opacity for a segment score in [0, 1]: faint for weak segments, strong for the decisive ones. */
+export function segmentOpacity(score) {
+  const s = Math.min(1, Math.max(0, Number(score) || 0));
+  return 0.12 + 0.5 * s;
+}
+
+function rgba(hex, alpha) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha.toFixed(3)})`;
+}
+
+// The printed 12-lead layout: 3 rows x 4 columns of 2.5 s each, plus a lead II rhythm strip.
+const STANDARD_ROWS = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]];
+const STANDARD_12 = STANDARD_ROWS.flat();
+const PAGE_S = 10;
+// Display-only stand-ins when the analysis names a lead slightly differently from the record (MLII vs II).
+const STAND_INS = { MLII: ["II"], II: ["MLII"], MLI: ["I"], I: ["MLI"], MLIII: ["III"], III: ["MLIII"] };
+
+/** Turn the /signal JSON into {leads, series: {lead: {t: number[], v: number[]}}, decimated}. */
+export function normalizeSignal(body) {
+  const leads = body.leads || [];
+  const values = body.values ?? body.signal ?? body.data ?? {};
+  const series = {};
+  leads.forEach((lead, i) => {
+    const v = Array.isArray(values) ? values[i] : values[lead];
+    if (!v) return;
+    let t;
+    if (Array.isArray(body.times?.[0])) t = body.times[i];
+    else if (Array.isArray(body.times)) t = body.times;
+    else if (body.times && body.times[lead]) t = body.times[lead];
+    else {
+      const t0 = Number(body.t0 ?? body.start_s ?? 0);
+      const dt = Number(body.dt ?? 1 / body.fs);
+      t = v.map((_, k) => t0 + k * dt);
+    }
+    series[lead] = { t, v };
+  });
+  return { leads, series, decimated: Boolean(body.decimated), fs: Number(body.fs) };
+}
+
+function percentile(sorted, q) {
+  if (!sorted.length) return 0;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.round(q * (sorted.length - 1))));
+  return sorted[i];
+}
+
+/** A y range in mV covering `values` robustly, at least 3 mV tall, on whole 0.5-mV grid lines. */
+export function rowRange(values) {
+  const finite = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!finite.length) return [-1.5, 1.5];
+  const lo = percentile(finite, 0.001), hi = percentile(finite, 0.999);
+  const span = Math.max(3, Math.ceil((hi - lo + 0.4) / MAJOR_MV) * MAJOR_MV);
+  const centre = Math.round(((lo + hi) / 2) / MAJOR_MV) * MAJOR_MV;
+  return [centre - span / 2, centre + span / 2];
+}
+
+/**
+ * The ECG viewer bound to one record. Call `load()` once; then `showWindow`, `setSegments`, `setOverlay`,
+ * `focusSegment`, `setZoom`, `setLayoutMode`. `onChange(state)` reports speed, gain and the visible window.
+ */
+export class EcgViewer {
+  constructor(plotDiv, record, { onChange } = {}) {
+    this.div = plotDiv;
+    this.record = record;
+    this.onChange = onChange || (() => {});
+    this.duration = Number(record.duration_s) || 10;
+    this.leads = record.leads || [];
+    this.hasStandard12 = STANDARD_12.every((l) => this.leads.includes(l));
+    this.layoutMode = this.hasStandard12 ? "standard" : "stacked";
+    this.zoom = 1;
+    this.page0 = 0;                      // start of the 10-s page in the standard layout
+    this.range = null;                   // visible [start_s, end_s]
+    this.data = null;                    // last signal fetch, normalised
+    this.fetched = null;                 // {start, end, decimated}
+    this.rowRanges = null;               // y range per row, fixed once per layout so rows do not jump
+    this.segments = [];
+    this.selected = null;
+    this.explanation = null;
+    this.overlay = "none";               // "none" | "adversarial" | "noise"
+    this._fetchSeq = 0;
+    this._relayoutTimer = null;
+    this._drawing = false;
+  }
+
+  /** The lead name in this record for an analysis lead name (exact, else a stand-in), or null. */
+  recordLead(name) {
+    if (this.leads.includes(name)) return name;
+    for (const alt of STAND_INS[name] || []) if (this.leads.includes(alt)) return alt;
+    return null;
+  }
+
+  rows() {
+    if (this.layoutMode === "standard") {
+      return [...STANDARD_ROWS.map((leads) => ({ leads, columns: true })), { leads: ["II"], columns: false, rhythm: true }];
+    }
+    return this.leads.map((lead) => ({ leads: [lead], columns: false }));
+  }
+
+  pageLength() { return Math.min(PAGE_S, this.duration); }
+
+  /** Time span [a, b] in which `lead` is drawn in row `row` (the lead's column on the printed page). */
+  span(row, lead) {
+    if (!row.columns) return [-Infinity, Infinity];
+    const col = row.leads.indexOf(lead);
+    const w = this.pageLength() / row.leads.length;
+    return [this.page0 + col * w, this.page0 + (col + 1) * w];
+  }
+
+  plotWidthPx() {
+    const margins = 70;
+    if (this.layoutMode === "standard") {
+      return Math.round(this.pageLength() * SPEED_MM_S * PX_PER_MM * this.zoom) + margins;
+    }
+    return Math.max(480, this.div.parentElement.clientWidth - 2);
+  }
+
+  defaultRange() {
+    if (this.layoutMode === "standard") return [this.page0, this.page0 + this.pageLength()];
+    const seconds = (this.plotWidthPx() - 70) / (SPEED_MM_S * PX_PER_MM * this.zoom);
+    const start = Math.max(0, Math.min(this.range ? this.range[0] : 0, this.duration - seconds));
+    return [start, Math.min(this.duration, start + seconds)];
+  }
+
+  async load() {
+    this.range = this.defaultRange();
+    await this.fetchAndDraw();
+    this.div.on?.("plotly_relayout", (ev) => this._onRelayout(ev));
+  }
+
+  /** Show [start_s, end_s]: in the standard layout this moves the page; in stacked it sets the window. */
+  async showWindow(start_s, end_s = null) {
+    if (this.layoutMode === "standard") {
+      this.page0 = Math.max(0, Math.min(start_s, this.duration - this.pageLength()));
+      this.range = this.defaultRange();
+    } else {
+      const width = end_s != null ? end_s - start_s : this.range[1] - this.range[0];
+      const a = Math.max(0, Math.min(start_s, this.duration - width));
+      this.range = [a, Math.min(this.duration, a + width)];
+    }
+    await this.fetchAndDraw();
+  }
+
+  async pan(fraction) {
+    if (this.layoutMode === "standard") {
+      await this.showWindow(this.page0 + fraction * this.pageLength() * 2);
+      return;
+    }
+    const w = this.range[1] - this.range[0];
+    await this.showWindow(this.range[0] + fraction * w, this.range[0] + fraction * w + w);
+  }
+
+  async setZoom(zoom) {
+    this.zoom = Math.min(4, Math.max(0.25, zoom));
+    if (this.layoutMode === "standard") {
+      this.range = this.defaultRange();
+    } else {
+      const centre = (this.range[0] + this.range[1]) / 2;
+      const seconds = (this.plotWidthPx() - 70) / (SPEED_MM_S * PX_PER_MM * this.zoom);
+      const a = Math.max(0, Math.min(centre - seconds / 2, this.duration - seconds));
+      this.range = [a, Math.min(this.duration, a + seconds)];
+    }
+    await this.fetchAndDraw();
+  }
+
+  async setLayoutMode(mode) {
+    if (mode === "standard" && !this.hasStandard12) return;
+    const start = this.range ? this.range[0] : 0;
+    this.layoutMode = mode;
+    this.rowRanges = null;
+    if (mode === "standard") this.page0 = Math.max(0, Math.min(start, this.duration - this.pageLength()));
+    this.range = [start, start];
+    this.range = this.defaultRange();
+    this.onLayoutChange?.(mode);
+    await this.fetchAndDraw();
+  }
+
+  setSegments(segments, explanation) {
+    this.segments = segments || [];
+    this.explanation = explanation || null;
+    this.selected = null;
+    return this.draw();
+  }
+
+  setOverlay(mode) {
+    this.overlay = mode;
+    return this.draw();
+  }
+
+  /** Bring a segment into view (and outline it). In the standard layout the page moves so that the segment's
+   * lead column covers it; when no page can, the view switches to all leads stacked. */
+  async focusSegment(index) {
+    const seg = this.segments[index];
+    if (!seg) return;
+    this.selected = index;
+    const lead = this.recordLead(seg.lead);
+    const mid = (seg.start_s + seg.end_s) / 2;
+    if (this.layoutMode === "standard") {
+      const row = STANDARD_ROWS.findIndex((r) => r.includes(lead));
+      const w = this.pageLength() / 4;
+      const col = row >= 0 ? STANDARD_ROWS[row].indexOf(lead) : -1;
+      const page0 = col >= 0 ? mid - col * w - w / 2 : mid - this.pageLength() / 2;
+      const clamped = Math.max(0, Math.min(page0, this.duration - this.pageLength()));
+      const inColumn = col < 0 || (seg.start_s >= clamped + col * w - 1e-6 && seg.end_s <= clamped + (col + 1) * w + 1e-6);
+      if (inColumn || lead === "II") {
+        this.page0 = clamped;
+        this.range = this.defaultRange();
+        await this.fetchAndDraw();
+        return;
+      }
+      await this.setLayoutMode("stacked");
+    }
+    const w = this.range[1] - this.range[0];
+    await this.showWindow(mid - w / 2, mid + w / 2);
+  }
+
+  /** Fetch the visible window (plus a margin for small pans) at the resolution the plot can show, then draw. */
+  async fetchAndDraw() {
+    const [a, b] = this.range;
+    const pad = (b - a) * 0.25;
+    const start = Math.max(0, a - pad), end = Math.min(this.duration, b + pad);
+    const widthPx = this.plotWidthPx();
+    // Two points (min and max) per pixel column of the padded window.
+    const maxPoints = Math.ceil(2 * widthPx * (end - start) / Math.max(1e-6, b - a));
+    const seq = ++this._fetchSeq;
+    const body = await api(`/records/${encodeURIComponent(this.record.id)}/signal`, {
+      query: { start_s: start.toFixed(4), end_s: end.toFixed(4), max_points: maxPoints },
+    });
+    if (seq !== this._fetchSeq) return;  // a newer view was asked for meanwhile
+    this.data = normalizeSignal(body);
+    const expected = (end - start) * (this.data.fs || this.record.fs || 1);
+    const got = Math.max(0, ...Object.values(this.data.series).map((s) => s.v.length));
+    this.fetched = { start, end, decimated: this.data.decimated || got < expected * 0.9 };
+    if (!this.rowRanges) this.rowRanges = this.rows().map((row) => rowRange(row.leads.flatMap((l) => this.data.series[l]?.v || [])));
+    await this.draw();
+  }
+
+  _onRelayout(ev) {
+    if (this._drawing) return;
+    const r0 = ev["xaxis.range[0]"] ?? ev["xaxis.range"]?.[0];
+    const r1 = ev["xaxis.range[1]"] ?? ev["xaxis.range"]?.[1];
+    if (ev["xaxis.autorange"]) {
+      this.range = this.defaultRange();
+    } else if (r0 != null && r1 != null) {
+      this.range = [Number(r0), Number(r1)];
+    } else {
+      return;
+    }
+    this._emit();
+    clearTimeout(this._relayoutTimer);
+    this._relayoutTimer = setTimeout(() => {
+      const f = this.fetched;
+      const [a, b] = this.range;
+      const outside = !f || a < f.start - 1e-6 || b > f.end + 1e-6;
+      // Zoomed in on decimated data: fetch again, now at full resolution for this window.
+      const finer = f && f.decimated && (b - a) < (f.end - f.start) / 1.5;
+      if (outside || finer || ev["xaxis.autorange"]) this.fetchAndDraw();
+    }, 200);
+  }
+
+  /** Effective speed (mm/s) and gain (mm/mV) on screen, measured from plotly's laid-out axes. */
+  measure() {
+    const full = this.div._fullLayout;
+    if (!full || !full.xaxis) return null;
+    const xa = full.xaxis, ya = full.yaxis;
+    const speed = xa._length / (xa.range[1] - xa.range[0]) / PX_PER_MM;
+    const gain = ya._length / (ya.range[1] - ya.range[0]) / PX_PER_MM;
+    return { speed_mm_s: speed, gain_mm_mv: gain };
+  }
+
+  _emit() {
+    this.onChange({ range: this.range, zoom: this.zoom, layout: this.layoutMode, measure: this.measure(),
+      fetched: this.fetched });
+  }
+
+  _gridFor(seconds, plotPx) {
+    const pxPerS = plotPx / Math.max(1e-6, seconds);
+    const paper = pxPerS * MINOR_S >= 2.5;   // the 1-mm squares are still visible
+    if (paper) return { dtick: MAJOR_S, minor: true, labelStep: pxPerS >= 150 ? 1 : 5 };
+    const nice = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600];
+    const dtick = nice.find((d) => d * pxPerS >= 60) || 600;
+    return { dtick, minor: false, labelStep: 1 };
+  }
+
+  async draw() {
+    if (!this.data || !window.Plotly) return;
+    const rows = this.rows();
+    const widthPx = this.plotWidthPx();
+    const margin = { l: 40, r: 30, t: 10, b: 36 };
+    const plotPx = widthPx - margin.l - margin.r;
+    const gap = 10;
+    const rowPx = this.rowRanges.map(([lo, hi]) => (hi - lo) * GAIN_MM_MV * PX_PER_MM * this.zoom);
+    const totalRows = rowPx.reduce((s, h) => s + h, 0) + gap * (rows.length - 1);
+    const heightPx = Math.round(totalRows + margin.t + margin.b);
+    const [a, b] = this.range;
+    const grid = this._gridFor(b - a, plotPx);
+
+    const layout = {
+      width: widthPx, height: heightPx, margin, showlegend: false, dragmode: "zoom", hovermode: "closest",
+      paper_bgcolor: "#ffffff", plot_bgcolor: "#ffffff", annotations: [], font: { size: 11, color: "#1d2127" },
+      hoverlabel: { bgcolor: "#ffffff", font: { color: "#1d2127" } },
+    };
+    const data = [];
+    let top = 1;
+    rows.forEach((row, r) => {
+      const n = r === 0 ? "" : String(r + 1);
+      const h = rowPx[r] / totalRows;
+      const domain = [Math.max(0, top - h), top];
+      top -= h + gap / totalRows;
+      const last = r === rows.length - 1;
+      layout[`xaxis${n}`] = {
+        range: [a, b], matches: r === 0 ? undefined : "x", anchor: `y${n}`, showticklabels: last,
+        ticksuffix: " s", ticklabelstep: grid.labelStep, dtick: grid.dtick, tick0: 0, ticks: "",
+        showgrid: true, gridcolor: PAPER.major, gridwidth: 1, zeroline: false, showline: false,
+        minor: grid.minor ? { dtick: MINOR_S, showgrid: true, gridcolor: PAPER.minor, gridwidth: 0.5 } : { showgrid: false },
+        minallowed: 0, maxallowed: this.duration,
+      };
+      layout[`yaxis${n}`] = {
+        domain, range: this.rowRanges[r], fixedrange: true, anchor: `x${n}`, showticklabels: false, ticks: "",
+        dtick: MAJOR_MV, tick0: 0, showgrid: true, gridcolor: PAPER.major, gridwidth: 1, zeroline: false,
+        minor: { dtick: MINOR_MV, showgrid: grid.minor, gridcolor: PAPER.minor, gridwidth: 0.5 },
+      };
+      const axes = { xaxis: `x${n}`, yaxis: `y${n}` };
+      for (const lead of row.leads) {
+        const [s0, s1] = this.span(row, lead);
+        layout.annotations.push({
+          xref: row.columns ? `x${n}` : `x${n} domain`, yref: `y${n} domain`,
+          x: row.columns ? Math.max(s0, a) : 0, y: 1, xanchor: "left", yanchor: "top", showarrow: false,
+          text: `<b>${esc(lead)}</b>${row.rhythm ? " (rhythm)" : ""}`, bgcolor: "rgba(255,255,255,0.75)",
+          font: { size: 12 },
+        });
+        this._segmentTraces(lead, r, s0, s1, axes, data);
+        const series = this.data.series[lead];
+        if (series) {
+          const clip = clipSeries(series.t, series.v, s0, s1);
+          data.push({
+            type: "scatter", mode: "lines", ...axes, x: clip.t, y: clip.v,
+            line: { color: PAPER.trace, width: 1 }, name: lead, hovertemplate: `${esc(lead)} %{x:.3f} s, %{y:.2f} mV<extra></extra>`,
+            meta: { kind: "signal", lead, row: r },
+          });
+        }
+        this._overlayTraces(lead, r, s0, s1, axes, data);
+      }
+    });
+    this._drawing = true;
+    try {
+      await window.Plotly.react(this.div, data, layout, {
+        displaylogo: false, responsive: false, scrollZoom: false, doubleClick: "reset",
+        modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d", "toImage"],
+      });
+    } finally {
+      this._drawing = false;
+    }
+    this._emit();
+  }
+
+  _segmentTraces(lead, r, s0, s1, axes, data) {
+    const [lo, hi] = this.rowRanges[r];
+    this.segments.forEach((seg, i) => {
+      if (this.recordLead(seg.lead) !== lead) return;
+      const x0 = Math.max(seg.start_s, s0), x1 = Math.min(seg.end_s, s1);
+      if (x1 <= x0) return;
+      const colour = distortionColour(seg.distortion);
+      const text = `${esc(seg.lead)}: ${seg.start_s.toFixed(2)}–${seg.end_s.toFixed(2)} s<br>score ${Number(seg.score).toFixed(2)}`
+        + `<br>${esc(distortionLabel(seg.distortion))}`;
+      data.push({
+        type: "scatter", mode: "lines", ...axes, x: [x0, x1, x1, x0, x0], y: [lo, lo, hi, hi, lo],
+        fill: "toself", fillcolor: rgba(colour, segmentOpacity(seg.score)), hoveron: "fills",
+        line: { width: this.selected === i ? 2.5 : 0, color: "#000000", dash: "dot" },
+        name: text, text, hoverinfo: "text", hoverlabel: { bgcolor: colour, font: { color: "#000000" } },
+        meta: { kind: "segment", index: i, lead: seg.lead, start_s: seg.start_s, end_s: seg.end_s,
+          score: seg.score, distortion: seg.distortion },
+      });
+    });
+  }
+
+  _overlayTraces(lead, r, s0, s1, axes, data) {
+    const adv = this.explanation?.adversarial;
+    if (this.overlay === "none" || !adv || !adv.signal) return;
+    const leads = this.explanation.leads || [];
+    const idx = leads.findIndex((l) => this.recordLead(l) === lead);
+    if (idx < 0) return;
+    const fs = Number(this.explanation.fs);
+    const t0 = Number(this.explanation.start_s) || 0;
+    const values = this.overlay === "noise" ? adv.noise?.[idx] : adv.signal[idx];
+    if (!values || !fs) return;
+    // The noise alone is drawn around the lead's baseline (the middle of its row) so it sits on the strip.
+    const [lo, hi] = this.rowRanges[r];
+    const offset = this.overlay === "noise" ? (lo + hi) / 2 : 0;
+    const [a, b] = this.range;
+    const first = Math.max(0, Math.floor((Math.max(a, s0) - t0) * fs));
+    const last = Math.min(values.length, Math.ceil((Math.min(b, s1) - t0) * fs) + 1);
+    if (last <= first) return;
+    const t = [], v = [];
+    for (let k = first; k < last; k += 1) { t.push(t0 + k / fs); v.push(values[k] + offset); }
+    const label = this.overlay === "noise" ? "added noise" : "minimal adversarial";
+    data.push({
+      type: "scatter", mode: "lines", ...axes, x: t, y: v, name: `${lead} ${label}`,
+      line: { color: OVERLAY_COLOURS[this.overlay], width: 1.2 }, opacity: 0.9,
+      hovertemplate: `${esc(lead)} ${label} %{x:.3f} s<extra></extra>`,
+      meta: { kind: this.overlay, lead, row: r },
+    });
+  }
+}
+
+/** The part of a series inside [a, b] (with one sample either side so lines reach the edges). */
+export function clipSeries(t, v, a, b) {
+  if (a === -Infinity && b === Infinity) return { t, v };
+  let i = 0, j = t.length;
+  while (i < t.length && t[i] < a) i += 1;
+  while (j > i && t[j - 1] > b) j -= 1;
+  return { t: t.slice(i, j), v: v.slice(i, j) };
+}
+
+/** Toolbar markup for the viewer (buttons work with the keyboard; the plot also takes arrows, + and -). */
+export function toolbarHtml(viewer) {
+  return `
+    <div class="viewer-toolbar" role="toolbar" aria-label="ECG view">
+      <button type="button" class="btn btn-secondary btn-small" data-act="earlier" aria-label="Earlier">◀ Earlier</button>
+      <button type="button" class="btn btn-secondary btn-small" data-act="later" aria-label="Later">Later ▶</button>
+      <button type="button" class="btn btn-secondary btn-small" data-act="zoom-out" aria-label="Zoom out">−</button>
+      <button type="button" class="btn btn-secondary btn-small" data-act="zoom-100">100%</button>
+      <button type="button" class="btn btn-secondary btn-small" data-act="zoom-in" aria-label="Zoom in">+</button>
+      ${viewer.hasStandard12 ? `<label>Layout <select data-act="layout">
+        <option value="standard">12-lead (3 × 4 + II)</option><option value="stacked">All leads stacked</option>
+      </select></label>` : ""}
+      <span class="readout" id="viewer-readout" aria-live="polite"></span>
+    </div>`;
+}
+
+/** Wire a toolbar and keyboard control to a viewer. */
+export function bindToolbar(toolbar, viewer, plotDiv) {
+  const acts = {
+    earlier: () => viewer.pan(-0.5),
+    later: () => viewer.pan(0.5),
+    "zoom-in": () => viewer.setZoom(viewer.zoom * 1.5),
+    "zoom-out": () => viewer.setZoom(viewer.zoom / 1.5),
+    "zoom-100": () => viewer.setZoom(1),
+  };
+  toolbar.addEventListener("click", (e) => {
+    const act = e.target.closest("button")?.dataset.act;
+    if (act && acts[act]) acts[act]();
+  });
+  const select = toolbar.querySelector('select[data-act="layout"]');
+  if (select) {
+    select.value = viewer.layoutMode;
+    select.addEventListener("change", () => viewer.setLayoutMode(select.value));
+    viewer.onLayoutChange = (mode) => { select.value = mode; };
+  }
+  plotDiv.addEventListener("keydown", (e) => {
+    const key = { ArrowLeft: "earlier", ArrowRight: "later", "+": "zoom-in", "=": "zoom-in", "-": "zoom-out", 0: "zoom-100" }[e.key];
+    if (key) {
+      e.preventDefault();
+      acts[key]();
+    }
+  });
+}
+
+/** One line for the readout: what is on screen and at which paper speed and gain. */
+export function readoutText(state) {
+  if (!state.range) return "";
+  const m = state.measure;
+  const [a, b] = state.range;
+  const paper = m ? `${m.speed_mm_s.toFixed(1)} mm/s · ${m.gain_mm_mv.toFixed(1)} mm/mV` : "";
+  const res = state.fetched ? (state.fetched.decimated ? "overview (decimated)" : "full resolution") : "";
+  return `${a.toFixed(2)}–${b.toFixed(2)} s · ${paper} · zoom ${Math.round(state.zoom * 100)}% · ${res}`;
+}
