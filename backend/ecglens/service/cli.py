@@ -1,0 +1,126 @@
+"""Service commands: ``ecglens serve``, ``ecglens create-key``, ``ecglens audit verify``, ``ecglens db upgrade``.
+
+Registered by `ecglens.cli` through ``register(subparsers)``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ecglens.service.auth import ADMIN, ROLES, create_key
+from ecglens.service.config import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="run the REST API (and the in-process job pool)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on. Default: 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port. Default: 8000")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level. Default: info")
+    serve.set_defaults(func=cmd_serve)
+
+    key = subparsers.add_parser("create-key", help="create an API key; prints it alone on the last line")
+    key.add_argument("--role", required=True, choices=ROLES)
+    key.add_argument("--name", default=None, help="who or what the key is for. Default: '<role> key'")
+    key.set_defaults(func=cmd_create_key)
+
+    audit = subparsers.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+    audit_sub.required = True
+    verify = audit_sub.add_parser("verify", help="check the audit hash chain; exit 1 naming the first bad event")
+    verify.set_defaults(func=cmd_audit_verify)
+
+    db = subparsers.add_parser("db", help="database tools")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION")
+    db_sub.required = True
+    upgrade = db_sub.add_parser("upgrade", help="apply the database migrations (alembic upgrade head)")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+
+def _runtime():
+    from ecglens.service.runtime import Runtime
+
+    return Runtime(Settings())
+
+
+def ensure_admin_key(runtime) -> Path | None:
+    """On a database with no active key, create an admin key and write it to ``DATA_DIR/admin-key.txt`` (mode
+    0600); return that path. Returns the existing file's path when there are keys and the file is still there,
+    else None."""
+    from ecglens.service.db import active_keys
+
+    path = runtime.settings.admin_key_file
+    with runtime.sessions() as session:
+        if active_keys(session):
+            return path if path.exists() else None
+        new = create_key(session, ADMIN, "first admin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(new.token + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ecglens.service.app import create_app
+    from ecglens.service.runtime import Runtime
+
+    settings = Settings()
+    key_file = ensure_admin_key(Runtime(settings))
+    if key_file is not None:
+        print(f"ecglens: the first admin API key is in {key_file} (readable by this user only)", flush=True)
+    print(f"ecglens: data in {settings.data_dir}; executor: "
+          f"{'celery ' + settings.broker_url if settings.broker_url else 'in-process'}; "
+          f"API docs at http://{args.host}:{args.port}/docs", flush=True)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
+                proxy_headers=False)
+    return 0
+
+
+def cmd_create_key(args: argparse.Namespace) -> int:
+    runtime = _runtime()
+    with runtime.sessions() as session:
+        new = create_key(session, args.role, args.name or f"{args.role} key")
+    from ecglens.service import audit
+
+    audit.append(runtime.sessions, action="key.create", status=201, actor_name="cli", object_type="key",
+                 object_id=new.id)
+    print(f"created {new.role} key {new.id} ({new.name}); it is shown once:")
+    print(new.token)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from ecglens.service.audit import verify
+
+    runtime = _runtime()
+    with runtime.sessions() as session:
+        status = verify(session)
+    if status.ok:
+        print(f"audit log ok: {status.events} events, chain intact")
+        return 0
+    print(f"audit log BROKEN at event {status.first_bad_seq}: {status.reason}", file=sys.stderr)
+    return 1
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from ecglens.service.db import init_db
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    init_db(settings.db_url)
+    print(f"database at head: {_safe_url(settings.db_url)}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "(unparseable URL)"
