@@ -73,7 +73,12 @@ class ModelCard:
             raise ClassifierError(f"{path}: unreadable model card ({exc})") from None
         if not isinstance(data, dict):
             raise ClassifierError(f"{path}: model card must be a JSON object")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ClassifierError as exc:  # name the file: the same message for a missing field or a bad value
+            raise ClassifierError(f"{path}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ClassifierError(f"{path}: invalid model card ({exc})") from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

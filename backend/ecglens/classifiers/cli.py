@@ -1,0 +1,85 @@
+"""``ecglens train-classifier``: train the built-in (or a transfer) classifier on MIT-BIH DS1 and report DS2."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _default_out(arch: str) -> Path:
+    from ecglens.classifiers import models_dir
+
+    return models_dir() / ("builtin.pt" if arch == "resnet1d" else f"transfer_{arch}.pt")
+
+
+def _compare(card_metrics: dict[str, Any], fresh: dict[str, Any], tol: float = 1e-3) -> list[str]:
+    """Differences between the card's DS2 figures and freshly computed ones (empty when they agree)."""
+    diffs = []
+    for cls, m in fresh.items():
+        for key, value in m.items():
+            old = card_metrics.get(cls, {}).get(key)
+            if value is None or old is None:
+                if value != old:
+                    diffs.append(f"{cls} {key}: card {old}, now {value}")
+            elif abs(float(value) - float(old)) > tol:
+                diffs.append(f"{cls} {key}: card {old}, now {value}")
+    return diffs
+
+
+def train_classifier_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from ecglens.classifiers import load_classifier
+    from ecglens.classifiers.card import ModelCard, card_path_for
+    from ecglens.classifiers.evaluate import format_table
+    from ecglens.classifiers.train import (TrainConfig, ds2_metrics, export_onnx, save_model, split_ds1,
+                                           train_classifier)
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else _default_out(args.arch)
+    if args.evaluate_only:
+        clf = load_classifier(out, device="cpu")
+        fresh = ds2_metrics(clf, args.data)
+        print(f"{out}: MIT-BIH DS2, non-overlapping 10-s windows")
+        print(format_table(fresh))
+        diffs = _compare(ModelCard.load(card_path_for(out)).metrics.get("ds2", {}), fresh)
+        print("matches the model card" if not diffs else "DIFFERS from the model card:\n  " + "\n  ".join(diffs))
+        return 0 if not diffs else 1
+    config = TrainConfig(arch=args.arch, seed=args.seed, threads=args.threads,
+                         **({"epochs": args.epochs} if args.epochs else {}))
+    t0 = time.perf_counter()
+    train_spans, val_spans = split_ds1(args.data)
+    result = train_classifier(train_spans, val_spans, config)
+    print(f"trained in {result.train_seconds:.0f} s ({time.perf_counter() - t0:.0f} s with data loading)")
+    # DS2 is looked at once, after training, calibration and thresholds are fixed.
+    save_model(result, out, None)
+    clf = load_classifier(out, device="cpu")
+    metrics = ds2_metrics(clf, args.data)
+    card = save_model(result, out, metrics)
+    print(format_table(metrics))
+    if args.onnx or args.arch != "resnet1d":
+        onnx_path = out.with_suffix(".onnx")
+        export_onnx(result.model, onnx_path, torch.zeros(1, len(config.leads), int(config.window_s * config.fs)))
+        card.save(card_path_for(onnx_path))  # same stem: the .pt and .onnx share one card
+        print(f"wrote {onnx_path}")
+    print(f"wrote {out} and {card_path_for(out)}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train-classifier`` to the ``ecglens`` command."""
+    p = subparsers.add_parser("train-classifier", help="train the built-in classifier on MIT-BIH DS1, report DS2",
+                              description=__doc__)
+    p.add_argument("--data", default=None, help="folder with the MIT-BIH records (default: ../shared/data/mitdb)")
+    p.add_argument("--out", default=None,
+                   help="TorchScript output; its card goes beside it (default: models/builtin.pt, or "
+                        "models/transfer_<arch>.pt for other architectures)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--arch", default="resnet1d", choices=["resnet1d", "gru"], help="architecture (default: resnet1d)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of 100 steps (default: the recipe's)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--onnx", action="store_true", help="also export an ONNX copy (always for non-resnet1d)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="load the model at --out, recompute its DS2 figures and compare them with its card")
+    p.set_defaults(func=train_classifier_command)

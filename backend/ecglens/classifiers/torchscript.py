@@ -1,0 +1,58 @@
+"""`TorchScriptClassifier`: a TorchScript module file (``.pt``) with its model card beside it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ecglens.classifiers.adapter import CardClassifier
+from ecglens.classifiers.card import ModelCard, card_path_for
+from ecglens.errors import ClassifierError
+
+
+def pick_device(device: str = "auto") -> str:
+    """``"cuda"`` when ``device`` is "auto" and a GPU is visible, else ``device`` ("auto" -> "cpu")."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class TorchScriptClassifier(CardClassifier):
+    """A TorchScript classifier run under `torch.inference_mode`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.pt`` file (saved with ``torch.jit.save``). Its forward takes float32 ``[n, leads, samples]``.
+    card : str or Path or ModelCard or None
+        The model card. Default: None (``path`` with suffix ``.json``, see `card_path_for`).
+    device : str
+        "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ... Default: "auto".
+    batch_size : int
+        Rows per forward call. Default: 256.
+    """
+
+    def __init__(self, path: str | Path, card: str | Path | ModelCard | None = None, *, device: str = "auto",
+                 batch_size: int = 256):
+        import torch
+
+        path = Path(path)
+        if not path.exists():
+            raise ClassifierError(f"{path}: model file not found")
+        card = card if isinstance(card, ModelCard) else ModelCard.load(card or card_path_for(path))
+        super().__init__(card, str(path), batch_size)
+        self.device = pick_device(device)
+        try:
+            self.module = torch.jit.load(str(path), map_location=self.device).eval()
+        except Exception as exc:  # torch raises RuntimeError / ValueError of many kinds for bad files
+            raise ClassifierError(f"{path}: not a loadable TorchScript model ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+    def _forward(self, chunk: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device))
+        return out.float().cpu().numpy()
