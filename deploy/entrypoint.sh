@@ -32,7 +32,7 @@ case "$role" in
     ;;
   migrate)
     ecglens db upgrade
-    exec sh "$(dirname "$0")/first-admin-key.sh"
+    exec python "$(dirname "$0")/first_admin_key.py"
     ;;
   *)
     exec "$role" "$@"
