@@ -2,18 +2,19 @@
 import { api, ApiError, esc, getKey, setKey, setWho, signOut } from "./api.js";
 
 /**
- * Ask the service who this key belongs to: {id, name, role}. Uses GET /keys/me; a service without it is
- * asked GET /models (any role may read it) just to check the key, and the role stays unknown (null).
- * Rejects with ApiError(401) for a bad key.
+ * Ask the service who this key belongs to: {id, name, role} from GET /keys/me. A service without that route
+ * (checked in its public OpenAPI document, so no 404 is provoked) is asked GET /models, which any role may
+ * read, just to check the key; the role then stays unknown (null). Rejects with ApiError(401) for a bad key.
  */
 export async function whoami() {
+  let hasMe = false;
   try {
-    return await api("/keys/me");
-  } catch (err) {
-    if (!(err instanceof ApiError) || ![404, 405].includes(err.status)) throw err;
-  }
+    const spec = await (await fetch("/openapi.json")).json();
+    hasMe = Boolean(spec.paths?.["/api/v1/keys/me"]);
+  } catch { /* no OpenAPI document: use the fallback */ }
+  if (hasMe) return api("/keys/me");
   await api("/models");
-  const id = (getKey() || "").split("_")[1] || null;  // ecgl_<key id>_<secret>: the id is not secret
+  const id = (getKey() || "").split("_")[1] || null;  // ecgl_<key id>_<secret>: the id part is not secret
   return { id, name: id ? `key ${id}` : "signed in", role: null };
 }
 

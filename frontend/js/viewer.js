@@ -152,7 +152,7 @@ export class EcgViewer {
     if (this.layoutMode === "standard") {
       return Math.round(this.pageLength() * SPEED_MM_S * PX_PER_MM * this.zoom) + margins;
     }
-    return Math.max(480, this.div.parentElement.clientWidth - 2);
+    return Math.max(480, this.div.clientWidth);
   }
 
   defaultRange() {
