@@ -404,3 +404,114 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def builtin_card() -> dict:
+    """The shipped model's card; skips when no trained built-in model is in models/."""
+    import json
+
+    from ecglens.classifiers import BUILTIN, models_dir
+
+    card = models_dir() / f"{BUILTIN}.json"
+    if not card.is_file() or not any((models_dir() / f"{BUILTIN}{s}").is_file() for s in (".pt", ".onnx")):
+        pytest.skip(f"no trained built-in model in {models_dir()} (run `ecglens train-classifier`)")
+    return json.loads(card.read_text())
+
+
+def wfdb_upload(card: dict, folder: Path) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """A 10-s simulated record with the built-in model's leads and rate, as WFDB .hea + .dat upload parts."""
+    import neurokit2 as nk
+    import numpy as np
+    import wfdb
+
+    fs = int(round(card["sampling_rate"]))
+    seconds = max(10, int(np.ceil(card["window_s"])))
+    signal = np.stack([nk.ecg_simulate(duration=seconds, sampling_rate=fs, heart_rate=72, random_state=i)
+                       for i in range(len(card["leads"]))], axis=1)
+    wfdb.wrsamp("deploy", fs=fs, units=["mV"] * len(card["leads"]), sig_name=list(card["leads"]),
+                p_signal=signal, fmt=["16"] * len(card["leads"]), write_dir=str(folder))
+    return [("files", (name, (folder / name).read_bytes(), "application/octet-stream"))
+            for name in ("deploy.hea", "deploy.dat")]
+
+
+def _entrypoint_env(**extra: str) -> dict[str, str]:
+    """The environment compose gives the app containers, pointed at native services; no stray settings."""
+    from ecglens.service.config import Settings
+
+    settings = {f"ECGLENS_{name.upper()}" for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k not in settings}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, tmp_path):
+    """migrate (once) -> API + one Celery worker, on PostgreSQL and Redis: one analysis goes through the worker."""
+    import httpx
+    import psycopg
+
+    card = builtin_card()
+    budget, port = 40, free_port()
+    env = _entrypoint_env(ECGLENS_DATA_DIR=str(tmp_path / "data"), ECGLENS_DATABASE_URL=postgres_url,
+                          ECGLENS_BROKER_URL=redis_url, ECGLENS_DEVICE="cpu", API_HOST="127.0.0.1",
+                          API_PORT=str(port), WORKER_CONCURRENCY="1", WORKER_NAME="deploytest")
+    run = dict(env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+
+    # The one-shot step: migrations, then the first admin key, printed once only.
+    first = subprocess.run([str(ENTRYPOINT), "migrate"], **run)
+    assert first.returncode == 0, first.stderr
+    keys = re.findall(r"\becgl_[0-9a-f]{16}_[A-Za-z0-9_-]{20,}", first.stdout)
+    assert len(keys) == 1, first.stdout
+    second = subprocess.run([str(ENTRYPOINT), "migrate"], **run)
+    assert second.returncode == 0, second.stderr
+    assert "ecgl_" not in second.stdout + second.stderr
+    headers = {"Authorization": f"Bearer {keys[0]}"}
+
+    logs = {name: tmp_path / f"{name}.log" for name in ("api", "worker")}
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name in ("api", "worker"):
+            with logs[name].open("w") as log:
+                procs[name] = subprocess.Popen([str(ENTRYPOINT), name], env=env, cwd=tmp_path, stdout=log,
+                                               stderr=subprocess.STDOUT)
+        # The image's healthcheck script is what tells compose the API is up.
+        health = [sys.executable, str(HEALTHCHECK)]
+        _wait_until(lambda: subprocess.run(health, env=env, capture_output=True, timeout=10).returncode == 0,
+                    90, "API (deploy/entrypoint.sh api)", procs["api"], logs["api"])
+        base = f"http://127.0.0.1:{port}/api/v1"
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+            healthz = client.get("/healthz").json()
+            assert healthz["database"] is True and healthz["executor"] == "CeleryExecutor"
+            uploaded = client.post("/records", files=wfdb_upload(card, tmp_path))
+            assert uploaded.status_code == 201, f"{uploaded.text}\n{_tail(logs['api'])}"
+            record_id = uploaded.json()["data"][0]["id"]
+            created = client.post("/analyses", json={"record_id": record_id, "model": "builtin",
+                                                     "query_budget": budget, "seed": 0})
+            assert created.status_code == 202, f"{created.text}\n{_tail(logs['api'])}"
+            analysis_id = created.json()["id"]
+
+            def finished():
+                if procs["worker"].poll() is not None:
+                    pytest.fail(f"worker exited with {procs['worker'].returncode}\n{_tail(logs['worker'])}")
+                body = client.get(f"/analyses/{analysis_id}").json()
+                return body if body["status"] in ("done", "failed") else None
+
+            result = _wait_until(finished, 300, f"analysis {analysis_id}", procs["api"], logs["api"])
+        assert result["status"] == "done", f"{result['error']}\n{_tail(logs['worker'])}"
+        explanation = result["explanation"]
+        assert explanation["diagnosis"]["label"] in card["classes"]
+        assert 0 < explanation["queries"] <= budget
+        assert result["robustness"] is not None
+
+        # It ran in the Celery worker process (solo pool: the process the entrypoint exec'd), not in the API.
+        with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            worker, attempts = conn.execute("SELECT worker, attempts FROM analyses WHERE id = %s",
+                                            (analysis_id,)).fetchone()
+        assert worker.startswith(f"{socket.gethostname()}:{procs['worker'].pid}:"), worker
+        assert attempts == 1
+    finally:
+        for proc in procs.values():
+            _stop(proc)
