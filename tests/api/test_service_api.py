@@ -1,0 +1,290 @@
+"""The REST API end to end with the real readers, explainer and a real TorchScript classifier, on SQLite and
+on a real PostgreSQL server (the ``api`` fixture runs each test on both)."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from service_helpers import register_tiny, wfdb_files
+
+
+def test_create_records_returns_201_with_metadata(api, wfdb_record):
+    response = api.upload(wfdb_record)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["count"] == 1
+    record = body["data"][0]
+    assert record["name"] == "syn" and record["format"] == "wfdb"
+    assert record["fs"] == 360.0 and record["leads"] == ["MLII", "V1"]
+    assert record["n_samples"] == 3600 and abs(record["duration_s"] - 10.0) < 1e-6
+    assert sorted(f["filename"] for f in record["files"]) == ["syn.dat", "syn.hea"]
+    assert record["created_by"] == api.key_ids["clinician"]
+    assert "header" not in record and "Age" not in response.text  # header fields are stored, never returned
+
+
+def test_same_upload_twice_is_one_blob_two_records(api, wfdb_record):
+    first = api.upload(wfdb_record).json()["data"][0]
+    second = api.upload(wfdb_record).json()["data"][0]
+    assert first["id"] != second["id"]
+    assert [f["sha256"] for f in first["files"]] == [f["sha256"] for f in second["files"]]
+    blob_files = [p for p in api.runtime.settings.blob_dir.rglob("*") if p.is_file()]
+    assert len(blob_files) == 2  # .hea and .dat, each stored once
+
+
+def test_zip_of_two_records_creates_both(api, synthetic_ecg, tmp_path):
+    a = wfdb_files(synthetic_ecg, "rec_a", tmp_path / "a")
+    b = wfdb_files(synthetic_ecg.replace(signal=synthetic_ecg.signal * 0.5), "rec_b", tmp_path / "b")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in {**a, **b}.items():
+            zf.writestr(f"upload/{name}", data)
+    response = api.upload({"records.zip": buf.getvalue()})
+    assert response.status_code == 201, response.text
+    assert sorted(r["name"] for r in response.json()["data"]) == ["rec_a", "rec_b"]
+
+
+def test_wfdb_data_without_header_is_422_naming_the_file(api, wfdb_record):
+    response = api.upload({"syn.dat": wfdb_record["syn.dat"]})
+    assert response.status_code == 422
+    assert "syn.dat" in response.json()["detail"]
+
+
+def test_mismatched_wfdb_pair_is_422_with_the_readers_message(api, wfdb_record, tmp_path, synthetic_ecg):
+    other = wfdb_files(synthetic_ecg, "other", tmp_path / "o")
+    response = api.upload({"syn.hea": wfdb_record["syn.hea"], "other.dat": other["other.dat"]})
+    assert response.status_code == 422
+    assert "syn" in response.json()["detail"]
+    assert api.client.get("/api/v1/records", headers=api.auth("clinician")).json()["count"] == 0
+
+
+def test_unknown_format_is_422(api):
+    response = api.upload({"notes.txt": b"this is not an ECG\n"})
+    assert response.status_code == 422
+    assert "notes.txt" in response.json()["detail"]
+
+
+def test_oversized_upload_is_413_while_streaming(api):
+    def body():  # chunked, no Content-Length: the limit must trip on the streamed bytes
+        boundary = b"--xyz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.csv\"\r\n\r\n"
+        yield boundary
+        for _ in range(64):
+            yield b"0.1," * 16384
+    headers = {**api.auth("clinician"), "Content-Type": "multipart/form-data; boundary=xyz"}
+    response = api.client.post("/api/v1/records", headers=headers, content=body())
+    assert response.status_code == 413
+    declared = api.client.post("/api/v1/records", headers=api.auth("clinician"),
+                               files={"files": ("big.csv", b"0" * (3 * 2**20))})
+    assert declared.status_code == 413
+
+
+def test_unknown_record_is_404(api):
+    for path in ("/api/v1/records/nope", "/api/v1/records/nope/signal", "/api/v1/analyses/nope"):
+        assert api.client.get(path, headers=api.auth("admin")).status_code == 404, path
+    assert api.client.delete("/api/v1/records/nope", headers=api.auth("admin")).status_code == 404
+
+
+def test_signal_window_returns_samples_in_mv(api, wfdb_record, synthetic_ecg):
+    record = api.upload(wfdb_record).json()["data"][0]
+    response = api.client.get(f"/api/v1/records/{record['id']}/signal",
+                              params={"leads": "V1", "start_s": 1.0, "end_s": 2.0, "max_points": 5000},
+                              headers=api.auth("clinician"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["leads"] == ["V1"] and not body["decimated"] and body["t0"] == 1.0
+    values = np.array(body["values"]["V1"])
+    assert values.shape == (360,)
+    np.testing.assert_allclose(values, synthetic_ecg.signal[1, 360:720], atol=0.01)  # 1/200 mV ADC step
+
+
+def test_signal_decimation_keeps_each_buckets_extremes(api, wfdb_record, synthetic_ecg):
+    record = api.upload(wfdb_record).json()["data"][0]
+    body = api.client.get(f"/api/v1/records/{record['id']}/signal", params={"max_points": 200},
+                          headers=api.auth("clinician")).json()
+    assert body["decimated"]
+    values, times = np.array(body["values"]["MLII"]), np.array(body["times"]["MLII"])
+    assert len(values) <= 200 and np.all(np.diff(times) >= 0)
+    assert abs(values.max() - synthetic_ecg.signal[0].max()) < 0.01  # R peaks survive
+    assert abs(values.min() - synthetic_ecg.signal[0].min()) < 0.01
+
+
+def test_signal_of_unknown_lead_is_422(api, wfdb_record):
+    record = api.upload(wfdb_record).json()["data"][0]
+    response = api.client.get(f"/api/v1/records/{record['id']}/signal", params={"leads": "V9"},
+                              headers=api.auth("clinician"))
+    assert response.status_code == 422 and "V9" in response.json()["detail"]
+
+
+def test_delete_record_is_soft_and_audited(api, wfdb_record):
+    record = api.upload(wfdb_record).json()["data"][0]
+    assert api.client.delete(f"/api/v1/records/{record['id']}", headers=api.auth("admin")).status_code == 204
+    assert api.client.get(f"/api/v1/records/{record['id']}", headers=api.auth("admin")).status_code == 404
+    for f in record["files"]:  # the bytes are kept
+        assert api.runtime.blobs.exists(f["sha256"])
+    events = api.client.get("/api/v1/audit", params={"action": "record.delete"}, headers=api.auth("auditor")).json()
+    assert events["count"] == 1
+    event = events["data"][0]
+    assert event["object_id"] == record["id"] and event["status"] == 204
+    assert event["actor_key_id"] == api.key_ids["admin"] and event["role"] == "admin"
+    assert event["client"] == "10.1.2.3"
+
+
+def test_invalid_json_body_is_422(api):
+    headers = {**api.auth("clinician"), "Content-Type": "application/json"}
+    assert api.client.post("/api/v1/analyses", headers=headers, content=b"{not json").status_code == 422
+    assert api.client.post("/api/v1/analyses", headers=headers, json={"record_id": 5}).status_code == 422
+    assert api.client.post("/api/v1/analyses", headers=headers,
+                           json={"record_id": "x", "query_budget": -1}).status_code == 422
+
+
+def test_register_torchscript_model_then_listed(api, tiny_model):
+    response = register_tiny(api, tiny_model)
+    assert response.status_code == 201, response.text
+    assert response.json()["kind"] == "torchscript"
+    names = [m["name"] for m in api.client.get("/api/v1/models", headers=api.auth("clinician")).json()["data"]]
+    assert "tiny" in names and "builtin" in names
+    assert register_tiny(api, tiny_model).status_code == 409
+
+
+def test_register_model_with_a_broken_file_is_422(api, tiny_model):
+    _, card = tiny_model
+    response = api.client.post("/api/v1/models", headers=api.auth("admin"), data={"card": json.dumps(card)},
+                               files={"file": ("tiny.pt", b"not a torchscript archive")})
+    assert response.status_code == 422 and "model rejected" in response.json()["detail"]
+
+
+def test_http_model_off_the_allow_list_is_422(api):
+    response = api.client.post("/api/v1/models", headers=api.auth("admin"),
+                               data={"name": "remote", "endpoint": "http://evil.example:9000/predict"})
+    assert response.status_code == 422 and "allow-list" in response.json()["detail"]
+
+
+def test_create_analysis_returns_202_and_completes_with_results(api, wfdb_record, tiny_model):
+    assert register_tiny(api, tiny_model).status_code == 201
+    record = api.upload(wfdb_record).json()["data"][0]
+    response = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
+                               json={"record_id": record["id"], "model": "tiny", "query_budget": 40, "seed": 3,
+                                     "distortions": ["gaussian", "baseline_wander"]})
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+    done = api.wait(response.json()["id"])
+    assert done["status"] == "done", done["error"]
+    assert done["progress"] == 100.0 and done["queries"] > 0
+    explanation, robustness = done["explanation"], done["robustness"]
+    assert explanation["diagnosis"]["label"] in ("calm", "noisy")
+    assert explanation["queries"] <= 40
+    assert robustness["label"] == explanation["diagnosis"]["label"]
+    listed = api.client.get("/api/v1/analyses", params={"record_id": record["id"]},
+                            headers=api.auth("clinician")).json()
+    assert listed["count"] == 1 and listed["data"][0]["explanation"] is None  # lists carry no results
+    auditor_view = api.client.get(f"/api/v1/analyses/{done['id']}", headers=api.auth("auditor")).json()
+    assert auditor_view["status"] == "done" and auditor_view["explanation"] is None
+
+
+def test_failed_analysis_keeps_its_record_and_says_why(api, synthetic_ecg, tmp_path, tiny_model):
+    assert register_tiny(api, tiny_model).status_code == 201
+    one_lead = wfdb_files(synthetic_ecg.select_leads(["V1"]), "v1only", tmp_path / "v1")
+    record = api.upload(one_lead).json()["data"][0]
+    created = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
+                              json={"record_id": record["id"], "model": "tiny", "query_budget": 20}).json()
+    failed = api.wait(created["id"])
+    assert failed["status"] == "failed"
+    assert "MLII" in failed["error"]  # the tiny model needs MLII; the record has only V1
+    assert api.client.get(f"/api/v1/records/{record['id']}", headers=api.auth("clinician")).status_code == 200
+
+
+def test_analysis_of_unknown_model_or_record_is_404(api, wfdb_record):
+    record = api.upload(wfdb_record).json()["data"][0]
+    h = api.auth("clinician")
+    assert api.client.post("/api/v1/analyses", headers=h, json={"record_id": record["id"],
+                                                                 "model": "nope"}).status_code == 404
+    assert api.client.post("/api/v1/analyses", headers=h, json={"record_id": "nope"}).status_code == 404
+
+
+def test_analysis_events_stream_progress_until_done(api, wfdb_record, tiny_model):
+    assert register_tiny(api, tiny_model).status_code == 201
+    record = api.upload(wfdb_record).json()["data"][0]
+    created = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
+                              json={"record_id": record["id"], "model": "tiny", "query_budget": 30}).json()
+    events = []
+    with api.client.stream("GET", f"/api/v1/analyses/{created['id']}/events", headers=api.auth("clinician")) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    assert events[-1][0] == "done" and events[-1][1]["status"] == "done"
+    progress = [e[1]["progress"] for e in events]
+    assert progress == sorted(progress)
+
+
+def test_service_key_sees_only_its_own_records(api, wfdb_record):
+    mine = api.upload(wfdb_record, role="service").json()["data"][0]
+    theirs = api.upload(wfdb_record, role="clinician").json()["data"][0]
+    h = api.auth("service")
+    assert api.client.get(f"/api/v1/records/{mine['id']}", headers=h).status_code == 200
+    assert api.client.get(f"/api/v1/records/{theirs['id']}", headers=h).status_code == 404
+    assert [r["id"] for r in api.client.get("/api/v1/records", headers=h).json()["data"]] == [mine["id"]]
+
+
+def test_created_key_works_once_and_stops_when_revoked(api):
+    created = api.client.post("/api/v1/keys", headers=api.auth("admin"), json={"role": "clinician", "name": "dr x"})
+    assert created.status_code == 201
+    token = created.json()["token"]
+    h = {"Authorization": f"Bearer {token}"}
+    assert api.client.get("/api/v1/records", headers=h).status_code == 200
+    listed = api.client.get("/api/v1/keys", headers=api.auth("admin")).json()
+    assert "token" not in json.dumps(listed) and token not in json.dumps(listed)
+    assert api.client.delete(f"/api/v1/keys/{created.json()['id']}", headers=api.auth("admin")).status_code == 204
+    assert api.client.get("/api/v1/records", headers=h).status_code == 401
+
+
+def test_audit_filters_and_csv_export(api, wfdb_record):
+    record = api.upload(wfdb_record).json()["data"][0]
+    api.client.get(f"/api/v1/records/{record['id']}", headers=api.auth("clinician"))
+    api.client.get(f"/api/v1/records/{record['id']}/signal", headers=api.auth("auditor"))  # refused: 403
+    h = api.auth("auditor")
+    by_record = api.client.get("/api/v1/audit", params={"record": record["id"]}, headers=h).json()
+    assert [e["action"] for e in by_record["data"]] == ["record.create", "record.read", "record.signal"]
+    assert [e["status"] for e in by_record["data"]] == [201, 200, 403]
+    by_actor = api.client.get("/api/v1/audit", params={"actor": "test clinician"}, headers=h).json()
+    assert {e["actor_key_id"] for e in by_actor["data"]} == {api.key_ids["clinician"]}
+    future = api.client.get("/api/v1/audit", params={"since": "2999-01-01"}, headers=h).json()
+    assert future["count"] == 0
+    csv_text = api.client.get("/api/v1/audit", params={"format": "csv", "record": record["id"]}, headers=h)
+    assert csv_text.headers["content-type"].startswith("text/csv")
+    lines = csv_text.text.strip().splitlines()
+    assert lines[0].startswith("seq,at,") and len(lines) == 4
+    assert api.client.get("/api/v1/audit/verify", headers=h).json()["ok"] is True
+
+
+def test_audit_events_hold_no_signal_values_or_header_fields(api, wfdb_record):
+    record = api.upload(wfdb_record).json()["data"][0]
+    api.client.get(f"/api/v1/records/{record['id']}/signal", headers=api.auth("clinician"))
+    dump = api.client.get("/api/v1/audit", params={"format": "csv"}, headers=api.auth("auditor")).text
+    assert "Age" not in dump and "61" not in dump.replace(record["id"], "")
+    header = wfdb_record["syn.hea"].decode()
+    assert header.splitlines()[1].split()[0] not in dump  # no header line content
+
+
+def test_metrics_count_requests_and_jobs(api, wfdb_record):
+    api.upload(wfdb_record)
+    assert api.client.get("/metrics").status_code == 401
+    text = api.client.get("/metrics", headers=api.auth("admin")).text
+    assert 'ecglens_http_requests_total{method="POST",route="/api/v1/records",status="201"} 1' in text
+    assert "ecglens_queue_depth 0" in text and "ecglens_classifier_queries_total" in text
+    assert api.client.get("/metrics", headers=api.auth("clinician")).status_code == 403
+
+
+def test_healthz_and_docs_need_no_key(api):
+    assert api.client.get("/healthz").json()["status"] == "ok"
+    assert api.client.get("/api/v1/healthz").json()["database"] is True
+    assert api.client.get("/docs").status_code == 200
+    schema = api.client.get("/openapi.json").json()
+    assert "/api/v1/records/{record_id}/signal" in schema["paths"]
+    assert api.client.get("/static/vendor/plotly.min.js").status_code == 200
