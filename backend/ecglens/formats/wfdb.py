@@ -1,0 +1,425 @@
+"""WFDB records (PhysioNet): a ``.hea`` header plus the signal files it names (``.dat``, ``.mat``, ...).
+
+Decoding is wfdb-python's (every format it supports: 8, 16, 24, 32, 61, 80, 160, 212, 310, 311, FLAC 508-524,
+and MATLAB ``.mat`` as in the CinC challenges). What this module adds around it:
+
+- uploads: the header and its signal files arrive as bytes, matched by the names in the header; wfdb needs them
+  on disk, so they are written to a private temporary folder;
+- header dates wfdb refuses (``A00011 1 300 9000 2014-04-15 03:04:41``) are taken off the record line before
+  wfdb sees it and kept, parsed, in the metadata;
+- checksums in the header are verified, so a signal file from another record is caught ("mismatched pair");
+- multi-frequency records are read unsmoothed and each channel is resampled to the highest rate;
+- invalid samples become NaN, then are interpolated and counted (`_build.fill_missing`);
+- channels in non-voltage units (mmHg, %, bpm) are dropped and listed in the metadata.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from ecglens.ecg import Ecg
+from ecglens.errors import RecordError
+from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs, check_size, fill_missing
+from ecglens.formats._guard import guarded
+from ecglens.formats._header import parse_comments, parse_date, parse_time
+from ecglens.formats._source import basename, read_bytes, read_files
+
+_SAFE_NAME = re.compile(r"^[\w\-.+~]+$")
+_RECORD_NAME = re.compile(r"^[\w\-.+]+$")
+
+
+@dataclass
+class _Header:
+    """What this module needs from a header before wfdb reads it."""
+
+    text: str                       # sanitised header wfdb will parse
+    record_name: str
+    n_signals: int
+    fs: float
+    n_samples: int | None
+    signal_files: list[str] = field(default_factory=list)
+    samples_per_frame: list[int] = field(default_factory=list)
+    segments: list[str] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+    date: str | None = None
+    time: str | None = None
+    raw_datetime: str | None = None
+
+
+def _parse_header(raw: bytes, filename: str) -> _Header:
+    """Check a header's structure and take non-standard date/time tokens off its record line."""
+    if b"\x00" in raw:
+        raise RecordError(filename, "header is not text (contains NUL bytes)")
+    text = raw.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    comments: list[str] = []
+    body: list[tuple[int, str]] = []
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comments.append(stripped.lstrip("#").strip())
+        elif stripped:
+            body.append((number, stripped))
+    if not body:
+        raise RecordError(filename, "header has no record line")
+    line_no, record_line = body[0]
+    tokens = record_line.split()
+    where = f"header line {line_no}"
+    if len(tokens) < 2:
+        raise RecordError(filename, f"{where}: expected 'name nsig [fs [nsamp [time date]]]', got {record_line!r}")
+    name_token, *rest = tokens
+    record_name, _, n_seg = name_token.partition("/")
+    if not _RECORD_NAME.match(record_name):
+        raise RecordError(filename, f"{where}: record name {record_name!r} has characters WFDB does not allow")
+    if n_seg and not n_seg.isdigit():
+        raise RecordError(filename, f"{where}: segment count {n_seg!r} is not a number")
+    if not rest[0].isdigit():
+        raise RecordError(filename, f"{where}: number of signals {rest[0]!r} is not a whole number")
+    n_signals = int(rest[0])
+    if n_signals > MAX_LEADS:
+        raise RecordError(filename, f"{where}: {n_signals} signals (limit {MAX_LEADS})")
+    fs = 250.0  # the WFDB default when the header gives no rate
+    kept = [name_token, rest[0]]
+    extra = rest[1:]
+    if extra:
+        match = re.match(r"^([0-9.eE+\-]+)(/[0-9.eE+\-]+)?(\([0-9.eE+\-]+\))?$", extra[0])
+        if not match:
+            raise RecordError(filename, f"{where}: sampling frequency {extra[0]!r} is not a number")
+        fs = check_fs(match.group(1), filename)
+        kept.append(extra[0])
+        extra = extra[1:]
+    n_samples = None
+    if extra and extra[0].isdigit():
+        n_samples = int(extra[0])
+        kept.append(extra[0])
+        extra = extra[1:]
+    header = _Header(text="", record_name=record_name, n_signals=n_signals, fs=fs, n_samples=n_samples,
+                     comments=comments)
+    # Whatever follows is base time and date, in whichever spelling the writer chose; wfdb only takes
+    # "HH:MM:SS DD/MM/YYYY", so they are parsed here and left off the line wfdb sees.
+    if extra:
+        header.raw_datetime = " ".join(extra)
+        for token in extra:
+            header.time = header.time or parse_time(token)
+            header.date = header.date or parse_date(token)
+    out_lines = [" ".join(kept)]
+    following = body[1:]
+    if n_seg:
+        header.segments = _segment_names(following, int(n_seg), filename)
+        out_lines += [line for _, line in following]
+    else:
+        if len(following) < n_signals:
+            raise RecordError(filename, f"header declares {n_signals} signals but has {len(following)} signal "
+                                        "lines")
+        for number, line in following[:n_signals]:
+            fields = line.split()
+            if len(fields) < 2:
+                raise RecordError(filename, f"header line {number}: signal line needs at least a file name and "
+                                            f"a format, got {line!r}")
+            header.signal_files.append(_plain_name(fields[0], filename, number))
+            spf = re.match(r"^\d+(?:x(\d+))?", fields[1])
+            if not spf:
+                raise RecordError(filename, f"header line {number}: storage format {fields[1]!r} is not valid")
+            header.samples_per_frame.append(int(spf.group(1) or 1))
+        out_lines += [line for _, line in following]
+    out_lines += [f"# {c}" for c in comments]
+    # wfdb reads headers as ASCII; non-ASCII comment text is kept in our own copy of the comments.
+    header.text = "\n".join(out_lines).encode("ascii", errors="replace").decode("ascii") + "\n"
+    return header
+
+
+def _segment_names(lines: list[tuple[int, str]], n_seg: int, filename: str) -> list[str]:
+    if len(lines) < n_seg:
+        raise RecordError(filename, f"header declares {n_seg} segments but lists {len(lines)}")
+    names = []
+    for number, line in lines[:n_seg]:
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise RecordError(filename, f"header line {number}: segment line must be 'name nsamp', got {line!r}")
+        if fields[0] != "~":
+            names.append(_plain_name(fields[0], filename, number))
+    return names
+
+
+def _plain_name(name: str, filename: str, line_no: int) -> str:
+    if not _SAFE_NAME.match(name) or name in (".", "..") or name.startswith("~"):
+        raise RecordError(filename, f"header line {line_no}: file name {name!r} must be a plain file name")
+    return name
+
+
+def _pick_header(files: Mapping[str, bytes], display: str) -> str:
+    """The one top-level header in an upload (segment headers of a multi-segment record are not top-level)."""
+    headers = sorted(name for name in files if name.lower().endswith(".hea"))
+    if not headers:
+        signal = sorted(files)
+        raise RecordError(display, f"no WFDB header (.hea) among the files ({', '.join(signal)}); a WFDB record "
+                                   "needs its .hea header and the signal files it names")
+    segments: set[str] = set()
+    if len(headers) > 1:
+        for name in headers:
+            try:
+                segments.update(f"{s}.hea" for s in _parse_header(files[name], name).segments)
+            except RecordError:
+                continue
+    top = [name for name in headers if name not in segments]
+    if len(top) != 1:
+        raise RecordError(display, f"the upload holds {len(top)} WFDB records ({', '.join(top)}); send one "
+                                   "record (its .hea and the signal files it names)")
+    return top[0]
+
+
+def _gather_from_disk(path: Path, display: str) -> dict[str, bytes]:
+    """The header at (or beside) ``path`` and every file it names, read from the header's folder."""
+    if path.suffix.lower() == ".hea":
+        header_path = path
+    elif path.is_file():  # a signal file: its header sits beside it under the record's name
+        header_path = path.with_suffix(".hea")
+    else:  # a record path without extension, as wfdb takes them ("mitdb/100")
+        header_path = path.with_name(path.name + ".hea")
+    if not header_path.exists():
+        raise RecordError(display, f"no WFDB header {header_path.name} beside it")
+    files = {header_path.name: read_bytes(header_path)[1]}
+    header = _parse_header(files[header_path.name], header_path.name)
+    needed = set(header.signal_files)
+    for segment in header.segments:
+        seg_path = header_path.with_name(f"{segment}.hea")
+        if seg_path.exists():
+            files[seg_path.name] = read_bytes(seg_path)[1]
+            needed.update(_parse_header(files[seg_path.name], seg_path.name).signal_files)
+    for name in sorted(needed):
+        file_path = header_path.with_name(name)
+        if file_path.exists():
+            files[name] = read_bytes(file_path)[1]
+    return files
+
+
+@guarded("WFDB")
+def read_wfdb(
+    source: Any = None,
+    filename: str | None = None,
+    *,
+    files: Mapping[str, Any] | None = None,
+) -> Ecg:
+    """Read a WFDB record into an `Ecg` (float32 ``[leads, samples]`` in mV).
+
+    Parameters
+    ----------
+    source : path, bytes, file object or mapping, optional
+        A path to the ``.hea`` header (or to the record without extension, or to one of its signal files; the
+        other files are read from the same folder); or the header's bytes with the signal files in ``files``;
+        or a mapping ``{file name: bytes}`` holding the header and its signal files.
+    filename : str, optional
+        The header's upload name when ``source`` is bytes. Default: ``"<bytes>"``.
+    files : mapping of str to bytes/path, optional
+        Further files of the record (signal files, segment headers), matched by the names in the header.
+
+    Returns
+    -------
+    Ecg
+        ``fs`` is the highest channel rate in Hz; ``metadata`` holds ``format="WFDB"``, ``record_name``,
+        ``date`` / ``time`` (ISO strings) when the header has them (``raw_datetime`` as written), ``age``,
+        ``sex``, ``dx`` (e.g. CinC SNOMED codes), ``comments``, ``header_fields``, ``source_files``,
+        ``original_units``, and ``missing_samples`` / ``dropped_channels`` / ``resampled_channels`` when
+        those happened.
+
+    Raises
+    ------
+    RecordError
+        Naming the file: missing header or signal file, a signal file that does not match its header
+        (checksum or length), malformed header lines, implausible rate, size or values.
+    """
+    uploads: dict[str, bytes] = {}
+    if isinstance(source, Mapping):
+        uploads.update(read_files(source))
+        display = filename or "<upload>"
+    elif isinstance(source, (str, os.PathLike)) and not files:
+        display = filename or str(source)
+        uploads.update(_gather_from_disk(Path(source), display))
+    elif source is not None:
+        display, data, _ = read_bytes(source, filename)
+        uploads[basename(display) if display != "<bytes>" else "record.hea"] = data
+    else:
+        display = filename or "<upload>"
+    if files:
+        for name, data in read_files(files).items():
+            if name in uploads and uploads[name] != data:
+                raise RecordError(name, "given twice with different contents")
+            uploads[name] = data
+    return read_wfdb_files(uploads, display)
+
+
+def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>") -> Ecg:
+    """Read the one WFDB record among ``files`` (``{base name: bytes}``); see `read_wfdb`."""
+    header_name = _pick_header(files, display)
+    header = _parse_header(files[header_name], header_name)
+    headers = {header_name: header}
+    for segment in header.segments:
+        seg_file = f"{segment}.hea"
+        if seg_file not in files:
+            raise RecordError(header_name, f"names segment {segment}, but {seg_file} is not in the upload")
+        headers[seg_file] = _parse_header(files[seg_file], seg_file)
+    needed = [name for h in headers.values() for name in h.signal_files]
+    absent = sorted(set(needed) - set(files))
+    if absent:
+        others = sorted(set(files) - set(headers)) or ["none"]
+        raise RecordError(header_name, f"names signal file {', '.join(absent)}, which is not in the upload "
+                                       f"(other files: {', '.join(others)}); header and signal files must "
+                                       "belong to the same record")
+    if header.n_signals == 0:
+        raise RecordError(header_name, "header declares no signals")
+    if header.n_samples:
+        check_size(header_name, header.n_signals, header.n_samples * max(header.samples_per_frame or [1]),
+                   header.fs * max(header.samples_per_frame or [1]))
+
+    stem = header_name[: -len(".hea")]
+    with tempfile.TemporaryDirectory(prefix="ecglens-wfdb-") as folder:
+        for name, h in headers.items():
+            Path(folder, f"{name[:-len('.hea')]}.hea").write_text(h.text, encoding="ascii")
+        for name in set(needed):
+            Path(folder, name).write_bytes(files[name])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if header.segments:
+                channels, fs, labels, units, extra = _read_multi_segment(os.path.join(folder, stem))
+            else:
+                channels, fs, labels, units, extra = _read_single(os.path.join(folder, stem), header, header_name)
+
+    meta = _metadata(header, header_name, sorted({header_name, *needed}))
+    meta.update(extra)
+    return build_ecg(channels, fs, labels, units, filename=header_name, fmt="WFDB", name=header.record_name,
+                     metadata=meta, drop_non_voltage=True)
+
+
+def _read_single(record_path: str, header: _Header, filename: str) -> tuple[list[np.ndarray], float, list[str],
+                                                                          list[str], dict[str, Any]]:
+    """Digital samples, checksums verified, converted to physical units and brought to one rate."""
+    import wfdb
+
+    record = wfdb.rdrecord(record_path, physical=False, smooth_frames=False)
+    spf = [int(s or 1) for s in (record.samps_per_frame or [1] * record.n_sig)]
+    digital = record.e_d_signal
+    if digital is None or len(digital) != record.n_sig:
+        raise RecordError(filename, "no samples could be read from the signal files")
+    for i, x in enumerate(digital):
+        if record.sig_len and len(x) != record.sig_len * spf[i]:
+            raise RecordError(filename, f"signal {i + 1} has {len(x)} samples, header declares "
+                                        f"{record.sig_len * spf[i]}: the signal file is truncated or "
+                                        "does not belong to this header")
+    if record.checksum:
+        actual = record.calc_checksum(expanded=True)
+        for i, (want, got) in enumerate(zip(record.checksum, actual)):
+            if want is not None and int(want) % 65536 != int(got) % 65536:
+                label = record.sig_name[i] if record.sig_name else str(i + 1)
+                raise RecordError(filename, f"checksum mismatch for signal {label} ({record.file_name[i]}): "
+                                            "the signal file does not belong to this header, or is corrupt")
+    physical = record.dac(expanded=True, return_res=64)
+    labels = list(record.sig_name or [""] * record.n_sig)
+    units = [str(u) if u else "" for u in (record.units or [""] * record.n_sig)]
+    top = max(spf)
+    channels: list[np.ndarray] = []
+    missing: dict[str, int] = {}
+    for i, x in enumerate(physical):
+        x = np.asarray(x, dtype=np.float64)
+        if spf[i] != top:
+            # Fill gaps at the channel's own rate first: NaN would spread through the polyphase filter.
+            x, n_missing = fill_missing(x, labels[i] or str(i + 1), filename)
+            if n_missing:
+                missing[labels[i]] = n_missing
+            x = resample_poly(x, top, spf[i])
+        channels.append(x)
+    extra: dict[str, Any] = {}
+    if top > 1 and len(set(spf)) > 1:
+        extra["resampled_channels"] = {labels[i]: f"{record.fs * spf[i]:g} Hz -> {record.fs * top:g} Hz"
+                                       for i in range(len(spf)) if spf[i] != top}
+    if missing:
+        extra["missing_samples_before_resampling"] = missing
+    return channels, float(record.fs) * top, labels, units, extra
+
+
+def _read_multi_segment(record_path: str) -> tuple[list[np.ndarray], float, list[str], list[str], dict[str, Any]]:
+    """Multi-segment records: wfdb joins the segments (gaps and absent channels become NaN)."""
+    import wfdb
+
+    record = wfdb.rdrecord(record_path, physical=True, smooth_frames=True, return_res=64)
+    signal = np.asarray(record.p_signal, dtype=np.float64)
+    labels = list(record.sig_name or [""] * signal.shape[1])
+    units = [str(u) if u else "" for u in (record.units or [""] * signal.shape[1])]
+    return [signal[:, i] for i in range(signal.shape[1])], float(record.fs), labels, units, {
+        "segments": int(getattr(record, "n_seg", 0) or 0)}
+
+
+def _metadata(header: _Header, header_name: str, source_files: list[str]) -> dict[str, Any]:
+    meta: dict[str, Any] = parse_comments(header.comments)
+    meta["record_name"] = header.record_name
+    meta["source_files"] = source_files
+    if header.date:
+        meta["date"] = header.date
+    if header.time:
+        meta["time"] = header.time
+    if header.raw_datetime:
+        meta["raw_datetime"] = header.raw_datetime
+    if header.record_name != header_name[: -len(".hea")]:
+        meta["header_file"] = header_name
+    return meta
+
+
+def write_wfdb(
+    ecg: Ecg,
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    record_name: str | None = None,
+    fmt: str = "16",
+) -> dict[str, bytes]:
+    """Write ``ecg`` as a WFDB record (header + one signal file) and return ``{file name: bytes}``.
+
+    Parameters
+    ----------
+    ecg : Ecg
+        The record; samples are stored with a per-lead gain chosen by wfdb to use the format's full range.
+    directory : path, optional
+        Folder to write the files into as well. Default: None (only return them).
+    record_name : str, optional
+        WFDB record name (letters, digits, ``_``, ``-``). Default: ``ecg.name`` cleaned, or ``"record"``.
+    fmt : str
+        WFDB storage format for every signal (``"16"``, ``"212"``, ``"24"``, ``"32"``...). Default: ``"16"``.
+
+    Returns
+    -------
+    dict mapping ``"<record_name>.hea"`` and ``"<record_name>.dat"`` to their bytes.
+    """
+    import wfdb
+
+    name = re.sub(r"[^\w\-]", "_", record_name or ecg.name or "record").strip("_") or "record"
+    meta = ecg.metadata
+    comments = [str(c) for c in meta.get("comments", [])]
+    for key, label in (("age", "Age"), ("sex", "Sex")):
+        if meta.get(key) is not None and not any(c.lower().startswith(f"{key}:") for c in comments):
+            comments.append(f"{label}: {meta[key]}")
+    if meta.get("dx") and not any(c.lower().startswith("dx:") for c in comments):
+        comments.append("Dx: " + ",".join(map(str, meta["dx"])))
+    base: dict[str, Any] = {}
+    try:
+        if meta.get("date"):
+            base["base_date"] = date.fromisoformat(str(meta["date"]))
+        if meta.get("time"):
+            base["base_time"] = time.fromisoformat(str(meta["time"]))
+    except ValueError:
+        base = {}
+    with tempfile.TemporaryDirectory(prefix="ecglens-wfdb-") as folder:
+        wfdb.wrsamp(name, fs=ecg.fs, units=["mV"] * ecg.n_leads, sig_name=list(ecg.leads),
+                    p_signal=ecg.signal.T.astype(np.float64), fmt=[fmt] * ecg.n_leads,
+                    comments=comments or None, write_dir=folder, **base)
+        out = {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+    if directory is not None:
+        for file_name, data in out.items():
+            Path(directory, file_name).write_bytes(data)
+    return out
