@@ -178,6 +178,14 @@ def test_app_services_share_database_broker_and_data_volume():
         assert f"ecglens-data:{envs[0]['ECGLENS_DATA_DIR']}" in svc["volumes"], name
 
 
+def test_every_compose_variable_is_documented_in_env_example():
+    text = COMPOSE.read_text().replace("$$", "")  # $$ escapes a literal $ for the container's shell
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
+    assert used, "no ${VAR} in docker-compose.yml"
+    assert used - documented == set(), "docker-compose.yml reads these but .env.example does not document them"
+
+
 # --- image recipe ---------------------------------------------------------------------------------------------
 
 def test_dockerfile_is_multi_stage_and_runs_as_an_unprivileged_user():
