@@ -207,7 +207,7 @@ def _same_shape(clean: np.ndarray, noisy: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _top_span(obj: Any) -> tuple[float, float] | None:
-    if hasattr(obj, "segments") and not hasattr(obj, "start_s"):  # an Explanation
+    if hasattr(obj, "segments") and hasattr(obj, "saliency"):  # an Explanation
         obj = obj.segments
     if hasattr(obj, "start_s"):
         return float(obj.start_s), float(obj.end_s)
