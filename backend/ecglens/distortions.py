@@ -3,25 +3,32 @@
 Five kinds (`KINDS`), each a parametric model of the noise in the MIT-BIH Noise Stress Test Database (NSTDB):
 
 ``baseline_wander`` (alias ``bw``)
-    Respiration (a sinusoid at 0.12-0.35 Hz with slow amplitude modulation) plus a random drift whose spectrum
-    is a band-pass from 0.05 Hz with a corner at 0.2 Hz and a -25 dB/decade roll-off (the slope of NSTDB ``bw``
-    between 0.5 and 5 Hz); ~98 % of its energy lies below 0.5 Hz, as in ``bw``.
+    Respiration (a sinusoid at 0.12-0.35 Hz whose depth varies by ±20 %, 20-60 % of the power) plus a random
+    drift: Gaussian noise with the spectrum of an analog Butterworth band-pass, first order from 0.05 Hz, and a
+    0.12 Hz corner of order 1.75 (-35 dB/decade), fitted to NSTDB ``bw``; ~98 % of the energy lies below 0.5 Hz,
+    as in ``bw``.
 ``powerline`` (aliases ``pli``, ``powerline_50``, ``powerline_60``)
     The mains frequency (``mains_hz``: 50 Hz in Europe, 60 Hz in North America; a per-site setting) plus its
     2nd-5th harmonics (odd ones stronger, as non-linear loads make them), each with a random phase, and a slow
     random amplitude modulation of up to ±10 %. A harmonic at or above Nyquist is left out; a fundamental at or
     above Nyquist raises `ValueError` (it cannot be represented at that sampling rate).
 ``muscle`` (aliases ``ma``, ``emg``, ``muscle_artifact``)
-    EMG: Gaussian noise band-limited like NSTDB ``ma`` above 3 Hz (a first-order rise to a 20 Hz corner and a
-    steep third-order fall above 45 Hz, so most energy lies in 10-60 Hz), modulated by a log-normal envelope
-    that changes every 0.25 s (bursts of contraction). NSTDB ``ma`` also carries slow electrode drift below 1 Hz;
-    that part is `baseline_wander`'s job, so ``muscle`` leaves it out and stays what a reader calls muscle noise.
+    EMG: Gaussian noise band-limited like NSTDB ``ma`` above 3 Hz (a first-order rise to a 15 Hz corner and a
+    fourth-order fall above 40 Hz, so most energy lies in 10-50 Hz), modulated by a log-normal envelope
+    (sigma 0.6) with a new level every 0.25 s (bursts of contraction). NSTDB ``ma`` also carries slow electrode
+    drift (about 3/4 of its energy is below 0.5 Hz); that part is `baseline_wander`'s job, so ``muscle`` leaves
+    it out and stays what a reader calls muscle noise.
 ``electrode_motion`` (aliases ``em``, ``motion``)
-    Like ``118e00 - 118`` (scaled NSTDB ``em``): a slow drift (0.05-0.5 Hz) plus motion transients at random
-    times (about one per second), each a spike that decays in 30-150 ms and a step that recovers in 0.5-2 s,
-    smoothed above 12 Hz. Energy sits in 0.05-10 Hz with a plateau over 0.5-3 Hz.
+    Like ``118e00 - 118`` (scaled NSTDB ``em``): a slow drift (0.05-0.15 Hz corners, 40-70 % of the power) plus
+    motion jolts, about one per second at random times, each a spike that decays in 30-150 ms followed by a
+    step that recovers in 0.5-2 s, smoothed above 12 Hz. Energy sits in 0.05-10 Hz with a plateau over
+    0.5-3 Hz.
 ``gaussian`` (aliases ``white``, ``awgn``)
     White Gaussian noise.
+
+The spectral corners and orders are few parameters, fitted by matching the band-energy distribution (0-0.5,
+0.5-1, 1-3, 3-10, 10-20, 20-45, 45-100, 100-180 Hz) of the NSTDB records; ``tests/unit/test_distortions.py``
+checks the fit against the spread between real 5-minute chunks.
 
 Signal-to-noise ratio, the nst way
 ----------------------------------
@@ -139,9 +146,9 @@ def noise_batch(kind: str, n: int, n_samples: int, fs: float, rng: np.random.Gen
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    x = x - x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-    rms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64) / x.shape[1])[:, None]
+    x = np.asarray(x, dtype=np.float64)  # float64: short, nearly constant rows lose their mean in float32
+    x = x - x.mean(axis=1, keepdims=True)
+    rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])[:, None]
     rms[rms == 0] = 1.0  # a constant row (n_samples == 1) stays zero
     return (x / rms).astype(np.float32)
 
