@@ -137,6 +137,21 @@ class SegmentPolicy(nn.Module):
         return logits[0].double().numpy()
 
     @torch.no_grad()
+    def score_actions(self, cells: np.ndarray, glob: np.ndarray,
+                      type_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One forward pass for one state: cell logits ``[n_cells]`` and, for every cell, action-type logits
+        ``[n_cells, n_types]`` (remove at -inf on clean cells; types outside ``type_mask`` at -inf)."""
+        c = torch.as_tensor(cells, dtype=torch.float32)[None]
+        g = torch.as_tensor(glob, dtype=torch.float32)[None]
+        emb, ctx, logits = self.encode(c, g, torch.ones(c.shape[:2], dtype=torch.bool))
+        t_logits = self.type_head(torch.cat([emb[0], ctx.expand(emb.shape[1], -1)], dim=-1))
+        clean = c[0, :, self._distorted] <= 0.5
+        t_logits[:, -1] = t_logits[:, -1].masked_fill(clean, float("-inf"))
+        if type_mask is not None:
+            t_logits = t_logits.masked_fill(~torch.as_tensor(type_mask, dtype=torch.bool)[None, :], float("-inf"))
+        return logits[0].double().numpy(), t_logits.double().numpy()
+
+    @torch.no_grad()
     def choose_types(self, cells: np.ndarray, glob: np.ndarray, chosen: Sequence[int],
                      type_mask: np.ndarray | None = None) -> np.ndarray:
         """The most probable action type for each of ``chosen`` cells: int ``[len(chosen)]``."""

@@ -149,43 +149,55 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
                   report: Callable[[int], None], *, max_probes: int | None = None) -> np.ndarray:
     """Propose-and-probe with the learned policy until ``ep`` flips or queries reach ``end - reserve``.
 
-    Each round: rank cells (never probing a cell twice between two commits), probe the top ``k`` proposals in
-    one call, commit the best (and any close second that also helps, checked with one more query). When every
-    cell has been probed without a gain, the minimum level is raised one step. Returns the policy's prior
-    ranking of the cells (logits before any probe), which scores the cells never probed.
+    Each round: the policy ranks the cells and picks a distortion for each; the top ``k`` proposals not yet
+    tried since the last commit are probed in one call; the best (plus close seconds that also help, checked
+    together with one more query) are committed. Breadth first: a cell is proposed again (with its next-best
+    kind) only after every cell was proposed once; when every kind has been tried everywhere without a gain,
+    the minimum level goes one step stronger. Returns the policy's prior cell logits (before any probe), which
+    score the cells never probed.
     """
     budget = end - counter.queries
     k_max = max_probes or int(np.clip(budget // 5, 4, 16))
     search_end = end - _cleanup_reserve(budget)
     n_levels = len(ep.levels_db)
-    n_add = len(ep.kinds) * n_levels
-    allowed = np.ones(n_add + 1, dtype=bool)
+    decode, allowed = _type_decoder(policy, ep)
     prior = policy.rank_cells(ep.observe_cells(), ep.observe_global())
     min_level = 0
-    tried = np.zeros(ep.grid.n_cells, dtype=bool)  # probed since the last commit
+    proposed = np.zeros(ep.grid.n_cells, dtype=bool)  # proposed in this breadth-first round
+    tried: set[tuple[int, int, int]] = set()            # probes made since the last commit
     while not ep.flipped:
         room = min(search_end, counter.queries + (counter.remaining or 0)) - counter.queries
         if room < 2:
             break
         cells_obs, glob = ep.observe_cells(), ep.observe_global()
-        logits = policy.rank_cells(cells_obs, glob)
-        maxed = (ep.kind >= 0) & (ep.level >= n_levels - 1)
-        logits = np.where(tried | maxed, -np.inf, logits)
-        if not np.isfinite(logits).any():
+        cell_logits, type_logits = policy.score_actions(cells_obs, glob, allowed)
+        k = int(min(k_max, room - 1))
+        top, changes = [], []
+        for c in np.argsort(-cell_logits, kind="stable"):
+            c = int(c)
+            if proposed[c] or not np.isfinite(cell_logits[c]):
+                continue
+            change = _first_untried(ep, c, type_logits[c], decode, min_level, tried)
+            if change is None:
+                continue
+            top.append(c)
+            changes.append([change])
+            if len(top) == k:
+                break
+        if not top:
+            if proposed.any():
+                proposed[:] = False  # a new round: every cell may be proposed again, with another kind
+                continue
             if min_level >= n_levels - 1:
                 break
-            min_level += 1  # every cell tried at this strength without a gain: go one level stronger
-            tried[:] = False
+            min_level += 1  # every kind tried everywhere at this strength without a gain: go stronger
             continue
-        k = int(min(k_max, room - 1, np.isfinite(logits).sum()))
-        top = [int(c) for c in np.argsort(-logits, kind="stable")[:k] if np.isfinite(logits[c])]
-        types = policy.choose_types(cells_obs, glob, top, allowed)
-        changes = [[_proposal(ep, c, int(t), min_level)] for c, t in zip(top, types)]
         base_p, base_e = ep.p, float(ep.energies().sum())
         probs = ep.probe(counter, changes)
         d_e = np.array([_energy_after(ep, ch) - base_e for ch in changes])
         ep.record_probe(top, probs, base_p, np.sign(d_e) * np.sqrt(np.abs(d_e)) / ep.signal_l2)
-        tried[top] = True
+        proposed[top] = True
+        tried.update(ch[0] for ch in changes)
         for c, ch in zip(top, changes):
             if ch[0][1] >= 0:
                 probe_kind.setdefault(c, ch[0][1])
@@ -201,26 +213,62 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
         if not good:
             continue
         picked = [good[0]] + [i for i in good[1:4] if gains[i] >= 0.5 * gains[good[0]]]
-        for i in picked:
-            for cell, kd, lv in changes[i]:
-                ep.set_cell(cell, kd, lv)
-        if len(picked) == 1:
-            ep.probs = probs[picked[0]]
-        else:
-            ep.probs = ep.probe(counter, [[]])[0]
+        if len(picked) > 1 and room >= len(top) + 2:
+            together = [ch for i in picked for ch in changes[i]]
+            p_all = ep.probe(counter, [together])[0]
             report(counter.queries)
-        tried[:] = False
-        tried[[changes[i][0][0] for i in picked]] = ep.level[[changes[i][0][0] for i in picked]] >= n_levels - 1
+            if p_all[ep.target.index] <= probs[picked[0], ep.target.index]:
+                _commit(ep, together, p_all)
+            else:  # the proposals interfere: keep the best one alone
+                _commit(ep, changes[picked[0]], probs[picked[0]])
+        else:
+            _commit(ep, changes[picked[0]], probs[picked[0]])
+        proposed[:] = False
+        tried.clear()
     return prior
 
 
-def _proposal(ep: Episode, cell: int, atype: int, min_level: int) -> tuple[int, int, int]:
-    """The change the policy's action type means for ``cell``; an add never weakens a distorted cell."""
+def _first_untried(ep: Episode, cell: int, type_logits: np.ndarray, decode: Callable[[int], tuple[int, int]],
+                   min_level: int, tried: set[tuple[int, int, int]]) -> tuple[int, int, int] | None:
+    """The policy's most preferred change for ``cell`` that is new (not tried, not the cell's current state)."""
+    for t in np.argsort(-type_logits, kind="stable"):
+        if not np.isfinite(type_logits[t]):
+            break
+        change = _proposal(ep, cell, *decode(int(t)), min_level)
+        current = (cell, int(ep.kind[cell]), int(ep.level[cell]) if ep.kind[cell] >= 0 else 0)
+        if change not in tried and change != current:
+            return change
+    return None
+
+
+def _type_decoder(policy: Any, ep: Episode) -> tuple[Callable[[int], tuple[int, int]], np.ndarray]:
+    """Map the policy's action types (over its card's kinds and levels) onto ``ep``'s kinds and levels.
+
+    Returns ``decode(type) -> (episode kind index or -1 for remove, episode level index)`` and the bool mask
+    ``[policy n_types]`` of the types allowed (kinds the caller did not allow are masked).
+    """
+    card = policy.card
+    n_lv = len(card.levels_db)
+    n_add = len(card.kinds) * n_lv
+    allowed = np.array([t == n_add or card.kinds[t // n_lv] in ep.kinds for t in range(n_add + 1)])
+    levels = np.asarray(ep.levels_db)
+
+    def decode(t: int) -> tuple[int, int]:
+        if t >= n_add:
+            return -1, 0
+        level = int(np.argmin(np.abs(levels - card.levels_db[t % n_lv])))
+        return ep.kinds.index(card.kinds[t // n_lv]), level
+
+    return decode, allowed
+
+
+def _proposal(ep: Episode, cell: int, kind: int, level: int, min_level: int) -> tuple[int, int, int]:
+    """The change ``(cell, kind, level)`` to probe; an add is at least ``min_level`` and never weakens a
+    distorted cell; kind -1 removes."""
     n_levels = len(ep.levels_db)
-    n_add = len(ep.kinds) * n_levels
-    if atype >= n_add:
+    if kind < 0:
         return (cell, -1, 0)
-    kind, level = atype // n_levels, max(atype % n_levels, min_level)
+    level = max(level, min_level)
     if ep.kind[cell] >= 0:
         level = min(n_levels - 1, max(level, int(ep.level[cell]) + 1))
     return (cell, int(kind), int(level))

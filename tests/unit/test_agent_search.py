@@ -1,0 +1,148 @@
+"""The agent's search (`ecglens.agent.search.explain`): segments, budget, determinism, minimality, fallback."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ecglens.agent.env import Episode, diagnosed_targets
+from ecglens.agent.policy import PolicyCard, SegmentPolicy
+from ecglens.agent.search import explain, minimize
+from ecglens.classifiers.base import QueryCounter
+from ecglens.ecg import Ecg
+from ecglens.errors import RecordError
+from test_agent_support import BUMP_AT_S, FS, ArgmaxBumpClassifier, BumpClassifier, bump_ecg
+
+
+def _untrained_policy(seed: int = 0) -> SegmentPolicy:
+    torch.manual_seed(seed)
+    return SegmentPolicy(PolicyCard(hidden=16)).eval()
+
+
+def _covers_bump(segment) -> bool:
+    return segment.lead == "MLII" and segment.start_s - 0.15 <= BUMP_AT_S <= segment.end_s + 0.15
+
+
+@pytest.mark.parametrize("policy", ["greedy", "untrained"])
+def test_top_segment_covers_the_bump(policy):
+    clf = BumpClassifier()
+    chosen = "greedy" if policy == "greedy" else _untrained_policy()
+    result = explain(bump_ecg(), clf, query_budget=500, seed=0, policy=chosen)
+    assert result.method == ("greedy-scan" if policy == "greedy" else "policy")
+    assert result.adversarial is not None and result.adversarial.flipped
+    assert result.adversarial.label == "normal"
+    assert _covers_bump(result.segments[0])
+    assert result.saliency.shape == (2, 2000) and 0.0 <= result.saliency.min() and result.saliency.max() == 1.0
+
+
+@pytest.mark.parametrize("budget", [2, 3, 7, 25, 60])
+def test_query_budget_is_a_hard_cap(budget):
+    clf = BumpClassifier()
+    result = explain(bump_ecg(), clf, query_budget=budget, seed=0, policy=_untrained_policy())
+    assert result.queries <= budget and clf.rows == result.queries
+
+
+def test_query_budget_cap_holds_for_the_greedy_scan_and_long_records():
+    clf = BumpClassifier()
+    long = bump_ecg(duration_s=35.0, bump_at_s=17.0)
+    result = explain(long, clf, query_budget=30, seed=0, policy="greedy")
+    assert result.queries <= 30 and clf.rows == result.queries
+
+
+def test_same_seed_gives_the_same_explanation():
+    a = explain(bump_ecg(), BumpClassifier(), query_budget=120, seed=3, policy=_untrained_policy())
+    b = explain(bump_ecg(), BumpClassifier(), query_budget=120, seed=3, policy=_untrained_policy())
+    da, db = a.to_dict(), b.to_dict()
+    da.pop("elapsed_s"), db.pop("elapsed_s")
+    assert da == db
+
+
+def test_cleanup_leaves_a_minimal_flipping_set():
+    clf = BumpClassifier()
+    result = explain(bump_ecg(), clf, query_budget=500, seed=1, policy="greedy")
+    adv = result.adversarial
+    assert adv is not None and adv.flipped
+    noise = adv.noise
+    clean = adv.signal - noise
+    grid_bounds = np.round(np.asarray(result.extra["grid"]["bounds_s"]) * FS).astype(int)
+    distorted = [(lead, a, b) for lead in range(2) for a, b in grid_bounds if np.any(noise[lead, a:b] != 0)]
+    assert distorted
+    for lead, a, b in distorted:  # removing any one remaining distorted cell must un-flip the diagnosis
+        x = adv.signal.copy()
+        x[lead, a:b] = clean[lead, a:b]
+        assert clf.predict_proba(x[None])[0, 1] >= 0.5
+
+
+def test_cleanup_drops_distortions_the_flip_does_not_need():
+    clf = BumpClassifier()
+    x = bump_ecg().signal
+    probs = clf.predict_proba(x[None])[0]
+    ep = Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
+    bump_cell = int(BUMP_AT_S * FS) // 50
+    useless = [2, 11, 45, 70]
+    for cell in useless:
+        ep.set_cell(cell, 1, 4)
+    ep.set_cell(bump_cell, 4, 4)
+    ep.probs = clf.predict_proba(ep.signal()[None])[0]
+    assert ep.flipped
+    counter = QueryCounter(clf, budget=100)
+    contributions = minimize(ep, counter, end=100)
+    assert ep.flipped and list(ep.distorted_cells()) == [bump_cell]
+    assert ep.level[bump_cell] < 4 or contributions[bump_cell] > 0  # amplitudes lowered while the flip holds
+    assert set(contributions) == {bump_cell} and contributions[bump_cell] > 0
+
+
+def test_argmax_classifier_is_flipped_when_another_class_wins():
+    result = explain(bump_ecg(), ArgmaxBumpClassifier(), query_budget=300, seed=0, policy="greedy")
+    assert result.adversarial is not None and result.adversarial.label == "normal"
+    assert _covers_bump(result.segments[0])
+
+
+def test_greedy_fallback_when_the_policy_does_not_fit_the_input_shape():
+    clf = BumpClassifier(window_s=1.5)  # shorter than the policy's minimum input
+    ecg = bump_ecg(duration_s=10.0, bump_at_s=0.7)
+    result = explain(ecg, clf, query_budget=200, seed=0, policy=_untrained_policy(), start_s=0.0)
+    assert result.method == "greedy-scan"
+    assert "1.5 s" in result.fallback_reason
+    assert result.saliency.shape == (2, 300)
+
+
+def test_long_record_explains_the_window_where_the_finding_is_most_probable():
+    clf = BumpClassifier()
+    long = bump_ecg(duration_s=30.0, bump_at_s=16.1)
+    result = explain(long, clf, query_budget=200, seed=0, policy="greedy")
+    assert result.start_s == pytest.approx(10.0)
+    assert result.segments[0].lead == "MLII" and result.segments[0].start_s <= 16.1 + 0.15
+    assert result.segments[0].end_s >= 16.1 - 0.15
+
+
+def test_start_s_picks_the_window_and_segments_are_in_record_time():
+    clf = BumpClassifier()
+    long = bump_ecg(duration_s=30.0, bump_at_s=26.1)
+    result = explain(long, clf, query_budget=200, seed=0, policy="greedy", start_s=20.0)
+    assert result.start_s == pytest.approx(20.0)
+    assert 25.8 <= result.segments[0].start_s <= 26.1 <= result.segments[0].end_s + 0.15
+
+
+def test_progress_is_reported_between_zero_and_one_ending_at_one():
+    seen: list[float] = []
+    explain(bump_ecg(), BumpClassifier(), query_budget=100, seed=0, policy="greedy", progress=seen.append)
+    assert seen and seen[-1] == 1.0 and all(0.0 <= v <= 1.0 for v in seen)
+
+
+def test_record_missing_a_classifier_lead_is_a_record_error():
+    ecg = bump_ecg()
+    one_lead = Ecg(signal=ecg.signal[:1], fs=FS, leads=("V5",), name="strip.csv")
+    with pytest.raises(RecordError, match="strip.csv"):
+        explain(one_lead, BumpClassifier(), query_budget=50)
+
+
+def test_unknown_distortion_kind_is_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match="baseline_wander"):
+        explain(bump_ecg(), BumpClassifier(), distortions="thunder", query_budget=50)
+
+
+def test_allowed_distortions_are_the_only_ones_used():
+    result = explain(bump_ecg(), BumpClassifier(), distortions="powerline,gaussian", query_budget=300,
+                     policy=_untrained_policy())
+    assert {s.distortion for s in result.segments} <= {"powerline", "gaussian", "none"}
