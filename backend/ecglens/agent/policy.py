@@ -193,8 +193,9 @@ def load_policy(path: str | Path) -> SegmentPolicy:
     policy = SegmentPolicy(card)
     try:
         policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: weights do not match the policy card ({exc})") from None
+    except Exception as exc:  # torch.load raises assorted types (UnpicklingError, RuntimeError, EOFError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a policy matching its card ({first})") from None
     policy.eval()
     return policy
 

@@ -159,9 +159,9 @@ class PPO:
                     log_ratio = log_prob - batch.old_log_prob
                     logs["approx_kl"].append(float(((ratio - 1) - log_ratio).mean()))
                     logs["clip_fraction"].append(float(((ratio - 1).abs() > cfg.clip_range).float().mean()))
-                logs["policy_loss"].append(float(policy_loss))
-                logs["value_loss"].append(float(value_loss))
-                logs["entropy"].append(float(-entropy_loss))
+                logs["policy_loss"].append(policy_loss.item())
+                logs["value_loss"].append(value_loss.item())
+                logs["entropy"].append(-entropy_loss.item())
         self.policy.eval()
         return {f"train/{k}": float(np.mean(v)) for k, v in logs.items()}
 
