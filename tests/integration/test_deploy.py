@@ -8,6 +8,7 @@ folders, the one-shot migrate step, the API and one Celery worker, and sends one
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import pwd
 import re
@@ -414,30 +415,34 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
             proc.wait(timeout=10)
 
 
-def builtin_card() -> dict:
-    """The shipped model's card; skips when no trained built-in model is in models/."""
-    import json
-
-    from ecglens.classifiers import BUILTIN, models_dir
-
-    card = models_dir() / f"{BUILTIN}.json"
-    if not card.is_file() or not any((models_dir() / f"{BUILTIN}{s}").is_file() for s in (".pt", ".onnx")):
-        pytest.skip(f"no trained built-in model in {models_dir()} (run `ecglens train-classifier`)")
-    return json.loads(card.read_text())
+# A hospital's own classifier, registered through the API: a real TorchScript model whose logits follow the power
+# of lead MLII, so realistic noise flips "calm" to "noisy". The API stores it in the data directory and the worker
+# must load it from there, as it would from the shared volume under compose.
+POWER_CARD = {"name": "power", "classes": ["calm", "noisy"], "sampling_rate": 360.0, "leads": ["MLII", "V1"],
+              "window_s": 2.0, "output": "logits", "description": "deploy test: noisy when MLII power is high"}
 
 
-def wfdb_upload(card: dict, folder: Path) -> list[tuple[str, tuple[str, bytes, str]]]:
-    """A 10-s simulated record with the built-in model's leads and rate, as WFDB .hea + .dat upload parts."""
-    import neurokit2 as nk
-    import numpy as np
+def power_model(folder: Path) -> bytes:
+    """TorchScript bytes of the MLII-power classifier described by `POWER_CARD`."""
+    import torch
+
+    class Power(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            centred = x[:, 0, :] - x[:, 0, :].mean(dim=1, keepdim=True)
+            power = (centred ** 2).mean(dim=1)
+            return torch.stack([2.0 - 12.0 * power, 12.0 * power - 2.0], dim=1)
+
+    path = folder / "power.pt"
+    torch.jit.script(Power()).save(str(path))
+    return path.read_bytes()
+
+
+def wfdb_upload(ecg, folder: Path) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """``ecg`` written by wfdb as a .hea + .dat pair, as multipart ``files`` parts."""
     import wfdb
 
-    fs = int(round(card["sampling_rate"]))
-    seconds = max(10, int(np.ceil(card["window_s"])))
-    signal = np.stack([nk.ecg_simulate(duration=seconds, sampling_rate=fs, heart_rate=72, random_state=i)
-                       for i in range(len(card["leads"]))], axis=1)
-    wfdb.wrsamp("deploy", fs=fs, units=["mV"] * len(card["leads"]), sig_name=list(card["leads"]),
-                p_signal=signal, fmt=["16"] * len(card["leads"]), write_dir=str(folder))
+    wfdb.wrsamp("deploy", fs=ecg.fs, units=["mV"] * ecg.n_leads, sig_name=list(ecg.leads),
+                p_signal=ecg.signal.T.astype("float64"), fmt=["16"] * ecg.n_leads, write_dir=str(folder))
     return [("files", (name, (folder / name).read_bytes(), "application/octet-stream"))
             for name in ("deploy.hea", "deploy.dat")]
 
@@ -456,12 +461,11 @@ def _entrypoint_env(**extra: str) -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, tmp_path):
+def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, synthetic_ecg, tmp_path):
     """migrate (once) -> API + one Celery worker, on PostgreSQL and Redis: one analysis goes through the worker."""
     import httpx
     import psycopg
 
-    card = builtin_card()
     budget, port = 40, free_port()
     env = _entrypoint_env(ECGLENS_DATA_DIR=str(tmp_path / "data"), ECGLENS_DATABASE_URL=postgres_url,
                           ECGLENS_BROKER_URL=redis_url, ECGLENS_DEVICE="cpu", API_HOST="127.0.0.1",
@@ -493,10 +497,13 @@ def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, tm
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             healthz = client.get("/healthz").json()
             assert healthz["database"] is True and healthz["executor"] == "CeleryExecutor"
-            uploaded = client.post("/records", files=wfdb_upload(card, tmp_path))
+            registered = client.post("/models", data={"name": "power", "card": json.dumps(POWER_CARD)},
+                                     files={"file": ("power.pt", power_model(tmp_path))})
+            assert registered.status_code == 201, f"{registered.text}\n{_tail(logs['api'])}"
+            uploaded = client.post("/records", files=wfdb_upload(synthetic_ecg, tmp_path))
             assert uploaded.status_code == 201, f"{uploaded.text}\n{_tail(logs['api'])}"
             record_id = uploaded.json()["data"][0]["id"]
-            created = client.post("/analyses", json={"record_id": record_id, "model": "builtin",
+            created = client.post("/analyses", json={"record_id": record_id, "model": "power",
                                                      "query_budget": budget, "seed": 0})
             assert created.status_code == 202, f"{created.text}\n{_tail(logs['api'])}"
             analysis_id = created.json()["id"]
@@ -510,7 +517,7 @@ def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, tm
             result = _wait_until(finished, 300, f"analysis {analysis_id}", procs["api"], logs["api"])
         assert result["status"] == "done", f"{result['error']}\n{_tail(logs['worker'])}"
         explanation = result["explanation"]
-        assert explanation["diagnosis"]["label"] in card["classes"]
+        assert explanation["diagnosis"]["label"] in POWER_CARD["classes"]
         assert 0 < explanation["queries"] <= budget
         assert result["robustness"] is not None
 
