@@ -224,7 +224,8 @@ def build_ecg(
         x, n_missing = fill_missing(x, lead, filename)
         if n_missing:
             missing[lead] = n_missing
-        row = (x * scale).astype(np.float32)
+        with np.errstate(over="ignore"):  # overflow is reported below, as a RecordError
+            row = (x * scale).astype(np.float32)
         if not np.isfinite(row).all():
             raise RecordError(filename, f"lead {lead}: values too large for float32 after conversion to mV")
         rows.append(row)

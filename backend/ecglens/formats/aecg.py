@@ -117,7 +117,7 @@ def read_aecg(source: Any, filename: str | None = None) -> Ecg:
     chosen = rhythm[0] if rhythm else found[0][0]
 
     period = None
-    channels, labels = [], []
+    channels, labels, skipped = [], [], []
     for number, sequence in enumerate(_children_seq(chosen), start=1):
         code_el = _child(sequence, "code")
         code = (code_el.get("code") if code_el is not None else None) or ""
@@ -130,8 +130,11 @@ def read_aecg(source: Any, filename: str | None = None) -> Ecg:
                 raise RecordError(display, f"{code} increment unit {unit!r} is not a time unit (s, ms)")
             period = step * _TIME_UNITS[unit]
             continue
+        if not code.upper().startswith("MDC_ECG_LEAD"):
+            skipped.append(code or f"sequence {number}")  # not a lead: respiration, marker channels...
+            continue
         if value is None:
-            raise RecordError(display, f"sequence {number} ({code or 'no code'}) has no value")
+            raise RecordError(display, f"sequence {number} ({code}) has no value")
         if len(channels) >= MAX_LEADS:
             raise RecordError(display, f"more than {MAX_LEADS} leads")
         channels.append(_lead_samples(value, code or f"sequence {number}", display))
@@ -146,6 +149,8 @@ def read_aecg(source: Any, filename: str | None = None) -> Ecg:
 
     meta = _metadata(root, display)
     meta["series"] = "rhythm" if rhythm else "derived"
+    if skipped:
+        meta["skipped_sequences"] = skipped
     return build_ecg(channels, fs, labels, ["mV"] * len(channels), filename=display, fmt="HL7 aECG",
                      name=Path(basename(display)).stem, metadata=meta)
 

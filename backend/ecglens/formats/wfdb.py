@@ -29,7 +29,7 @@ from scipy.signal import resample_poly
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
 from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs, check_size, fill_missing
-from ecglens.formats._guard import guarded
+from ecglens.formats._guard import describe, guarded
 from ecglens.formats._header import parse_comments, parse_date, parse_time
 from ecglens.formats._source import basename, read_bytes, read_files
 
@@ -286,12 +286,19 @@ def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>") -> Ec
             Path(folder, f"{name[:-len('.hea')]}.hea").write_text(h.text, encoding="ascii")
         for name in set(needed):
             Path(folder, name).write_bytes(files[name])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if header.segments:
-                channels, fs, labels, units, extra = _read_multi_segment(os.path.join(folder, stem))
-            else:
-                channels, fs, labels, units, extra = _read_single(os.path.join(folder, stem), header, header_name)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if header.segments:
+                    channels, fs, labels, units, extra = _read_multi_segment(os.path.join(folder, stem))
+                else:
+                    channels, fs, labels, units, extra = _read_single(os.path.join(folder, stem), header,
+                                                                      header_name)
+        except RecordError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - wfdb's own errors on files that do not fit their header
+            raise RecordError(header_name, f"could not decode the signal files ({', '.join(sorted(set(needed)))})"
+                                           f": {describe(exc)}") from exc
 
     meta = _metadata(header, header_name, sorted({header_name, *needed}))
     meta.update(extra)
