@@ -280,6 +280,38 @@ def test_no_secret_reaches_an_image_layer():
             assert not re.search(r"PASSWORD|SECRET|TOKEN|API_KEY|_KEY\b", args, re.I), f"{word} {args}"
 
 
+def build_context(dest: Path) -> Path:
+    """Copy what ``docker build .`` would send (tracked files minus .dockerignore) into ``dest``; return it."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    patterns = ignore_patterns()
+    for name in files.decode().split("\0"):
+        if name and not dockerignored(name, patterns) and (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+def test_build_context_alone_runs_the_migrate_step_and_finds_models_and_frontend(tmp_path):
+    """The image's /app is the build context: with only those files on the path the one-shot step runs, and the
+    code finds models/ and frontend/ beside itself (as the editable install in the image does)."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    app = build_context(tmp_path / "app")
+    assert not (app / "tests").exists() and not (app / ".env.example").exists()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECGLENS_")}
+    env.update(PYTHONPATH=str(app / "backend"), ECGLENS_DATA_DIR=str(tmp_path / "data"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    done = subprocess.run([str(app / "deploy" / "entrypoint.sh"), "migrate"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"\becgl_[0-9a-f]{16}_", done.stdout)
+    probe = ("import ecglens, ecglens.classifiers as c, ecglens.service.app as a; "
+             "print(ecglens.__file__); print(c.models_dir()); print(a.REPO_FRONTEND)")
+    where = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60, check=True).stdout.split()
+    assert where == [str(app / "backend" / "ecglens" / "__init__.py"), str(app / "models"), str(app / "frontend")]
+
+
 # --- settings -------------------------------------------------------------------------------------------------
 
 def test_env_example_lists_exactly_the_settings_fields():
