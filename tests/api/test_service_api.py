@@ -18,7 +18,7 @@ def test_create_records_returns_201_with_metadata(api, wfdb_record):
     body = response.json()
     assert body["count"] == 1
     record = body["data"][0]
-    assert record["name"] == "syn" and record["format"] == "wfdb"
+    assert record["name"] == "syn" and record["format"].lower() == "wfdb"
     assert record["fs"] == 360.0 and record["leads"] == ["MLII", "V1"]
     assert record["n_samples"] == 3600 and abs(record["duration_s"] - 10.0) < 1e-6
     assert sorted(f["filename"] for f in record["files"]) == ["syn.dat", "syn.hea"]

@@ -119,7 +119,17 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = _route_template(scope)
             self.registry.observe_request(scope.get("method", "GET"), template, status,
                                           time.perf_counter() - started)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route as a template (``/api/v1/records/{record_id}``); "static" for the frontend's files and
+    "unmatched" otherwise, so arbitrary paths cannot blow up the label set."""
+    if scope.get("route") is None:  # the static frontend, or nothing at all
+        return "static" if scope.get("endpoint") is not None else "unmatched"
+    path = scope.get("path", "")
+    for name, value in (scope.get("path_params") or {}).items():
+        path = path.replace(f"/{value}", "/{" + name + "}", 1)
+    return path

@@ -112,13 +112,20 @@ def group_records(files: list[UploadFile]) -> list[RecordGroup]:
             companions = [c for c in by_stem[_stem(f.filename)] if c is not f and not c.filename.lower().endswith(".hea")]
             groups.append(RecordGroup(f, companions))
             used.update(c.filename for c in [f, *companions])
+    orphans = [f for f in files if f.filename not in used and _is_wfdb_companion(f.filename)]
+    if orphans and not groups:
+        raise UploadError(f"{orphans[0].filename}: WFDB file without its header "
+                          f"{_stem(orphans[0].filename)}.hea in the upload")
+    for group in groups:  # a header may name differently-called signal files: its reader picks them by name
+        group.companions.extend(orphans)
     for f in files:
-        if f.filename in used:
-            continue
-        if f.filename.lower().endswith(WFDB_COMPANIONS) and not f.filename.lower().endswith(".mat"):
-            raise UploadError(f"{f.filename}: WFDB file without its header {_stem(f.filename)}.hea in the upload")
-        groups.append(RecordGroup(f))
+        if f.filename not in used and not _is_wfdb_companion(f.filename):
+            groups.append(RecordGroup(f))
     return groups
+
+
+def _is_wfdb_companion(name: str) -> bool:
+    return name.lower().endswith(WFDB_COMPANIONS) and not name.lower().endswith(".mat")
 
 
 def _stem(name: str) -> str:

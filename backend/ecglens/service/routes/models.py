@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import UploadFile as StarletteUpload
 from sqlalchemy import select
 
@@ -54,8 +55,10 @@ async def create_model(request: Request, runtime: RuntimeDep,
     model is loaded and asked about one blank input before it is accepted."""
     try:
         form = await request.form(max_files=4, max_fields=20)
-    except HTTPException:
-        raise
+    except StarletteHTTPException as exc:
+        if exc.status_code == 413:  # the upload limit, raised while the body streams
+            raise
+        raise HTTPException(422, f"malformed multipart body: {exc.detail}") from None
     except Exception as exc:
         raise HTTPException(422, f"malformed multipart body ({type(exc).__name__})") from None
     try:

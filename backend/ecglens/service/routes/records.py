@@ -6,6 +6,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import UploadFile as StarletteUpload
 from sqlalchemy import func, select
 
@@ -37,8 +38,10 @@ async def create_records(request: Request, runtime: RuntimeDep,
     or a zip of them. Answers the records created, in upload order; nothing is stored when any file is bad."""
     try:
         form = await request.form(max_files=1000, max_fields=100)
-    except HTTPException:
-        raise
+    except StarletteHTTPException as exc:
+        if exc.status_code == 413:  # the upload limit, raised while the body streams
+            raise
+        raise HTTPException(422, f"malformed multipart body: {exc.detail}") from None
     except Exception as exc:  # malformed multipart
         raise HTTPException(422, f"malformed multipart body ({type(exc).__name__})") from None
     files: list[UploadFile] = []
