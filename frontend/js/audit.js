@@ -1,7 +1,7 @@
 // Audit page (auditor and admin roles): the append-only event log, filterable, exportable as CSV, with the
 // hash chain's verification status from GET /audit/verify.
 import { api, apiText, esc, saveText } from "./api.js";
-import { formatDate, unwrapList } from "./records.js";
+import { unwrapList } from "./records.js";
 
 const PAGE_SIZE = 200;
 const COLUMNS = [
@@ -92,7 +92,7 @@ export async function render(root, params = {}) {
       <thead><tr>${COLUMNS.map(([, title]) => `<th scope="col">${title}</th>`).join("")}</tr></thead>
       <tbody>${list.items.map((ev) => `<tr data-seq="${esc(ev.seq)}" class="${ev.status >= 400 ? "refused" : ""}">${COLUMNS.map(([k]) => {
         let v = ev[k];
-        if (k === "at") v = formatDate(v);
+        if (k === "at") v = String(v || "").replace("T", " ").slice(0, 19);
         if (k === "actor_name") v = v || ev.actor_key_id || "anonymous";
         if (k === "status") return `<td class="${v >= 400 ? "error" : ""}">${esc(v)}</td>`;
         if (k === "record_id" && v) return `<td><a href="#/records/${encodeURIComponent(v)}" title="${esc(v)}">${esc(String(v).slice(0, 8))}…</a></td>`;

@@ -35,6 +35,7 @@ export function groupFiles(files) {
 
 function recordsFrom(body) {
   if (Array.isArray(body)) return body;
+  if (body && Array.isArray(body.data)) return body.data;
   if (body && Array.isArray(body.records)) return body.records;
   if (body && Array.isArray(body.items)) return body.items;
   return body ? [body] : [];
