@@ -62,6 +62,8 @@ def parse_xml(data: bytes, display: str) -> ET.Element:
         return ET.fromstring(data)
     except ET.ParseError as exc:
         raise RecordError(display, f"malformed XML: {exc}") from None
+    except (LookupError, ValueError) as exc:  # an unknown encoding in the XML declaration
+        raise RecordError(display, f"malformed XML: {exc}") from None
 
 
 def _sequence_sets(element: ET.Element, derived: bool = False) -> Iterator[tuple[ET.Element, bool]]:

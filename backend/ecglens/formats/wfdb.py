@@ -34,6 +34,11 @@ from ecglens.formats._header import parse_comments, parse_date, parse_time
 from ecglens.formats._source import basename, read_bytes, read_files
 
 _SAFE_NAME = re.compile(r"^[\w\-.+~]+$")
+_FORMAT_FIELD = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
+# WFDB storage formats wfdb-python decodes, with their bits per sample (None: compressed, size unknown).
+_BITS_PER_SAMPLE: dict[str, float | None] = {
+    "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12, "310": 32 / 3, "311": 32 / 3,
+    "508": None, "516": None, "524": None}
 _RECORD_NAME = re.compile(r"^[\w\-.+]+$")
 
 
@@ -48,6 +53,8 @@ class _Header:
     n_samples: int | None
     signal_files: list[str] = field(default_factory=list)
     samples_per_frame: list[int] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+    byte_offsets: list[int] = field(default_factory=list)
     segments: list[str] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     date: str | None = None
@@ -126,10 +133,15 @@ def _parse_header(raw: bytes, filename: str) -> _Header:
                 raise RecordError(filename, f"header line {number}: signal line needs at least a file name and "
                                             f"a format, got {line!r}")
             header.signal_files.append(_plain_name(fields[0], filename, number))
-            spf = re.match(r"^\d+(?:x(\d+))?", fields[1])
-            if not spf:
+            spec = _FORMAT_FIELD.match(fields[1])
+            if not spec:
                 raise RecordError(filename, f"header line {number}: storage format {fields[1]!r} is not valid")
-            header.samples_per_frame.append(int(spf.group(1) or 1))
+            if spec.group(1) not in _BITS_PER_SAMPLE:
+                raise RecordError(filename, f"header line {number}: storage format {spec.group(1)} is not one "
+                                            f"of the WFDB formats ({', '.join(_BITS_PER_SAMPLE)})")
+            header.formats.append(spec.group(1))
+            header.samples_per_frame.append(max(1, int(spec.group(2) or 1)))
+            header.byte_offsets.append(int(spec.group(4) or 0))
         out_lines += [line for _, line in following]
     out_lines += [f"# {c}" for c in comments]
     # wfdb reads headers as ASCII; non-ASCII comment text is kept in our own copy of the comments.
@@ -279,6 +291,8 @@ def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>") -> Ec
     if header.n_samples:
         check_size(header_name, header.n_signals, header.n_samples * max(header.samples_per_frame or [1]),
                    header.fs * max(header.samples_per_frame or [1]))
+    if not header.segments:
+        _check_file_sizes(header, files, header_name)
 
     stem = header_name[: -len(".hea")]
     with tempfile.TemporaryDirectory(prefix="ecglens-wfdb-") as folder:
@@ -304,6 +318,25 @@ def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>") -> Ec
     meta.update(extra)
     return build_ecg(channels, fs, labels, units, filename=header_name, fmt="WFDB", name=header.record_name,
                      metadata=meta, drop_non_voltage=True)
+
+
+def _check_file_sizes(header: _Header, files: Mapping[str, bytes], header_name: str) -> None:
+    """A signal file too short for the samples its header declares is truncated or belongs to another record."""
+    if not header.n_samples:
+        return
+    need: dict[str, float] = {}
+    for name, fmt, spf, offset in zip(header.signal_files, header.formats, header.samples_per_frame,
+                                      header.byte_offsets):
+        bits = _BITS_PER_SAMPLE[fmt]
+        if bits is None:
+            return
+        need[name] = need.get(name, offset * 8.0) + header.n_samples * spf * bits
+    for name, bits in need.items():
+        size, wanted = len(files[name]), int(bits // 8)
+        if size < wanted:
+            raise RecordError(header_name, f"signal file {name} holds {size} bytes but the header's "
+                                           f"{header.n_samples} samples need {wanted}: the file is truncated or "
+                                           "belongs to another record")
 
 
 def _read_single(record_path: str, header: _Header, filename: str) -> tuple[list[np.ndarray], float, list[str],
