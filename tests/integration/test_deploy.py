@@ -560,5 +560,8 @@ def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, sy
         assert worker.startswith(f"{socket.gethostname()}:{procs['worker'].pid}:"), worker
         assert attempts == 1
     finally:
+        for proc in procs.values():  # SIGTERM both first, so their graceful shutdowns overlap
+            if proc.poll() is None:
+                proc.terminate()
         for proc in procs.values():
             _stop(proc)
