@@ -210,3 +210,19 @@ export function toast(message, ms = 4000) {
   clearTimeout(toast._t);
   toast._t = setTimeout(() => { el.textContent = ""; }, ms);
 }
+
+let specPromise = null;
+/** The service's public OpenAPI document (fetched once), to learn which optional features it offers. */
+export function apiSpec() {
+  if (!specPromise) {
+    specPromise = fetch("/openapi.json").then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+  }
+  return specPromise;
+}
+
+/** Whether `method path` (under /api/v1) exists, and if `param` is given, whether it takes that query parameter. */
+export async function apiOffers(method, path, param = null) {
+  const op = (await apiSpec()).paths?.[API_BASE + path]?.[method.toLowerCase()];
+  if (!op) return false;
+  return param ? (op.parameters || []).some((p) => p.name === param) : true;
+}

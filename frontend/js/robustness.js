@@ -4,11 +4,10 @@
 import { esc } from "./api.js";
 import { distortionColour, distortionLabel } from "./viewer.js";
 
-// What the score means, for clinicians. Kept in step with ecglens/robustness.py's docstring (the source).
-export const SCORE_MEANING = "The score is the share of noisy trials (every distortion type, every noise level "
-  + "from 24 dB down to -6 dB, several random seeds) in which the diagnosis stayed the same. A score near 1 means "
-  + "ordinary recording noise is unlikely to change this diagnosis; a score near 0 means even mild noise changes it, "
-  + "so the finding should be checked on a cleaner recording.";
+// What the score means, for clinicians: the two sentences of ecglens/robustness.py's module docstring (the source).
+export const SCORE_MEANING = "The share of noisy versions of this ECG on which the classifier kept its diagnosis — "
+  + "each noise type at each of the six stress-test levels, several random draws each. 1 means the diagnosis "
+  + "survived every one; 0.5 that it survived half of them, typically only the milder half.";
 
 // Marker shapes and dashes as a second cue besides colour.
 const SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "star"];
@@ -51,6 +50,10 @@ export async function renderRobustness(container, report) {
     <p class="small" id="robustness-meaning">${esc(SCORE_MEANING)}</p>
     <div id="robustness-plot" class="robustness-plot" role="img"
       aria-label="Probability of ${esc(report.label)} against signal-to-noise ratio, one curve per distortion type"></div>
+    ${report.extra?.flip_rule ? `<p class="small muted">Counted as a change of diagnosis: ${esc(report.extra.flip_rule)}.
+      Noise covers the whole ${report.extra.window_s ? `${Number(report.extra.window_s).toFixed(0)}-s ` : ""}window
+      ${report.extra.start_s != null ? `from ${Number(report.extra.start_s).toFixed(1)} s` : ""}.
+      ${report.extra.budget_exhausted ? "The query budget ran out before every flip point was pinned down." : ""}</p>` : ""}
     <table class="data small" id="robustness-table">
       <thead><tr><th scope="col">Distortion</th><th scope="col">Diagnosis</th></tr></thead>
       <tbody>${(report.distortions || []).map((d) => `

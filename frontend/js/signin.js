@@ -1,5 +1,5 @@
 // Sign-in view: paste an API key; it is checked against the service, then kept in sessionStorage.
-import { api, ApiError, esc, getKey, setKey, setWho, signOut } from "./api.js";
+import { api, ApiError, apiOffers, esc, getKey, setKey, setWho, signOut } from "./api.js";
 
 /**
  * Ask the service who this key belongs to: {id, name, role} from GET /keys/me. A service without that route
@@ -7,12 +7,7 @@ import { api, ApiError, esc, getKey, setKey, setWho, signOut } from "./api.js";
  * read, just to check the key; the role then stays unknown (null). Rejects with ApiError(401) for a bad key.
  */
 export async function whoami() {
-  let hasMe = false;
-  try {
-    const spec = await (await fetch("/openapi.json")).json();
-    hasMe = Boolean(spec.paths?.["/api/v1/keys/me"]);
-  } catch { /* no OpenAPI document: use the fallback */ }
-  if (hasMe) return api("/keys/me");
+  if (await apiOffers("GET", "/keys/me")) return api("/keys/me");
   await api("/models");
   const id = (getKey() || "").split("_")[1] || null;  // ecgl_<key id>_<secret>: the id part is not secret
   return { id, name: id ? `key ${id}` : "signed in", role: null };

@@ -26,6 +26,7 @@ export const DISTORTION_LABELS = {
   muscle: "Muscle artifact",
   electrode_motion: "Electrode motion",
   gaussian: "Gaussian noise",
+  none: "no distortion type",
 };
 export const OVERLAY_COLOURS = { adversarial: "#D55E00", noise: "#0072B2" };
 
@@ -188,6 +189,12 @@ export class EcgViewer {
     }
     const w = this.range[1] - this.range[0];
     await this.showWindow(this.range[0] + fraction * w, this.range[0] + fraction * w + w);
+  }
+
+  /** The zoom at which the 10-s page fills the plot's width (stacked layouts always fill it: 100%). */
+  fitZoom() {
+    if (this.layoutMode !== "standard") return 1;
+    return (this.div.clientWidth - 70) / (this.pageLength() * SPEED_MM_S * PX_PER_MM);
   }
 
   async setZoom(zoom) {
@@ -461,6 +468,7 @@ export function toolbarHtml(viewer) {
       <button type="button" class="btn btn-secondary btn-small" data-act="zoom-out" aria-label="Zoom out">−</button>
       <button type="button" class="btn btn-secondary btn-small" data-act="zoom-100">100%</button>
       <button type="button" class="btn btn-secondary btn-small" data-act="zoom-in" aria-label="Zoom in">+</button>
+      <button type="button" class="btn btn-secondary btn-small" data-act="zoom-fit" title="Fill the width (not true paper scale)">Fit width</button>
       ${viewer.hasStandard12 ? `<label>Layout <select data-act="layout">
         <option value="standard">12-lead (3 × 4 + II)</option><option value="stacked">All leads stacked</option>
       </select></label>` : ""}
@@ -476,6 +484,7 @@ export function bindToolbar(toolbar, viewer, plotDiv) {
     "zoom-in": () => viewer.setZoom(viewer.zoom * 1.5),
     "zoom-out": () => viewer.setZoom(viewer.zoom / 1.5),
     "zoom-100": () => viewer.setZoom(1),
+    "zoom-fit": () => viewer.setZoom(viewer.fitZoom()),
   };
   toolbar.addEventListener("click", (e) => {
     const act = e.target.closest("button")?.dataset.act;

@@ -68,10 +68,9 @@ def server(tmp_path_factory) -> Server:
     root = tmp_path_factory.mktemp("ecglens-browser")
     data = root / "data"
     # Run from the temporary folder so a developer's .env in the repo cannot change the settings.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ECGLENS_")}
+    # ECGLENS_MODELS_DIR (where the built-in model lives) passes through; other service settings do not.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECGLENS_") or k == "ECGLENS_MODELS_DIR"}
     env.update({"ECGLENS_DATA_DIR": str(data), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
-    if "ECGLENS_SHARED_DATA" in os.environ:
-        env["ECGLENS_SHARED_DATA"] = os.environ["ECGLENS_SHARED_DATA"]
     port = _free_port()
     log = root / "server.log"
     with open(log, "w") as out:
