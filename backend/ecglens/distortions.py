@@ -78,6 +78,9 @@ _ALIAS_MAINS = {"powerline_50": 50.0, "powerline_60": 60.0}
 # Shortest noise realisation (s) for the low-frequency kinds: a 0.05 Hz FFT resolution, so a 1-s segment of
 # baseline wander is a piece of a slow wave rather than a 1 Hz oscillation.
 _MIN_DURATION_S = {"baseline_wander": 20.0, "electrode_motion": 20.0}
+# The slow kinds are drawn at a low rate (all but < -60 dB of their energy lies below its Nyquist) and linearly
+# interpolated to the record's rate: the same noise for a fraction of the FFT work.
+_LOW_RATE_HZ = {"baseline_wander": 25.0, "electrode_motion": 100.0}
 
 
 def canonical_kind(kind: str) -> str:
@@ -140,8 +143,13 @@ def noise_batch(kind: str, n: int, n_samples: int, fs: float, rng: np.random.Gen
     if name == "powerline":
         out = _powerline(n, n_samples, fs, rng, alias_mains or float(mains_hz))
     else:
-        length = max(n_samples, int(np.ceil(_MIN_DURATION_S.get(name, 0.0) * fs)))
-        out = _GENERATORS[name](n, length, n_samples, fs, rng)
+        rate = min(fs, _LOW_RATE_HZ.get(name, fs))
+        needed = n_samples if rate == fs else int(np.ceil((n_samples - 1) * rate / fs)) + 2
+        length = max(needed, int(np.ceil(_MIN_DURATION_S.get(name, 0.0) * rate)))
+        if rate == fs:
+            out = _GENERATORS[name](n, length, n_samples, fs, rng)
+        else:
+            out = _interpolate_rows(_GENERATORS[name](n, length, length, rate, rng), rate, n_samples, fs)
     return _standardise(out)
 
 
@@ -243,6 +251,20 @@ def _knot_matrix(n_samples: int, fs: float, spacing_s: float) -> np.ndarray:
     w[j, np.arange(n_samples)] = 1.0 - frac
     w[j + 1, np.arange(n_samples)] = frac
     return w
+
+
+@lru_cache(maxsize=64)
+def _interpolation_grid(n_keep: int, fs: float, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    position = np.arange(n_keep) * (rate / fs)
+    left = np.floor(position).astype(np.intp)
+    return left, (position - left).astype(np.float32)
+
+
+def _interpolate_rows(x: np.ndarray, rate: float, n_keep: int, fs: float) -> np.ndarray:
+    """Rows sampled at ``rate`` Hz, linearly interpolated to ``n_keep`` samples at ``fs`` Hz."""
+    left, frac = _interpolation_grid(n_keep, float(fs), float(rate))
+    a = x[:, left]
+    return a + (x[:, left + 1] - a) * frac
 
 
 def _smooth_random(n: int, n_samples: int, fs: float, spacing_s: float, rng: np.random.Generator) -> np.ndarray:
