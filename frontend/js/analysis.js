@@ -4,7 +4,7 @@
 import { api, esc, streamEvents } from "./api.js";
 import { unwrapList } from "./records.js";
 import { renderRobustness } from "./robustness.js";
-import { distortionColour, distortionLabel, DISTORTION_LABELS, OVERLAY_COLOURS } from "./viewer.js";
+import { DISTORTION_KINDS, distortionColour, distortionLabel, OVERLAY_COLOURS } from "./viewer.js";
 
 const DEFAULT_BUDGET = 500;
 
@@ -44,7 +44,7 @@ async function renderForm(target, record, state, viewer, els, controller) {
                  value="${DEFAULT_BUDGET}" style="width:7rem"></div>
       </div>
       <fieldset style="margin-top:.5rem"><legend>Distortion types</legend>
-        <div class="checks">${Object.keys(DISTORTION_LABELS).map((kind) => `
+        <div class="checks">${DISTORTION_KINDS.map((kind) => `
           <label><input type="checkbox" name="distortions" value="${kind}" checked>
             <span class="swatch" style="background:${distortionColour(kind)}"></span>${esc(distortionLabel(kind))}</label>`).join("")}
         </div></fieldset>

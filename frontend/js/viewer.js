@@ -20,6 +20,8 @@ export const DISTORTION_COLOURS = {
   gaussian: "#0072B2",          // blue
 };
 const SPARE_COLOURS = ["#D55E00", "#F0E442", "#000000"];
+// The distortion kinds the explainer knows (ecglens.distortions.KINDS), in its order.
+export const DISTORTION_KINDS = ["baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian"];
 export const DISTORTION_LABELS = {
   baseline_wander: "Baseline wander",
   powerline: "Powerline interference",
