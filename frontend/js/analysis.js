@@ -120,6 +120,7 @@ async function follow(id, state, viewer, els, controller) {
   if (analysis.status === "queued" || analysis.status === "running") {
     try {
       await streamEvents(`/analyses/${encodeURIComponent(id)}/events`, ({ event, data }) => {
+        if (state.analysisId !== id) return;  // a newer analysis was started meanwhile
         const d = typeof data === "object" && data ? data : {};
         const status = d.status ?? (event === "message" || event === "progress" ? "running" : event);
         setProgress(els, status, d.progress);
