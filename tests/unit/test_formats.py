@@ -196,6 +196,26 @@ def test_wfdb_header_without_its_signal_file_is_record_error(tmp_path):
         read_record(files["lonely.dat"], "lonely.dat")
 
 
+def test_wfdb_multisegment_record_joins_its_segments(tmp_path):
+    x = _signal(np.random.default_rng(15), seconds=8)
+    _wrsamp(tmp_path, "seg_1", x[:, :1000], ["I", "II"])
+    _wrsamp(tmp_path, "seg_2", x[:, 1000:], ["I", "II"])
+    (tmp_path / "joined.hea").write_text("joined/2 2 250 2000\nseg_1 1000\nseg_2 1000\n")
+    ecg = read_wfdb(tmp_path / "joined.hea")
+    assert ecg.signal.shape == (2, 2000) and ecg.leads == ("I", "II")
+    np.testing.assert_allclose(ecg.signal, x, atol=1e-3)
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    del files["seg_2.dat"]
+    with pytest.raises(RecordError, match="seg_2.dat, which is not in the upload"):
+        read_wfdb(files)
+
+
+def test_wfdb_signal_file_path_finds_its_header(tmp_path):
+    _wrsamp(tmp_path, "bydat", _signal(np.random.default_rng(16)), ["I", "II"])
+    assert read_wfdb(tmp_path / "bydat.dat").name == "bydat"
+    assert read_record(tmp_path / "bydat").name == "bydat"  # a record name, as wfdb takes it
+
+
 def test_wfdb_upload_with_two_records_is_refused(tmp_path):
     files = _wrsamp(tmp_path, "one", _signal(np.random.default_rng(13)), ["I", "II"])
     files.update(_wrsamp(tmp_path, "two", _signal(np.random.default_rng(14)), ["I", "II"]))
@@ -492,7 +512,8 @@ _AECG = """<?xml version="1.0" encoding="UTF-8"?>
       </sequence></component>
     </sequenceSet></component>
     <derivation><derivedSeries><component><sequenceSet>
-      <component><sequence><code code="TIME_RELATIVE"/><value><increment value="1" unit="ms"/></value></sequence></component>
+      <component><sequence><code code="TIME_RELATIVE"/><value><increment value="1" unit="ms"/></value>
+      </sequence></component>
       <component><sequence><code code="MDC_ECG_LEAD_I"/><value><digits>1 2</digits></value></sequence></component>
     </sequenceSet></component></derivedSeries></derivation>
   </series></component>

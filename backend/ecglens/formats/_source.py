@@ -48,6 +48,14 @@ def display_name(source: Any, filename: str | None) -> str:
     return str(name) if isinstance(name, str) else "<bytes>"
 
 
+def record_stem(name: str) -> str:
+    """A record name from a display name: ``"a/b/100.edf"`` -> ``"100"``; ``""`` for ``"<bytes>"``."""
+    base = basename(name)
+    if base.startswith("<") and base.endswith(">"):
+        return ""
+    return base.rsplit(".", 1)[0] if "." in base[1:] else base
+
+
 def read_bytes(source: Any, filename: str | None = None) -> tuple[str, bytes, Path | None]:
     """One input as ``(name, data, path)``.
 

@@ -18,12 +18,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ecglens.ecg import Ecg
+from ecglens.ecg import STANDARD_12, Ecg
 from ecglens.errors import RecordError
 from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs, lead_label, unit_to_mv
 from ecglens.formats._guard import guarded
 from ecglens.formats._header import parse_sex
-from ecglens.formats._source import basename, read_bytes
+from ecglens.formats._source import basename, read_bytes, record_stem
 
 HL7 = "urn:hl7-org:v3"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -154,7 +154,7 @@ def read_aecg(source: Any, filename: str | None = None) -> Ecg:
     if skipped:
         meta["skipped_sequences"] = skipped
     return build_ecg(channels, fs, labels, ["mV"] * len(channels), filename=display, fmt="HL7 aECG",
-                     name=Path(basename(display)).stem, metadata=meta)
+                     name=record_stem(display), metadata=meta)
 
 
 def _children_seq(sequence_set: ET.Element) -> Iterator[ET.Element]:
@@ -250,7 +250,9 @@ def write_aecg(ecg: Ecg, path: str | Path | None = None, *, resolution_uv: float
     el(value, "increment", value=f"{1.0 / ecg.fs:.12g}", unit="s")
     for lead, row in zip(ecg.leads, ecg.signal.astype(np.float64)):
         sequence = el(el(sequence_set, "component"), "sequence")
-        el(sequence, "code", code=f"MDC_ECG_LEAD_{lead}", codeSystem="2.16.840.1.113883.6.24")
+        # MDC spells the augmented leads in capitals (MDC_ECG_LEAD_AVR); other names are kept as they are.
+        code = lead.upper() if lead in STANDARD_12 else lead
+        el(sequence, "code", code=f"MDC_ECG_LEAD_{code}", codeSystem="2.16.840.1.113883.6.24")
         value = el(sequence, "value", **{f"{{{XSI}}}type": "SLIST_PQ"})
         el(value, "origin", value="0", unit="uV")
         el(value, "scale", value=f"{resolution_uv:g}", unit="uV")

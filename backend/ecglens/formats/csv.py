@@ -19,6 +19,7 @@ Errors name the file and the line (and column) at fault.
 from __future__ import annotations
 
 import csv as _csv
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
 from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs, unit_to_mv
 from ecglens.formats._guard import guarded
-from ecglens.formats._source import basename, read_bytes
+from ecglens.formats._source import basename, read_bytes, record_stem
 
 _TIME_COLUMNS = {"time": 1.0, "t": 1.0, "time_s": 1.0, "times": 1.0, "seconds": 1.0, "sec": 1.0, "s": 1.0,
                  "time_ms": 1e-3, "timems": 1e-3, "ms": 1e-3, "milliseconds": 1e-3, "timestamp": 1.0,
@@ -135,8 +136,10 @@ def read_csv(source: Any, filename: str | None = None, *, fs: float | None = Non
             raise RecordError(display, f"line {header_at}: column {name!r} has unknown units {unit!r} "
                                        "(expected mV, uV or V)")
 
-    values, line_numbers = _rows(lines, header_at, len(header), delimiter, display)
-    matrix = _to_float(values, line_numbers, header, display)
+    matrix, line_numbers = _fast_table(lines, header_at, len(header), delimiter)
+    if matrix is None:  # the careful path, which names the line and column at fault
+        values, line_numbers = _rows(lines, header_at, len(header), delimiter, display)
+        matrix = _to_float(values, line_numbers, header, display)
 
     meta: dict[str, Any] = {"source_files": [basename(display)]}
     if comments:
@@ -153,7 +156,7 @@ def read_csv(source: Any, filename: str | None = None, *, fs: float | None = Non
         raise RecordError(display, "no sampling rate: pass fs (Hz) or add a time column named time, t, time_s "
                                    "or time_ms")
     channels = [matrix[:, c] for c in lead_cols]
-    return build_ecg(channels, rate, names, units, filename=display, fmt="CSV", name=Path(basename(display)).stem,
+    return build_ecg(channels, rate, names, units, filename=display, fmt="CSV", name=record_stem(display),
                      metadata=meta)
 
 
@@ -163,6 +166,32 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _fast_table(lines: list[str], header_at: int, width: int,
+                delimiter: str) -> tuple[np.ndarray | None, list[int]]:
+    """The numeric table by pandas' C parser when every data row is plainly well formed, else ``(None, [])``.
+
+    Only unquoted rows with exactly ``width`` fields and no comment or blank lines take this path (pandas
+    would silently pad short rows); anything else goes through `_rows` / `_to_float`, which report the line.
+    """
+    body = lines[header_at:]
+    while body and not body[-1].strip():
+        body = body[:-1]
+    if not body or any('"' in line or not line.strip() or line.lstrip().startswith("#") for line in body):
+        return None, []
+    if any(line.count(delimiter) != width - 1 for line in body):
+        return None, []
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(io.StringIO("\n".join(body)), sep=delimiter, header=None, dtype=np.float64,
+                            na_values=sorted(_MISSING - {""}), keep_default_na=True, engine="c")
+    except (ValueError, pd.errors.ParserError, OverflowError):
+        return None, []
+    if frame.shape != (len(body), width):
+        return None, []
+    return frame.to_numpy(dtype=np.float64), list(range(header_at + 1, header_at + 1 + len(body)))
 
 
 def _rows(lines: list[str], header_at: int, width: int, delimiter: str,
@@ -221,7 +250,11 @@ def _rate_from_time(t: np.ndarray, column: str, numbers: list[int], display: str
         at = numbers[int(np.argmax(drift))]
         raise RecordError(display, f"line {at}: time column {column!r} is not evenly spaced (off by "
                                    f"{drift.max():.4g} s at a {period:.4g} s step); pass fs to ignore it")
-    return check_fs(1.0 / period, display)
+    rate = 1.0 / period
+    # Printed times carry rounding: 359.9999996 Hz is 360 Hz written with 9 digits.
+    if abs(rate - round(rate)) < 1e-6 * rate:
+        rate = float(round(rate))
+    return check_fs(rate, display)
 
 
 def write_csv(ecg: Ecg, path: str | Path | None = None, *, time_column: bool = True) -> bytes:
@@ -236,16 +269,14 @@ def write_csv(ecg: Ecg, path: str | Path | None = None, *, time_column: bool = T
     time_column : bool
         Write a ``time_s`` column (so the file carries its sampling rate). Default: True.
     """
-    import io
+    import pandas as pd
 
+    columns = {lead: row for lead, row in zip(ecg.leads, ecg.signal.astype(np.float64))}
+    frame = pd.DataFrame(columns, columns=list(ecg.leads))
+    if time_column:
+        frame.insert(0, "time_s", np.arange(ecg.n_samples) / ecg.fs)
     buffer = io.StringIO()
-    writer = _csv.writer(buffer, lineterminator="\n")
-    writer.writerow((["time_s"] if time_column else []) + list(ecg.leads))
-    signal = ecg.signal.astype(np.float64)
-    times = np.arange(ecg.n_samples) / ecg.fs
-    for j in range(ecg.n_samples):
-        row = [f"{v:.9g}" for v in signal[:, j]]
-        writer.writerow(([f"{times[j]:.9f}"] if time_column else []) + row)
+    frame.to_csv(buffer, index=False, float_format="%.9g", lineterminator="\n")
     data = buffer.getvalue().encode("utf-8")
     if path is not None:
         Path(path).write_bytes(data)

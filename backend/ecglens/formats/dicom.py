@@ -21,7 +21,7 @@ from ecglens.errors import RecordError
 from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs, check_size, lead_label
 from ecglens.formats._guard import guarded
 from ecglens.formats._header import parse_age, parse_date, parse_sex, parse_time
-from ecglens.formats._source import basename, read_bytes
+from ecglens.formats._source import basename, read_bytes, record_stem
 
 # IEEE 11073-10102 MDC lead numbers (DICOM CID 3001 writes them as "2:<n>", SCP-ECG as "5.6.3-9-<n>").
 _MDC_LEADS = {1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6", 16: "X", 17: "Y", 18: "Z",
@@ -158,7 +158,7 @@ def read_dicom(source: Any, filename: str | None = None) -> Ecg:
     if len(groups) > 1:
         meta["multiplex_groups"] = len(groups)
     return build_ecg(channels, fs, labels, units, filename=display, fmt="DICOM",
-                     name=Path(basename(display)).stem, metadata=meta)
+                     name=record_stem(display), metadata=meta)
 
 
 def _metadata(ds: Any, display: str) -> dict[str, Any]:
@@ -213,9 +213,11 @@ def write_dicom(ecg: Ecg, path: str | Path | None = None) -> bytes:
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "ECG"
+    day, clock = str(ecg.metadata.get("date", "")), str(ecg.metadata.get("time", ""))
     now = datetime.now()
-    ds.ContentDate = str(ecg.metadata.get("date", "") or now.strftime("%Y-%m-%d")).replace("-", "")[:8]
-    ds.ContentTime = str(ecg.metadata.get("time", "") or now.strftime("%H:%M:%S")).replace(":", "")[:6]
+    ds.ContentDate = (day if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) else now.strftime("%Y-%m-%d")).replace("-", "")
+    ds.ContentTime = (clock[:8] if re.fullmatch(r"\d{2}:\d{2}:\d{2}.*", clock) else
+                      now.strftime("%H:%M:%S")).replace(":", "")
     if ecg.metadata.get("sex") in ("M", "F"):
         ds.PatientSex = ecg.metadata["sex"]
 

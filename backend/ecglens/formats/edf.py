@@ -21,7 +21,7 @@ from ecglens.errors import RecordError
 from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs, check_size, unit_to_mv
 from ecglens.formats._guard import guarded
 from ecglens.formats._header import parse_sex
-from ecglens.formats._source import read_bytes
+from ecglens.formats._source import read_bytes, record_stem
 
 EDF_MAGIC = b"0       "
 BDF_MAGIC = b"\xffBIOSEMI"
@@ -157,7 +157,7 @@ def _read_open(reader: Any, display: str, repaired: bool) -> Ecg:
     if repaired:
         meta["header_repaired"] = True
     return build_ecg(channels, top, [labels[i] for i in keep], [units[i] for i in keep], filename=display,
-                     fmt="EDF", name=Path(display).stem, metadata=meta)
+                     fmt="EDF", name=record_stem(display), metadata=meta)
 
 
 def _safe_header(reader: Any) -> dict[str, Any]:
@@ -182,6 +182,9 @@ def _annotations(reader: Any) -> list[dict[str, Any]]:
 def write_edf(ecg: Ecg, path: str | Path | None = None) -> bytes:
     """Write ``ecg`` as an EDF+ file (physical dimension ``uV``, 16-bit samples) and return its bytes.
 
+    EDF stores whole data records (1 s here): a record that does not last a whole number of seconds is padded
+    to the next second with each lead's last value.
+
     Parameters
     ----------
     ecg : Ecg
@@ -192,6 +195,11 @@ def write_edf(ecg: Ecg, path: str | Path | None = None) -> bytes:
     import pyedflib
 
     signal_uv = ecg.signal.astype(np.float64) * 1000.0
+    per_record = int(round(ecg.fs))
+    if abs(ecg.fs - per_record) < 1e-9 and signal_uv.shape[1] % per_record:
+        # EDF holds whole 1-s data records: pad the last one with each lead's last value, not zeros.
+        pad = per_record - signal_uv.shape[1] % per_record
+        signal_uv = np.pad(signal_uv, ((0, 0), (0, pad)), mode="edge")
     with tempfile.TemporaryDirectory(prefix="ecglens-edf-") as folder:
         target = Path(folder, "record.edf")
         writer = pyedflib.EdfWriter(str(target), ecg.n_leads, file_type=pyedflib.FILETYPE_EDFPLUS)

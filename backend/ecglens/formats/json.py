@@ -18,7 +18,7 @@ from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
 from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs
 from ecglens.formats._guard import guarded
-from ecglens.formats._source import basename, read_bytes
+from ecglens.formats._source import basename, read_bytes, record_stem
 
 _RESERVED = ("format", "source_files", "original_units", "missing_samples", "missing_filled_by")
 
@@ -112,7 +112,7 @@ def read_json(source: Any, filename: str | None = None, *, fs: float | None = No
     meta = {k: v for k, v in metadata.items() if k not in _RESERVED}
     meta["source_files"] = [basename(display)]
     channels = [_samples(values, name, display) for name, values in pairs]
-    name = doc.get("name") or meta.get("record_name") or Path(basename(display)).stem
+    name = doc.get("name") or meta.get("record_name") or record_stem(display)
     return build_ecg(channels, rate, [n for n, _ in pairs], units, filename=display, fmt="JSON", name=str(name),
                      metadata=meta)
 
