@@ -141,6 +141,24 @@ def test_art_attacks_leave_numpys_global_generator_alone(record):
     assert np.random.random() == expected
 
 
+def test_art_view_answers_non_finite_proposals_without_a_query(record):
+    from ecglens.agent.env import Target
+    from ecglens.baselines.attacks import _BinaryView
+    from ecglens.classifiers.base import QueryCounter
+
+    counter = QueryCounter(BumpDetector())
+    view = _BinaryView(counter, record, Target(1, "bump", 0.5, True), lambda a: a)
+    bad = record.copy()
+    bad[0, 5] = np.nan
+    flat = record.copy()
+    flat[0] = 0.0  # no bump: flipped
+    out = view(np.stack([bad, record, flat]))
+    assert counter.queries == 2
+    assert out[0, 0] == 1.0                       # NaN row: "still holds", so ART rejects it
+    assert out[1, 0] >= 0.5 > out[2, 0]           # arg-max agrees with the flip rule
+    assert view.best is not None and np.array_equal(view.best, flat)
+
+
 def test_oracle_flips_at_the_bisected_snr_and_not_much_above(record):
     clf = BumpDetector()
     exp = OracleBaseline(clf, kinds=("gaussian",)).explain(record, "bump", beat_time_s=BUMP_S)

@@ -46,8 +46,13 @@ class _BinaryView:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         signals = self.to_signal(np.asarray(x, dtype=np.float32))
-        probs = np.asarray(self.counter.predict_proba(signals))
-        flipped = self.target.flipped(probs)
+        # ART's L2 Square step can divide by zero and propose NaN; such a row is answered "still holds" without
+        # a query, so the attack rejects it (it keeps only improvements) and carries on.
+        finite = np.isfinite(signals).all(axis=tuple(range(1, signals.ndim)))
+        probs = np.zeros((len(signals), len(self.counter.class_names)))
+        if finite.any():
+            probs[finite] = np.asarray(self.counter.predict_proba(signals[finite]))
+        flipped = self.target.flipped(probs) & finite
         for row, flip in zip(signals, flipped):
             if flip:
                 dist = float(np.linalg.norm(row - self.clean))
@@ -56,6 +61,7 @@ class _BinaryView:
         s = 0.5 + 0.5 * _margin(probs, self.target)
         # A tie (margin 0) goes to "holds"; make sure the arg-max agrees with the flip rule exactly.
         s = np.where(flipped, np.minimum(s, 0.4999), np.maximum(s, 0.5))
+        s = np.where(finite, s, 1.0)
         return np.stack([s, 1.0 - s], axis=1).astype(np.float32)
 
 

@@ -1,0 +1,420 @@
+"""ECG Lens against its peers on real premature ventricular contractions (MIT-BIH DS2).
+
+Cases: 10-s DS2 windows (MIT-BIH Arrhythmia, the inter-patient test half; never trained or tuned on) holding
+exactly one ventricular beat (V or E) that the classifier flags as ventricular ectopy (probability at or above
+its threshold) as its first finding, so every method explains the same finding. Cases are taken round-robin over
+the DS2 records (a seeded order within each record) so no record dominates; the classifier's look at the
+candidates is selection, not any method's query.
+
+Methods, all on the same cases in one run, each through its own `QueryCounter`:
+
+- ``ecglens.explain`` with ``query_budget`` 25 and 500 (the learned policy, or the greedy fallback it reports);
+- captum Occlusion, FeatureAblation, ShapleyValueSampling (~2,000 queries), KernelShap and Lime (200);
+- the greedy sensitivity scan (Gaussian noise, budget 2,000) and a random ranking;
+- ART Square (L2), SimBA and HopSkipJump, 2,000 queries each (black-box);
+- an oracle that knows the PVC's time and bisects the SNR of one noise draw laid over it (a reference).
+
+Metrics per case: queries and wall time; pointing game (the top segment overlaps the PVC ± 0.15 s); deletion AUC
+on the shared lead × 0.25-s grid (21 steps, cells flattened at their own median in the method's ranking order,
+random tie-breaking; its queries are the benchmark's, not the method's); flip (a reported flipping signal the
+classifier confirms); the L2 (mV) and SNR (dB, `ecglens.metrics.snr_db`) of that signal. The table shows means,
+medians over flipped cases for L2 / SNR, and the share of all cases flipped at SNR >= 20 dB.
+
+Usage::
+
+    .venv/bin/python benchmarks/explainers.py --fast                    # smoke: 5 cases, peer budgets / 4
+    .venv/bin/python benchmarks/explainers.py --cases 5                 # 5 cases, full budgets
+    .venv/bin/python benchmarks/explainers.py                           # 40 cases, builtin model
+    .venv/bin/python benchmarks/explainers.py --model transfer_gru --max-minutes 60
+    .venv/bin/python benchmarks/explainers.py --model path/to/model.onnx --methods policy-500,occlusion
+
+Prints one Markdown table and writes it, with the command line and machine, to
+``benchmarks/results/explainers-<model>-<YYYY-MM-DD>.md`` (per-case rows beside it as ``.jsonl``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+VENTRICULAR = ("V", "E")
+
+# Method key -> (table label, peer name or None for ecglens.explain, explain budget).
+METHODS: dict[str, tuple[str, str | None, int | None]] = {
+    "policy-25": ("ecglens.explain, budget 25", None, 25),
+    "policy-500": ("ecglens.explain, budget 500", None, 500),
+    "occlusion": ("captum Occlusion (0.2 s)", "occlusion", None),
+    "feature-ablation": ("captum FeatureAblation", "feature-ablation", None),
+    "shapley-sampling": ("captum ShapleyValueSampling", "shapley-sampling", None),
+    "kernel-shap": ("captum KernelShap", "kernel-shap", None),
+    "lime": ("captum Lime", "lime", None),
+    "greedy-scan": ("greedy sensitivity scan", "greedy-scan", None),
+    "random": ("random ranking", "random", None),
+    "square-attack": ("ART Square (L2)", "square-attack", None),
+    "simba": ("ART SimBA", "simba", None),
+    "hopskipjump": ("ART HopSkipJump", "hopskipjump", None),
+    "oracle": ("oracle (knows the PVC)", "oracle", None),
+}
+
+
+@dataclass
+class Case:
+    """One benchmark input: a DS2 window, fitted to the classifier, with its single ventricular beat."""
+
+    record: str
+    start_sample: int
+    beat_time_s: float
+    x: np.ndarray          # float32 [leads, samples] on the classifier's grid
+    ecg: Any               # the window as an Ecg (what ecglens.explain takes)
+    probability: float     # classifier's ventricular-ectopy probability on the clean window
+
+
+@dataclass
+class Row:
+    """One method on one case."""
+
+    method: str
+    record: str
+    start_sample: int
+    reported_method: str
+    queries: int
+    elapsed_s: float
+    pointing: bool
+    deletion_auc: float
+    flipped: bool
+    l2: float | None
+    snr_db: float | None
+    flip_claimed: bool
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    from ecglens import load_classifier
+    from ecglens.errors import ClassifierError
+
+    try:
+        classifier = load_classifier(args.model, device="cpu")
+    except ClassifierError as exc:
+        print(f"explainers: error: {exc}", file=sys.stderr)
+        return 2
+    methods = _methods(args.methods)
+    target = _target_class(classifier, args.target)
+    t0 = time.perf_counter()
+    cases, n_candidates = select_cases(classifier, target, args.cases, args.seed, args.records)
+    if not cases:
+        print(f"explainers: error: no DS2 window with one ventricular beat is flagged as {target!r} by "
+              f"{args.model}", file=sys.stderr)
+        return 2
+    print(f"{len(cases)} cases (of {n_candidates} flagged one-PVC windows) in {time.perf_counter() - t0:.1f} s; "
+          f"methods: {', '.join(methods)}", file=sys.stderr)
+
+    _warm_up(cases[0], classifier, methods)
+    rows: list[Row] = []
+    done = 0
+    deadline = t0 + args.max_minutes * 60 if args.max_minutes else math.inf
+    for i, case in enumerate(cases):
+        if time.perf_counter() > deadline:
+            print(f"time limit: stopping after {done} cases", file=sys.stderr)
+            break
+        tc = time.perf_counter()
+        rows.extend(run_case(case, classifier, target, methods, seed=args.seed + i, verbose=args.verbose,
+                             budget_scale=args.budget_scale))
+        done += 1
+        print(f"case {i + 1}/{len(cases)} {case.record}@{case.start_sample}: {time.perf_counter() - tc:.1f} s",
+              file=sys.stderr)
+    table = summarise(rows, methods)
+    model_name = _model_name(args.model, classifier)
+    report = _report(table, args, classifier, model_name, done, n_candidates, time.perf_counter() - t0)
+    print(report)
+    if not args.no_write:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stem = f"explainers-{model_name}-{dt.date.today().isoformat()}{args.suffix}"
+        (RESULTS / f"{stem}.md").write_text(report)
+        with open(RESULTS / f"{stem}.jsonl", "w") as fh:
+            for row in rows:
+                fh.write(json.dumps(asdict(row)) + "\n")
+        print(f"written: {RESULTS / (stem + '.md')}", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- cases
+def select_cases(classifier, target: str, n_cases: int, seed: int,
+                 records: tuple[str, ...] | None = None) -> tuple[list[Case], int]:
+    """Up to ``n_cases`` DS2 windows with exactly one V/E beat whose first finding is ``target``.
+
+    Returns the cases (round-robin over records, seeded order within a record) and how many windows qualified.
+    """
+    from ecglens.agent.env import diagnosed_targets
+    from ecglens.classifiers.fit import fit_record
+    from ecglens.datasets import DS2, load_windows
+
+    windows = load_windows(records or DS2, window_s=float(classifier.window_s))
+    one_pvc = np.flatnonzero(windows.count_beats(VENTRICULAR) == 1)
+    fitted = [_fit(fit_record(windows.ecg(int(i)), classifier), classifier) for i in one_pvc]
+    probs = np.concatenate([classifier.predict_proba(np.stack(fitted[a:a + 256]))
+                            for a in range(0, len(fitted), 256)]) if fitted else np.zeros((0, 1))
+    column = list(classifier.class_names).index(target)
+    flagged = [k for k in range(len(one_pvc)) if diagnosed_targets(probs[k], classifier)[0].label == target
+               and probs[k, column] >= float((classifier.thresholds or {}).get(target, 0.5))]
+    by_record: dict[str, list[int]] = defaultdict(list)
+    for k in flagged:
+        by_record[str(windows.record[one_pvc[k]])].append(k)
+    rng = np.random.default_rng(seed)
+    queues = {r: [ks[j] for j in rng.permutation(len(ks))] for r, ks in sorted(by_record.items())}
+    chosen: list[int] = []
+    while len(chosen) < n_cases and any(queues.values()):
+        for r in sorted(queues):
+            if queues[r] and len(chosen) < n_cases:
+                chosen.append(queues[r].pop(0))
+    cases = []
+    for k in chosen:
+        i = int(one_pvc[k])
+        samples, symbols = windows.beats(i)
+        beat = int(samples[np.isin(symbols, VENTRICULAR)][0])
+        cases.append(Case(record=str(windows.record[i]), start_sample=int(windows.start[i]),
+                          beat_time_s=beat / windows.fs, x=fitted[k], ecg=windows.ecg(i),
+                          probability=float(probs[k, column])))
+    return cases, len(flagged)
+
+
+def _fit(ecg, classifier) -> np.ndarray:
+    from ecglens.classifiers.base import input_samples
+
+    n = input_samples(classifier)
+    x = np.zeros((ecg.n_leads, n), dtype=np.float32)
+    piece = ecg.signal[:, :n]
+    x[:, :piece.shape[1]] = piece
+    return x
+
+
+# ------------------------------------------------------------------------------------------------- running
+def run_case(case: Case, classifier, target: str, methods: list[str], seed: int,
+             verbose: bool = False, budget_scale: float = 1.0) -> list[Row]:
+    """Every method on one case; deletion AUC and flip checks go through the benchmark's own calls."""
+    from ecglens.baselines.cells import cell_means, fixed_grid, ranking_from_scores
+    from ecglens.metrics import deletion_auc, l2, pointing_game, snr_db
+
+    grid = fixed_grid(case.x, float(classifier.sampling_rate))
+    column = list(classifier.class_names).index(target)
+    threshold = float((classifier.thresholds or {}).get(target, 0.5))
+    results = []
+    for key in methods:
+        tm = time.perf_counter()
+        explanation = _run_method(key, case, classifier, target, seed, budget_scale)
+        if verbose:
+            print(f"  {key}: {explanation.queries} queries, {time.perf_counter() - tm:.1f} s", file=sys.stderr)
+        scores = _grid_scores(explanation, grid, cell_means)
+        ranking = ranking_from_scores(scores, np.random.default_rng(seed))
+        auc = deletion_auc(case.x, ranking, grid, classifier, column)
+        results.append((key, explanation, auc))
+    # Confirm every reported flip with one batched (uncounted) look.
+    adv = [(j, e.adversarial.signal) for j, (_, e, _) in enumerate(results)
+           if e.adversarial is not None and e.adversarial.flipped]
+    confirmed: set[int] = set()
+    if adv:
+        p = classifier.predict_proba(np.stack([s for _, s in adv]).astype(np.float32))[:, column]
+        confirmed = {j for (j, _), pj in zip(adv, p) if pj < threshold}
+    rows = []
+    for j, (key, e, auc) in enumerate(results):
+        ok = j in confirmed
+        rows.append(Row(method=key, record=case.record, start_sample=case.start_sample, reported_method=e.method,
+                        queries=int(e.queries), elapsed_s=float(e.elapsed_s),
+                        pointing=pointing_game(e, case.beat_time_s), deletion_auc=float(auc), flipped=ok,
+                        l2=l2(case.x, e.adversarial.signal) if ok else None,
+                        snr_db=snr_db(case.x, e.adversarial.signal) if ok else None,
+                        flip_claimed=e.adversarial is not None and bool(e.adversarial.flipped)))
+    return rows
+
+
+def _warm_up(case: Case, classifier, methods: list[str]) -> None:
+    """Pay one-off costs (imports, first torch call, detector set-up) outside every method's timing."""
+    import importlib
+
+    from ecglens import explain
+
+    for module in ("captum.attr", "art.attacks.evasion", "neurokit2"):
+        importlib.import_module(module)
+    if any(METHODS[k][1] is None for k in methods):
+        explain(case.ecg, classifier, query_budget=4, seed=0)
+
+
+def _run_method(key: str, case: Case, classifier, target: str, seed: int, budget_scale: float = 1.0):
+    from ecglens import explain
+    from ecglens.baselines import peer
+
+    _, peer_name, budget = METHODS[key]
+    if peer_name is None:
+        return explain(case.ecg, classifier, query_budget=budget, seed=seed)
+    kwargs = {"beat_time_s": case.beat_time_s} if peer_name == "oracle" else {}
+    cls = peer(peer_name)
+    options = {}
+    if budget_scale != 1.0 and cls.default_budget and cls.default_budget > 100:
+        options["query_budget"] = max(50, int(round(cls.default_budget * budget_scale)))
+    return cls(classifier, seed=seed, **options).explain(case.x, target, **kwargs)
+
+
+def _grid_scores(explanation, grid, cell_means: Callable) -> np.ndarray:
+    """Per-cell scores on the shared fixed grid: the method's own when on it, else its saliency pooled."""
+    scores = explanation.cell_scores
+    info = (explanation.extra or {}).get("grid", {})
+    same_grid = (scores is not None and np.size(scores) == grid.n_cells and not info.get("beat_aligned", False))
+    if same_grid:
+        return np.asarray(scores, dtype=np.float64).ravel()
+    return cell_means(grid, np.asarray(explanation.saliency, dtype=np.float64))
+
+
+# ------------------------------------------------------------------------------------------------- table
+def summarise(rows: list[Row], methods: list[str]) -> list[dict[str, Any]]:
+    """One dict per method: the table's columns."""
+    from ecglens.metrics import attack_success
+
+    out = []
+    for key in methods:
+        mine = [r for r in rows if r.method == key]
+        if not mine:
+            continue
+        q = np.array([r.queries for r in mine], dtype=float)
+        flipped = [r.flipped for r in mine]
+        snr = [r.snr_db if r.snr_db is not None else -math.inf for r in mine]
+        flips = [r for r in mine if r.flipped]
+        reported = sorted({r.reported_method for r in mine})
+        out.append({
+            "method": METHODS[key][0] + (f" [{', '.join(reported)}]" if METHODS[key][1] is None else ""),
+            "cases": len(mine),
+            "queries_mean": float(q.mean()), "queries_median": float(np.median(q)),
+            "time_s": float(np.mean([r.elapsed_s for r in mine])),
+            "pointing": float(np.mean([r.pointing for r in mine])),
+            "deletion_auc": float(np.mean([r.deletion_auc for r in mine])),
+            "flip": attack_success(flipped),
+            "l2_median": float(np.median([r.l2 for r in flips])) if flips else None,
+            "snr_median": float(np.median([r.snr_db for r in flips])) if flips else None,
+            "flip_20db": attack_success(flipped, snr, min_snr_db=20.0),
+            "unconfirmed": sum(r.flip_claimed and not r.flipped for r in mine),
+        })
+    return out
+
+
+def markdown_table(table: list[dict[str, Any]]) -> str:
+    head = ("| method | queries mean | queries median | time (s) | pointing game | deletion AUC | flipped | "
+            "median L2 (mV) | median SNR (dB) | flipped at SNR >= 20 dB |")
+    lines = [head, "|" + "---|" * 10]
+
+    def f(v, fmt):
+        return "–" if v is None else format(v, fmt)
+
+    for t in table:
+        lines.append(f"| {t['method']} | {t['queries_mean']:.0f} | {t['queries_median']:.0f} | {t['time_s']:.2f} | "
+                     f"{t['pointing']:.2f} | {t['deletion_auc']:.3f} | {t['flip']:.2f} | {f(t['l2_median'], '.3f')} | "
+                     f"{f(t['snr_median'], '.1f')} | {t['flip_20db']:.2f} |")
+    return "\n".join(lines)
+
+
+def _report(table, args, classifier, model_name: str, n_cases: int, n_candidates: int, total_s: float) -> str:
+    import torch
+
+    notes = [f"- {t['method']}: {t['unconfirmed']} reported flip(s) not confirmed by the classifier"
+             for t in table if t["unconfirmed"]]
+    cpu = platform.processor() or platform.machine()
+    try:
+        model_line = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                          if line.startswith("model name"))
+        cpu = model_line
+    except (OSError, StopIteration):
+        pass
+    return "\n".join([
+        f"# Explainers vs peers — model `{model_name}`, {dt.date.today().isoformat()}",
+        "",
+        f"Command: `{' '.join(shlex.quote(a) for a in [sys.executable.split('/')[-1], *sys.argv])}`",
+        f"Machine: {cpu}, {os.cpu_count()} CPUs visible, torch {torch.__version__} with {args.threads} thread(s), "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
+        f"Model: `{args.model}` — classes {', '.join(classifier.class_names)}; target "
+        f"`{_target_class(classifier, args.target)}`; {classifier.sampling_rate:g} Hz, "
+        f"leads {', '.join(classifier.lead_names)}, {classifier.window_s:g}-s input",
+        f"Cases: {n_cases} DS2 windows with exactly one V/E beat flagged as the first finding "
+        f"({n_candidates} qualified); seed {args.seed}; wall time {total_s / 60:.1f} min"
+        + (f"; peer budgets scaled by {args.budget_scale:g}" if args.budget_scale != 1.0 else ""),
+        "",
+        markdown_table(table),
+        "",
+        "Pointing game: top segment within the PVC ± 0.15 s. Deletion AUC: lower is better (lead × 0.25-s cells "
+        "flattened at their median in ranking order, 21 steps; not counted as the method's queries). Flipped: a "
+        "reported flipping signal that the classifier confirms; median L2 / SNR over flipped cases; attribution-only "
+        "methods report no distortion. ART attacks and the oracle rank cells by the energy of their perturbation.",
+        *(["", "Notes:", *notes] if notes else []),
+        "",
+    ])
+
+
+# ------------------------------------------------------------------------------------------------- cli
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="builtin", help="classifier spec (builtin, a model name, .pt, .onnx, URL)")
+    p.add_argument("--cases", type=int, default=40, help="number of DS2 cases (default 40; 5 = fast mode)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop starting cases after this many minutes")
+    p.add_argument("--methods", default="all", help=f"comma-separated subset of: {', '.join(METHODS)}")
+    p.add_argument("--target", default=None, help="class to explain (default: the ventricular one)")
+    p.add_argument("--records", default=None, help="comma-separated DS2 records (default: all of DS2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--suffix", default="", help="appended to the result file name")
+    p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--verbose", action="store_true", help="per-method timings on stderr")
+    p.add_argument("--budget-scale", type=float, default=1.0,
+                   help="scale the peers' 2,000- and 200-query budgets (default 1; the explain budgets stay)")
+    p.add_argument("--fast", action="store_true", help="smoke run: --cases 5 --budget-scale 0.25")
+    args = p.parse_args(argv)
+    if args.fast:
+        args.cases, args.budget_scale = min(args.cases, 5), 0.25
+    if args.records:
+        args.records = tuple(r.strip() for r in args.records.split(",") if r.strip())
+    return args
+
+
+def _methods(spec: str) -> list[str]:
+    if spec == "all":
+        return list(METHODS)
+    keys = [k.strip() for k in spec.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in METHODS]
+    if unknown:
+        raise SystemExit(f"explainers: error: unknown methods {', '.join(unknown)}; valid: {', '.join(METHODS)}")
+    return keys
+
+
+def _target_class(classifier, wanted: str | None) -> str:
+    names = list(classifier.class_names)
+    if wanted:
+        if wanted not in names:
+            raise SystemExit(f"explainers: error: class {wanted!r} not among {', '.join(names)}")
+        return wanted
+    for n in names:
+        if "ventricular" in n.lower() or n in ("V", "PVC", "VEB"):
+            return n
+    raise SystemExit(f"explainers: error: no ventricular class among {', '.join(names)}; pass --target")
+
+
+def _model_name(spec: str, classifier) -> str:
+    name = Path(str(spec).rstrip("/")).stem or getattr(getattr(classifier, "card", None), "name", None) or "model"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
