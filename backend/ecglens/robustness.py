@@ -114,8 +114,11 @@ def robustness(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] |
                 break
             trial_kinds.append(kind)
     kinds = [k for k in kinds if k not in skipped]
-    trials = _Trials(window, np.stack(noises) if noises else np.zeros((0, fitted.n_leads, n), np.float32),
-                     power, counter, target)
+    # A record shorter than the window is zero-padded by the window choice; the padding gets no noise.
+    valid = max(1, min(n, fitted.n_samples - int(round(window_start * fitted.fs))))
+    stacked = np.stack(noises) if noises else np.zeros((0, fitted.n_leads, n), np.float32)
+    stacked[:, :, valid:] = 0.0
+    trials = _Trials(window, stacked, power, counter, target, valid)
 
     needed = trials.count * len(levels)
     if query_budget is not None and counter.remaining is not None and needed > counter.remaining:
@@ -170,18 +173,19 @@ def robustness(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] |
 class _Trials:
     """Noisy versions of one window: trial ``i`` is noise realisation ``i`` scaled to an SNR and added.
 
-    window : float32 ``[leads, samples]``; noises : float32 ``[trials, leads, samples]`` (unit RMS per lead);
-    power : ``[leads]`` signal power (mV²) the SNR refers to.
+    window : float32 ``[leads, samples]``; noises : float32 ``[trials, leads, samples]``;
+    power : ``[leads]`` signal power (mV²) the SNR refers to; valid : samples of the window that are record
+    (the rest is padding); the noise power is measured over them.
     """
 
     def __init__(self, window: np.ndarray, noises: np.ndarray, power: np.ndarray, counter: QueryCounter,
-                 target: Target):
+                 target: Target, valid: int):
         self.window = window
         self.noises = noises
         self.counter = counter
         self.target = target
         # Noise power is the mean square over the window, so each lead's gain is sqrt(S / 10^(SNR/10) / P_n).
-        p_noise = np.mean(noises.astype(np.float64) ** 2, axis=2)  # [trials, leads]
+        p_noise = np.mean(noises[:, :, :valid].astype(np.float64) ** 2, axis=2)  # [trials, leads]
         with np.errstate(divide="ignore", invalid="ignore"):
             self.unit_gain = np.where((p_noise > 0) & (power[None] > 0), np.sqrt(power[None] / p_noise), 0.0)
 

@@ -239,3 +239,30 @@ def test_json_form_has_the_contract_fields(report) -> None:
     assert set(data["distortions"][0]) == {"distortion", "flip_snr_db", "probability_at_snr", "flip_rate_at_snr"}
     flip = [d["flip_snr_db"] for d in data["distortions"]]
     assert all(f is None or isinstance(f, float) for f in flip)  # "never flipped" is JSON null
+
+
+def test_builtin_model_report_on_a_real_record() -> None:
+    """With the committed built-in model (skipped until it exists) on 30 s of MIT-BIH 119 (ventricular
+    bigeminy): a finding is tested, the noise lowers its probability on average, queries stay bounded."""
+    from ecglens.classifiers import load_classifier, models_dir
+    from tests.conftest import shared_path
+
+    if not (models_dir() / "builtin.pt").exists():
+        pytest.skip("models/builtin.pt not trained yet")
+    import wfdb
+
+    raw = wfdb.rdrecord(str(shared_path("mitdb") / "119"), sampfrom=int(360 * 60), sampto=int(360 * 90))
+    ecg = Ecg(signal=raw.p_signal.T.astype(np.float32), fs=360.0, leads=tuple(raw.sig_name), name="119")
+    clf = load_classifier("builtin", device="cpu")
+    counter = QueryCounter(clf)
+    out = robustness(ecg, counter, seeds=2)
+    assert out.queries == counter.queries <= 30 + 5 * 2 * (6 + 1 + 5)
+    assert 0.0 <= out.score <= 1.0 and out.label in clf.class_names
+    mean = np.mean([[d.probability_at_snr[lv] for lv in out.snr_levels_db] for d in out.distortions], axis=0)
+    assert mean[0] >= mean[-1]
+
+
+def test_record_shorter_than_the_window_is_tested_padded(record: Ecg) -> None:
+    out = robustness(record.crop(10.0, 15.0), BumpClassifier(), seeds=1, distortions=["gaussian"])
+    assert out.label == "bump" and out.extra["start_s"] == 0.0
+    assert out.distortions[0].flip_snr_db is not None
