@@ -309,6 +309,22 @@ def test_edf_latin1_micro_sign_in_header_is_repaired(tmp_path):
     assert ecg.metadata["header_repaired"] is True
 
 
+def test_bdf_24_bit_file_is_read(tmp_path):
+    import pyedflib
+
+    x = _signal(np.random.default_rng(22), n_leads=1)[0] * 1000
+    path = tmp_path / "rec.bdf"
+    writer = pyedflib.EdfWriter(str(path), 1, file_type=pyedflib.FILETYPE_BDFPLUS)
+    writer.setSignalHeaders([{"label": "ECG aVL", "dimension": "uV", "sample_frequency": FS,
+                              "physical_min": -2000.0, "physical_max": 2000.0, "digital_min": -8388608,
+                              "digital_max": 8388607, "transducer": "", "prefilter": ""}])
+    writer.writeSamples([x])
+    writer.close()
+    ecg = read_record(path.read_bytes(), "upload")  # found by the BDF signature, not the name
+    assert ecg.leads == ("aVL",)
+    np.testing.assert_allclose(ecg.signal[0], x / 1000, atol=1e-5)
+
+
 def test_edf_with_only_annotations_is_refused(tmp_path):
     import pyedflib
 
@@ -402,6 +418,14 @@ def test_json_contract_document_is_read_with_units_and_metadata():
     np.testing.assert_allclose(ecg.signal, [[0.1, 0.2, 0.3], [-0.1, 0.0, 0.1]], rtol=1e-6)
     assert ecg.fs == 500.0 and ecg.leads == ("I", "aVR")
     assert ecg.metadata["age"] == 55 and ecg.metadata["format"] == "JSON"
+
+
+def test_json_leads_as_list_of_named_objects_and_files_as_pairs():
+    doc = {"sampling_rate": 100, "leads": [{"name": "V5", "samples": [0, 1]}, {"name": "V6", "samples": [2, 3]}],
+           "units": {"V5": "mV", "V6": "uV"}}
+    ecg = read_record(files=[("rec.json", json.dumps(doc).encode())])
+    assert ecg.leads == ("V5", "V6") and ecg.fs == 100.0
+    np.testing.assert_allclose(ecg.signal, [[0, 1], [0.002, 0.003]], rtol=1e-6)
 
 
 def test_json_leads_of_different_lengths_are_refused():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -110,10 +111,16 @@ def read_dicom(source: Any, filename: str | None = None) -> Ecg:
     from pydicom.errors import InvalidDicomError
 
     display, data, _ = read_bytes(source, filename)
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=not is_dicom(data))
-    except InvalidDicomError as exc:
-        raise RecordError(display, f"not a DICOM file: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on every odd value; what matters is raised below
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=not is_dicom(data))
+        except InvalidDicomError as exc:
+            raise RecordError(display, f"not a DICOM file: {exc}") from None
+        return _read_dataset(ds, display)
+
+
+def _read_dataset(ds: Any, display: str) -> Ecg:
     groups = list(ds.get("WaveformSequence") or [])
     if not groups:
         raise RecordError(display, "DICOM file has no waveform (WaveformSequence is missing); only ECG "

@@ -184,8 +184,9 @@ def _pick_header(files: Mapping[str, bytes], display: str) -> str:
                 continue
     top = [name for name in headers if name not in segments]
     if len(top) != 1:
-        raise RecordError(display, f"the upload holds {len(top)} WFDB records ({', '.join(top)}); send one "
-                                   "record (its .hea and the signal files it names)")
+        listed = ", ".join(top[:5]) + (f" and {len(top) - 5} more" if len(top) > 5 else "")
+        raise RecordError(display, f"the upload holds {len(top)} WFDB records ({listed}); send one record "
+                                   "(its .hea and the signal files it names)")
     return top[0]
 
 
