@@ -106,7 +106,10 @@ def test_step_reward_is_drop_per_l2_minus_costs_plus_flip_bonus():
     expected = (cfg.ratio_weight * np.clip((p_prev - p_new) / (cfg.l2_floor + d_l2), -cfg.ratio_clip,
                                            cfg.ratio_clip) - cfg.energy_cost * d_l2 - cfg.query_cost)
     assert p_new < 0.5, "the strongest Gaussian noise on the bump must flip the bump finding"
-    assert reward[0] == pytest.approx(expected + cfg.flip_bonus, abs=1e-6)
+    snr = ep.snr_db()
+    bonus = cfg.flip_bonus * (0.25 + 0.75 * np.clip(snr / cfg.flip_snr_full_db, 0, 1))
+    assert 0.25 * cfg.flip_bonus <= bonus < cfg.flip_bonus
+    assert reward[0] == pytest.approx(expected + bonus, abs=1e-6)
     assert done[0] and info[0]["flipped"] and np.isfinite(info[0]["snr_db"])
     assert obs["cells"].shape == (1, 80, len(CELL_FEATURES)) and obs["globals"].shape == (1, len(GLOBAL_FEATURES))
 

@@ -29,7 +29,7 @@ from ecglens.agent.grid import SIGNAL_FEATURES, SegmentGrid, cell_features, make
 from ecglens.classifiers.base import Classifier
 
 KINDS: tuple[str, ...] = ("baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian")
-LEVELS_DB: tuple[float, ...] = (12.0, 6.0, 0.0, -6.0, -12.0)
+LEVELS_DB: tuple[float, ...] = (18.0, 12.0, 6.0, 0.0, -6.0)
 
 # Dynamic per-cell features appended to the signal features (see `Episode.observe_cells`).
 DYNAMIC_FEATURES = ("distorted", "strength", *(f"kind_{k}" for k in KINDS), "probed", "last_drop",
@@ -42,10 +42,13 @@ _TAPER_ALPHA = 0.5  # Tukey taper on each cell's noise: no steps at cell edges (
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """Reward shaping. ``ratio_weight * clip(drop / (l2_floor + |dL2|))  - energy_cost * dL2 - query_cost
-    + flip_bonus * (flip event)``; probabilities in [0, 1], L2 relative to the clean input's L2.
+    """Reward shaping. ``ratio_weight * clip(drop / (l2_floor + |dL2|)) - energy_cost * dL2 - query_cost
+    + bonus * (flip event)`` with ``bonus = flip_bonus * (0.25 + 0.75 * clip(SNR_dB / flip_snr_full_db, 0, 1))``:
+    a flip by a quiet distortion is worth up to four times one by a loud one. Probabilities in [0, 1], L2
+    relative to the clean input's L2.
 
-    Defaults: ratio_weight 0.2, l2_floor 0.05, ratio_clip 3.0, energy_cost 0.5, query_cost 0.02, flip_bonus 1.0.
+    Defaults: ratio_weight 0.2, l2_floor 0.05, ratio_clip 3.0, energy_cost 0.5, query_cost 0.02, flip_bonus 1.0,
+    flip_snr_full_db 20.0.
     """
 
     ratio_weight: float = 0.2
@@ -54,6 +57,11 @@ class RewardConfig:
     energy_cost: float = 0.5
     query_cost: float = 0.02
     flip_bonus: float = 1.0
+    flip_snr_full_db: float = 20.0
+
+    def bonus(self, snr_db: float) -> float:
+        """The flip bonus for a flip at ``snr_db`` dB."""
+        return self.flip_bonus * (0.25 + 0.75 * float(np.clip(snr_db / self.flip_snr_full_db, 0.0, 1.0)))
 
 
 @dataclass(frozen=True)
@@ -178,6 +186,7 @@ class Episode:
         self._cell_width = np.tile(widths, n_leads).astype(np.float64)
         self.kind = np.full(n_cells, -1, dtype=int)    # index into self.kinds, -1 = clean
         self.level = np.zeros(n_cells, dtype=int)
+        self.gain = np.ones(n_cells, dtype=np.float64)  # amplitude factor on top of the level (cleanup only)
         self.probed = np.zeros(n_cells, dtype=bool)
         self.last_drop = np.zeros(n_cells, dtype=np.float32)
         self.last_drop_per_l2 = np.zeros(n_cells, dtype=np.float32)
@@ -205,18 +214,11 @@ class Episode:
         lead, a, b = self.grid.cell_span(cell)
         return self._unit[kind, lead, a:b] * np.float32(self.amp[lead, level])
 
-    def cell_energy(self, cell: int, kind: int, level: int) -> float:
-        """Energy (mV^2 x samples) of one cell's distortion (zero for ``kind < 0``)."""
-        if kind < 0:
-            return 0.0
-        lead = int(self._cell_leads[cell])
-        return float(self.amp[lead, level] ** 2 * self._cell_width[cell])
-
     def energies(self, kind: np.ndarray | None = None, level: np.ndarray | None = None) -> np.ndarray:
         """float64 ``[n_cells]`` distortion energy per cell for a state (default: the current one)."""
         kind = self.kind if kind is None else kind
         level = self.level if level is None else level
-        e = self.amp[self._cell_leads, level] ** 2 * self._cell_width
+        e = self.amp[self._cell_leads, level] ** 2 * self._cell_width * self.gain ** 2
         return np.where(kind >= 0, e, 0.0)
 
     def l2(self, kind: np.ndarray | None = None, level: np.ndarray | None = None) -> float:
@@ -241,9 +243,19 @@ class Episode:
             out[lead, a:b] = self.clean[lead, a:b] + (self.cell_noise(cell, kind, level) if kind >= 0 else 0.0)
         return out
 
+    def scaled(self, factor: float) -> np.ndarray:
+        """The clean input plus the current distortion times ``factor`` (cells do not overlap)."""
+        return self.clean + np.float32(factor) * self.noise
+
+    def scale(self, factor: float) -> None:
+        """Multiply every current distortion's amplitude by ``factor`` (the cleanup's fine amplitude step)."""
+        self.noise *= np.float32(factor)
+        self.gain = np.where(self.kind >= 0, self.gain * factor, 1.0)
+
     def set_cell(self, cell: int, kind: int, level: int = 0) -> None:
-        """Put ``kind`` at ``level`` on ``cell`` (kind -1 removes its distortion)."""
+        """Put ``kind`` at ``level`` on ``cell`` (kind -1 removes its distortion); resets the cell's gain."""
         lead, a, b = self.grid.cell_span(cell)
+        self.gain[cell] = 1.0
         if kind >= 0:
             self.noise[lead, a:b] = self.cell_noise(cell, kind, level)
             if self.kind[cell] < 0:
@@ -411,7 +423,7 @@ class VecSegmentGridEnv:
             ratio = np.clip(drop / (cfg.l2_floor + abs(d_l2)), -cfg.ratio_clip, cfg.ratio_clip)
             r = cfg.ratio_weight * ratio - cfg.energy_cost * d_l2 - cfg.query_cost
             if ep.flipped and not flipped_prev:
-                r += cfg.flip_bonus
+                r += cfg.bonus(ep.snr_db())
             elif flipped_prev and not ep.flipped:
                 r -= cfg.flip_bonus
             rewards[i] = r

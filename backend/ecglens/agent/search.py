@@ -33,6 +33,7 @@ from ecglens.errors import RecordError
 from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 
 SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
+_BISECTION_STEPS = 4     # joint amplitude bisection in the cleanup: 1/16 of the last level's amplitude
 
 
 @dataclass
@@ -295,7 +296,8 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
     1. Drop distortions the flip does not need: probe every single removal in one call; try dropping all the
        removable ones at once (one query), else drop the one that keeps the probability lowest; repeat.
     2. Lower amplitudes: probe each cell one level weaker in one call; keep all those that hold the flip if
-       together they still do, else the best one; repeat until nothing can be lowered.
+       together they still do, else the best one; repeat until nothing can be lowered. Then bisect one
+       factor on all remaining amplitudes (`_BISECTION_STEPS` queries) while the flip holds.
     3. Verify: every single removal is probed once more; a removal that keeps the flip is taken (and step 3
        repeats), so at the end removing any remaining cell un-flips it.
 
@@ -345,6 +347,20 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
         _commit(ep, changes[best], probs[best])
         if report:
             report(counter.queries)
+    # 2b. finer amplitude: bisect one factor on all remaining distortions while the flip holds
+    lo, hi = 0.0, 1.0
+    for _ in range(_BISECTION_STEPS):
+        if not ep.flipped or room() < 2:  # keep a query for the verification
+            break
+        mid = 0.5 * (lo + hi)
+        p_mid = np.asarray(counter.predict_proba(ep.scaled(mid / hi)[None]), dtype=np.float64)[0]
+        ep.queries += 1
+        if ep.target.flipped(p_mid)[0]:
+            ep.scale(mid / hi)
+            ep.probs = p_mid
+            hi = mid
+        else:
+            lo = mid
     # 3. verification: removing any remaining cell must un-flip
     contributions: dict[int, float] = {}
     while ep.flipped:
