@@ -76,8 +76,8 @@ class PerturbationBaseline:
         Parameters
         ----------
         ecg_window : Ecg or np.ndarray
-            One classifier input: an `Ecg` (fitted to the classifier: resampled, leads mapped, first window,
-            zero-padded) or a float32 ``[leads, samples]`` array in mV already on the classifier's input grid.
+            One classifier input: an `Ecg` (fitted to the classifier: resampled, leads mapped, its first
+            window taken, zero-padded when shorter) or a float32 ``[leads, samples]`` array in mV already on the classifier's input grid.
         target : int, str or None
             Class index or name whose evidence is sought. Default: the diagnosed class, as the agent picks it
             (`ecglens.agent.env.diagnosed_targets`: the most probable finding at or above its threshold).
@@ -128,7 +128,7 @@ class PerturbationBaseline:
             signal = np.zeros((fitted.n_leads, n), dtype=np.float32)
             piece = fitted.signal[:, :n]
             signal[:, :piece.shape[1]] = piece
-            return signal, fs, tuple(fitted.leads), float(ecg_window.metadata.get("start_s", 0.0) or 0.0)
+            return signal, fs, tuple(fitted.leads), 0.0
         signal = np.asarray(ecg_window, dtype=np.float32)
         expected = (len(self.classifier.lead_names), n)
         if signal.shape != expected:
