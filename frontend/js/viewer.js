@@ -155,7 +155,9 @@ export class EcgViewer {
     if (this.layoutMode === "standard") {
       return Math.round(this.pageLength() * SPEED_MM_S * PX_PER_MM * this.zoom) + margins;
     }
-    return Math.max(480, this.div.clientWidth);
+    // A record shorter than the screen at this zoom gets a narrower plot, so the paper scale stays true.
+    const whole = Math.ceil(this.duration * SPEED_MM_S * PX_PER_MM * this.zoom) + margins;
+    return Math.min(Math.max(480, this.div.clientWidth), whole);
   }
 
   defaultRange() {
