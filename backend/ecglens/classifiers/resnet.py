@@ -33,8 +33,8 @@ class ResidualBlock(nn.Module):
 
 
 class ResNet1d(nn.Module):
-    """Residual 1-D CNN: stem (kernel 15, stride 2), one `ResidualBlock` per width (each halving time), then
-    global average and max pooling and a linear layer to one logit per class.
+    """Residual 1-D CNN: stem (kernel 15, stride `stem_stride`), one `ResidualBlock` per further width (each
+    halving time), then global average and max pooling and a linear layer to one logit per class.
 
     Parameters
     ----------
@@ -43,19 +43,22 @@ class ResNet1d(nn.Module):
     n_classes : int
         Outputs (logits, independent findings). Default: 4.
     widths : tuple of int
-        Channels of the stem and of each residual block. Default: (16, 24, 32, 48, 64, 64).
+        Channels of the stem and of each residual block. Default: (16, 24, 32, 48, 64).
+    stem_stride : int
+        Downsampling of the stem: 4 turns 3600 samples at 360 Hz into 900 steps of 11 ms, still several per QRS
+        complex. Default: 4.
     kernel : int
         Kernel width of the residual blocks in samples. Default: 7.
     dropout : float
-        Dropout inside blocks and before the head. Default: 0.1.
+        Dropout inside blocks and before the head. Default: 0.2.
 
     Input float32 ``[n, n_leads, samples]`` in mV; output ``[n, n_classes]`` logits.
     """
 
-    def __init__(self, n_leads: int = 2, n_classes: int = 4, widths: tuple[int, ...] = (16, 24, 32, 48, 64, 64),
-                 kernel: int = 7, dropout: float = 0.1):
+    def __init__(self, n_leads: int = 2, n_classes: int = 4, widths: tuple[int, ...] = (16, 24, 32, 48, 64),
+                 kernel: int = 7, dropout: float = 0.2, stem_stride: int = 4):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv1d(n_leads, widths[0], 15, stride=2, padding=7, bias=False),
+        self.stem = nn.Sequential(nn.Conv1d(n_leads, widths[0], 15, stride=stem_stride, padding=7, bias=False),
                                   nn.BatchNorm1d(widths[0]), nn.ReLU())
         self.blocks = nn.Sequential(*[ResidualBlock(a, b, kernel, 2, dropout) for a, b in zip(widths, widths[1:])])
         self.drop = nn.Dropout(dropout)

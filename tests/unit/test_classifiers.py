@@ -1,0 +1,356 @@
+"""One conformance suite over every classifier adapter (sklearn's check_estimator idea), plus card errors,
+query counting, record fitting and a training smoke test."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecglens.classifiers import load_classifier, models_dir
+from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
+from ecglens.classifiers.card import ModelCard, card_path_for
+from ecglens.classifiers.fit import fit_record, windows
+from ecglens.classifiers.http import ClassifierServer, HttpClassifier
+from ecglens.classifiers.resnet import ResNet1d
+from ecglens.classifiers.train import export_onnx, export_torchscript
+from ecglens.ecg import Ecg
+from ecglens.errors import ClassifierError, QueryBudgetExceeded
+
+CLASSES = ["normal", "ventricular ectopy", "supraventricular ectopy", "atrial fibrillation/flutter"]
+ADAPTERS = ["builtin", "torchscript_logits", "softmax_logits", "onnx", "http"]
+
+
+def _card(name: str, **changes) -> dict:
+    card = {"name": name, "classes": CLASSES, "sampling_rate": 360, "leads": ["MLII", "V1"], "window_s": 10}
+    card.update(changes)
+    return card
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    return load_classifier("builtin", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def raw_net(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    """A freshly initialised (seeded) network saved as TorchScript answering logits."""
+    torch.manual_seed(3)
+    net = ResNet1d(widths=(8, 8, 8)).eval()
+    path = tmp_path_factory.mktemp("raw") / "raw.pt"
+    export_torchscript(net, path)
+    return path, net
+
+
+@pytest.fixture(scope="module")
+def onnx_path(tmp_path_factory, builtin) -> Path:
+    path = tmp_path_factory.mktemp("onnx") / "builtin.onnx"
+    export_onnx(builtin.module, path, torch.zeros(1, 2, 3600))
+    builtin.card.save(card_path_for(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(builtin):
+    with ClassifierServer(builtin) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def adapters(builtin, raw_net, onnx_path, server, tmp_path_factory) -> dict[str, Classifier]:
+    raw_path, _ = raw_net
+    # The same network under two cards: multilabel logits (scaled input) and mutually exclusive logits.
+    (card_path_for(raw_path)).write_text(json.dumps(_card("raw", output="logits", multilabel=True,
+                                                          input_scale=2.0)))
+    other = tmp_path_factory.mktemp("softmax") / "softmax.json"
+    other.write_text(json.dumps(_card("softmax", output="logits", multilabel=False)))
+    return {
+        "builtin": builtin,
+        "torchscript_logits": load_classifier(str(raw_path), device="cpu", batch_size=7),
+        "softmax_logits": load_classifier(raw_path, card=other, device="cpu"),
+        "onnx": load_classifier(onnx_path, device="cpu", threads=1),
+        "http": load_classifier(server.url, retries=0),
+    }
+
+
+@pytest.fixture(scope="module")
+def batch() -> np.ndarray:
+    """Ten 10-s, 2-lead strips in mV: simulated sinus rhythm with different rates and noise."""
+    import neurokit2 as nk
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(10):
+        ecg = nk.ecg_simulate(duration=10, sampling_rate=360, heart_rate=55 + 6 * i, random_state=i)
+        rows.append(np.stack([ecg, -0.5 * ecg]) + rng.normal(0, 0.02, (2, 3600)))
+    return np.asarray(rows, dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_adapter_satisfies_the_classifier_protocol(adapters, name):
+    clf = adapters[name]
+    assert isinstance(clf, Classifier)
+    assert clf.class_names == tuple(CLASSES)
+    assert clf.lead_names == ("MLII", "V1") and clf.sampling_rate == 360 and input_samples(clf) == 3600
+    assert set(clf.thresholds) == set(CLASSES)
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_predict_proba_is_rows_by_classes_in_unit_interval(adapters, batch, name):
+    probs = adapters[name].predict_proba(batch)
+    assert probs.shape == (10, 4)
+    assert np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_predict_proba_is_deterministic_and_independent_of_batching(adapters, batch, name):
+    clf = adapters[name]
+    whole = clf.predict_proba(batch)
+    np.testing.assert_array_equal(whole, clf.predict_proba(batch))
+    one_by_one = np.concatenate([clf.predict_proba(row) for row in batch])  # 2-D input = one strip
+    np.testing.assert_allclose(one_by_one, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_wrong_input_shape_is_a_classifier_error(adapters, name):
+    with pytest.raises(ClassifierError, match=r"\[n, 2, 3600\]"):
+        adapters[name].predict_proba(np.zeros((3, 2, 1000), np.float32))
+
+
+def test_multilabel_logits_become_independent_sigmoids_of_scaled_input(adapters, raw_net, batch):
+    _, net = raw_net
+    with torch.inference_mode():
+        logits = net(torch.from_numpy(batch * 2.0)).numpy()  # the card's input_scale is 2
+    probs = adapters["torchscript_logits"].predict_proba(batch)
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)), atol=1e-5)
+    assert np.abs(probs.sum(axis=1) - 1).max() > 1e-3  # not a distribution over classes
+
+
+def test_exclusive_logits_become_a_softmax_summing_to_one(adapters, raw_net, batch):
+    _, net = raw_net
+    with torch.inference_mode():
+        logits = net(torch.from_numpy(batch)).numpy().astype(np.float64)
+    probs = adapters["softmax_logits"].predict_proba(batch)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), atol=1e-5)
+
+
+def test_builtin_is_multilabel_with_calibrated_thresholds(builtin):
+    assert builtin.multilabel is True
+    assert builtin.card.output == "probabilities"
+    assert all(0 < t < 1 for t in builtin.thresholds.values())
+
+
+def test_onnx_export_agrees_with_torchscript(adapters, batch):
+    np.testing.assert_allclose(adapters["onnx"].predict_proba(batch), adapters["builtin"].predict_proba(batch),
+                               atol=1e-4)
+
+
+def test_http_endpoint_agrees_with_the_model_it_serves(adapters, batch):
+    np.testing.assert_allclose(adapters["http"].predict_proba(batch), adapters["builtin"].predict_proba(batch),
+                               atol=1e-6)
+    assert adapters["http"].card.name == adapters["builtin"].card.name
+
+
+def test_large_batches_are_answered_in_chunks(adapters, batch):
+    clf = adapters["torchscript_logits"]  # batch_size 7: 10 rows are two forward calls
+    big = np.concatenate([batch, batch[::-1]])
+    probs = clf.predict_proba(big)
+    np.testing.assert_allclose(probs[10:], probs[:10][::-1], atol=1e-6)
+
+
+def test_query_counter_counts_rows_and_enforces_the_budget(adapters, batch):
+    counter = QueryCounter(adapters["builtin"], budget=15)
+    counter.predict_proba(batch)
+    counter.predict_proba(batch[0])
+    assert (counter.queries, counter.calls, counter.remaining) == (11, 2, 4)
+    with pytest.raises(QueryBudgetExceeded):
+        counter.predict_proba(batch[:5])
+    assert counter.queries == 11  # the refused call was not forwarded
+    assert isinstance(counter, Classifier) and counter.card is adapters["builtin"].card
+
+
+def _model_with_card(tmp_path: Path, raw_net, card_text: str | None) -> Path:
+    path = tmp_path / "m.pt"
+    path.write_bytes(raw_net[0].read_bytes())
+    if card_text is not None:
+        card_path_for(path).write_text(card_text)
+    return path
+
+
+def test_missing_card_is_an_error_naming_the_card(tmp_path, raw_net):
+    path = _model_with_card(tmp_path, raw_net, None)
+    with pytest.raises(ClassifierError, match=r"m\.json: model card not found"):
+        load_classifier(path)
+
+
+def test_card_with_bad_json_is_an_error_naming_the_card(tmp_path, raw_net):
+    path = _model_with_card(tmp_path, raw_net, "{not json")
+    with pytest.raises(ClassifierError, match=r"m\.json: unreadable model card"):
+        load_classifier(path)
+
+
+def test_card_missing_a_field_is_an_error_naming_card_and_field(tmp_path, raw_net):
+    card = _card("m")
+    del card["window_s"]
+    path = _model_with_card(tmp_path, raw_net, json.dumps(card))
+    with pytest.raises(ClassifierError, match=r"m\.json: model card lacks window_s"):
+        load_classifier(path)
+
+
+def test_card_with_a_wrong_value_is_an_error_naming_the_card(tmp_path, raw_net):
+    path = _model_with_card(tmp_path, raw_net, json.dumps(_card("m", sampling_rate="fast")))
+    with pytest.raises(ClassifierError, match=r"m\.json"):
+        load_classifier(path)
+
+
+def test_unreadable_model_file_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(b"not a model")
+    card_path_for(path).write_text(json.dumps(_card("broken")))
+    with pytest.raises(ClassifierError, match=r"broken\.onnx: not a loadable ONNX model"):
+        load_classifier(path)
+    pt = tmp_path / "broken.pt"
+    pt.write_bytes(b"not a model")
+    card_path_for(pt).write_text(json.dumps(_card("broken")))
+    with pytest.raises(ClassifierError, match=r"broken\.pt: not a loadable TorchScript model"):
+        load_classifier(pt)
+
+
+def test_unknown_spec_and_missing_file_are_errors(tmp_path):
+    with pytest.raises(ClassifierError, match="unknown classifier spec"):
+        load_classifier(str(tmp_path / "model.h5"))
+    with pytest.raises(ClassifierError, match="model file not found"):
+        load_classifier(str(tmp_path / "absent.pt"))
+    with pytest.raises(ClassifierError, match="not found"):
+        load_classifier("no_such_model")
+
+
+def test_builtin_lives_in_models_dir():
+    assert (models_dir() / "builtin.pt").exists() and card_path_for(models_dir() / "builtin.pt").exists()
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Answers 503 to the first `fail` POSTs, then a fixed probability row per input."""
+
+    fail = 2
+    seen = 0
+
+    def do_GET(self):  # noqa: N802
+        body = json.dumps(_card("flaky", multilabel=True)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802
+        n = len(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"])
+        type(self).seen += 1
+        if type(self).seen <= type(self).fail:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = json.dumps({"probabilities": [[0.1, 0.2, 0.3, 0.4]] * n}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_http_classifier_retries_unavailable_endpoint_with_backoff(batch):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/predict"
+        clf = HttpClassifier(url, retries=3, backoff_s=0.01)
+        np.testing.assert_allclose(clf.predict_proba(batch[:3]), [[0.1, 0.2, 0.3, 0.4]] * 3)
+        assert _Flaky.seen == 3
+        _Flaky.fail, _Flaky.seen = 10, 0
+        with pytest.raises(ClassifierError, match=r"no answer after 2 attempts \(HTTP 503\)"):
+            HttpClassifier(url, retries=1, backoff_s=0.01).predict_proba(batch[:1])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_http_classifier_reports_refused_connection_and_bad_request(server, batch):
+    with pytest.raises(ClassifierError, match="no answer after"):
+        HttpClassifier("http://127.0.0.1:9", card=ModelCard(**_card("x")), retries=1, backoff_s=0.01,
+                       timeout_s=2).predict_proba(batch[:1])
+    # The server refuses a wrongly shaped input with 400; the client says so at once.
+    remote = HttpClassifier(server.url, card=ModelCard(**_card("x", window_s=5)), retries=0)
+    with pytest.raises(ClassifierError, match="HTTP 400"):
+        remote.predict_proba(np.zeros((1, 2, 1800), np.float32))
+
+
+def test_fit_record_resamples_500hz_12_lead_with_ii_for_mlii(builtin):
+    rng = np.random.default_rng(1)
+    leads = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    t = np.arange(5000) / 500
+    signal = np.stack([np.sin(2 * np.pi * (1 + k) * t) for k in range(12)]) + rng.normal(0, 0.01, (12, 5000))
+    fitted = fit_record(Ecg(signal=signal, fs=500, leads=leads), builtin)
+    assert fitted.fs == 360 and fitted.leads == ("MLII", "V1") and fitted.signal.shape == (2, 3600)
+    # II (2 Hz sine) becomes MLII and V1 (7 Hz sine) stays V1, resampled without changing their frequency.
+    t360 = np.arange(3600) / 360
+    assert np.corrcoef(fitted.signal[0, 100:-100], np.sin(2 * np.pi * 2 * t360)[100:-100])[0, 1] > 0.99
+    assert np.corrcoef(fitted.signal[1, 100:-100], np.sin(2 * np.pi * 7 * t360)[100:-100])[0, 1] > 0.99
+    assert builtin.predict_proba(fitted.signal).shape == (1, 4)
+
+
+def test_windows_of_a_30_minute_record_cover_it(builtin):
+    rng = np.random.default_rng(2)
+    ecg = Ecg(signal=rng.normal(0, 0.1, (2, 30 * 60 * 360 + 100)).astype(np.float32), fs=360,
+              leads=("MLII", "V1"))
+    batch, starts = windows(ecg, builtin)
+    assert batch.shape == (181, 2, 3600)  # 180 full windows + one aligned to the end
+    assert starts[:2] == [0.0, 10.0] and starts[-1] == pytest.approx((ecg.n_samples - 3600) / 360)
+    np.testing.assert_array_equal(batch[1], ecg.signal[:, 3600:7200])
+
+
+def test_training_smoke_run_exports_a_loadable_model(tmp_path):
+    from ecglens.classifiers.train import Span, TrainConfig, save_model, train_classifier
+    from ecglens.datasets.mitdb import MitdbRecord
+
+    rng = np.random.default_rng(0)
+
+    def record(name: str, v_every: int) -> MitdbRecord:
+        beats = np.arange(180, 60 * 360, 300)
+        symbols = np.where(np.arange(len(beats)) % v_every == 0, "V", "N")
+        signal = rng.normal(0, 0.05, (2, 60 * 360)).astype(np.float32)
+        signal[:, beats] += np.where(symbols == "V", 2.0, 1.0)[None]
+        return MitdbRecord(name, signal, 360.0, ("MLII", "V1"), ("MLII", "V1"), beats, symbols,
+                           np.asarray([0]), np.asarray(["N"]))
+
+    recs = [record("a", 7), record("b", 11)]
+    config = TrainConfig(epochs=2, steps_per_epoch=2, batch_size=8, threads=1)
+    result = train_classifier([Span(recs[0], 0, recs[0].n_samples)], [Span(recs[1], 0, recs[1].n_samples)],
+                              config, log=None)
+    card = save_model(result, tmp_path / "smoke.pt", None)
+    assert card.multilabel and len(result.history) == 2
+    clf = load_classifier(tmp_path / "smoke.pt", device="cpu")
+    assert clf.predict_proba(recs[1].signal[:, :3600]).shape == (1, 4)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_builtin_reproduces_its_card_ds2_figures(builtin, tmp_path):
+    from tests.conftest import shared_path
+
+    from ecglens.classifiers.train import ds2_metrics
+
+    data = shared_path("mitdb")
+    fresh = ds2_metrics(builtin, data, cache_dir=tmp_path)
+    card = builtin.card.metrics["ds2"]
+    for cls in CLASSES:
+        assert fresh[cls]["auc"] == pytest.approx(card[cls]["auc"], abs=2e-3)
+        assert fresh[cls]["sensitivity"] == pytest.approx(card[cls]["sensitivity"], abs=2e-3)
+    assert fresh["ventricular ectopy"]["auc"] >= 0.985
