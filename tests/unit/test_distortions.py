@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import signal as sps
 
 from ecglens import distortions as dist
@@ -269,3 +271,22 @@ def test_signal_power_is_per_lead_and_flat_lead_gets_zero(synthetic_ecg: Ecg) ->
     flat = Ecg(signal=x, fs=FS, leads=("MLII", "V1", "V2"))
     out = dist.gaussian(flat, 6.0, np.random.default_rng(0))
     assert np.array_equal(out.signal[2], x[2])  # no SNR can be set against a flat lead
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(dist.KINDS), fs=st.floats(min_value=101.0, max_value=1000.0),
+       n_samples=st.integers(min_value=2, max_value=3000), seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_noise_is_standardised_at_any_rate_and_length(kind: str, fs: float, n_samples: int, seed: int) -> None:
+    x = dist.noise(kind, n_samples, fs, np.random.default_rng(seed))
+    assert x.shape == (n_samples,) and np.all(np.isfinite(x))
+    assert abs(float(x.astype(np.float64).mean())) < 1e-4
+    assert abs(float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) - 1.0) < 1e-4
+
+
+@settings(max_examples=40, deadline=None)
+@given(power=st.floats(min_value=1e-4, max_value=100.0), snr_db=st.floats(min_value=-30.0, max_value=40.0),
+       seed=st.integers(min_value=0, max_value=2**32 - 1))
+def test_scale_to_snr_is_exact_for_any_power_and_level(power: float, snr_db: float, seed: int) -> None:
+    noise = np.random.default_rng(seed).standard_normal(500)
+    out = dist.scale_to_snr(noise, power, snr_db).astype(np.float64)
+    assert abs(10 * np.log10(power / np.mean(out ** 2)) - snr_db) < 1e-3
