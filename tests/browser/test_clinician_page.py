@@ -74,6 +74,15 @@ def _run_analysis(page, server) -> dict:
     for box in page.locator('input[name="distortions"]').all():
         if (box.get_attribute("value") in DISTORTIONS) != box.is_checked():
             box.click()
+    # Record what the progress line shows while the job runs (it is driven by the event stream).
+    page.evaluate("""() => {
+        window.__progressSeen = [];
+        const wrap = document.getElementById('analysis-progress');
+        new MutationObserver(() => window.__progressSeen.push(wrap.dataset.status)).observe(
+            wrap, { attributes: true, attributeFilter: ['data-status'], subtree: true, childList: true, characterData: true });
+    }""")
+    events = []
+    page.on("request", lambda r: events.append(r) if "/events" in r.url else None)
     with page.expect_response(lambda r: r.url.endswith("/api/v1/analyses") and r.request.method == "POST") as created:
         page.click("#analysis-start")
     analysis_id = created.value.json()["id"]
@@ -84,6 +93,10 @@ def _run_analysis(page, server) -> dict:
     assert status == 200
     assert analysis["status"] == "done", f"analysis failed: {analysis.get('error')}"
     assert page.locator("#analysis-progress-bar").evaluate("el => el.value") == 100
+    # Progress came over server-sent events read by fetch, with the API key in the Authorization header.
+    stream = [r for r in events if r.url.endswith(f"/analyses/{analysis_id}/events")]
+    assert stream and stream[0].headers.get("authorization") == f"Bearer {server.keys['clinician']}"
+    assert "running" in page.evaluate("() => window.__progressSeen")
     page.wait_for_selector("#diagnosis-label")
     _wait_plot(page, "robustness-plot")
     return analysis
