@@ -34,7 +34,8 @@ def is_edf(data: bytes) -> bool:
 
 
 def _repair_header(data: bytes, filename: str) -> tuple[bytes, bool]:
-    """Header bytes made printable ASCII: micro signs become ``u`` in the units fields, anything else ``?``."""
+    """Header bytes made printable ASCII: in the units fields micro signs become ``u`` and degree signs
+    ``deg``; any other byte outside printable ASCII becomes ``?``."""
     if len(data) < 256:
         raise RecordError(filename, f"EDF header needs 256 bytes, file has {len(data)}")
     field = data[252:256].strip()
@@ -56,7 +57,7 @@ def _repair_header(data: bytes, filename: str) -> tuple[bytes, bool]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             text = raw.decode("latin-1")
-        text = text.replace("\u00b5", "u").replace("\u03bc", "u").strip()
+        text = text.replace("\u00b5", "u").replace("\u03bc", "u").replace("\u00b0", "deg").strip()
         header[a:b] = text.encode("ascii", errors="replace").ljust(8)[:8]
     first = 8 if header[:8] == BDF_MAGIC else 0  # BDF's magic byte 0xFF is part of its format
     for i in range(first, size):
