@@ -11,6 +11,8 @@ Imports are lazy so that reading a record does not pay for torch.
 """
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 from ecglens.ecg import Ecg, normalize_lead
@@ -43,3 +45,16 @@ def robustness(ecg: Ecg, classifier: Any, **kwargs: Any):
     from ecglens.robustness import robustness as _robustness
 
     return _robustness(ecg, classifier, **kwargs)
+
+
+class _Package(types.ModuleType):
+    """The ``ecglens`` package. Importing the submodule ``ecglens.robustness`` would rebind the public function
+    ``ecglens.robustness`` to that module (the import system sets the parent's attribute), so keep the function."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "robustness" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
