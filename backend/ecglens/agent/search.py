@@ -33,7 +33,7 @@ from ecglens.errors import RecordError
 from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 
 SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
-_BISECTION_STEPS = 4     # joint amplitude bisection in the cleanup: 1/16 of the last level's amplitude
+_BISECTION_STEPS = 5     # joint amplitude bisection steps in the cleanup (resolution 1/32)
 
 
 @dataclass
@@ -297,7 +297,9 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
        removable ones at once (one query), else drop the one that keeps the probability lowest; repeat.
     2. Lower amplitudes: probe each cell one level weaker in one call; keep all those that hold the flip if
        together they still do, else the best one; repeat until nothing can be lowered. Then bisect one
-       factor on all remaining amplitudes (`_BISECTION_STEPS` queries) while the flip holds.
+       factor on all remaining amplitudes (`_BISECTION_STEPS` queries) while the flip holds. When the budget
+       allows, each cell first tries every kind at its level or weaker (one call per cell) and keeps the
+       quietest that holds the flip.
     3. Verify: every single removal is probed once more; a removal that keeps the flip is taken (and step 3
        repeats), so at the end removing any remaining cell un-flips it.
 
@@ -345,6 +347,22 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
                 continue
         best = int(keep[np.argmin(probs[keep, t])])
         _commit(ep, changes[best], probs[best])
+        if report:
+            report(counter.queries)
+    # 2a. quieter alternatives: per cell, every kind at its level or weaker, in one call; keep the quietest
+    # alternative that holds the flip (a classifier deaf to one kind may fall to another at a lower level)
+    for c in [int(c) for c in ep.distorted_cells()]:
+        if not ep.flipped or ep.kind[c] < 0:
+            continue
+        options = [(c, k, lv) for lv in range(int(ep.level[c]) + 1) for k in range(len(ep.kinds))
+                   if (k, lv) != (int(ep.kind[c]), int(ep.level[c]))]
+        if not options or len(options) > room() - _BISECTION_STEPS - len(ep.distorted_cells()):
+            continue
+        probs = ep.probe(counter, [[o] for o in options])
+        keep = np.flatnonzero(ep.target.flipped(probs))
+        if keep.size:
+            best = int(min(keep, key=lambda i: (options[i][2], probs[i, t])))
+            _commit(ep, [options[best]], probs[best])
         if report:
             report(counter.queries)
     # 2b. finer amplitude: bisect one factor on all remaining distortions while the flip holds
