@@ -9,6 +9,7 @@ import torch
 
 from ecglens.cli import main
 from ecglens.classifiers.card import ModelCard
+from conftest import shared_path
 from test_agent_support import BUMP_AT_S, FS, bump_ecg
 
 
@@ -83,3 +84,27 @@ def test_explain_unknown_distortion_exits_2(bump_model, bump_record, capsys):
     hea, dat = bump_record
     rc = main(["explain", str(hea), str(dat), "--model", str(bump_model), "--distortions", "thunder"])
     assert rc == 2 and "valid: baseline_wander" in capsys.readouterr().err
+
+
+def test_robustness_prints_the_report_json(bump_model, bump_record, capsys):
+    hea, dat = bump_record
+    rc = main(["robustness", str(hea), str(dat), "--model", str(bump_model), "--distortions", "gaussian",
+               "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["label"] == "bump" and [d["distortion"] for d in out["distortions"]] == ["gaussian"]
+
+
+def test_train_agent_writes_a_policy_and_its_card(bump_model, tmp_path, capsys):
+    data = shared_path("mitdb")
+    out = tmp_path / "policy.pt"
+    rc = main(["train-agent", "--model", str(bump_model), "--data", str(data), "--records", "101", "--minutes",
+               "0.01", "--n-envs", "2", "--out", str(out)])
+    assert rc == 0 and out.exists()
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["extra"]["data"]["records"] == ["101"] and card["extra"]["training"]["seed"] == 0
+    assert card["extra"]["training"]["rollouts"] >= 1 and "reward_curve" in card["extra"]["training"]
+
+
+def test_train_agent_refuses_ds2_records(bump_model, tmp_path, capsys):
+    rc = main(["train-agent", "--model", str(bump_model), "--records", "100", "--out", str(tmp_path / "p.pt")])
+    assert rc == 2 and "not in DS1" in capsys.readouterr().err

@@ -35,6 +35,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("robustness", help="SNR at which realistic noise flips the diagnosis")
     _record_args(p)
     p.add_argument("--seed", type=int, default=0, metavar="S", help="noise seed (default: 0)")
+    p.add_argument("--start-s", type=float, default=None, metavar="T",
+                   help="start (s) of the window to test in a long record (default: the most abnormal one)")
+    p.add_argument("--distortions", default=None, metavar="a,b",
+                   help="distortion kinds to test, comma-separated (default: all five)")
     p.add_argument("--json", action="store_true", help="print the full RobustnessReport JSON")
     p.set_defaults(func=robustness_command)
 
@@ -49,6 +53,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--minutes", type=float, default=20.0, metavar="N", help="wall-time limit (default: 20)")
     p.add_argument("--n-envs", type=_positive_int, default=16, metavar="N",
                    help="parallel episodes (default: 16)")
+    p.add_argument("--records", default=None, metavar="a,b",
+                   help="DS1 records to train on, comma-separated (default: DS1 minus the held-out 119, 208, "
+                        "215, 223)")
     p.set_defaults(func=train_agent_command)
 
 
@@ -131,7 +138,7 @@ def robustness_command(args: argparse.Namespace) -> int:
 
     ecg = read_cli_record(args.record, args.record_files)
     classifier = load_classifier(args.model)
-    report = robustness(ecg, classifier, seed=args.seed)
+    report = robustness(ecg, classifier, seed=args.seed, start_s=args.start_s, distortions=args.distortions)
     if args.json:
         json.dump(report.to_dict(), sys.stdout)
         sys.stdout.write("\n")
@@ -156,6 +163,6 @@ def train_agent_command(args: argparse.Namespace) -> int:
               flush=True)
 
     out = train_agent(args.model, data_dir=args.data, out=args.out, seed=args.seed, minutes=args.minutes,
-                      n_envs=args.n_envs, log=log)
+                      n_envs=args.n_envs, records=args.records.split(",") if args.records else None, log=log)
     print(f"policy written to {out} (card {out.with_suffix('.json')}) in {time.perf_counter() - t0:.0f} s")
     return 0

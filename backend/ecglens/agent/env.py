@@ -341,8 +341,8 @@ class VecSegmentGridEnv:
         Default: `RewardConfig()`.
     kinds, levels_db, segment_s, beat_aligned : as in `Episode`.
     only_findings : bool
-        Draw only inputs on which the classifier reports a finding (multilabel) or a non-first class.
-        Default: True.
+        Draw only inputs on which the classifier reports a non-normal finding (multilabel) or a non-first
+        class (all inputs when there is none). Default: True.
 
     Observations are a dict of ``cells`` float32 ``[n_envs, n_cells, len(CELL_FEATURES)]``, ``globals`` float32
     ``[n_envs, len(GLOBAL_FEATURES)]`` and ``mask`` bool ``[n_envs, n_cells]`` (cells differ in number only
@@ -372,8 +372,10 @@ class VecSegmentGridEnv:
         pool = [i for i, t in enumerate(self.targets)
                 if not only_findings or (t.multilabel and self.probs[i, t.index] >= t.threshold and
                                          not _is_normal(t.label)) or (not t.multilabel and t.index != 0)]
+        if not pool:  # a classifier that reports no finding anywhere: learn to flip whatever it says
+            pool = list(range(len(self.inputs)))
         if not pool:
-            raise ValueError("no training input carries a finding to flip")
+            raise ValueError("no training inputs")
         self.pool = np.asarray(pool)
         self._grids: dict[int, tuple[SegmentGrid, np.ndarray]] = {}
         self.rng = np.random.default_rng(seed)

@@ -121,15 +121,23 @@ def _curve_summary(history: list[dict[str, float]], points: int = 10) -> dict[st
 
 
 def train_agent(model: str = "builtin", *, data_dir: str | Path | None = None, out: str | Path | None = None,
-                seed: int = 0, minutes: float = 20.0, n_envs: int = 16,
+                seed: int = 0, minutes: float = 20.0, n_envs: int = 16, records: Sequence[str] | None = None,
                 log: Callable[[dict[str, float]], None] | None = None) -> Path:
-    """Train on DS1 (minus the held-out records) against ``model`` and save policy + card; returns the path."""
+    """Train on DS1 (minus the held-out records) against ``model`` and save policy + card; returns the path.
+
+    ``records`` narrows the training records (DS1 only: a DS2 or paced record is refused). Default: all of
+    `training_records()`.
+    """
     from ecglens.agent.policy import default_policy_path
     from ecglens.classifiers import load_classifier
+    from ecglens.datasets.mitdb import DS1
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    classifier = load_classifier(model)
-    records = training_records()
+    records = tuple(str(r).strip() for r in records) if records else training_records()
+    outside = [r for r in records if r not in DS1]
+    if outside:
+        raise ValueError(f"records {', '.join(outside)} are not in DS1; the agent is trained on DS1 only")
+    classifier = load_classifier(model, device="cpu")
     inputs = load_inputs(classifier, records, data_dir)
     policy, summary = train_policy(classifier, inputs, seed=seed, minutes=minutes, n_envs=n_envs, log=log)
     out = Path(out) if out else default_policy_path()
