@@ -386,7 +386,9 @@ export class EcgViewer {
           const clip = clipSeries(series.t, series.v, s0, s1);
           data.push({
             type: "scatter", mode: "lines", ...axes, x: clip.t, y: clip.v,
-            line: { color: PAPER.trace, width: 1 }, name: lead, hovertemplate: `${esc(lead)} %{x:.3f} s, %{y:.2f} mV<extra></extra>`,
+            // No hover on the trace itself: values are read off the grid, as on paper, and the pointer is
+            // left to the shaded segments (points would otherwise win over fills in plotly's hover).
+            line: { color: PAPER.trace, width: 1 }, name: lead, hoverinfo: "skip",
             meta: { kind: "signal", lead, row: r },
           });
         }
@@ -448,7 +450,7 @@ export class EcgViewer {
     data.push({
       type: "scatter", mode: "lines", ...axes, x: t, y: v, name: `${lead} ${label}`,
       line: { color: OVERLAY_COLOURS[this.overlay], width: 1.2 }, opacity: 0.9,
-      hovertemplate: `${esc(lead)} ${label} %{x:.3f} s<extra></extra>`,
+      hoverinfo: "skip",
       meta: { kind: this.overlay, lead, row: r },
     });
   }

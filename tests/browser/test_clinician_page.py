@@ -134,6 +134,27 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
         assert trace["fill"] == "toself" and trace["hoveron"] == "fills"
         assert f"score {meta['score']:.2f}" in trace["text"]
 
+    # Hovering a shaded segment names its score, time span and distortion.
+    point = page.evaluate("""() => {
+        const gd = document.getElementById('ecg-plot');
+        const [xr] = gd._fullLayout.xaxis.range;
+        const t = gd.data.find(d => d.meta && d.meta.kind === 'segment' && d.meta.start_s >= xr);
+        if (!t) return null;
+        const xa = gd._fullLayout['xaxis' + t.xaxis.slice(1)], ya = gd._fullLayout['yaxis' + t.yaxis.slice(1)];
+        let box = gd.getBoundingClientRect();
+        window.scrollBy(0, box.top + ya._offset - 200);  // bring the lead's row into the viewport
+        box = gd.getBoundingClientRect();
+        return { x: box.left + xa._offset + xa.l2p((t.x[0] + t.x[1]) / 2),
+                 y: box.top + ya._offset + ya.l2p(0.8 * ya.range[0] + 0.2 * ya.range[1]), meta: t.meta };
+    }""")
+    if point:
+        page.mouse.move(point["x"], point["y"])
+        hover = page.locator("#ecg-plot .hoverlayer")
+        page.wait_for_function("() => document.querySelector('#ecg-plot .hoverlayer').textContent.includes('score')")
+        text = hover.text_content()
+        assert f"score {point['meta']['score']:.2f}" in text and f"{point['meta']['start_s']:.2f}" in text
+        page.mouse.move(0, 0)
+
     # Jump to the most critical segment: the view now covers it.
     page.locator("#segment-list button").first.click()
     page.wait_for_function("() => document.querySelector('#segment-list button[aria-pressed=true]')")
