@@ -97,17 +97,21 @@ class SegmentGrid:
 def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
     """R-peak sample positions of a ``[leads, samples]`` signal in mV sampled at ``fs`` Hz.
 
-    neurokit2's default detector runs on the lead with the largest cleaned peak-to-peak amplitude (the one
-    where QRS complexes stand out most). Returns an empty int array when none are found (flat or too short).
+    neurokit2's default detector runs on the lead with the largest cleaned peak-to-peak amplitude among the two
+    with the steepest slopes (where QRS complexes stand out most). Returns an empty int array when none are found (flat or too short).
     """
     import neurokit2 as nk
 
     signal = np.asarray(signal, dtype=np.float64)
     if signal.shape[1] < int(fs):  # neurokit2 needs about a second of signal
         return np.zeros(0, dtype=int)
+    # Clean only the two leads with the steepest robust slopes (QRS complexes); cleaning all 12 costs ~0.1 s.
+    slopes = [float(np.percentile(np.abs(np.diff(lead)), 99)) if np.all(np.isfinite(lead)) else -1.0
+              for lead in signal]
     best, best_ptp = None, 0.0
-    for lead in signal:
-        if not np.all(np.isfinite(lead)) or np.ptp(lead) == 0:
+    for i in np.argsort(slopes)[::-1][:2]:
+        lead = signal[i]
+        if slopes[i] <= 0 or np.ptp(lead) == 0:
             continue
         cleaned = nk.ecg_clean(lead, sampling_rate=int(round(fs)))
         ptp = float(np.percentile(cleaned, 99.5) - np.percentile(cleaned, 0.5))
