@@ -360,3 +360,35 @@ def test_audit_page_lists_the_events_verifies_the_chain_and_exports_csv(server, 
     page.wait_for_selector("#audit-table")
     _screenshots(page, "audit")
     assert page.console_log.errors == []
+
+
+def test_keyboard_alone_signs_in_and_moves_between_views_with_visible_focus(server, browser_page):
+    page = browser_page
+    page.goto(server.url + "/")
+    page.wait_for_selector("#api-key:focus")  # the key field takes focus on arrival
+    page.keyboard.type(server.keys["clinician"])
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#nav:not([hidden])")
+    page.wait_for_selector("#records-body")
+    # Each view puts focus on the main region; Shift+Tab walks back through the header.
+    page.focus("#main")
+    focused = []
+    for _ in range(6):
+        page.keyboard.press("Shift+Tab")
+        focused.append(page.evaluate("""() => { const el = document.activeElement, st = getComputedStyle(el);
+            return { text: el.textContent.trim(), outline: st.outlineStyle, width: parseFloat(st.outlineWidth) }; }"""))
+    names = [f["text"] for f in focused]
+    assert "Skip to content" in names and "Upload" in names and "Sign out" in names
+    # The focus ring is drawn on every stop (3 px solid), not only on hover.
+    assert all(f["outline"] == "solid" and f["width"] >= 2 for f in focused), focused
+
+    page.focus('#nav a[data-nav="upload"]')
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#dropzone")
+    page.keyboard.press("Tab")  # from the main region into the drop zone
+    while page.evaluate("() => document.activeElement.id") != "dropzone":
+        page.keyboard.press("Tab")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")  # Enter on the drop zone opens the file picker
+    assert chooser.value.is_multiple()
+    assert page.console_log.errors == []
