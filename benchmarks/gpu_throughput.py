@@ -2,20 +2,23 @@
 
 What a worker does per agent step is one batched ``predict_proba`` over all the probes of that step (the record
 with different segments distorted). This script times exactly that call, through the same adapter the worker uses
-(``ecglens.load_classifier(spec, device=...)``), for every shipped model grouped by its lead count, at batch sizes
-1 ... 512, on the CPU and, when torch sees one, on the GPU.
+(``ecglens.load_classifier(spec, device=...)``), for every shipped model, at batch sizes 1 ... 512, on the CPU
+and, when torch sees one, on the GPU. A lead layout (2 or 12 leads) that no shipped model takes is covered by the
+built-in architecture (``resnet1d``) with that many input leads and untrained weights, saved as TorchScript with a
+card at the built-in model's rate and window: a forward pass costs the same whatever the weights.
 
 The rows of a batch are one real record (MIT-BIH 101 (MLII, V1) for 2 leads, CinC 2021 E07500 for 12 leads, read from
 ``../shared/data``; a neurokit2 simulation when that folder is absent), fitted to the model's rate and leads,
 each row with its own Gaussian probe noise at 20 dB SNR from a seeded generator (so no two rows are equal and
-runs repeat). Timing: ``--warmup`` calls, then calls until ``--min-time`` seconds have passed; records/s = rows
-answered / wall time; ms/call = wall time per batched call (``predict_proba`` returns NumPy, so CUDA work is
-synchronised inside the timed region).
+runs repeat). Timing: ``--warmup`` calls, then calls until ``--min-time`` seconds have passed; ms/call = the
+median call's wall time, records/s = batch / that median (the median resists other load on a shared machine;
+``predict_proba`` returns NumPy, so CUDA work is synchronised inside each timed call).
 
 Usage::
 
     .venv/bin/python benchmarks/gpu_throughput.py                       # all shipped models, cpu (+ cuda)
     .venv/bin/python benchmarks/gpu_throughput.py --models builtin --batch-sizes 1,32,256 --devices cpu
+    .venv/bin/python benchmarks/gpu_throughput.py --untrained 2,12       # architecture only, no trained model
 
 Prints a Markdown table and writes it to ``benchmarks/results/gpu_throughput-<device>-<YYYY-MM-DD>.md``
 (``<device>`` is ``cpu`` or ``cuda-<gpu name>``, the fastest device measured).
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,16 +111,19 @@ def probe_batch(window: np.ndarray, batch: int, rng: np.random.Generator, snr_db
     return window[None] + noise
 
 
-def time_calls(classifier, batch: np.ndarray, warmup: int, min_time_s: float, max_calls: int) -> tuple[int, float]:
-    """Calls ``classifier.predict_proba(batch)`` ``warmup`` times untimed, then until ``min_time_s`` s have passed
-    (at least 3 calls, at most ``max_calls``). Returns (timed calls, wall seconds)."""
+def time_calls(classifier, batch: np.ndarray, warmup: int, min_time_s: float, max_calls: int) -> np.ndarray:
+    """Seconds per ``classifier.predict_proba(batch)`` call: ``warmup`` calls untimed (TorchScript optimises a
+    shape after its first runs), then calls until ``min_time_s`` s have passed (at least 5, at most
+    ``max_calls``). Returns float64 ``[calls]``."""
     for _ in range(warmup):
         classifier.predict_proba(batch)
-    calls, start = 0, time.perf_counter()
-    while calls < 3 or (time.perf_counter() - start < min_time_s and calls < max_calls):
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < min_time_s and len(times) < max_calls):
+        t0 = time.perf_counter()
         classifier.predict_proba(batch)
-        calls += 1
-    return calls, time.perf_counter() - start
+        times.append(time.perf_counter() - t0)
+    return np.asarray(times)
 
 
 def shipped_models() -> list[str]:
@@ -125,6 +133,35 @@ def shipped_models() -> list[str]:
     names = sorted({p.stem for p in models_dir().glob("*") if p.suffix in (".pt", ".onnx")
                     and p.with_suffix(".json").exists()})
     return sorted(names, key=lambda n: (n != "builtin", n))
+
+
+def untrained_model(n_leads: int, folder: Path, fs: float = 360.0, window_s: float = 10.0,
+                    n_classes: int = 4) -> str:
+    """The built-in architecture with ``n_leads`` inputs and untrained (seeded) weights, as TorchScript + card.
+
+    Returns the ``.pt`` path (a `load_classifier` spec). The card takes the standard 12 leads (or MLII, V1 for 2)
+    at ``fs`` Hz for ``window_s`` s, and says the outputs are logits.
+    """
+    import json
+
+    import torch
+
+    from ecglens.classifiers.train import build_network
+    from ecglens.ecg import STANDARD_12
+
+    torch.manual_seed(0)
+    net = build_network("resnet1d", n_leads=n_leads, n_classes=n_classes).eval()
+    samples = int(round(fs * window_s))
+    with torch.inference_mode():
+        scripted = torch.jit.trace(net, torch.zeros(1, n_leads, samples))
+    path = folder / f"resnet1d-untrained-{n_leads}lead.pt"
+    scripted.save(str(path))
+    leads = ["MLII", "V1"] if n_leads == 2 else list(STANDARD_12[:n_leads])
+    card = {"name": path.stem, "classes": [f"class{i}" for i in range(n_classes)], "sampling_rate": fs,
+            "leads": leads, "window_s": window_s, "output": "logits",
+            "description": "timing only: the built-in architecture with untrained weights"}
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return str(path)
 
 
 def cuda_name() -> str | None:
@@ -151,10 +188,11 @@ def measure(specs: list[str], devices: list[str], batch_sizes: list[int], *, war
             for b in batch_sizes:
                 rng = np.random.default_rng(seed)
                 batch = probe_batch(window, b, rng)
-                calls, wall = time_calls(clf, batch, warmup, min_time_s, max_calls)
-                rows.append(Row(model=spec, leads=n_leads, input_shape=f"{n_leads}x{window.shape[1]}",
-                                device=str(getattr(clf, "device", device)), batch=b, calls=calls,
-                                ms_per_call=1000 * wall / calls, records_per_s=b * calls / wall, source=origin))
+                times = time_calls(clf, batch, warmup, min_time_s, max_calls)
+                median = float(np.median(times))
+                rows.append(Row(model=Path(spec).stem if spec.endswith(".pt") else spec, leads=n_leads, input_shape=f"{n_leads}x{window.shape[1]}",
+                                device=str(getattr(clf, "device", device)), batch=b, calls=len(times),
+                                ms_per_call=1000 * median, records_per_s=b / median, source=origin))
                 print(f"  {spec:>14} {rows[-1].device:>6} batch {b:>4}: {rows[-1].records_per_s:10.1f} records/s",
                       file=sys.stderr)
             del clf
@@ -164,6 +202,8 @@ def measure(specs: list[str], devices: list[str], batch_sizes: list[int], *, war
 def markdown(rows: list[Row], *, threads: int, note: str) -> str:
     """The results as a Markdown document: context lines, then one table row per measurement."""
     import torch
+
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -178,11 +218,15 @@ def markdown(rows: list[Row], *, threads: int, note: str) -> str:
         "`benchmarks/gpu_throughput.py`: records/s through `load_classifier(spec, device=...).predict_proba` "
         "with one forward pass per call (the batched probes of one agent step).",
         "",
-        f"- CPU: {cpu}; torch {torch.__version__}, {threads} intra-op thread(s)",
+        f"- CPU: {cpu} ({os.cpu_count()} cores); torch {torch.__version__}, {threads} intra-op thread(s); "
+        f"load average at the end {load}",
         f"- GPU: {gpu or 'none available (torch.cuda.is_available() is False)'}",
         f"- {note}",
         "",
-        "| model | leads | input [leads x samples] | device | batch | calls | ms / call | records / s | record |",
+        "`resnet1d-untrained-<n>lead`: the built-in architecture with n input leads and untrained weights "
+        "(timing only; a forward pass costs the same whatever the weights).",
+        "",
+        "| model | leads | input [leads x samples] | device | batch | calls | median ms / call | records / s | record |",
         "|---|---:|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -205,12 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="", help="comma-separated model specs (default: every model in "
                         "models/ with a card, e.g. builtin and the 12-lead model)")
+    parser.add_argument("--untrained", default=None,
+                        help="comma-separated lead counts to time with the built-in architecture, untrained "
+                             "(default: 2 and/or 12, whichever no shipped model takes)")
     parser.add_argument("--devices", default="", help="comma-separated: cpu, cuda (default: cpu, and cuda "
                         "when torch sees a GPU)")
     parser.add_argument("--batch-sizes", type=_int_list, default=list(DEFAULT_BATCH_SIZES),
                         help="rows per call. Default: 1,8,32,128,512")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads. Default: 2")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first. Default: 2")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (more than the idle cores stalls "
+                        "intra-op threads for whole time slices on a shared machine). Default: 1")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per cell first. Default: 3")
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds timed per cell. Default: 1.0")
     parser.add_argument("--max-calls", type=int, default=200, help="timed calls at most per cell. Default: 200")
     parser.add_argument("--seed", type=int, default=0, help="probe-noise seed. Default: 0")
@@ -220,13 +268,25 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from ecglens import load_classifier
     from ecglens.errors import ClassifierError
 
     torch.set_num_threads(args.threads)
     specs = [s.strip() for s in args.models.split(",") if s.strip()] or shipped_models()
+    try:
+        if args.untrained is None:
+            covered = {len(load_classifier(s, device="cpu").lead_names) for s in specs}
+            untrained = [n for n in (2, 12) if n not in covered]
+        else:
+            untrained = [int(n) for n in args.untrained.split(",") if n.strip()]
+    except (ClassifierError, ValueError) as exc:
+        print(f"gpu_throughput: error: {exc}", file=sys.stderr)
+        return 2
+    scratch = tempfile.TemporaryDirectory(prefix="gpu_throughput-")
+    specs += [untrained_model(n, Path(scratch.name)) for n in untrained]
     if not specs:
-        print("gpu_throughput: error: no models with a card in models/ (train one with "
-              "`ecglens train-classifier`, or pass --models)", file=sys.stderr)
+        print("gpu_throughput: error: nothing to time (no --models, no shipped model, --untrained empty)",
+              file=sys.stderr)
         return 2
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     if not devices:
@@ -250,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"gpu_throughput-{slug}-{dt.date.today().isoformat()}.md"
     path.write_text(text)
     print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}", file=sys.stderr)
+    scratch.cleanup()
     return 0
 
 
