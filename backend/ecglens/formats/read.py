@@ -1,9 +1,9 @@
 """`read_record`: one entry point for every supported format, dispatching on content first, then extension.
 
-Strong signatures decide first (zip, DICOM preamble, EDF/BDF header, an ``AnnotatedECG`` root), then the file
-extension, then weaker content hints (a JSON object, XML, a WFDB record line, delimited text). Several files
-at once (a mapping, or a .zip) are one WFDB record matched by the names in its header, or a single file of any
-other format.
+Strong signatures decide first (zip, DICOM preamble, EDF/BDF header, an ``AnnotatedECG`` root, a JSON object with
+a FHIR ``resourceType``), then the file extension, then weaker content hints (a JSON object, XML, a WFDB record
+line, delimited text). Several files at once (a mapping, or a .zip) are one WFDB record matched by the names in
+its header, or a single file of any other format.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ecglens.formats.aecg import is_aecg, read_aecg
 from ecglens.formats.csv import read_csv
 from ecglens.formats.dicom import is_dicom, read_dicom
 from ecglens.formats.edf import is_edf, read_edf
+from ecglens.formats.fhir import is_fhir, read_fhir
 from ecglens.formats.json import read_json
 from ecglens.formats.wfdb import read_wfdb
 
@@ -31,11 +32,12 @@ FORMATS: dict[str, tuple[Callable[..., Ecg], str]] = {
     "json": (read_json, "JSON {fs, leads} (.json)"),
     "dicom": (read_dicom, "DICOM ECG waveform (.dcm)"),
     "aecg": (read_aecg, "HL7 aECG XML (.xml)"),
+    "fhir": (read_fhir, "FHIR R4 Observation with valueSampledData (.json)"),
 }
 ALIASES = {
     "mit": "wfdb", "physionet": "wfdb", "hea": "wfdb", "edf+": "edf", "edfplus": "edf", "bdf": "edf",
     "tsv": "csv", "txt": "csv", "text": "csv", "dcm": "dicom", "hl7": "aecg", "xml": "aecg", "hl7aecg": "aecg",
-    "hl7 aecg": "aecg",
+    "hl7 aecg": "aecg", "fhir+json": "fhir", "fhir r4": "fhir",
 }
 EXTENSIONS = {
     ".hea": "wfdb", ".dat": "wfdb", ".mat": "wfdb", ".edf": "edf", ".bdf": "edf", ".rec": "edf",
@@ -71,6 +73,8 @@ def detect_format(data: bytes, filename: str | None = None) -> str | None:
         return "edf"
     if is_aecg(data):
         return "aecg"
+    if is_fhir(data):
+        return "fhir"
     suffix = PurePath(basename(filename or "")).suffix.lower()
     if suffix in EXTENSIONS:
         return EXTENSIONS[suffix]

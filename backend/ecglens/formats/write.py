@@ -9,6 +9,7 @@ from ecglens.formats.aecg import write_aecg
 from ecglens.formats.csv import write_csv
 from ecglens.formats.dicom import write_dicom
 from ecglens.formats.edf import write_edf
+from ecglens.formats.fhir import write_fhir
 from ecglens.formats.json import write_json
 from ecglens.formats.wfdb import write_wfdb
 
@@ -19,11 +20,13 @@ WRITERS: dict[str, tuple[Callable[[Ecg], bytes], str]] = {
     "edf": (write_edf, ".edf"),
     "dicom": (write_dicom, ".dcm"),
     "aecg": (write_aecg, ".xml"),
+    "fhir": (write_fhir, ".fhir.json"),
 }
 
 
 def write_record(ecg: Ecg, format: str, name: str | None = None) -> dict[str, bytes]:
-    """``ecg`` written as ``format`` (``"wfdb"``, ``"csv"``, ``"json"``, ``"edf"``, ``"dicom"``, ``"aecg"``).
+    """``ecg`` written as ``format`` (``"wfdb"``, ``"csv"``, ``"json"``, ``"edf"``, ``"dicom"``, ``"aecg"``,
+    ``"fhir"``).
 
     Parameters
     ----------
