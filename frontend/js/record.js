@@ -43,6 +43,10 @@ export async function render(root, id) {
     onChange: (state) => {
       const out = root.querySelector("#viewer-readout");
       if (out) out.textContent = readoutText(state);
+      // Nothing earlier than the start or later than the end of the record.
+      const earlier = root.querySelector('[data-act="earlier"]'), later = root.querySelector('[data-act="later"]');
+      if (earlier && state.range) earlier.disabled = state.range[0] <= 1e-6;
+      if (later && state.range) later.disabled = state.range[1] >= Number(record.duration_s) - 1e-6;
     },
   });
   const slot = root.querySelector("#viewer-toolbar-slot");
