@@ -23,16 +23,17 @@ from ecglens.service.config import Settings
 from ecglens.service.db import Model, utcnow
 from ecglens.service.metrics import MetricsRegistry
 from ecglens.service.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
-from ecglens.service.routes import analyses, audit, health, keys, metrics, models, records
+from ecglens.service.routes import analyses, audit, exports, health, keys, metrics, models, records
 from ecglens.service.runtime import Runtime
 
 log = logging.getLogger("ecglens.service")
 API_PREFIX = "/api/v1"
 REPO_FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 _TAGS = [
-    {"name": "records", "description": "Upload ECG records (WFDB, EDF, CSV, JSON, DICOM, HL7 aECG, zip) and read "
-                                       "them back for display."},
-    {"name": "analyses", "description": "Explain + robustness jobs on a record with a registered classifier."},
+    {"name": "records", "description": "Upload ECG records (WFDB, EDF, CSV, JSON, DICOM, HL7 aECG, FHIR, zip) and "
+                                       "read them back for display."},
+    {"name": "analyses", "description": "Explain + robustness jobs on a record with a registered classifier, and "
+                                        "their exports (FHIR Observation, PDF report)."},
     {"name": "models", "description": "The classifier registry."},
     {"name": "audit", "description": "Who did what: the hash-chained audit log (auditor, admin)."},
     {"name": "keys", "description": "API keys (admin)."},
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = MetricsRegistry()
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (records, analyses, models, audit, keys, health, metrics):
+    for module in (records, analyses, exports, models, audit, keys, health, metrics):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
