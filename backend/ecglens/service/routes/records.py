@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import UploadFile as StarletteUpload
 from sqlalchemy import func, select
 
+from ecglens.formats.fhir import is_fhir
 from ecglens.service.db import ApiKey, Blob, Record, new_id, utcnow
 from ecglens.service.deps import (ADMINS, EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
                                   audit_object, not_found, owns)
@@ -25,7 +26,10 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
     "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
                                                "description": "One or more record files (WFDB .hea + .dat "
                                                               "pairs matched by record name) or .zip archives."}},
-    "required": ["files"]}}}}}
+    "required": ["files"]}},
+    "application/fhir+json": {"schema": {"type": "object", "description": "One FHIR R4 Observation with "
+                                         "component.valueSampledData, one component per lead."}}}}}
+FHIR_TYPES = ("application/fhir+json", "application/json+fhir")  # the second is the DSTU2/STU3 spelling
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ListOf[RecordPublic],
@@ -35,7 +39,15 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
 async def create_records(request: Request, runtime: RuntimeDep,
                          key: Annotated[ApiKey, Access("record.create", "record", UPLOADERS)]) -> ListOf[RecordPublic]:
     """Upload one or more records: multipart field ``files`` (any field name is accepted), each a record file
-    or a zip of them. Answers the records created, in upload order; nothing is stored when any file is bad."""
+    or a zip of them; or one FHIR R4 Observation as the body with ``Content-Type: application/fhir+json``.
+    Answers the records created, in upload order; nothing is stored when any file is bad."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in FHIR_TYPES:
+        files = [UploadFile("observation.json", await request.body())]
+        if not is_fhir(files[0].data):
+            raise HTTPException(422, f"{content_type} body is not a FHIR resource (a JSON object with "
+                                     "resourceType \"Observation\")")
+        return await _create(request, runtime, key, files)
     try:
         form = await request.form(max_files=1000, max_fields=100)
     except StarletteHTTPException as exc:
@@ -51,6 +63,10 @@ async def create_records(request: Request, runtime: RuntimeDep,
                 files.append(UploadFile(safe_name(value.filename), await value.read()))
     finally:
         await form.close()
+    return await _create(request, runtime, key, files)
+
+
+async def _create(request: Request, runtime: Runtime, key: ApiKey, files: list[UploadFile]) -> ListOf[RecordPublic]:
     try:
         records = await run_in_threadpool(_store_upload, runtime, files, key)
     except UploadError as exc:
