@@ -1,0 +1,256 @@
+"""Before / after hardening on MIT-BIH DS2: is the hardened classifier measurably more robust, and as accurate?
+
+For the original and the hardened model, on DS2 (the inter-patient test half; hardening never saw it):
+
+- clean per-class AUC (and sensitivity / specificity at each card's threshold) on all non-overlapping 10-s
+  windows;
+- the robustness report (`ecglens.robustness`) on cases: DS2 windows whose annotated finding the *original*
+  model calls (``--per-class`` per class: normal, ventricular ectopy, supraventricular ectopy, AF/flutter; taken
+  round-robin over records in a seeded order), each tested for that finding with ``--realisations`` noise draws
+  per kind and every seed in ``--seeds``. Per distortion kind: the median over all (case, seed, draw) trials of
+  the highest SNR at which the finding flips ("held" down to -12 dB counts as -12 dB, the search floor, and is
+  shown as "<= -12"); the overall score is the mean report score (the share of kind x level x draw trials whose
+  diagnosis held). Cases are chosen by the original model only, so the hardened one gets no say in them;
+- the agent (`ecglens.explain`, budget ``--budget``) on the same cases for the first ``--agent-seeds`` seeds:
+  share of explanations that flip, median queries, median SNR (dB) of the minimal flipping distortion.
+
+Targets (issue 7): every kind's median flip SNR lowered by at least 6 dB; clean DS2 AUC for ventricular ectopy
+within 0.01 of the original.
+
+Usage::
+
+    .venv/bin/python benchmarks/hardening.py                       # builtin vs models/builtin_hardened.pt
+    .venv/bin/python benchmarks/hardening.py --original /tmp/a.pt --hardened /tmp/b.pt --fast
+    .venv/bin/python benchmarks/hardening.py --no-card             # do not write the figures into the card
+
+Prints one Markdown table and writes it, with the command line and machine, to
+``benchmarks/results/hardening-<YYYY-MM-DD>.md`` (per-case rows beside it as ``.jsonl``), and records the
+figures in the hardened model's card (``metrics.ds2`` and ``metrics.hardening_ds2``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+TARGET_GAIN_DB = 6.0
+TARGET_AUC_DELTA = 0.01
+TARGET_CLASS = "ventricular ectopy"
+
+
+def pick_cases(Y: np.ndarray, records: np.ndarray, probs: np.ndarray, classes: tuple[str, ...],
+               thresholds: dict[str, float], per_class: int, seed: int) -> list[tuple[int, int]]:
+    """``(window index, class index)`` cases: windows annotated with the class that the original model calls,
+    ``per_class`` per class, round-robin over records (seeded order within each record)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for c, name in enumerate(classes):
+        ok = np.flatnonzero((Y[:, c] > 0.5) & (probs[:, c] >= thresholds.get(name, 0.5)))
+        by_record: dict[str, list[int]] = {}
+        for i in rng.permutation(ok):
+            by_record.setdefault(str(records[i]), []).append(int(i))
+        order = sorted(by_record)
+        rng.shuffle(order)
+        picked: list[int] = []
+        while len(picked) < per_class and any(by_record[r] for r in order):
+            for r in order:
+                if by_record[r] and len(picked) < per_class:
+                    picked.append(by_record[r].pop(0))
+        cases += [(i, c) for i in picked]
+    return cases
+
+
+def flip_median(values: list[float | None], floor: float) -> float:
+    """Median of flip SNRs with "held" (None) counted as ``floor``."""
+    v = [floor if x is None else float(x) for x in values]
+    return float(np.median(v)) if v else float("nan")
+
+
+def evaluate_model(clf: Any, windows: Any, cases: list[tuple[int, int]], seeds: list[int], realisations: int,
+                   budget: int, agent_seeds: int) -> dict[str, Any]:
+    """Robustness and agent figures of one classifier on the cases; per-case rows under ``"rows"``."""
+    from ecglens.agent.search import explain
+    from ecglens.robustness import SEARCH_LOW_DB, robustness
+
+    per_kind: dict[str, list[float | None]] = {}
+    scores, rows = [], []
+    agent_q, agent_snr, agent_flip = [], [], []
+    t0 = time.perf_counter()
+    for i, c in cases:
+        ecg = windows.ecg(i)
+        label = clf.class_names[c]
+        for s in seeds:
+            rep = robustness(ecg, clf, label=label, seeds=realisations, seed=s)
+            scores.append(rep.score)
+            for kind, vals in rep.extra["flip_snr_db_per_seed"].items():
+                per_kind.setdefault(kind, []).extend(vals)
+            rows.append({"window": ecg.name, "label": label, "seed": s, "score": rep.score,
+                         "held_on_clean": rep.extra["held_on_clean"],
+                         "flip_snr_db": {d.distortion: d.flip_snr_db for d in rep.distortions}})
+        for s in seeds[:agent_seeds]:
+            exp = explain(ecg, clf, query_budget=budget, seed=s)
+            flipped = exp.adversarial is not None and exp.adversarial.flipped
+            agent_q.append(exp.queries)
+            agent_flip.append(flipped)
+            if flipped:
+                agent_snr.append(float(exp.adversarial.snr_db))
+            rows.append({"window": ecg.name, "agent_seed": s, "diagnosis": exp.diagnosis.label, "method": exp.method,
+                         "queries": exp.queries, "flipped": flipped,
+                         "snr_db": float(exp.adversarial.snr_db) if flipped else None})
+    return {
+        "flip_snr_db": {k: flip_median(v, SEARCH_LOW_DB) for k, v in per_kind.items()},
+        "held_share": {k: float(np.mean([x is None for x in v])) for k, v in per_kind.items()},
+        "trials_per_kind": {k: len(v) for k, v in per_kind.items()},
+        "score": float(np.mean(scores)) if scores else float("nan"),
+        "agent_flip_rate": float(np.mean(agent_flip)) if agent_flip else float("nan"),
+        "agent_median_queries": float(np.median(agent_q)) if agent_q else float("nan"),
+        "agent_median_snr_db": float(np.median(agent_snr)) if agent_snr else None,
+        "elapsed_s": time.perf_counter() - t0, "rows": rows,
+    }
+
+
+def _fmt_snr(v: float | None, floor: float) -> str:
+    if v is None or not np.isfinite(v):
+        return "-"
+    return f"<= {floor:g}" if v <= floor else f"{v:.1f}"
+
+
+def table(clean: dict[str, dict], rob: dict[str, dict], classes: tuple[str, ...], floor: float
+          ) -> tuple[str, dict[str, Any]]:
+    """The Markdown table and the targets' verdicts."""
+    o, h = rob["original"], rob["hardened"]
+    lines = ["| figure (MIT-BIH DS2) | original | hardened | change |", "|---|---:|---:|---:|"]
+    for name in classes:
+        a, b = clean["original"][name]["auc"], clean["hardened"][name]["auc"]
+        change = f"{b - a:+.4f}" if a is not None and b is not None else "-"
+        lines.append(f"| clean AUC: {name} | {a if a is not None else '-'} | {b if b is not None else '-'} | {change} |")
+    gains = {}
+    for kind in o["flip_snr_db"]:
+        a, b = o["flip_snr_db"][kind], h["flip_snr_db"].get(kind)
+        gains[kind] = a - b if b is not None else float("nan")
+        lines.append(f"| median flip SNR, {kind} (dB; lower = more robust) | {_fmt_snr(a, floor)} | "
+                     f"{_fmt_snr(b, floor)} | {-gains[kind]:+.1f} dB{' (at least)' if b <= floor else ''} |")
+    lines.append(f"| robustness score (share of noisy trials held) | {o['score']:.3f} | {h['score']:.3f} | "
+                 f"{h['score'] - o['score']:+.3f} |")
+    lines.append(f"| agent: share of cases flipped | {o['agent_flip_rate']:.2f} | {h['agent_flip_rate']:.2f} | "
+                 f"{h['agent_flip_rate'] - o['agent_flip_rate']:+.2f} |")
+    lines.append(f"| agent: median queries | {o['agent_median_queries']:.0f} | {h['agent_median_queries']:.0f} | "
+                 f"{h['agent_median_queries'] - o['agent_median_queries']:+.0f} |")
+    oa, ha = o["agent_median_snr_db"], h["agent_median_snr_db"]
+    lines.append(f"| agent: median SNR to flip (dB, flipped cases) | {_fmt_snr(oa, -99)} | {_fmt_snr(ha, -99)} | "
+                 + (f"{ha - oa:+.1f} dB |" if oa is not None and ha is not None else "- |"))
+    a, b = clean["original"][TARGET_CLASS]["auc"], clean["hardened"][TARGET_CLASS]["auc"]
+    verdict = {
+        "flip_snr_gain_db": {k: round(v, 2) for k, v in gains.items()},
+        "flip_snr_target_held": {k: bool(v >= TARGET_GAIN_DB) for k, v in gains.items()},
+        "ventricular_auc_delta": round(b - a, 4) if a is not None and b is not None else None,
+        "ventricular_auc_target_held": bool(a is not None and b is not None and abs(b - a) <= TARGET_AUC_DELTA),
+    }
+    return "\n".join(lines), verdict
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--original", default="builtin", help="the parent model spec (default: builtin)")
+    p.add_argument("--hardened", default=str(REPO / "models" / "builtin_hardened.pt"),
+                   help="the hardened model spec (default: models/builtin_hardened.pt)")
+    p.add_argument("--data", default=None, help="MIT-BIH folder (default: ../shared/data/mitdb)")
+    p.add_argument("--per-class", type=int, default=4, help="robustness cases per class (default: 4)")
+    p.add_argument("--seeds", default="0,1,2", help="robustness seeds, comma-separated (default: 0,1,2)")
+    p.add_argument("--realisations", type=int, default=3, help="noise draws per kind per report (default: 3)")
+    p.add_argument("--agent-seeds", type=int, default=2, help="seeds of the agent runs per case (default: 2)")
+    p.add_argument("--budget", type=int, default=500, help="agent query budget (default: 500)")
+    p.add_argument("--case-seed", type=int, default=0, help="seeds the case order (default: 0)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--fast", action="store_true", help="smoke run: 1 case per class, 1 seed, budget 100")
+    p.add_argument("--no-card", action="store_true", help="do not record the figures in the hardened card")
+    p.add_argument("--out", default=None, help="results file (default: benchmarks/results/hardening-<date>.md)")
+    args = p.parse_args(argv)
+    if args.fast:
+        args.per_class, args.seeds, args.agent_seeds, args.budget = 1, "0", 1, 100
+
+    import torch
+
+    from ecglens.classifiers import load_classifier
+    from ecglens.classifiers.card import ModelCard, card_path_for
+    from ecglens.classifiers.evaluate import class_metrics
+    from ecglens.datasets.mitdb import DS2, load_windows
+    from ecglens.robustness import SEARCH_LOW_DB
+
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    t0 = time.perf_counter()
+    models = {"original": load_classifier(args.original, device="cpu"),
+              "hardened": load_classifier(args.hardened, device="cpu")}
+    ref = models["original"]
+    for m in models.values():
+        if (tuple(m.class_names), tuple(m.lead_names), m.window_s, m.sampling_rate) != \
+                (tuple(ref.class_names), tuple(ref.lead_names), ref.window_s, ref.sampling_rate):
+            raise SystemExit("the two models must share classes, leads, window and rate")
+    windows = load_windows(DS2, args.data, window_s=ref.window_s, leads=ref.lead_names)
+    probs = {k: np.concatenate([m.predict_proba(windows.X[a:a + 512]) for a in range(0, len(windows), 512)])
+             for k, m in models.items()}
+    clean = {k: class_metrics(windows.Y, probs[k], m.class_names, dict(m.thresholds)) for k, m in models.items()}
+    cases = pick_cases(windows.Y, windows.record, probs["original"], tuple(ref.class_names), dict(ref.thresholds),
+                       args.per_class, args.case_seed)
+    print(f"{len(windows)} DS2 windows; {len(cases)} robustness cases", file=sys.stderr)
+    rob = {k: evaluate_model(m, windows, cases, seeds, args.realisations, args.budget, args.agent_seeds)
+           for k, m in models.items()}
+    text, verdict = table(clean, rob, tuple(ref.class_names), SEARCH_LOW_DB)
+    held = [k for k, v in verdict["flip_snr_target_held"].items() if v]
+    missed = [k for k, v in verdict["flip_snr_target_held"].items() if not v]
+    summary = (f"Targets: median flip SNR lowered by >= {TARGET_GAIN_DB:g} dB for every kind: "
+               f"{'HELD' if not missed else 'NOT HELD'} (held: {', '.join(held) or 'none'}; missed: "
+               f"{', '.join(missed) or 'none'}). Clean DS2 AUC for {TARGET_CLASS} within {TARGET_AUC_DELTA} of the "
+               f"original: {'HELD' if verdict['ventricular_auc_target_held'] else 'NOT HELD'} "
+               f"({verdict['ventricular_auc_delta']:+.4f}).")
+    elapsed = time.perf_counter() - t0
+    print(text)
+    print()
+    print(summary)
+
+    date = dt.date.today().isoformat()
+    out = Path(args.out) if args.out else RESULTS / f"hardening-{date}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/hardening.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    header = (f"# Hardening before / after ({date})\n\n"
+              f"Original `{args.original}`, hardened `{args.hardened}`. {len(windows)} DS2 windows (10 s, no overlap) "
+              f"for AUC; {len(cases)} robustness cases ({args.per_class} per class, chosen by the original model), "
+              f"seeds {seeds}, {args.realisations} noise draws per kind per report; agent budget {args.budget}, "
+              f"{min(args.agent_seeds, len(seeds))} seed(s) per case.\n\n"
+              f"Command: `{command}`  \nMachine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads "
+              f"{args.threads}; wall time {elapsed:.0f} s.\n\n")
+    out.write_text(header + text + "\n\n" + summary + "\n")
+    with open(out.with_suffix(".jsonl"), "w") as f:
+        for k in rob:
+            for row in rob[k]["rows"]:
+                f.write(json.dumps({"model": k, **row}) + "\n")
+    print(f"\nwrote {out}", file=sys.stderr)
+
+    card_file = card_path_for(args.hardened) if Path(args.hardened).suffix else None
+    if not args.no_card and card_file is not None and card_file.exists():
+        card = ModelCard.load(card_file)
+        card.metrics["ds2"] = clean["hardened"]
+        card.metrics["hardening_ds2"] = {
+            "date": date, "command": command, "results": str(out.relative_to(REPO)) if out.is_relative_to(REPO)
+            else str(out), "cases": len(cases), "seeds": seeds, "clean_auc": {
+                k: {c: clean[k][c]["auc"] for c in ref.class_names} for k in clean},
+            **{k: {kk: vv for kk, vv in rob[k].items() if kk != "rows"} for k in rob}, "targets": verdict}
+        card.save(card_file)
+        print(f"recorded the figures in {card_file}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Hardening: the data mix, the refusal of models we cannot fine-tune, and a smoke run on a tiny TorchScript model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ecglens.classifiers import load_classifier
+from ecglens.classifiers.card import ModelCard, card_path_for
+from ecglens.classifiers.train import Calibrated
+from ecglens.datasets.mitdb import CLASS_NAMES
+from ecglens.errors import ClassifierError
+from ecglens.hardening import (AdversarialPool, ArraySampler, HardenConfig, HardeningMix, file_sha256, harden,
+                               harden_module, hardened_card, load_trainable, quick_signal_power, save_hardened)
+
+FS = 200.0
+WINDOW_S = 2.0
+N = int(FS * WINDOW_S)
+
+
+class TinyNet(torch.nn.Module):
+    """Two convolutions and a linear head: logits for the four MIT-BIH classes from [n, 2, 400] at 200 Hz."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Sequential(torch.nn.Conv1d(2, 6, 9, stride=4, padding=4), torch.nn.BatchNorm1d(6),
+                                        torch.nn.ReLU(), torch.nn.Conv1d(6, 8, 5, stride=2, padding=2),
+                                        torch.nn.ReLU())
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x - x.mean(dim=2, keepdim=True)
+        return self.head(self.conv(x).amax(dim=2))
+
+
+def _card(name: str) -> ModelCard:
+    return ModelCard(name=name, classes=list(CLASS_NAMES), sampling_rate=FS, leads=["MLII", "V1"], window_s=WINDOW_S,
+                     multilabel=True, output="probabilities", version="3")
+
+
+def _save(module: torch.nn.Module, path, name: str = "tiny", script: bool = True):
+    scripted = torch.jit.script(module.eval()) if script else module
+    torch.jit.save(scripted, str(path))
+    _card(name).save(card_path_for(path))
+    return path
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    torch.manual_seed(0)
+    return _save(Calibrated(TinyNet(), [1.0] * 4, [0.0] * 4), tmp_path / "tiny.pt")
+
+
+def _windows(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Generated 2-s, 2-lead strips: narrow beats every ~0.8 s; a wide inverted beat marks ventricular ectopy."""
+    t = np.arange(N) / FS
+    X = np.zeros((n, 2, N), np.float32)
+    Y = np.zeros((n, 4), np.float32)
+    for i in range(n):
+        for b in np.arange(rng.uniform(0.1, 0.4), WINDOW_S, rng.uniform(0.7, 0.9)):
+            X[i] += np.exp(-0.5 * ((t - b) / 0.012) ** 2)[None] * np.array([[1.0], [0.5]])
+        ectopic = i % 2 == 1
+        if ectopic:
+            X[i] -= 1.2 * np.exp(-0.5 * ((t - rng.uniform(0.5, 1.5)) / 0.04) ** 2)[None]
+        X[i] += 0.02 * rng.standard_normal((2, N))
+        Y[i, 1 if ectopic else 0] = 1.0
+    return X, Y
+
+
+def _pool(rng: np.random.Generator, m: int = 4) -> AdversarialPool:
+    X, Y = _windows(m, rng)
+    noise = (0.1 * rng.standard_normal(X.shape)).astype(np.float32)
+    return AdversarialPool(X, noise, Y, np.full(m, 12.0), tried=m, queries=10 * m, method="test")
+
+
+def test_data_mix_is_deterministic_under_seed():
+    X, Y = _windows(24, np.random.default_rng(1))
+    mix = HardeningMix(ArraySampler(X, Y), _pool(np.random.default_rng(2)), FS, HardenConfig())
+    a = mix.draw(32, np.random.default_rng(7))
+    b = mix.draw(32, np.random.default_rng(7))
+    c = mix.draw(32, np.random.default_rng(8))
+    assert np.array_equal(a.X, b.X) and np.array_equal(a.Y, b.Y) and np.array_equal(a.source, b.source)
+    assert np.array_equal(a.kind, b.kind) and np.allclose(a.snr_db, b.snr_db, equal_nan=True)
+    assert not np.array_equal(a.X, c.X)
+
+
+def test_data_mix_keeps_labels_and_draws_noise_at_nstdb_levels():
+    X, Y = _windows(24, np.random.default_rng(1))
+    config = HardenConfig(mix=(0.2, 0.6, 0.2))
+    mix = HardeningMix(ArraySampler(X, Y), _pool(np.random.default_rng(2)), FS, config)
+    rows = [mix.draw(64, np.random.default_rng(s)) for s in range(6)]
+    source = np.concatenate([r.source for r in rows])
+    shares = np.bincount(source, minlength=3) / len(source)
+    assert np.allclose(shares, config.mix, atol=0.07)
+    # Every row carries a generated label (exactly one of normal / ventricular ectopy), noise or not.
+    for r in rows:
+        assert np.array_equal(r.Y[:, :2].sum(axis=1), np.ones(len(r.Y)))
+    # Noisy rows: the added noise sits at the drawn SNR against the (clean) window's power proxy.
+    batch = rows[0]
+    noisy = np.flatnonzero(batch.source == 1)
+    assert noisy.size and set(batch.kind[noisy]) <= {"baseline_wander", "powerline", "muscle", "electrode_motion",
+                                                     "gaussian"}
+    levels = np.asarray(config.snr_levels_db)
+    assert np.all(np.min(np.abs(batch.snr_db[noisy, None] - levels[None]), axis=1) <= config.snr_jitter_db + 1e-9)
+    assert np.all(np.isnan(batch.snr_db[batch.source != 1]))
+
+
+def test_noise_share_reaches_requested_snr():
+    X, Y = _windows(4, np.random.default_rng(3))
+    config = HardenConfig(mix=(0.0, 1.0, 0.0), snr_levels_db=(6.0,), snr_jitter_db=0.0, kinds=("gaussian",))
+    batch = HardeningMix(ArraySampler(X[:1], Y[:1]), None, FS, config).draw(3, np.random.default_rng(0))
+    added = batch.X - X[:1]
+    power = quick_signal_power(X[:1])[0]
+    snr = 10 * np.log10(power[None] / np.mean(added.astype(np.float64) ** 2, axis=2))
+    assert np.allclose(snr, 6.0, atol=1e-3)
+
+
+def test_empty_agent_pool_moves_its_share_to_noise():
+    X, Y = _windows(8, np.random.default_rng(1))
+    mix = HardeningMix(ArraySampler(X, Y), None, FS, HardenConfig(mix=(0.4, 0.4, 0.2)))
+    assert mix.mix[2] == 0 and np.isclose(mix.mix[1], 0.6)
+    assert not np.any(mix.draw(50, np.random.default_rng(0)).source == 2)
+
+
+def test_frozen_torchscript_is_refused_with_a_clear_error(tmp_path, capsys):
+    from ecglens.cli import main
+
+    torch.manual_seed(0)
+    frozen = torch.jit.freeze(torch.jit.script(TinyNet().eval()))
+    path = _save(frozen, tmp_path / "frozen.pt", script=False)
+    with pytest.raises(ClassifierError, match="no trainable floating-point parameters") as err:
+        load_trainable(path)
+    assert str(path) in str(err.value)
+    assert main(["harden", "--model", str(path), "--out", str(tmp_path / "out.pt")]) == 2
+    message = capsys.readouterr().err
+    assert "frozen.pt" in message and "Traceback" not in message
+
+
+def test_hardened_model_may_not_overwrite_its_parent(tiny_model):
+    with pytest.raises(ValueError, match="must not overwrite its parent"):
+        harden(tiny_model, tiny_model)
+
+
+def test_hardening_on_other_classes_is_refused(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "other.pt"
+    torch.jit.save(torch.jit.script(TinyNet().eval()), str(path))
+    card = _card("other")
+    card.classes = ["a", "b", "c", "d"]
+    card.thresholds = {}
+    card.save(card_path_for(path))
+    with pytest.raises(ClassifierError, match="needs the classes"):
+        harden(path, tmp_path / "out.pt", data_dir=tmp_path)
+
+
+def _tiny_run(tiny_model, seed: int = 0):
+    parent = load_trainable(tiny_model)
+    X, Y = _windows(24, np.random.default_rng(10))
+    vX, vY = _windows(12, np.random.default_rng(11))
+    config = HardenConfig(seed=seed, epochs=2, steps_per_epoch=3, batch_size=8, threads=1, agent_windows=2,
+                          agent_budget=24)
+    return parent, harden_module(parent, ArraySampler(X, Y), vX, vY, config, log=None)
+
+
+def test_smoke_hardening_writes_model_and_card_with_parent_and_recipe(tiny_model, tmp_path):
+    parent, result = _tiny_run(tiny_model)
+    assert parent.calibrated
+    card = hardened_card(parent, result, "tiny_hardened")
+    out = save_hardened(result, card, tmp_path / "tiny_hardened.pt")
+    written = json.loads(card_path_for(out).read_text())
+    assert written["parent"] == "tiny@3"
+    assert written["training"]["parent"] == {"name": "tiny", "version": "3", "sha256": file_sha256(tiny_model),
+                                             "file": "tiny.pt", "architecture": ""}
+    recipe = written["training"]
+    assert recipe["seed"] == 0 and recipe["epochs"] == 2 and recipe["lr"] == HardenConfig().lr
+    assert set(recipe["data_mix"]["shares"]) == {"clean", "noise", "adversarial"}
+    assert recipe["agent_pool"]["windows_explained"] == 2 and len(recipe["history"]) == 2
+    assert set(written["metrics"]["ds1_validation"]) == set(CLASS_NAMES)
+    # Same input contract as the parent; it loads and answers like any TorchScript classifier.
+    for key in ("classes", "sampling_rate", "leads", "window_s", "multilabel", "output", "input_scale"):
+        assert written[key] == parent.card.to_dict()[key]
+    clf = load_classifier(out, device="cpu")
+    probs = clf.predict_proba(np.zeros((3, 2, N), np.float32))
+    assert probs.shape == (3, 4) and np.all((probs >= 0) & (probs <= 1))
+    # The weights moved and the parent file is untouched.
+    new = torch.jit.load(str(out))
+    old = torch.jit.load(str(tiny_model))
+    assert any(not torch.equal(a, b) for a, b in zip(new.parameters(), old.parameters()))
+    assert file_sha256(tiny_model) == written["training"]["parent"]["sha256"]
+
+
+def test_hardening_is_deterministic_under_seed(tiny_model):
+    _, a = _tiny_run(tiny_model, seed=3)
+    _, b = _tiny_run(tiny_model, seed=3)
+    for (ka, va), (kb, vb) in zip(a.module.state_dict().items(), b.module.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+    assert a.thresholds == b.thresholds
