@@ -62,8 +62,17 @@ export async function render(root, id) {
     result: root.querySelector("#result-panel"),
     robustness: root.querySelector("#robustness-panel"),
   }, record, viewer);
+  // A stacked layout fills the width: redraw (same zoom, same start) when the window is resized.
+  let resizeTimer = null;
+  const onResize = () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => viewer.setZoom(viewer.zoom).catch(() => {}), 250);
+  };
+  window.addEventListener("resize", onResize);
   return () => {
     cleanup();
-    window.Plotly?.purge(plot);
+    clearTimeout(resizeTimer);
+    window.removeEventListener("resize", onResize);
+    for (const div of root.querySelectorAll(".js-plotly-plot")) window.Plotly?.purge(div);
   };
 }

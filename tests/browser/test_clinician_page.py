@@ -191,7 +191,7 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
 def _screenshots(page, name: str) -> None:
     for width, height in ((1280, 800), (1920, 1080)):
         page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(300)
+        page.wait_for_timeout(1000)  # the record view redraws for the new width
         page.screenshot(path=str(ARTIFACTS / f"{name}-{width}x{height}.png"), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 800})
 
