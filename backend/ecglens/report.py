@@ -201,6 +201,9 @@ def _panels(ecg: Ecg, window: tuple[float, float]) -> tuple[list[tuple[int, int,
 
 def _ecg_panel(canvas: Canvas, ecg: Ecg, segments: Sequence[Mapping[str, Any]], window: tuple[float, float], *,
                x: float, y: float, w: float, h: float) -> None:
+    legend_x = x + w + 4 * mm
+    # True paper scale: a record shorter than 10 s gets a shorter grid (whole 5-mm squares), not a stretched one.
+    w = min(w, float(np.ceil((window[1] - window[0]) * PAPER_SPEED_MM_S / 5.0 - 1e-9)) * 5 * mm)
     _grid(canvas, x, y, w, h)
     panels, n_rows, n_cols = _panels(ecg, window)
     row_h = h / n_rows
@@ -262,7 +265,7 @@ def _ecg_panel(canvas: Canvas, ecg: Ecg, segments: Sequence[Mapping[str, Any]], 
     if ecg.n_leads > len({p[0] for p in panels}):
         shown = len({p[0] for p in panels})
         canvas.drawString(x, y - 6 * mm, _text(f"{shown} of {ecg.n_leads} leads shown"))
-    _legend(canvas, segments, gain, x=x + w + 4 * mm, top=y + h, n_cols=n_cols, window=window)
+    _legend(canvas, segments, gain, x=legend_x, top=y + h, window=window)
 
 
 def _window_samples(ecg: Ecg, window: tuple[float, float]) -> np.ndarray:
@@ -278,7 +281,7 @@ def _segment_row(ecg: Ecg, lead: str) -> int | None:
 
 
 def _legend(canvas: Canvas, segments: Sequence[Mapping[str, Any]], gain: float, *, x: float, top: float,
-            n_cols: int, window: tuple[float, float]) -> None:
+            window: tuple[float, float]) -> None:
     canvas.setFillColor(black)
     canvas.setFont("Helvetica-Bold", 7.5)
     canvas.drawString(x, top - 3 * mm, "Paper")
