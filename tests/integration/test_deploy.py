@@ -529,6 +529,8 @@ def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, sy
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             healthz = client.get("/healthz").json()
             assert healthz["database"] is True and healthz["executor"] == "CeleryExecutor"
+            if (REPO / "models" / "builtin.pt").is_file():  # the shipped model is offered without registration
+                assert "builtin" in {m["name"] for m in client.get("/models").json()["data"]}
             registered = client.post("/models", data={"name": "power", "card": json.dumps(POWER_CARD)},
                                      files={"file": ("power.pt", power_model(tmp_path))})
             assert registered.status_code == 201, f"{registered.text}\n{_tail(logs['api'])}"
