@@ -110,8 +110,9 @@ def explain(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] | st
         left = counter.remaining or 0
         if left < 2:
             break
-        # The first (most probable) finding gets two thirds when there are several; the rest share the remainder.
-        share = left if len(targets) == 1 else (left - left // 3 if j == 0 else left // (len(targets) - j))
+        # The first (most probable) finding may use all but a small reserve (a fifth, at most 10 per other
+        # finding); the others share what it leaves.
+        share = (left - min(left // 5, 10 * (len(targets) - 1)) if j == 0 else left // (len(targets) - j))
         ep = Episode(x, fs, probs0, target, np.random.default_rng([seed, j]), kinds=kinds, grid=grid,
                      signal_features=feats, query_budget=query_budget)
         results.append(_run_episode(ep, counter, share, chosen_policy, report))
