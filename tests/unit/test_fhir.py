@@ -62,6 +62,16 @@ def test_round_trip_with_coarser_resolution_is_exact_to_half_a_step():
     assert np.abs(back.signal - ecg.signal).max() <= 2.5e-3 + 1e-6
 
 
+@pytest.mark.parametrize("fs", [360.0, 128.0, 257.0, 1000.0])
+def test_sampling_rates_survive_the_period_in_milliseconds(fs):
+    ecg = _ecg(np.random.default_rng(6), leads=("I",), seconds=1.0, fs=fs)
+    assert read_fhir(write_fhir(ecg)).fs == fs
+
+
+def test_a_period_rounded_in_its_last_digits_is_still_the_whole_rate():
+    assert read_fhir(_observation(_component("131329", "1 2 3", period=2.77777777778))).fs == 360.0
+
+
 def test_leads_without_a_code_keep_their_names():
     ecg = _ecg(np.random.default_rng(2), leads=("MLII", "V1", "X"))
     doc = json.loads(write_fhir(ecg))

@@ -211,7 +211,8 @@ def read_fhir(source: Any, filename: str | None = None) -> Ecg:
             limits[name] = n_limited
     if period is None:
         raise RecordError(display, "no waveform: no component has valueSampledData (one component per lead)")
-    fs = check_fs(1000.0 / period, display)
+    # 10 significant digits: a period written as 2.77777777778 ms is 360 Hz, not 359.99999999971 Hz.
+    fs = check_fs(float(f"{1000.0 / period:.10g}"), display)
     meta = _metadata(doc, display)
     if skipped:
         meta["skipped_components"] = skipped
@@ -357,7 +358,7 @@ def write_fhir(ecg: Ecg, path: str | Path | None = None, *, resolution_uv: float
             "code": lead_code(lead),
             "valueSampledData": {
                 "origin": {"value": 0, "unit": "uV", "system": UCUM_SYSTEM, "code": "uV"},
-                "period": float(f"{1000.0 / ecg.fs:.12g}"),
+                "period": 1000.0 / ecg.fs,
                 "factor": float(resolution_uv),
                 "dimensions": 1,
                 "data": " ".join(map(str, steps.tolist())),
