@@ -49,7 +49,7 @@ def raw_net(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
 @pytest.fixture(scope="module")
 def onnx_path(tmp_path_factory, builtin) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "builtin.onnx"
-    export_onnx(builtin.module, path, torch.zeros(1, 2, 3600))
+    export_onnx(torch.jit.load(str(models_dir() / "builtin.pt")), path, torch.zeros(1, 2, 3600))
     builtin.card.save(card_path_for(path))
     return path
 

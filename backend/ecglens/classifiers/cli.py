@@ -33,7 +33,7 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     from ecglens.classifiers import load_classifier
     from ecglens.classifiers.card import ModelCard, card_path_for
     from ecglens.classifiers.evaluate import format_table
-    from ecglens.classifiers.train import (TrainConfig, ds2_metrics, export_onnx, save_model, split_ds1,
+    from ecglens.classifiers.train import (ARCH_EPOCHS, TrainConfig, ds2_metrics, export_onnx, save_model, split_ds1,
                                            train_classifier)
 
     torch.set_num_threads(args.threads)
@@ -47,7 +47,7 @@ def train_classifier_command(args: argparse.Namespace) -> int:
         print("matches the model card" if not diffs else "DIFFERS from the model card:\n  " + "\n  ".join(diffs))
         return 0 if not diffs else 1
     config = TrainConfig(arch=args.arch, seed=args.seed, threads=args.threads,
-                         **({"epochs": args.epochs} if args.epochs else {}))
+                         epochs=args.epochs or ARCH_EPOCHS.get(args.arch, TrainConfig.epochs))
     t0 = time.perf_counter()
     train_spans, val_spans = split_ds1(args.data)
     result = train_classifier(train_spans, val_spans, config)

@@ -1,6 +1,6 @@
 """`ConvGRU`: the transfer classifier, a different architecture from `ResNet1d` for issue 3's transfer study.
 
-A short convolutional front end shortens the strip (3600 -> 225 steps), a bidirectional GRU reads the beats in
+A short convolutional front end shortens the strip (3600 -> 113 steps of 89 ms), a bidirectional GRU reads the beats in
 order, and attention-free mean + max pooling over time feeds a linear layer. Same input and preprocessing as the
 built-in model (lead means removed, mV kept).
 """
@@ -11,7 +11,7 @@ from torch import nn
 
 
 class ConvGRU(nn.Module):
-    """Conv front end (3 strided conv layers, x16 downsampling) + bidirectional GRU + pooled linear head.
+    """Conv front end (4 strided conv layers, x32 downsampling) + bidirectional GRU + pooled linear head.
 
     Parameters
     ----------
@@ -22,19 +22,19 @@ class ConvGRU(nn.Module):
     channels : int
         Front-end channels. Default: 32.
     hidden : int
-        GRU hidden size per direction. Default: 48.
+        GRU hidden size per direction. Default: 32.
     dropout : float
         Dropout before the head. Default: 0.1.
 
     Input float32 ``[n, n_leads, samples]`` in mV; output ``[n, n_classes]`` logits.
     """
 
-    def __init__(self, n_leads: int = 2, n_classes: int = 4, channels: int = 32, hidden: int = 48,
+    def __init__(self, n_leads: int = 2, n_classes: int = 4, channels: int = 32, hidden: int = 32,
                  dropout: float = 0.1):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = n_leads
-        for kernel, stride in ((15, 4), (9, 2), (9, 2)):
+        for kernel, stride in ((15, 4), (9, 2), (9, 2), (5, 2)):
             layers += [nn.Conv1d(c_in, channels, kernel, stride=stride, padding=kernel // 2, bias=False),
                        nn.BatchNorm1d(channels), nn.ReLU()]
             c_in = channels

@@ -46,6 +46,8 @@ class TorchScriptClassifier(CardClassifier):
         self.device = pick_device(device)
         try:
             self.module = torch.jit.load(str(path), map_location=self.device).eval()
+            for param in self.module.parameters():  # a black box: nothing here ever needs gradients
+                param.requires_grad_(False)
         except Exception as exc:  # torch raises RuntimeError / ValueError of many kinds for bad files
             raise ClassifierError(f"{path}: not a loadable TorchScript model ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
