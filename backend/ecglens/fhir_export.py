@@ -119,9 +119,8 @@ def analysis_observation(
         obs["note"] = [{"text": _robustness_note(robustness)}]
     method = str(explanation.get("method") or "")
     if method:
-        obs["method"] = {"coding": [{"system": METHOD_SYSTEM, "code": method}],
-                         "text": f"explained by {method}" + (f" ({explanation['fallback_reason']})"
-                                                             if explanation.get("fallback_reason") else "")}
+        # Not the fallback reason: it may name server paths, which have no place in a clinical record.
+        obs["method"] = {"coding": [{"system": METHOD_SYSTEM, "code": method}], "text": f"explained by {method}"}
     obs["device"] = device
     if version:
         obs["extension"] = [{"url": MODEL_VERSION_URL, "valueString": version}]
