@@ -1,13 +1,14 @@
 #!/bin/sh
 # ECG Lens container entrypoint: one image, three roles.
 #
-#   api      migrate-free API server (`ecglens serve`), host/port from API_HOST / API_PORT (default 0.0.0.0:8000)
+#   api      the API server (`ecglens serve`) on API_HOST:API_PORT (default 0.0.0.0:8000); after `migrate` its own
+#            start-up check finds the schema at head and the first key made
 #   worker   one Celery worker (`celery -A ecglens.worker worker`). WORKER_CONCURRENCY=1 (default, and always
 #            for a GPU worker): the solo pool, jobs run in the worker process itself, which loads each classifier
 #            once and keeps it on its device (CUDA is never initialised before a fork). Above 1: a prefork pool
 #            of that many CPU processes.
 #   migrate  one-shot start-up step: `ecglens db upgrade`, then the first admin key, printed once
-#   *        anything else is run as given (e.g. `ecglens create-key --role analyst`)
+#   *        anything else is run as given (e.g. `ecglens create-key --role clinician`)
 #
 # docker-compose.yml runs `migrate` once before `api` and `worker` start; natively the same script runs them
 # (tests/integration/test_deploy.py does exactly that).
