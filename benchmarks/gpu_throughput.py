@@ -172,34 +172,47 @@ def cuda_name() -> str | None:
 
 
 def measure(specs: list[str], devices: list[str], batch_sizes: list[int], *, warmup: int, min_time_s: float,
-            max_calls: int, seed: int) -> list[Row]:
-    """Times every (model, device, batch size); models are loaded once per device with one forward per call."""
+            max_calls: int, seed: int) -> tuple[list[Row], dict[str, float]]:
+    """Times every (model, device, batch size); models are loaded once per device with one forward per call.
+
+    Returns the rows and, per model measured on more than one device, the largest absolute difference between
+    the devices' probabilities for the same 32 probes (the GPU path must answer what the CPU answers).
+    """
     from ecglens import load_classifier
     from ecglens.classifiers.fit import windows
 
     rows: list[Row] = []
+    agreement: dict[str, float] = {}
     for spec in specs:
+        answers: list[np.ndarray] = []
         for device in devices:
             # batch_size = the largest batch: every call is one forward pass, as one agent step should be.
             clf = load_classifier(spec, device=device, batch_size=max(batch_sizes))
             n_leads = len(clf.lead_names)
             ecg, origin = source_ecg(n_leads, seconds=max(10.0, clf.window_s))
             window = windows(ecg, clf)[0][0]
+            answers.append(clf.predict_proba(probe_batch(window, 32, np.random.default_rng(seed))))
             for b in batch_sizes:
                 rng = np.random.default_rng(seed)
                 batch = probe_batch(window, b, rng)
                 times = time_calls(clf, batch, warmup, min_time_s, max_calls)
                 median = float(np.median(times))
-                rows.append(Row(model=Path(spec).stem if spec.endswith(".pt") else spec, leads=n_leads, input_shape=f"{n_leads}x{window.shape[1]}",
+                rows.append(Row(model=_label(spec), leads=n_leads, input_shape=f"{n_leads}x{window.shape[1]}",
                                 device=str(getattr(clf, "device", device)), batch=b, calls=len(times),
                                 ms_per_call=1000 * median, records_per_s=b / median, source=origin))
                 print(f"  {spec:>14} {rows[-1].device:>6} batch {b:>4}: {rows[-1].records_per_s:10.1f} records/s",
                       file=sys.stderr)
             del clf
-    return rows
+        if len(answers) > 1:
+            agreement[_label(spec)] = max(float(np.max(np.abs(a - answers[0]))) for a in answers[1:])
+    return rows, agreement
 
 
-def markdown(rows: list[Row], *, threads: int, note: str) -> str:
+def _label(spec: str) -> str:
+    return Path(spec).stem if spec.endswith((".pt", ".onnx")) else spec
+
+
+def markdown(rows: list[Row], *, threads: int, note: str, agreement: dict[str, float] | None = None) -> str:
     """The results as a Markdown document: context lines, then one table row per measurement."""
     import torch
 
@@ -232,6 +245,9 @@ def markdown(rows: list[Row], *, threads: int, note: str) -> str:
     for r in rows:
         lines.append(f"| {r.model} | {r.leads} | {r.input_shape} | {r.device} | {r.batch} | {r.calls} | "
                      f"{r.ms_per_call:.2f} | {r.records_per_s:.1f} | {r.source} |")
+    if agreement:
+        lines += ["", "Same 32 probes on every device, largest |p(device) - p(cpu)|: "
+                  + ", ".join(f"{name} {diff:.2e}" for name, diff in agreement.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -295,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_throughput: error: --devices asks for cuda but torch sees no GPU", file=sys.stderr)
         return 2
     try:
-        rows = measure(specs, devices, args.batch_sizes, warmup=args.warmup, min_time_s=args.min_time,
+        rows, agreement = measure(specs, devices, args.batch_sizes, warmup=args.warmup, min_time_s=args.min_time,
                        max_calls=args.max_calls, seed=args.seed)
     except (ClassifierError, KeyError) as exc:
         print(f"gpu_throughput: error: {exc}", file=sys.stderr)
@@ -303,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     gpu = cuda_name() if any(r.device.startswith("cuda") for r in rows) else None
     note = ("Measured on CUDA and CPU." if gpu else
             "No GPU was available for this run: CPU only. Run the same command on a CUDA machine for the GPU rows.")
-    text = markdown(rows, threads=args.threads, note=note)
+    text = markdown(rows, threads=args.threads, note=note, agreement=agreement)
     print(text)
     slug = "cuda-" + re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-") if gpu else "cpu"
     args.out.mkdir(parents=True, exist_ok=True)
