@@ -23,7 +23,8 @@ function pct(x) { return `${(100 * Number(x)).toFixed(1)}%`; }
  */
 export function mountAnalysis(els, record, viewer) {
   const controller = new AbortController();
-  const state = { analysisId: null, polling: null };
+  // The registered models with their cards (class names, thresholds), fetched once for the form and results.
+  const state = { analysisId: null, polling: null, models: api("/models").catch(() => null) };
   renderForm(els.form, record, state, viewer, els, controller);
   loadLatest(record, state, viewer, els, controller);
   return () => {
@@ -60,9 +61,10 @@ async function renderForm(target, record, state, viewer, els, controller) {
   const form = target.querySelector("#analysis-form");
   const select = target.querySelector("#analysis-model");
   const error = target.querySelector("#analysis-form-error");
-  api("/models").then((body) => {
+  state.models.then((body) => {
+    if (!body) return;  // the built-in model stays the only choice
     select.innerHTML = modelOptions(body).map((m) => `<option value="${esc(m)}">${esc(m)}</option>`).join("");
-  }).catch(() => { /* the built-in model stays the only choice */ });
+  });
 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -135,7 +137,7 @@ async function follow(id, state, viewer, els, controller) {
   }
   if (state.analysisId !== id) return;
   if (analysis.status === "done") {
-    await showResult(analysis, viewer, els);
+    await showResult(analysis, viewer, els, await state.models);
   } else if (analysis.status === "failed") {
     els.result.innerHTML = `<p class="alert" role="alert">The analysis failed: ${esc(analysis.error || "no reason given")}</p>`;
   }
@@ -152,7 +154,7 @@ async function poll(id, els, controller) {
 }
 
 /** The finished analysis: diagnosis, segment list, overlay toggle, robustness panel; segments onto the ECG. */
-export async function showResult(analysis, viewer, els) {
+export async function showResult(analysis, viewer, els, models = null) {
   const result = analysis.result ?? analysis;
   const ex = result.explanation;
   if (!ex) {
@@ -214,7 +216,9 @@ export async function showResult(analysis, viewer, els) {
     if (e.target.name === "overlay") viewer.setOverlay(e.target.value);
   });
   await viewer.setSegments(segments, ex);
-  await viewer.showWindow(Number(ex.start_s) || 0);
-  await renderRobustness(els.robustness, result.robustness);
+  await viewer.showExplained(Number(ex.start_s) || 0);
+  const card = models ? unwrapList(models).items.find((m) => m.name === analysis.model)?.card : null;
+  const label = result.robustness?.label ?? dx.label;
+  await renderRobustness(els.robustness, result.robustness, { threshold: card?.thresholds?.[label] ?? null });
 }
 

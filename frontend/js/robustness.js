@@ -37,7 +37,7 @@ function flipText(flip) {
 }
 
 /** Render the robustness panel for `report` into `container` (an element). */
-export async function renderRobustness(container, report) {
+export async function renderRobustness(container, report, { threshold: cardThreshold = null } = {}) {
   if (!report) {
     container.innerHTML = `<h2>Robustness</h2><p class="muted">No robustness report for this analysis.</p>`;
     return;
@@ -90,10 +90,14 @@ export async function renderRobustness(container, report) {
       });
     }
   });
-  const threshold = report.extra?.threshold;
-  if (threshold != null) {
+  // The operating threshold of the diagnosed class (below it the finding is no longer reported).
+  const threshold = report.extra?.threshold ?? cardThreshold;
+  const annotations = [];
+  if (threshold != null && Number.isFinite(Number(threshold))) {
     shapes.push({ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: threshold, y1: threshold,
       line: { color: "#5a6270", width: 1, dash: "dash" } });
+    annotations.push({ xref: "paper", yref: "y", x: 1, y: threshold, xanchor: "right", yanchor: "bottom",
+      text: `threshold ${Number(threshold).toFixed(2)}`, showarrow: false, font: { size: 10, color: "#5a6270" } });
   }
   const layout = {
     height: 320, margin: { l: 50, r: 10, t: 10, b: 80 }, showlegend: true,
@@ -101,7 +105,7 @@ export async function renderRobustness(container, report) {
     xaxis: { title: { text: "SNR (dB) — more noise →" }, range: [hi + 1, lo - 1], dtick: 6, zeroline: false,
       gridcolor: "#e7eaef" },
     yaxis: { title: { text: `p(${report.label})` }, range: [0, 1.02], gridcolor: "#e7eaef", zeroline: false },
-    shapes, paper_bgcolor: "#ffffff", plot_bgcolor: "#ffffff", font: { size: 11, color: "#1d2127" },
+    shapes, annotations, paper_bgcolor: "#ffffff", plot_bgcolor: "#ffffff", font: { size: 11, color: "#1d2127" },
   };
   await window.Plotly.react(plot, data, layout, { displaylogo: false, responsive: true,
     modeBarButtonsToRemove: ["lasso2d", "select2d", "toImage"] });

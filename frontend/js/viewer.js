@@ -18,6 +18,7 @@ export const DISTORTION_COLOURS = {
   muscle: "#009E73",            // bluish green
   electrode_motion: "#CC79A7",  // reddish purple
   gaussian: "#0072B2",          // blue
+  none: "#505050",              // dark grey: a segment that mattered without a distortion type of its own
 };
 const SPARE_COLOURS = ["#D55E00", "#F0E442", "#000000"];
 // The distortion kinds the explainer knows (ecglens.distortions.KINDS), in its order.
@@ -184,6 +185,17 @@ export class EcgViewer {
       this.range = [a, Math.min(this.duration, a + width)];
     }
     await this.fetchAndDraw();
+  }
+
+  /** Show the explained window from `start_s` at 100% zoom (true paper scale). */
+  async showExplained(start_s) {
+    this.zoom = 1;
+    if (this.layoutMode === "standard") {
+      await this.showWindow(start_s);
+      return;
+    }
+    const seconds = (this.plotWidthPx() - 70) / (SPEED_MM_S * PX_PER_MM);
+    await this.showWindow(start_s, start_s + seconds);
   }
 
   async pan(fraction) {

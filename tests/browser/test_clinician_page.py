@@ -17,7 +17,7 @@ pytestmark = pytest.mark.browser
 
 STANDARD_12 = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 OKABE_ITO = {"baseline_wander": "#E69F00", "powerline": "#56B4E9", "muscle": "#009E73",
-             "electrode_motion": "#CC79A7", "gaussian": "#0072B2"}
+             "electrode_motion": "#CC79A7", "gaussian": "#0072B2", "none": "#505050"}
 ANALYSIS_TIMEOUT_MS = 120_000
 BUDGET = 60
 DISTORTIONS = ["baseline_wander", "muscle", "gaussian"]
@@ -314,6 +314,8 @@ def test_mitbih_records_show_stacked_leads_and_an_analysis(server, browser_page)
     assert ranges[0] == pytest.approx([300.0, 302.0]) and ranges[1] == pytest.approx([300.0, 302.0])
     page.click('button[data-act="later"]')
     page.wait_for_function("() => document.getElementById('ecg-plot')._fullLayout.xaxis.range[0] > 300.5")
+    page.click('button[data-act="zoom-100"]')  # back to true paper scale
+    page.wait_for_function("() => document.getElementById('viewer-readout').textContent.includes('25.0 mm/s')")
 
     analysis = _run_analysis(page, server)
     # The view moves to the window the explainer chose in the 30-min record; the segments lie inside it.
