@@ -16,6 +16,8 @@ MATRIX = [
     ("GET", "/api/v1/analyses", ALL),
     ("GET", "/api/v1/analyses/{analysis_id}", ALL),
     ("GET", "/api/v1/analyses/{analysis_id}/events", {"clinician", "admin", "service"}),
+    ("GET", "/api/v1/analyses/{analysis_id}/fhir", {"clinician", "admin", "service"}),
+    ("GET", "/api/v1/analyses/{analysis_id}/report.pdf", {"clinician", "admin", "service"}),
     ("GET", "/api/v1/models", ALL),
     ("POST", "/api/v1/models", {"admin"}),
     ("GET", "/api/v1/audit", {"auditor", "admin"}),
