@@ -20,6 +20,7 @@ that flips the diagnosis (and the same malus on a step that un-flips it).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -190,6 +191,7 @@ class Episode:
         self.probed = np.zeros(n_cells, dtype=bool)
         self.last_drop = np.zeros(n_cells, dtype=np.float32)
         self.last_drop_per_l2 = np.zeros(n_cells, dtype=np.float32)
+        self.max_drop = np.zeros(n_cells, dtype=np.float64)  # largest drop any probe of the cell caused (over p0)
         self.noise = np.zeros_like(self.clean)
         self.probs0 = np.asarray(probs0, dtype=np.float64).ravel()
         self.probs = self.probs0.copy()
@@ -200,11 +202,9 @@ class Episode:
     # ------------------------------------------------------------------ noise
     def _unit_noise(self, bank: np.ndarray) -> np.ndarray:
         """Each cell's span of the bank tapered and rescaled to unit RMS: ``[kinds, leads, samples]``."""
-        from scipy.signal.windows import tukey
-
         out = np.empty_like(bank)
         for a, b in self.grid.bounds:
-            piece = bank[:, :, a:b] * tukey(b - a, _TAPER_ALPHA)[None, None, :].astype(np.float32)
+            piece = bank[:, :, a:b] * _taper(int(b - a))[None, None, :]
             rms = np.sqrt(np.mean(piece.astype(np.float64) ** 2, axis=2, keepdims=True)) + 1e-12
             out[:, :, a:b] = (piece / rms).astype(np.float32)
         return out
@@ -299,6 +299,7 @@ class Episode:
             drop = (base_p - float(row[self.target.index])) / scale
             self.probed[cell] = True
             self.last_drop[cell] = np.float32(drop)
+            self.max_drop[cell] = max(self.max_drop[cell], drop)
             self.last_drop_per_l2[cell] = np.float32(np.clip(drop / max(abs(dl2), 1e-3), -10, 10))
 
     # ------------------------------------------------------------------ observation
@@ -463,6 +464,16 @@ class VecSegmentGridEnv:
         grid, feats = self._grids[i]
         return Episode(self.inputs[i], self.fs, self.probs[i], self.targets[i], self.rng, kinds=self.kinds,
                        levels_db=self.levels_db, grid=grid, signal_features=feats, query_budget=self.max_steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _taper(n: int) -> np.ndarray:
+    """float32 Tukey window of ``n`` samples (cached: every episode tapers the same cell lengths)."""
+    from scipy.signal.windows import tukey
+
+    out = tukey(n, _TAPER_ALPHA).astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def _is_normal(label: str) -> bool:

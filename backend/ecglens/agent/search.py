@@ -402,30 +402,37 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
 
 # ---------------------------------------------------------------------------------------------------- scoring
 def score_cells(ep: Episode, contributions: dict[int, float], prior: np.ndarray | None) -> np.ndarray:
-    """float64 ``[n_cells]`` in [0, 1]: final minimal set > probed cells that lowered the probability > prior.
+    """float64 ``[n_cells]`` in [0, 1]: final minimal set > probed cells that lowered the probability > the rest.
 
     Minimal-set cells score 0.6 + 0.4 x (contribution / largest contribution) minus 0.02 per place in the order
-    they were found; probed cells up to 0.5 x (their largest observed drop / p0); never-probed cells up to 0.1
-    by the policy's prior (softmax of its first ranking).
+    they were found; probed cells up to 0.5 x (the largest drop a probe of theirs caused / p0). A cell never
+    probed scores half of the best measured score at the same time window on another lead (a beat is on every
+    lead), or else up to 0.1 by the policy's prior (softmax of its first ranking).
     """
     n = ep.grid.n_cells
-    scores = np.zeros(n)
+    prior_scores = np.zeros(n)
     if prior is not None:
         finite = np.where(np.isfinite(prior), prior, -np.inf)
         w = np.exp(finite - np.max(finite))
-        scores = 0.1 * w / max(w.max(), 1e-12)
-    drop = np.clip(ep.last_drop.astype(np.float64), 0.0, 1.0)
+        prior_scores = 0.1 * w / max(w.max(), 1e-12)
+    measured = np.zeros(n)
     probed = ep.probed
-    scores[probed] = np.maximum(scores[probed] * 0.2, 0.5 * drop[probed])
+    measured[probed] = 0.5 * np.clip(ep.max_drop[probed], 0.0, 1.0)
     distorted = [int(c) for c in ep.order if ep.kind[c] >= 0]
     if contributions:
         top = max(max(contributions.values()), 1e-9)
         for rank, c in enumerate(distorted):
             share = max(0.0, contributions.get(c, 0.0)) / top
-            scores[c] = max(scores[c], 0.6 + 0.4 * share - 0.02 * rank)
-    elif not ep.flipped:
-        for c in distorted:  # no flip: what the committed cells did is all we know
-            scores[c] = max(scores[c], 0.5 * drop[c])
+            measured[c] = max(measured[c], 0.6 + 0.4 * share - 0.02 * rank)
+    by_window = measured.reshape(ep.grid.n_leads, ep.grid.n_windows)
+    if ep.grid.n_leads > 1:
+        # Best measured score at each window on the other leads: top two per window avoid counting a cell twice.
+        srt = np.sort(by_window, axis=0)
+        best, second = srt[-1], srt[-2]
+        other = np.where(by_window == best[None, :], second[None, :], best[None, :]).ravel()
+    else:
+        other = np.zeros(n)
+    scores = np.where(probed | (measured > 0), measured, np.maximum(prior_scores, 0.5 * other))
     peak = scores.max()
     return scores / peak if peak > 0 else scores
 

@@ -132,7 +132,8 @@ def train_agent(model: str = "builtin", *, data_dir: str | Path | None = None, o
     from ecglens.classifiers import load_classifier
     from ecglens.datasets.mitdb import DS1
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # One thread: on a shared 2-core machine a second OpenMP thread mostly spins waiting for a core.
+    torch.set_num_threads(1)
     records = tuple(str(r).strip() for r in records) if records else training_records()
     outside = [r for r in records if r not in DS1]
     if outside:
