@@ -294,7 +294,13 @@ export class EcgViewer {
     const expected = (end - start) * (this.data.fs || this.record.fs || 1);
     const got = Math.max(0, ...Object.values(this.data.series).map((s) => s.v.length));
     this.fetched = { start, end, decimated: this.data.decimated || got < expected * 0.9 };
-    if (!this.rowRanges) this.rowRanges = this.rows().map((row) => rowRange(row.leads.flatMap((l) => this.data.series[l]?.v || [])));
+    // Row heights stay put while the signal fits; a row whose signal wandered out (baseline drift in a long
+    // record) is re-centred on what is now in view.
+    const needed = this.rows().map((row) => rowRange(row.leads.flatMap((l) => this.data.series[l]?.v || [])));
+    this.rowRanges = needed.map((want, r) => {
+      const have = this.rowRanges?.[r];
+      return have && want[0] >= have[0] - 1e-9 && want[1] <= have[1] + 1e-9 ? have : want;
+    });
     await this.draw();
   }
 
