@@ -405,3 +405,44 @@ def test_keyboard_alone_signs_in_and_moves_between_views_with_visible_focus(serv
     page.keyboard.press("Enter")
     page.wait_for_function("() => window.__pickerOpened === true")
     assert page.console_log.errors == []
+
+
+def test_browser_modules_read_the_services_signal_windows_and_group_uploads(server, browser_page,
+                                                                            generated_12_lead_csv):
+    boundary = "ecglens-modules"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"modules-sim.csv\"\r\n"
+            f"Content-Type: text/csv\r\n\r\n").encode() + generated_12_lead_csv.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    status, created = server.api("/records", body=body, content_type=f"multipart/form-data; boundary={boundary}")
+    assert status == 201, created
+    record_id = created["data"][0]["id"]
+    page = browser_page
+    sign_in(page, server)
+    out = page.evaluate("""async (id) => {
+        const { api } = await import('/js/api.js');
+        const v = await import('/js/viewer.js');
+        const u = await import('/js/upload.js');
+        const shape = (n) => Object.fromEntries(Object.entries(n.series).map(([lead, s]) => [lead,
+            { n: s.t.length, nv: s.v.length, t0: s.t[0], t1: s.t[s.t.length - 1],
+              increasing: s.t.every((t, i) => i === 0 || t >= s.t[i - 1]) }]));
+        // The same window twice: min/max-decimated to 200 points, and at full resolution.
+        const coarse = v.normalizeSignal(await api(`/records/${id}/signal`, { query: { start_s: 2, end_s: 6, max_points: 200 } }));
+        const fine = v.normalizeSignal(await api(`/records/${id}/signal`, { query: { start_s: 2, end_s: 6, max_points: 5000 } }));
+        const f = (name) => new File(['x'], name);
+        const groups = u.groupFiles([f('100.hea'), f('100.dat'), f('scan.zip'), f('100.atr'), f('101.dat'), f('a.csv')])
+            .map((g) => [g.label, g.files.map((x) => x.name)]);
+        return { coarse: shape(coarse), coarseFlag: coarse.decimated, fine: shape(fine), fineFlag: fine.decimated,
+                 groups, range: v.rowRange([-0.2, 0.1, 1.9, -0.4]), opacity: [v.segmentOpacity(0), v.segmentOpacity(1)] };
+    }""", record_id)
+    assert out["coarseFlag"] is True and out["fineFlag"] is False
+    assert sorted(out["coarse"]) == sorted(STANDARD_12) == sorted(out["fine"])
+    for lead in STANDARD_12:
+        c, f = out["coarse"][lead], out["fine"][lead]
+        assert c["n"] == c["nv"] <= 200 and c["increasing"] and 2.0 - 1e-6 <= c["t0"] and c["t1"] <= 6.0
+        assert f["n"] == f["nv"] == 2000 and f["increasing"]  # 4 s at 500 Hz
+        assert f["t0"] == 2.0 and abs(f["t1"] - (6.0 - 1 / 500)) < 1e-9
+    assert out["groups"] == [["100", ["100.hea", "100.dat", "100.atr"]], ["scan.zip", ["scan.zip"]],
+                             ["101", ["101.dat"]], ["a.csv", ["a.csv"]]]
+    lo, hi = out["range"]
+    assert lo <= -0.4 and hi >= 1.9 and hi - lo >= 3.0 and (hi - lo) % 0.5 == 0
+    assert out["opacity"] == [0.12, 0.62]
+    assert page.console_log.errors == []
