@@ -169,6 +169,25 @@ def test_oracle_flips_at_the_bisected_snr_and_not_much_above(record):
     assert clf.predict_proba(weaker[None])[0, 1] >= 0.5
 
 
+class BandFlipper(BumpDetector):
+    """Flips only while lead MLII's spread is between 1.5x and 3x the clean one: loud noise looks abnormal again."""
+
+    def __init__(self, clean_sd: float):
+        self.clean_sd = clean_sd
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        ratio = np.asarray(batch, dtype=np.float64)[:, 0].std(axis=-1) / self.clean_sd
+        p = np.where((ratio > 1.5) & (ratio < 3.0), 0.1, 0.9)
+        return np.stack([1.0 - p, p], axis=1)
+
+
+def test_oracle_finds_a_flip_that_only_moderate_noise_causes(record):
+    clf = BandFlipper(float(record[0].std()))
+    exp = OracleBaseline(clf, kinds=("gaussian",)).explain(record, "bump", beat_time_s=BUMP_S)
+    assert exp.adversarial is not None
+    assert clf.predict_proba(exp.adversarial.signal[None])[0, 1] < 0.5
+
+
 def test_oracle_without_the_beat_time_says_what_it_needs(record):
     with pytest.raises(ValueError, match="beat_time_s"):
         OracleBaseline(BumpDetector()).explain(record, "bump")

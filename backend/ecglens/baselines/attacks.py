@@ -24,7 +24,7 @@ import numpy as np
 from ecglens.agent.env import Target
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.base import Attribution, PerturbationBaseline
-from ecglens.baselines.cells import cell_energy
+from ecglens.baselines.cells import cell_energy, cell_medians
 from ecglens.classifiers.base import QueryCounter
 from ecglens.errors import QueryBudgetExceeded
 
@@ -107,8 +107,8 @@ class _ArtAttackBaseline(PerturbationBaseline):
         with _numpy_global_seed(int(rng.integers(2 ** 31))), _quiet_art(), np.errstate(divide="ignore",
                                                                                        invalid="ignore"):
             try:
-                for attack in self._attacks(estimator, signal, counter):
-                    last = attack.generate(x)
+                for attack, options in self._attacks(estimator, signal, grid, counter, to_art):
+                    last = attack.generate(x, **options)
                     if view.best is not None:
                         break
             except QueryBudgetExceeded:
@@ -126,7 +126,8 @@ class _ArtAttackBaseline(PerturbationBaseline):
         """ART's input layout: ``[n, leads, samples]`` as is (override for image-only attacks)."""
         return (lambda s: s.copy()), (lambda a: a)
 
-    def _attacks(self, estimator, signal: np.ndarray, counter: QueryCounter):
+    def _attacks(self, estimator, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, to_art):
+        """Yield ``(ART attack, generate() keyword arguments)``, tried in turn until one flips."""
         raise NotImplementedError
 
 
@@ -164,7 +165,7 @@ class SquareAttackBaseline(_ArtAttackBaseline):
 
         return to_art, to_signal
 
-    def _attacks(self, estimator, signal: np.ndarray, counter: QueryCounter):
+    def _attacks(self, estimator, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, to_art):
         from art.attacks.evasion import SquareAttack
 
         norm = float(np.linalg.norm(signal - signal.mean(axis=1, keepdims=True)))
@@ -172,7 +173,7 @@ class SquareAttackBaseline(_ArtAttackBaseline):
         for level in self.snr_levels_db:
             # About three rows per iteration (robustness check, current and new loss).
             yield SquareAttack(estimator, norm=2, eps=norm * 10 ** (-level / 20), max_iter=max(1, share // 3),
-                               nb_restarts=1, batch_size=self.batch_size, verbose=False)
+                               nb_restarts=1, batch_size=self.batch_size, verbose=False), {}
 
 
 class SimBABaseline(_ArtAttackBaseline):
@@ -190,18 +191,21 @@ class SimBABaseline(_ArtAttackBaseline):
         super().__init__(classifier, **kwargs)
         self.epsilon_rel = epsilon_rel
 
-    def _attacks(self, estimator, signal: np.ndarray, counter: QueryCounter):
+    def _attacks(self, estimator, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, to_art):
         from art.attacks.evasion import SimBA
 
         left = counter.remaining or 2000
         eps = float(signal.std()) * self.epsilon_rel or 0.01
         # Two rows per iteration, one for the initial prediction.
         yield SimBA(estimator, attack="px", order="random", epsilon=eps, max_iter=max(1, (left - 1) // 2),
-                    batch_size=1, verbose=False)
+                    batch_size=1, verbose=False), {}
 
 
 class HopSkipJumpBaseline(_ArtAttackBaseline):
-    """ART `HopSkipJump` (L2, decision-based): random start across the boundary, then walk along it inward.
+    """ART `HopSkipJump` (L2, decision-based): start across the boundary, then walk along it toward the record.
+
+    The start is the record with every grid cell flattened to its median (one query to confirm it flips);
+    HopSkipJump's own uniform-noise starts are its fallback.
 
     Parameters (besides `PerturbationBaseline`'s; default budget 2,000)
     ----------
@@ -218,11 +222,14 @@ class HopSkipJumpBaseline(_ArtAttackBaseline):
         self.max_eval = max_eval
         self.init_eval = init_eval
 
-    def _attacks(self, estimator, signal: np.ndarray, counter: QueryCounter):
+    def _attacks(self, estimator, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, to_art):
         from art.attacks.evasion import HopSkipJump
 
+        # Start from the record with every cell flattened (no beats at all: surely not the finding); ART checks
+        # it with one query and falls back to its own uniform-noise starts if it does not flip.
+        start = to_art(cell_medians(grid, signal)[None])
         yield HopSkipJump(estimator, norm=2, max_iter=100, max_eval=self.max_eval, init_eval=self.init_eval,
-                          init_size=100, batch_size=self.batch_size, verbose=False)
+                          init_size=100, batch_size=self.batch_size, verbose=False), {"x_adv_init": start}
 
 
 @contextlib.contextmanager
