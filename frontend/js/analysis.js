@@ -1,7 +1,7 @@
 // Analysis panel: start an analysis (model, distortion types, query budget), follow its progress events, then
 // show the diagnosis, the critical segments (a list that moves the ECG view to each) and the overlay toggle.
 // Everything shown comes from GET /analyses/{id}; the browser computes nothing about the ECG.
-import { api, esc, streamEvents } from "./api.js";
+import { api, apiOffers, downloadFile, esc, streamEvents } from "./api.js";
 import { unwrapList } from "./records.js";
 import { renderRobustness } from "./robustness.js";
 import { DISTORTION_KINDS, distortionColour, distortionLabel, OVERLAY_COLOURS } from "./viewer.js";
@@ -184,6 +184,11 @@ export async function showResult(analysis, viewer, els, models = null) {
         : `No distortion within the query budget changed the diagnosis (lowest SNR tried:
            ${adv.snr_db == null ? "–" : Number(adv.snr_db).toFixed(1)} dB).`)
       : "No distortion within the query budget changed the diagnosis."}</p>
+    <div class="row hidden" id="exports" style="margin:.25rem 0 .75rem">
+      <button type="button" class="btn btn-secondary btn-small" data-export="report.pdf">PDF report</button>
+      <button type="button" class="btn btn-secondary btn-small" data-export="fhir">FHIR Observation</button>
+      <span class="error small" id="export-error" role="alert"></span>
+    </div>
     <fieldset id="overlay-toggle"><legend>Overlay on the ECG</legend>
       <div class="checks">
         <label><input type="radio" name="overlay" value="none" checked> None</label>
@@ -215,6 +220,7 @@ export async function showResult(analysis, viewer, els, models = null) {
   els.result.querySelector("#overlay-toggle").addEventListener("change", (e) => {
     if (e.target.name === "overlay") viewer.setOverlay(e.target.value);
   });
+  bindExports(els.result, analysis.id);
   await viewer.setSegments(segments, ex);
   await viewer.showExplained(Number(ex.start_s) || 0);
   const card = models ? unwrapList(models).items.find((m) => m.name === analysis.model)?.card : null;
@@ -222,3 +228,25 @@ export async function showResult(analysis, viewer, els, models = null) {
   await renderRobustness(els.robustness, result.robustness, { threshold: card?.thresholds?.[label] ?? null });
 }
 
+
+/** The PDF report and FHIR Observation downloads, shown when the service offers them. */
+async function bindExports(target, id) {
+  const box = target.querySelector("#exports");
+  if (!box || !(await apiOffers("GET", "/analyses/{analysis_id}/report.pdf"))) return;
+  box.classList.remove("hidden");
+  box.addEventListener("click", async (e) => {
+    const button = e.target.closest("button[data-export]");
+    if (!button) return;
+    const kind = button.dataset.export;
+    button.disabled = true;
+    box.querySelector("#export-error").textContent = "";
+    try {
+      await downloadFile(`/analyses/${encodeURIComponent(id)}/${kind}`,
+        kind === "fhir" ? `ecglens-${id}.fhir.json` : `ecglens-${id}.pdf`);
+    } catch (err) {
+      box.querySelector("#export-error").textContent = err.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}

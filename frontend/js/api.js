@@ -185,9 +185,23 @@ export async function streamEvents(path, onEvent, { signal } = {}) {
   dispatch();
 }
 
+/** Fetch a file (PDF, FHIR JSON) with the auth header and hand it to the browser as a download. */
+export async function downloadFile(path, filename) {
+  const response = await fetch(API_BASE + path, { headers: authHeaders() });
+  if (!response.ok) {
+    const body = await parseBody(response);
+    throw new ApiError(response.status, describeError(response.status, body), body);
+  }
+  saveBlob(await response.blob(), filename);
+}
+
 /** Save text as a file download (CSV export). */
 export function saveText(text, filename, type = "text/csv") {
-  const url = URL.createObjectURL(new Blob([text], { type }));
+  saveBlob(new Blob([text], { type }), filename);
+}
+
+function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
   const a = document.createElement("a");
   a.href = url;
   a.download = filename;

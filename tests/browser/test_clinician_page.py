@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import re
 
 import pytest
@@ -326,6 +327,14 @@ def test_mitbih_records_show_stacked_leads_and_an_analysis(server, browser_page)
     assert all(ex["start_s"] - 1e-6 <= s["start_s"] < s["end_s"] <= ex["start_s"] + window_s + 1e-6
                for s in ex["segments"])
     _check_result(page, analysis, ["MLII", "V1"])
+    # The service's exports, downloaded with the API key: a PDF report and a FHIR Observation.
+    page.wait_for_selector("#exports:not(.hidden)")
+    with page.expect_download(timeout=60_000) as pdf:
+        page.click('#exports button[data-export="report.pdf"]')
+    assert pdf.value.path().read_bytes()[:5] == b"%PDF-"
+    with page.expect_download() as fhir:
+        page.click('#exports button[data-export="fhir"]')
+    assert json.loads(fhir.value.path().read_text())["resourceType"] == "Observation"
     _screenshots(page, "record-mitdb200")
     assert page.console_log.errors == []
 
