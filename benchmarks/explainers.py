@@ -29,6 +29,7 @@ Usage::
     .venv/bin/python benchmarks/explainers.py --model transfer_gru --max-minutes 60
     .venv/bin/python benchmarks/explainers.py --model path/to/model.onnx --methods policy-500,occlusion
 
+Runs on CPU with one torch thread by default (``--threads 2`` on an otherwise idle 2-core machine).
 Prints one Markdown table and writes it, with the command line and machine, to
 ``benchmarks/results/explainers-<model>-<YYYY-MM-DD>.md`` (per-case rows beside it as ``.jsonl``).
 """
@@ -378,7 +379,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--target", default=None, help="class to explain (default: the ventricular one)")
     p.add_argument("--records", default=None, help="comma-separated DS2 records (default: all of DS2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    # One thread: most calls here are sequential single rows (SimBA, Square, HopSkipJump's searches), and on a
+    # shared 2-core machine a 2-thread torch call of one row measured 150-700 ms against 7.5 ms with one thread.
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see the note above)")
     p.add_argument("--suffix", default="", help="appended to the result file name")
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--verbose", action="store_true", help="per-method timings on stderr")
