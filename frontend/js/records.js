@@ -10,10 +10,11 @@ export function unwrapList(body) {
   return { items, count: body.count ?? body.total ?? items.length };
 }
 
+/** "2026-11-24 06:29 UTC": dates are shown and searched in UTC, as the service stores them. */
 export function formatDate(value) {
   if (!value) return "";
   const d = new Date(value);
-  return Number.isNaN(d.getTime()) ? String(value) : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  return Number.isNaN(d.getTime()) ? String(value) : `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 }
 
 export function statusBadge(status, progress) {
@@ -38,9 +39,9 @@ export async function render(root, params = {}) {
       <form id="records-search" class="row" role="search" aria-label="Search records">
         <div class="field"><label for="q">Name</label>
           <input id="q" name="q" type="search" value="${esc(params.q || "")}" placeholder="e.g. 100"></div>
-        <div class="field"><label for="since">Uploaded from</label>
+        <div class="field"><label for="since">Uploaded from (UTC)</label>
           <input id="since" name="since" type="date" value="${esc(params.since || "")}"></div>
-        <div class="field"><label for="until">Uploaded until</label>
+        <div class="field"><label for="until">Uploaded until (UTC)</label>
           <input id="until" name="until" type="date" value="${esc(params.until || "")}"></div>
         <div class="field"><span>&nbsp;</span><button class="btn" type="submit">Search</button></div>
       </form>

@@ -455,3 +455,45 @@ def test_browser_modules_read_the_services_signal_windows_and_group_uploads(serv
     assert lo <= -0.4 and hi >= 1.9 and hi - lo >= 3.0 and (hi - lo) % 0.5 == 0
     assert out["opacity"] == [0.12, 0.62]
     assert page.console_log.errors == []
+
+
+def _upload_csv(server, name: str, seconds: float = 2.0, fs: float = 250.0) -> str:
+    """Upload a small one-lead CSV record over REST; return its id."""
+    t = [i / fs for i in range(int(seconds * fs))]
+    text = "time_s,II\n" + "".join(f"{x:.4f},{0.1 * ((i % 50) == 0):.3f}\n" for i, x in enumerate(t))
+    boundary = "ecglens-page"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}.csv\"\r\n"
+            f"Content-Type: text/csv\r\n\r\n{text}\r\n--{boundary}--\r\n").encode()
+    status, created = server.api("/records", body=body, content_type=f"multipart/form-data; boundary={boundary}")
+    assert status == 201, created
+    return created["data"][0]["id"]
+
+
+def test_records_list_pages_through_records_and_filters_by_name_and_upload_day(server, browser_page):
+    for i in range(21):
+        _upload_csv(server, f"page-rec-{i:02d}")
+    page = browser_page
+    sign_in(page, server)
+    page.wait_for_selector("#records-table")
+    total = int(re.search(r"(\d+) records?", page.text_content(".pager")).group(1))
+    assert total >= 21
+    first = page.locator("#records-table tbody tr").count()
+    assert first == 20  # a page holds 20, newest first
+    page.click("#next-page")
+    page.wait_for_function("() => location.hash.includes('page=2')")
+    page.wait_for_selector("#records-table")
+    assert page.locator("#records-table tbody tr").count() == min(20, total - 20)
+    assert "Page 2 of" in page.text_content(".pager")
+
+    page.goto(server.url + "/#/records?q=page-rec-1")
+    page.wait_for_selector("#records-table")
+    names = page.locator("#records-table tbody td:first-child").all_text_contents()
+    assert sorted(names) == [f"page-rec-{i}" for i in range(10, 20)]
+
+    today = page.evaluate("() => new Date().toISOString().slice(0, 10)")
+    page.goto(server.url + f"/#/records?q=page-rec-0&since={today}&until={today}")
+    page.wait_for_selector("#records-table")
+    assert page.locator("#records-table tbody tr").count() == 10
+    page.goto(server.url + "/#/records?q=page-rec&until=2000-01-01")
+    page.wait_for_selector("#records-body >> text=No records match this search")
+    assert page.console_log.errors == []
