@@ -419,7 +419,10 @@ def _target_class(classifier, wanted: str | None) -> str:
 
 
 def _model_name(spec: str, classifier) -> str:
-    name = Path(str(spec).rstrip("/")).stem or getattr(getattr(classifier, "card", None), "name", None) or "model"
+    path = Path(str(spec).rstrip("/"))
+    name = path.stem or getattr(getattr(classifier, "card", None), "name", None) or "model"
+    if path.suffix.lower() == ".onnx":  # the same model as TorchScript and as ONNX: two result files
+        name += "-onnx"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
 
 
