@@ -35,8 +35,8 @@ def main() -> int:
     token = path.read_text().strip() if path else ""
     rule = "=" * 78
     print(f"{rule}\nFirst admin API key (shown once; store it now, e.g. in a password manager):\n\n"
-          f"    {token}\n\nUse it as `Authorization: Bearer <key>`. It is also in {path} (mode 0600) in the data "
-          f"directory:\ndelete that file once stored. More keys: `ecglens create-key --role ROLE`.\n{rule}",
+          f"    {token}\n\nUse it as `Authorization: Bearer <key>`. It is also kept in {path} (mode 0600):\n"
+          f"delete that file once stored. More keys: `ecglens create-key --role ROLE`.\n{rule}",
           flush=True)
     return 0
 
