@@ -58,6 +58,8 @@ function rgba(hex, alpha) {
 const STANDARD_ROWS = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]];
 const STANDARD_12 = STANDARD_ROWS.flat();
 const PAGE_S = 10;
+const MARGIN = { l: 40, r: 30, t: 10, b: 36 };  // plot margins in px (left + right = the non-paper width)
+const SIDE_PX = MARGIN.l + MARGIN.r;
 // Display-only stand-ins when the analysis names a lead slightly differently from the record (MLII vs II).
 const STAND_INS = { MLII: ["II"], II: ["MLII"], MLI: ["I"], I: ["MLI"], MLIII: ["III"], III: ["MLIII"] };
 
@@ -117,7 +119,7 @@ export class EcgViewer {
     this.range = null;                   // visible [start_s, end_s]
     this.data = null;                    // last signal fetch, normalised
     this.fetched = null;                 // {start, end, decimated}
-    this.rowRanges = null;               // y range per row, fixed once per layout so rows do not jump
+    this.rowRanges = null;               // y range (mV) per row; kept while the signal in view fits it
     this.segments = [];
     this.selected = null;
     this.explanation = null;
@@ -151,19 +153,19 @@ export class EcgViewer {
     return [this.page0 + col * w, this.page0 + (col + 1) * w];
   }
 
+  /** The figure's width in px: the 10-s page at this zoom (standard layout), else the container's width. */
   plotWidthPx() {
-    const margins = 70;
     if (this.layoutMode === "standard") {
-      return Math.round(this.pageLength() * SPEED_MM_S * PX_PER_MM * this.zoom) + margins;
+      return Math.round(this.pageLength() * SPEED_MM_S * PX_PER_MM * this.zoom) + SIDE_PX;
     }
     // A record shorter than the screen at this zoom gets a narrower plot, so the paper scale stays true.
-    const whole = Math.ceil(this.duration * SPEED_MM_S * PX_PER_MM * this.zoom) + margins;
+    const whole = Math.ceil(this.duration * SPEED_MM_S * PX_PER_MM * this.zoom) + SIDE_PX;
     return Math.min(Math.max(480, this.div.clientWidth), whole);
   }
 
   defaultRange() {
     if (this.layoutMode === "standard") return [this.page0, this.page0 + this.pageLength()];
-    const seconds = (this.plotWidthPx() - 70) / (SPEED_MM_S * PX_PER_MM * this.zoom);
+    const seconds = (this.plotWidthPx() - SIDE_PX) / (SPEED_MM_S * PX_PER_MM * this.zoom);
     const start = Math.max(0, Math.min(this.range ? this.range[0] : 0, this.duration - seconds));
     return [start, Math.min(this.duration, start + seconds)];
   }
@@ -194,7 +196,7 @@ export class EcgViewer {
       await this.showWindow(start_s);
       return;
     }
-    const seconds = (this.plotWidthPx() - 70) / (SPEED_MM_S * PX_PER_MM);
+    const seconds = (this.plotWidthPx() - SIDE_PX) / (SPEED_MM_S * PX_PER_MM);
     await this.showWindow(start_s, start_s + seconds);
   }
 
@@ -210,7 +212,7 @@ export class EcgViewer {
   /** The zoom at which the 10-s page fills the plot's width (stacked layouts always fill it: 100%). */
   fitZoom() {
     if (this.layoutMode !== "standard") return 1;
-    return (this.div.clientWidth - 70) / (this.pageLength() * SPEED_MM_S * PX_PER_MM);
+    return (this.div.clientWidth - SIDE_PX) / (this.pageLength() * SPEED_MM_S * PX_PER_MM);
   }
 
   async setZoom(zoom) {
@@ -219,7 +221,7 @@ export class EcgViewer {
       this.range = this.defaultRange();
     } else {
       const centre = (this.range[0] + this.range[1]) / 2;
-      const seconds = (this.plotWidthPx() - 70) / (SPEED_MM_S * PX_PER_MM * this.zoom);
+      const seconds = (this.plotWidthPx() - SIDE_PX) / (SPEED_MM_S * PX_PER_MM * this.zoom);
       const a = Math.max(0, Math.min(centre - seconds / 2, this.duration - seconds));
       this.range = [a, Math.min(this.duration, a + seconds)];
     }
@@ -232,7 +234,7 @@ export class EcgViewer {
     this.layoutMode = mode;
     this.rowRanges = null;
     if (mode === "standard") this.page0 = Math.max(0, Math.min(start, this.duration - this.pageLength()));
-    this.range = [start, start];
+    this.range = [start, start];  // defaultRange keeps the start and sizes the window for the new layout
     this.range = this.defaultRange();
     this.onLayoutChange?.(mode);
     await this.fetchAndDraw();
@@ -355,8 +357,8 @@ export class EcgViewer {
     if (!this.data || !window.Plotly) return;
     const rows = this.rows();
     const widthPx = this.plotWidthPx();
-    const margin = { l: 40, r: 30, t: 10, b: 36 };
-    const plotPx = widthPx - margin.l - margin.r;
+    const margin = MARGIN;
+    const plotPx = widthPx - SIDE_PX;
     const gap = 10;
     const rowPx = this.rowRanges.map(([lo, hi]) => (hi - lo) * GAIN_MM_MV * PX_PER_MM * this.zoom);
     const totalRows = rowPx.reduce((s, h) => s + h, 0) + gap * (rows.length - 1);
