@@ -165,6 +165,8 @@ export async function showResult(analysis, viewer, els, models = null) {
   const probs = Object.entries(dx.probabilities || {}).sort((a, b) => b[1] - a[1]);
   const adv = ex.adversarial;
   const segments = ex.segments || [];
+  // The model's lead names drawn on the record's leads (MLII on II): the list names the record's lead.
+  const leadName = (lead) => viewer.recordLead(lead) ?? lead;
   els.result.innerHTML = `
     <h2>Diagnosis</h2>
     <p><span class="diagnosis-label" id="diagnosis-label">${esc(dx.label)}</span>
@@ -203,9 +205,9 @@ export async function showResult(analysis, viewer, els, models = null) {
       <span class="muted">· stronger shading = higher score</span></div>
     ${segments.length ? `<ul class="segment-list" id="segment-list">${segments.map((s, i) => `
       <li><button type="button" data-index="${i}" aria-pressed="false"
-        aria-label="Show segment ${i + 1}: lead ${esc(s.lead)}, ${s.start_s.toFixed(2)} to ${s.end_s.toFixed(2)} seconds, ${esc(distortionLabel(s.distortion))}, score ${Number(s.score).toFixed(2)}">
+        aria-label="Show segment ${i + 1}: lead ${esc(leadName(s.lead))}, ${s.start_s.toFixed(2)} to ${s.end_s.toFixed(2)} seconds, ${esc(distortionLabel(s.distortion))}, score ${Number(s.score).toFixed(2)}">
         <span class="swatch" style="background:${distortionColour(s.distortion)};opacity:${(0.35 + 0.65 * s.score).toFixed(2)}"></span>
-        <strong>${esc(s.lead)}</strong>
+        <strong title="${esc(leadName(s.lead) === s.lead ? s.lead : `the model's ${s.lead}, shown on the record's ${leadName(s.lead)}`)}">${esc(leadName(s.lead))}</strong>
         <span>${s.start_s.toFixed(2)}–${s.end_s.toFixed(2)} s · ${esc(distortionLabel(s.distortion))}</span>
         <span>score ${Number(s.score).toFixed(2)}</span></button></li>`).join("")}</ul>`
       : `<p class="muted">No critical segments were found.</p>`}`;
