@@ -48,14 +48,15 @@ class RewardConfig:
     a flip by a quiet distortion is worth up to four times one by a loud one. Probabilities in [0, 1], L2
     relative to the clean input's L2.
 
-    Defaults: ratio_weight 0.2, l2_floor 0.05, ratio_clip 3.0, energy_cost 0.5, query_cost 0.02, flip_bonus 1.0,
-    flip_snr_full_db 20.0.
+    Defaults: ratio_weight 1.0, l2_floor 0.05, ratio_clip 3.0, energy_cost 0.1, query_cost 0.02, flip_bonus 1.0,
+    flip_snr_full_db 20.0. The energy cost is kept small: against a robust classifier a single cell's probability
+    drop is small, and a larger energy cost teaches the policy to place nothing but the weakest noise.
     """
 
-    ratio_weight: float = 0.2
+    ratio_weight: float = 1.0
     l2_floor: float = 0.05
     ratio_clip: float = 3.0
-    energy_cost: float = 0.5
+    energy_cost: float = 0.1
     query_cost: float = 0.02
     flip_bonus: float = 1.0
     flip_snr_full_db: float = 20.0
