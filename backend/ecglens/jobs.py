@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from sqlalchemy import func, or_, select, update
 
+from ecglens.service.config import Settings
 from ecglens.service.db import DONE, FAILED, QUEUED, RUNNING, Analysis, Model, Record, utcnow
 from ecglens.service.runtime import Runtime
 
@@ -101,8 +102,8 @@ def _run_logged(analysis_id: str, runtime: Runtime) -> str:
 class ClassifierCache:
     """Each model's classifier loaded once per process and kept (keyed by model name and spec)."""
 
-    def __init__(self, device: str = "auto"):
-        self.device = device
+    def __init__(self, device: str | None = None):
+        self.device = device  # None: the `Settings.device` of the process (ECGLENS_DEVICE), read on first load
         self._items: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
@@ -114,7 +115,9 @@ class ClassifierCache:
                 from ecglens.classifiers.card import ModelCard
 
                 card = ModelCard.from_dict(model.card) if model.kind == "http" and model.card else None
-                self._items[key] = load_classifier(model.spec, card=card, device=self.device)
+                # One forward pass per agent step: a 12-lead scan step probes ~480 rows, so batch generously.
+                device = self.device or Settings().device
+                self._items[key] = load_classifier(model.spec, card=card, device=device, batch_size=1024)
             return self._items[key]
 
     def clear(self) -> None:
@@ -122,7 +125,7 @@ class ClassifierCache:
             self._items.clear()
 
 
-CLASSIFIERS = ClassifierCache(device=os.environ.get("ECGLENS_DEVICE", "auto"))
+CLASSIFIERS = ClassifierCache()
 
 
 def worker_name() -> str:

@@ -109,9 +109,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from ecglens.service.db import init_db
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    init_db(settings.db_url)
+    try:
+        init_db(settings.db_url)
+    except SQLAlchemyError as exc:
+        # A compose `migrate` log should say what is wrong in one line, not a traceback.
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(f"ecglens db upgrade: cannot reach {_safe_url(settings.db_url)}: {reason}", file=sys.stderr)
+        return 2
     print(f"database at head: {_safe_url(settings.db_url)}")
     return 0
 

@@ -5,10 +5,15 @@ Every setting has a default that runs a single-machine server (``make run``): SQ
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# List settings accept JSON (``["a", "b"]``), a comma-separated string (``a,b``) or nothing (empty list).
+StrList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -40,6 +45,9 @@ class Settings(BaseSettings):
         A running job whose progress has not moved for this long may be taken over by another worker. Default: 600.
     frontend_dir : Path or None
         Static frontend served at ``/`` when it holds an ``index.html``. Default: ``frontend/`` of the repository.
+    device : str
+        Where workers run classifiers: ``"auto"`` (CUDA when a GPU is visible, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"``. Default: "auto".
     """
 
     model_config = SettingsConfigDict(env_prefix="ECGLENS_", env_file=".env", extra="ignore")
@@ -49,12 +57,23 @@ class Settings(BaseSettings):
     broker_url: str = ""
     max_upload_mb: float = Field(default=100.0, gt=0)
     workers: int = Field(default=1, ge=1, le=64)
-    allowed_model_hosts: list[str] = Field(default_factory=list)
-    cors_origins: list[str] = Field(default_factory=list)
+    allowed_model_hosts: StrList = Field(default_factory=list)
+    cors_origins: StrList = Field(default_factory=list)
     metrics_public: bool = False
     visibility_timeout_s: int = Field(default=3600, ge=1)
     job_lease_s: float = Field(default=600.0, gt=0)
     frontend_dir: Path | None = None
+    device: str = "auto"
+
+    @field_validator("allowed_model_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _str_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("data_dir")
     @classmethod
