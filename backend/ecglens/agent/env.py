@@ -244,6 +244,25 @@ class Episode:
             out[lead, a:b] = self.clean[lead, a:b] + (self.cell_noise(cell, kind, level) if kind >= 0 else 0.0)
         return out
 
+    def snapshot(self) -> dict[str, np.ndarray | list[int]]:
+        """The distortion state and last answer (not what probes taught), for `restore`."""
+        return {"kind": self.kind.copy(), "level": self.level.copy(), "gain": self.gain.copy(),
+                "noise": self.noise.copy(), "probs": self.probs.copy(), "order": list(self.order)}
+
+    def restore(self, state: dict[str, np.ndarray | list[int]]) -> None:
+        """Go back to a `snapshot`."""
+        self.kind, self.level, self.gain = state["kind"].copy(), state["level"].copy(), state["gain"].copy()
+        self.noise, self.probs, self.order = state["noise"].copy(), state["probs"].copy(), list(state["order"])
+
+    def restore_clean(self) -> None:
+        """Remove every distortion (the classifier's answer goes back to the clean input's)."""
+        self.kind[:] = -1
+        self.level[:] = 0
+        self.gain[:] = 1.0
+        self.noise[:] = 0.0
+        self.probs = self.probs0.copy()
+        self.order = []
+
     def scaled(self, factor: float) -> np.ndarray:
         """The clean input plus the current distortion times ``factor`` (cells do not overlap)."""
         return self.clean + np.float32(factor) * self.noise

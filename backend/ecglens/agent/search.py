@@ -33,6 +33,8 @@ from ecglens.errors import RecordError
 from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 
 SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
+_MIN_GAIN = 0.01         # a probe is committed only when it lowers the probability by 1% of p0 or more
+_MIN_PASS_QUERIES = 40  # a search-and-cleanup pass for a quieter flip needs at least this many queries left
 _BISECTION_STEPS = 5     # joint amplitude bisection steps in the cleanup (resolution 1/32)
 
 
@@ -137,9 +139,35 @@ def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
         greedy_scan(ep, counter, end - counter.queries - _cleanup_reserve(end - start_q), progress=report)
         probe_kind.update({int(c): int(ep.kind[c]) for c in ep.distorted_cells()})
     contributions = minimize(ep, counter, end, report) if ep.flipped else {}
+    if policy is not None and ep.flipped:
+        contributions = _quieter_flips(ep, counter, end, policy, probe_kind, report, contributions)
     scores = score_cells(ep, contributions, prior)
     return EpisodeResult(ep, scores, list(ep.order), contributions, probe_kind, counter.queries - start_q,
                          extra={"target": ep.target.label, "flipped": ep.flipped, "snr_db": ep.snr_db()})
+
+
+def _quieter_flips(ep: Episode, counter: QueryCounter, end: int, policy: Any, probe_kind: dict[int, int],
+                   report: Callable[[int], None], contributions: dict[int, float]) -> dict[int, float]:
+    """Spend what is left of the budget looking for a flip at a higher SNR (anytime; the best one is kept).
+
+    Each pass starts again from the clean input with every distortion capped one level below the strongest
+    level of the best flip so far (so it has to spread over more, quieter cells), then cleans up. Stops when a
+    pass finds no flip, no level is left, or fewer than `_MIN_PASS_QUERIES` queries remain.
+    """
+    best = (ep.snapshot(), dict(contributions), ep.snr_db())
+    while end - counter.queries >= _MIN_PASS_QUERIES and (counter.remaining or 0) >= _MIN_PASS_QUERIES:
+        cap = int(ep.level[ep.distorted_cells()].max()) - 1 if len(ep.distorted_cells()) else -1
+        if cap < 0:
+            break
+        ep.restore_clean()
+        policy_search(ep, counter, end, policy, probe_kind, report, max_level=cap)
+        if not ep.flipped:
+            break
+        found = minimize(ep, counter, end, report)
+        if ep.flipped and ep.snr_db() > best[2]:
+            best = (ep.snapshot(), dict(found), ep.snr_db())
+    ep.restore(best[0])
+    return best[1]
 
 
 def _cleanup_reserve(budget: int) -> int:
@@ -148,20 +176,22 @@ def _cleanup_reserve(budget: int) -> int:
 
 
 def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, probe_kind: dict[int, int],
-                  report: Callable[[int], None], *, max_probes: int | None = None) -> np.ndarray:
+                  report: Callable[[int], None], *, max_probes: int | None = None,
+                  max_level: int | None = None) -> np.ndarray:
     """Propose-and-probe with the learned policy until ``ep`` flips or queries reach ``end - reserve``.
 
     Each round: the policy ranks the cells and picks a distortion for each; the top ``k`` proposals not yet
     tried since the last commit are probed in one call; the best (plus close seconds that also help, checked
     together with one more query) are committed. Breadth first: a cell is proposed again (with its next-best
     kind) only after every cell was proposed once; when every kind has been tried everywhere without a gain,
-    the minimum level goes one step stronger. Returns the policy's prior cell logits (before any probe), which
+    the minimum level goes one step stronger, up to ``max_level`` (default: the strongest). Returns the policy's prior cell logits (before any probe), which
     score the cells never probed.
     """
     budget = end - counter.queries
     k_max = max_probes or int(np.clip(budget // 5, 4, 16))
     search_end = end - _cleanup_reserve(budget)
     n_levels = len(ep.levels_db)
+    top_level = n_levels - 1 if max_level is None else int(np.clip(max_level, 0, n_levels - 1))
     decode, allowed = _type_decoder(policy, ep)
     prior = policy.rank_cells(ep.observe_cells(), ep.observe_global())
     min_level = 0
@@ -179,7 +209,7 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
             c = int(c)
             if proposed[c] or not np.isfinite(cell_logits[c]):
                 continue
-            change = _first_untried(ep, c, type_logits[c], decode, min_level, tried)
+            change = _first_untried(ep, c, type_logits[c], decode, min_level, tried, top_level)
             if change is None:
                 continue
             top.append(c)
@@ -190,7 +220,7 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
             if proposed.any():
                 proposed[:] = False  # a new round: every cell may be proposed again, with another kind
                 continue
-            if min_level >= n_levels - 1:
+            if min_level >= top_level:
                 break
             min_level += 1  # every kind tried everywhere at this strength without a gain: go stronger
             continue
@@ -211,7 +241,7 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
             _commit(ep, changes[best], probs[best])
             break
         ratio = gains / np.maximum(np.abs(d_e), 1e-12)
-        good = [int(i) for i in np.argsort(-ratio, kind="stable") if gains[i] > 1e-4 * max(ep.p0, 1e-3)]
+        good = [int(i) for i in np.argsort(-ratio, kind="stable") if gains[i] > _MIN_GAIN * max(ep.p0, 1e-3)]
         if not good:
             continue
         picked = [good[0]] + [i for i in good[1:4] if gains[i] >= 0.5 * gains[good[0]]]
@@ -231,14 +261,15 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
 
 
 def _first_untried(ep: Episode, cell: int, type_logits: np.ndarray, decode: Callable[[int], tuple[int, int]],
-                   min_level: int, tried: set[tuple[int, int, int]]) -> tuple[int, int, int] | None:
+                   min_level: int, tried: set[tuple[int, int, int]],
+                   top_level: int | None = None) -> tuple[int, int, int] | None:
     """The policy's most preferred change for ``cell`` that is new (not tried, not the cell's current state)."""
     for t in np.argsort(-type_logits, kind="stable"):
         if not np.isfinite(type_logits[t]):
             break
-        change = _proposal(ep, cell, *decode(int(t)), min_level)
+        change = _proposal(ep, cell, *decode(int(t)), min_level, top_level)
         current = (cell, int(ep.kind[cell]), int(ep.level[cell]) if ep.kind[cell] >= 0 else 0)
-        if change not in tried and change != current:
+        if change is not None and change not in tried and change != current:
             return change
     return None
 
@@ -264,15 +295,19 @@ def _type_decoder(policy: Any, ep: Episode) -> tuple[Callable[[int], tuple[int, 
     return decode, allowed
 
 
-def _proposal(ep: Episode, cell: int, kind: int, level: int, min_level: int) -> tuple[int, int, int]:
+def _proposal(ep: Episode, cell: int, kind: int, level: int, min_level: int,
+              top_level: int | None = None) -> tuple[int, int, int] | None:
     """The change ``(cell, kind, level)`` to probe; an add is at least ``min_level`` and never weakens a
-    distorted cell; kind -1 removes."""
+    distorted cell; kind -1 removes. None when the add would pass ``top_level``."""
     n_levels = len(ep.levels_db)
     if kind < 0:
         return (cell, -1, 0)
-    level = max(level, min_level)
+    top = n_levels - 1 if top_level is None else top_level
+    level = min(max(level, min_level), top)
     if ep.kind[cell] >= 0:
-        level = min(n_levels - 1, max(level, int(ep.level[cell]) + 1))
+        level = max(level, int(ep.level[cell]) + 1)
+        if level > top:
+            return None
     return (cell, int(kind), int(level))
 
 
