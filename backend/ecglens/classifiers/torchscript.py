@@ -55,6 +55,10 @@ class TorchScriptClassifier(CardClassifier):
     def _forward(self, chunk: np.ndarray) -> np.ndarray:
         import torch
 
+        x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device))
+            if str(self.device) != "cpu":
+                # Page-locked memory lets the copy to the GPU run asynchronously with the previous chunk's kernels.
+                x = x.pin_memory().to(self.device, non_blocking=True)
+            out = self.module(x)
         return out.float().cpu().numpy()
