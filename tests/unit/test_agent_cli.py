@@ -97,12 +97,13 @@ def test_robustness_prints_the_report_json(bump_model, bump_record, capsys):
 def test_train_agent_writes_a_policy_and_its_card(bump_model, tmp_path, capsys):
     data = shared_path("mitdb")
     out = tmp_path / "policy.pt"
-    rc = main(["train-agent", "--model", str(bump_model), "--data", str(data), "--records", "101", "--minutes",
-               "0.01", "--n-envs", "2", "--out", str(out)])
+    rc = main(["train-agent", "--model", str(bump_model), "--data", str(data), "--records", "101", "--steps",
+               "64", "--n-envs", "2", "--out", str(out)])
     assert rc == 0 and out.exists()
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["extra"]["data"]["records"] == ["101"] and card["extra"]["training"]["seed"] == 0
-    assert card["extra"]["training"]["rollouts"] >= 1 and "reward_curve" in card["extra"]["training"]
+    assert card["extra"]["training"]["rollouts"] == 1 and card["extra"]["training"]["env_steps"] == 128
+    assert "reward_curve" in card["extra"]["training"]
 
 
 def test_train_agent_refuses_ds2_records(bump_model, tmp_path, capsys):

@@ -50,7 +50,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", default=None, metavar="DIR", help="MIT-BIH folder (default: ../shared/data/mitdb)")
     p.add_argument("--out", default=None, metavar="PATH", help="policy file (default: models/agent_policy.pt)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default: 0)")
-    p.add_argument("--minutes", type=float, default=20.0, metavar="N", help="wall-time limit (default: 20)")
+    p.add_argument("--steps", type=_positive_int, default=200_000, metavar="N",
+                   help="environment steps, all episodes together (default: 200000, about 20 min on one core)")
+    p.add_argument("--minutes", type=float, default=25.0, metavar="N",
+                   help="wall-time safety cap; the card records the steps done (default: 25)")
     p.add_argument("--n-envs", type=_positive_int, default=16, metavar="N",
                    help="parallel episodes (default: 16)")
     p.add_argument("--records", default=None, metavar="a,b",
@@ -163,6 +166,7 @@ def train_agent_command(args: argparse.Namespace) -> int:
               flush=True)
 
     out = train_agent(args.model, data_dir=args.data, out=args.out, seed=args.seed, minutes=args.minutes,
+                      steps=args.steps,
                       n_envs=args.n_envs, records=args.records.split(",") if args.records else None, log=log)
     print(f"policy written to {out} (card {out.with_suffix('.json')}) in {time.perf_counter() - t0:.0f} s")
     return 0

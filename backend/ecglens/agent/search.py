@@ -34,7 +34,7 @@ from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 
 SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
 _MIN_GAIN = 0.01         # a probe is committed only when it lowers the probability by 1% of p0 or more
-_MIN_PASS_QUERIES = 40  # a search-and-cleanup pass for a quieter flip needs at least this many queries left
+_MIN_PASS_QUERIES = 12  # a search-and-cleanup pass for a quieter flip needs at least this many queries left
 _BISECTION_STEPS = 5     # joint amplitude bisection steps in the cleanup (resolution 1/32)
 
 

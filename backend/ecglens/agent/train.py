@@ -121,10 +121,13 @@ def _curve_summary(history: list[dict[str, float]], points: int = 10) -> dict[st
 
 
 def train_agent(model: str = "builtin", *, data_dir: str | Path | None = None, out: str | Path | None = None,
-                seed: int = 0, minutes: float = 20.0, n_envs: int = 16, records: Sequence[str] | None = None,
+                seed: int = 0, minutes: float = 25.0, steps: int = 200_000, n_envs: int = 16,
+                records: Sequence[str] | None = None,
                 log: Callable[[dict[str, float]], None] | None = None) -> Path:
     """Train on DS1 (minus the held-out records) against ``model`` and save policy + card; returns the path.
 
+    Training stops after ``steps`` environment steps (so the same seed gives the same policy), or earlier when
+    ``minutes`` of wall time have passed (a safety cap on a slow machine; the card records the steps done).
     ``records`` narrows the training records (DS1 only: a DS2 or paced record is refused). Default: all of
     `training_records()`.
     """
@@ -140,7 +143,8 @@ def train_agent(model: str = "builtin", *, data_dir: str | Path | None = None, o
         raise ValueError(f"records {', '.join(outside)} are not in DS1; the agent is trained on DS1 only")
     classifier = load_classifier(model, device="cpu")
     inputs = load_inputs(classifier, records, data_dir)
-    policy, summary = train_policy(classifier, inputs, seed=seed, minutes=minutes, n_envs=n_envs, log=log)
+    policy, summary = train_policy(classifier, inputs, seed=seed, minutes=minutes, total_timesteps=steps,
+                                   n_envs=n_envs, log=log)
     out = Path(out) if out else default_policy_path()
     card = getattr(classifier, "card", None)
     policy.save(out, extra={
