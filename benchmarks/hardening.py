@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agent-seeds", type=int, default=2, help="seeds of the agent runs per case (default: 2)")
     p.add_argument("--budget", type=int, default=500, help="agent query budget (default: 500)")
     p.add_argument("--case-seed", type=int, default=0, help="seeds the case order (default: 0)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     p.add_argument("--fast", action="store_true", help="smoke run: 1 case per class, 1 seed, budget 100")
     p.add_argument("--no-card", action="store_true", help="do not record the figures in the hardened card")
     p.add_argument("--out", default=None, help="results file (default: benchmarks/results/hardening-<date>.md)")

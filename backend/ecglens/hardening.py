@@ -16,10 +16,13 @@ Recipe (`harden`):
    `quick_signal_power`), and a ``mix[2]`` share
    is a pool window with its agent distortion scaled by a random gain in ``adversarial_gain_db``. All rows keep
    their original labels; the parent recipe's augmentation (`classifiers.train.augment`) is applied on top.
-4. *Fine-tuning.* AdamW, one-cycle learning rate, binary cross-entropy on the logits (the network inside a
-   built-in `Calibrated` module, or the module's own output per its card), an exponential moving average of the
-   weights; the EMA state with the best DS1-validation score (mean per-class AUC on clean windows plus mean AUC
-   on the same windows with seeded NSTDB-level noise, halved) is kept.
+4. *Fine-tuning.* AdamW, one-cycle learning rate, an exponential moving average of the weights. Loss: binary
+   cross-entropy against the original labels on the logits (the network inside a built-in `Calibrated` module,
+   or the module's own output per its card), plus ``distill`` times the same loss against the *parent's* answer
+   on the row's clean window (stability training, Zheng et al., CVPR 2016): a noisy row should be answered as
+   the parent answers the clean one, and clean rows keep the parent's ranking, which is what holds the clean
+   AUC. The EMA state with the best DS1-validation score (mean per-class AUC on clean windows plus mean AUC on
+   the same windows with seeded NSTDB-level noise, halved) is kept.
 5. *Recalibration* on the DS1 validation split only (never DS2): Platt scaling refitted for a `Calibrated`
    module; Youden's-J thresholds per class for multilabel models.
 6. *Export.* TorchScript beside a card recording the parent (name, version, SHA-256), the recipe (data mix,
@@ -58,11 +61,12 @@ class HardenConfig:
     epochs, steps_per_epoch, batch_size : fine-tuning length. Defaults: 6, 100, 64.
     lr, weight_decay : AdamW peak learning rate (one-cycle) and decay. Defaults: 1e-3, 1e-3.
     ema : decay of the weights' moving average. Default: 0.98.
-    threads : torch CPU threads. Default: 2.
+    threads : torch CPU threads. Default: 1 (on a shared 2-core machine a second thread mostly spins).
     mix : shares of clean, noisy and agent-distorted rows per batch. Default: (0.35, 0.45, 0.2).
     snr_levels_db, snr_jitter_db : noise SNRs drawn from these levels (dB) plus uniform ±jitter.
         Defaults: the NSTDB levels (24, 18, 12, 6, 0, -6), 3.0.
     kinds : distortion kinds for the noisy share. Default: all of `ecglens.distortions.KINDS`.
+    distill : weight of the parent-consistency term (module docstring, step 4); 0 turns it off. Default: 1.0.
     agent_windows : DS1 training windows the agent explains for the pool. Default: 64.
     agent_budget : query budget of each of those explanations. Default: 300.
     adversarial_gain_db : range (dB) of the random gain on a pool distortion (positive = stronger).
@@ -76,11 +80,12 @@ class HardenConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-3
     ema: float = 0.98
-    threads: int = 2
+    threads: int = 1
     mix: tuple[float, float, float] = (0.35, 0.45, 0.2)
     snr_levels_db: tuple[float, ...] = NSTDB_SNR_LEVELS_DB
     snr_jitter_db: float = 3.0
     kinds: tuple[str, ...] = KINDS
+    distill: float = 1.0
     agent_windows: int = 64
     agent_budget: int = 300
     adversarial_gain_db: tuple[float, float] = (-3.0, 6.0)
@@ -275,12 +280,14 @@ class MixBatch:
     """One training batch of the hardening mix.
 
     X : float32 ``[batch, leads, samples]`` mV; Y : float32 ``[batch, classes]`` original labels;
+    clean : float32 ``[batch, leads, samples]`` each row's window before any noise (equal to X for clean rows);
     source : int8 ``[batch]`` index into `SOURCES` (clean, noise, adversarial); snr_db : ``[batch]`` the noise SNR
     (dB) of noisy rows, NaN elsewhere; kind : ``[batch]`` the noise kind of noisy rows, "" elsewhere.
     """
 
     X: np.ndarray
     Y: np.ndarray
+    clean: np.ndarray
     source: np.ndarray
     snr_db: np.ndarray
     kind: np.ndarray
@@ -334,6 +341,7 @@ class HardeningMix:
         n_clean, n_noise, n_adv = (int(c) for c in counts)
         X, Y = self.source.draw(n_clean + n_noise, rng)
         X = X.astype(np.float32, copy=True)
+        clean = [X.copy()]
         snr = np.full(batch, np.nan)
         kinds = np.full(batch, "", dtype="<U16")
         # Noisy rows: kind (and mains) and SNR per row; one noise_batch call per kind for all its rows and leads.
@@ -360,9 +368,10 @@ class HardeningMix:
             gain = (10.0 ** (rng.uniform(lo, hi, size=n_adv) / 20.0)).astype(np.float32)
             parts_x.append(self.pool.X[i] + self.pool.noise[i] * gain[:, None, None])
             parts_y.append(self.pool.Y[i])
+            clean.append(self.pool.X[i])
         source = np.concatenate([np.zeros(n_clean, np.int8), np.ones(n_noise, np.int8), np.full(n_adv, 2, np.int8)])
         return MixBatch(np.concatenate(parts_x).astype(np.float32), np.concatenate(parts_y).astype(np.float32),
-                        source, snr, kinds)
+                        np.concatenate(clean).astype(np.float32), source, snr, kinds)
 
 
 def quick_signal_power(X: np.ndarray) -> np.ndarray:
@@ -447,12 +456,20 @@ def _probabilities(parent: Trainable, X: np.ndarray) -> np.ndarray:
     return to_probabilities(_outputs(parent.module, X * scale if scale != 1 else X), parent.card)
 
 
-def _loss(parent: Trainable, x: Any, y: Any) -> Any:
-    """Training loss of the trainable part on a scaled input batch, per the card's output semantics."""
+def _targets(parent: Trainable, out: Any) -> Any:
+    """The trainable part's raw outputs as probability targets (sigmoid / softmax of logits, else as they are)."""
+    import torch
+
+    if parent.calibrated or parent.card.output == "logits":
+        return torch.sigmoid(out) if (parent.card.multilabel or parent.calibrated) else torch.softmax(out, dim=1)
+    return out
+
+
+def _loss(parent: Trainable, out: Any, y: Any) -> Any:
+    """Loss of the trainable part's raw outputs ``out`` against targets ``y`` in [0, 1] (labels or soft)."""
     import torch
     from torch.nn import functional as F
 
-    out = parent.logits_net()(x)
     card = parent.card
     if parent.calibrated or card.output == "logits":
         if card.multilabel or parent.calibrated:
@@ -587,6 +604,7 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         ema = _EmaWeights(net, config.ema)
         gen = torch.Generator().manual_seed(config.seed)
         scale = float(card.input_scale)
+        teacher = load_trainable(parent.path).logits_net().eval() if config.distill > 0 else None
         best, best_score, history = None, -np.inf, []
         t1 = time.perf_counter()
         for epoch in range(config.epochs):
@@ -595,7 +613,12 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
             for _ in range(config.steps_per_epoch):
                 b = mix.draw(config.batch_size, rng)
                 x = augment(torch.from_numpy(b.X), card.sampling_rate, gen) * scale
-                loss = _loss(parent, x, torch.from_numpy(b.Y))
+                out = net(x)
+                loss = _loss(parent, out, torch.from_numpy(b.Y))
+                if teacher is not None:  # answer a noisy row as the parent answers its clean window
+                    with torch.no_grad():
+                        soft = _targets(parent, teacher(torch.from_numpy(b.clean) * scale))
+                    loss = loss + config.distill * _loss(parent, out, soft)
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -669,6 +692,9 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
             "seed": cfg.seed, "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "ema": cfg.ema,
             "optimizer": "AdamW, one-cycle", "threads": cfg.threads,
+            "loss": (f"binary cross-entropy against the original labels + {cfg.distill:g} x the same against the "
+                     f"parent's answer on the clean window (stability training)" if cfg.distill > 0
+                     else "binary cross-entropy against the original labels"),
             "calibration": ("Platt scaling per class refitted on the validation windows" if parent.calibrated
                             else "the parent's output kept"),
             "thresholds": ("Youden's J per class on the validation windows" if parent.card.multilabel
@@ -890,5 +916,5 @@ def register(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs of 100 steps (default: the recipe's, 6)")
     p.add_argument("--agent-windows", type=int, default=None,
                    help="DS1 training windows the agent explains for the pool (default: 64; 0 = noise only)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     p.set_defaults(func=harden_command)
