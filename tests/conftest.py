@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Real records live beside the project (never copied into it); tests that need them skip when absent.
-SHARED_DATA = Path(os.environ.get("ECGLENS_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 # Keep each test process to one thread: the suite runs on 2 cores with pytest-xdist.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -21,12 +19,7 @@ except ImportError:  # pragma: no cover
     pass
 
 
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared/data, or skip the test when it is not there."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not present: {path}")
-    return path
+from shared_data import SHARED_DATA, shared_path  # noqa: E402,F401  (importable by test modules too)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 
 from ecglens.cli import main
 from ecglens.classifiers.card import ModelCard
-from conftest import shared_path
+from shared_data import shared_path
 from test_agent_support import BUMP_AT_S, FS, bump_ecg
 
 
