@@ -24,6 +24,7 @@ MATRIX = [
     ("GET", "/api/v1/audit/verify", {"auditor", "admin"}),
     ("POST", "/api/v1/keys", {"admin"}),
     ("GET", "/api/v1/keys", {"admin"}),
+    ("GET", "/api/v1/keys/me", ALL),
     ("DELETE", "/api/v1/keys/{key_id}", {"admin"}),
     ("GET", "/metrics", {"admin", "service"}),
     ("GET", "/api/v1/metrics", {"admin", "service"}),

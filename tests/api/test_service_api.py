@@ -289,3 +289,33 @@ def test_healthz_and_docs_need_no_key(api):
     schema = api.client.get("/openapi.json").json()
     assert "/api/v1/records/{record_id}/signal" in schema["paths"]
     assert api.client.get("/static/vendor/plotly.min.js").status_code == 200
+
+
+def test_records_list_searches_by_name_and_upload_time_and_shows_the_latest_analysis(api, synthetic_ecg, tmp_path,
+                                                                                    tiny_model):
+    for name in ("ward3_a", "icu_b"):
+        assert api.upload(wfdb_files(synthetic_ecg, name, tmp_path / name)).status_code == 201
+    headers = api.auth("clinician")
+    found = api.client.get("/api/v1/records", params={"q": "WARD3"}, headers=headers).json()
+    assert [r["name"] for r in found["data"]] == ["ward3_a"] and found["count"] == 1
+    assert found["data"][0]["latest_analysis"] is None
+
+    everything = api.client.get("/api/v1/records", params={"since": "2000-01-01T00:00:00"}, headers=headers).json()
+    assert {r["name"] for r in everything["data"]} == {"ward3_a", "icu_b"}
+    none_yet = api.client.get("/api/v1/records", params={"until": "2000-01-01T00:00:00Z"}, headers=headers).json()
+    assert none_yet["count"] == 0
+
+    register_tiny(api, tiny_model)
+    record_id = found["data"][0]["id"]
+    created = api.client.post("/api/v1/analyses", headers=headers, json={
+        "record_id": record_id, "model": "tiny", "query_budget": 40, "seed": 0}).json()
+    api.wait(created["id"])
+    listed = api.client.get("/api/v1/records", params={"q": "ward3"}, headers=headers).json()["data"][0]
+    assert listed["latest_analysis"]["id"] == created["id"]
+    assert listed["latest_analysis"]["status"] == "done"
+
+
+def test_own_key_tells_its_name_and_role(api):
+    for role in ("clinician", "auditor", "admin", "service"):
+        body = api.client.get("/api/v1/keys/me", headers=api.auth(role)).json()
+        assert body["role"] == role and body["id"] == api.key_ids[role] and "token" not in body

@@ -31,6 +31,17 @@ class RecordFile(BaseModel):
     container: str | None = None
 
 
+class LatestAnalysis(BaseModel):
+    """The newest analysis of a record (in record lists, so a list shows where each record stands)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: str
+    progress: float
+    created_at: str
+
+
 class RecordPublic(BaseModel):
     """Record metadata. Header fields (patient data) are stored but not returned here."""
 
@@ -51,6 +62,7 @@ class RecordPublic(BaseModel):
     files: list[RecordFile]
     created_by: str | None
     created_at: str
+    latest_analysis: LatestAnalysis | None = None
 
 
 class SignalWindow(BaseModel):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from ecglens.service.auth import create_key
 from ecglens.service.db import ApiKey, utcnow
-from ecglens.service.deps import ADMINS, Access, SessionDep, audit_object, not_found
+from ecglens.service.deps import ADMINS, EVERYONE, Access, SessionDep, audit_object, not_found
 from ecglens.service.schemas import KeyCreate, KeyCreated, KeyPublic, ListOf, Problem
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -30,6 +30,12 @@ def read_api_keys(session: SessionDep, key: Annotated[ApiKey, Access("key.list",
                   ) -> ListOf[KeyPublic]:
     rows = session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
     return ListOf[KeyPublic](data=[KeyPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.get("/me", response_model=KeyPublic, responses=_ERRORS)
+def read_own_key(key: Annotated[ApiKey, Access("key.whoami", "key", EVERYONE)]) -> KeyPublic:
+    """The calling key's name and role (the browser shows what the signed-in key may do)."""
+    return KeyPublic.model_validate(key)
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)

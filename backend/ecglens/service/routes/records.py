@@ -1,6 +1,7 @@
 """``/records``: upload (multipart files or zips), list, read, signal window for display, soft delete."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Annotated
 
 import numpy as np
@@ -8,14 +9,14 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import UploadFile as StarletteUpload
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from ecglens.formats.fhir import is_fhir
-from ecglens.service.db import ApiKey, Blob, Record, new_id, utcnow
+from ecglens.service.db import Analysis, ApiKey, Blob, Record, new_id, utcnow
 from ecglens.service.deps import (ADMINS, EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
                                   audit_object, not_found, owns)
 from ecglens.service.runtime import Runtime
-from ecglens.service.schemas import ListOf, Problem, RecordPublic, SignalWindow
+from ecglens.service.schemas import LatestAnalysis, ListOf, Problem, RecordPublic, SignalWindow
 from ecglens.service.signals import cached_signal, minmax_decimate, write_cache
 from ecglens.service.uploads import (UploadError, UploadFile, expand_zips, group_records, jsonable_header,
                                      read_group, record_format, safe_name)
@@ -108,14 +109,49 @@ def _store_upload(runtime: Runtime, files: list[UploadFile], key: ApiKey) -> lis
 @router.get("", response_model=ListOf[RecordPublic], responses=_ERRORS)
 def read_records(session: SessionDep, key: Annotated[ApiKey, Access("record.list", "record", EVERYONE)],
                  skip: Annotated[int, Query(ge=0)] = 0,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ListOf[RecordPublic]:
-    """Records not deleted, newest first (a service key sees its own only)."""
+                 limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                 q: Annotated[str | None, Query(max_length=200,
+                                                description="Case-insensitive text in the name or file name.")] = None,
+                 since: Annotated[datetime | None, Query(description="Uploaded at or after (ISO time; UTC "
+                                                                     "when no zone is given).")] = None,
+                 until: Annotated[datetime | None, Query(description="Uploaded before (ISO time).")] = None,
+                 ) -> ListOf[RecordPublic]:
+    """Records not deleted, newest first (a service key sees its own only), each with its latest analysis."""
     query = select(Record).where(Record.deleted_at.is_(None))
     if key.role == "service":
         query = query.where(Record.created_by == key.id)
+    if q and q.strip():
+        pattern = f"%{q.strip().lower()}%"
+        query = query.where(or_(func.lower(Record.name).like(pattern), func.lower(Record.filename).like(pattern)))
+    # Times are stored as fixed-width UTC text, so they compare as strings.
+    if since is not None:
+        query = query.where(Record.created_at >= _stored_time(since))
+    if until is not None:
+        query = query.where(Record.created_at < _stored_time(until))
     count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Record.created_at.desc()).offset(skip).limit(limit)).all()
-    return ListOf[RecordPublic](data=[RecordPublic.model_validate(r) for r in rows], count=count)
+    latest = _latest_analyses(session, key, [r.id for r in rows])
+    data = [RecordPublic.model_validate(r).model_copy(update={"latest_analysis": latest.get(r.id)}) for r in rows]
+    return ListOf[RecordPublic](data=data, count=count)
+
+
+def _stored_time(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _latest_analyses(session: SessionDep, key: ApiKey, record_ids: list[str]) -> dict[str, LatestAnalysis]:
+    """The newest analysis per record among ``record_ids`` (a service key's own analyses only)."""
+    if not record_ids:
+        return {}
+    query = select(Analysis).where(Analysis.record_id.in_(record_ids))
+    if key.role == "service":
+        query = query.where(Analysis.created_by == key.id)
+    latest: dict[str, LatestAnalysis] = {}
+    for row in session.scalars(query.order_by(Analysis.created_at.desc())):
+        latest.setdefault(row.record_id, LatestAnalysis.model_validate(row))
+    return latest
 
 
 def _get_record(session: SessionDep, key: ApiKey, record_id: str) -> Record:
