@@ -50,6 +50,7 @@ class CardClassifier:
         self.window_s = float(card.window_s)
         self.multilabel = bool(card.multilabel)
         self.thresholds = dict(card.thresholds)
+        self.lead_stand_ins = {lead: tuple(alts) for lead, alts in card.lead_stand_ins.items()}
 
     @property
     def n_samples(self) -> int:

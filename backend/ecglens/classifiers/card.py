@@ -16,7 +16,9 @@ class ModelCard:
 
     Required: name, classes, sampling_rate (Hz), leads, window_s (s). The rest have defaults:
     input_units "mV", output "probabilities" (or "logits": softmax / sigmoid is applied by the adapter),
-    multilabel False, thresholds 0.5 per class, input_scale 1.0 (the model sees ``signal_mV * input_scale``).
+    multilabel False, thresholds 0.5 per class, input_scale 1.0 (the model sees ``signal_mV * input_scale``),
+    lead_stand_ins {} (leads the model was trained to take in place of a card lead when a record lacks it, in order
+    of preference: ``{"V1": ["V2", "V4", "V5"]}`` for a model trained on MIT-BIH's mixed second leads).
     """
 
     name: str
@@ -29,6 +31,7 @@ class ModelCard:
     multilabel: bool = False
     thresholds: dict[str, float] = field(default_factory=dict)
     input_scale: float = 1.0
+    lead_stand_ins: dict[str, list[str]] = field(default_factory=dict)
     version: str = "1"
     architecture: str = ""
     description: str = ""
@@ -49,6 +52,8 @@ class ModelCard:
         if self.input_units != "mV":
             raise ClassifierError(f"model card {self.name!r}: input_units must be 'mV', got {self.input_units!r}")
         self.leads = [normalize_lead(lead) for lead in self.leads]
+        self.lead_stand_ins = {normalize_lead(k): [normalize_lead(x) for x in v]
+                               for k, v in (self.lead_stand_ins or {}).items()}
         self.thresholds = {c: float(self.thresholds.get(c, 0.5)) for c in self.classes}
 
     @classmethod

@@ -4,16 +4,33 @@ from __future__ import annotations
 import numpy as np
 
 from ecglens.classifiers.base import Classifier, input_samples
-from ecglens.ecg import Ecg
+from ecglens.ecg import Ecg, normalize_lead
 
 
 def fit_record(ecg: Ecg, classifier: Classifier) -> Ecg:
     """``ecg`` resampled to the classifier's rate with its leads in the classifier's order.
 
-    II stands in for MLII (and the other stand-ins in `ecglens.ecg.LEAD_STAND_INS`). Raises KeyError naming
-    the missing lead when the record lacks one the classifier needs.
+    II stands in for MLII (and the other stand-ins in `ecglens.ecg.LEAD_STAND_INS`); beyond those, a lead the
+    model card lists in ``lead_stand_ins`` (e.g. V5 for V1 in a model trained on MIT-BIH's mixed second leads)
+    takes a missing lead's place, and ``metadata["lead_stand_ins"]`` says which did. Raises KeyError naming the
+    missing lead when the record lacks one the classifier needs.
     """
-    return ecg.select_leads(classifier.lead_names).resample(classifier.sampling_rate)
+    card_stand_ins = getattr(classifier, "lead_stand_ins", None) or {}
+    rows, used = [], {}
+    for lead in classifier.lead_names:
+        try:
+            rows.append(ecg.lead_index(lead))
+            continue
+        except KeyError:
+            alternatives = [alt for alt in card_stand_ins.get(normalize_lead(lead), ()) if alt in ecg.leads]
+            if not alternatives:
+                raise
+        rows.append(ecg.leads.index(alternatives[0]))
+        used[normalize_lead(lead)] = alternatives[0]
+    metadata = dict(ecg.metadata, lead_stand_ins=used) if used else ecg.metadata
+    fitted = ecg.replace(signal=ecg.signal[rows], leads=tuple(normalize_lead(x) for x in classifier.lead_names),
+                         metadata=metadata)
+    return fitted.resample(classifier.sampling_rate)
 
 
 def window_starts(n_samples: int, window: int, hop: int | None = None) -> list[int]:
