@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         tc = time.perf_counter()
         rows.extend(run_case(case, classifier, target, methods, seed=args.seed + i, verbose=args.verbose,
-                             budget_scale=args.budget_scale))
+                             budget_scale=args.budget_scale, policy=args.policy))
         done += 1
         print(f"case {i + 1}/{len(cases)} {case.record}@{case.start_sample}: {time.perf_counter() - tc:.1f} s",
               file=sys.stderr)
@@ -210,7 +210,7 @@ def _fit(ecg, classifier) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------- running
 def run_case(case: Case, classifier, target: str, methods: list[str], seed: int,
-             verbose: bool = False, budget_scale: float = 1.0) -> list[Row]:
+             verbose: bool = False, budget_scale: float = 1.0, policy: str | None = None) -> list[Row]:
     """Every method on one case; deletion AUC and flip checks go through the benchmark's own calls."""
     from ecglens.baselines.cells import cell_means, fixed_grid, ranking_from_scores
     from ecglens.metrics import deletion_auc, l2, pointing_game, snr_db
@@ -221,7 +221,7 @@ def run_case(case: Case, classifier, target: str, methods: list[str], seed: int,
     results = []
     for key in methods:
         tm = time.perf_counter()
-        explanation = _run_method(key, case, classifier, target, seed, budget_scale)
+        explanation = _run_method(key, case, classifier, target, seed, budget_scale, policy)
         if verbose:
             print(f"  {key}: {explanation.queries} queries, {time.perf_counter() - tm:.1f} s", file=sys.stderr)
         scores = _grid_scores(explanation, grid, cell_means)
@@ -262,13 +262,14 @@ def _warm_up(case: Case, classifier, methods: list[str]) -> None:
         explain(case.ecg, classifier, query_budget=4, seed=0)
 
 
-def _run_method(key: str, case: Case, classifier, target: str, seed: int, budget_scale: float = 1.0):
+def _run_method(key: str, case: Case, classifier, target: str, seed: int, budget_scale: float = 1.0,
+                policy: str | None = None):
     from ecglens import explain
     from ecglens.baselines import peer
 
     _, peer_name, budget = METHODS[key]
     if peer_name is None:
-        return explain(case.ecg, classifier, query_budget=budget, seed=seed)
+        return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy=policy)
     kwargs = {"beat_time_s": case.beat_time_s} if peer_name == "oracle" else {}
     cls = peer(peer_name)
     options = {}
@@ -354,6 +355,7 @@ def _report(table, args, classifier, model_name: str, n_cases: int, n_candidates
         f"Model: `{args.model}` — classes {', '.join(classifier.class_names)}; target "
         f"`{_target_class(classifier, args.target)}`; {classifier.sampling_rate:g} Hz, "
         f"leads {', '.join(classifier.lead_names)}, {classifier.window_s:g}-s input",
+        f"Model file: {_file_line(getattr(classifier, 'source', None))}; agent policy: {_policy_line(args.policy)}",
         f"Cases: {n_cases} DS2 windows with exactly one V/E beat flagged as the first finding "
         f"({n_candidates} qualified); seed {args.seed}; wall time {total_s / 60:.1f} min"
         + (f"; peer budgets scaled by {args.budget_scale:g}" if args.budget_scale != 1.0 else ""),
@@ -388,6 +390,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-scale", type=float, default=1.0,
                    help="scale the peers' 2,000- and 200-query budgets (default 1; the explain budgets stay)")
     p.add_argument("--fast", action="store_true", help="smoke run: --cases 5 --budget-scale 0.25")
+    p.add_argument("--policy", default=None,
+                   help="agent policy file for ecglens.explain (default: its own, models/agent_policy.pt when "
+                        "present); name a copy to pin it for a long run")
     args = p.parse_args(argv)
     if args.fast:
         args.cases, args.budget_scale = min(args.cases, 5), 0.25
@@ -416,6 +421,25 @@ def _target_class(classifier, wanted: str | None) -> str:
         if "ventricular" in n.lower() or n in ("V", "PVC", "VEB"):
             return n
     raise SystemExit(f"explainers: error: no ventricular class among {', '.join(names)}; pass --target")
+
+
+def _policy_line(policy: str | None) -> str:
+    """Which policy file ecglens.explain used, with a content hash (the greedy scan when there is none)."""
+    from ecglens.agent.policy import default_policy_path
+
+    path = Path(policy) if policy else default_policy_path()
+    if not path.exists():
+        return f"none at {path} (greedy-scan fallback)"
+    return _file_line(path)
+
+
+def _file_line(path: Any) -> str:
+    """``path`` with the first 12 hex digits of its SHA-256 (models are retrained in place)."""
+    import hashlib
+
+    if path is None or not Path(str(path)).is_file():
+        return str(path)
+    return f"`{path}` sha256 {hashlib.sha256(Path(str(path)).read_bytes()).hexdigest()[:12]}"
 
 
 def _model_name(spec: str, classifier) -> str:
