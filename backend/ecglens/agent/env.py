@@ -10,9 +10,10 @@ Actions, per environment: ``(cell, action_type)``. ``action_type < n_kinds * n_l
 ``action_type // n_levels`` at level ``action_type % n_levels`` to the cell (replacing what was there);
 ``action_type == n_kinds * n_levels`` removes the cell's distortion.
 
-Levels are cell-local SNRs in dB (`LEVELS_DB`, weakest first) against the lead's QRS power
-(`ecglens.distortions.signal_power`), so one distorted 0.25-s cell of a 10-s input at 0 dB costs only about
-``10 log10(40) = 16 dB`` of whole-input SNR.
+Levels are cell-local SNRs in dB (`LEVELS_DB`, weakest first) against the lead's nst-style QRS power
+(`ecglens.distortions.signal_power`). The whole-input SNR (against the mean-removed signal's energy, which is
+typically ~10 dB below the QRS power) of one distorted 0.25-s cell of a 10-s 2-lead input is then about
+``level + 10 log10(80) - 10 = level + 9 dB``.
 
 Reward of one step (DESIGN.md "The agent"): the drop of the diagnosed class's probability per unit of L2 added
 (L2 in units of the clean input's L2), minus an energy cost, minus a cost per query, plus a bonus on the step
@@ -266,6 +267,19 @@ class Episode:
     def scaled(self, factor: float) -> np.ndarray:
         """The clean input plus the current distortion times ``factor`` (cells do not overlap)."""
         return self.clean + np.float32(factor) * self.noise
+
+    def cell_scaled(self, cell: int, factor: float) -> np.ndarray:
+        """The current signal with ``cell``'s distortion times ``factor``; no state change."""
+        lead, a, b = self.grid.cell_span(cell)
+        out = self.signal().copy()
+        out[lead, a:b] = self.clean[lead, a:b] + np.float32(factor) * self.noise[lead, a:b]
+        return out
+
+    def scale_cell(self, cell: int, factor: float) -> None:
+        """Multiply ``cell``'s distortion amplitude by ``factor``."""
+        lead, a, b = self.grid.cell_span(cell)
+        self.noise[lead, a:b] *= np.float32(factor)
+        self.gain[cell] *= factor
 
     def scale(self, factor: float) -> None:
         """Multiply every current distortion's amplitude by ``factor`` (the cleanup's fine amplitude step)."""

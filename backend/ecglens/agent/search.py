@@ -35,6 +35,7 @@ from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
 _MIN_GAIN = 0.01         # a probe is committed only when it lowers the probability by 1% of p0 or more
 _MIN_PASS_QUERIES = 12  # a search-and-cleanup pass for a quieter flip needs at least this many queries left
+_CELL_BISECTION_STEPS = 3  # then per-cell amplitude bisection steps (resolution 1/8 of the cell's amplitude)
 _BISECTION_STEPS = 5     # joint amplitude bisection steps in the cleanup (resolution 1/32)
 
 
@@ -415,6 +416,21 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
             hi = mid
         else:
             lo = mid
+    # 2c. per cell: bisect each remaining distortion's own amplitude (cells the flip leans on less shrink more)
+    for c in [int(c) for c in ep.distorted_cells()] if len(ep.distorted_cells()) > 1 else []:
+        lo, hi = 0.0, 1.0
+        for _ in range(_CELL_BISECTION_STEPS):
+            if not ep.flipped or room() < len(ep.distorted_cells()) + 1:  # keep the verification's queries
+                break
+            mid = 0.5 * (lo + hi)
+            p_mid = np.asarray(counter.predict_proba(ep.cell_scaled(c, mid / hi)[None]), dtype=np.float64)[0]
+            ep.queries += 1
+            if ep.target.flipped(p_mid)[0]:
+                ep.scale_cell(c, mid / hi)
+                ep.probs = p_mid
+                hi = mid
+            else:
+                lo = mid
     # 3. verification: removing any remaining cell must un-flip
     contributions: dict[int, float] = {}
     while ep.flipped:

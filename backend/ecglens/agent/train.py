@@ -151,6 +151,7 @@ def train_agent(model: str = "builtin", *, data_dir: str | Path | None = None, o
         "name": "agent_policy",
         "description": "PPO-trained cell-ranking policy for ECG Lens's RL explainer (input-shape agnostic).",
         "classifier": {"spec": str(model), "name": getattr(card, "name", str(model)),
+                       "sha256": _model_digest(model),
                        "classes": list(classifier.class_names), "sampling_rate": classifier.sampling_rate,
                        "leads": list(classifier.lead_names), "window_s": classifier.window_s},
         "data": {"source": "MIT-BIH Arrhythmia Database (PhysioNet), DS1 of de Chazal et al. 2004",
@@ -160,3 +161,15 @@ def train_agent(model: str = "builtin", *, data_dir: str | Path | None = None, o
         "training": summary,
     })
     return out
+
+
+def _model_digest(model: str) -> str | None:
+    """SHA-256 of the classifier's model file (None for an HTTP endpoint or an unknown spec)."""
+    import hashlib
+
+    from ecglens.classifiers import models_dir
+
+    path = models_dir() / "builtin.pt" if str(model) == "builtin" else Path(str(model))
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
