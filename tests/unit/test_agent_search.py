@@ -163,3 +163,38 @@ def test_scores_rank_minimal_set_then_probed_then_prior_and_share_windows_across
     assert scores[n_w + 24] == pytest.approx(0.5 * scores[24])  # same window, other lead: half the evidence
     assert scores[10] > scores[30] > scores[50] >= 0.0           # probed drop > policy prior > nothing known
     assert scores[n_w + 10] == pytest.approx(0.5 * scores[10])
+
+
+def test_committed_policy_is_used_by_default_and_fits_two_and_twelve_leads():
+    from ecglens.agent.policy import default_policy_path, load_policy, policy_misfit
+
+    path = default_policy_path()
+    if not path.exists():
+        pytest.skip(f"no trained policy at {path}")
+    policy = load_policy(path)
+    assert policy_misfit(policy, 2, 3600, 360.0) is None and policy_misfit(policy, 12, 5000, 500.0) is None
+    result = explain(bump_ecg(), BumpClassifier(), query_budget=200, seed=0)
+    assert result.method == "policy" and result.fallback_reason is None
+    assert _covers_bump(result.segments[0])
+
+
+def test_trained_policy_points_at_a_real_pvc_with_25_queries():
+    from conftest import shared_path
+
+    from ecglens.classifiers import load_classifier, models_dir
+    from ecglens.datasets.mitdb import load_windows
+
+    shared_path("mitdb", "119.hea")
+    if not (models_dir() / "builtin.pt").exists():
+        pytest.skip("no built-in classifier")
+    windows = load_windows(["119"])
+    clf = load_classifier("builtin", device="cpu")
+    one_v = np.flatnonzero(windows.count_beats(("V", "E")) == 1)
+    probs = clf.predict_proba(windows.X[one_v[:8]])
+    i = int(one_v[:8][int(np.argmax(probs[:, 1]))])  # the window most clearly flagged (held-out DS1 record)
+    samples, symbols = windows.beats(i)
+    beat_s = float(samples[symbols == "V"][0]) / windows.fs
+    result = explain(windows.ecg(i), clf, query_budget=25, seed=0)
+    assert result.queries <= 25 and result.diagnosis.label == "ventricular ectopy"
+    top = result.segments[0]
+    assert top.start_s <= beat_s + 0.15 and top.end_s > beat_s - 0.15
