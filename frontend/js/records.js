@@ -1,5 +1,5 @@
 // Records list: paginated, searchable by name and upload date, with each record's latest analysis status.
-import { api, apiOffers, esc } from "./api.js";
+import { api, esc } from "./api.js";
 
 const PAGE_SIZE = 20;
 
@@ -24,9 +24,8 @@ export function statusBadge(status, progress) {
 }
 
 function latestStatus(record) {
-  const latest = record.latest_analysis ?? record.last_analysis ?? null;
-  if (latest) return { status: latest.status, progress: latest.progress };
-  return { status: record.latest_analysis_status ?? record.analysis_status ?? null, progress: null };
+  const latest = record.latest_analysis;
+  return latest ? { status: latest.status, progress: latest.progress } : { status: null, progress: null };
 }
 
 /** Render the records list into `root`; `params` are the hash's query (q, since, until, page). */
@@ -103,34 +102,12 @@ export async function render(root, params = {}) {
   target.querySelector("#next-page").addEventListener("click", () => go(page + 1));
 }
 
-/**
- * One page of records matching the search. The service filters when it offers `q` on GET /records; an older
- * service without it gets the newest 500 records filtered here by name and upload day. The latest analysis
- * status comes with each record when the service includes it, else from one GET /analyses call.
- */
+/** One page of records matching the search (the service filters), each with its latest analysis. */
 async function fetchRecords(params, page) {
   const until = params.until ? `${params.until}T23:59:59.999999Z` : undefined;
   const since = params.since ? `${params.since}T00:00:00Z` : undefined;
-  let list;
-  if (!(params.q || params.since || params.until) || await apiOffers("GET", "/records", "q")) {
-    list = unwrapList(await api("/records", {
-      query: { q: params.q, since, until, limit: PAGE_SIZE, skip: (page - 1) * PAGE_SIZE } }));
-  } else {
-    const all = unwrapList(await api("/records", { query: { limit: 500 } })).items;
-    const q = (params.q || "").toLowerCase();
-    const matching = all.filter((r) => (!q || `${r.name} ${r.filename}`.toLowerCase().includes(q))
-      && (!since || r.created_at >= since) && (!until || r.created_at <= until));
-    list = { items: matching.slice((page - 1) * PAGE_SIZE, page * PAGE_SIZE), count: matching.length };
-  }
-  if (list.items.length && !list.items.some((r) => "latest_analysis" in r || "latest_analysis_status" in r)) {
-    try {
-      const analyses = unwrapList(await api("/analyses", { query: { limit: 500 } })).items;  // newest first
-      const latest = new Map();
-      for (const a of analyses) if (!latest.has(a.record_id)) latest.set(a.record_id, a);
-      for (const r of list.items) r.latest_analysis = latest.get(r.id) || null;
-    } catch { /* statuses stay unknown */ }
-  }
-  return list;
+  return unwrapList(await api("/records", {
+    query: { q: params.q, since, until, limit: PAGE_SIZE, skip: (page - 1) * PAGE_SIZE } }));
 }
 
 export function formatDuration(seconds) {

@@ -1,16 +1,9 @@
 // Sign-in view: paste an API key; it is checked against the service, then kept in sessionStorage.
-import { api, ApiError, apiOffers, esc, getKey, setKey, setWho, signOut } from "./api.js";
+import { api, ApiError, esc, setKey, setWho, signOut } from "./api.js";
 
-/**
- * Ask the service who this key belongs to: {id, name, role} from GET /keys/me. A service without that route
- * (checked in its public OpenAPI document, so no 404 is provoked) is asked GET /models, which any role may
- * read, just to check the key; the role then stays unknown (null). Rejects with ApiError(401) for a bad key.
- */
+/** Who this key belongs to: {id, name, role} from GET /keys/me. Rejects with ApiError(401) for a bad key. */
 export async function whoami() {
-  if (await apiOffers("GET", "/keys/me")) return api("/keys/me");
-  await api("/models");
-  const id = (getKey() || "").split("_")[1] || null;  // ecgl_<key id>_<secret>: the id part is not secret
-  return { id, name: id ? `key ${id}` : "signed in", role: null };
+  return api("/keys/me");
 }
 
 /** Render the sign-in form into `root`; on success call onSignedIn(who). */
