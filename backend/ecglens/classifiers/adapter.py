@@ -2,6 +2,8 @@
 output semantics; a subclass only turns a scaled float32 chunk into raw outputs (`_forward`)."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from ecglens.classifiers.card import ModelCard
@@ -27,7 +29,7 @@ def to_probabilities(raw: np.ndarray, card: ModelCard) -> np.ndarray:
     return raw
 
 
-class CardClassifier:
+class CardClassifier(ABC):
     """Base of the TorchScript, ONNX and HTTP adapters: card fields, input checks, chunking, logits.
 
     Parameters
@@ -73,9 +75,9 @@ class CardClassifier:
             raise ClassifierError(f"{self.source}: input holds NaN or infinite samples")
         return batch
 
+    @abstractmethod
     def _forward(self, chunk: np.ndarray) -> np.ndarray:
         """Raw outputs ``[m, classes]`` for a scaled float32 chunk ``[m, leads, samples]``."""
-        raise NotImplementedError
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities ``[n, classes]`` (float64) for float32 ``[n, leads, samples]`` in mV."""
