@@ -18,7 +18,8 @@ from ecglens.classifiers.base import QueryCounter
 
 
 def greedy_scan(ep: Episode, counter: QueryCounter, budget: int, *, top_fraction: float = 0.05,
-                start_level: int | None = None, progress: Callable[[int], None] | None = None) -> None:
+                start_level: int | None = None, max_level: int | None = None,
+                progress: Callable[[int], None] | None = None) -> None:
     """Distort ``ep`` greedily until its diagnosis flips or ``budget`` queries of ``counter`` are spent.
 
     Parameters
@@ -32,13 +33,16 @@ def greedy_scan(ep: Episode, counter: QueryCounter, budget: int, *, top_fraction
     top_fraction : float
         Share of the cells distorted after each scan (at least one). Default: 0.05.
     start_level : int or None
-        Level index the scan starts at. Default: the middle of ``ep.levels_db`` (0 dB with the defaults).
+        Level index the scan starts at. Default: the middle of ``ep.levels_db`` (6 dB with the defaults).
+    max_level : int or None
+        Strongest level index a cell may be raised to. Default: None (the strongest).
     progress : callable or None
         Called with the queries used so far after each batch. Default: None.
     """
     end = counter.queries + min(budget, counter.remaining if counter.remaining is not None else budget)
     n_levels = len(ep.levels_db)
-    level = (n_levels - 1) // 2 if start_level is None else int(start_level)
+    top = n_levels - 1 if max_level is None else int(np.clip(max_level, 0, n_levels - 1))
+    level = min(top, (n_levels - 1) // 2 if start_level is None else int(start_level))
     m = max(1, int(math.ceil(top_fraction * ep.grid.n_cells)))
     step = 0
     while not ep.flipped and end - counter.queries >= 2:
@@ -47,7 +51,7 @@ def greedy_scan(ep: Episode, counter: QueryCounter, budget: int, *, top_fraction
         for cell in range(ep.grid.n_cells):
             if ep.kind[cell] < 0:
                 changes.append([(cell, kind, level)])
-            elif ep.level[cell] + 1 < n_levels:
+            elif ep.level[cell] + 1 <= top:
                 changes.append([(cell, int(ep.kind[cell]), int(ep.level[cell]) + 1)])
             else:
                 continue

@@ -34,6 +34,7 @@ from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 
 SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
 _MIN_GAIN = 0.01         # a probe is committed only when it lowers the probability by 1% of p0 or more
+_GREEDY_PASS_QUERIES = 200  # the anytime loop's greedy pass needs this many queries left
 _MIN_PASS_QUERIES = 12  # a search-and-cleanup pass for a quieter flip needs at least this many queries left
 _CELL_BISECTION_STEPS = 3  # then per-cell amplitude bisection steps (resolution 1/8 of the cell's amplitude)
 _BISECTION_STEPS = 5     # joint amplitude bisection steps in the cleanup (resolution 1/32)
@@ -140,35 +141,48 @@ def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
         greedy_scan(ep, counter, end - counter.queries - _cleanup_reserve(end - start_q), progress=report)
         probe_kind.update({int(c): int(ep.kind[c]) for c in ep.distorted_cells()})
     contributions = minimize(ep, counter, end, report) if ep.flipped else {}
+    found_by = "policy" if policy is not None else "greedy-scan"
     if policy is not None and ep.flipped:
-        contributions = _quieter_flips(ep, counter, end, policy, probe_kind, report, contributions)
+        contributions, found_by = _quieter_flips(ep, counter, end, policy, probe_kind, report, contributions)
     scores = score_cells(ep, contributions, prior)
     return EpisodeResult(ep, scores, list(ep.order), contributions, probe_kind, counter.queries - start_q,
-                         extra={"target": ep.target.label, "flipped": ep.flipped, "snr_db": ep.snr_db()})
+                         extra={"target": ep.target.label, "flipped": ep.flipped, "snr_db": ep.snr_db(),
+                                "found_by": found_by})
 
 
 def _quieter_flips(ep: Episode, counter: QueryCounter, end: int, policy: Any, probe_kind: dict[int, int],
-                   report: Callable[[int], None], contributions: dict[int, float]) -> dict[int, float]:
+                   report: Callable[[int], None],
+                   contributions: dict[int, float]) -> tuple[dict[int, float], str]:
     """Spend what is left of the budget looking for a flip at a higher SNR (anytime; the best one is kept).
 
     Each pass starts again from the clean input with every distortion capped one level below the strongest
-    level of the best flip so far (so it has to spread over more, quieter cells), then cleans up. Stops when a
-    pass finds no flip, no level is left, or fewer than `_MIN_PASS_QUERIES` queries remain.
+    level of the best flip so far (so it has to spread over more, quieter cells), then cleans up. The first
+    pass is a greedy scan when at least `_GREEDY_PASS_QUERIES` remain, the later ones the policy's search.
+    Stops when a pass finds no flip, no level is left, or fewer than `_MIN_PASS_QUERIES` queries remain.
     """
-    best = (ep.snapshot(), dict(contributions), ep.snr_db())
+    best = (ep.snapshot(), dict(contributions), ep.snr_db(), "policy")
+    passes = 0
     while end - counter.queries >= _MIN_PASS_QUERIES and (counter.remaining or 0) >= _MIN_PASS_QUERIES:
         cap = int(ep.level[ep.distorted_cells()].max()) - 1 if len(ep.distorted_cells()) else -1
         if cap < 0:
             break
         ep.restore_clean()
-        policy_search(ep, counter, end, policy, probe_kind, report, max_level=cap)
+        left = end - counter.queries
+        kind = "greedy-scan pass" if passes == 0 and left >= _GREEDY_PASS_QUERIES else "policy pass"
+        if kind == "greedy-scan pass":
+            # One pass of the greedy scan below the cap: it spreads moderate noise over many cells, which the
+            # cleanup then thins out; the policy's own passes follow.
+            greedy_scan(ep, counter, left - _cleanup_reserve(left), max_level=cap, progress=report)
+        else:
+            policy_search(ep, counter, end, policy, probe_kind, report, max_level=cap)
+        passes += 1
         if not ep.flipped:
             break
         found = minimize(ep, counter, end, report)
         if ep.flipped and ep.snr_db() > best[2]:
-            best = (ep.snapshot(), dict(found), ep.snr_db())
+            best = (ep.snapshot(), dict(found), ep.snr_db(), kind)
     ep.restore(best[0])
-    return best[1]
+    return best[1], best[3]
 
 
 def _cleanup_reserve(budget: int) -> int:
@@ -591,6 +605,7 @@ def _build_explanation(ecg: Ecg, classifier: Classifier, x: np.ndarray, probs0: 
                  "bounds_s": (grid.bounds / fs).round(4).tolist()},
         "calls": counter.calls,
         "findings": [{"label": r.episode.target.label, "flipped": r.episode.flipped,
+                      "found_by": r.extra.get("found_by") if r.episode.flipped else None,
                       "snr_db": r.episode.snr_db() if r.episode.flipped else None, "queries": r.queries,
                       "segments": [s.to_dict() for s in _segments(r, grid, leads, window_start_s)[:5]]}
                      for r in results],
