@@ -197,3 +197,28 @@ def test_hardening_is_deterministic_under_seed(tiny_model):
     for (ka, va), (kb, vb) in zip(a.module.state_dict().items(), b.module.state_dict().items()):
         assert ka == kb and torch.equal(va, vb), ka
     assert a.thresholds == b.thresholds
+
+
+def test_hardening_job_refuses_models_whose_weights_we_do_not_hold(tmp_path):
+    from ecglens.hardening import run_hardening_job
+    from ecglens.service.config import Settings
+    from ecglens.service.db import Model, utcnow
+    from ecglens.service.runtime import Runtime
+
+    runtime = Runtime(Settings(_env_file=None, data_dir=tmp_path / "var", database_url="", broker_url=""))
+    try:
+        with runtime.sessions() as session:
+            session.add(Model(name="remote", kind="http", spec="https://models.example/ecg", card={},
+                              created_at=utcnow()))
+            session.add(Model(name="remote-hardened-s0", kind="onnx", spec="x.onnx", card={}, created_at=utcnow()))
+            session.commit()
+        with pytest.raises(LookupError, match="'absent' is not registered"):
+            run_hardening_job(runtime, "absent")
+        with pytest.raises(ValueError, match="already registered"):
+            run_hardening_job(runtime, "remote")
+        with pytest.raises(ClassifierError, match="is http: hardening fine-tunes weights"):
+            run_hardening_job(runtime, "remote", new_name="remote-h")
+        with runtime.sessions() as session:  # nothing was registered by the refusals
+            assert session.get(Model, "remote-h") is None
+    finally:
+        runtime.close()
