@@ -8,7 +8,10 @@ episode per diagnosed finding under the query budget:
    back into the cells' features, and the best proposals are committed. Repeat until the diagnosis flips.
 2. *Clean up.* Drop every distortion the flip does not need, lower the remaining ones level by level (raising
    the SNR) while the flip holds, and check that removing any remaining cell un-flips (minimality).
-3. *Score.* Cells of the final minimal set score highest (by how much their removal raises the diagnosed
+3. *Quieter flips (anytime).* While budget remains, start again from the clean input with every distortion
+   capped one level below the strongest of the best flip so far (first pass: a capped greedy scan; then the
+   policy), clean up, and keep the flip with the highest SNR.
+4. *Score.* Cells of the final minimal set score highest (by how much their removal raises the diagnosed
    class's probability, earlier finds first), then cells whose probe lowered it, then the policy's prior.
 
 Every classifier row goes through a `QueryCounter` with the budget as a hard cap.
