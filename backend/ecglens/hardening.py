@@ -29,8 +29,11 @@ Recipe (`harden`):
    seeds, epochs, learning rate, pool size) and DS1-validation figures before and after. The DS2 before/after
    figures come from ``benchmarks/hardening.py``, which adds them to the card.
 
-Cost on 2 CPU cores (the built-in ResNet1d, defaults: 64 pool windows, 6 epochs of 100 steps): see the model
-card's ``training.timing_s``.
+Cost (the built-in ResNet1d, defaults: 64 pool windows at budget 300, 6 epochs of 100 steps of 64 rows, one
+torch thread): about 17 minutes measured on the team's shared 2-core machine under a load average of 8-10 (agent
+pool 102 s, fine-tuning 874 s, the rest loading DS1 and validating); the CPU work itself is about 0.2 s per step
+(0.17 s forward + backward, 0.02 s drawing the mix) plus ~1.5 s of validation per epoch, so roughly 3-4 minutes
+on an idle core. Each run's phases are in the model card's ``training.timing_s``.
 """
 from __future__ import annotations
 
