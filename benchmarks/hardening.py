@@ -130,6 +130,12 @@ def _fmt_snr(v: float | None, floor: float) -> str:
     return f"<= {floor:g}" if v <= floor else f"{v:.1f}"
 
 
+def _shown(spec: str) -> str:
+    """A model spec as shown in the results: relative to the repository when it lies inside it."""
+    path = Path(spec)
+    return str(path.relative_to(REPO)) if path.is_absolute() and path.is_relative_to(REPO) else spec
+
+
 def _floor_note(a: float, b: float, floor: float) -> str:
     if a <= floor and b <= floor:
         return " (both hold to the floor)"
@@ -252,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/hardening.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     header = (f"# Hardening before / after ({date})\n\n"
-              f"Original `{args.original}`, hardened `{args.hardened}`. {len(windows)} DS2 windows (10 s, no overlap) "
+              f"Original `{_shown(args.original)}`, hardened `{_shown(args.hardened)}`. {len(windows)} DS2 windows (10 s, no overlap) "
               f"for AUC; {len(cases)} robustness cases ({args.per_class} per class, chosen by the original model), "
               f"seeds {seeds}, {args.realisations} noise draws per kind per report; agent budget {args.budget}, "
               f"{min(args.agent_seeds, len(seeds))} seed(s) per case.\n\n"

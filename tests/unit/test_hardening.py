@@ -222,3 +222,21 @@ def test_hardening_job_refuses_models_whose_weights_we_do_not_hold(tmp_path):
             assert session.get(Model, "remote-h") is None
     finally:
         runtime.close()
+
+
+def test_shipped_hardened_model_records_its_parent_recipe_and_ds2_figures():
+    from ecglens.classifiers import models_dir
+
+    path = models_dir() / "builtin_hardened.pt"
+    if not path.exists():
+        pytest.skip(f"{path} not built (ecglens harden --model builtin --out {path})")
+    card = ModelCard.load(card_path_for(path))
+    parent = card.training["parent"]
+    assert card.parent == f"{parent['name']}@{parent['version']}" and len(parent["sha256"]) == 64
+    assert card.training["data_mix"]["snr_levels_db"] == [24.0, 18.0, 12.0, 6.0, 0.0, -6.0]
+    assert card.training["agent_pool"]["windows_explained"] > 0
+    assert set(card.metrics["ds2"]) == set(CLASS_NAMES)
+    assert set(card.metrics["hardening_ds2"]["targets"]["flip_snr_gain_db"]) == {
+        "baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian"}
+    clf = load_classifier(path, device="cpu")
+    assert clf.predict_proba(np.zeros((1, 2, 3600), np.float32)).shape == (1, 4)
