@@ -608,6 +608,9 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         gen = torch.Generator().manual_seed(config.seed)
         scale = float(card.input_scale)
         teacher = load_trainable(parent.path).logits_net().eval() if config.distill > 0 else None
+        # Dropout draws from torch's global generator; the agent (e.g. building its policy network on first use
+        # in this process) may have drawn from it, so seed it again here.
+        torch.manual_seed(config.seed)
         best, best_score, history = None, -np.inf, []
         t1 = time.perf_counter()
         for epoch in range(config.epochs):
