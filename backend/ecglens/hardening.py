@@ -913,7 +913,10 @@ def harden_command(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``harden`` to the ``ecglens`` command."""
     p = subparsers.add_parser("harden", help="fine-tune a classifier on noise and the agent's flips (DS1)",
-                              description=__doc__.splitlines()[0])
+                              description="Fine-tune a classifier (built-in or TorchScript) on its MIT-BIH DS1 "
+                                          "training data mixed with realistic noise at the NSTDB SNR levels and "
+                                          "the agent's minimal flipping distortions, original labels kept; "
+                                          "recalibrate on DS1 validation; write the new model and its card.")
     p.add_argument("--model", default="builtin",
                    help="parent: 'builtin', a model name under models/, or a TorchScript .pt (default: builtin)")
     p.add_argument("--data", default=None, help="folder with the MIT-BIH records (default: ../shared/data/mitdb)")
