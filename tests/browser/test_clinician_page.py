@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.conftest import ARTIFACTS, plot_data, sign_in
 from tests.conftest import shared_path
@@ -156,8 +157,19 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
                  y: box.top + ya._offset + ya.l2p(0.8 * ya.range[0] + 0.2 * ya.range[1]), meta: t.meta };
     }""")
     assert point, "the most critical segment is not drawn"
-    page.mouse.move(point["x"], point["y"])
-    page.wait_for_function("() => document.querySelector('#ecg-plot .hoverlayer').textContent.includes('score')")
+    # Jumping to the segment re-fetches the signal and redraws, which clears any hover label: let the view
+    # settle, then hover (again, if a late redraw wiped the label).
+    page.wait_for_load_state("networkidle")
+    for attempt in range(3):
+        page.mouse.move(0, 0)
+        page.mouse.move(point["x"], point["y"])
+        try:
+            page.wait_for_function(
+                "() => document.querySelector('#ecg-plot .hoverlayer').textContent.includes('score')", timeout=5000)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
     text = page.locator("#ecg-plot .hoverlayer").text_content()
     assert f"score {point['meta']['score']:.2f}" in text and f"{point['meta']['start_s']:.2f}" in text
     page.mouse.move(0, 0)
