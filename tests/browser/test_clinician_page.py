@@ -145,7 +145,7 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
         " return r[0] <= a + 1e-6 && r[1] >= b - 1e-6; }", arg=[first["start_s"], first["end_s"]])
 
     # Hovering the shaded segment (now in view) names its score, time span and distortion.
-    point = page.evaluate("""() => {
+    locate = """() => {
         const gd = document.getElementById('ecg-plot');
         const t = gd.data.find(d => d.meta && d.meta.kind === 'segment' && d.meta.index === 0);
         if (!t) return null;
@@ -155,12 +155,13 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
         box = gd.getBoundingClientRect();
         return { x: box.left + xa._offset + xa.l2p((t.x[0] + t.x[1]) / 2),
                  y: box.top + ya._offset + ya.l2p(0.8 * ya.range[0] + 0.2 * ya.range[1]), meta: t.meta };
-    }""")
-    assert point, "the most critical segment is not drawn"
-    # Jumping to the segment re-fetches the signal and redraws, which clears any hover label: let the view
-    # settle, then hover (again, if a late redraw wiped the label).
+    }"""
+    # Jumping to the segment re-fetches the signal and redraws, which clears any hover label and may move the
+    # plot: let the view settle, then locate and hover (again, if a late redraw wiped the label).
     page.wait_for_load_state("networkidle")
-    for attempt in range(3):
+    for attempt in range(4):
+        point = page.evaluate(locate)
+        assert point, "the most critical segment is not drawn"
         page.mouse.move(0, 0)
         page.mouse.move(point["x"], point["y"])
         try:
@@ -168,7 +169,8 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
                 "() => document.querySelector('#ecg-plot .hoverlayer').textContent.includes('score')", timeout=5000)
             break
         except PlaywrightTimeoutError:
-            if attempt == 2:
+            if attempt == 3:
+                page.screenshot(path=str(ARTIFACTS / "hover-failure.png"))
                 raise
     text = page.locator("#ecg-plot .hoverlayer").text_content()
     assert f"score {point['meta']['score']:.2f}" in text and f"{point['meta']['start_s']:.2f}" in text
