@@ -165,7 +165,7 @@ def make_grid(signal: np.ndarray, fs: float, *, segment_s: float = 0.25, beat_al
         cuts.append(n_samples)
         cuts = sorted(set(cuts))
     else:
-        # Same numbering as ecglens.grid.SegmentGrid (the baselines' and metrics' grid): the last window of a
+        # Same numbering as ecglens.baselines.cells.fixed_grid (the baselines' and metrics' grid): the last window of a
         # lead is shorter when the input is not a whole number of windows.
         cuts = list(range(0, n_samples, step)) + [n_samples]
     bounds = np.array([[a, b] for a, b in zip(cuts[:-1], cuts[1:]) if b > a], dtype=int)
