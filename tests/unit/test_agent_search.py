@@ -179,7 +179,7 @@ def test_committed_policy_is_used_by_default_and_fits_two_and_twelve_leads():
 
 
 def test_trained_policy_points_at_a_real_pvc_with_25_queries():
-    from conftest import shared_path
+    from shared_data import shared_path
 
     from ecglens.classifiers import load_classifier, models_dir
     from ecglens.datasets.mitdb import load_windows

@@ -161,7 +161,8 @@ def test_critical_segments_are_shaded_where_they_are(two_lead, tmp_path):
     segments = result["explanation"]["segments"]
     assert segments and {s["lead"] for s in segments} == {"II"}
     image = _png(_render(ecg, result), tmp_path)
-    seg = max(segments, key=lambda s: s["end_s"] - s["start_s"])
+    # The most critical segment: shading opacity grows with the score, so this one is the most visible.
+    seg = max(segments, key=lambda s: (s["score"], s["end_s"] - s["start_s"]))
     colour = DISTORTION_COLOURS.get(seg["distortion"], "#D55E00")
     # Stacked layout: lead I on top, lead II below; 4 s from x = 8 mm at 25 mm/s.
     inside = _band(image, 1, 2, 8 + 25 * seg["start_s"], 8 + 25 * seg["end_s"])
