@@ -15,6 +15,7 @@ Wainwright, "HopSkipJumpAttack: a query-efficient decision-based attack", IEEE S
 from __future__ import annotations
 
 import contextlib
+from abc import abstractmethod
 import logging
 import math
 from typing import Any, Iterator
@@ -126,9 +127,9 @@ class _ArtAttackBaseline(PerturbationBaseline):
         """ART's input layout: ``[n, leads, samples]`` as is (override for image-only attacks)."""
         return (lambda s: s.copy()), (lambda a: a)
 
+    @abstractmethod
     def _attacks(self, estimator, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, to_art):
         """Yield ``(ART attack, generate() keyword arguments)``, tried in turn until one flips."""
-        raise NotImplementedError
 
 
 class SquareAttackBaseline(_ArtAttackBaseline):

@@ -8,6 +8,7 @@ peer's name. So the benchmark treats the agent and the peers alike.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ class Attribution:
     extra: dict[str, Any] | None = None
 
 
-class PerturbationBaseline:
+class PerturbationBaseline(ABC):
     """Base of the peers: one classifier, one segment grid, one verb (`explain`).
 
     Parameters
@@ -106,10 +107,10 @@ class PerturbationBaseline:
         return self._explanation(signal, grid, probs, goal, result, counter.queries, elapsed, fs, leads, start_s)
 
     # -- the hook a peer overrides --------------------------------------------------------------------------
+    @abstractmethod
     def _attribute(self, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, target: Target,
                    rng: np.random.Generator, **kwargs: Any) -> Attribution:
         """Score the cells of ``grid`` for ``target``, querying only through ``counter``."""
-        raise NotImplementedError
 
     # -- shared helpers -------------------------------------------------------------------------------------
     @property
