@@ -39,6 +39,7 @@ from ecglens.formats._guard import guarded
 from ecglens.formats._header import parse_date, parse_time
 from ecglens.formats._source import basename, read_bytes, record_stem
 from ecglens.formats.dicom import _MDC_LEADS
+from ecglens.formats.json import parse_json
 
 MDC_SYSTEM = "urn:oid:2.16.840.1.113883.6.24"
 LOINC_SYSTEM = "http://loinc.org"
@@ -122,19 +123,6 @@ def lead_code(lead: str) -> dict[str, Any]:
     return out
 
 
-def _parse(data: bytes, display: str) -> Any:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise RecordError(display, f"not UTF-8 text (byte {exc.start})") from None
-    try:
-        return _json.loads(text)
-    except _json.JSONDecodeError as exc:
-        raise RecordError(display, f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
-    except RecursionError:
-        raise RecordError(display, "JSON is nested too deeply") from None
-
-
 def _number(value: Any, what: str, display: str, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecordError(display, f"{what} must be a number, got {value!r}"[:200])
@@ -173,7 +161,7 @@ def read_fhir(source: Any, filename: str | None = None) -> Ecg:
         ``L``, ``U``, components at different sampling rates or of different lengths.
     """
     display, data, _ = read_bytes(source, filename)
-    doc = _parse(data, display)
+    doc = parse_json(data, display)
     if not isinstance(doc, Mapping):
         raise RecordError(display, f"a FHIR resource must be a JSON object, got {type(doc).__name__}")
     kind = doc.get("resourceType")

@@ -23,7 +23,8 @@ from ecglens.formats._source import basename, read_bytes, record_stem
 _RESERVED = ("format", "source_files", "original_units", "missing_samples", "missing_filled_by")
 
 
-def _parse(data: bytes, display: str) -> Any:
+def parse_json(data: bytes, display: str) -> Any:
+    """The JSON document in ``data`` (UTF-8, BOM allowed); RecordError naming ``display`` and the line if not."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -91,7 +92,7 @@ def read_json(source: Any, filename: str | None = None, *, fs: float | None = No
         ``original_units`` and ``missing_samples`` when nulls were filled.
     """
     display, data, _ = read_bytes(source, filename)
-    doc = _parse(data, display)
+    doc = parse_json(data, display)
     if not isinstance(doc, dict):
         raise RecordError(display, f"expected a JSON object with 'fs' and 'leads', got a {type(doc).__name__}")
     rate = fs if fs is not None else doc.get("fs", doc.get("sampling_rate", doc.get("sampling_frequency")))
