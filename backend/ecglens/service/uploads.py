@@ -78,6 +78,7 @@ def expand_zips(files: list[UploadFile], max_bytes: int) -> list[UploadFile]:
                     out.append(UploadFile(safe_name(m.filename), data, container=f.filename))
         except UploadError:
             raise
+        # zipfile raises NotImplementedError for an unsupported compression method: bad input, answered 422.
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError,
                 RuntimeError) as exc:
             raise UploadError(f"{f.filename}: not a readable zip archive ({exc})") from None
