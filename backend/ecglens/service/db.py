@@ -1,6 +1,7 @@
 """Database tables (SQLAlchemy 2 ORM) and the engine / session factory.
 
-Tables: ``api_keys``, ``blobs``, ``records``, ``analyses``, ``models``, ``audit_events`` and ``audit_head``.
+Tables: ``api_keys``, ``blobs``, ``records``, ``analyses``, ``models``, ``hardening_jobs``, ``audit_events`` and
+``audit_head``.
 The schema is owned by the Alembic migrations in ``ecglens/migrations``; `init_db` runs them at start-up.
 Record metadata (the reader's header fields) is stored in ``records.header`` and never logged or audited.
 """
@@ -117,6 +118,34 @@ class Model(Base):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[str] = mapped_column(String(32), default=utcnow)
+
+
+class HardeningJob(Base):
+    """One ``POST /models/{name}/harden`` job: fine-tune ``parent_model`` into ``new_model``
+    (`ecglens.hardening.run_hardening_job`). States and lease as for `Analysis`.
+
+    ``params`` is ``{"seed", "epochs", "agent_windows"}`` (None = the recipe's default); ``result``, once done,
+    is the new model's ``{"name", "kind", "sha256", "parent", "card"}`` with a summary of its card;
+    ``error`` says why when failed.
+    """
+
+    __tablename__ = "hardening_jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    parent_model: Mapped[str] = mapped_column(String(200), ForeignKey("models.name"), index=True)
+    new_model: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    created_at: Mapped[str] = mapped_column(String(32), default=utcnow)
+    started_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    heartbeat_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class AuditEvent(Base):
