@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     device : str
         Where workers run classifiers: ``"auto"`` (CUDA when a GPU is visible, else CPU), ``"cpu"``, ``"cuda"``,
         ``"cuda:1"``. Default: "auto".
+    mitdb_dir : Path or None
+        Folder with the MIT-BIH Arrhythmia records (``100.hea``, ``100.dat``, ``100.atr``, ...) that
+        ``POST /models/{name}/harden`` fine-tunes on (the API checks it before queuing, the worker reads it).
+        Default: None = where `ecglens.hardening` looks, ``$ECGLENS_SHARED_DATA/mitdb`` or ``../shared/data/mitdb``
+        beside the repository (`ecglens.datasets.mitdb.default_data_dir`).
     """
 
     model_config = SettingsConfigDict(env_prefix="ECGLENS_", env_file=".env", extra="ignore")
@@ -64,6 +69,7 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=600.0, gt=0)
     frontend_dir: Path | None = None
     device: str = "auto"
+    mitdb_dir: Path | None = None
 
     @field_validator("allowed_model_hosts", "cors_origins", mode="before")
     @classmethod
@@ -75,10 +81,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("data_dir")
+    @field_validator("mitdb_dir", mode="before")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("data_dir", "mitdb_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
 
     @property
     def db_url(self) -> str:
