@@ -1,4 +1,5 @@
-"""Analysis jobs: the `Executor` interface and `run_analysis`, the one function every executor calls.
+"""Analysis and hardening jobs: the `Executor` interface, and `run_analysis` / `run_hardening`, the functions
+every executor calls.
 
 `LocalExecutor` (default) runs jobs on a thread pool in the API process; `CeleryExecutor` queues them on a Redis
 broker for `ecglens.worker` processes. Either way `run_analysis(analysis_id)` claims the job in the database,
@@ -6,6 +7,12 @@ loads the record and the classifier (once per model per process), runs `ecglens.
 `ecglens.robustness` with a progress callback that writes progress to the database, and stores the result JSON,
 or marks the job failed with the reason. It is idempotent: a job already done or failed is left alone, and a job
 whose worker died (no progress for ``job_lease_s``) is taken over.
+
+Hardening jobs (``POST /models/{name}/harden``, table ``hardening_jobs``) follow the same pattern:
+`run_hardening(job_id)` claims the row, runs `ecglens.hardening.run_hardening_job` on the MIT-BIH folder of
+`Settings.mitdb_dir` with the same progress writer, and stores the new model's summary or the failure reason. A job
+takes minutes with few progress calls, so a heartbeat thread keeps its lease while it runs. `LocalExecutor` runs
+them on a pool of their own (one thread), so a long fine-tuning never holds up analyses.
 """
 from __future__ import annotations
 
@@ -19,12 +26,13 @@ from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Union
 
 from sqlalchemy import func, or_, select, update
 
 from ecglens.service.config import Settings
-from ecglens.service.db import DONE, FAILED, QUEUED, RUNNING, Analysis, Model, Record, utcnow
+from ecglens.service.db import DONE, FAILED, QUEUED, RUNNING, Analysis, HardeningJob, Model, Record, utcnow
 from ecglens.service.runtime import Runtime
 
 log = logging.getLogger("ecglens.jobs")
@@ -32,6 +40,8 @@ log = logging.getLogger("ecglens.jobs")
 # Progress split: the explanation is most of the work, the robustness sweep the rest.
 EXPLAIN_SHARE = 70.0
 CELERY_TASK = "ecglens.run_analysis"
+HARDEN_CELERY_TASK = "ecglens.run_hardening"
+JobTable = Union[type[Analysis], type[HardeningJob]]
 
 
 class Executor(ABC):
@@ -41,36 +51,47 @@ class Executor(ABC):
     def submit(self, analysis_id: str) -> None:
         """Queue the analysis ``analysis_id`` (already in the database with status queued)."""
 
+    @abstractmethod
+    def submit_hardening(self, job_id: str) -> None:
+        """Queue the hardening job ``job_id`` (already in ``hardening_jobs`` with status queued)."""
+
     def shutdown(self, wait: bool = False) -> None:
         """Stop accepting jobs; ``wait`` for running ones. Default: do not wait."""
 
 
 class LocalExecutor(Executor):
-    """In-process thread pool (the default when no broker is configured).
+    """In-process thread pools (the default when no broker is configured): analyses on ``workers`` threads,
+    hardening jobs one at a time on a thread of their own.
 
     Parameters
     ----------
     runtime : Runtime
         Database and blobs of this process.
     workers : int
-        Threads. Default: ``runtime.settings.workers``.
+        Analysis threads. Default: ``runtime.settings.workers``.
     """
 
     def __init__(self, runtime: Runtime, workers: int | None = None):
         self.runtime = runtime
         self.pool = ThreadPoolExecutor(max_workers=workers or runtime.settings.workers,
                                        thread_name_prefix="ecglens-job")
+        # One fine-tuning at a time: each uses the CPU for minutes and sets torch's process-wide threads.
+        self.hardening_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecglens-harden")
         self.futures: dict[str, Future[str]] = {}
 
     def submit(self, analysis_id: str) -> None:
         self.futures[analysis_id] = self.pool.submit(_run_logged, analysis_id, self.runtime)
 
-    def wait(self, analysis_id: str, timeout: float | None = None) -> str:
-        """Block until the job submitted as ``analysis_id`` ends; return its final status."""
-        return self.futures[analysis_id].result(timeout=timeout)
+    def submit_hardening(self, job_id: str) -> None:
+        self.futures[job_id] = self.hardening_pool.submit(_run_logged, job_id, self.runtime, run_hardening)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> str:
+        """Block until the analysis or hardening job submitted as ``job_id`` ends; return its final status."""
+        return self.futures[job_id].result(timeout=timeout)
 
     def shutdown(self, wait: bool = False) -> None:
         self.pool.shutdown(wait=wait, cancel_futures=not wait)
+        self.hardening_pool.shutdown(wait=wait, cancel_futures=not wait)
 
 
 class CeleryExecutor(Executor):
@@ -85,17 +106,20 @@ class CeleryExecutor(Executor):
     def submit(self, analysis_id: str) -> None:
         self.app.send_task(CELERY_TASK, args=[analysis_id])
 
+    def submit_hardening(self, job_id: str) -> None:
+        self.app.send_task(HARDEN_CELERY_TASK, args=[job_id])
+
 
 def make_executor(runtime: Runtime) -> Executor:
     """`CeleryExecutor` when a broker URL is set, else `LocalExecutor`."""
     return CeleryExecutor(runtime) if runtime.settings.broker_url else LocalExecutor(runtime)
 
 
-def _run_logged(analysis_id: str, runtime: Runtime) -> str:
+def _run_logged(job_id: str, runtime: Runtime, run: Callable[[str, Runtime], str] | None = None) -> str:
     try:
-        return run_analysis(analysis_id, runtime)
+        return (run or run_analysis)(job_id, runtime)
     except Exception:  # noqa: BLE001 - a pool thread must not die silently
-        log.exception("analysis %s: job crashed", analysis_id)
+        log.exception("job %s crashed", job_id)
         raise
 
 
@@ -152,9 +176,17 @@ class _Claim:
 def claim(runtime: Runtime, analysis_id: str, worker: str | None = None) -> tuple[str, _Claim | None]:
     """Take the job if it is queued, or running with a stale lease (its worker died); compare-and-set so only
     one worker wins. Returns (status, claim): claim is None when the job is not ours to run."""
+    status, row = _take(runtime, Analysis, analysis_id, worker)
+    if row is None:
+        return status, None
+    return RUNNING, _Claim(row.record_id, row.model, row.distortions, row.query_budget, row.seed, row.start_s)
+
+
+def _take(runtime: Runtime, table: JobTable, job_id: str, worker: str | None) -> tuple[str, Any]:
+    """`claim` for any job table: (status, the row as it was before we took it, detached) or (status, None)."""
     lease = runtime.settings.job_lease_s
     with runtime.sessions() as session:
-        row = session.get(Analysis, analysis_id)
+        row = session.get(table, job_id)
         if row is None:
             return "missing", None
         if row.status in (DONE, FAILED):
@@ -163,28 +195,32 @@ def claim(runtime: Runtime, analysis_id: str, worker: str | None = None) -> tupl
             return "busy", None
         now = utcnow()
         won = session.execute(
-            update(Analysis)
-            .where(Analysis.id == analysis_id, Analysis.status == row.status,
-                   or_(Analysis.heartbeat_at.is_(None), Analysis.heartbeat_at == row.heartbeat_at))
-            .values(status=RUNNING, attempts=Analysis.attempts + 1, started_at=now, heartbeat_at=now,
+            update(table)
+            .where(table.id == job_id, table.status == row.status,
+                   or_(table.heartbeat_at.is_(None), table.heartbeat_at == row.heartbeat_at))
+            .values(status=RUNNING, attempts=table.attempts + 1, started_at=now, heartbeat_at=now,
                     worker=(worker or worker_name())[:200], progress=0.0, error=None)
         ).rowcount
         session.commit()
         if not won:
             return "busy", None
-        return RUNNING, _Claim(row.record_id, row.model, row.distortions, row.query_budget, row.seed, row.start_s)
+        session.expunge(row)
+        return RUNNING, row
 
 
 class ProgressWriter:
     """The progress callback given to explain / robustness: maps their fraction into ``[lo, hi]`` percent and
     writes it (and the heartbeat) to the database at most every ``interval_s`` seconds.
 
-    Accepts ``progress(fraction)`` with fraction in [0, 1], or ``progress(done, total)``.
+    Accepts ``progress(fraction)`` with fraction in [0, 1], or ``progress(done, total)``. ``table`` is the job's
+    table (`Analysis` or `HardeningJob`). Default: Analysis.
     """
 
-    def __init__(self, runtime: Runtime, analysis_id: str, lo: float, hi: float, interval_s: float = 0.5):
+    def __init__(self, runtime: Runtime, analysis_id: str, lo: float, hi: float, interval_s: float = 0.5, *,
+                 table: JobTable = Analysis):
         self.runtime, self.analysis_id, self.lo, self.hi = runtime, analysis_id, lo, hi
         self.interval_s = interval_s
+        self.table = table
         self._last = 0.0
 
     def __call__(self, done: Any = None, total: Any = None, *args: Any, **kwargs: Any) -> None:
@@ -200,8 +236,9 @@ class ProgressWriter:
         self.write(self.lo + frac * (self.hi - self.lo))
 
     def write(self, percent: float) -> None:
+        t = self.table
         with self.runtime.sessions() as session:
-            session.execute(update(Analysis).where(Analysis.id == self.analysis_id, Analysis.status == RUNNING)
+            session.execute(update(t).where(t.id == self.analysis_id, t.status == RUNNING)
                             .values(progress=round(percent, 1), heartbeat_at=utcnow()))
             session.commit()
 
@@ -270,29 +307,32 @@ def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
     return result, int(explanation.queries) + int(report.queries)
 
 
-def _finish(runtime: Runtime, analysis_id: str, status: str, started: float, *, result: str | None = None,
-            error: str | None = None, queries: int = 0) -> None:
+def _finish(runtime: Runtime, analysis_id: str, status: str, started: float, *, result: Any = None,
+            error: str | None = None, queries: int | None = 0, table: JobTable = Analysis) -> None:
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "heartbeat_at": utcnow(),
-                              "duration_s": round(time.monotonic() - started, 4), "error": error,
-                              "queries": queries}
+                              "duration_s": round(time.monotonic() - started, 4), "error": error}
+    if queries is not None:
+        values["queries"] = queries
     if status == DONE:
         values.update(progress=100.0, result=result)
     with runtime.sessions() as session:
-        session.execute(update(Analysis).where(Analysis.id == analysis_id, Analysis.status == RUNNING)
-                        .values(**values))
+        session.execute(update(table).where(table.id == analysis_id, table.status == RUNNING).values(**values))
         session.commit()
 
 
 def resume_unfinished(runtime: Runtime, executor: Executor) -> int:
-    """Resubmit jobs left queued or running by a previous run of an in-process executor; return how many."""
-    with runtime.sessions() as session:
-        ids = session.scalars(select(Analysis.id).where(Analysis.status.in_((QUEUED, RUNNING)))).all()
-        session.execute(update(Analysis).where(Analysis.status == RUNNING)
-                        .values(status=QUEUED, heartbeat_at=None))
-        session.commit()
-    for analysis_id in ids:
-        executor.submit(analysis_id)
-    return len(ids)
+    """Resubmit analyses and hardening jobs left queued or running by a previous run of an in-process executor;
+    return how many."""
+    resumed = 0
+    for table, submit in ((Analysis, executor.submit), (HardeningJob, executor.submit_hardening)):
+        with runtime.sessions() as session:
+            ids = session.scalars(select(table.id).where(table.status.in_((QUEUED, RUNNING)))).all()
+            session.execute(update(table).where(table.status == RUNNING).values(status=QUEUED, heartbeat_at=None))
+            session.commit()
+        for job_id in ids:
+            submit(job_id)
+        resumed += len(ids)
+    return resumed
 
 
 def queue_depth(runtime: Runtime) -> int:
@@ -302,3 +342,121 @@ def queue_depth(runtime: Runtime) -> int:
 
 
 ProgressCallback = Callable[..., None]
+
+
+# ------------------------------------------------------------------------------------------------- hardening
+def mitdb_folder(settings: Settings) -> Path:
+    """The MIT-BIH folder hardening jobs train on: ``settings.mitdb_dir``, else where `ecglens.hardening` looks
+    (`ecglens.datasets.mitdb.default_data_dir`).
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder, or one of the DS1 records' ``.hea`` / ``.dat`` / ``.atr`` files in it, is missing; the message
+        names the folder, the missing files and the setting (``ECGLENS_MITDB_DIR``).
+    """
+    from ecglens.datasets.mitdb import DS1, default_data_dir
+
+    if settings.mitdb_dir is None:
+        try:
+            folder = default_data_dir()
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc}; or set ECGLENS_MITDB_DIR") from None
+    else:
+        folder = Path(settings.mitdb_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: MIT-BIH folder (ECGLENS_MITDB_DIR) does not exist")
+    missing = [f"{name}{ext}" for name in DS1 for ext in (".hea", ".dat", ".atr") if not (folder / f"{name}{ext}").is_file()]
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise FileNotFoundError(f"{folder}: MIT-BIH folder (ECGLENS_MITDB_DIR) lacks the DS1 training files "
+                                f"hardening needs: {shown}")
+    return folder
+
+
+class _Heartbeat:
+    """While the block runs, refresh the job's ``heartbeat_at`` every ``every_s`` seconds, so a live worker keeps
+    its lease through long stretches without a progress call (loading DS1, a fine-tuning epoch)."""
+
+    def __init__(self, runtime: Runtime, table: JobTable, job_id: str, every_s: float):
+        self.runtime, self.table, self.job_id, self.every_s = runtime, table, job_id, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        t = self.table
+        while not self._stop.wait(self.every_s):
+            try:
+                with self.runtime.sessions() as session:
+                    session.execute(update(t).where(t.id == self.job_id, t.status == RUNNING)
+                                    .values(heartbeat_at=utcnow()))
+                    session.commit()
+            except Exception:  # noqa: BLE001 - a missed beat only shortens the lease; the job goes on
+                log.warning("hardening %s: heartbeat not written", self.job_id, exc_info=True)
+
+
+def run_hardening(job_id: str, runtime: Runtime | None = None, *, worker: str | None = None) -> str:
+    """Run one hardening job to the end; return its final status ("done", "failed"), or "busy" / "missing" when
+    the job is not this worker's to run. The pattern of `run_analysis`: claim, run with progress, store.
+
+    Parameters
+    ----------
+    job_id : str
+        Row id in ``hardening_jobs``.
+    runtime : Runtime or None
+        Database, blobs and settings (``mitdb_dir``, ``model_dir``). Default: built from the environment's
+        `Settings`.
+    worker : str or None
+        Name recorded on the job. Default: host:pid:thread.
+    """
+    if runtime is None:
+        runtime = Runtime(Settings())
+    status, job = _take(runtime, HardeningJob, job_id, worker)
+    if job is None:
+        return status
+    started = time.monotonic()
+    try:
+        from ecglens.hardening import run_hardening_job
+
+        params = job.params or {}
+        with _Heartbeat(runtime, HardeningJob, job_id, every_s=min(60.0, runtime.settings.job_lease_s / 4)):
+            new = run_hardening_job(runtime, job.parent_model, new_name=job.new_model, created_by=job.created_by,
+                                    seed=int(params.get("seed", 0)), epochs=params.get("epochs"),
+                                    agent_windows=params.get("agent_windows"),
+                                    data_dir=mitdb_folder(runtime.settings),
+                                    progress=ProgressWriter(runtime, job_id, 0.0, 100.0, table=HardeningJob))
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("hardening %s failed: %s", job_id, type(exc).__name__)
+        _finish(runtime, job_id, FAILED, started, error=reason, queries=None, table=HardeningJob)
+        return FAILED
+    _finish(runtime, job_id, DONE, started, result=hardening_summary(new), queries=None, table=HardeningJob)
+    return DONE
+
+
+def hardening_summary(new: dict[str, Any]) -> dict[str, Any]:
+    """What a hardening job stores as its result: the new model's name, kind, SHA-256 and parent, and its card's
+    identity, DS1-validation figures before / after and recipe (the full card is on ``GET /models``). The
+    server-side file path is left out, as ``GET /models`` leaves it out."""
+    card = new.get("card") or {}
+    training = card.get("training") or {}
+    metrics = card.get("metrics") or {}
+    return {
+        "name": new["name"], "kind": new["kind"], "sha256": new["sha256"], "parent": new["parent"],
+        "card": {
+            "name": card.get("name"), "version": card.get("version"), "parent": card.get("parent"),
+            "classes": card.get("classes"),
+            "metrics": {k: metrics.get(k) for k in ("ds1_validation", "ds1_validation_parent",
+                                                    "ds1_validation_noisy", "ds1_validation_noisy_parent")},
+            "training": {k: training.get(k) for k in ("parent", "seed", "epochs", "steps_per_epoch",
+                                                      "agent_pool", "timing_s")},
+        },
+    }

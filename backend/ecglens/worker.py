@@ -1,9 +1,11 @@
-"""Celery worker for analysis jobs: ``celery -A ecglens.worker worker --pool solo --concurrency 1``.
+"""Celery worker for analysis and hardening jobs: ``celery -A ecglens.worker worker --pool solo --concurrency 1``.
 
 Jobs are acknowledged late and rejected when the worker is lost, so a worker killed mid-job leaves the message
 on the broker and another worker runs the job (after the broker's visibility timeout,
 ``ECGLENS_VISIBILITY_TIMEOUT_S``). Each worker process prefetches one job, loads each classifier once and keeps it
 (on CUDA when a GPU is visible: ``ECGLENS_DEVICE``, default "auto"), and writes progress to the shared database.
+A hardening job (``ecglens.run_hardening``) fine-tunes on the CPU for minutes, reads the MIT-BIH records from
+``ECGLENS_MITDB_DIR`` and writes the new model to the shared data directory; it is acknowledged late too.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 
 def _register(app: Celery, settings: Settings) -> None:
-    from ecglens.jobs import CELERY_TASK
+    from ecglens.jobs import CELERY_TASK, HARDEN_CELERY_TASK
 
     state: dict[str, object] = {}
 
@@ -58,6 +60,15 @@ def _register(app: Celery, settings: Settings) -> None:
 
         status = run_analysis(analysis_id, runtime())
         if status == "busy":  # another live worker holds it: look again later, in case that worker dies
+            raise self.retry(countdown=_RETRY_BUSY_S)
+        return status
+
+    @app.task(name=HARDEN_CELERY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+    def run_hardening_task(self, job_id: str) -> str:
+        from ecglens.jobs import run_hardening
+
+        status = run_hardening(job_id, runtime())
+        if status == "busy":  # another live worker holds it (its heartbeat is fresh): look again later
             raise self.retry(countdown=_RETRY_BUSY_S)
         return status
 

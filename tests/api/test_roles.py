@@ -20,6 +20,8 @@ MATRIX = [
     ("GET", "/api/v1/analyses/{analysis_id}/report.pdf", {"clinician", "admin", "service"}),
     ("GET", "/api/v1/models", ALL),
     ("POST", "/api/v1/models", {"admin"}),
+    ("POST", "/api/v1/models/{name}/harden", {"admin"}),
+    ("GET", "/api/v1/hardening-jobs/{job_id}", {"admin"}),
     ("GET", "/api/v1/audit", {"auditor", "admin"}),
     ("GET", "/api/v1/audit/verify", {"auditor", "admin"}),
     ("POST", "/api/v1/keys", {"admin"}),
@@ -33,7 +35,8 @@ OPEN = {("GET", "/healthz"), ("GET", "/api/v1/healthz")}
 
 
 def _call(api, method: str, template: str, headers: dict[str, str]):
-    path = template.format(record_id="0" * 32, analysis_id="0" * 32, key_id="0" * 16)
+    path = template.format(record_id="0" * 32, analysis_id="0" * 32, key_id="0" * 16, name="builtin",
+                           job_id="0" * 32)
     if method == "POST" and path.endswith(("/records", "/models")):
         return api.client.post(path, headers=headers, files={"unused": ("", b"")}, data={"x": "1"})
     if method == "POST":  # an invalid body: an allowed role gets 422 and nothing is created

@@ -159,6 +159,64 @@ class ModelPublic(BaseModel):
     endpoint: str | None = Field(default=None, description="The URL of an HTTP classifier.")
 
 
+# --- hardening jobs ------------------------------------------------------------------------------------
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+
+
+class HardenCreate(BaseModel):
+    """How to harden a model (`ecglens.hardening`); every field optional."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "new_name": "builtin-hardened-s0", "seed": 0, "epochs": 6, "agent_windows": 64}]})
+
+    new_name: str | None = Field(default=None, pattern=MODEL_NAME_PATTERN,
+                                 description="Registry name of the hardened model (1-100 letters, digits, '_', '.', "
+                                             "'-'); null = '{parent}-hardened-s{seed}'.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seeds the pool, the data mix and torch.")
+    epochs: int | None = Field(default=None, ge=1, le=100,
+                               description="Fine-tuning epochs; null = the recipe's (`HardenConfig.epochs`).")
+    agent_windows: int | None = Field(default=None, ge=0, le=10_000,
+                                      description="DS1 training windows the agent explains for its pool of "
+                                                  "minimal flips; 0 = noise only; null = the recipe's "
+                                                  "(`HardenConfig.agent_windows`).")
+
+
+class HardeningParams(BaseModel):
+    seed: int
+    epochs: int | None
+    agent_windows: int | None
+
+
+class HardeningJobPublic(BaseModel):
+    """A hardening job's state; when done, ``result`` names the new model (listed by ``GET /models``) with its
+    card's identity, DS1-validation figures before / after and recipe."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "id": "5a0c9e1d2b3f4a5e6d7c8b9a0f1e2d3c", "parent_model": "builtin", "new_model": "builtin-hardened-s0",
+        "status": "done", "progress": 100.0, "error": None,
+        "params": {"seed": 0, "epochs": 6, "agent_windows": 64},
+        "result": {"name": "builtin-hardened-s0", "kind": "torchscript", "sha256": "ab" * 32, "parent": "builtin",
+                   "card": {"name": "builtin-hardened-s0", "parent": "builtin@1"}},
+        "attempts": 1, "created_by": "9c1f0e2d3b4a5968", "created_at": "2024-05-01T12:00:00.000000Z",
+        "started_at": "2024-05-01T12:00:00.100000Z", "finished_at": "2024-05-01T12:17:00.000000Z",
+        "duration_s": 1019.9}]})
+
+    id: str
+    parent_model: str
+    new_model: str
+    status: Status
+    progress: float
+    error: str | None
+    params: HardeningParams
+    result: dict[str, Any] | None
+    attempts: int
+    created_by: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+
+
 # --- keys ------------------------------------------------------------------------------------------------
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "service",

@@ -1,4 +1,5 @@
-"""``/models``: the classifier registry (list; admins register TorchScript / ONNX files or HTTP endpoints)."""
+"""``/models``: the classifier registry (list; admins register TorchScript / ONNX files or HTTP endpoints, and
+harden a model into a new one as a job, ``/models/{name}/harden`` + ``/hardening-jobs/{job_id}``)."""
 from __future__ import annotations
 
 import json
@@ -7,21 +8,23 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import UploadFile as StarletteUpload
 from sqlalchemy import select
 
 from ecglens.errors import ClassifierError
-from ecglens.service.db import ApiKey, Model, utcnow
-from ecglens.service.deps import ADMINS, EVERYONE, Access, RuntimeDep, SessionDep, audit_object
+from ecglens.service.db import QUEUED, RUNNING, ApiKey, HardeningJob, Model, new_id, utcnow
+from ecglens.service.deps import ADMINS, EVERYONE, Access, RuntimeDep, SessionDep, audit_object, not_found
 from ecglens.service.runtime import Runtime
-from ecglens.service.schemas import ListOf, ModelPublic, Problem
+from ecglens.service.schemas import (MODEL_NAME_PATTERN, HardenCreate, HardeningJobPublic, HardeningParams, ListOf,
+                                     ModelPublic, Problem)
 
-router = APIRouter(prefix="/models", tags=["models"])
+# No prefix: the hardening jobs live at /hardening-jobs beside /models.
+router = APIRouter(tags=["models"])
 _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_NAME = re.compile(MODEL_NAME_PATTERN)
 _KINDS = {".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript",
           ".onnx": "onnx"}
 _REGISTER_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -38,7 +41,7 @@ def public(row: Model) -> ModelPublic:
                        endpoint=row.spec if row.kind == "http" else None)
 
 
-@router.get("", response_model=ListOf[ModelPublic], responses=_ERRORS)
+@router.get("/models", response_model=ListOf[ModelPublic], responses=_ERRORS)
 def read_models(session: SessionDep, key: Annotated[ApiKey, Access("model.list", "model", EVERYONE)]
                 ) -> ListOf[ModelPublic]:
     """Registered classifiers with their model cards."""
@@ -46,7 +49,7 @@ def read_models(session: SessionDep, key: Annotated[ApiKey, Access("model.list",
     return ListOf[ModelPublic](data=[public(r) for r in rows], count=len(rows))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelPublic, openapi_extra=_REGISTER_BODY,
+@router.post("/models", status_code=status.HTTP_201_CREATED, response_model=ModelPublic, openapi_extra=_REGISTER_BODY,
              responses={**_ERRORS, 409: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem}})
 async def create_model(request: Request, runtime: RuntimeDep,
                        key: Annotated[ApiKey, Access("model.create", "model", ADMINS)]) -> ModelPublic:
@@ -161,3 +164,95 @@ def _check_loads(kind: str, spec: str, card: Any) -> dict[str, Any]:
         raise HTTPException(422, f"model rejected: {type(exc).__name__}: {str(exc)[:300]}") from None
     card_obj = getattr(clf, "card", None)
     return card_obj.to_dict() if hasattr(card_obj, "to_dict") else (card.to_dict() if card else {})
+
+
+# ------------------------------------------------------------------------------------------------ hardening
+def public_job(row: HardeningJob) -> HardeningJobPublic:
+    params = row.params or {}
+    return HardeningJobPublic(
+        id=row.id, parent_model=row.parent_model, new_model=row.new_model, status=row.status,
+        progress=row.progress, error=row.error,
+        params=HardeningParams(seed=int(params.get("seed", 0)), epochs=params.get("epochs"),
+                               agent_windows=params.get("agent_windows")),
+        result=row.result, attempts=row.attempts, created_by=row.created_by, created_at=row.created_at,
+        started_at=row.started_at, finished_at=row.finished_at, duration_s=row.duration_s)
+
+
+@router.post("/models/{name}/harden", status_code=status.HTTP_202_ACCEPTED, response_model=HardeningJobPublic,
+             responses={**_ERRORS, 404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem},
+                        503: {"model": Problem}})
+def create_hardening_job(name: str, body: HardenCreate, request: Request, response: Response, session: SessionDep,
+                         runtime: RuntimeDep, key: Annotated[ApiKey, Access("model.harden", "model", ADMINS)]
+                         ) -> HardeningJobPublic:
+    """Queue the hardening of model ``name`` (`ecglens.hardening`: fine-tuning on its MIT-BIH DS1 training data
+    mixed with realistic noise and the agent's minimal flips, original labels kept). The new model is
+    registered as ``new_name`` when the job is done; follow ``GET /hardening-jobs/{id}`` (the ``Location``).
+
+    Refused at once: 404 unknown model; 422 a model whose weights cannot be fine-tuned (ONNX, HTTP, frozen
+    TorchScript) or whose classes are not the MIT-BIH ones; 409 ``new_name`` registered or claimed by a
+    pending job; 503 the MIT-BIH folder (``ECGLENS_MITDB_DIR``) missing or incomplete."""
+    parent = session.get(Model, name)
+    if parent is None:
+        raise HTTPException(404, f"model {name[:100]!r} is not registered (see GET /api/v1/models)")
+    _check_hardenable(parent)
+    new_name = body.new_name or f"{name}-hardened-s{body.seed}"
+    if not _NAME.match(new_name):
+        raise HTTPException(422, f"the default name {new_name[:120]!r} is not a valid model name; give 'new_name' "
+                                 "(1-100 letters, digits, '_', '.' or '-')")
+    if session.get(Model, new_name) is not None:
+        raise HTTPException(409, f"model {new_name!r} is already registered; give another 'new_name'")
+    pending = session.scalar(select(HardeningJob.id).where(HardeningJob.new_model == new_name,
+                                                           HardeningJob.status.in_((QUEUED, RUNNING))))
+    if pending is not None:
+        raise HTTPException(409, f"model {new_name!r} is being made by hardening job {pending}; give another "
+                                 "'new_name'")
+    from ecglens.jobs import mitdb_folder
+
+    try:
+        mitdb_folder(runtime.settings)
+    except FileNotFoundError as exc:
+        raise HTTPException(503, f"hardening needs the MIT-BIH records on the server: {exc}") from None
+    row = HardeningJob(id=new_id(), parent_model=name, new_model=new_name, status=QUEUED, progress=0.0,
+                       params={"seed": body.seed, "epochs": body.epochs, "agent_windows": body.agent_windows},
+                       attempts=0, created_by=key.id, created_at=utcnow())
+    session.add(row)
+    session.commit()
+    request.app.state.executor.submit_hardening(row.id)
+    response.headers["Location"] = request.url_for("read_hardening_job", job_id=row.id).path
+    return public_job(row)
+
+
+def _check_hardenable(parent: Model) -> None:
+    """422 unless ``parent``'s weights can be fine-tuned on MIT-BIH: checked here so the admin learns at once,
+    not minutes later from a failed job (`ecglens.hardening.run_hardening_job` and `mitdb_sources` check again)."""
+    from ecglens.datasets.mitdb import CLASS_NAMES
+    from ecglens.hardening import load_trainable
+
+    if parent.kind not in ("builtin", "torchscript"):  # never load an HTTP endpoint or ONNX file for this
+        raise HTTPException(422, f"model {parent.name!r} is {parent.kind}: hardening fine-tunes weights, so it "
+                                 "needs the built-in model or a TorchScript upload")
+    try:
+        trainable = load_trainable(parent.spec)
+    except ClassifierError as exc:
+        raise HTTPException(422, f"model {parent.name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - an unreadable model file is reported, not a 500
+        raise HTTPException(422, f"model {parent.name!r} could not be loaded for hardening: "
+                                 f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    if tuple(trainable.card.classes) != CLASS_NAMES:
+        raise HTTPException(422, f"model {parent.name!r}: hardening on MIT-BIH needs the classes "
+                                 f"{list(CLASS_NAMES)} (its training data's labels), the card has "
+                                 f"{list(trainable.card.classes)}")
+
+
+@router.get("/hardening-jobs/{job_id}", response_model=HardeningJobPublic,
+            responses={**_ERRORS, 404: {"model": Problem}})
+def read_hardening_job(job_id: str, request: Request, session: SessionDep,
+                       key: Annotated[ApiKey, Access("hardening.read", "hardening_job", ADMINS)]
+                       ) -> HardeningJobPublic:
+    """A hardening job: status, progress 0-100, the error when failed, and when done the new model's name,
+    SHA-256, parent and card summary (its full card is on ``GET /models``)."""
+    audit_object(request, object_id=job_id[:64])
+    row = session.get(HardeningJob, job_id)
+    if row is None:
+        raise not_found("hardening job", job_id)
+    return public_job(row)
