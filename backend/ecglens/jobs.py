@@ -423,18 +423,21 @@ def run_hardening(job_id: str, runtime: Runtime | None = None, *, worker: str | 
     if job is None:
         return status
     started = time.monotonic()
+    where = ""
     try:
         from ecglens.hardening import run_hardening_job
 
         params = job.params or {}
+        folder = mitdb_folder(runtime.settings)
+        # A reader's error deep in DS1 loading may not name the folder: the job's reason does.
+        where = f" (hardening {job.parent_model!r} into {job.new_model!r} on the MIT-BIH records in {folder})"
         with _Heartbeat(runtime, HardeningJob, job_id, every_s=min(60.0, runtime.settings.job_lease_s / 4)):
             new = run_hardening_job(runtime, job.parent_model, new_name=job.new_model, created_by=job.created_by,
                                     seed=int(params.get("seed", 0)), epochs=params.get("epochs"),
-                                    agent_windows=params.get("agent_windows"),
-                                    data_dir=mitdb_folder(runtime.settings),
+                                    agent_windows=params.get("agent_windows"), data_dir=folder,
                                     progress=ProgressWriter(runtime, job_id, 0.0, 100.0, table=HardeningJob))
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
-        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        reason = f"{type(exc).__name__}: {exc}{where}"[:2000]
         log.warning("hardening %s failed: %s", job_id, type(exc).__name__)
         _finish(runtime, job_id, FAILED, started, error=reason, queries=None, table=HardeningJob)
         return FAILED
