@@ -74,6 +74,19 @@ class HardenConfig:
     agent_budget : query budget of each of those explanations. Default: 300.
     adversarial_gain_db : range (dB) of the random gain on a pool distortion (positive = stronger).
         Default: (-3.0, 6.0).
+    kind_weights : relative draw weight of each of ``kinds`` for a noisy row (powerline's weight is split between
+        50 and 60 Hz mains); empty = equal. Default: ().
+    clean_label_weight : weight of the label loss on clean rows (their distillation term is always kept).
+        Default: 1.0.
+    l2sp : weight of the L2-SP penalty ``l2sp / 2 * ||w - w_parent||^2`` on the trainable weights (Li et al.,
+        ICML 2018): the fine-tune stays near the parent, whose clean ranking it should keep. Default: 0.0.
+    freeze_bn : keep batch-normalisation layers in evaluation mode while fine-tuning, so their running
+        statistics stay the parent's instead of drifting to the noisy mix (their weights still train).
+        Default: False.
+    baseline_removal_s : when > 0, the hardened model subtracts from each lead its moving average over this many
+        seconds before the parent's network (`BaselineRemoved`, part of the exported module), the usual ECG
+        baseline correction: NSTDB-like baseline wander (~98 % of its power below 0.5 Hz) and the slow drift of
+        electrode motion then mostly never reach the network. 0 = no front end. Default: 0.0.
     """
 
     seed: int = 0
@@ -92,6 +105,11 @@ class HardenConfig:
     agent_windows: int = 64
     agent_budget: int = 300
     adversarial_gain_db: tuple[float, float] = (-3.0, 6.0)
+    kind_weights: tuple[float, ...] = ()
+    clean_label_weight: float = 1.0
+    l2sp: float = 0.0
+    freeze_bn: bool = False
+    baseline_removal_s: float = 0.0
 
 
 # ------------------------------------------------------------------------------------------------------ parent
@@ -162,6 +180,49 @@ def load_trainable(spec: str | Path) -> Trainable:
     calibrated = (getattr(module, "original_name", "") == "Calibrated" and hasattr(module, "net")
                   and hasattr(module, "a") and hasattr(module, "b"))
     return Trainable(module, clf.card, path, file_sha256(path), calibrated)
+
+
+def _baseline_removed_class() -> Any:
+    """`BaselineRemoved` is defined on first use so that importing this module does not import torch."""
+    import torch
+    from torch.nn import functional as F
+
+    class BaselineRemoved(torch.nn.Module):
+        """``net(x - moving_average(x))``: each lead's moving average over ``width`` samples (odd; edges padded
+        by repeating the end samples) is subtracted before ``net``. Input and output as ``net``'s:
+        ``[n, leads, samples]`` -> ``[n, classes]``."""
+
+        def __init__(self, net: torch.nn.Module, width: int):
+            super().__init__()
+            self.net = net
+            self.width = int(width) | 1
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            half = self.width // 2
+            base = F.avg_pool1d(F.pad(x, (half, half), mode="replicate"), self.width, stride=1)
+            return self.net(x - base)
+
+    return BaselineRemoved
+
+
+def with_baseline_removal(parent: Trainable, seconds: float) -> Trainable:
+    """``parent`` with a `BaselineRemoved` front end of ``seconds`` (at the card's rate and input scale) before
+    its logit network (a `Calibrated` module keeps its Platt buffers outside); a new scripted module."""
+    import torch
+
+    from ecglens.classifiers.train import Calibrated
+
+    width = max(3, int(round(seconds * parent.card.sampling_rate)))
+    wrap = _baseline_removed_class()
+    if parent.calibrated:
+        m = parent.module
+        module = Calibrated(wrap(m.net, width), [1.0] * int(m.a.numel()), [0.0] * int(m.b.numel()))
+        with torch.no_grad():
+            module.a.copy_(m.a)
+            module.b.copy_(m.b)
+    else:
+        module = wrap(parent.module, width)
+    return Trainable(torch.jit.script(module), parent.card, parent.path, parent.sha256, parent.calibrated)
 
 
 # ---------------------------------------------------------------------------------------------------- data mix
@@ -327,16 +388,24 @@ class HardeningMix:
         # Kinds that cannot exist at this rate (e.g. 60 Hz mains at 100 Hz) are left out with the reason.
         self.skipped: dict[str, str] = {}
         self.kinds: list[tuple[str, float]] = []
-        for kind in config.kinds:
-            for mains in (MAINS_HZ if kind == "powerline" else (MAINS_HZ[0],)):
+        weights = list(config.kind_weights) or [1.0] * len(config.kinds)
+        if len(weights) != len(config.kinds) or min(weights) < 0:
+            raise ValueError(f"kind_weights must give one non-negative weight per kind {list(config.kinds)}, "
+                             f"got {list(config.kind_weights)}")
+        kind_p: list[float] = []
+        for kind, weight in zip(config.kinds, weights):
+            variants = MAINS_HZ if kind == "powerline" else (MAINS_HZ[0],)
+            for mains in variants:
                 try:
                     noise_batch(kind, 1, 8, self.fs, np.random.default_rng(0), mains_hz=mains)
                 except ValueError as exc:
                     self.skipped[f"{kind}@{mains:g}Hz" if kind == "powerline" else kind] = str(exc)
                     continue
                 self.kinds.append((kind, mains))
-        if not self.kinds and self.mix[1] > 0:
+                kind_p.append(weight / len(variants))  # 50 and 60 Hz mains share powerline's weight
+        if (not self.kinds or sum(kind_p) <= 0) and self.mix[1] > 0:
             raise ValueError(f"no distortion kind can be drawn at {self.fs:g} Hz: {self.skipped}")
+        self.kind_p = np.asarray(kind_p, dtype=np.float64) / max(sum(kind_p), 1e-12)
 
     def draw(self, batch: int, rng: np.random.Generator) -> MixBatch:
         """A batch of ``batch`` rows; shares follow ``mix`` in expectation (multinomial per batch)."""
@@ -350,7 +419,7 @@ class HardeningMix:
         # Noisy rows: kind (and mains) and SNR per row; one noise_batch call per kind for all its rows and leads.
         if n_noise:
             rows = np.arange(n_clean, n_clean + n_noise)
-            pick = rng.integers(len(self.kinds), size=n_noise)
+            pick = rng.choice(len(self.kinds), size=n_noise, p=self.kind_p)
             levels = np.asarray(self.config.snr_levels_db, dtype=np.float64)
             snr[rows] = rng.choice(levels, size=n_noise) + rng.uniform(-self.config.snr_jitter_db,
                                                                        self.config.snr_jitter_db, size=n_noise)
@@ -540,7 +609,8 @@ class HardenResult:
 
 def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val_Y: np.ndarray,
                   config: HardenConfig | None = None, *, log: Callable[[str], None] | None = print,
-                  progress: Callable[[float], None] | None = None) -> HardenResult:
+                  progress: Callable[[float], None] | None = None,
+                  pool: AdversarialPool | None = None) -> HardenResult:
     """Fine-tune ``parent`` on the hardening mix (module docstring, steps 2-5). ``parent.module`` is changed in
     place and returned in the result.
 
@@ -559,6 +629,9 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         Receives one line per phase and epoch. Default: print.
     progress : callable or None
         Called with the fraction done (pool 0-0.3, fine-tuning 0.3-1). Default: None.
+    pool : AdversarialPool or None
+        The agent pool of an earlier run with the same parent, training windows and ``config`` (seed,
+        ``agent_windows``, ``agent_budget``), to skip recomputing it. Default: None (computed here).
 
     Deterministic for a given ``config.seed``, data and thread count.
     """
@@ -587,9 +660,10 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         if val_X.shape[1:] != (len(card.leads), n):
             raise ValueError(f"{parent.path}: validation windows are {list(val_X.shape[1:])}, the card wants "
                              f"[{len(card.leads)}, {n}]")
-        pool = adversarial_pool(clf, train, config.agent_windows, np.random.default_rng([config.seed, 2]),
-                                query_budget=config.agent_budget, seed=config.seed,
-                                progress=lambda f: report(0.3 * f))
+        if pool is None:
+            pool = adversarial_pool(clf, train, config.agent_windows, np.random.default_rng([config.seed, 2]),
+                                    query_budget=config.agent_budget, seed=config.seed,
+                                    progress=lambda f: report(0.3 * f))
         timing["agent_pool"] = time.perf_counter() - t0
         say(f"agent pool: {len(pool)} of {pool.tried} training windows flipped ({pool.method}, "
             f"{pool.queries} queries, {timing['agent_pool']:.0f} s)")
@@ -599,12 +673,15 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         before = {"clean": _val_figures(parent, val_X, val_Y, card.thresholds),
                   "noisy": _val_figures(parent, val_noisy, val_Y, card.thresholds)}
 
+        if config.baseline_removal_s > 0:
+            parent = with_baseline_removal(parent, config.baseline_removal_s)
         net = parent.logits_net()
         params = [p for p in net.parameters() if p.is_floating_point() and p.requires_grad]
         opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         total = max(1, config.epochs * config.steps_per_epoch)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
         ema = _EmaWeights(net, config.ema)
+        anchor = [p.detach().clone() for p in params] if config.l2sp > 0 else None
         gen = torch.Generator().manual_seed(config.seed)
         scale = float(card.input_scale)
         teacher = load_trainable(parent.path).logits_net().eval() if config.distill > 0 else None
@@ -615,16 +692,31 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         t1 = time.perf_counter()
         for epoch in range(config.epochs):
             net.train()
+            if config.freeze_bn:  # keep the parent's normalisation statistics: noisy batches must not move them
+                for m in net.modules():
+                    if getattr(m, "original_name", type(m).__name__).startswith("BatchNorm"):
+                        m.eval()
             losses = []
             for _ in range(config.steps_per_epoch):
                 b = mix.draw(config.batch_size, rng)
                 x = augment(torch.from_numpy(b.X), card.sampling_rate, gen) * scale
                 out = net(x)
-                loss = _loss(parent, out, torch.from_numpy(b.Y))
+                y = torch.from_numpy(b.Y)
+                if config.clean_label_weight == 1.0:
+                    loss = _loss(parent, out, y)
+                else:  # each part weighs its share of the batch; clean rows' share times clean_label_weight
+                    loss = out.new_zeros(())
+                    is_clean = torch.from_numpy(b.source == 0)
+                    for rows, weight in ((~is_clean, 1.0), (is_clean, config.clean_label_weight)):
+                        if weight > 0 and bool(rows.any()):
+                            share = float(rows.float().mean())
+                            loss = loss + weight * share * _loss(parent, out[rows], y[rows])
                 if teacher is not None:  # answer a noisy row as the parent answers its clean window
                     with torch.no_grad():
                         soft = _targets(parent, teacher(torch.from_numpy(b.clean) * scale))
                     loss = loss + config.distill * _loss(parent, out, soft)
+                if anchor is not None:  # L2-SP: stay near the parent's weights
+                    loss = loss + 0.5 * config.l2sp * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, anchor))
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -698,6 +790,10 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
             "seed": cfg.seed, "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "ema": cfg.ema,
             "optimizer": "AdamW, one-cycle", "threads": cfg.threads,
+            "front_end": (f"BaselineRemoved: each lead minus its {cfg.baseline_removal_s:g}-s moving average, before "
+                          f"the parent's network" if cfg.baseline_removal_s > 0 else "none"),
+            "regularisation": {"l2sp": cfg.l2sp, "weight_decay": cfg.weight_decay, "freeze_bn": cfg.freeze_bn,
+                               "clean_label_weight": cfg.clean_label_weight, "distill": cfg.distill},
             "loss": (f"binary cross-entropy against the original labels + {cfg.distill:g} x the same against the "
                      f"parent's answer on the clean window (stability training)" if cfg.distill > 0
                      else "binary cross-entropy against the original labels"),
@@ -728,9 +824,12 @@ def save_hardened(result: HardenResult, card: ModelCard, out: str | Path) -> Pat
 
 
 # -------------------------------------------------------------------------------------------------- MIT-BIH
-def mitdb_sources(parent: Trainable, data_dir: str | Path | None = None) -> tuple[WindowSource, np.ndarray, np.ndarray]:
+def mitdb_sources(parent: Trainable, data_dir: str | Path | None = None, *, hold_out: Sequence[str] = ()
+                  ) -> tuple[WindowSource, np.ndarray, np.ndarray]:
     """The parent's DS1 training sampler and DS1 validation windows (``classifiers.train.split_ds1``) at its
-    input leads, window and rate. Raises ClassifierError when its classes are not the MIT-BIH ones."""
+    input leads, window and rate; records in ``hold_out`` are left out of both (for patient-wise recipe
+    experiments on DS1). Raises ClassifierError when its classes are not the MIT-BIH ones, ValueError when a
+    held-out record is not a DS1 record."""
     from ecglens.classifiers.train import WindowSampler, split_ds1
     from ecglens.datasets.mitdb import CLASS_NAMES, FS_HZ
 
@@ -738,7 +837,13 @@ def mitdb_sources(parent: Trainable, data_dir: str | Path | None = None) -> tupl
     if tuple(card.classes) != CLASS_NAMES:
         raise ClassifierError(f"{parent.path}: hardening on MIT-BIH needs the classes {list(CLASS_NAMES)} "
                               f"(its training data's labels), the card has {card.classes}")
-    train_spans, val_spans = split_ds1(data_dir, leads=tuple(card.leads))
+    from ecglens.datasets.mitdb import DS1
+
+    unknown = sorted(set(hold_out) - set(DS1))
+    if unknown:
+        raise ValueError(f"hold-out records {unknown} are not DS1 records ({', '.join(DS1)})")
+    train_spans, val_spans = split_ds1(data_dir, leads=tuple(card.leads),
+                                       records=tuple(r for r in DS1 if r not in set(hold_out)))
     window = int(round(card.window_s * FS_HZ))
     sampler: WindowSource = WindowSampler(train_spans, window)
     val_X, val_Y = WindowSampler(val_spans, window).grid_windows(window)
@@ -770,7 +875,8 @@ class _Resampled:
 
 def harden(spec: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
            config: HardenConfig | None = None, name: str | None = None, log: Callable[[str], None] | None = print,
-           progress: Callable[[float], None] | None = None) -> ModelCard:
+           progress: Callable[[float], None] | None = None, hold_out: Sequence[str] = (),
+           pool: AdversarialPool | None = None) -> ModelCard:
     """Harden the classifier ``spec`` on its MIT-BIH DS1 training data and write ``out`` + card.
 
     Parameters
@@ -787,6 +893,10 @@ def harden(spec: str | Path, out: str | Path, *, data_dir: str | Path | None = N
         The new card's name. Default: the stem of ``out``.
     log, progress : callables or None
         See `harden_module`.
+    hold_out : sequence of str
+        DS1 records to leave out of hardening altogether (recipe experiments validate on them). Default: ().
+    pool : AdversarialPool or None
+        See `harden_module`. Default: None.
 
     Returns
     -------
@@ -799,12 +909,13 @@ def harden(spec: str | Path, out: str | Path, *, data_dir: str | Path | None = N
         raise ValueError(f"{out}: the hardened model must not overwrite its parent {parent.path}")
     if out.suffix.lower() not in (".pt", ".pth", ".ts", ".torchscript"):
         raise ValueError(f"{out}: the hardened model is TorchScript; give a .pt path")
-    train, val_X, val_Y = mitdb_sources(parent, data_dir)
-    result = harden_module(parent, train, val_X, val_Y, config, log=log, progress=progress)
-    card = hardened_card(parent, result, name or out.stem,
-                         data={"hardening_data": "DS1 training windows (classifiers.train.split_ds1); agent pool "
-                                                 "from the same training windows; validation = the DS1 "
-                                                 "validation split; DS2 untouched"})
+    train, val_X, val_Y = mitdb_sources(parent, data_dir, hold_out=hold_out)
+    result = harden_module(parent, train, val_X, val_Y, config, log=log, progress=progress, pool=pool)
+    data = {"hardening_data": "DS1 training windows (classifiers.train.split_ds1); agent pool from the same "
+                              "training windows; validation = the DS1 validation split; DS2 untouched"}
+    if hold_out:
+        data["held_out_records"] = sorted(hold_out)
+    card = hardened_card(parent, result, name or out.stem, data=data)
     save_hardened(result, card, out)
     return card
 
@@ -894,7 +1005,8 @@ def harden_command(args: argparse.Namespace) -> int:
         config.epochs = args.epochs
     if args.agent_windows is not None:
         config.agent_windows = args.agent_windows
-    card = harden(args.model, args.out, data_dir=args.data, config=config)
+    hold_out = [r.strip() for r in (args.hold_out or "").split(",") if r.strip()]
+    card = harden(args.model, args.out, data_dir=args.data, config=config, hold_out=hold_out)
     before = card.metrics["ds1_validation_parent"]
     after = card.metrics["ds1_validation"]
     noisy_before = card.metrics["ds1_validation_noisy_parent"]
@@ -926,4 +1038,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--agent-windows", type=int, default=None,
                    help="DS1 training windows the agent explains for the pool (default: 64; 0 = noise only)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--hold-out", default=None,
+                   help="comma-separated DS1 records to leave out of hardening, for recipe experiments that "
+                        "validate on them (default: none)")
     p.set_defaults(func=harden_command)

@@ -240,3 +240,80 @@ def test_shipped_hardened_model_records_its_parent_recipe_and_ds2_figures():
         "baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian"}
     clf = load_classifier(path, device="cpu")
     assert clf.predict_proba(np.zeros((1, 2, 3600), np.float32)).shape == (1, 4)
+
+
+def test_kind_weights_set_the_share_of_each_noise_kind():
+    X, Y = _windows(8, np.random.default_rng(1))
+    config = HardenConfig(mix=(0.0, 1.0, 0.0), kind_weights=(3.0, 1.0, 0.0, 0.0, 0.0))
+    kinds = np.concatenate([HardeningMix(ArraySampler(X, Y), None, FS, config).draw(100, np.random.default_rng(s)).kind
+                            for s in range(4)])
+    share = np.mean(kinds == "baseline_wander")
+    assert abs(share - 0.75) < 0.06 and set(kinds) == {"baseline_wander", "powerline"}
+    with pytest.raises(ValueError, match="one non-negative weight per kind"):
+        HardeningMix(ArraySampler(X, Y), None, FS, HardenConfig(kind_weights=(1.0, 1.0)))
+
+
+def test_baseline_removal_front_end_ignores_slow_drift_and_exports(tiny_model, tmp_path):
+    from ecglens.hardening import _probabilities, with_baseline_removal
+
+    parent = load_trainable(tiny_model)
+    wrapped = with_baseline_removal(parent, 0.5)
+    X, _ = _windows(6, np.random.default_rng(4))
+    t = np.arange(N) / FS
+    drift = (1.5 * np.sin(2 * np.pi * 0.1 * t + 1.0)).astype(np.float32)[None, None]  # 0.1 Hz, 1.5 mV
+    moved_parent = np.abs(_probabilities(parent, X + drift) - _probabilities(parent, X)).max()
+    moved_wrapped = np.abs(_probabilities(wrapped, X + drift) - _probabilities(wrapped, X)).max()
+    assert moved_wrapped < 0.2 * moved_parent
+    # Hardening with the front end exports it inside the module, and the card says so.
+    vX, vY = _windows(12, np.random.default_rng(11))
+    config = HardenConfig(epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0, baseline_removal_s=0.5)
+    result = harden_module(load_trainable(tiny_model), ArraySampler(X, _windows(6, np.random.default_rng(4))[1]),
+                           vX, vY, config, log=None)
+    card = hardened_card(parent, result, "tiny_filtered")
+    out = save_hardened(result, card, tmp_path / "tiny_filtered.pt")
+    assert torch.jit.load(str(out)).net.original_name == "BaselineRemoved"
+    assert card.training["front_end"].startswith("BaselineRemoved")
+
+
+def test_l2sp_and_frozen_batch_norm_keep_the_fine_tune_near_its_parent(tiny_model):
+    X, Y = _windows(24, np.random.default_rng(10))
+    vX, vY = _windows(12, np.random.default_rng(11))
+    base = dict(epochs=1, steps_per_epoch=6, batch_size=8, agent_windows=0, lr=1e-2, weight_decay=0.0)
+    parent_state = {k: v.clone() for k, v in load_trainable(tiny_model).module.net.state_dict().items()}
+
+    def distance(**kw) -> tuple[float, dict]:
+        state = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**base, **kw),
+                              log=None).module.net.state_dict()
+        d = sum(float(((state[k] - parent_state[k]) ** 2).sum()) for k in state if "running" not in k
+                and "num_batches" not in k)
+        return d, state
+
+    free, free_state = distance()
+    anchored, _ = distance(l2sp=50.0)
+    assert anchored < free
+    _, frozen_state = distance(freeze_bn=True)
+    bn = [k for k in parent_state if k.endswith("running_mean")]
+    assert bn and all(torch.equal(frozen_state[k], parent_state[k]) for k in bn)
+    assert any(not torch.equal(free_state[k], parent_state[k]) for k in bn)
+
+
+def _benchmark_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "hardening.py"
+    spec = importlib.util.spec_from_file_location("hardening_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_breakable_median_is_zero_gain_for_an_unchanged_model_and_floors_held_trials():
+    bench = _benchmark_module()
+    original = [10.0, None, -3.0, 4.0, None, 20.0]
+    a, b, m = bench.breakable_medians(original, original, -12.0)
+    assert m == 4 and a == b == 7.0
+    # The hardened model holds on two of the original's breakable trials: they count at the floor.
+    a, b, m = bench.breakable_medians(original, [None, None, -8.0, None, 5.0, 0.0], -12.0)
+    assert m == 4 and a == 7.0 and b == -10.0  # median of -12, -8, -12 (held), 0
+    assert np.isnan(bench.breakable_medians([None, None], [1.0, None], -12.0)[0])
