@@ -312,6 +312,12 @@ class Episode:
         self.queries += len(rows)
         return probs
 
+    def probe_rows(self, classifier: Classifier, rows: np.ndarray) -> np.ndarray:
+        """Ask ``classifier`` about ready-made variants ``[n, leads, samples]`` of the input in one call."""
+        probs = np.asarray(classifier.predict_proba(np.asarray(rows, dtype=np.float32)), dtype=np.float64)
+        self.queries += len(rows)
+        return probs
+
     @property
     def p(self) -> float:
         """Current probability of the target class."""

@@ -28,6 +28,7 @@ import numpy as np
 
 from ecglens.agent.env import KINDS, Episode, Target, _is_normal, diagnosed_targets
 from ecglens.agent.greedy import greedy_scan
+from ecglens.agent.localize import Sensitivity, coarse_to_fine
 from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
 from ecglens.classifiers.fit import fit_record, window_starts
@@ -138,6 +139,7 @@ def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
     end = start_q + budget
     prior = None
     probe_kind: dict[int, int] = {}
+    sens = coarse_to_fine(ep, counter, _localization_budget(budget), report=report)
     if policy is not None:
         prior = policy_search(ep, counter, end, policy, probe_kind, report)
     else:
@@ -147,10 +149,26 @@ def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
     found_by = "policy" if policy is not None else "greedy-scan"
     if policy is not None and ep.flipped:
         contributions, found_by = _quieter_flips(ep, counter, end, policy, probe_kind, report, contributions)
-    scores = score_cells(ep, contributions, prior)
+    scores = _final_scores(ep, sens, contributions, prior)
     return EpisodeResult(ep, scores, list(ep.order), contributions, probe_kind, counter.queries - start_q,
                          extra={"target": ep.target.label, "flipped": ep.flipped, "snr_db": ep.snr_db(),
-                                "found_by": found_by})
+                                "found_by": found_by, "localization": sens.levels})
+
+
+def _localization_budget(budget: int) -> int:
+    """Queries for the coarse-to-fine sensitivity: nearly all of a small budget (the explanation is what a
+    clinician reads first), a fifth of a large one (at least 23), the rest for the minimal flipping distortion."""
+    if budget < 120:
+        return max(0, budget - 2)
+    return max(23, budget // 5)
+
+
+def _final_scores(ep: Episode, sens: Sensitivity, contributions: dict[int, float],
+                  prior: np.ndarray | None) -> np.ndarray:
+    """Cell scores: the coarse-to-fine sensitivity when it measured anything, else `score_cells`."""
+    if sens.queries == 0:
+        return score_cells(ep, contributions, prior)
+    return sens.ranked_scores()
 
 
 def _quieter_flips(ep: Episode, counter: QueryCounter, end: int, policy: Any, probe_kind: dict[int, int],
@@ -615,6 +633,8 @@ def _build_explanation(ecg: Ecg, classifier: Classifier, x: np.ndarray, probs0: 
     }
     if main is not None and not main.episode.flipped:
         extra["best_probability"] = main.episode.p
+    if main is not None:
+        extra["localization"] = main.extra.get("localization", [])
     return Explanation(diagnosis=diagnosis, segments=segments, saliency=saliency, adversarial=adversarial,
                        queries=counter.queries, elapsed_s=time.perf_counter() - t0, method=method,
                        fallback_reason=fallback_reason, fs=fs, leads=leads, start_s=float(window_start_s),

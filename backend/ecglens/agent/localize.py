@@ -1,0 +1,192 @@
+"""Coarse-to-fine sensitivity: where signal dropout moves the diagnosis, found in a few batched queries.
+
+One probe *drops out* a group of cells (each cell replaced by a flat line at its own median: what a loose
+electrode or a saturated amplifier records) and measures the drop of the diagnosed class's probability. Groups are
+refined where the drop is largest, so a 10-s two-lead record is localised to one lead x 0.25-s cell in about 20
+queries instead of the 40-80 a window-by-window or cell-by-cell scan needs (group testing).
+
+Why dropout and not the five noise kinds: on DS1 windows with one PVC, masking with strong muscle noise moved the
+built-in model's ventricular-ectopy probability most 0.25-0.5 s *after* the R-peak (a tall ectopic QRS stays
+readable under noise; its T wave does not), so the top cell hit the beat in 0.63 of cases, against 0.97 with
+dropout. The noise kinds are what the agent then uses to find the minimal flipping distortion (`search.py`).
+
+Levels (each probed in one batched classifier call):
+
+1. *Blocks*: ``block_windows`` consecutive time windows x all leads (default 4 x 0.25 s = 1 s, about a beat).
+2. *Windows*: each window of the top blocks, one window added on each side (a beat cut by a block edge), x all
+   leads.
+3. *Leads*: the top windows, lead by lead (leads halved recursively when there are more than four), for as
+   many windows as the budget allows.
+
+The result, `Sensitivity`, orders every cell lexicographically: cells measured at a finer level rank above the
+rest of their block, in the order of their own drop, and blocks rank by their drop. Every drop is also written
+into the episode's probe features (`Episode.record_probe`), which is what the learned policy reads when it then
+searches for the minimal flipping distortion.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ecglens.agent.env import Episode
+from ecglens.classifiers.base import QueryCounter
+
+DROPOUT = "dropout"  # the probe's name in explanations (not one of the adversarial distortion kinds)
+
+
+@dataclass
+class Sensitivity:
+    """What the coarse-to-fine probes measured.
+
+    score : float64 ``[n_cells]``, larger = more critical; only the order is meaningful across levels.
+    drop : float64 ``[n_cells]``, the drop of the target probability (over p0) of the finest probe holding the
+        cell, 0 when not probed.
+    queries : classifier rows used.
+    levels : per level, the groups probed and their drops (for the explanation's ``extra``).
+    """
+
+    score: np.ndarray
+    drop: np.ndarray
+    queries: int
+    levels: list[dict] = field(default_factory=list)
+
+    def ranked_scores(self) -> np.ndarray:
+        """float64 ``[n_cells]`` in [0, 1]: the cells in `score` order, valued by their measured drop.
+
+        A cell's value is its own drop, capped by the value of every cell ranked above it (the order of the
+        coarse-to-fine search is kept), over the top cell's; a small rank term keeps values distinct.
+        """
+        n = self.score.size
+        order = np.argsort(-self.score, kind="stable")
+        out = np.zeros(n)
+        cap = np.inf
+        for c in order:
+            cap = min(cap, max(float(self.drop[c]), 0.0))
+            out[c] = cap
+        top = out[order[0]] if n else 0.0
+        out = out / top if top > 0 else out
+        ranks = np.empty(n)
+        ranks[order] = np.arange(n)
+        return np.clip(out, 0.0, 1.0) * (1 - 1e-3) + 1e-3 * (n - ranks) / max(n, 1)
+
+
+def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_windows: int = 4,
+                   top_blocks: int | None = None,
+                   report: Callable[[int], None] | None = None) -> Sensitivity:
+    """Measure the sensitivity of ``ep``'s diagnosis to dropout, group by group, in at most ``budget`` queries.
+
+    Parameters
+    ----------
+    ep : Episode
+        Probed from its current state (normally clean); not changed except its probe features.
+    counter : QueryCounter
+        Every probe goes through it.
+    budget : int
+        Queries this may use; it refines less rather than pass it (with fewer than one query per block it
+        measures nothing).
+    block_windows : int
+        Windows per block (level 1). Default: 4.
+    top_blocks : int or None
+        Blocks refined at level 2. Default: None (as many of the top blocks as fit in half of what is left).
+    report : callable or None
+        Called with ``counter.queries`` after each batch. Default: None.
+    """
+    grid = ep.grid
+    n_leads, n_w = grid.n_leads, grid.n_windows
+    start = counter.queries
+    score = np.zeros(grid.n_cells)
+    drop = np.zeros(grid.n_cells)
+    levels: list[dict] = []
+
+    def left() -> int:
+        return min(budget - (counter.queries - start), counter.remaining or 0)
+
+    def measure(groups: list[list[int]]) -> np.ndarray:
+        """Drop (over p0) of the target probability when each group of cells drops out."""
+        probs = ep.probe_rows(counter, np.stack([dropout(ep.signal(), g) for g in groups]))
+        d = (ep.p - probs[:, ep.target.index]) / max(ep.p0, 1e-3)
+        for g, row in zip(groups, probs):
+            ep.record_probe(g, np.tile(row, (len(g), 1)), ep.p, [_dropout_l2(ep, g)] * len(g))
+        if report:
+            report(counter.queries)
+        return d
+
+    def dropout(signal: np.ndarray, cells: Sequence[int]) -> np.ndarray:
+        out = signal.copy()
+        for c in cells:
+            lead, a, b = grid.cell_span(c)
+            out[lead, a:b] = np.median(ep.clean[lead, a:b])
+        return out
+
+    def cells_of(windows: Sequence[int], leads: Sequence[int] | None = None) -> list[int]:
+        leads = range(n_leads) if leads is None else leads
+        return [int(l) * n_w + int(w) for l in leads for w in windows]
+
+    def done() -> Sensitivity:
+        return Sensitivity(score, drop, counter.queries - start, levels)
+
+    # 1. blocks
+    blocks = [list(range(a, min(a + block_windows, n_w))) for a in range(0, n_w, block_windows)]
+    if left() < len(blocks):
+        return done()
+    d_blocks = measure([cells_of(b) for b in blocks])
+    levels.append({"level": "blocks", "windows": [[b[0], b[-1] + 1] for b in blocks],
+                   "drops": d_blocks.round(4).tolist()})
+    order = np.argsort(-d_blocks, kind="stable")
+    for rank, b in enumerate(order):  # rank 0 (largest drop) scores highest
+        score[cells_of(blocks[b])] = 1.0 + (len(blocks) - rank) / len(blocks)
+        drop[cells_of(blocks[b])] = d_blocks[b]
+    # 2. windows of the top blocks, widened by one window each side
+    def windows_of(n_top: int) -> list[int]:
+        return sorted({w for b in order[:n_top] for w in range(max(0, blocks[b][0] - 1),
+                                                                min(n_w, blocks[b][-1] + 2))})
+
+    n_top = top_blocks or max(1, next((k for k in range(len(blocks), 0, -1)
+                                       if len(windows_of(k)) <= left() // 2), 1))
+    windows = windows_of(n_top)
+    if left() < len(windows):
+        return done()
+    d_windows = measure([cells_of([w]) for w in windows])
+    levels.append({"level": "windows", "windows": windows, "drops": d_windows.round(4).tolist()})
+    ranked = [windows[i] for i in np.argsort(-d_windows, kind="stable")]
+    base = score.max()
+    for rank, w in enumerate(ranked):
+        score[cells_of([w])] = base + 1.0 + (len(ranked) - rank) / len(ranked)
+        drop[cells_of([w])] = d_windows[windows.index(w)]
+    # 3. leads of the top windows, best window first, while the budget lasts
+    if n_leads == 1:
+        return done()
+    base = score.max()
+    for rank, w in enumerate(ranked):
+        first = [[l] for l in range(n_leads)] if n_leads <= 4 else [list(range(n_leads // 2)),
+                                                                   list(range(n_leads // 2, n_leads))]
+        if left() < len(first):
+            break
+        groups, best, depth = first, None, 0
+        while True:
+            d = measure([cells_of([w], g) for g in groups])
+            depth += 1
+            for g, v in zip(groups, d):
+                for c in cells_of([w], g):
+                    # Within the window, leads order by their own drop; the bonus stays below the gap to the
+                    # next window (0.9 of it over all depths), so the window's rank keeps its place.
+                    score[c] += 0.9 / len(ranked) * 0.5 ** depth * 0.5 * (1.0 + float(np.clip(v, -1, 1)))
+                    drop[c] = v
+            best = groups[int(np.argmax(d))]
+            if len(best) == 1 or left() < 2:
+                break
+            groups = [best[:len(best) // 2], best[len(best) // 2:]]
+        levels.append({"level": "leads", "window": int(w), "best_leads": [int(l) for l in best]})
+    return done()
+
+
+def _dropout_l2(ep: Episode, cells: Sequence[int]) -> float:
+    """L2 of what dropping ``cells`` out changes, over the clean input's L2 (the policy's per-L2 feature)."""
+    total = 0.0
+    for c in cells:
+        lead, a, b = ep.grid.cell_span(c)
+        seg = ep.clean[lead, a:b].astype(np.float64)
+        total += float(np.sum((seg - np.median(seg)) ** 2))
+    return float(np.sqrt(total)) / ep.signal_l2
