@@ -326,3 +326,27 @@ def test_migration_0002_adds_hardening_jobs_and_downgrades_to_0001_cleanly(tmp_p
         assert "hardening_jobs" in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_hardening_job_left_running_by_a_stopped_server_is_resumed_at_start(tmp_path, fake_mitdb):
+    from ecglens.service.config import Settings
+    from ecglens.service.db import RUNNING, HardeningJob, Model, new_id, utcnow
+    from ecglens.service.runtime import Runtime
+
+    job_id = new_id()
+    before = Runtime(Settings(_env_file=None, data_dir=tmp_path / "var", database_url="", broker_url=""))
+    try:
+        with before.sessions() as session:  # what a server killed mid-job leaves behind
+            session.add(Model(name="remote", kind="http", spec="https://models.example/ecg", card={},
+                              created_at=utcnow()))
+            session.flush()
+            session.add(HardeningJob(id=job_id, parent_model="remote", new_model="remote-h", status=RUNNING,
+                                     progress=42.0, params={"seed": 0}, attempts=1, created_at=utcnow(),
+                                     heartbeat_at=utcnow()))
+            session.commit()
+    finally:
+        before.close()
+    with running_api(tmp_path, mitdb_dir=fake_mitdb) as api:
+        assert api.app.state.executor.wait(job_id, timeout=60) == "failed"
+        body = api.client.get(JOB.format(job_id), headers=api.auth("admin")).json()
+    assert body["attempts"] == 2 and "ClassifierError: model 'remote' is http" in body["error"]
