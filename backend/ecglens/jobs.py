@@ -366,7 +366,8 @@ def mitdb_folder(settings: Settings) -> Path:
         folder = Path(settings.mitdb_dir)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: MIT-BIH folder (ECGLENS_MITDB_DIR) does not exist")
-    missing = [f"{name}{ext}" for name in DS1 for ext in (".hea", ".dat", ".atr") if not (folder / f"{name}{ext}").is_file()]
+    missing = [f"{name}{ext}" for name in DS1 for ext in (".hea", ".dat", ".atr")
+               if not (folder / f"{name}{ext}").is_file()]
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         raise FileNotFoundError(f"{folder}: MIT-BIH folder (ECGLENS_MITDB_DIR) lacks the DS1 training files "
