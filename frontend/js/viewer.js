@@ -18,6 +18,7 @@ export const DISTORTION_COLOURS = {
   muscle: "#009E73",            // bluish green
   electrode_motion: "#CC79A7",  // reddish purple
   gaussian: "#0072B2",          // blue
+  dropout: "#505050",           // dark grey: found by the localisation's dropout probes, not by a noise kind
   none: "#505050",              // dark grey: a segment that mattered without a distortion type of its own
 };
 const SPARE_COLOURS = ["#D55E00", "#F0E442", "#000000"];
@@ -29,6 +30,7 @@ export const DISTORTION_LABELS = {
   muscle: "Muscle artifact",
   electrode_motion: "Electrode motion",
   gaussian: "Gaussian noise",
+  dropout: "Signal dropout (sensitivity)",
   none: "no distortion type",
 };
 export const OVERLAY_COLOURS = { adversarial: "#D55E00", noise: "#0072B2" };

@@ -177,6 +177,7 @@ class Episode:
         self.signal_features = (signal_features if signal_features is not None
                                 else cell_features(self.clean, self.grid))
         n_leads, n_samples = self.clean.shape
+        self.mains_hz = float(mains_hz)
         self._unit = self._unit_noise(noise_bank(n_leads, n_samples, fs, rng, self.kinds, mains_hz=mains_hz))
         power = lead_power(self.clean, fs)
         # amp[lead, level]: noise RMS in mV for each level.
@@ -210,6 +211,22 @@ class Episode:
             rms = np.sqrt(np.mean(piece.astype(np.float64) ** 2, axis=2, keepdims=True)) + 1e-12
             out[:, :, a:b] = (piece / rms).astype(np.float32)
         return out
+
+    def redrawn_unit(self, cell: int, kind: int, rng: np.random.Generator) -> np.ndarray:
+        """float32 ``[cell samples]``: a fresh realisation of ``kind`` for ``cell``, tapered, unit RMS."""
+        from ecglens import distortions
+
+        lead, a, b = self.grid.cell_span(cell)
+        n = self.clean.shape[1]
+        piece = distortions.noise_batch(self.kinds[kind], 1, n, self.fs, rng, mains_hz=self.mains_hz)[0, a:b]
+        piece = piece * _taper(int(b - a))
+        return (piece / (np.sqrt(np.mean(piece.astype(np.float64) ** 2)) + 1e-12)).astype(np.float32)
+
+    def cell_rms(self, cell: int) -> float:
+        """RMS (mV) of ``cell``'s current distortion as the energy bookkeeping counts it (0 when clean)."""
+        if self.kind[cell] < 0:
+            return 0.0
+        return float(self.amp[self.grid.cell_lead(cell), self.level[cell]] * self.gain[cell])
 
     def cell_noise(self, cell: int, kind: int, level: int) -> np.ndarray:
         """float32 ``[cell samples]``: the distortion ``kind`` at ``level`` on ``cell`` (mV)."""

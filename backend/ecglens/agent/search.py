@@ -3,16 +3,23 @@
 `explain` fits the record to the classifier, picks the window to explain, asks for the diagnosis, then runs one
 episode per diagnosed finding under the query budget:
 
-1. *Propose and probe.* The policy scores every cell from its signal features before any probe; its top-k
-   proposals (cell, distortion kind, level) are probed in one batched classifier call, what each did is written
-   back into the cells' features, and the best proposals are committed. Repeat until the diagnosis flips.
-2. *Clean up.* Drop every distortion the flip does not need, lower the remaining ones level by level (raising
+1. *Localise* (`localize.coarse_to_fine`). Dropout probes over 1-s blocks, then the windows of the top blocks,
+   then the leads of the top windows, each level in one batched call: about 20 queries find the critical cell
+   of a 10-s two-lead record. Nearly all of a budget under 120 goes here, a fifth of a larger one.
+2. *Propose and probe.* The policy scores every cell from its signal features and what the probes measured;
+   its top-k proposals (cell, distortion kind, level) are probed in one batched classifier call, what each did
+   is written back into the cells' features, and the best proposals are committed. Repeat until the diagnosis
+   flips.
+3. *Clean up.* Drop every distortion the flip does not need, lower the remaining ones level by level (raising
    the SNR) while the flip holds, and check that removing any remaining cell un-flips (minimality).
-3. *Quieter flips (anytime).* While budget remains, start again from the clean input with every distortion
+4. *Quieter flips (anytime).* While budget remains, start again from the clean input with every distortion
    capped one level below the strongest of the best flip so far (first pass: a capped greedy scan; then the
-   policy), clean up, and keep the flip with the highest SNR.
-4. *Score.* Cells of the final minimal set score highest (by how much their removal raises the diagnosed
-   class's probability, earlier finds first), then cells whose probe lowered it, then the policy's prior.
+   policy), clean up, and keep the flip with the highest SNR; the last `_REDRAW_SHARE` of the budget redraws
+   the noise realisations of the best flip at lower amplitudes (`redraw.redraw_quieter`), then minimality is
+   checked again.
+5. *Score.* Cells follow the localisation's order, valued by their measured dropout effect (the explanation:
+   where the decision depends on the signal); when nothing could be measured, the minimal set's cells score
+   highest, then cells whose probe lowered the probability, then the policy's prior (`score_cells`).
 
 Every classifier row goes through a `QueryCounter` with the budget as a hard cap.
 """
@@ -28,7 +35,8 @@ import numpy as np
 
 from ecglens.agent.env import KINDS, Episode, Target, _is_normal, diagnosed_targets
 from ecglens.agent.greedy import greedy_scan
-from ecglens.agent.localize import Sensitivity, coarse_to_fine
+from ecglens.agent.localize import DROPOUT, Sensitivity, coarse_to_fine
+from ecglens.agent.redraw import redraw_quieter
 from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
 from ecglens.classifiers.fit import fit_record, window_starts
@@ -42,6 +50,7 @@ _GREEDY_PASS_QUERIES = 200  # the anytime loop's greedy pass needs this many que
 _MIN_PASS_QUERIES = 12  # a search-and-cleanup pass for a quieter flip needs at least this many queries left
 _CELL_BISECTION_STEPS = 3  # then per-cell amplitude bisection steps (resolution 1/8 of the cell's amplitude)
 _BISECTION_STEPS = 5     # joint amplitude bisection steps in the cleanup (resolution 1/32)
+_REDRAW_SHARE = 0.15     # of what the first flip leaves, kept for redrawn realisations (DS1: 0.08-0.4 tried)
 
 
 @dataclass
@@ -123,7 +132,8 @@ def explain(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] | st
         share = (left - min(left // 5, 10 * (len(targets) - 1)) if j == 0 else left // (len(targets) - j))
         ep = Episode(x, fs, probs0, target, np.random.default_rng([seed, j]), kinds=kinds, grid=grid,
                      signal_features=feats, query_budget=query_budget)
-        results.append(_run_episode(ep, counter, share, chosen_policy, report))
+        results.append(_run_episode(ep, counter, share, chosen_policy, report,
+                                    np.random.default_rng([seed, j, 1])))
     if progress:
         progress(1.0)
     main = results[0] if results else None
@@ -134,7 +144,7 @@ def explain(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] | st
 
 # ---------------------------------------------------------------------------------------------------- episode
 def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
-                 report: Callable[[int], None]) -> EpisodeResult:
+                 report: Callable[[int], None], rng: np.random.Generator) -> EpisodeResult:
     start_q = counter.queries
     end = start_q + budget
     prior = None
@@ -147,8 +157,14 @@ def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
         probe_kind.update({int(c): int(ep.kind[c]) for c in ep.distorted_cells()})
     contributions = minimize(ep, counter, end, report) if ep.flipped else {}
     found_by = "policy" if policy is not None else "greedy-scan"
+    # What is left goes to quieter flips: first new searches under a cap (the policy's), then redrawn
+    # realisations of the best one (a random search that needs no further cell choices).
+    redraw_reserve = int(_REDRAW_SHARE * max(0, end - counter.queries))
     if policy is not None and ep.flipped:
-        contributions, found_by = _quieter_flips(ep, counter, end, policy, probe_kind, report, contributions)
+        contributions, found_by = _quieter_flips(ep, counter, end - redraw_reserve, policy, probe_kind, report,
+                                                 contributions)
+    if ep.flipped and redraw_quieter(ep, counter, end - len(ep.distorted_cells()), rng, report=report):
+        contributions = verify_minimal(ep, counter, end, report) or contributions
     scores = _final_scores(ep, sens, contributions, prior)
     return EpisodeResult(ep, scores, list(ep.order), contributions, probe_kind, counter.queries - start_q,
                          extra={"target": ep.target.label, "flipped": ep.flipped, "snr_db": ep.snr_db(),
@@ -467,6 +483,18 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
             else:
                 lo = mid
     # 3. verification: removing any remaining cell must un-flip
+    return verify_minimal(ep, counter, end, report)
+
+
+def verify_minimal(ep: Episode, counter: QueryCounter, end: int,
+                   report: Callable[[int], None] | None = None) -> dict[int, float]:
+    """Probe every single removal; take one that keeps the flip and repeat, so that at the end removing any
+    remaining cell un-flips. Returns each cell's contribution (rise of the diagnosed class's probability when
+    it alone is removed); empty when the budget ran out first."""
+    def room() -> int:
+        return min(end, counter.queries + (counter.remaining or 0)) - counter.queries
+
+    t = ep.target.index
     contributions: dict[int, float] = {}
     while ep.flipped:
         cells = [int(c) for c in ep.distorted_cells()]
@@ -660,12 +688,14 @@ def _segments(result: EpisodeResult, grid: SegmentGrid, leads: tuple[str, ...],
                 run.append(lead * n_w + w)
             best = max(run, key=lambda i: scores[i])
             kind = ep.kind[best] if ep.kind[best] >= 0 else result.probe_kind.get(best, -1)
+            # A cell outside the minimal flip that the localisation ranked: what moved the decision was dropout.
+            fallback = DROPOUT if result.extra.get("localization") else "none"
             _, a, _ = grid.cell_span(run[0])
             _, _, b = grid.cell_span(run[-1])
             out.append(Segment(lead=leads[lead] if lead < len(leads) else str(lead),
                                start_s=offset_s + a / grid.fs, end_s=offset_s + b / grid.fs,
                                score=float(scores[best]),
-                               distortion=ep.kinds[kind] if kind >= 0 else "none"))
+                               distortion=ep.kinds[kind] if kind >= 0 else fallback))
             w += 1
     out.sort(key=lambda s: (-s.score, s.lead, s.start_s))
     return out
