@@ -110,3 +110,12 @@ def test_windows_of_two_records_are_cached_and_labelled(tmp_path):
 def test_missing_record_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="100.hea"):
         load_record("100", tmp_path)
+
+
+def test_corrupt_header_is_refused_naming_the_record(tmp_path):
+    from ecglens.datasets.mitdb import load_record
+
+    (tmp_path / "100.hea").write_text("")
+    (tmp_path / "100.dat").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"100.*cannot be read"):
+        load_record("100", tmp_path)

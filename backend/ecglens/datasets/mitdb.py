@@ -149,6 +149,8 @@ def load_record(name: str, data_dir: str | Path | None = None, *,
     ------
     FileNotFoundError
         When the record's files are not in ``data_dir`` (the message names the path).
+    ValueError
+        When a file is there but cannot be read (empty or corrupt; the message names the record's path).
     """
     import wfdb
 
@@ -156,8 +158,13 @@ def load_record(name: str, data_dir: str | Path | None = None, *,
     base = data_dir / str(name)
     if not base.with_suffix(".hea").exists():
         raise FileNotFoundError(f"{base}.hea: MIT-BIH record {name} not found")
-    rec = wfdb.rdrecord(str(base))
-    ann = wfdb.rdann(str(base), "atr")
+    try:
+        rec = wfdb.rdrecord(str(base))
+        ann = wfdb.rdann(str(base), "atr")
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # wfdb raises IndexError / ValueError on an empty or corrupt header or annotation
+        raise ValueError(f"{base}: MIT-BIH record {name} cannot be read ({type(exc).__name__}: {exc})") from None
     channels = [normalize_lead(s) for s in rec.sig_name]
     wanted = [normalize_lead(lead) for lead in leads]
     rows: list[int] = []

@@ -34,7 +34,7 @@ _TAGS = [
                                        "read them back for display."},
     {"name": "analyses", "description": "Explain + robustness jobs on a record with a registered classifier, and "
                                         "their exports (FHIR Observation, PDF report)."},
-    {"name": "models", "description": "The classifier registry."},
+    {"name": "models", "description": "The classifier registry, and admin hardening jobs."},
     {"name": "audit", "description": "Who did what: the hash-chained audit log (auditor, admin)."},
     {"name": "keys", "description": "API keys (admin)."},
 ]

@@ -15,7 +15,7 @@ from ecglens.service.runtime import Runtime
 
 log = logging.getLogger("ecglens.service")
 # Path parameters that name the audited object.
-_OBJECT_PARAMS = ("record_id", "analysis_id", "key_id", "name")
+_OBJECT_PARAMS = ("record_id", "analysis_id", "key_id", "job_id", "name")
 
 
 class BodyLimitMiddleware:
