@@ -36,7 +36,10 @@ Usage::
     .venv/bin/python benchmarks/explain_latency.py --threads 1 --no-write
 
 Prints one Markdown table and writes it, with the command line and machine (CPU count, torch threads, load
-average at the start and end), to ``benchmarks/results/explain_latency-<YYYY-MM-DD>.md``.
+average at the start and end), to ``benchmarks/results/explain_latency-<YYYY-MM-DD><--suffix>.md``.
+
+On a 2-core machine that others are using, 2 torch threads can stall for whole time slices (one intra-op thread
+waits for a core): compare ``--threads 1 --suffix -threads1`` before reading a slow row as the search's cost.
 """
 from __future__ import annotations
 
@@ -381,6 +384,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--start-s", type=float, default=0.0,
                    help="start of the 10-s window in MIT-BIH 119, in s (0-10 s holds two PVCs). Default: 0")
     p.add_argument("--seed", type=int, default=0, help="bare-classifier probe-noise seed. Default: 0")
+    p.add_argument("--suffix", default="", help="appended to the result file name (e.g. -threads1)")
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -434,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        path = RESULTS / f"explain_latency-{dt.date.today().isoformat()}.md"
+        path = RESULTS / f"explain_latency-{dt.date.today().isoformat()}{args.suffix}.md"
         path.write_text(text)
         print(f"written: {path}", file=sys.stderr)
     return 0
