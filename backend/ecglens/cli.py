@@ -30,9 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ecglens.threads import configure_torch_threads
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        configure_torch_threads()  # commands with a --threads option set their own afterwards
         return int(args.func(args) or 0)
     except (RecordError, ClassifierError, FileNotFoundError, KeyError, ValueError) as exc:
         print(f"ecglens {args.command}: error: {exc}", file=sys.stderr)

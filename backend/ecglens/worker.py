@@ -14,6 +14,7 @@ import logging
 from celery import Celery
 
 from ecglens.service.config import Settings
+from ecglens.threads import configure_torch_threads
 
 log = logging.getLogger("ecglens.worker")
 _RETRY_BUSY_S = 5.0
@@ -22,6 +23,7 @@ _RETRY_BUSY_S = 5.0
 def make_celery(settings: Settings | None = None) -> Celery:
     """The Celery app for ``settings.broker_url`` with the job task registered."""
     settings = settings or Settings()
+    configure_torch_threads(settings.torch_threads)
     app = Celery("ecglens", broker=settings.broker_url or "redis://127.0.0.1:6379/0")
     app.conf.update(
         task_acks_late=True,

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 import ecglens
 from ecglens.jobs import LocalExecutor, make_executor, resume_unfinished
 from ecglens.service.config import Settings
+from ecglens.threads import configure_torch_threads
 from ecglens.service.db import Model, utcnow
 from ecglens.service.metrics import MetricsRegistry
 from ecglens.service.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
@@ -43,6 +44,7 @@ _TAGS = [
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from ``ECGLENS_*`` environment variables and ``.env``)."""
     settings = settings or Settings()
+    configure_torch_threads(settings.torch_threads)
     runtime = Runtime(settings)
     runtime.engine  # noqa: B018 - migrate now, so a bad database URL fails at start, not on a request
     _register_builtin(runtime)

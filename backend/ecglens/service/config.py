@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     device : str
         Where workers run classifiers: ``"auto"`` (CUDA when a GPU is visible, else CPU), ``"cpu"``, ``"cuda"``,
         ``"cuda:1"``. Default: "auto".
+    torch_threads : int
+        CPU threads torch may use in this process (`ecglens.threads`); scale out with workers instead.
+        Default: 1.
     mitdb_dir : Path or None
         Folder with the MIT-BIH Arrhythmia records (``100.hea``, ``100.dat``, ``100.atr``, ...) that
         ``POST /models/{name}/harden`` fine-tunes on (the API checks it before queuing, the worker reads it).
@@ -69,6 +72,7 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=600.0, gt=0)
     frontend_dir: Path | None = None
     device: str = "auto"
+    torch_threads: int = Field(default=1, ge=1, le=256)
     mitdb_dir: Path | None = None
 
     @field_validator("allowed_model_hosts", "cors_origins", mode="before")
