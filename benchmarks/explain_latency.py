@@ -39,7 +39,7 @@ Prints one Markdown table and writes it, with the command line and machine (CPU 
 average at the start and end), to ``benchmarks/results/explain_latency-<YYYY-MM-DD><--suffix>.md``.
 
 On a 2-core machine that others are using, 2 torch threads can stall for whole time slices (one intra-op thread
-waits for a core): compare ``--threads 1 --suffix -threads1`` before reading a slow row as the search's cost.
+waits for a core): so the default is 1 thread, as in the product (``ECGLENS_TORCH_THREADS``); ``--threads 2`` to compare.
 """
 from __future__ import annotations
 
@@ -380,7 +380,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="timed calls per row after one warm-up. Default: 5")
     p.add_argument("--peer-repeats", type=int, default=3,
                    help="timed calls of Occlusion and of the bare classifier after one warm-up. Default: 3")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target says 2 cores). Default: 2")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads; 1 is the product default (ECGLENS_TORCH_THREADS). Default: 1")
     p.add_argument("--start-s", type=float, default=0.0,
                    help="start of the 10-s window in MIT-BIH 119, in s (0-10 s holds two PVCs). Default: 0")
     p.add_argument("--seed", type=int, default=0, help="bare-classifier probe-noise seed. Default: 0")
