@@ -76,6 +76,7 @@ class HardenConfig:
         Default: (-3.0, 6.0).
     kind_weights : relative draw weight of each of ``kinds`` for a noisy row (powerline's weight is split between
         50 and 60 Hz mains); empty = equal. Default: ().
+    label_weight : weight of the label loss on noisy and agent-distorted rows. Default: 1.0.
     clean_label_weight : weight of the label loss on clean rows (their distillation term is always kept).
         Default: 1.0.
     l2sp : weight of the L2-SP penalty ``l2sp / 2 * ||w - w_parent||^2`` on the trainable weights (Li et al.,
@@ -87,6 +88,8 @@ class HardenConfig:
         seconds before the parent's network (`BaselineRemoved`, part of the exported module), the usual ECG
         baseline correction: NSTDB-like baseline wander (~98 % of its power below 0.5 Hz) and the slow drift of
         electrode motion then mostly never reach the network. 0 = no front end. Default: 0.0.
+    soup : fine-tunes (seeds ``seed``, ``seed + 1``, ...; each from the parent, same agent pool) whose selected
+        weights are averaged into the hardened model (a uniform model soup). Default: 1.
     """
 
     seed: int = 0
@@ -106,10 +109,12 @@ class HardenConfig:
     agent_budget: int = 300
     adversarial_gain_db: tuple[float, float] = (-3.0, 6.0)
     kind_weights: tuple[float, ...] = ()
+    label_weight: float = 1.0
     clean_label_weight: float = 1.0
     l2sp: float = 0.0
     freeze_bn: bool = False
     baseline_removal_s: float = 0.0
+    soup: int = 1
 
 
 # ------------------------------------------------------------------------------------------------------ parent
@@ -509,6 +514,13 @@ class _EmaWeights:
             module.load_state_dict(saved)
 
 
+def _soup(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The uniform average of state dicts (floating-point entries; others, e.g. batch counters, from the first)."""
+    first = states[0]
+    return {k: (sum(st[k] for st in states) / len(states)).to(v.dtype) if v.is_floating_point() else v.clone()
+            for k, v in first.items()}
+
+
 def _outputs(module: Any, X: np.ndarray, batch: int = 256) -> np.ndarray:
     """Raw outputs ``[n, classes]`` (float64) of ``module`` in eval mode."""
     import torch
@@ -677,67 +689,80 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
             parent = with_baseline_removal(parent, config.baseline_removal_s)
         net = parent.logits_net()
         params = [p for p in net.parameters() if p.is_floating_point() and p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        total = max(1, config.epochs * config.steps_per_epoch)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
-        ema = _EmaWeights(net, config.ema)
-        anchor = [p.detach().clone() for p in params] if config.l2sp > 0 else None
-        gen = torch.Generator().manual_seed(config.seed)
+        start = {k: v.detach().clone() for k, v in net.state_dict().items()}
         scale = float(card.input_scale)
         teacher = load_trainable(parent.path).logits_net().eval() if config.distill > 0 else None
-        # Dropout draws from torch's global generator; the agent (e.g. building its policy network on first use
-        # in this process) may have drawn from it, so seed it again here.
-        torch.manual_seed(config.seed)
-        best, best_score, history = None, -np.inf, []
+        total = max(1, config.epochs * config.steps_per_epoch)
+        members, history = [], []
         t1 = time.perf_counter()
-        for epoch in range(config.epochs):
-            net.train()
-            if config.freeze_bn:  # keep the parent's normalisation statistics: noisy batches must not move them
-                for m in net.modules():
-                    if getattr(m, "original_name", type(m).__name__).startswith("BatchNorm"):
-                        m.eval()
-            losses = []
-            for _ in range(config.steps_per_epoch):
-                b = mix.draw(config.batch_size, rng)
-                x = augment(torch.from_numpy(b.X), card.sampling_rate, gen) * scale
-                out = net(x)
-                y = torch.from_numpy(b.Y)
-                if config.clean_label_weight == 1.0:
-                    loss = _loss(parent, out, y)
-                else:  # each part weighs its share of the batch; clean rows' share times clean_label_weight
-                    loss = out.new_zeros(())
-                    is_clean = torch.from_numpy(b.source == 0)
-                    for rows, weight in ((~is_clean, 1.0), (is_clean, config.clean_label_weight)):
-                        if weight > 0 and bool(rows.any()):
-                            share = float(rows.float().mean())
-                            loss = loss + weight * share * _loss(parent, out[rows], y[rows])
-                if teacher is not None:  # answer a noisy row as the parent answers its clean window
-                    with torch.no_grad():
-                        soft = _targets(parent, teacher(torch.from_numpy(b.clean) * scale))
-                    loss = loss + config.distill * _loss(parent, out, soft)
-                if anchor is not None:  # L2-SP: stay near the parent's weights
-                    loss = loss + 0.5 * config.l2sp * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, anchor))
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 5.0)
-                opt.step()
-                sched.step()
-                ema.update(net)
-                losses.append(float(loss.item()))
-            with ema.applied(net):
-                clean = _val_figures(parent, val_X, val_Y, card.thresholds)
-                noisy = _val_figures(parent, val_noisy, val_Y, card.thresholds)
-            score = (_mean_auc(clean) + _mean_auc(noisy)) / 2
-            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else 0.0,
-                            "val_mean_auc_clean": _mean_auc(clean), "val_mean_auc_noisy": _mean_auc(noisy),
-                            "score": score, "elapsed_s": time.perf_counter() - t1})
-            say(f"epoch {epoch + 1:3d}  loss {history[-1]['loss']:.4f}  val AUC clean {_mean_auc(clean):.4f}  "
-                f"noisy {_mean_auc(noisy):.4f}  ({time.perf_counter() - t1:.0f} s)")
-            if score > best_score:
-                best_score, best = score, {k: v.clone() for k, v in ema.state.items()}
-            report(0.3 + 0.7 * (epoch + 1) / max(1, config.epochs))
-        if best is not None:
-            net.load_state_dict(best)
+        for member in range(max(1, config.soup)):
+            # Member k starts from the parent's weights with seed + k (member 0 draws exactly as a single run).
+            seed_k = config.seed + member
+            net.load_state_dict(start)
+            rng_k = rng if member == 0 else np.random.default_rng([seed_k, 1])
+            opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.2)
+            ema = _EmaWeights(net, config.ema)
+            anchor = [p.detach().clone() for p in params] if config.l2sp > 0 else None
+            gen = torch.Generator().manual_seed(seed_k)
+            # Dropout draws from torch's global generator; the agent (e.g. building its policy network on first
+            # use in this process) may have drawn from it, so seed it again here.
+            torch.manual_seed(seed_k)
+            best, best_score = None, -np.inf
+            for epoch in range(config.epochs):
+                net.train()
+                if config.freeze_bn:  # keep the parent's normalisation statistics: noisy rows must not move them
+                    for m in net.modules():
+                        if getattr(m, "original_name", type(m).__name__).startswith("BatchNorm"):
+                            m.eval()
+                losses = []
+                for _ in range(config.steps_per_epoch):
+                    b = mix.draw(config.batch_size, rng_k)
+                    x = augment(torch.from_numpy(b.X), card.sampling_rate, gen) * scale
+                    out = net(x)
+                    y = torch.from_numpy(b.Y)
+                    if config.clean_label_weight == config.label_weight == 1.0:
+                        loss = _loss(parent, out, y)
+                    else:  # each part weighs its share of the batch times its label weight
+                        loss = out.new_zeros(())
+                        is_clean = torch.from_numpy(b.source == 0)
+                        for rows, weight in ((~is_clean, config.label_weight),
+                                             (is_clean, config.clean_label_weight)):
+                            if weight > 0 and bool(rows.any()):
+                                share = float(rows.float().mean())
+                                loss = loss + weight * share * _loss(parent, out[rows], y[rows])
+                    if teacher is not None:  # answer a noisy row as the parent answers its clean window
+                        with torch.no_grad():
+                            soft = _targets(parent, teacher(torch.from_numpy(b.clean) * scale))
+                        loss = loss + config.distill * _loss(parent, out, soft)
+                    if anchor is not None:  # L2-SP: stay near the parent's weights
+                        loss = loss + 0.5 * config.l2sp * sum(((p - p0) ** 2).sum()
+                                                              for p, p0 in zip(params, anchor))
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 5.0)
+                    opt.step()
+                    sched.step()
+                    ema.update(net)
+                    losses.append(float(loss.item()))
+                with ema.applied(net):
+                    clean = _val_figures(parent, val_X, val_Y, card.thresholds)
+                    noisy = _val_figures(parent, val_noisy, val_Y, card.thresholds)
+                score = (_mean_auc(clean) + _mean_auc(noisy)) / 2
+                history.append({"member": member + 1, "seed": seed_k, "epoch": epoch + 1,
+                                "loss": float(np.mean(losses)) if losses else 0.0,
+                                "val_mean_auc_clean": _mean_auc(clean), "val_mean_auc_noisy": _mean_auc(noisy),
+                                "score": score, "elapsed_s": time.perf_counter() - t1})
+                say(f"member {member + 1} epoch {epoch + 1:3d}  loss {history[-1]['loss']:.4f}  val AUC clean "
+                    f"{_mean_auc(clean):.4f}  noisy {_mean_auc(noisy):.4f}  ({time.perf_counter() - t1:.0f} s)")
+                if score > best_score:
+                    best_score, best = score, {k: v.clone() for k, v in ema.state.items()}
+                done = member * config.epochs + epoch + 1
+                report(0.3 + 0.7 * done / max(1, config.epochs * max(1, config.soup)))
+            members.append(best if best is not None else {k: v.detach().clone() for k, v in net.state_dict().items()})
+        # Uniform model soup (Wortsman et al., ICML 2022): fine-tunes of one parent share its basin, so their
+        # averaged weights keep their robustness while their seed-to-seed drift on clean windows averages out.
+        net.load_state_dict(_soup(members))
         timing["fine_tune"] = time.perf_counter() - t1
         thresholds = _recalibrate(parent, val_X, val_Y)
         parent.module.eval()
@@ -793,7 +818,8 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
             "front_end": (f"BaselineRemoved: each lead minus its {cfg.baseline_removal_s:g}-s moving average, before "
                           f"the parent's network" if cfg.baseline_removal_s > 0 else "none"),
             "regularisation": {"l2sp": cfg.l2sp, "weight_decay": cfg.weight_decay, "freeze_bn": cfg.freeze_bn,
-                               "clean_label_weight": cfg.clean_label_weight, "distill": cfg.distill},
+                               "label_weight": cfg.label_weight, "clean_label_weight": cfg.clean_label_weight,
+                               "distill": cfg.distill},
             "loss": (f"binary cross-entropy against the original labels + {cfg.distill:g} x the same against the "
                      f"parent's answer on the clean window (stability training)" if cfg.distill > 0
                      else "binary cross-entropy against the original labels"),
