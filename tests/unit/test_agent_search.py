@@ -146,7 +146,11 @@ def test_unknown_distortion_kind_is_refused_with_the_valid_ones():
 def test_allowed_distortions_are_the_only_ones_used():
     result = explain(bump_ecg(), BumpClassifier(), distortions="powerline,gaussian", query_budget=300,
                      policy=_untrained_policy())
-    assert {s.distortion for s in result.segments} <= {"powerline", "gaussian", "none"}
+    # Segments carry the flip's noise kind, or "dropout" where only the localisation's probes measured them.
+    assert {s.distortion for s in result.segments} <= {"powerline", "gaussian", "dropout", "none"}
+    assert result.adversarial is not None
+    kinds_used = {f["segments"][0]["distortion"] for f in result.extra["findings"] if f["segments"]}
+    assert kinds_used <= {"powerline", "gaussian", "dropout"}
 
 
 def test_scores_rank_minimal_set_then_probed_then_prior_and_share_windows_across_leads():
