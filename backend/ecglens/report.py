@@ -34,8 +34,9 @@ GAIN_MM_MV = 10.0
 DISPLAY_S = 10.0
 # The frontend's palette (frontend/js/viewer.js), so a distortion has one colour everywhere.
 DISTORTION_COLOURS = {"baseline_wander": "#E69F00", "powerline": "#56B4E9", "muscle": "#009E73",
-                      "electrode_motion": "#CC79A7", "gaussian": "#0072B2"}
-_SPARE_COLOURS = ("#D55E00", "#F0E442", "#000000")
+                      "electrode_motion": "#CC79A7", "gaussian": "#0072B2",
+                      "dropout": "#F0E442", "none": "#505050"}
+_SPARE_COLOURS = ("#D55E00", "#000000")
 _GRID_MINOR, _GRID_MAJOR = HexColor("#f7d4d4"), HexColor("#e59a9a")
 _MARKERS = ("Circle", "Square", "Diamond", "Triangle", "Cross", "StarFive")
 _DASHES = (None, (4, 2), (1, 2), (4, 2, 1, 2), (6, 3), (6, 2, 1, 2))

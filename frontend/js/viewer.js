@@ -18,10 +18,10 @@ export const DISTORTION_COLOURS = {
   muscle: "#009E73",            // bluish green
   electrode_motion: "#CC79A7",  // reddish purple
   gaussian: "#0072B2",          // blue
-  dropout: "#505050",           // dark grey: found by the localisation's dropout probes, not by a noise kind
+  dropout: "#F0E442",           // yellow: found by the localisation's dropout probes, not by a noise kind
   none: "#505050",              // dark grey: a segment that mattered without a distortion type of its own
 };
-const SPARE_COLOURS = ["#D55E00", "#F0E442", "#000000"];
+const SPARE_COLOURS = ["#D55E00", "#000000"];
 // The distortion kinds the explainer knows (ecglens.distortions.KINDS), in its order.
 export const DISTORTION_KINDS = ["baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian"];
 export const DISTORTION_LABELS = {
