@@ -176,7 +176,7 @@ def test_smoke_hardening_writes_model_and_card_with_parent_and_recipe(tiny_model
     recipe = written["training"]
     assert recipe["seed"] == 0 and recipe["epochs"] == 2 and recipe["lr"] == HardenConfig().lr
     assert set(recipe["data_mix"]["shares"]) == {"clean", "noise", "adversarial"}
-    assert recipe["agent_pool"]["windows_explained"] == 2 and len(recipe["history"]) == 2
+    assert recipe["agent_pool"]["windows_explained"] == 2 and len(recipe["history"]) == 2 * HardenConfig().soup
     assert set(written["metrics"]["ds1_validation"]) == set(CLASS_NAMES)
     # Same input contract as the parent; it loads and answers like any TorchScript classifier.
     for key in ("classes", "sampling_rate", "leads", "window_s", "multilabel", "output", "input_scale"):
@@ -245,13 +245,14 @@ def test_shipped_hardened_model_records_its_parent_recipe_and_ds2_figures():
 
 def test_kind_weights_set_the_share_of_each_noise_kind():
     X, Y = _windows(8, np.random.default_rng(1))
-    config = HardenConfig(mix=(0.0, 1.0, 0.0), kind_weights=(3.0, 1.0, 0.0, 0.0, 0.0))
+    config = HardenConfig(mix=(0.0, 1.0, 0.0), kind_weights={"baseline_wander": 3.0, "muscle": 0.0,
+                                                             "electrode_motion": 0.0, "gaussian": 0.0})
     kinds = np.concatenate([HardeningMix(ArraySampler(X, Y), None, FS, config).draw(100, np.random.default_rng(s)).kind
                             for s in range(4)])
     share = np.mean(kinds == "baseline_wander")
     assert abs(share - 0.75) < 0.06 and set(kinds) == {"baseline_wander", "powerline"}
-    with pytest.raises(ValueError, match="one non-negative weight per kind"):
-        HardeningMix(ArraySampler(X, Y), None, FS, HardenConfig(kind_weights=(1.0, 1.0)))
+    with pytest.raises(ValueError, match="must map kinds"):
+        HardeningMix(ArraySampler(X, Y), None, FS, HardenConfig(kind_weights={"hum": 1.0}))
 
 
 def test_baseline_removal_front_end_ignores_slow_drift_and_exports(tiny_model, tmp_path):
@@ -318,3 +319,19 @@ def test_breakable_median_is_zero_gain_for_an_unchanged_model_and_floors_held_tr
     a, b, m = bench.breakable_medians(original, [None, None, -8.0, None, 5.0, 0.0], -12.0)
     assert m == 4 and a == 7.0 and b == -10.0  # median of -12, -8, -12 (held), 0
     assert np.isnan(bench.breakable_medians([None, None], [1.0, None], -12.0)[0])
+
+
+def test_soup_is_the_average_of_its_members_fine_tunes(tiny_model):
+    X, Y = _windows(24, np.random.default_rng(10))
+    vX, vY = _windows(12, np.random.default_rng(11))
+    base = dict(epochs=1, steps_per_epoch=3, batch_size=8, agent_windows=0)
+
+    def net_state(**kw) -> dict:
+        result = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**base, **kw),
+                               log=None)
+        return result.module.net.state_dict()
+
+    a, b, soup = net_state(seed=4, soup=1), net_state(seed=5, soup=1), net_state(seed=4, soup=2)
+    weights = [k for k, v in soup.items() if v.is_floating_point()]
+    assert weights and all(torch.allclose(soup[k], (a[k] + b[k]) / 2, atol=1e-6) for k in weights)
+    assert any(not torch.allclose(a[k], b[k]) for k in weights)
