@@ -435,7 +435,8 @@ def run_hardening(job_id: str, runtime: Runtime | None = None, *, worker: str | 
         with _Heartbeat(runtime, HardeningJob, job_id, every_s=min(60.0, runtime.settings.job_lease_s / 4)):
             new = run_hardening_job(runtime, job.parent_model, new_name=job.new_model, created_by=job.created_by,
                                     seed=int(params.get("seed", 0)), epochs=params.get("epochs"),
-                                    agent_windows=params.get("agent_windows"), data_dir=folder,
+                                    agent_windows=params.get("agent_windows"), soup=params.get("soup"),
+                                    data_dir=folder,
                                     progress=ProgressWriter(runtime, job_id, 0.0, 100.0, table=HardeningJob))
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
         reason = f"{type(exc).__name__}: {exc}{where}"[:2000]

@@ -162,6 +162,7 @@ def test_harden_to_a_name_a_pending_job_will_take_is_409(harden_api):
     ({"new_name": ""}, "new_name"),
     ({"epochs": 0}, "epochs"),
     ({"agent_windows": -1}, "agent_windows"),
+    ({"soup": 0}, "soup"),
     ({"seed": -1}, "seed"),
     ({"steps": 5}, "steps"),
 ])
@@ -203,7 +204,7 @@ def test_harden_queues_a_job_that_fails_with_the_reason_when_the_records_are_unr
     job = r.json()
     assert r.headers["location"] == JOB.format(job["id"])
     assert (job["parent_model"], job["new_model"], job["status"]) == ("builtin", "builtin-hardened-s0", "queued")
-    assert job["params"] == {"seed": 0, "epochs": 1, "agent_windows": 0}
+    assert job["params"] == {"seed": 0, "epochs": 1, "agent_windows": 0, "soup": None}
     assert job["created_by"] == api.key_ids["admin"]
     assert api.app.state.executor.wait(job["id"], timeout=120) == "failed"
     body = api.client.get(JOB.format(job["id"]), headers=api.auth("admin")).json()
@@ -260,7 +261,7 @@ def test_hardening_job_registers_the_new_model_with_its_parent(tmp_path):
     mitdb = shared_path("mitdb")
     with running_api(tmp_path, mitdb_dir=mitdb) as api:
         r = api.client.post(HARDEN.format("builtin"), headers=api.auth("admin"),
-                            json={"seed": 3, "epochs": 1, "agent_windows": 1})
+                            json={"seed": 3, "epochs": 1, "agent_windows": 1, "soup": 1})
         assert r.status_code == 202, r.text
         job, seen = _wait(api, r.json()["id"], timeout_s=600)
         assert job["status"] == "done", job["error"]

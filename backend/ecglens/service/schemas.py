@@ -179,12 +179,16 @@ class HardenCreate(BaseModel):
                                       description="DS1 training windows the agent explains for its pool of "
                                                   "minimal flips; 0 = noise only; null = the recipe's "
                                                   "(`HardenConfig.agent_windows`).")
+    soup: int | None = Field(default=None, ge=1, le=8,
+                             description="Fine-tunes averaged into the hardened model (a model soup); 1 is "
+                                         "fastest; null = the recipe's (`HardenConfig.soup`).")
 
 
 class HardeningParams(BaseModel):
     seed: int
     epochs: int | None
     agent_windows: int | None
+    soup: int | None = None
 
 
 class HardeningJobPublic(BaseModel):

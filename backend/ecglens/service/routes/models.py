@@ -173,7 +173,7 @@ def public_job(row: HardeningJob) -> HardeningJobPublic:
         id=row.id, parent_model=row.parent_model, new_model=row.new_model, status=row.status,
         progress=row.progress, error=row.error,
         params=HardeningParams(seed=int(params.get("seed", 0)), epochs=params.get("epochs"),
-                               agent_windows=params.get("agent_windows")),
+                               agent_windows=params.get("agent_windows"), soup=params.get("soup")),
         result=row.result, attempts=row.attempts, created_by=row.created_by, created_at=row.created_at,
         started_at=row.started_at, finished_at=row.finished_at, duration_s=row.duration_s)
 
@@ -213,7 +213,8 @@ def create_hardening_job(name: str, body: HardenCreate, request: Request, respon
     except FileNotFoundError as exc:
         raise HTTPException(503, f"hardening needs the MIT-BIH records on the server: {exc}") from None
     row = HardeningJob(id=new_id(), parent_model=name, new_model=new_name, status=QUEUED, progress=0.0,
-                       params={"seed": body.seed, "epochs": body.epochs, "agent_windows": body.agent_windows},
+                       params={"seed": body.seed, "epochs": body.epochs, "agent_windows": body.agent_windows,
+                               "soup": body.soup},
                        attempts=0, created_by=key.id, created_at=utcnow())
     session.add(row)
     session.commit()
