@@ -158,8 +158,7 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     # 3. leads of the top windows, best window first, while the budget lasts
     if n_leads == 1:
         return done()
-    base = score.max()
-    for rank, w in enumerate(ranked):
+    for w in ranked:
         first = [[l] for l in range(n_leads)] if n_leads <= 4 else [list(range(n_leads // 2)),
                                                                    list(range(n_leads // 2, n_leads))]
         if left() < len(first):
