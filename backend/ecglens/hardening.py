@@ -105,6 +105,12 @@ class HardenConfig:
         electrode motion then mostly never reach the network. 0 = no front end. Default: 0.0.
     soup : fine-tunes (seeds ``seed``, ``seed + 1``, ...; each from the parent, same agent pool) whose selected
         weights are averaged into the hardened model (a uniform model soup). Default: 2.
+    highpass_hz : when > 0, the hardened model high-passes each lead with a fixed linear-phase FIR of this
+        cut-off (Hz, -6 dB) before the parent's network (`HighPassed`, part of the exported module), the
+        diagnostic-ECG baseline filter (AHA / IEC 60601-2-25 allow up to 0.67 Hz for a linear-phase filter).
+        Takes the place of ``baseline_removal_s``. 0 = no filter. Default: 0.0.
+    highpass_taps : length of that FIR (odd, samples at the card's rate; Hamming-windowed `scipy.signal.firwin`).
+        Default: 1081 (3 s at 360 Hz: at 0.67 Hz ~99 % of NSTDB-like baseline-wander power is removed).
     """
 
     seed: int = 0
@@ -130,6 +136,8 @@ class HardenConfig:
     freeze_bn: bool = False
     baseline_removal_s: float = 0.0
     soup: int = 2
+    highpass_hz: float = 0.0
+    highpass_taps: int = 1081
 
 
 # ------------------------------------------------------------------------------------------------------ parent
@@ -223,6 +231,76 @@ def _baseline_removed_class() -> Any:
             return self.net(x - base)
 
     return BaselineRemoved
+
+
+def _high_passed_class() -> Any:
+    """`HighPassed` is defined on first use so that importing this module does not import torch."""
+    import torch
+    from torch.nn import functional as F
+
+    class HighPassed(torch.nn.Module):
+        """``net(h * x)``: each lead filtered by the fixed linear-phase FIR ``h`` (buffer ``taps``, odd length
+        ``k``; zero phase: output sample i is centred on input sample i; edges reflect-padded by ``k // 2``
+        samples, so a window needs more than ``k // 2`` samples). The convolution is done by FFT, the same
+        linear operator as a ``conv1d`` with that kernel at a fraction of its cost for a 3-s kernel.
+        Input and output as ``net``'s: ``[n, leads, samples]`` -> ``[n, classes]``."""
+
+        def __init__(self, net: torch.nn.Module, taps: torch.Tensor):
+            super().__init__()
+            self.net = net
+            self.register_buffer("taps", taps.detach().to(torch.float32).clone())
+
+        @torch.jit.export
+        def filtered(self, x: torch.Tensor) -> torch.Tensor:
+            """The filtered leads, ``[n, leads, samples]`` -> same shape (what ``net`` sees)."""
+            k = self.taps.shape[0]
+            half = k // 2
+            n = x.shape[-1]
+            padded = F.pad(x, (half, half), mode="reflect")
+            size = padded.shape[-1] + k - 1  # linear (not circular) convolution
+            full = torch.fft.irfft(torch.fft.rfft(padded, n=size) * torch.fft.rfft(self.taps, n=size), n=size)
+            return full[..., 2 * half:2 * half + n].contiguous()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(self.filtered(x))
+
+    return HighPassed
+
+
+def highpass_taps(cutoff_hz: float, fs: float, taps: int = 1081) -> np.ndarray:
+    """Linear-phase FIR high-pass ``[taps]`` (odd; `scipy.signal.firwin`, Hamming window, unit gain at Nyquist)
+    with its -6 dB point at ``cutoff_hz`` for sampling rate ``fs`` (Hz)."""
+    from scipy.signal import firwin
+
+    if cutoff_hz <= 0 or cutoff_hz >= fs / 2:
+        raise ValueError(f"high-pass cut-off {cutoff_hz} Hz must lie in (0, {fs / 2}) for {fs} Hz")
+    return firwin(int(taps) | 1, cutoff_hz, pass_zero=False, fs=fs)
+
+
+def with_highpass(parent: Trainable, cutoff_hz: float, taps: int = 1081) -> Trainable:
+    """``parent`` with a `HighPassed` front end (cut-off ``cutoff_hz``, ``taps`` samples at the card's rate)
+    before its logit network (a `Calibrated` module keeps its Platt buffers outside); a new scripted module.
+
+    Raises ValueError when the card's window is not longer than half the filter."""
+    import torch
+
+    from ecglens.classifiers.train import Calibrated
+
+    h = torch.from_numpy(highpass_taps(cutoff_hz, parent.card.sampling_rate, taps).copy())
+    window = int(round(parent.card.window_s * parent.card.sampling_rate))
+    if window <= h.numel() // 2:
+        raise ValueError(f"{parent.path}: a {h.numel()}-tap high-pass needs windows of more than {h.numel() // 2} "
+                         f"samples; the card's window has {window}")
+    wrap = _high_passed_class()
+    if parent.calibrated:
+        m = parent.module
+        module = Calibrated(wrap(m.net, h), [1.0] * int(m.a.numel()), [0.0] * int(m.b.numel()))
+        with torch.no_grad():
+            module.a.copy_(m.a)
+            module.b.copy_(m.b)
+    else:
+        module = wrap(parent.module, h)
+    return Trainable(torch.jit.script(module), parent.card, parent.path, parent.sha256, parent.calibrated)
 
 
 def with_baseline_removal(parent: Trainable, seconds: float) -> Trainable:
@@ -700,7 +778,9 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         before = {"clean": _val_figures(parent, val_X, val_Y, card.thresholds),
                   "noisy": _val_figures(parent, val_noisy, val_Y, card.thresholds)}
 
-        if config.baseline_removal_s > 0:
+        if config.highpass_hz > 0:
+            parent = with_highpass(parent, config.highpass_hz, config.highpass_taps)
+        elif config.baseline_removal_s > 0:
             parent = with_baseline_removal(parent, config.baseline_removal_s)
         net = parent.logits_net()
         params = [p for p in net.parameters() if p.is_floating_point() and p.requires_grad]
@@ -831,8 +911,10 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
             "seed": cfg.seed, "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "ema": cfg.ema,
             "optimizer": "AdamW, one-cycle", "threads": cfg.threads,
-            "front_end": (f"BaselineRemoved: each lead minus its {cfg.baseline_removal_s:g}-s moving average, before "
-                          f"the parent's network" if cfg.baseline_removal_s > 0 else "none"),
+            "front_end": (f"HighPassed: each lead through a {cfg.highpass_taps | 1}-tap linear-phase FIR high-pass "
+                          f"(-6 dB at {cfg.highpass_hz:g} Hz), before the parent's network" if cfg.highpass_hz > 0
+                          else f"BaselineRemoved: each lead minus its {cfg.baseline_removal_s:g}-s moving average, "
+                               f"before the parent's network" if cfg.baseline_removal_s > 0 else "none"),
             "regularisation": {"l2sp": cfg.l2sp, "weight_decay": cfg.weight_decay, "freeze_bn": cfg.freeze_bn,
                                "label_weight": cfg.label_weight, "clean_label_weight": cfg.clean_label_weight,
                                "distill": cfg.distill},

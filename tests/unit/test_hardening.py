@@ -277,6 +277,56 @@ def test_baseline_removal_front_end_ignores_slow_drift_and_exports(tiny_model, t
     assert card.training["front_end"].startswith("BaselineRemoved")
 
 
+def test_highpass_front_end_removes_a_slow_drift_and_keeps_the_qrs(tmp_path):
+    from ecglens.hardening import with_highpass
+
+    fs, seconds = 360.0, 10.0
+    card = ModelCard(name="tiny360", classes=list(CLASS_NAMES), sampling_rate=fs, leads=["MLII", "V1"],
+                     window_s=seconds, multilabel=True, output="probabilities", version="1")
+    torch.manual_seed(0)
+    path = tmp_path / "tiny360.pt"
+    torch.jit.save(torch.jit.script(Calibrated(TinyNet(), [1.0] * 4, [0.0] * 4).eval()), str(path))
+    card.save(card_path_for(path))
+    front = with_highpass(load_trainable(path), 0.67).module.net  # default 1081 taps (3 s)
+    t = np.arange(int(fs * seconds)) / fs
+    beats = np.arange(0.4, seconds, 0.8)
+    qrs = sum(np.exp(-0.5 * ((t - c) / 0.015) ** 2) for c in beats)  # 1-mV QRS-like beats, 35 ms wide at half height
+    drift = 1.5 * np.sin(2 * np.pi * 0.3 * t + 0.7)  # 0.3 Hz respiration-like drift, 1.5 mV
+    rng = np.random.default_rng(3)
+    x = np.stack([qrs + drift, 0.5 * qrs - drift]).astype(np.float32)[None] + rng.normal(0, 0.01, (1, 2, len(t))).astype(np.float32)
+    out = front.filtered(torch.from_numpy(x)).numpy()[0]
+    assert out.shape == x.shape[1:]
+    # Drift: what is left at 0.3 Hz is under 1 % of its power (-20 dB), edges included (reflect padding).
+    residual = out[0] - (qrs - qrs.mean())
+    assert np.mean(residual ** 2) < 0.01 * np.mean(drift ** 2)
+    # QRS: linear phase, so each beat's peak stays in place and within 5 % of its height above its neighbourhood.
+    for c in beats[1:-1]:
+        i = int(round(c * fs))
+        near = out[0, i - 40:i + 41]
+        assert abs(int(np.argmax(near)) - 40) <= 1
+        assert abs(near.max() - np.median(out[0, i - 144:i + 145]) - 1.0) < 0.05
+    # The filter is part of the scripted model; a filter longer than twice the window is refused.
+    assert front.original_name == "HighPassed"
+    with pytest.raises(ValueError, match="needs windows of more than"):
+        with_highpass(load_trainable(path), 0.67, taps=int(fs * seconds) * 2 + 1)
+
+
+def test_hardening_with_the_highpass_exports_it_and_says_so(tiny_model, tmp_path):
+    X, Y = _windows(6, np.random.default_rng(4))
+    vX, vY = _windows(12, np.random.default_rng(11))
+    config = HardenConfig(epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0, highpass_hz=0.67,
+                          highpass_taps=201)  # 1 s at the tiny model's 200 Hz (its windows are 2 s)
+    result = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, config, log=None)
+    card = hardened_card(load_trainable(tiny_model), result, "tiny_highpassed")
+    out = save_hardened(result, card, tmp_path / "tiny_highpassed.pt")
+    loaded = torch.jit.load(str(out))
+    assert loaded.net.original_name == "HighPassed" and loaded.net.taps.numel() == 201
+    assert card.training["front_end"].startswith("HighPassed")
+    with torch.no_grad():
+        probs = loaded(torch.from_numpy(vX)).numpy()
+    assert probs.shape == (12, 4) and np.all((probs >= 0) & (probs <= 1))
+
+
 def test_l2sp_and_frozen_batch_norm_keep_the_fine_tune_near_its_parent(tiny_model):
     X, Y = _windows(24, np.random.default_rng(10))
     vX, vY = _windows(12, np.random.default_rng(11))
