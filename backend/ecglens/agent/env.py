@@ -398,6 +398,9 @@ class VecSegmentGridEnv:
     reward : RewardConfig
         Default: `RewardConfig()`.
     kinds, levels_db, segment_s, beat_aligned : as in `Episode`.
+    localize_budget : int
+        Queries of `localize.coarse_to_fine` run on every fresh episode before its first step, so the policy
+        trains on the probe features it sees at inference (`search.explain` localises first). Default: 0 (off).
     only_findings : bool
         Draw only inputs on which the classifier reports a non-normal finding (multilabel) or a non-first
         class (all inputs when there is none). Default: True.
@@ -410,7 +413,8 @@ class VecSegmentGridEnv:
     def __init__(self, classifier: Classifier, inputs: np.ndarray, *, n_envs: int = 8, seed: int = 0,
                  max_steps: int = 32, reward: RewardConfig | None = None, kinds: Sequence[str] = KINDS,
                  levels_db: Sequence[float] = LEVELS_DB, segment_s: float = 0.25, beat_aligned: bool = False,
-                 only_findings: bool = True, probs: np.ndarray | None = None, batch_size: int = 256):
+                 only_findings: bool = True, probs: np.ndarray | None = None, batch_size: int = 256,
+                 localize_budget: int = 0):
         self.classifier = classifier
         self.inputs = np.asarray(inputs, dtype=np.float32)
         self.fs = float(classifier.sampling_rate)
@@ -422,6 +426,7 @@ class VecSegmentGridEnv:
         self.segment_s = float(segment_s)
         self.beat_aligned = bool(beat_aligned)
         self.n_types = len(self.kinds) * len(self.levels_db) + 1
+        self.localize_budget = int(localize_budget)
         if probs is None:
             probs = np.concatenate([classifier.predict_proba(self.inputs[i:i + batch_size])
                                     for i in range(0, len(self.inputs), batch_size)])
@@ -436,6 +441,7 @@ class VecSegmentGridEnv:
             raise ValueError("no training inputs")
         self.pool = np.asarray(pool)
         self._grids: dict[int, tuple[SegmentGrid, np.ndarray]] = {}
+        self._probed: dict[int, tuple] = {}  # input -> its localisation's probe features (see localize_budget)
         self.rng = np.random.default_rng(seed)
         self.episodes: list[Episode] = []
         self.steps = np.zeros(self.n_envs, dtype=int)
@@ -519,8 +525,21 @@ class VecSegmentGridEnv:
             grid = make_grid(x, self.fs, segment_s=self.segment_s, beat_aligned=self.beat_aligned)
             self._grids[i] = (grid, cell_features(x, grid))
         grid, feats = self._grids[i]
-        return Episode(self.inputs[i], self.fs, self.probs[i], self.targets[i], self.rng, kinds=self.kinds,
-                       levels_db=self.levels_db, grid=grid, signal_features=feats, query_budget=self.max_steps)
+        ep = Episode(self.inputs[i], self.fs, self.probs[i], self.targets[i], self.rng, kinds=self.kinds,
+                     levels_db=self.levels_db, grid=grid, signal_features=feats,
+                     query_budget=self.max_steps + self.localize_budget)
+        if self.localize_budget:
+            if i not in self._probed:  # dropout probes are deterministic: measure each input once
+                from ecglens.agent.localize import coarse_to_fine
+                from ecglens.classifiers.base import QueryCounter
+
+                coarse_to_fine(ep, QueryCounter(self.classifier), self.localize_budget)
+                self._probed[i] = (ep.probed.copy(), ep.last_drop.copy(), ep.last_drop_per_l2.copy(),
+                                   ep.max_drop.copy(), ep.queries)
+            probed, last, per_l2, max_drop, queries = self._probed[i]
+            ep.probed, ep.last_drop, ep.last_drop_per_l2 = probed.copy(), last.copy(), per_l2.copy()
+            ep.max_drop, ep.queries = max_drop.copy(), queries
+        return ep
 
 
 @functools.lru_cache(maxsize=64)

@@ -101,7 +101,9 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     levels: list[dict] = []
 
     def left() -> int:
-        return min(budget - (counter.queries - start), counter.remaining or 0)
+        remaining = counter.remaining
+        return budget - (counter.queries - start) if remaining is None else min(budget - (counter.queries - start),
+                                                                               remaining)
 
     def measure(groups: list[list[int]]) -> np.ndarray:
         """Drop (over p0) of the target probability when each group of cells drops out."""

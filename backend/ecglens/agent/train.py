@@ -47,6 +47,7 @@ def load_inputs(classifier: Classifier, records: Sequence[str], data_dir: str | 
 def train_policy(classifier: Classifier, inputs: np.ndarray, *, seed: int = 0, minutes: float = 20.0,
                  total_timesteps: int = 10**7, n_envs: int = 16, config: PPOConfig | None = None,
                  reward: RewardConfig | None = None, max_steps: int = 24, hidden: int = 64,
+                 localize_budget: int = 23,
                  log: Callable[[dict[str, float]], None] | None = None) -> tuple[SegmentPolicy, dict[str, Any]]:
     """PPO-train a fresh `SegmentPolicy` against ``classifier`` on ``inputs``.
 
@@ -71,6 +72,9 @@ def train_policy(classifier: Classifier, inputs: np.ndarray, *, seed: int = 0, m
         Episode length cap. Default: 24.
     hidden : int
         Width of the policy's layers. Default: 64.
+    localize_budget : int
+        Dropout-localisation queries run on each fresh episode, as `search.explain` does before the policy
+        searches (`VecSegmentGridEnv`); 0 = none. Default: 23.
     log : callable or None
         Called with each rollout's logged figures. Default: None.
 
@@ -83,7 +87,8 @@ def train_policy(classifier: Classifier, inputs: np.ndarray, *, seed: int = 0, m
     config = config or PPOConfig()
     reward = reward or RewardConfig()
     policy = SegmentPolicy(PolicyCard(hidden=hidden))
-    env = VecSegmentGridEnv(classifier, inputs, n_envs=n_envs, seed=seed, max_steps=max_steps, reward=reward)
+    env = VecSegmentGridEnv(classifier, inputs, n_envs=n_envs, seed=seed, max_steps=max_steps, reward=reward,
+                            localize_budget=localize_budget)
     algo = PPO(policy, env, config, seed=seed)
     t0 = time.perf_counter()
     algo.learn(total_timesteps, time_limit_s=minutes * 60.0, callback=log)
@@ -97,6 +102,7 @@ def train_policy(classifier: Classifier, inputs: np.ndarray, *, seed: int = 0, m
         "rollouts": len(algo.history),
         "n_envs": n_envs,
         "max_steps": max_steps,
+        "localize_budget": localize_budget,
         "training_inputs": int(len(inputs)),
         "inputs_with_a_finding": int(len(env.pool)),
         "ppo": asdict(config),
