@@ -7,7 +7,7 @@ import pytest
 from ecglens.agent.env import (CELL_FEATURES, GLOBAL_FEATURES, LEVELS_DB, Episode, RewardConfig,
                                VecSegmentGridEnv, diagnosed_targets, lead_power)
 from ecglens.agent.grid import SIGNAL_FEATURES, cell_features, detect_r_peaks, make_grid
-from test_agent_support import FS, BumpClassifier, bump_ecg
+from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
 
 
 def _episode(seed: int = 0, **kw) -> tuple[Episode, BumpClassifier]:
@@ -161,3 +161,18 @@ def test_multilabel_target_flips_below_threshold_and_argmax_target_on_class_chan
     clf.multilabel = False
     t = diagnosed_targets(np.array([0.3, 0.7]), clf)[0]
     assert not t.multilabel and t.flipped(np.array([[0.6, 0.4]]))[0]
+
+
+def test_training_episodes_start_localised_and_measure_each_input_once():
+    clf = BumpClassifier()
+    x = bump_ecg().signal
+    probs = clf.predict_proba(x[None])
+    env = VecSegmentGridEnv(clf, x[None], n_envs=2, seed=0, max_steps=5, probs=probs, localize_budget=23)
+    clf.rows = 0
+    obs = env.reset()
+    probed = CELL_FEATURES.index("probed")
+    assert obs["cells"][:, :, probed].any(axis=1).all()  # both episodes see the localisation's probes
+    assert 0 < clf.rows <= 23  # one input: measured once, the second episode reuses it
+    drop = obs["cells"][0, :, CELL_FEATURES.index("last_drop")]
+    lead, a, b = env.episodes[0].grid.cell_times(int(np.argmax(drop)))
+    assert lead == 0 and a - 0.15 <= BUMP_AT_S <= b + 0.15  # the bump
