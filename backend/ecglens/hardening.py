@@ -40,7 +40,9 @@ Options measured there in combination and left off by default: L2-SP (``l2sp``),
 (``freeze_bn``), parent-only targets (``label_weight``, ``clean_label_weight``), a -12 dB training level and the
 baseline-removal front end (``baseline_removal_s``): every combination tried lowered the ventricular-ectopy AUC on
 the DS1 validation records (by 0.05-0.08) and gained less robustness than the plain recipe; they were not tried
-one at a time.
+one at a time. A linear-phase FIR high-pass front end (``highpass_hz`` 0.67 Hz, 1081 taps), tried alone on the
+plain recipe, took baseline wander to the -12 dB floor without costing V AUC, but lowered the gain for gaussian
+noise with both parents (and muscle with the built-in) by 1.5-3.3 dB, so it too stays off by default.
 
 Cost (the built-in ResNet1d, defaults: 64 pool windows at budget 300, a soup of 2 fine-tunes of 6 epochs of 100
 steps of 64 rows, one torch thread): about 0.2 s per step (0.17 s forward + backward, 0.02 s drawing the mix)
