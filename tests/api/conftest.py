@@ -14,8 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ecglens.service.auth import ROLES, create_key
-from service_helpers import TINY_CARD, Api, wfdb_files
+from service_helpers import TINY_CARD, Api, make_api, wfdb_files
 
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -68,23 +67,6 @@ def _fresh_postgres_db(server: str) -> str:
     with psycopg.connect(f"host=127.0.0.1 port={port} user=ecglens dbname=postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return f"{server}/{name}"
-
-
-def make_api(tmp_path: Path, database_url: str = "", **overrides: Any) -> Iterator[Api]:
-    from fastapi.testclient import TestClient
-
-    from ecglens.service import Settings, create_app
-
-    settings = Settings(_env_file=None, data_dir=tmp_path / "var", database_url=database_url,
-                        frontend_dir=tmp_path / "no-frontend", **overrides)
-    app = create_app(settings)
-    tokens, ids = {}, {}
-    with app.state.runtime.sessions() as session:
-        for role in ROLES:
-            key = create_key(session, role, f"test {role}")
-            tokens[role], ids[role] = key.token, key.id
-    with TestClient(app, client=("10.1.2.3", 50000)) as client:
-        yield Api(client, app, tokens, ids)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -5,7 +5,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -62,3 +62,24 @@ def register_tiny(api: Api, tiny_model, name: str = "tiny"):
     return api.client.post("/api/v1/models", headers=api.auth("admin"),
                            data={"name": name, "card": json.dumps({**card, "name": name})},
                            files={"file": ("tiny.pt", data)})
+
+
+def make_api(tmp_path: Path, database_url: str = "", **overrides: Any) -> Iterator[Api]:
+    """The app in ``tmp_path`` (SQLite unless ``database_url``; in-process jobs) with ``Settings`` overrides, and
+    one API key per role; a generator (``yield from`` in a fixture, or `contextlib.contextmanager`)."""
+    from fastapi.testclient import TestClient
+
+    from ecglens.service import Settings, create_app
+    from ecglens.service.auth import ROLES, create_key
+
+    overrides.setdefault("broker_url", "")  # in-process jobs whatever the environment says
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var", database_url=database_url,
+                        frontend_dir=tmp_path / "no-frontend", **overrides)
+    app = create_app(settings)
+    tokens, ids = {}, {}
+    with app.state.runtime.sessions() as session:
+        for role in ROLES:
+            key = create_key(session, role, f"test {role}")
+            tokens[role], ids[role] = key.token, key.id
+    with TestClient(app, client=("10.1.2.3", 50000)) as client:
+        yield Api(client, app, tokens, ids)

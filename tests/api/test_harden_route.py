@@ -6,38 +6,19 @@ import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
 import sqlalchemy as sa
 
 from ecglens.datasets.mitdb import CLASS_NAMES, DS1
-from service_helpers import TINY_CARD, Api, register_tiny
+from service_helpers import TINY_CARD, make_api, register_tiny
 from shared_data import shared_path
 
 HARDEN = "/api/v1/models/{}/harden"
 JOB = "/api/v1/hardening-jobs/{}"
 
 
-@contextmanager
-def running_api(tmp_path: Path, **overrides: Any) -> Iterator[Api]:
-    """The app on SQLite in ``tmp_path`` with ``Settings`` overrides (as conftest's ``make_api``), one key per
-    role."""
-    from fastapi.testclient import TestClient
-
-    from ecglens.service import Settings, create_app
-    from ecglens.service.auth import ROLES, create_key
-
-    settings = Settings(_env_file=None, data_dir=tmp_path / "var", database_url="", broker_url="",
-                        frontend_dir=tmp_path / "no-frontend", **overrides)
-    app = create_app(settings)
-    tokens, ids = {}, {}
-    with app.state.runtime.sessions() as session:
-        for role in ROLES:
-            key = create_key(session, role, f"test {role}")
-            tokens[role], ids[role] = key.token, key.id
-    with TestClient(app, client=("10.1.2.3", 50000)) as client:
-        yield Api(client, app, tokens, ids)
+running_api = contextmanager(make_api)  # the app on SQLite with Settings overrides, one key per role
 
 
 @pytest.fixture

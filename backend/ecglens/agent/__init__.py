@@ -2,5 +2,6 @@
 
 Modules: `grid` (cells and their signal features), `env` (episode state, actions, reward, vectorised env),
 `policy` (the network), `buffer` + `ppo` + `train` (PPO training), `search` (inference: `explain`),
-`greedy` (the greedy sensitivity scan fallback), `cli` (``ecglens explain | robustness | train-agent``).
+`localize` (the dropout sensitivity that ranks segments), `redraw` (quieter flips by redrawn noise),
+`greedy` (the greedy sensitivity scan), `cli` (``ecglens explain | robustness | train-agent``).
 """

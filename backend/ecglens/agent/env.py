@@ -207,9 +207,7 @@ class Episode:
         """Each cell's span of the bank tapered and rescaled to unit RMS: ``[kinds, leads, samples]``."""
         out = np.empty_like(bank)
         for a, b in self.grid.bounds:
-            piece = bank[:, :, a:b] * _taper(int(b - a))[None, None, :]
-            rms = np.sqrt(np.mean(piece.astype(np.float64) ** 2, axis=2, keepdims=True)) + 1e-12
-            out[:, :, a:b] = (piece / rms).astype(np.float32)
+            out[:, :, a:b] = _tapered_unit(bank[:, :, a:b])
         return out
 
     def redrawn_unit(self, cell: int, kind: int, rng: np.random.Generator) -> np.ndarray:
@@ -218,9 +216,8 @@ class Episode:
 
         lead, a, b = self.grid.cell_span(cell)
         n = self.clean.shape[1]
-        piece = distortions.noise_batch(self.kinds[kind], 1, n, self.fs, rng, mains_hz=self.mains_hz)[0, a:b]
-        piece = piece * _taper(int(b - a))
-        return (piece / (np.sqrt(np.mean(piece.astype(np.float64) ** 2)) + 1e-12)).astype(np.float32)
+        return _tapered_unit(distortions.noise_batch(self.kinds[kind], 1, n, self.fs, rng,
+                                                     mains_hz=self.mains_hz)[0, a:b])
 
     def cell_rms(self, cell: int) -> float:
         """RMS (mV) of ``cell``'s current distortion as the energy bookkeeping counts it (0 when clean)."""
@@ -550,6 +547,13 @@ def _taper(n: int) -> np.ndarray:
     out = tukey(n, _TAPER_ALPHA).astype(np.float32)
     out.flags.writeable = False
     return out
+
+
+def _tapered_unit(piece: np.ndarray) -> np.ndarray:
+    """float32 noise ``[..., samples]`` of one cell, tapered (`_taper`) and scaled to unit RMS on its last axis."""
+    piece = piece * _taper(int(piece.shape[-1]))
+    rms = np.sqrt(np.mean(piece.astype(np.float64) ** 2, axis=-1, keepdims=True)) + 1e-12
+    return (piece / rms).astype(np.float32)
 
 
 def _is_normal(label: str) -> bool:

@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ecglens.agent.env import Episode
+from ecglens.baselines.cells import cell_energy, cell_mask, cell_medians
 from ecglens.classifiers.base import QueryCounter
 
 DROPOUT = "dropout"  # the probe's name in explanations (not one of the adversarial distortion kinds)
@@ -99,28 +100,24 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     score = np.zeros(grid.n_cells)
     drop = np.zeros(grid.n_cells)
     levels: list[dict] = []
+    flat = cell_medians(grid, ep.clean)  # every cell's dropout, computed once for all probes
+    dropout_energy = cell_energy(grid, ep.clean - flat)
 
     def left() -> int:
-        remaining = counter.remaining
-        return budget - (counter.queries - start) if remaining is None else min(budget - (counter.queries - start),
-                                                                               remaining)
+        return counter.left_before(start + budget)
 
     def measure(groups: list[list[int]]) -> np.ndarray:
         """Drop (over p0) of the target probability when each group of cells drops out."""
-        probs = ep.probe_rows(counter, np.stack([dropout(ep.signal(), g) for g in groups]))
+        signal = ep.signal()
+        probs = ep.probe_rows(counter, np.stack([np.where(cell_mask(grid, g), flat, signal) for g in groups]))
         d = (ep.p - probs[:, ep.target.index]) / max(ep.p0, 1e-3)
         for g, row in zip(groups, probs):
-            ep.record_probe(g, np.tile(row, (len(g), 1)), ep.p, [_dropout_l2(ep, g)] * len(g))
+            # L2 the dropout changes, over the clean input's (the policy's per-L2 feature)
+            l2 = float(np.sqrt(dropout_energy[g].sum())) / ep.signal_l2
+            ep.record_probe(g, np.tile(row, (len(g), 1)), ep.p, [l2] * len(g))
         if report:
             report(counter.queries)
         return d
-
-    def dropout(signal: np.ndarray, cells: Sequence[int]) -> np.ndarray:
-        out = signal.copy()
-        for c in cells:
-            lead, a, b = grid.cell_span(c)
-            out[lead, a:b] = np.median(ep.clean[lead, a:b])
-        return out
 
     def cells_of(windows: Sequence[int], leads: Sequence[int] | None = None) -> list[int]:
         leads = range(n_leads) if leads is None else leads
@@ -182,12 +179,3 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
         levels.append({"level": "leads", "window": int(w), "best_leads": [int(l) for l in best]})
     return done()
 
-
-def _dropout_l2(ep: Episode, cells: Sequence[int]) -> float:
-    """L2 of what dropping ``cells`` out changes, over the clean input's L2 (the policy's per-L2 feature)."""
-    total = 0.0
-    for c in cells:
-        lead, a, b = ep.grid.cell_span(c)
-        seg = ep.clean[lead, a:b].astype(np.float64)
-        total += float(np.sum((seg - np.median(seg)) ** 2))
-    return float(np.sqrt(total)) / ep.signal_l2

@@ -44,7 +44,7 @@ def redraw_quieter(ep: Episode, counter: QueryCounter, end: int, rng: np.random.
     accepted = 0
     step = float(step_db)
     while ep.flipped and step >= min_step_db:
-        room = min(end, counter.queries + (counter.remaining or 0)) - counter.queries
+        room = counter.left_before(end)
         if room < 2:
             break
         cells = [int(c) for c in ep.distorted_cells()]

@@ -245,8 +245,8 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
     tried since the last commit are probed in one call; the best (plus close seconds that also help, checked
     together with one more query) are committed. Breadth first: a cell is proposed again (with its next-best
     kind) only after every cell was proposed once; when every kind has been tried everywhere without a gain,
-    the minimum level goes one step stronger, up to ``max_level`` (default: the strongest). Returns the policy's prior cell logits (before any probe), which
-    score the cells never probed.
+    the minimum level goes one step stronger, up to ``max_level`` (default: the strongest). Returns the policy's
+    prior cell logits (before any probe), which score the cells never probed.
     """
     budget = end - counter.queries
     k_max = max_probes or int(np.clip(budget // 5, 4, 16))
@@ -259,7 +259,7 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
     proposed = np.zeros(ep.grid.n_cells, dtype=bool)  # proposed in this breadth-first round
     tried: set[tuple[int, int, int]] = set()            # probes made since the last commit
     while not ep.flipped:
-        room = min(search_end, counter.queries + (counter.remaining or 0)) - counter.queries
+        room = counter.left_before(search_end)
         if room < 2:
             break
         cells_obs, glob = ep.observe_cells(), ep.observe_global()
@@ -404,7 +404,7 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
     Contributions: cell -> rise of the diagnosed class's probability when the cell alone is removed.
     """
     def room() -> int:
-        return min(end, counter.queries + (counter.remaining or 0)) - counter.queries
+        return counter.left_before(end)
 
     t = ep.target.index
     # 1. removals
@@ -501,7 +501,7 @@ def verify_minimal(ep: Episode, counter: QueryCounter, end: int,
     remaining cell un-flips. Returns each cell's contribution (rise of the diagnosed class's probability when
     it alone is removed); empty when the budget ran out first."""
     def room() -> int:
-        return min(end, counter.queries + (counter.remaining or 0)) - counter.queries
+        return counter.left_before(end)
 
     t = ep.target.index
     contributions: dict[int, float] = {}

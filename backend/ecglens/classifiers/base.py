@@ -114,6 +114,11 @@ class QueryCounter:
         """Rows left under the budget (None when unbounded)."""
         return None if self.budget is None else max(0, self.budget - self.queries)
 
+    def left_before(self, end: int) -> int:
+        """Rows that may still be asked before the tally reaches ``end``, within the budget (if any)."""
+        room = end - self.queries
+        return room if self.budget is None else min(room, self.budget - self.queries)
+
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim == 2:

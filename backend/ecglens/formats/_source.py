@@ -24,12 +24,13 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 # Decompressors raise their own types (zlib.error, lzma.LZMAError; bz2 raises OSError); zipfile raises
 # NotImplementedError for a compression method it does not support, which is bad input, not a stub.
-_EXTRACT_ERRORS: tuple[type[BaseException], ...] = (
-    zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error)
+ZIP_READ_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError,
+    zlib.error)
 try:
     import lzma
 
-    _EXTRACT_ERRORS += (lzma.LZMAError,)
+    ZIP_READ_ERRORS += (lzma.LZMAError,)
 except ImportError:  # pragma: no cover - Python built without lzma
     pass
 
@@ -168,7 +169,7 @@ def unzip(data: bytes, name: str) -> dict[str, bytes]:
         try:
             with archive.open(info) as handle:
                 content = handle.read(MAX_ZIP_BYTES - total + 1)
-        except _EXTRACT_ERRORS as exc:
+        except ZIP_READ_ERRORS as exc:
             raise RecordError(where, f"could not extract: {exc}") from None
         total += len(content)
         if total > MAX_ZIP_BYTES:

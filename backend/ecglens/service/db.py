@@ -76,7 +76,24 @@ class Record(Base):
     deleted_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
-class Analysis(Base):
+class JobState:
+    """The columns every queued job shares (analyses, hardening jobs): its state, progress, failure reason and
+    the lease a worker holds while it runs (`ecglens.jobs` claims, heartbeats and finishes both kinds alike)."""
+
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    created_at: Mapped[str] = mapped_column(String(32), default=utcnow)
+    started_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    heartbeat_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Analysis(JobState, Base):
     """One explain + robustness job on a record. ``result`` is the JSON text of
     ``{"explanation": ..., "robustness": ...}`` once done; ``error`` says why when failed."""
 
@@ -88,19 +105,8 @@ class Analysis(Base):
     query_budget: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int] = mapped_column(Integer)
     start_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     result: Mapped[str | None] = mapped_column(Text, nullable=True)
     queries: Mapped[int] = mapped_column(Integer, default=0)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    created_by: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
-    created_at: Mapped[str] = mapped_column(String(32), default=utcnow)
-    started_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    heartbeat_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     def result_dict(self) -> dict[str, Any] | None:
         return json.loads(self.result) if self.result else None
@@ -120,11 +126,11 @@ class Model(Base):
     created_at: Mapped[str] = mapped_column(String(32), default=utcnow)
 
 
-class HardeningJob(Base):
+class HardeningJob(JobState, Base):
     """One ``POST /models/{name}/harden`` job: fine-tune ``parent_model`` into ``new_model``
-    (`ecglens.hardening.run_hardening_job`). States and lease as for `Analysis`.
+    (`ecglens.hardening.run_hardening_job`). States and lease: `JobState`.
 
-    ``params`` is ``{"seed", "epochs", "agent_windows"}`` (None = the recipe's default); ``result``, once done,
+    ``params`` is ``{"seed", "epochs", "agent_windows", "soup"}`` (None = the recipe's default); ``result``, once done,
     is the new model's ``{"name", "kind", "sha256", "parent", "card"}`` with a summary of its card;
     ``error`` says why when failed.
     """
@@ -133,19 +139,8 @@ class HardeningJob(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     parent_model: Mapped[str] = mapped_column(String(200), ForeignKey("models.name"), index=True)
     new_model: Mapped[str] = mapped_column(String(200), index=True)
-    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    created_by: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
-    created_at: Mapped[str] = mapped_column(String(32), default=utcnow)
-    started_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    heartbeat_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    finished_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class AuditEvent(Base):

@@ -15,6 +15,7 @@ from typing import Any
 
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
+from ecglens.formats._source import ZIP_READ_ERRORS
 
 # Extensions that belong to a WFDB record beside its header.
 WFDB_COMPANIONS = (".dat", ".atr", ".qrs", ".ari", ".ecg", ".pu", ".pu0", ".pu1", ".xyz", ".mat")
@@ -78,9 +79,7 @@ def expand_zips(files: list[UploadFile], max_bytes: int) -> list[UploadFile]:
                     out.append(UploadFile(safe_name(m.filename), data, container=f.filename))
         except UploadError:
             raise
-        # zipfile raises NotImplementedError for an unsupported compression method: bad input, answered 422.
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError,
-                RuntimeError) as exc:
+        except ZIP_READ_ERRORS as exc:  # the readers' list: a corrupt or unsupported archive is bad input, 422
             raise UploadError(f"{f.filename}: not a readable zip archive ({exc})") from None
         if not members:
             raise UploadError(f"{f.filename}: the archive holds no files")
