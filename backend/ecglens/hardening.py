@@ -56,7 +56,7 @@ import argparse
 import hashlib
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -112,7 +112,8 @@ class HardenConfig:
         diagnostic-ECG baseline filter (AHA / IEC 60601-2-25 allow up to 0.67 Hz for a linear-phase filter).
         Takes the place of ``baseline_removal_s``. 0 = no filter. Default: 0.0.
     highpass_taps : length of that FIR (odd, samples at the card's rate; Hamming-windowed `scipy.signal.firwin`).
-        Default: 1081 (3 s at 360 Hz: at 0.67 Hz ~99 % of NSTDB-like baseline-wander power is removed).
+        Default: None = 3 s at the card's rate (1081 at 360 Hz: at 0.67 Hz ~99 % of NSTDB-like baseline-wander
+        power is removed), shortened to what the card's window allows (fewer than twice its samples).
     """
 
     seed: int = 0
@@ -139,7 +140,7 @@ class HardenConfig:
     baseline_removal_s: float = 0.0
     soup: int = 2
     highpass_hz: float = 0.0
-    highpass_taps: int = 1081
+    highpass_taps: int | None = None
 
 
 # ------------------------------------------------------------------------------------------------------ parent
@@ -277,6 +278,14 @@ def highpass_taps(cutoff_hz: float, fs: float, taps: int = 1081) -> np.ndarray:
     if cutoff_hz <= 0 or cutoff_hz >= fs / 2:
         raise ValueError(f"high-pass cut-off {cutoff_hz} Hz must lie in (0, {fs / 2}) for {fs} Hz")
     return firwin(int(taps) | 1, cutoff_hz, pass_zero=False, fs=fs)
+
+
+def highpass_length(card: Any, taps: int | None = None) -> int:
+    """Odd FIR length for ``card``: ``taps``, or 3 s at its rate, kept below twice its window (reflect padding
+    needs the window longer than half the filter)."""
+    window = int(round(card.window_s * card.sampling_rate))
+    n = int(taps) if taps else int(round(3.0 * card.sampling_rate))
+    return max(3, min(n, 2 * window - 1)) | 1
 
 
 def with_highpass(parent: Trainable, cutoff_hz: float, taps: int = 1081) -> Trainable:
@@ -748,7 +757,7 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
     from ecglens.classifiers.torchscript import TorchScriptClassifier
     from ecglens.classifiers.train import augment
 
-    config = config or HardenConfig()
+    config = replace(config) if config else HardenConfig()  # a copy: the filter length is filled in below
     say = log or (lambda _line: None)
     report = progress or (lambda _f: None)
     card = parent.card
@@ -781,6 +790,7 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
                   "noisy": _val_figures(parent, val_noisy, val_Y, card.thresholds)}
 
         if config.highpass_hz > 0:
+            config.highpass_taps = highpass_length(card, config.highpass_taps)
             parent = with_highpass(parent, config.highpass_hz, config.highpass_taps)
         elif config.baseline_removal_s > 0:
             parent = with_baseline_removal(parent, config.baseline_removal_s)
@@ -1141,6 +1151,8 @@ def harden_command(args: argparse.Namespace) -> int:
         config.agent_windows = args.agent_windows
     if args.soup is not None:
         config.soup = max(1, args.soup)
+    if args.highpass_hz is not None:
+        config.highpass_hz = max(0.0, args.highpass_hz)
     hold_out = [r.strip() for r in (args.hold_out or "").split(",") if r.strip()]
     card = harden(args.model, args.out, data_dir=args.data, config=config, hold_out=hold_out)
     before = card.metrics["ds1_validation_parent"]
@@ -1173,6 +1185,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs of 100 steps (default: the recipe's, 6)")
     p.add_argument("--agent-windows", type=int, default=None,
                    help="DS1 training windows the agent explains for the pool (default: 64; 0 = noise only)")
+    p.add_argument("--highpass-hz", type=float, default=None,
+                   help="cut-off of the linear-phase FIR high-pass front end (default: the recipe's; 0 = none)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     p.add_argument("--soup", type=int, default=None,
                    help="fine-tunes (seeds seed, seed+1, ...) whose weights are averaged (default: the recipe's, 2)")

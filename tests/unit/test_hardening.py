@@ -13,7 +13,8 @@ from ecglens.classifiers.train import Calibrated
 from ecglens.datasets.mitdb import CLASS_NAMES
 from ecglens.errors import ClassifierError
 from ecglens.hardening import (AdversarialPool, ArraySampler, HardenConfig, HardeningMix, file_sha256, harden,
-                               harden_module, hardened_card, load_trainable, quick_signal_power, save_hardened)
+                               harden_module, hardened_card, highpass_length, load_trainable, quick_signal_power,
+                               save_hardened)
 
 FS = 200.0
 WINDOW_S = 2.0
@@ -385,3 +386,13 @@ def test_soup_is_the_average_of_its_members_fine_tunes(tiny_model):
     weights = [k for k, v in soup.items() if v.is_floating_point()]
     assert weights and all(torch.allclose(soup[k], (a[k] + b[k]) / 2, atol=1e-6) for k in weights)
     assert any(not torch.allclose(a[k], b[k]) for k in weights)
+
+
+def test_highpass_length_is_three_seconds_at_the_cards_rate_within_its_window():
+    from types import SimpleNamespace
+
+    assert highpass_length(SimpleNamespace(window_s=10.0, sampling_rate=360.0)) == 1081
+    assert highpass_length(SimpleNamespace(window_s=10.0, sampling_rate=500.0)) == 1501
+    # A 1-s window at 200 Hz allows fewer than 400 taps (reflect padding needs the window past half the filter).
+    assert highpass_length(SimpleNamespace(window_s=1.0, sampling_rate=200.0)) == 399
+    assert highpass_length(SimpleNamespace(window_s=10.0, sampling_rate=360.0), 201) == 201
