@@ -44,6 +44,29 @@ class ArgmaxBumpClassifier(BumpClassifier):
     multilabel = False
 
 
+class QualityClassifier(BumpClassifier):
+    """A robust black box: "normal" until high-frequency energy exceeds ``limit`` of the record's energy.
+
+    Noise on a few cells, however strong, barely moves the whole-record ratio, so only wide noise flips it (the
+    case `agent.broad` is for).
+    """
+
+    class_names = ("normal", "noisy")
+    thresholds = {"normal": 0.5, "noisy": 0.5}
+
+    def __init__(self, limit: float = 0.7, **kw):
+        super().__init__(**kw)
+        self.limit = limit
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float64)
+        self.rows += x.shape[0]
+        high = x - uniform_filter1d(x, 9, axis=-1)
+        ratio = (high ** 2).sum(axis=(1, 2)) / np.maximum((x ** 2).sum(axis=(1, 2)), 1e-12)
+        p = 1.0 / (1.0 + np.exp(-40.0 * (self.limit - ratio)))
+        return np.stack([p, 1.0 - p], axis=1)
+
+
 def bump_ecg(seed: int = 1, duration_s: float = 10.0, bump_at_s: float | None = BUMP_AT_S,
              fs: float = FS) -> Ecg:
     """A 2-lead (MLII, V1) neurokit2 ECG with a 1-mV, 0.08-s-sigma bump on MLII at ``bump_at_s``."""

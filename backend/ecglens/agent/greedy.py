@@ -19,6 +19,7 @@ from ecglens.classifiers.base import QueryCounter
 
 def greedy_scan(ep: Episode, counter: QueryCounter, budget: int, *, top_fraction: float = 0.05,
                 start_level: int | None = None, max_level: int | None = None,
+                candidates: np.ndarray | None = None,
                 progress: Callable[[int], None] | None = None) -> None:
     """Distort ``ep`` greedily until its diagnosis flips or ``budget`` queries of ``counter`` are spent.
 
@@ -43,12 +44,14 @@ def greedy_scan(ep: Episode, counter: QueryCounter, budget: int, *, top_fraction
     n_levels = len(ep.levels_db)
     top = n_levels - 1 if max_level is None else int(np.clip(max_level, 0, n_levels - 1))
     level = min(top, (n_levels - 1) // 2 if start_level is None else int(start_level))
-    m = max(1, int(math.ceil(top_fraction * ep.grid.n_cells)))
+    pool = np.arange(ep.grid.n_cells) if candidates is None else np.asarray(candidates, dtype=int)
+    m = max(1, int(math.ceil(top_fraction * len(pool))))
     step = 0
     while not ep.flipped and end - counter.queries >= 2:
         kind = step % len(ep.kinds)
         changes, cells = [], []
-        for cell in range(ep.grid.n_cells):
+        for cell in pool:
+            cell = int(cell)
             if ep.kind[cell] < 0:
                 changes.append([(cell, kind, level)])
             elif ep.level[cell] + 1 <= top:

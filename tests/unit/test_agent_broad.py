@@ -1,0 +1,71 @@
+"""Broad noise for robust classifiers (`agent.broad`) and what `explain` does with it."""
+from __future__ import annotations
+
+import numpy as np
+
+import ecglens
+from ecglens.agent.broad import broad_flip
+from ecglens.agent.env import Episode, diagnosed_targets
+from ecglens.agent.search import _scan_candidates
+from ecglens.classifiers.base import QueryCounter
+from ecglens.metrics import snr_db
+from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier, bump_ecg
+
+
+def _episode(clf) -> Episode:
+    x = bump_ecg().signal
+    probs = clf.predict_proba(x[None])[0]
+    clf.rows = 0
+    return Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
+
+
+def test_broad_noise_flips_a_classifier_no_few_cells_move():
+    clf = QualityClassifier()
+    ep = _episode(clf)
+    assert ep.target.label == "normal" and not ep.flipped
+    # The strongest noise of every kind on four cells does not flip it.
+    strong = ep.probe(clf, [[(c, k, len(ep.levels_db) - 1) for c in (10, 11, 50, 51)] for k in range(5)])
+    assert not ep.target.flipped(strong).any()
+    clf.rows = 0
+    counter = QueryCounter(clf, budget=200)
+    assert broad_flip(ep, counter, 200, np.arange(ep.grid.n_cells))
+    assert ep.flipped and counter.queries == clf.rows == 30  # 3 levels x 2 regions x 5 kinds, one call
+    assert clf.predict_proba(ep.signal()[None])[0, 0] < 0.5  # the classifier confirms
+    # The quietest flipping configuration was kept, and the bookkeeping matches the signal.
+    assert abs(ep.snr_db() - snr_db(ep.clean, ep.signal())) < 0.05
+    level = int(ep.level[ep.distorted_cells()].max())
+    assert level < len(ep.levels_db) - 1  # a weaker level than the strongest sufficed
+
+
+def test_broad_noise_spends_nothing_without_room_for_its_cleanup():
+    clf = QualityClassifier()
+    ep = _episode(clf)
+    counter = QueryCounter(clf, budget=80)
+    assert not broad_flip(ep, counter, 80, np.arange(ep.grid.n_cells), reserve=60)
+    assert counter.queries == clf.rows == 0 and not ep.distorted_cells().size
+
+
+def test_explain_flips_the_robust_classifier_and_says_how():
+    e = ecglens.explain(bump_ecg(), QualityClassifier(), query_budget=500, seed=0, policy="greedy")
+    assert e.adversarial is not None and e.adversarial.flipped and e.queries <= 500
+    assert e.extra["findings"][0]["found_by"] in ("broad-noise", "greedy-scan pass")
+    again = ecglens.explain(bump_ecg(), QualityClassifier(), query_budget=500, seed=0, policy="greedy")
+    assert np.array_equal(e.adversarial.signal, again.adversarial.signal)
+
+
+def test_scan_candidates_fit_the_share_and_need_a_measurement():
+    ranked = np.arange(480)[::-1]
+    cells = _scan_candidates(ranked, True, 200)  # a 12-lead grid: a sweep must leave room for several
+    assert len(cells) == 50 and list(cells[:3]) == [479, 478, 477]
+    assert len(_scan_candidates(np.arange(80), True, 200)) == 24  # two leads: the top 30%
+    assert _scan_candidates(np.arange(80), False, 200) is None   # nothing measured: every cell
+    assert len(_scan_candidates(np.arange(80), True, 10)) == 8
+
+
+def test_a_broad_flip_is_thinned_out_to_the_critical_cell():
+    # On the bump detector the capped scan does not flip within its share; the broad flip's cleanup then
+    # leaves the one cell over the bump, at a high SNR.
+    e = ecglens.explain(bump_ecg(), BumpClassifier(), query_budget=500, seed=0)
+    assert e.adversarial is not None and e.adversarial.flipped and e.adversarial.snr_db > 15
+    noisy = np.flatnonzero(np.abs(e.adversarial.signal - bump_ecg().signal).max(axis=0) > 1e-6) / FS
+    assert noisy.size and abs(noisy.mean() - BUMP_AT_S) < 0.5
