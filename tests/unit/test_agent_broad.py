@@ -69,3 +69,10 @@ def test_a_broad_flip_is_thinned_out_to_the_critical_cell():
     assert e.adversarial is not None and e.adversarial.flipped and e.adversarial.snr_db > 15
     noisy = np.flatnonzero(np.abs(e.adversarial.signal - bump_ecg().signal).max(axis=0) > 1e-6) / FS
     assert noisy.size and abs(noisy.mean() - BUMP_AT_S) < 0.5
+
+
+def test_with_little_room_broad_noise_comes_before_the_policy():
+    e = ecglens.explain(bump_ecg(), QualityClassifier(), query_budget=150, seed=0)
+    assert e.method == "policy" and e.queries <= 150
+    assert e.adversarial is not None and e.adversarial.flipped
+    assert e.extra["findings"][0]["found_by"] == "broad-noise"
