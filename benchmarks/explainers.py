@@ -121,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"explainers: error: {exc}", file=sys.stderr)
         return 2
     methods = _methods(args.methods)
+    if args.policy:  # a named policy that cannot be loaded must not turn into the greedy fallback unnoticed
+        from ecglens.agent.policy import load_policy
+
+        try:
+            load_policy(args.policy)
+        except (OSError, ValueError) as exc:
+            print(f"explainers: error: --policy {args.policy}: {exc}", file=sys.stderr)
+            return 2
     target = _target_class(classifier, args.target)
     t0 = time.perf_counter()
     cases, n_candidates = select_cases(classifier, target, args.cases, args.seed, args.records)
