@@ -76,3 +76,21 @@ def test_with_little_room_broad_noise_comes_before_the_policy():
     assert e.method == "policy" and e.queries <= 150
     assert e.adversarial is not None and e.adversarial.flipped
     assert e.extra["findings"][0]["found_by"] == "broad-noise"
+
+
+def test_chunked_removal_thins_a_whole_record_flip_to_the_bump_in_few_queries():
+    from ecglens.agent.search import _FEW_CELLS, _remove_chunks
+
+    clf = BumpClassifier()
+    ep = _episode(clf)
+    strongest = len(ep.levels_db) - 1
+    for c in range(ep.grid.n_cells):
+        ep.set_cell(c, 2, strongest)  # muscle everywhere hides the bump
+    ep.probs = clf.predict_proba(ep.signal()[None])[0]
+    assert ep.flipped
+    counter = QueryCounter(clf, budget=60)
+    _remove_chunks(ep, counter, 60, None)
+    assert ep.flipped and counter.queries <= 60
+    assert len(ep.distorted_cells()) <= _FEW_CELLS
+    bump_cell = int(BUMP_AT_S / 0.25)
+    assert set(ep.distorted_cells()) & {bump_cell - 1, bump_cell, bump_cell + 1}  # what is left covers the bump

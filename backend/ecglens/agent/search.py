@@ -55,6 +55,7 @@ _BROAD_RESERVE = 40      # queries a broad-noise flip must leave for its cleanup
 _REDRAW_SHARE = 0.15     # of what the first flip leaves, kept for redrawn realisations (DS1: 0.08-0.4 tried)
 _CELL_BISECTION_STEPS = 3  # then per-cell amplitude bisection steps (resolution 1/8 of the cell's amplitude)
 _BISECTION_STEPS = 5     # joint amplitude bisection steps in the cleanup (resolution 1/32)
+_FEW_CELLS = 12          # the cleanup removes cells one by one from here down; above, in chunks first
 
 
 @dataclass
@@ -412,8 +413,11 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
              report: Callable[[int], None] | None = None) -> dict[int, float]:
     """Make ``ep``'s flipping distortion minimal; returns each remaining cell's contribution.
 
-    1. Drop distortions the flip does not need: probe every single removal in one call; try dropping all the
-       removable ones at once (one query), else drop the one that keeps the probability lowest; repeat.
+    1. Drop distortions the flip does not need. A flip over more than `_FEW_CELLS` cells (a broad one) is
+       thinned out in chunks first (`_remove_chunks`; on 60 DS1 windows at budgets 150-250 this raised the SNR
+       of broad flips by 1.3-3.3 dB on average, and on a 12-lead record it is what lets a 480-cell flip be
+       thinned at all). Then probe every single removal in one call; try dropping all the removable ones at
+       once (one query), else drop the one that keeps the probability lowest; repeat.
     2. Lower amplitudes: probe each cell one level weaker in one call; keep all those that hold the flip if
        together they still do, else the best one; repeat until nothing can be lowered. Then bisect one
        factor on all remaining amplitudes (`_BISECTION_STEPS` queries) while the flip holds. When the budget
@@ -429,6 +433,8 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
         return counter.left_before(end)
 
     t = ep.target.index
+    # 0. many cells (a broad flip): drop them chunk by chunk first, finer when no chunk can go (ddmin)
+    _remove_chunks(ep, counter, end, report)
     # 1. removals
     while ep.flipped and 0 < len(ep.distorted_cells()) <= room():
         cells = [int(c) for c in ep.distorted_cells()]
@@ -515,6 +521,42 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
                 lo = mid
     # 3. verification: removing any remaining cell must un-flip
     return verify_minimal(ep, counter, end, report)
+
+
+def _remove_chunks(ep: Episode, counter: QueryCounter, end: int, report: Callable[[int], None] | None,
+                   *, few: int = _FEW_CELLS) -> None:
+    """Thin out a flip over many cells by removing chunks of them (Zeller's ddmin, one call per round).
+
+    Splits the distorted cells into chunks (2 at first), probes the removal of each in one call, removes every
+    chunk whose removal keeps the flip if together they still do (else the best one), and splits finer when no
+    chunk can go; stops at ``few`` cells, when chunks are single cells, or when the next round does not fit.
+    """
+    n_chunks = 2
+    while ep.flipped and len(ep.distorted_cells()) > few:
+        cells = [int(c) for c in ep.distorted_cells()]
+        n_chunks = min(n_chunks, len(cells))
+        if counter.left_before(end) < n_chunks + 1 + few:
+            break
+        chunks = [list(map(int, ch)) for ch in np.array_split(np.asarray(cells), n_chunks)]
+        probs = ep.probe(counter, [[(c, -1, 0) for c in ch] for ch in chunks])
+        keep = np.flatnonzero(ep.target.flipped(probs))
+        if report:
+            report(counter.queries)
+        if keep.size == 0:
+            if n_chunks >= len(cells):
+                break
+            n_chunks *= 2
+            continue
+        removal = [(c, -1, 0) for i in keep for c in chunks[i]]
+        if keep.size > 1:
+            together = ep.probe(counter, [removal])[0]
+            if ep.target.flipped(together)[0]:
+                _commit(ep, removal, together)
+                n_chunks = max(2, n_chunks - keep.size)
+                continue
+        best = int(keep[np.argmin(probs[keep, ep.target.index])])
+        _commit(ep, [(c, -1, 0) for c in chunks[best]], probs[best])
+        n_chunks = max(2, n_chunks - 1)
 
 
 def verify_minimal(ep: Episode, counter: QueryCounter, end: int,
