@@ -1064,7 +1064,8 @@ def harden(spec: str | Path, out: str | Path, *, data_dir: str | Path | None = N
 def run_hardening_job(runtime: Any, model_name: str, *, new_name: str | None = None, created_by: str | None = None,
                       seed: int = 0, epochs: int | None = None, agent_windows: int | None = None,
                       data_dir: str | Path | None = None,
-                      progress: Callable[[float], None] | None = None, soup: int | None = None) -> dict[str, Any]:
+                      progress: Callable[[float], None] | None = None, soup: int | None = None,
+                      job_id: str | None = None) -> dict[str, Any]:
     """Harden a registered model and register the result beside it (for ``POST /api/v1/models/{id}/harden``).
 
     The parent row is left as it is; the new model is a ``torchscript`` row named ``new_name`` whose file lives in
@@ -1088,6 +1089,10 @@ def run_hardening_job(runtime: Any, model_name: str, *, new_name: str | None = N
         Called with the fraction done (e.g. a ``jobs.ProgressWriter``). Default: None.
     soup : int or None
         Fine-tunes averaged (`HardenConfig.soup`); 1 halves the fine-tuning time. Default: None (the recipe's, 2).
+    job_id : str or None
+        The hardening job this runs for, recorded in the card (``training.hardening_job``): when the job is run
+        again after its worker stopped between registering the model and marking the job done, the model it
+        registered is returned instead of an "already registered" error. Default: None.
 
     Returns
     -------
@@ -1107,7 +1112,11 @@ def run_hardening_job(runtime: Any, model_name: str, *, new_name: str | None = N
         row = session.get(Model, model_name)
         if row is None:
             raise LookupError(f"model {model_name!r} is not registered")
-        if session.get(Model, new_name) is not None:
+        existing = session.get(Model, new_name)
+        if existing is not None:
+            if job_id and ((existing.card or {}).get("training") or {}).get("hardening_job") == job_id:
+                return {"name": existing.name, "kind": existing.kind, "spec": existing.spec,
+                        "sha256": existing.sha256, "parent": model_name, "card": existing.card}
             raise ValueError(f"model {new_name!r} is already registered")
         kind, spec = row.kind, row.spec
     if kind not in ("builtin", "torchscript"):
@@ -1125,6 +1134,8 @@ def run_hardening_job(runtime: Any, model_name: str, *, new_name: str | None = N
     tmp = folder / f".{new_name}-{time.time_ns()}.pt"
     try:
         card = harden(spec, tmp, data_dir=data_dir, config=config, name=new_name, log=None, progress=progress)
+        if job_id:
+            card.training["hardening_job"] = job_id
         data = tmp.read_bytes()
         sha = runtime.blobs.put(data)
         path = folder / f"{new_name}-{sha[:12]}.pt"

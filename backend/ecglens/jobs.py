@@ -436,7 +436,7 @@ def run_hardening(job_id: str, runtime: Runtime | None = None, *, worker: str | 
             new = run_hardening_job(runtime, job.parent_model, new_name=job.new_model, created_by=job.created_by,
                                     seed=int(params.get("seed", 0)), epochs=params.get("epochs"),
                                     agent_windows=params.get("agent_windows"), soup=params.get("soup"),
-                                    data_dir=folder,
+                                    data_dir=folder, job_id=job_id,
                                     progress=ProgressWriter(runtime, job_id, 0.0, 100.0, table=HardeningJob))
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
         reason = f"{type(exc).__name__}: {exc}{where}"[:2000]

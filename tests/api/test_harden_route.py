@@ -260,6 +260,7 @@ def test_hardening_job_registers_the_new_model_with_its_parent(tmp_path):
         assert new["created_by"] == api.key_ids["admin"]
         assert new["card"]["parent"] == f"{parent['card']['name']}@{parent['card']['version']}"
         assert new["card"]["training"]["parent"]["name"] == "builtin"
+        assert new["card"]["training"]["hardening_job"] == job["id"]  # a retry of this job finds it
         assert new["card"]["classes"] == list(CLASS_NAMES)
         files = list(api.runtime.settings.model_dir.glob("builtin-hardened-s3-*.pt"))
         assert [f.name for f in files] == [f"builtin-hardened-s3-{result['sha256'][:12]}.pt"]
@@ -332,3 +333,22 @@ def test_hardening_job_left_running_by_a_stopped_server_is_resumed_at_start(tmp_
         assert api.app.state.executor.wait(job_id, timeout=60) == "failed"
         body = api.client.get(JOB.format(job_id), headers=api.auth("admin")).json()
     assert body["attempts"] == 2 and "ClassifierError: model 'remote' is http" in body["error"]
+
+
+def test_a_retried_job_returns_the_model_it_registered_before_its_worker_stopped(harden_api):
+    """A worker that stopped after registering the hardened model but before marking the job done: the retry
+    finds the model its own job registered (the card names the job) and finishes; another job's model with the
+    same name is still refused."""
+    from ecglens.hardening import run_hardening_job
+    from ecglens.service.db import Model, utcnow
+
+    with harden_api.runtime.sessions() as session:
+        session.add(Model(name="builtin-h", kind="torchscript", spec="/models/builtin-h-abc.pt", sha256="ab" * 32,
+                          card={"name": "builtin-h", "training": {"hardening_job": "job-1"}}, created_at=utcnow()))
+        session.commit()
+    again = run_hardening_job(harden_api.runtime, "builtin", new_name="builtin-h", job_id="job-1")
+    assert (again["name"], again["sha256"], again["parent"]) == ("builtin-h", "ab" * 32, "builtin")
+    with pytest.raises(ValueError, match="already registered"):
+        run_hardening_job(harden_api.runtime, "builtin", new_name="builtin-h", job_id="job-2")
+    with pytest.raises(ValueError, match="already registered"):
+        run_hardening_job(harden_api.runtime, "builtin", new_name="builtin-h")
