@@ -175,7 +175,7 @@ export async function showResult(analysis, viewer, els, models = null) {
       <div class="prob-row${name === dx.label ? " is-label" : ""}"><span>${esc(name)}</span>
         <span class="prob-bar" aria-hidden="true"><span style="width:${(100 * p).toFixed(1)}%"></span></span>
         <span>${pct(p)}</span></div>`).join("")}</div>
-    <p class="small muted" style="margin-top:.5rem">${esc(ex.method === "policy" ? "Learned agent" : ex.method)}
+    <p class="small muted" style="margin-top:.5rem">${esc(searchLabel(ex))}
       · ${ex.queries} classifier queries · ${Number(ex.elapsed_s).toFixed(1)} s
       · window ${Number(ex.start_s).toFixed(1)} s onward
       ${ex.fallback_reason ? `<br>Fallback: ${esc(ex.fallback_reason)}` : ""}</p>
@@ -251,4 +251,17 @@ async function bindExports(target, id) {
       button.disabled = false;
     }
   });
+}
+
+// Which search the explanation ran, and which of its stages found the flip (extra.findings[0].found_by).
+const FOUND_BY = {
+  "greedy-scan": "flip found by the sensitivity scan",
+  "greedy-scan pass": "flip found by a quieter sensitivity scan",
+  "broad-noise": "flip found by broad noise, then thinned out",
+  "policy": "flip found by the learned agent",
+};
+function searchLabel(ex) {
+  const base = ex.method === "policy" ? "Black-box search" : `Black-box search (${ex.method})`;
+  const stage = FOUND_BY[ex.extra?.findings?.[0]?.found_by];
+  return stage ? `${base}, ${stage}` : base;
 }
