@@ -82,7 +82,8 @@ class Explanation:
     adversarial : `Adversarial` or None when no flip was found within the budget.
     queries : classifier rows used (never above the query budget).
     elapsed_s : wall time in seconds.
-    method : "policy" (learned agent) or "greedy-scan" (fallback), or a baseline's name.
+    method : "policy" (the staged search with a trained policy; `extra["findings"][i]["found_by"]` names the stage
+        that found each flip) or "greedy-scan" (fallback), or a baseline's name.
     fallback_reason : why the greedy scan was used instead of the policy, else None.
     fs, leads, start_s : the explained input's sampling rate (Hz), lead names and start within the record (s).
     """
