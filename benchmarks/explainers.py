@@ -389,7 +389,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="builtin", help="classifier spec (builtin, a model name, .pt, .onnx, URL)")
     p.add_argument("--cases", type=int, default=40, help="number of DS2 cases (default 40; 5 = fast mode)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop starting cases after this many minutes")
-    p.add_argument("--methods", default="all", help=f"comma-separated subset of: {', '.join(METHODS)}")
+    p.add_argument("--methods", default="all", help=f"comma-separated subset of: {', '.join(METHODS)}; policy-N "
+                                                        "runs ecglens.explain at budget N")
     p.add_argument("--target", default=None, help="class to explain (default: the ventricular one)")
     p.add_argument("--records", default=None,
                    help="comma-separated records, or 'ds1' for all of DS1 (development: tune there, never on "
@@ -432,6 +433,10 @@ def _methods(spec: str) -> list[str]:
     if spec == "all":
         return list(METHODS)
     keys = [k.strip() for k in spec.split(",") if k.strip()]
+    for k in keys:  # policy-N: ecglens.explain at any budget N >= 2 (25 and 500 are the issue's)
+        m = re.fullmatch(r"policy-(\d+)", k)
+        if m and k not in METHODS and int(m.group(1)) >= 2:
+            METHODS[k] = (f"ecglens.explain, budget {int(m.group(1))}", None, int(m.group(1)))
     unknown = [k for k in keys if k not in METHODS]
     if unknown:
         raise SystemExit(f"explainers: error: unknown methods {', '.join(unknown)}; valid: {', '.join(METHODS)}")
