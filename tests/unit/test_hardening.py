@@ -269,7 +269,8 @@ def test_baseline_removal_front_end_ignores_slow_drift_and_exports(tiny_model, t
     assert moved_wrapped < 0.2 * moved_parent
     # Hardening with the front end exports it inside the module, and the card says so.
     vX, vY = _windows(12, np.random.default_rng(11))
-    config = HardenConfig(epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0, baseline_removal_s=0.5)
+    config = HardenConfig(epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0, baseline_removal_s=0.5,
+                          export_highpass_hz=0.0)  # the moving average alone
     result = harden_module(load_trainable(tiny_model), ArraySampler(X, _windows(6, np.random.default_rng(4))[1]),
                            vX, vY, config, log=None)
     card = hardened_card(parent, result, "tiny_filtered")
@@ -331,7 +332,8 @@ def test_hardening_with_the_highpass_exports_it_and_says_so(tiny_model, tmp_path
 def test_l2sp_and_frozen_batch_norm_keep_the_fine_tune_near_its_parent(tiny_model):
     X, Y = _windows(24, np.random.default_rng(10))
     vX, vY = _windows(12, np.random.default_rng(11))
-    base = dict(epochs=1, steps_per_epoch=6, batch_size=8, agent_windows=0, lr=1e-2, weight_decay=0.0)
+    base = dict(epochs=1, steps_per_epoch=6, batch_size=8, agent_windows=0, lr=1e-2, weight_decay=0.0,
+                export_highpass_hz=0.0)  # compare the bare network with its parent
     parent_state = {k: v.clone() for k, v in load_trainable(tiny_model).module.net.state_dict().items()}
 
     def distance(**kw) -> tuple[float, dict]:
@@ -396,3 +398,25 @@ def test_highpass_length_is_three_seconds_at_the_cards_rate_within_its_window():
     # A 1-s window at 200 Hz allows fewer than 400 taps (reflect padding needs the window past half the filter).
     assert highpass_length(SimpleNamespace(window_s=1.0, sampling_rate=200.0)) == 399
     assert highpass_length(SimpleNamespace(window_s=10.0, sampling_rate=360.0), 201) == 201
+
+
+def test_the_export_high_pass_comes_after_recalibration_and_keeps_the_thresholds(tiny_model):
+    import torch
+
+    X, Y = _windows(24, np.random.default_rng(10))
+    vX, vY = _windows(12, np.random.default_rng(11))
+    common = dict(epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0)
+    bare = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY,
+                         HardenConfig(**common, export_highpass_hz=0.0), log=None)
+    filtered = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**common),
+                             log=None)
+    assert filtered.thresholds == bare.thresholds  # same fine-tune, same recalibration: the filter comes after
+    assert filtered.config.highpass_taps == 601     # 3 s at the tiny model's 200 Hz (its 2-s windows allow < 800)
+    card = hardened_card(load_trainable(tiny_model), filtered, "tiny_export")
+    assert "at export" in card.training["front_end"]
+    t = np.arange(N) / FS
+    drift = vX[:2] + (2.0 * np.sin(2 * np.pi * 0.2 * t)).astype(np.float32)  # slow baseline wander, 2 mV
+    with torch.no_grad():
+        moved_bare = np.abs(bare.module(torch.from_numpy(drift)) - bare.module(torch.from_numpy(vX[:2]))).max()
+        moved = np.abs(filtered.module(torch.from_numpy(drift)) - filtered.module(torch.from_numpy(vX[:2]))).max()
+    assert float(moved) < float(moved_bare)
