@@ -6,11 +6,16 @@ What made the shipped models/builtin_hardened.pt from the session-2 soup: the fi
 for the same fine-tune (the filter comes after recalibration, so thresholds and Platt buffers carry over). The
 DS1 validation figures are recomputed with the filter; run benchmarks/hardening.py for the DS2 ones.
 """
-import json, shutil, sys, torch
-torch.set_num_threads(1)
+import hashlib
+import json
+import sys
 from dataclasses import asdict
+
+import torch
+
 from ecglens.hardening import (HardenConfig, card_path_for, front_end_text, highpass_length, load_trainable,
                                mitdb_sources, noisy_copies, with_highpass, _val_figures, KINDS)
+torch.set_num_threads(1)
 src, dst = sys.argv[1], sys.argv[2]
 t = load_trainable(src)
 card = json.loads(card_path_for(src).read_text())
@@ -29,7 +34,6 @@ card["training"]["front_end"] = front_end_text(cfg)
 card["training"]["config"] = json.loads(json.dumps(asdict(cfg)))
 card["training"]["export_note"] = ("the session-2 soup (sha256 of the unfiltered file in 'unfiltered_sha256') with "
                                    "the export high-pass added afterwards; thresholds and Platt buffers unchanged")
-import hashlib
 card["training"]["unfiltered_sha256"] = hashlib.sha256(open(src, "rb").read()).hexdigest()
 card_path_for(dst).write_text(json.dumps(card, indent=2) + "\n")
 print("V AUC DS1 val:", {k: round(v.get("auc", float("nan")), 4) for k, v in card["metrics"]["ds1_validation"].items() if isinstance(v, dict)})
