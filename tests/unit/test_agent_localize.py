@@ -57,17 +57,31 @@ def test_coarse_to_fine_halves_twelve_leads_down_to_the_bumped_one():
     assert sens.levels[2]["best_leads"] == [7]
 
 
-def test_ranked_scores_keep_the_search_order_in_zero_one_and_distinct():
+def test_ranked_scores_put_the_search_top_first_then_cells_by_their_own_drop():
     score = np.array([1.5, 3.2, 1.2, 3.1, 0.0])
     drop = np.array([0.4, 0.2, 0.5, 0.3, -0.1])
     ranked = Sensitivity(score, drop, queries=9).ranked_scores()
-    assert list(np.argsort(-ranked)) == list(np.argsort(-score, kind="stable"))
+    # The search's top cell (1) stays first; the others follow their drop (2, 0, 3), the negative one last.
+    assert list(np.argsort(-ranked)) == [1, 2, 0, 3, 4]
     assert ranked.max() == pytest.approx(1.0, abs=1e-3) and ranked.min() >= 0.0
     assert len(set(ranked.round(9))) == ranked.size
-    # A cell ranked below another never gets more than that one's measured drop (0.2 caps cell 0's 0.4).
-    assert ranked[0] <= ranked[1]
+    # With an estimate, it decides the order after the top cell (ties keep the search order).
+    est = np.array([0.1, 0.3, 0.1, 0.25, 0.0])
+    ranked = Sensitivity(score, drop, queries=9, estimate=est).ranked_scores()
+    assert list(np.argsort(-ranked)) == [1, 3, 0, 2, 4]
 
 
+def test_the_weak_lead_of_the_top_window_ranks_below_the_next_windows_strong_lead():
+    from ecglens.agent.localize import _estimate
+    from ecglens.agent.grid import make_grid
+
+    grid = make_grid(np.zeros((2, 2000), np.float32), FS)  # 2 leads x 40 windows
+    n_w = grid.n_windows
+    leads = frozenset({0, 1})
+    finest = {0 * n_w + 10: (0.6, frozenset({0}), 1), 1 * n_w + 10: (0.05, frozenset({1}), 1),  # top window
+              0 * n_w + 11: (0.5, leads, 1), 1 * n_w + 11: (0.5, leads, 1)}                    # next window
+    est = _estimate(finest, {10: 0.7, 11: 0.5}, grid)
+    assert est[0 * n_w + 10] > est[0 * n_w + 11] > est[1 * n_w + 10]
 def _flipped_on_the_bump(clf) -> Episode:
     ep = _episode(bump_ecg().signal, clf)
     bump_window = int(BUMP_AT_S / 0.25)

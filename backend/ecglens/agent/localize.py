@@ -18,8 +18,9 @@ Levels (each probed in one batched classifier call):
 3. *Leads*: the top windows, lead by lead (leads halved recursively when there are more than four), for as
    many windows as the budget allows.
 
-The result, `Sensitivity`, orders every cell lexicographically: cells measured at a finer level rank above the
-rest of their block, in the order of their own drop, and blocks rank by their drop. Every drop is also written
+The result, `Sensitivity`, keeps the search's order (cells measured at a finer level above the rest of their
+block, blocks by their drop) for the search itself, and ranks cells for the explanation by their own estimated
+share of the drop, with the search's top cell first. Every drop is also written
 into the episode's probe features (`Episode.record_probe`), which is what the learned policy reads when it then
 searches for the minimal flipping distortion.
 """
@@ -46,28 +47,38 @@ class Sensitivity:
         cell, 0 when not probed.
     queries : classifier rows used.
     levels : per level, the groups probed and their drops (for the explanation's ``extra``).
+    estimate : float64 ``[n_cells]`` or None, each cell's own share of the drop (`_estimate`).
     """
 
     score: np.ndarray
     drop: np.ndarray
     queries: int
     levels: list[dict] = field(default_factory=list)
+    estimate: np.ndarray | None = None
 
     def ranked_scores(self) -> np.ndarray:
-        """float64 ``[n_cells]`` in [0, 1]: the cells in `score` order, valued by their measured drop.
+        """float64 ``[n_cells]`` in [0, 1]: the search's most critical cell first, then every other cell by its
+        own estimated share of the drop (`estimate`; the search order breaks ties), valued by it.
 
-        A cell's value is its own drop, capped by the value of every cell ranked above it (the order of the
-        coarse-to-fine search is kept), over the top cell's; a small rank term keeps values distinct.
+        A cell's value is its estimate (its measured drop without one), capped by the value of every cell ranked
+        above it, over the top cell's; a small rank term keeps values distinct. Ranking by the estimate rather
+        than by the search order puts the weak lead of a strong window below the strong lead of the next
+        window (DS1, 120 one-PVC windows, budget 25: deletion AUC 0.311 -> 0.299 on the built-in CNN,
+        0.126 -> 0.103 on the unseen GRU; pointing game unchanged).
         """
         n = self.score.size
-        order = np.argsort(-self.score, kind="stable")
+        value = self.drop if self.estimate is None else self.estimate
+        order = np.lexsort((-self.score, -value))
+        if n:
+            top = int(np.argmax(self.score))  # the finest, strongest measurement stays first
+            order = np.concatenate([[top], order[order != top]])
         out = np.zeros(n)
         cap = np.inf
         for c in order:
-            cap = min(cap, max(float(self.drop[c]), 0.0))
+            cap = min(cap, max(float(value[c]), 0.0))
             out[c] = cap
-        top = out[order[0]] if n else 0.0
-        out = out / top if top > 0 else out
+        top_value = out[order[0]] if n else 0.0
+        out = out / top_value if top_value > 0 else out
         ranks = np.empty(n)
         ranks[order] = np.arange(n)
         return np.clip(out, 0.0, 1.0) * (1 - 1e-3) + 1e-3 * (n - ranks) / max(n, 1)
@@ -106,11 +117,21 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     def left() -> int:
         return counter.left_before(start + budget)
 
+    finest: dict[int, tuple[float, frozenset, int]] = {}  # cell -> (drop, leads, windows) of its finest group
+    whole: dict[int, float] = {}  # window -> drop with all its leads out
+
     def measure(groups: list[list[int]]) -> np.ndarray:
         """Drop (over p0) of the target probability when each group of cells drops out."""
         signal = ep.signal()
         probs = ep.probe_rows(counter, np.stack([np.where(cell_mask(grid, g), flat, signal) for g in groups]))
         d = (ep.p - probs[:, ep.target.index]) / max(ep.p0, 1e-3)
+        for g, v in zip(groups, d):
+            leads = frozenset(int(c) // n_w for c in g)
+            windows = len({int(c) % n_w for c in g})
+            if windows == 1 and len(leads) == n_leads:
+                whole[int(g[0]) % n_w] = float(v)
+            for c in g:
+                finest[int(c)] = (float(v), leads, windows)
         for g, row in zip(groups, probs):
             # L2 the dropout changes, over the clean input's (the policy's per-L2 feature)
             l2 = float(np.sqrt(dropout_energy[g].sum())) / ep.signal_l2
@@ -124,7 +145,7 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
         return [int(l) * n_w + int(w) for l in leads for w in windows]
 
     def done() -> Sensitivity:
-        return Sensitivity(score, drop, counter.queries - start, levels)
+        return Sensitivity(score, drop, counter.queries - start, levels, _estimate(finest, whole, grid))
 
     # 1. blocks
     blocks = [list(range(a, min(a + block_windows, n_w))) for a in range(0, n_w, block_windows)]
@@ -179,3 +200,32 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
         levels.append({"level": "leads", "window": int(w), "best_leads": [int(l) for l in best]})
     return done()
 
+
+
+def _estimate(finest: dict[int, tuple[float, frozenset, int]], whole: dict[int, float], grid) -> np.ndarray:
+    """Each cell's own share of the drop: its finest group's drop split over the group's windows evenly and
+    over its leads by the leads' measured shares (single-lead probes), so a weak lead of a strong window ranks
+    below the strong lead of the next window."""
+    n_leads, n_w = grid.n_leads, grid.n_windows
+    single: dict[int, list[float]] = {}
+    by_window: dict[int, dict[int, float]] = {}
+    for c, (v, leads, windows) in finest.items():
+        if len(leads) == 1 and windows == 1:
+            by_window.setdefault(c % n_w, {})[c // n_w] = max(v, 0.0)
+    for w, d in by_window.items():
+        total = sum(d.values())
+        if len(d) == n_leads and total > 0:
+            for lead, v in d.items():
+                single.setdefault(lead, []).append(v / total)
+    share = np.array([np.mean(single[l]) if l in single else 1.0 / n_leads for l in range(n_leads)])
+    share = share / share.sum() if share.sum() > 0 else np.full(n_leads, 1.0 / n_leads)
+    # Drops do not add up: single-lead probes of a window sum to kappa times its all-lead drop; coarser groups
+    # are scaled by the same kappa so that extrapolated cells compare with measured ones.
+    ratios = [sum(by_window[w].values()) / whole[w] for w in by_window
+              if len(by_window[w]) == n_leads and whole.get(w, 0.0) > 0]
+    kappa = float(np.clip(np.median(ratios), 0.0, 1.0)) if ratios else 1.0
+    est = np.zeros(grid.n_cells)
+    for c, (v, leads, windows) in finest.items():
+        k = 1.0 if len(leads) == 1 else kappa
+        est[c] = k * v * share[c // n_w] / max(share[list(leads)].sum(), 1e-9) / windows
+    return est

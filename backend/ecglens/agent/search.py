@@ -155,7 +155,7 @@ def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
     prior = None
     probe_kind: dict[int, int] = {}
     sens = coarse_to_fine(ep, counter, _localization_budget(budget), report=report)
-    ranked = np.argsort(-sens.ranked_scores(), kind="stable") if sens.queries else np.arange(ep.grid.n_cells)
+    ranked = np.argsort(-sens.score, kind="stable") if sens.queries else np.arange(ep.grid.n_cells)
     left = end - counter.queries
     candidates = _scan_candidates(ranked, sens.queries > 0, left // 2)
     found_by = None
