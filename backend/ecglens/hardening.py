@@ -297,49 +297,46 @@ def highpass_length(card: Any, taps: int | None = None) -> int:
     return max(3, min(n, 2 * window - 1)) | 1
 
 
-def with_highpass(parent: Trainable, cutoff_hz: float, taps: int = 1081) -> Trainable:
-    """``parent`` with a `HighPassed` front end (cut-off ``cutoff_hz``, ``taps`` samples at the card's rate)
-    before its logit network (a `Calibrated` module keeps its Platt buffers outside); a new scripted module.
+def with_highpass(parent: Trainable, cutoff_hz: float, taps: int | None = None) -> Trainable:
+    """``parent`` with a `HighPassed` front end (cut-off ``cutoff_hz``, ``taps`` samples at the card's rate;
+    default `highpass_length`) before its logit network; a new scripted module.
 
     Raises ValueError when the card's window is not longer than half the filter."""
     import torch
 
-    from ecglens.classifiers.train import Calibrated
-
+    taps = highpass_length(parent.card) if taps is None else taps
     h = torch.from_numpy(highpass_taps(cutoff_hz, parent.card.sampling_rate, taps).copy())
     window = int(round(parent.card.window_s * parent.card.sampling_rate))
     if window <= h.numel() // 2:
         raise ValueError(f"{parent.path}: a {h.numel()}-tap high-pass needs windows of more than {h.numel() // 2} "
                          f"samples; the card's window has {window}")
     wrap = _high_passed_class()
-    if parent.calibrated:
-        m = parent.module
-        module = Calibrated(wrap(m.net, h), [1.0] * int(m.a.numel()), [0.0] * int(m.b.numel()))
-        with torch.no_grad():
-            module.a.copy_(m.a)
-            module.b.copy_(m.b)
-    else:
-        module = wrap(parent.module, h)
-    return Trainable(torch.jit.script(module), parent.card, parent.path, parent.sha256, parent.calibrated)
+    return _with_front_end(parent, lambda net: wrap(net, h))
 
 
 def with_baseline_removal(parent: Trainable, seconds: float) -> Trainable:
     """``parent`` with a `BaselineRemoved` front end of ``seconds`` (at the card's rate and input scale) before
-    its logit network (a `Calibrated` module keeps its Platt buffers outside); a new scripted module."""
+    its logit network; a new scripted module."""
+    width = max(3, int(round(seconds * parent.card.sampling_rate)))
+    wrap = _baseline_removed_class()
+    return _with_front_end(parent, lambda net: wrap(net, width))
+
+
+def _with_front_end(parent: Trainable, wrap: Callable[[Any], Any]) -> Trainable:
+    """``parent`` with ``wrap(logit network)`` in place of its logit network (a `Calibrated` module keeps its
+    Platt buffers outside the front end); a new scripted module."""
     import torch
 
     from ecglens.classifiers.train import Calibrated
 
-    width = max(3, int(round(seconds * parent.card.sampling_rate)))
-    wrap = _baseline_removed_class()
     if parent.calibrated:
         m = parent.module
-        module = Calibrated(wrap(m.net, width), [1.0] * int(m.a.numel()), [0.0] * int(m.b.numel()))
+        module = Calibrated(wrap(m.net), [1.0] * int(m.a.numel()), [0.0] * int(m.b.numel()))
         with torch.no_grad():
             module.a.copy_(m.a)
             module.b.copy_(m.b)
     else:
-        module = wrap(parent.module, width)
+        module = wrap(parent.module)
     return Trainable(torch.jit.script(module), parent.card, parent.path, parent.sha256, parent.calibrated)
 
 
@@ -798,8 +795,9 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         before = {"clean": _val_figures(parent, val_X, val_Y, card.thresholds),
                   "noisy": _val_figures(parent, val_noisy, val_Y, card.thresholds)}
 
+        if config.highpass_hz > 0 or config.export_highpass_hz > 0:
+            config.highpass_taps = highpass_length(card, config.highpass_taps)  # recorded on the card
         if config.highpass_hz > 0:
-            config.highpass_taps = highpass_length(card, config.highpass_taps)
             parent = with_highpass(parent, config.highpass_hz, config.highpass_taps)
         elif config.baseline_removal_s > 0:
             parent = with_baseline_removal(parent, config.baseline_removal_s)
@@ -883,7 +881,6 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         thresholds = _recalibrate(parent, val_X, val_Y)
         if config.export_highpass_hz > 0 and config.highpass_hz <= 0:
             # After the recalibration, so the Platt buffers and thresholds carry over unchanged.
-            config.highpass_taps = highpass_length(card, config.highpass_taps)
             parent = with_highpass(parent, config.export_highpass_hz, config.highpass_taps)
         parent.module.eval()
         after = {"clean": _val_figures(parent, val_X, val_Y, thresholds),

@@ -260,22 +260,20 @@ def _cleanup_reserve(budget: int) -> int:
 
 
 def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, probe_kind: dict[int, int],
-                  report: Callable[[int], None], *, max_probes: int | None = None,
-                  max_level: int | None = None) -> np.ndarray:
+                  report: Callable[[int], None], *, max_probes: int | None = None) -> np.ndarray:
     """Propose-and-probe with the learned policy until ``ep`` flips or queries reach ``end - reserve``.
 
     Each round: the policy ranks the cells and picks a distortion for each; the top ``k`` proposals not yet
     tried since the last commit are probed in one call; the best (plus close seconds that also help, checked
     together with one more query) are committed. Breadth first: a cell is proposed again (with its next-best
     kind) only after every cell was proposed once; when every kind has been tried everywhere without a gain,
-    the minimum level goes one step stronger, up to ``max_level`` (default: the strongest). Returns the policy's
-    prior cell logits (before any probe), which score the cells never probed.
+    the minimum level goes one step stronger, up to the strongest. Returns the policy's prior cell logits
+    (before any probe), which score the cells never probed.
     """
     budget = end - counter.queries
     k_max = max_probes or int(np.clip(budget // 5, 4, 16))
     search_end = end - _cleanup_reserve(budget)
-    n_levels = len(ep.levels_db)
-    top_level = n_levels - 1 if max_level is None else int(np.clip(max_level, 0, n_levels - 1))
+    top_level = len(ep.levels_db) - 1
     decode, allowed = _type_decoder(policy, ep)
     prior = policy.rank_cells(ep.observe_cells(), ep.observe_global())
     min_level = 0
@@ -440,18 +438,8 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
         cells = [int(c) for c in ep.distorted_cells()]
         if len(cells) == 1:
             break  # its removal un-flips by construction (the clean input is not flipped); checked in step 3
-        probs = ep.probe(counter, [[(c, -1, 0)] for c in cells])
-        keep = ep.target.flipped(probs)
-        if not keep.any():
+        if not _drop_groups(ep, counter, end, [[c] for c in cells]):
             break
-        removable = [cells[i] for i in np.flatnonzero(keep)]
-        best = int(np.flatnonzero(keep)[np.argmin(probs[keep, t])])
-        if len(removable) > 1 and room() >= 1:
-            together = ep.probe(counter, [[(c, -1, 0) for c in removable]])[0]
-            if ep.target.flipped(together)[0]:
-                _commit(ep, [(c, -1, 0) for c in removable], together)
-                continue
-        _commit(ep, [(cells[best], -1, 0)], probs[best])
         if report:
             report(counter.queries)
     # 2. weaker levels
@@ -538,25 +526,34 @@ def _remove_chunks(ep: Episode, counter: QueryCounter, end: int, report: Callabl
         if counter.left_before(end) < n_chunks + 1 + few:
             break
         chunks = [list(map(int, ch)) for ch in np.array_split(np.asarray(cells), n_chunks)]
-        probs = ep.probe(counter, [[(c, -1, 0) for c in ch] for ch in chunks])
-        keep = np.flatnonzero(ep.target.flipped(probs))
+        dropped = _drop_groups(ep, counter, end, chunks)
         if report:
             report(counter.queries)
-        if keep.size == 0:
+        if not dropped:
             if n_chunks >= len(cells):
                 break
             n_chunks *= 2
             continue
-        removal = [(c, -1, 0) for i in keep for c in chunks[i]]
-        if keep.size > 1:
-            together = ep.probe(counter, [removal])[0]
-            if ep.target.flipped(together)[0]:
-                _commit(ep, removal, together)
-                n_chunks = max(2, n_chunks - keep.size)
-                continue
-        best = int(keep[np.argmin(probs[keep, ep.target.index])])
-        _commit(ep, [(c, -1, 0) for c in chunks[best]], probs[best])
-        n_chunks = max(2, n_chunks - 1)
+        n_chunks = max(2, n_chunks - dropped)
+
+
+def _drop_groups(ep: Episode, counter: QueryCounter, end: int, groups: list[list[int]]) -> int:
+    """Probe dropping each group of distorted cells, in one call; drop every group whose removal keeps the flip
+    if together they still keep it (one more query), else the one that keeps the probability lowest. Returns how
+    many groups were dropped (0: none can go)."""
+    probs = ep.probe(counter, [[(c, -1, 0) for c in g] for g in groups])
+    keep = np.flatnonzero(ep.target.flipped(probs))
+    if keep.size == 0:
+        return 0
+    if keep.size > 1 and counter.left_before(end) >= 1:
+        removal = [(c, -1, 0) for i in keep for c in groups[i]]
+        together = ep.probe(counter, [removal])[0]
+        if ep.target.flipped(together)[0]:
+            _commit(ep, removal, together)
+            return int(keep.size)
+    best = int(keep[np.argmin(probs[keep, ep.target.index])])
+    _commit(ep, [(c, -1, 0) for c in groups[best]], probs[best])
+    return 1
 
 
 def verify_minimal(ep: Episode, counter: QueryCounter, end: int,

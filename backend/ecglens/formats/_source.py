@@ -22,8 +22,8 @@ MAX_ZIP_BYTES = 1 << 30           # total uncompressed size of a .zip
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
-# Decompressors raise their own types (zlib.error, lzma.LZMAError; bz2 raises OSError); zipfile raises
-# NotImplementedError for a compression method it does not support, which is bad input, not a stub.
+# Decompressors raise their own types (zlib.error, lzma.LZMAError; bz2 raises OSError); zipfile signals a
+# compression method it cannot read with NotImplementedError: the upload is refused as bad input.
 ZIP_READ_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError,
     zlib.error)
