@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     table = summarise(rows, methods)
     model_name = _model_name(args.model, classifier)
-    report = _report(table, args, classifier, model_name, done, n_candidates, time.perf_counter() - t0)
+    report = _report(table, args, classifier, model_name, done, n_candidates, time.perf_counter() - t0,
+                     uncertainty_table(rows, methods))
     print(report)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -346,7 +347,49 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _report(table, args, classifier, model_name: str, n_cases: int, n_candidates: int, total_s: float) -> str:
+CAPTUM_PEERS = ("occlusion", "feature-ablation", "shapley-sampling", "kernel-shap", "lime")
+
+
+def uncertainty_table(rows: list[Row], methods: list[str]) -> str:
+    """95% intervals over cases: Wilson for shares, a case bootstrap for deletion AUC and median SNR; then, for each
+    ``policy-N`` method against each captum peer, the paired deletion-AUC difference (negative = policy lower).
+
+    With 40 cases a share of 0.88 spans about 0.74-0.95, so a few points between two methods, or from a target,
+    is often within what the choice of cases gives: read the table with these.
+    """
+    from ecglens.intervals import bootstrap_ci, format_ci, paired_difference_ci, proportion_ci
+
+    lines = ["| method | cases | pointing game (95% CI) | deletion AUC (95% CI) | flipped (95% CI) | "
+             "median SNR, flipped (95% CI) |", "|" + "---|" * 6]
+    by_method: dict[str, dict[tuple[str, int], Row]] = {}
+    for key in methods:
+        mine = [r for r in rows if r.method == key]
+        if not mine:
+            continue
+        by_method[key] = {(r.record, r.start_sample): r for r in mine}
+        n = len(mine)
+        point = sum(r.pointing for r in mine)
+        flips = sum(r.flipped for r in mine)
+        snr = [r.snr_db for r in mine if r.flipped and r.snr_db is not None]
+        auc = [r.deletion_auc for r in mine]
+        lines.append(f"| {METHODS[key][0]} | {n} | {point / n:.2f} {format_ci(*proportion_ci(point, n))} | "
+                     f"{np.mean(auc):.3f} {format_ci(*bootstrap_ci(auc), '.3f')} | "
+                     f"{flips / n:.2f} {format_ci(*proportion_ci(flips, n))} | "
+                     + (f"{np.median(snr):.1f} {format_ci(*bootstrap_ci(snr, np.median), '.1f')} |" if snr
+                        else "– |"))
+    pairs = [(a, b) for a in by_method if a.startswith("policy-") for b in CAPTUM_PEERS if b in by_method]
+    if pairs:
+        lines += ["", "| deletion AUC, paired over the same cases | mean difference | 95% CI |", "|---|---|---|"]
+        for a, b in pairs:
+            common = sorted(set(by_method[a]) & set(by_method[b]))
+            diff, ci = paired_difference_ci([by_method[a][c].deletion_auc for c in common],
+                                            [by_method[b][c].deletion_auc for c in common])
+            lines.append(f"| {METHODS[a][0]} − {METHODS[b][0]} | {diff:+.3f} | {format_ci(*ci, '+.3f')} |")
+    return "\n".join(lines)
+
+
+def _report(table, args, classifier, model_name: str, n_cases: int, n_candidates: int, total_s: float,
+            uncertainty: str = "") -> str:
     import torch
 
     notes = [f"- {t['method']}: {t['unconfirmed']} reported flip(s) not confirmed by the classifier"
@@ -379,6 +422,7 @@ def _report(table, args, classifier, model_name: str, n_cases: int, n_candidates
         "reported flipping signal that the classifier confirms; median L2 / SNR over flipped cases; attribution-only "
         "methods report no distortion. ART attacks and the oracle rank cells by the energy of their perturbation.",
         *(["", "Notes:", *notes] if notes else []),
+        *(["", "Uncertainty (95% intervals over cases; `ecglens.intervals`):", "", uncertainty] if uncertainty else []),
         "",
     ])
 

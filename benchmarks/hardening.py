@@ -113,6 +113,20 @@ def breakable_medians(original: list[float | None], hardened: list[float | None]
     return (flip_median([o for o, _ in pairs], floor), flip_median([h for _, h in pairs], floor), len(pairs))
 
 
+def breakable_gain_ci(original: list[float | None], hardened: list[float | None], cases: list[str],
+                      floor: float) -> tuple[float, float]:
+    """95% interval of the breakable-trial gain (original median - hardened median), resampling whole cases
+    (a case's seeds and noise draws are not independent trials); ``(nan, nan)`` with fewer than two cases."""
+    from ecglens.intervals import bootstrap_ci
+
+    rows = [(o, floor if h is None else h, c) for o, h, c in zip(original, hardened, cases) if o is not None]
+    if not rows:
+        return float("nan"), float("nan")
+    pairs = np.array([[max(o, floor), h] for o, h, _ in rows], dtype=np.float64)
+    return bootstrap_ci(pairs, lambda a: float(np.median(a[:, 0]) - np.median(a[:, 1])),
+                        groups=[c for _, _, c in rows])
+
+
 def evaluate_model(clf: Any, windows: Any, cases: list[tuple[int, int]], seeds: list[int], realisations: int,
                    budget: int, agent_seeds: int) -> dict[str, Any]:
     """Robustness and agent figures of one classifier on the cases; per-case rows under ``"rows"``."""
@@ -120,6 +134,7 @@ def evaluate_model(clf: Any, windows: Any, cases: list[tuple[int, int]], seeds: 
     from ecglens.robustness import SEARCH_LOW_DB, robustness
 
     per_kind: dict[str, dict[str, list[float | None]]] = {"all": {}, "normal": {}, "findings": {}}
+    trial_case: dict[str, list[str]] = {}  # the case of every trial in per_kind["all"] (intervals resample cases)
     scores, rows = [], []
     agent_q, agent_snr, agent_flip = [], [], []
     t0 = time.perf_counter()
@@ -132,6 +147,7 @@ def evaluate_model(clf: Any, windows: Any, cases: list[tuple[int, int]], seeds: 
             group = "normal" if label == "normal" else "findings"
             for kind, vals in rep.extra["flip_snr_db_per_seed"].items():
                 per_kind["all"].setdefault(kind, []).extend(vals)
+                trial_case.setdefault(kind, []).extend([ecg.name] * len(vals))
                 per_kind[group].setdefault(kind, []).extend(vals)
             rows.append({"window": ecg.name, "label": label, "seed": s, "score": rep.score,
                          "held_on_clean": rep.extra["held_on_clean"],
@@ -147,7 +163,7 @@ def evaluate_model(clf: Any, windows: Any, cases: list[tuple[int, int]], seeds: 
                          "queries": exp.queries, "flipped": flipped,
                          "snr_db": float(exp.adversarial.snr_db) if flipped else None})
     return {
-        "trials": per_kind,
+        "trials": per_kind, "trial_case": trial_case,
         "flip_snr_db": {k: flip_median(v, SEARCH_LOW_DB) for k, v in per_kind["all"].items()},
         "flip_snr_db_by_group": {g: {k: flip_median(v, SEARCH_LOW_DB) for k, v in d.items()}
                                  for g, d in per_kind.items() if g != "all"},
@@ -182,6 +198,8 @@ def _floor_note(a: float, b: float, floor: float) -> str:
 def table(clean: dict[str, dict], rob: dict[str, dict], classes: tuple[str, ...], floor: float,
           split: str = "DS2") -> tuple[str, dict[str, Any]]:
     """The Markdown table and the targets' verdicts."""
+    from ecglens.intervals import format_ci
+
     o, h = rob["original"], rob["hardened"]
     lines = [f"| figure (MIT-BIH {split}) | original | hardened | change |", "|---|---:|---:|---:|"]
     for name in classes:
@@ -203,9 +221,13 @@ def table(clean: dict[str, dict], rob: dict[str, dict], classes: tuple[str, ...]
     breakable = {}
     for kind in o["trials"]["all"]:
         a, b, m = breakable_medians(o["trials"]["all"][kind], h["trials"]["all"].get(kind, []), floor)
-        breakable[kind] = {"original": a, "hardened": b, "trials": m, "gain_db": a - b}
+        lo, hi = breakable_gain_ci(o["trials"]["all"][kind], h["trials"]["all"].get(kind, []),
+                                   o.get("trial_case", {}).get(kind, []), floor) if m else (float("nan"),) * 2
+        breakable[kind] = {"original": a, "hardened": b, "trials": m, "gain_db": a - b,
+                           "gain_ci95_db": [round(lo, 2), round(hi, 2)]}
+        ci = f"; gain 95% CI {format_ci(lo, hi, '.1f')} dB over cases" if np.isfinite(lo) else ""
         lines.append(f"| median flip SNR, {kind}, breakable trials (dB; the {m} of {len(o['trials']['all'][kind])} "
-                     f"the original flips in range) | {_fmt_snr(a, floor)} | {_fmt_snr(b, floor)} | "
+                     f"the original flips in range{ci}) | {_fmt_snr(a, floor)} | {_fmt_snr(b, floor)} | "
                      + (f"{b - a:+.1f} dB{' (at least)' if b <= floor else ''} |" if m else "- |"))
     lines.append(f"| robustness score (share of noisy trials held) | {o['score']:.3f} | {h['score']:.3f} | "
                  f"{h['score'] - o['score']:+.3f} |")

@@ -374,6 +374,17 @@ def test_breakable_median_is_zero_gain_for_an_unchanged_model_and_floors_held_tr
     assert np.isnan(bench.breakable_medians([None, None], [1.0, None], -12.0)[0])
 
 
+def test_breakable_gain_interval_resamples_cases_and_is_zero_for_an_unchanged_model():
+    bench = _benchmark_module()
+    original = [10.0, None, -3.0, 4.0, None, 20.0, 8.0, 6.0]
+    cases = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    assert bench.breakable_gain_ci(original, original, cases, -12.0) == (0.0, 0.0)
+    lo, hi = bench.breakable_gain_ci(original, [None, 1.0, -8.0, None, 5.0, 0.0, 8.0, 2.0], cases, -12.0)
+    gain = bench.breakable_medians(original, [None, 1.0, -8.0, None, 5.0, 0.0, 8.0, 2.0], -12.0)
+    assert lo <= gain[0] - gain[1] <= hi and lo < hi
+    assert np.isnan(bench.breakable_gain_ci([None, None], [1.0, None], ["a", "b"], -12.0)[0])
+
+
 def test_soup_is_the_average_of_its_members_fine_tunes(tiny_model):
     X, Y = _windows(24, np.random.default_rng(10))
     vX, vY = _windows(12, np.random.default_rng(11))
