@@ -54,7 +54,7 @@ def test_deleted_last_row_is_noticed(audited, capsys):
 
 
 def test_rehashed_edit_still_breaks_the_next_link(audited, capsys):
-    _, db = audited
+    api, db = audited
     # An editor who recomputes the edited row's hash still breaks the next row's prev_hash link.
     from ecglens.service.audit import HASHED_FIELDS, chain_hash
 
@@ -62,7 +62,61 @@ def test_rehashed_edit_still_breaks_the_next_link(audited, capsys):
         conn.row_factory = sqlite3.Row
         row = dict(conn.execute("SELECT * FROM audit_events WHERE seq = 2").fetchone())
         row["actor_name"] = "someone else"
-        new_hash = chain_hash(row["prev_hash"], {k: row[k] for k in HASHED_FIELDS})
+        new_hash = chain_hash(row["prev_hash"], {k: row[k] for k in HASHED_FIELDS}, api.runtime.audit_key)
         conn.execute("UPDATE audit_events SET actor_name = ?, hash = ? WHERE seq = 2", ("someone else", new_hash))
     assert main(["audit", "verify"]) == 1
     assert "event 3" in capsys.readouterr().err
+
+
+def _rewrite_chain(db, key: bytes, edit: dict) -> None:
+    """Rewrite every link from the first event on under ``key``, with ``edit`` applied to event 2."""
+    import hashlib
+    import hmac
+
+    from ecglens.service.audit import HASHED_FIELDS, canonical
+
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("SELECT * FROM audit_events ORDER BY seq")]
+        prev = hmac.new(key, b"ecglens audit genesis", hashlib.sha256).hexdigest()
+        for row in rows:
+            if row["seq"] == 2:
+                row.update(edit)
+            digest = hmac.new(key, (prev + "\n" + canonical({k: row[k] for k in HASHED_FIELDS})).encode(),
+                              hashlib.sha256).hexdigest()
+            conn.execute("UPDATE audit_events SET actor_name = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                         (row["actor_name"], prev, digest, row["seq"]))
+            prev = digest
+        conn.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+
+
+def test_a_whole_chain_rewritten_without_the_key_is_caught(audited, capsys):
+    # The forger re-signs every event from the first on, as a plain SHA-256 chain would have let them.
+    api, db = audited
+    _rewrite_chain(db, b"a key the forger guessed", {"actor_name": "someone else"})
+    assert main(["audit", "verify"]) == 1
+    assert "not started under this audit key" in capsys.readouterr().err
+    body = api.client.get("/api/v1/audit/verify", headers=api.auth("auditor")).json()
+    assert body["ok"] is False and body["first_bad_seq"] == 1
+
+
+def test_the_same_rewrite_under_the_real_key_verifies_so_the_key_is_what_protects(audited, capsys):
+    api, db = audited
+    _rewrite_chain(db, api.runtime.audit_key, {"actor_name": "someone else"})
+    assert main(["audit", "verify"]) == 0
+
+
+def test_audit_key_comes_from_the_setting_else_a_private_file_made_once(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from ecglens.service.config import Settings
+    from ecglens.service.runtime import Runtime
+
+    monkeypatch.delenv("ECGLENS_AUDIT_KEY", raising=False)
+    first = Runtime(Settings(data_dir=tmp_path)).audit_key
+    assert len(first) == 64 and Runtime(Settings(data_dir=tmp_path)).audit_key == first
+    assert stat.S_IMODE(os.stat(tmp_path / "audit-key").st_mode) == 0o600
+    assert Runtime(Settings(data_dir=tmp_path, audit_key="x" * 20)).audit_key == b"x" * 20
+    with pytest.raises(ValueError, match="at least 16"):
+        Settings(data_dir=tmp_path, audit_key="short")

@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_torch_threads(settings.torch_threads)
     runtime = Runtime(settings)
     runtime.engine  # noqa: B018 - migrate now, so a bad database URL fails at start, not on a request
+    runtime.audit_key  # noqa: B018 - and an unusable audit key too, not as lost audit events
     _register_builtin(runtime)
     executor = make_executor(runtime)
 

@@ -1,14 +1,18 @@
-"""The audit log: append-only events, each chained to the one before by SHA-256.
+"""The audit log: append-only events, each chained to the one before by a keyed hash (HMAC-SHA256).
 
-``hash = SHA-256(prev_hash + "\\n" + canonical JSON of the event)``, with ``prev_hash`` of the first event
-``"0" * 64``. The ``audit_head`` row holds the newest seq and hash, so deleting the newest events is noticed
-as well as editing or deleting any other. Events carry who (key id, name, role), what (action, object type and
-id, record), when (UTC), from where (client address) and the outcome (HTTP status), never signal values or
-record header fields.
+``hash = HMAC-SHA256(key, prev_hash + "\\n" + canonical JSON of the event)``, with ``prev_hash`` of the first event
+``genesis(key)``. The ``audit_head`` row holds the newest seq and hash, so deleting the newest events is noticed
+as well as editing or deleting any other. The key (`Runtime.audit_key`: ``ECGLENS_AUDIT_KEY``, else
+``DATA_DIR/audit-key``) is what a plain hash chain lacks: whoever can rewrite the audit table could recompute
+every SHA-256 from the first event on and leave an "intact" forged chain; without the key they cannot. Keep the
+key where the database's administrators cannot read it (the API's environment, from a secret store), or it
+protects nothing. Events carry who (key id, name, role), what (action, object type and id, record), when (UTC),
+from where (client address) and the outcome (HTTP status), never signal values or record header fields.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import threading
 from dataclasses import dataclass
@@ -20,7 +24,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ecglens.service.db import AuditEvent, AuditHead, utcnow
 
-GENESIS = "0" * 64
 # The columns the hash covers, in canonical order.
 HASHED_FIELDS = ("seq", "at", "actor_key_id", "actor_name", "role", "action", "object_type", "object_id",
                  "record_id", "client", "status")
@@ -32,11 +35,17 @@ def canonical(event: dict[str, Any]) -> str:
     return json.dumps({k: event.get(k) for k in HASHED_FIELDS}, sort_keys=True, separators=(",", ":"))
 
 
-def chain_hash(prev_hash: str, event: dict[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + "\n" + canonical(event)).encode()).hexdigest()
+def chain_hash(prev_hash: str, event: dict[str, Any], key: bytes) -> str:
+    """The event's link: HMAC-SHA256 under the audit key of the previous hash and the event's canonical JSON."""
+    return hmac.new(key, (prev_hash + "\n" + canonical(event)).encode(), hashlib.sha256).hexdigest()
 
 
-def append(sessions: sessionmaker[Session], *, action: str, status: int, actor_key_id: str | None = None,
+def genesis(key: bytes) -> str:
+    """The first event's ``prev_hash``: it differs per key, so a chain started under another key is named as such."""
+    return hmac.new(key, b"ecglens audit genesis", hashlib.sha256).hexdigest()
+
+
+def append(sessions: sessionmaker[Session], key: bytes, *, action: str, status: int, actor_key_id: str | None = None,
            actor_name: str | None = None, role: str | None = None, object_type: str | None = None,
            object_id: str | None = None, record_id: str | None = None, client: str | None = None) -> int:
     """Append one event in its own transaction; return its seq.
@@ -52,9 +61,9 @@ def append(sessions: sessionmaker[Session], *, action: str, status: int, actor_k
         for _attempt in range(20):
             with sessions() as session:
                 head = session.get(AuditHead, 1)
-                prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
+                prev_seq, prev_hash = (head.seq, head.hash) if head else (0, genesis(key))
                 event = {**fields, "seq": prev_seq + 1, "at": utcnow()}
-                digest = chain_hash(prev_hash, event)
+                digest = chain_hash(prev_hash, event, key)
                 session.add(AuditEvent(**event, prev_hash=prev_hash, hash=digest))
                 if head is None:
                     session.add(AuditHead(id=1, seq=event["seq"], hash=digest))
@@ -81,13 +90,14 @@ class ChainStatus:
         return {"ok": self.ok, "events": self.events, "first_bad_seq": self.first_bad_seq, "reason": self.reason}
 
 
-def verify(session: Session, batch: int = 5000) -> ChainStatus:
-    """Walk the whole chain in seq order and check every link, hash and the head.
+def verify(session: Session, key: bytes, batch: int = 5000) -> ChainStatus:
+    """Walk the whole chain in seq order and check every link, hash and the head under the audit ``key``.
 
     Detects an edited row (its hash no longer matches its content), a deleted row (a gap in seq or a broken
-    ``prev_hash`` link) and a deleted tail (the head names a later event than the last row).
+    ``prev_hash`` link), a deleted tail (the head names a later event than the last row), and a chain written
+    (or rewritten) without this key.
     """
-    prev_seq, prev_hash, n = 0, GENESIS, 0
+    prev_seq, prev_hash, n = 0, genesis(key), 0
     last = 0
     while True:
         rows: Iterable[AuditEvent] = session.scalars(
@@ -100,9 +110,12 @@ def verify(session: Session, batch: int = 5000) -> ChainStatus:
             if row.seq != prev_seq + 1:
                 return ChainStatus(False, n, prev_seq + 1, f"event {prev_seq + 1} is missing (next is {row.seq})")
             if row.prev_hash != prev_hash:
+                if row.seq == 1:
+                    return ChainStatus(False, n, 1, "event 1: the chain was not started under this audit key "
+                                                    "(ECGLENS_AUDIT_KEY or DATA_DIR/audit-key)")
                 return ChainStatus(False, n, row.seq, f"event {row.seq}: prev_hash does not match event {prev_seq}")
             event = {k: getattr(row, k) for k in HASHED_FIELDS}
-            if chain_hash(prev_hash, event) != row.hash:
+            if not hmac.compare_digest(chain_hash(prev_hash, event, key), row.hash):
                 return ChainStatus(False, n, row.seq, f"event {row.seq}: content does not match its hash")
             prev_seq, prev_hash = row.seq, row.hash
         last = rows[-1].seq

@@ -86,8 +86,8 @@ def cmd_create_key(args: argparse.Namespace) -> int:
         new = create_key(session, args.role, args.name or f"{args.role} key")
     from ecglens.service import audit
 
-    audit.append(runtime.sessions, action="key.create", status=201, actor_name="cli", object_type="key",
-                 object_id=new.id)
+    audit.append(runtime.sessions, runtime.audit_key, action="key.create", status=201, actor_name="cli",
+                 object_type="key", object_id=new.id)
     print(f"created {new.role} key {new.id} ({new.name}); it is shown once:")
     print(new.token)
     return 0
@@ -98,7 +98,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     runtime = _runtime()
     with runtime.sessions() as session:
-        status = verify(session)
+        status = verify(session, runtime.audit_key)
     if status.ok:
         print(f"audit log ok: {status.events} events, chain intact")
         return 0

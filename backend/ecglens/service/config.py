@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # List settings accept JSON (``["a", "b"]``), a comma-separated string (``a,b``) or nothing (empty list).
@@ -56,6 +56,10 @@ class Settings(BaseSettings):
         ``POST /models/{name}/harden`` fine-tunes on (the API checks it before queuing, the worker reads it).
         Default: None = where `ecglens.hardening` looks, ``$ECGLENS_SHARED_DATA/mitdb`` or ``../shared/data/mitdb``
         beside the repository (`ecglens.datasets.mitdb.default_data_dir`).
+    audit_key : SecretStr
+        The audit chain's HMAC key (at least 16 characters; `ecglens.service.audit`). Every process writing or
+        verifying the audit log needs the same one. Default: empty = ``DATA_DIR/audit-key``, made on first use.
+        Set it from a secret store the database's administrators cannot read, or the chain can be forged.
     """
 
     model_config = SettingsConfigDict(env_prefix="ECGLENS_", env_file=".env", extra="ignore")
@@ -74,6 +78,7 @@ class Settings(BaseSettings):
     device: str = "auto"
     torch_threads: int = Field(default=1, ge=1, le=256)
     mitdb_dir: Path | None = None
+    audit_key: SecretStr = SecretStr("")
 
     @field_validator("allowed_model_hosts", "cors_origins", mode="before")
     @classmethod
@@ -89,6 +94,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("audit_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value().strip()) < 16:
+            raise ValueError("ECGLENS_AUDIT_KEY must be at least 16 characters (or empty for DATA_DIR/audit-key)")
+        return value
 
     @field_validator("data_dir", "mitdb_dir")
     @classmethod
@@ -120,6 +132,11 @@ class Settings(BaseSettings):
     @property
     def admin_key_file(self) -> Path:
         return self.data_dir / "admin-key.txt"
+
+    @property
+    def audit_key_file(self) -> Path:
+        """The audit chain's key when ``audit_key`` is not set (made on first use, mode 0600)."""
+        return self.data_dir / "audit-key"
 
 
 def get_settings() -> Settings:

@@ -92,7 +92,8 @@ class AuditMiddleware:
                       actor_key_id=getattr(key, "id", None), actor_name=getattr(key, "name", None),
                       role=getattr(key, "role", None))
         try:
-            await anyio.to_thread.run_sync(lambda: audit.append(self.runtime.sessions, **fields))
+            await anyio.to_thread.run_sync(
+                lambda: audit.append(self.runtime.sessions, self.runtime.audit_key, **fields))
         except Exception:  # noqa: BLE001 - log the failure (no content), keep serving
             log.exception("audit: could not append event for %s", spec["action"])
 

@@ -5,6 +5,8 @@ same ``ECGLENS_*`` settings.
 """
 from __future__ import annotations
 
+import os
+import secrets
 from functools import cached_property
 
 from sqlalchemy.engine import Engine
@@ -44,6 +46,31 @@ class Runtime:
     @cached_property
     def blobs(self) -> BlobStore:
         return BlobStore(self.settings.blob_dir)
+
+    @cached_property
+    def audit_key(self) -> bytes:
+        """The audit chain's HMAC key: ``settings.audit_key``, else the ``audit-key`` file in the data directory,
+        made on first use (processes starting together agree: the file appears whole, once, by ``os.link``)."""
+        given = self.settings.audit_key.get_secret_value().strip()
+        if given:
+            return given.encode()
+        path = self.settings.audit_key_file
+        if not path.exists():
+            tmp = path.with_name(f".audit-key.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+            try:
+                os.link(tmp, path)  # fails if another process made the key first: theirs is kept
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        key = path.read_text().strip()
+        if len(key) < 16:
+            raise RuntimeError(f"{path}: audit key shorter than 16 characters; remove the file to make a new one "
+                               "(the existing audit chain will then no longer verify)")
+        return key.encode()
 
     def close(self) -> None:
         if "engine" in self.__dict__:

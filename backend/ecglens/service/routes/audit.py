@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from ecglens.service import audit
 from ecglens.service.db import ApiKey, AuditEvent
-from ecglens.service.deps import AUDIT_READERS, Access, SessionDep
+from ecglens.service.deps import AUDIT_READERS, Access, RuntimeDep, SessionDep
 from ecglens.service.schemas import AuditEventPublic, ChainStatusPublic, ListOf, Problem
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -62,7 +62,7 @@ def _iso(text: str) -> str:
 
 
 @router.get("/verify", response_model=ChainStatusPublic, responses=_ERRORS)
-def verify_audit(session: SessionDep,
+def verify_audit(session: SessionDep, runtime: RuntimeDep,
                  key: Annotated[ApiKey, Access("audit.verify", "audit", AUDIT_READERS)]) -> ChainStatusPublic:
-    """Check the whole hash chain: ok, or the first bad event and why."""
-    return ChainStatusPublic(**audit.verify(session).to_dict())
+    """Check the whole keyed hash chain: ok, or the first bad event and why."""
+    return ChainStatusPublic(**audit.verify(session, runtime.audit_key).to_dict())
