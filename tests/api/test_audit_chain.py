@@ -25,6 +25,14 @@ def _sql(db, statement: str) -> None:
         conn.execute(statement)
 
 
+def _assert_broken_at(api, capsys, seq: int, reason: str) -> None:
+    """Both the CLI and the API name event ``seq`` as the first bad one."""
+    assert main(["audit", "verify"]) == 1
+    assert reason in capsys.readouterr().err
+    body = api.client.get("/api/v1/audit/verify", headers=api.auth("auditor")).json()
+    assert body["ok"] is False and body["first_bad_seq"] == seq
+
+
 def test_intact_chain_verifies(audited, capsys):
     assert main(["audit", "verify"]) == 0
     assert "4 events" in capsys.readouterr().out
@@ -33,10 +41,7 @@ def test_intact_chain_verifies(audited, capsys):
 def test_edited_row_is_named(audited, capsys):
     api, db = audited
     _sql(db, "UPDATE audit_events SET status = 200 WHERE seq = 1")  # hide that it was a create (201)
-    assert main(["audit", "verify"]) == 1
-    assert "event 1" in capsys.readouterr().err
-    body = api.client.get("/api/v1/audit/verify", headers=api.auth("auditor")).json()
-    assert body["ok"] is False and body["first_bad_seq"] == 1
+    _assert_broken_at(api, capsys, 1, "event 1")
 
 
 def test_deleted_middle_row_is_named(audited, capsys):
@@ -94,10 +99,7 @@ def test_a_whole_chain_rewritten_without_the_key_is_caught(audited, capsys):
     # The forger re-signs every event from the first on, as a plain SHA-256 chain would have let them.
     api, db = audited
     _rewrite_chain(db, b"a key the forger guessed", {"actor_name": "someone else"})
-    assert main(["audit", "verify"]) == 1
-    assert "not started under this audit key" in capsys.readouterr().err
-    body = api.client.get("/api/v1/audit/verify", headers=api.auth("auditor")).json()
-    assert body["ok"] is False and body["first_bad_seq"] == 1
+    _assert_broken_at(api, capsys, 1, "not started under this audit key")
 
 
 def test_the_same_rewrite_under_the_real_key_verifies_so_the_key_is_what_protects(audited, capsys):
