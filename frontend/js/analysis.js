@@ -15,6 +15,17 @@ function modelOptions(body) {
   return names.length ? names : ["builtin"];
 }
 
+/** The selected model's own caveats from its card: intended use and `extra.known_issues`, shown before it runs. */
+export function modelNote(body, name) {
+  const { items } = unwrapList(body);
+  const card = items.find((m) => m && typeof m === "object" && m.name === name)?.card ?? {};
+  const issues = Array.isArray(card.extra?.known_issues) ? card.extra.known_issues : [];
+  const use = card.intended_use ? `<p class="muted">${esc(card.intended_use)}</p>` : "";
+  const known = issues.length ? `<p><strong>Known issues of this model:</strong></p>
+    <ul>${issues.map((t) => `<li>${esc(t)}</li>`).join("")}</ul>` : "";
+  return use + known;
+}
+
 function pct(x) { return `${(100 * Number(x)).toFixed(1)}%`; }
 
 /**
@@ -44,6 +55,7 @@ async function renderForm(target, record, state, viewer, els, controller) {
           <input id="analysis-budget" name="query_budget" type="number" min="10" max="100000" step="10"
                  value="${DEFAULT_BUDGET}" style="width:7rem"></div>
       </div>
+      <div id="analysis-model-note" class="model-note"></div>
       <fieldset style="margin-top:.5rem"><legend>Distortion types</legend>
         <div class="checks">${DISTORTION_KINDS.map((kind) => `
           <label><input type="checkbox" name="distortions" value="${kind}" checked>
@@ -61,9 +73,13 @@ async function renderForm(target, record, state, viewer, els, controller) {
   const form = target.querySelector("#analysis-form");
   const select = target.querySelector("#analysis-model");
   const error = target.querySelector("#analysis-form-error");
+  const note = target.querySelector("#analysis-model-note");
   state.models.then((body) => {
     if (!body) return;  // the built-in model stays the only choice
     select.innerHTML = modelOptions(body).map((m) => `<option value="${esc(m)}">${esc(m)}</option>`).join("");
+    const showNote = () => { note.innerHTML = modelNote(body, select.value); };
+    select.addEventListener("change", showNote);
+    showNote();
   });
 
   form.addEventListener("submit", async (e) => {

@@ -447,6 +447,7 @@ def test_browser_modules_read_the_services_signal_windows_and_group_uploads(serv
         const { api } = await import('/js/api.js');
         const v = await import('/js/viewer.js');
         const u = await import('/js/upload.js');
+        const a = await import('/js/analysis.js');
         const shape = (n) => Object.fromEntries(Object.entries(n.series).map(([lead, s]) => [lead,
             { n: s.t.length, nv: s.v.length, t0: s.t[0], t1: s.t[s.t.length - 1],
               increasing: s.t.every((t, i) => i === 0 || t >= s.t[i - 1]) }]));
@@ -457,7 +458,12 @@ def test_browser_modules_read_the_services_signal_windows_and_group_uploads(serv
         const groups = u.groupFiles([f('100.hea'), f('100.dat'), f('scan.zip'), f('100.atr'), f('101.dat'), f('a.csv')])
             .map((g) => [g.label, g.files.map((x) => x.name)]);
         return { coarse: shape(coarse), coarseFlag: coarse.decimated, fine: shape(fine), fineFlag: fine.decimated,
-                 groups, range: v.rowRange([-0.2, 0.1, 1.9, -0.4]), opacity: [v.segmentOpacity(0), v.segmentOpacity(1)] };
+                 groups, range: v.rowRange([-0.2, 0.1, 1.9, -0.4]), opacity: [v.segmentOpacity(0), v.segmentOpacity(1)],
+                 // A model card's caveats, from the registry answer (GET /models), escaped, under the picker.
+                 note: a.modelNote(await api('/models'), 'builtin'),
+                 issues: a.modelNote({ data: [{ name: 'h', card: { intended_use: 'Research <b>only</b>.',
+                     extra: { known_issues: ['AF sensitivity 0.25', 'x < y'] } } }] }, 'h'),
+                 none: a.modelNote({ data: [{ name: 'h', card: {} }] }, 'other') };
     }""", record_id)
     assert out["coarseFlag"] is True and out["fineFlag"] is False
     assert sorted(out["coarse"]) == sorted(STANDARD_12) == sorted(out["fine"])
@@ -471,6 +477,9 @@ def test_browser_modules_read_the_services_signal_windows_and_group_uploads(serv
     lo, hi = out["range"]
     assert lo <= -0.4 and hi >= 1.9 and hi - lo >= 3.0 and (hi - lo) % 0.5 == 0
     assert out["opacity"] == [0.12, 0.62]
+    assert "Not a medical device" in out["note"] and "Known issues" not in out["note"]
+    assert "Research &lt;b&gt;only&lt;/b&gt;." in out["issues"] and "<li>AF sensitivity 0.25</li>" in out["issues"]
+    assert "<li>x &lt; y</li>" in out["issues"] and out["none"] == ""
     assert page.console_log.errors == []
 
 
