@@ -66,6 +66,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from ecglens.classifiers.card import ModelCard, card_path_for
+from ecglens.classifiers.evaluate import unset_threshold_warnings
 from ecglens.distortions import KINDS, NSTDB_SNR_LEVELS_DB, noise_batch, scale_to_snr
 from ecglens.errors import ClassifierError
 
@@ -918,6 +919,26 @@ def _export_text(cfg: HardenConfig, taps: int) -> str:
             f"recalibration without it)")
 
 
+AUC_DROP_WARN = 0.01  # the issue's tolerance for the clean AUC of the class a hardening is judged on
+
+
+def validation_warnings(figures: dict[str, Any], thresholds_from_validation: bool) -> list[str]:
+    """What the validation windows already say a user of the hardened model should know (the card's
+    ``extra.known_issues``): a class whose clean or noisy validation AUC fell by more than `AUC_DROP_WARN`,
+    and a class the validation windows separate perfectly, whose re-picked threshold is then not set by the data
+    (`ecglens.classifiers.evaluate.unset_threshold_warnings`)."""
+    out = []
+    hardened, parent = figures["hardened"], figures["parent"]
+    for kind in ("clean", "noisy"):
+        for cls, h in hardened[kind].items():
+            a, b = (parent[kind].get(cls) or {}).get("auc"), h.get("auc")
+            if a is not None and b is not None and b < a - AUC_DROP_WARN:
+                out.append(f"{cls}: {kind} validation AUC fell from {a:.3f} (parent) to {b:.3f}.")
+    if thresholds_from_validation:
+        out += unset_threshold_warnings(hardened["clean"])
+    return out
+
+
 def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
                   data: dict[str, Any] | None = None) -> ModelCard:
     """The card of a hardened model: the parent's input contract, new thresholds, parent, recipe and figures."""
@@ -974,6 +995,8 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         },
     )
+    base["extra"] = {**(base.get("extra") or {}),
+                     "known_issues": validation_warnings(result.figures, parent.card.multilabel)}
     return ModelCard.from_dict(base)
 
 

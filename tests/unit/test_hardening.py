@@ -14,7 +14,7 @@ from ecglens.datasets.mitdb import CLASS_NAMES
 from ecglens.errors import ClassifierError
 from ecglens.hardening import (AdversarialPool, ArraySampler, HardenConfig, HardeningMix, file_sha256, harden,
                                harden_module, hardened_card, highpass_length, load_trainable, quick_signal_power,
-                               save_hardened)
+                               save_hardened, validation_warnings)
 
 FS = 200.0
 WINDOW_S = 2.0
@@ -178,6 +178,7 @@ def test_smoke_hardening_writes_model_and_card_with_parent_and_recipe(tiny_model
     assert recipe["seed"] == 0 and recipe["epochs"] == 2 and recipe["lr"] == HardenConfig().lr
     assert set(recipe["data_mix"]["shares"]) == {"clean", "noise", "adversarial"}
     assert recipe["agent_pool"]["windows_explained"] == 2 and len(recipe["history"]) == 2 * HardenConfig().soup
+    assert written["extra"]["known_issues"] == validation_warnings(result.figures, True)
     assert set(written["metrics"]["ds1_validation"]) == set(CLASS_NAMES)
     # Same input contract as the parent; it loads and answers like any TorchScript classifier.
     for key in ("classes", "sampling_rate", "leads", "window_s", "multilabel", "output", "input_scale"):
@@ -431,3 +432,19 @@ def test_the_export_high_pass_comes_after_recalibration_and_keeps_the_thresholds
         moved_bare = np.abs(bare.module(torch.from_numpy(drift)) - bare.module(torch.from_numpy(vX[:2]))).max()
         moved = np.abs(filtered.module(torch.from_numpy(drift)) - filtered.module(torch.from_numpy(vX[:2]))).max()
     assert float(moved) < float(moved_bare)
+
+
+def test_validation_warnings_name_auc_drops_and_thresholds_the_data_does_not_set():
+    def fig(auc, threshold=0.5, support=10):
+        return {"auc": auc, "threshold": threshold, "support": support}
+
+    figures = {"parent": {"clean": {"V": fig(0.90), "AF": fig(1.0)}, "noisy": {"V": fig(0.80), "AF": fig(0.99)}},
+               "hardened": {"clean": {"V": fig(0.895), "AF": fig(1.0, 0.746, 73)},
+                            "noisy": {"V": fig(0.70), "AF": fig(0.995)}}}
+    warnings = validation_warnings(figures, thresholds_from_validation=True)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("V: noisy validation AUC fell from 0.800 (parent) to 0.700")
+    assert warnings[1].startswith("AF: the 73 validation positives are (almost) perfectly separated")
+    assert "0.746" in warnings[1]
+    # Thresholds kept from the parent (a single-label model): only the AUC drop is news.
+    assert validation_warnings(figures, thresholds_from_validation=False) == warnings[:1]

@@ -48,6 +48,21 @@ def class_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[s
     return out
 
 
+SEPARATED_AUC = 0.999
+
+
+def unset_threshold_warnings(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """A warning per class that the windows its threshold was picked on separate (almost) perfectly
+    (``class_metrics`` figures, AUC >= `SEPARATED_AUC`): Youden's J is then flat across the gap between the classes,
+    or set by a few windows, and the lowest positive is taken, so sensitivity on other patients may be far lower
+    (the built-in model's AF threshold: validation AUC 0.9998, sensitivity 0.99; DS2 sensitivity 0.47)."""
+    return [f"{cls}: the {f['support']} validation positives are (almost) perfectly separated (AUC "
+            f"{f['auc']:.4f}), so the threshold ({f['threshold']:.3g}, near the lowest positive's probability) is "
+            "hardly set by the data; sensitivity on other patients may be far lower. Check it on your own data."
+            for cls, f in figures.items()
+            if f.get("auc") is not None and f["auc"] >= SEPARATED_AUC and f.get("support") and "threshold" in f]
+
+
 def evaluate(classifier: Classifier, X: np.ndarray, Y: np.ndarray, batch_size: int = 512) -> dict[str, dict]:
     """`class_metrics` of ``classifier`` on windows ``X`` (float32 ``[n, leads, samples]`` mV), targets ``Y``."""
     probs = np.concatenate([classifier.predict_proba(X[a:a + batch_size]) for a in range(0, len(X), batch_size)])

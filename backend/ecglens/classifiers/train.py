@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ecglens.classifiers.card import ModelCard, card_path_for
-from ecglens.classifiers.evaluate import class_metrics
+from ecglens.classifiers.evaluate import class_metrics, unset_threshold_warnings
 from ecglens.datasets.mitdb import AAMI_CLASSES, AF_RHYTHMS, CLASS_NAMES, DS1, DS2, MitdbRecord, load_record
 
 VAL_RECORDS: tuple[str, ...] = ("116", "118", "124", "215", "220")
@@ -410,6 +410,7 @@ def build_card(name: str, result: TrainResult, test_metrics: dict[str, dict] | N
                   "train_seconds": round(result.train_seconds, 1),
                   "best_epoch": int(np.argmax([h["val_mean_auc"] for h in result.history]) + 1)
                   if result.history else None},
+        extra={"known_issues": unset_threshold_warnings(result.val_metrics)},
     )
 
 
