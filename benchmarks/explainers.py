@@ -19,13 +19,17 @@ PVC's annotation ± 0.15 s; cells rather than a method's merged segments, so no 
 on the shared lead × 0.25-s grid (21 steps, cells flattened at their own median in the method's ranking order,
 random tie-breaking; its queries are the benchmark's, not the method's); flip (a reported flipping signal the
 classifier confirms); the L2 (mV) and SNR (dB, `ecglens.metrics.snr_db`) of that signal. The table shows means,
-medians over flipped cases for L2 / SNR, and the share of all cases flipped at SNR >= 20 dB.
+medians over flipped cases for L2 / SNR, and the share of all cases flipped at SNR >= 20 dB. Under it, 95%
+intervals over cases (`ecglens.intervals`: Wilson for shares, a case bootstrap for deletion AUC and median SNR)
+and each ``policy-N`` method's deletion AUC minus each captum peer's, paired over the same cases.
 
 Usage::
 
     .venv/bin/python benchmarks/explainers.py --fast                    # smoke: 5 cases, peer budgets / 4
     .venv/bin/python benchmarks/explainers.py --cases 5                 # 5 cases, full budgets
     .venv/bin/python benchmarks/explainers.py                           # 40 cases, builtin model
+    .venv/bin/python benchmarks/explainers.py --cases 1000 --methods policy-25,policy-500,occlusion,\
+        feature-ablation,shapley-sampling,kernel-shap,lime --suffix=-allcases   # every qualifying DS2 window
     .venv/bin/python benchmarks/explainers.py --model transfer_gru --max-minutes 60
     .venv/bin/python benchmarks/explainers.py --model path/to/model.onnx --methods policy-500,occlusion
     .venv/bin/python benchmarks/explainers.py --records ds1 --cases 60 --methods policy-25,policy-500 --no-write
