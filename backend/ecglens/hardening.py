@@ -66,7 +66,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from ecglens.classifiers.card import ModelCard, card_path_for
-from ecglens.classifiers.evaluate import unset_threshold_warnings
+from ecglens.classifiers.evaluate import SEPARATED_AUC, unset_threshold_warnings
 from ecglens.distortions import KINDS, NSTDB_SNR_LEVELS_DB, noise_batch, scale_to_snr
 from ecglens.errors import ClassifierError
 
@@ -693,10 +693,17 @@ def _mean_auc(figures: dict[str, dict]) -> float:
     return float(np.mean(aucs)) if aucs else 0.0
 
 
-def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray) -> dict[str, float]:
-    """Refit the Platt scaling (a `Calibrated` module) and the per-class thresholds on validation windows."""
+def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray) -> tuple[dict[str, float], list[str]]:
+    """Refit the Platt scaling (a `Calibrated` module) and the per-class thresholds on validation windows.
+
+    Returns the thresholds and the classes whose threshold stays the parent's: those the validation windows
+    separate (almost) perfectly (AUC >= `SEPARATED_AUC`), where Youden's J is flat across the gap and would put
+    the threshold at the lowest positive, wherever that happens to be (the first hardened model's AF threshold
+    moved from 0.036 to 0.746 that way). The data do not ask for a new operating point there, so it is kept.
+    """
     import torch
 
+    from ecglens.classifiers.evaluate import class_metrics
     from ecglens.classifiers.train import fit_platt, youden_thresholds
 
     scale = np.float32(parent.card.input_scale)
@@ -706,9 +713,14 @@ def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray) -> dict[str, f
         with torch.no_grad():
             parent.module.a.copy_(torch.tensor(a, dtype=torch.float32))
             parent.module.b.copy_(torch.tensor(b, dtype=torch.float32))
-    if parent.card.multilabel:
-        return youden_thresholds(_probabilities(parent, X), Y, parent.card.classes)
-    return dict(parent.card.thresholds)
+    if not parent.card.multilabel:
+        return dict(parent.card.thresholds), []
+    probs = _probabilities(parent, X)
+    picked = youden_thresholds(probs, Y, parent.card.classes)
+    figures = class_metrics(Y, probs, parent.card.classes, picked)
+    kept = [c for c in parent.card.classes
+            if figures[c]["auc"] is not None and figures[c]["auc"] >= SEPARATED_AUC and c in parent.card.thresholds]
+    return {c: float(parent.card.thresholds[c]) if c in kept else picked[c] for c in parent.card.classes}, kept
 
 
 @dataclass
@@ -728,6 +740,7 @@ class HardenResult:
     timing_s: dict[str, float]
     config: HardenConfig
     skipped_kinds: dict[str, str] = field(default_factory=dict)
+    kept_thresholds: list[str] = field(default_factory=list)  # classes whose threshold is the parent's (`_recalibrate`)
 
 
 def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val_Y: np.ndarray,
@@ -879,7 +892,7 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         # averaged weights keep their robustness while their seed-to-seed drift on clean windows averages out.
         net.load_state_dict(_soup(members))
         timing["fine_tune"] = time.perf_counter() - t1
-        thresholds = _recalibrate(parent, val_X, val_Y)
+        thresholds, kept_thresholds = _recalibrate(parent, val_X, val_Y)
         if config.export_highpass_hz > 0 and config.highpass_hz <= 0:
             # After the recalibration, so the Platt buffers and thresholds carry over unchanged.
             parent = with_highpass(parent, config.export_highpass_hz, config.highpass_taps)
@@ -893,7 +906,7 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
                    "parent": before, "hardened": after}
         report(1.0)
         return HardenResult(parent.module, thresholds, pool, history, figures,
-                            {k: round(v, 1) for k, v in timing.items()}, config, dict(mix.skipped))
+                            {k: round(v, 1) for k, v in timing.items()}, config, dict(mix.skipped), kept_thresholds)
     finally:
         torch.set_num_threads(threads_before)
         torch.use_deterministic_algorithms(det_before)
@@ -922,10 +935,12 @@ def _export_text(cfg: HardenConfig, taps: int) -> str:
 AUC_DROP_WARN = 0.01  # the issue's tolerance for the clean AUC of the class a hardening is judged on
 
 
-def validation_warnings(figures: dict[str, Any], thresholds_from_validation: bool) -> list[str]:
+def validation_warnings(figures: dict[str, Any], thresholds_from_validation: bool,
+                        kept_thresholds: Sequence[str] = ()) -> list[str]:
     """What the validation windows already say a user of the hardened model should know (the card's
-    ``extra.known_issues``): a class whose clean or noisy validation AUC fell by more than `AUC_DROP_WARN`,
-    and a class the validation windows separate perfectly, whose re-picked threshold is then not set by the data
+    ``extra.known_issues``): a class whose clean or noisy validation AUC fell by more than `AUC_DROP_WARN`; a class
+    whose threshold stayed the parent's because the validation windows separate it (almost) perfectly
+    (`_recalibrate`); and any other class they separate, whose re-picked threshold the data hardly set
     (`ecglens.classifiers.evaluate.unset_threshold_warnings`)."""
     out = []
     hardened, parent = figures["hardened"], figures["parent"]
@@ -934,8 +949,14 @@ def validation_warnings(figures: dict[str, Any], thresholds_from_validation: boo
             a, b = (parent[kind].get(cls) or {}).get("auc"), h.get("auc")
             if a is not None and b is not None and b < a - AUC_DROP_WARN:
                 out.append(f"{cls}: {kind} validation AUC fell from {a:.3f} (parent) to {b:.3f}.")
+    for cls in kept_thresholds:
+        h = hardened["clean"].get(cls, {})
+        auc, threshold = h.get("auc", float("nan")), h.get("threshold", float("nan"))
+        out.append(f"{cls}: the validation windows separate it (almost) perfectly (AUC {auc:.4f}), so they cannot "
+                   f"set a new threshold and the parent's ({threshold:.3g}) is kept; its sensitivity on other "
+                   "patients is not measured by them. Check it on your own data.")
     if thresholds_from_validation:
-        out += unset_threshold_warnings(hardened["clean"])
+        out += unset_threshold_warnings({c: f for c, f in hardened["clean"].items() if c not in kept_thresholds})
     return out
 
 
@@ -986,8 +1007,10 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
                      if cfg.soup > 1 else "one fine-tune"),
             "calibration": ("Platt scaling per class refitted on the validation windows" if parent.calibrated
                             else "the parent's output kept"),
-            "thresholds": ("Youden's J per class on the validation windows" if parent.card.multilabel
-                           else "the parent's"),
+            "thresholds": (("Youden's J per class on the validation windows; the parent's for "
+                            + (", ".join(result.kept_thresholds) or "no class")
+                            + f" (validation AUC >= {SEPARATED_AUC}: Youden's J does not set it)")
+                           if parent.card.multilabel else "the parent's"),
             "selection": "EMA weights of the epoch with the best (clean + noisy) / 2 mean validation AUC",
             "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()}
                         for h in result.history],
@@ -996,7 +1019,8 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
         },
     )
     base["extra"] = {**(base.get("extra") or {}),
-                     "known_issues": validation_warnings(result.figures, parent.card.multilabel)}
+                     "known_issues": validation_warnings(result.figures, parent.card.multilabel,
+                                                         result.kept_thresholds)}
     return ModelCard.from_dict(base)
 
 

@@ -178,7 +178,7 @@ def test_smoke_hardening_writes_model_and_card_with_parent_and_recipe(tiny_model
     assert recipe["seed"] == 0 and recipe["epochs"] == 2 and recipe["lr"] == HardenConfig().lr
     assert set(recipe["data_mix"]["shares"]) == {"clean", "noise", "adversarial"}
     assert recipe["agent_pool"]["windows_explained"] == 2 and len(recipe["history"]) == 2 * HardenConfig().soup
-    assert written["extra"]["known_issues"] == validation_warnings(result.figures, True)
+    assert written["extra"]["known_issues"] == validation_warnings(result.figures, True, result.kept_thresholds)
     assert set(written["metrics"]["ds1_validation"]) == set(CLASS_NAMES)
     # Same input contract as the parent; it loads and answers like any TorchScript classifier.
     for key in ("classes", "sampling_rate", "leads", "window_s", "multilabel", "output", "input_scale"):
@@ -191,6 +191,20 @@ def test_smoke_hardening_writes_model_and_card_with_parent_and_recipe(tiny_model
     old = torch.jit.load(str(tiny_model))
     assert any(not torch.equal(a, b) for a, b in zip(new.parameters(), old.parameters()))
     assert file_sha256(tiny_model) == written["training"]["parent"]["sha256"]
+
+
+def test_recalibration_keeps_the_parents_threshold_where_validation_separates_the_class(tiny_model):
+    from ecglens.hardening import _probabilities, _recalibrate
+
+    parent = load_trainable(tiny_model)
+    X, _ = _windows(40, np.random.default_rng(12))
+    p = _probabilities(parent, X)
+    Y = np.zeros((40, 4), np.float32)
+    Y[:, 0] = p[:, 0] > np.median(p[:, 0])  # ordered by the model itself: perfectly separated
+    Y[:, 1] = np.random.default_rng(13).random(40) < 0.5  # unrelated to it: Youden picks a new threshold
+    thresholds, kept = _recalibrate(parent, X, Y)
+    assert kept == [CLASS_NAMES[0]] and thresholds[CLASS_NAMES[0]] == 0.5  # the parent's (card default)
+    assert thresholds[CLASS_NAMES[1]] != 0.5
 
 
 def test_hardening_is_deterministic_under_seed(tiny_model):
@@ -448,3 +462,6 @@ def test_validation_warnings_name_auc_drops_and_thresholds_the_data_does_not_set
     assert "0.746" in warnings[1]
     # Thresholds kept from the parent (a single-label model): only the AUC drop is news.
     assert validation_warnings(figures, thresholds_from_validation=False) == warnings[:1]
+    # AF's threshold kept from the parent by the recalibration: said so, instead of the unset-threshold warning.
+    kept = validation_warnings(figures, thresholds_from_validation=True, kept_thresholds=["AF"])
+    assert kept[0] == warnings[0] and len(kept) == 2 and "the parent's (0.746) is kept" in kept[1]
