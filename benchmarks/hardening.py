@@ -43,7 +43,8 @@ Usage::
     .venv/bin/python benchmarks/hardening.py --no-card             # do not write the figures into the card
 
 Prints one Markdown table and writes it, with the command line and machine, to
-``benchmarks/results/hardening-<YYYY-MM-DD>.md`` (per-case rows beside it as ``.jsonl``), and records the
+``benchmarks/results/hardening-<YYYY-MM-DD>.md`` (per-case rows beside it as ``.jsonl``, the verdicts as
+``.summary.json``), and records the
 figures in the hardened model's card (``metrics.ds2`` and ``metrics.hardening_ds2``).
 """
 from __future__ import annotations
@@ -347,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
               f"Command: `{command}`  \nMachine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads "
               f"{args.threads}; wall time {elapsed:.0f} s.\n\n")
     out.write_text(header + text + "\n\n" + summary + "\n")
+    summary_json = {"split": split, "cases": len(cases), "targets": verdict,
+                    "score": {k: rob[k]["score"] for k in rob},
+                    "clean_auc": {k: {c: clean[k][c]["auc"] for c in ref.class_names} for k in clean}}
+    out.with_suffix(".summary.json").write_text(json.dumps(summary_json, indent=1) + "\n")
     with open(out.with_suffix(".jsonl"), "w") as f:
         for k in rob:
             for row in rob[k]["rows"]:

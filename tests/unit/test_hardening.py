@@ -465,3 +465,26 @@ def test_validation_warnings_name_auc_drops_and_thresholds_the_data_does_not_set
     # AF's threshold kept from the parent by the recalibration: said so, instead of the unset-threshold warning.
     kept = validation_warnings(figures, thresholds_from_validation=True, kept_thresholds=["AF"])
     assert kept[0] == warnings[0] and len(kept) == 2 and "the parent's (0.746) is kept" in kept[1]
+
+
+def _folds_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "hardening_folds.py"
+    spec = importlib.util.spec_from_file_location("hardening_folds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_folds_refuse_validation_and_af_records_and_tabulate_the_benchmark_summaries(tmp_path):
+    folds = _folds_module()
+    for records in (["116"], ["201"], ["100"]):  # a validation record, an AF record, a DS2 record
+        with pytest.raises(ValueError, match="cannot be held out"):
+            folds.run_fold(1, records, tmp_path, "t", {}, 1)
+    gain = {"gain_db": 7.25, "gain_ci95_db": [3.0, 9.5], "trials": 40}
+    row = {"fold": 1, "records": ["101", "108"], "cases": 32, "score": {"original": 0.7, "hardened": 0.9},
+           "targets": {"ventricular_auc_delta": -0.004, "breakable_flip_snr_db": {k: gain for k in folds.KINDS}}}
+    text = folds.table([row])
+    assert "| 1 | 101,108 | 32 | -0.0040 | 7.2 [3.0, 9.5] (n=40) |" in text and "0.700 → 0.900" in text
