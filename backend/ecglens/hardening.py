@@ -123,6 +123,13 @@ class HardenConfig:
     highpass_taps : length of that FIR (odd, samples at the card's rate; Hamming-windowed `scipy.signal.firwin`).
         Default: None = 3 s at the card's rate (1081 at 360 Hz: at 0.67 Hz ~99 % of NSTDB-like baseline-wander
         power is removed), shortened to what the card's window allows (fewer than twice its samples).
+    thresholds : "parent" keeps the parent's operating threshold for every class (the Platt scaling is still
+        refitted, so a probability keeps its meaning); "youden" re-picks them by Youden's J on the validation
+        windows, except for a class they separate (almost) perfectly. Measured on two leave-records-out DS1 folds
+        (`benchmarks/hardening_folds.py`): re-picking raised one fold's supraventricular threshold 0.125 -> 0.237
+        on the strength of the validation records (their S AUC 0.71 -> 0.86), the fold lost its clean S calls, and
+        its electrode-motion gain fell to 0.8 dB and its robustness score to 0.709; with the parent's thresholds
+        every kind passed on both folds (that fold: electrode motion 6.4 dB, score 0.795). Default: "parent".
     """
 
     seed: int = 0
@@ -151,6 +158,7 @@ class HardenConfig:
     highpass_hz: float = 0.0
     export_highpass_hz: float = 0.67
     highpass_taps: int | None = None
+    thresholds: str = "parent"
 
 
 # ------------------------------------------------------------------------------------------------------ parent
@@ -693,13 +701,15 @@ def _mean_auc(figures: dict[str, dict]) -> float:
     return float(np.mean(aucs)) if aucs else 0.0
 
 
-def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray) -> tuple[dict[str, float], list[str]]:
-    """Refit the Platt scaling (a `Calibrated` module) and the per-class thresholds on validation windows.
+def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "parent"
+                 ) -> tuple[dict[str, float], list[str]]:
+    """Refit the Platt scaling (a `Calibrated` module) on validation windows, and set the per-class thresholds by
+    ``rule`` (`HardenConfig.thresholds`).
 
-    Returns the thresholds and the classes whose threshold stays the parent's: those the validation windows
-    separate (almost) perfectly (AUC >= `SEPARATED_AUC`), where Youden's J is flat across the gap and would put
-    the threshold at the lowest positive, wherever that happens to be (the first hardened model's AF threshold
-    moved from 0.036 to 0.746 that way). The data do not ask for a new operating point there, so it is kept.
+    Returns the thresholds and, for "youden", the classes whose threshold still stays the parent's: those the
+    validation windows separate (almost) perfectly (AUC >= `SEPARATED_AUC`), where Youden's J is flat across the
+    gap and would put the threshold at the lowest positive, wherever that happens to be (the first hardened
+    model's AF threshold moved from 0.036 to 0.746 that way).
     """
     import torch
 
@@ -713,7 +723,9 @@ def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray) -> tuple[dict[
         with torch.no_grad():
             parent.module.a.copy_(torch.tensor(a, dtype=torch.float32))
             parent.module.b.copy_(torch.tensor(b, dtype=torch.float32))
-    if not parent.card.multilabel:
+    if rule not in ("parent", "youden"):
+        raise ValueError(f"thresholds rule must be 'parent' or 'youden', got {rule!r}")
+    if not parent.card.multilabel or rule == "parent":
         return dict(parent.card.thresholds), []
     probs = _probabilities(parent, X)
     picked = youden_thresholds(probs, Y, parent.card.classes)
@@ -892,7 +904,7 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         # averaged weights keep their robustness while their seed-to-seed drift on clean windows averages out.
         net.load_state_dict(_soup(members))
         timing["fine_tune"] = time.perf_counter() - t1
-        thresholds, kept_thresholds = _recalibrate(parent, val_X, val_Y)
+        thresholds, kept_thresholds = _recalibrate(parent, val_X, val_Y, config.thresholds)
         if config.export_highpass_hz > 0 and config.highpass_hz <= 0:
             # After the recalibration, so the Platt buffers and thresholds carry over unchanged.
             parent = with_highpass(parent, config.export_highpass_hz, config.highpass_taps)
@@ -1010,7 +1022,8 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
             "thresholds": (("Youden's J per class on the validation windows; the parent's for "
                             + (", ".join(result.kept_thresholds) or "no class")
                             + f" (validation AUC >= {SEPARATED_AUC}: Youden's J does not set it)")
-                           if parent.card.multilabel else "the parent's"),
+                           if parent.card.multilabel and cfg.thresholds == "youden"
+                           else "the parent's, every class (the operating point is kept)"),
             "selection": "EMA weights of the epoch with the best (clean + noisy) / 2 mean validation AUC",
             "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()}
                         for h in result.history],
@@ -1019,8 +1032,9 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
         },
     )
     base["extra"] = {**(base.get("extra") or {}),
-                     "known_issues": validation_warnings(result.figures, parent.card.multilabel,
-                                                         result.kept_thresholds)}
+                     "known_issues": validation_warnings(
+                         result.figures, parent.card.multilabel and cfg.thresholds == "youden",
+                         result.kept_thresholds)}
     return ModelCard.from_dict(base)
 
 
@@ -1235,6 +1249,7 @@ def harden_command(args: argparse.Namespace) -> int:
         config.agent_windows = args.agent_windows
     if args.soup is not None:
         config.soup = max(1, args.soup)
+    config.thresholds = args.thresholds
     if args.highpass_hz is not None:
         config.highpass_hz = max(0.0, args.highpass_hz)
     hold_out = [r.strip() for r in (args.hold_out or "").split(",") if r.strip()]
@@ -1272,6 +1287,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--highpass-hz", type=float, default=None,
                    help="cut-off of the linear-phase FIR high-pass front end (default: the recipe's; 0 = none)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--thresholds", choices=["parent", "youden"], default="parent",
+                   help="keep the parent's operating thresholds, or re-pick them on DS1 validation (default: parent)")
     p.add_argument("--soup", type=int, default=None,
                    help="fine-tunes (seeds seed, seed+1, ...) whose weights are averaged (default: the recipe's, 2)")
     p.add_argument("--hold-out", default=None,

@@ -178,7 +178,9 @@ def test_smoke_hardening_writes_model_and_card_with_parent_and_recipe(tiny_model
     assert recipe["seed"] == 0 and recipe["epochs"] == 2 and recipe["lr"] == HardenConfig().lr
     assert set(recipe["data_mix"]["shares"]) == {"clean", "noise", "adversarial"}
     assert recipe["agent_pool"]["windows_explained"] == 2 and len(recipe["history"]) == 2 * HardenConfig().soup
-    assert written["extra"]["known_issues"] == validation_warnings(result.figures, True, result.kept_thresholds)
+    assert written["extra"]["known_issues"] == validation_warnings(result.figures, False)
+    assert written["thresholds"] == {c: 0.5 for c in CLASS_NAMES}  # the parent's operating point, kept
+    assert recipe["thresholds"].startswith("the parent's")
     assert set(written["metrics"]["ds1_validation"]) == set(CLASS_NAMES)
     # Same input contract as the parent; it loads and answers like any TorchScript classifier.
     for key in ("classes", "sampling_rate", "leads", "window_s", "multilabel", "output", "input_scale"):
@@ -202,9 +204,13 @@ def test_recalibration_keeps_the_parents_threshold_where_validation_separates_th
     Y = np.zeros((40, 4), np.float32)
     Y[:, 0] = p[:, 0] > np.median(p[:, 0])  # ordered by the model itself: perfectly separated
     Y[:, 1] = np.random.default_rng(13).random(40) < 0.5  # unrelated to it: Youden picks a new threshold
-    thresholds, kept = _recalibrate(parent, X, Y)
+    thresholds, kept = _recalibrate(parent, X, Y, "youden")
     assert kept == [CLASS_NAMES[0]] and thresholds[CLASS_NAMES[0]] == 0.5  # the parent's (card default)
     assert thresholds[CLASS_NAMES[1]] != 0.5
+    # The default keeps every threshold the parent's.
+    assert _recalibrate(parent, X, Y) == ({c: 0.5 for c in CLASS_NAMES}, [])
+    with pytest.raises(ValueError, match="'parent' or 'youden'"):
+        _recalibrate(parent, X, Y, "median")
 
 
 def test_hardening_is_deterministic_under_seed(tiny_model):
