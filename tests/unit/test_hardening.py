@@ -373,12 +373,13 @@ def test_l2sp_and_frozen_batch_norm_keep_the_fine_tune_near_its_parent(tiny_mode
     assert any(not torch.equal(free_state[k], parent_state[k]) for k in bn)
 
 
-def _benchmark_module():
+def _benchmark_module(name: str = "hardening"):
+    """A script of benchmarks/ imported as a module."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "hardening.py"
-    spec = importlib.util.spec_from_file_location("hardening_benchmark", path)
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -473,19 +474,8 @@ def test_validation_warnings_name_auc_drops_and_thresholds_the_data_does_not_set
     assert kept[0] == warnings[0] and len(kept) == 2 and "the parent's (0.746) is kept" in kept[1]
 
 
-def _folds_module():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "hardening_folds.py"
-    spec = importlib.util.spec_from_file_location("hardening_folds", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_folds_refuse_validation_and_af_records_and_tabulate_the_benchmark_summaries(tmp_path):
-    folds = _folds_module()
+    folds = _benchmark_module("hardening_folds")
     for records in (["116"], ["201"], ["100"]):  # a validation record, an AF record, a DS2 record
         with pytest.raises(ValueError, match="cannot be held out"):
             folds.run_fold(1, records, tmp_path, "t", {}, 1)
