@@ -637,6 +637,18 @@ def test_zip_with_two_non_wfdb_files_is_refused(synthetic_ecg):
         read_record(buffer.getvalue(), "two.zip")
 
 
+def test_zip_member_in_an_unreadable_compression_method_is_refused_by_name(synthetic_ecg):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("rec.json", write_json(synthetic_ecg))
+    data = bytearray(buffer.getvalue())
+    central = data.find(b"PK\x01\x02")
+    for at in (8, central + 10):  # the method field of the local header and of the central directory entry
+        data[at:at + 2] = (9).to_bytes(2, "little")  # Deflate64, which zipfile cannot decompress
+    with pytest.raises(RecordError, match="rec.json.*compression method 9.*stored, deflate, bzip2, lzma"):
+        read_record(bytes(data), "deflate64.zip")
+
+
 def test_zip_with_one_record_file_reads_it(synthetic_ecg):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -22,11 +22,14 @@ MAX_ZIP_BYTES = 1 << 30           # total uncompressed size of a .zip
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
-# Decompressors raise their own types (zlib.error, lzma.LZMAError; bz2 raises OSError); zipfile signals a
-# compression method it cannot read with NotImplementedError: the upload is refused as bad input.
+# Compression methods zipfile decompresses; a member stored otherwise (e.g. Deflate64, method 9) is refused by
+# name before it is opened.
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+               zipfile.ZIP_LZMA: "lzma"}
+# Decompressors raise their own types (zlib.error, lzma.LZMAError; bz2 raises OSError, a missing bz2/lzma module
+# RuntimeError): the upload is refused as bad input.
 ZIP_READ_ERRORS: tuple[type[BaseException], ...] = (
-    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError,
-    zlib.error)
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, RuntimeError, zlib.error)
 try:
     import lzma
 
@@ -166,6 +169,9 @@ def unzip(data: bytes, name: str) -> dict[str, bytes]:
             raise RecordError(where, "is encrypted")
         if member in out:
             raise RecordError(where, f"two files named {member} in the zip")
+        if info.compress_type not in ZIP_METHODS:
+            raise RecordError(where, f"uses zip compression method {info.compress_type}, which cannot be read; "
+                                     f"re-create the zip with one of: {', '.join(ZIP_METHODS.values())}")
         try:
             with archive.open(info) as handle:
                 content = handle.read(MAX_ZIP_BYTES - total + 1)
