@@ -14,9 +14,9 @@ import sys
 import torch
 
 from ecglens.classifiers import load_classifier
-from ecglens.classifiers.evaluate import SEPARATED_AUC
+from ecglens.classifiers.evaluate import separated_classes
 from ecglens.hardening import (KINDS, HardenConfig, _val_figures, card_path_for, load_trainable, mitdb_sources,
-                               noisy_copies, validation_warnings)
+                               noisy_copies, thresholds_text, validation_warnings)
 
 torch.set_num_threads(1)
 path, parent_spec = sys.argv[1], sys.argv[2]
@@ -28,17 +28,13 @@ cfg = HardenConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in ca
 _, vX, vY = mitdb_sources(model, hold_out=tuple(card.get("data", {}).get("held_out_records", ())))
 vN = noisy_copies(vX, model.card.sampling_rate, cfg.seed, list(cfg.kinds) or KINDS)
 before = _val_figures(model, vX, vY, model.card.thresholds)
-kept = [c for c, f in before.items()
-        if rule == "parent" or (f["auc"] is not None and f["auc"] >= SEPARATED_AUC)]
+kept = list(before) if rule == "parent" else separated_classes(before)
 thresholds = {c: round(float(parent_thresholds[c] if c in kept else t), 6) for c, t in model.card.thresholds.items()}
 card["thresholds"] = thresholds
 card["metrics"]["ds1_validation"] = _val_figures(model, vX, vY, thresholds)
 card["metrics"]["ds1_validation_noisy"] = _val_figures(model, vN, vY, thresholds)
 card["metrics"]["ds2"], card["metrics"]["hardening_ds2"] = {}, {}
-card["training"]["thresholds"] = ("the parent's, every class (the operating point is kept)" if rule == "parent" else
-                                  f"Youden's J per class on the validation windows; the parent's for "
-                                  f"{', '.join(kept) or 'no class'} (validation AUC >= {SEPARATED_AUC}: Youden's J "
-                                  "does not set it)")
+card["training"]["thresholds"] = thresholds_text(rule != "parent", kept)
 card["training"]["config"]["thresholds"] = "parent" if rule == "parent" else "youden"
 card["training"]["threshold_note"] = (f"thresholds set afterwards by scripts/keep_parent_thresholds.py ({rule}); "
                                       "weights unchanged")

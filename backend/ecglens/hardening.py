@@ -66,7 +66,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from ecglens.classifiers.card import ModelCard, card_path_for
-from ecglens.classifiers.evaluate import SEPARATED_AUC, unset_threshold_warnings
+from ecglens.classifiers.evaluate import SEPARATED_AUC, separated_classes, unset_threshold_warnings
 from ecglens.distortions import KINDS, NSTDB_SNR_LEVELS_DB, noise_batch, scale_to_snr
 from ecglens.errors import ClassifierError
 
@@ -729,9 +729,8 @@ def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "p
         return dict(parent.card.thresholds), []
     probs = _probabilities(parent, X)
     picked = youden_thresholds(probs, Y, parent.card.classes)
-    figures = class_metrics(Y, probs, parent.card.classes, picked)
-    kept = [c for c in parent.card.classes
-            if figures[c]["auc"] is not None and figures[c]["auc"] >= SEPARATED_AUC and c in parent.card.thresholds]
+    separated = separated_classes(class_metrics(Y, probs, parent.card.classes, picked))
+    kept = [c for c in parent.card.classes if c in separated and c in parent.card.thresholds]
     return {c: float(parent.card.thresholds[c]) if c in kept else picked[c] for c in parent.card.classes}, kept
 
 
@@ -972,6 +971,15 @@ def validation_warnings(figures: dict[str, Any], thresholds_from_validation: boo
     return out
 
 
+def thresholds_text(repicked: bool, kept: Sequence[str]) -> str:
+    """The card's line on how the thresholds were set: re-picked by Youden's J (but ``kept`` the parent's), or all
+    the parent's."""
+    if not repicked:
+        return "the parent's, every class (the operating point is kept)"
+    return (f"Youden's J per class on the validation windows; the parent's for {', '.join(kept) or 'no class'} "
+            f"(validation AUC >= {SEPARATED_AUC}: Youden's J does not set it)")
+
+
 def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
                   data: dict[str, Any] | None = None) -> ModelCard:
     """The card of a hardened model: the parent's input contract, new thresholds, parent, recipe and figures."""
@@ -1019,11 +1027,8 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
                      if cfg.soup > 1 else "one fine-tune"),
             "calibration": ("Platt scaling per class refitted on the validation windows" if parent.calibrated
                             else "the parent's output kept"),
-            "thresholds": (("Youden's J per class on the validation windows; the parent's for "
-                            + (", ".join(result.kept_thresholds) or "no class")
-                            + f" (validation AUC >= {SEPARATED_AUC}: Youden's J does not set it)")
-                           if parent.card.multilabel and cfg.thresholds == "youden"
-                           else "the parent's, every class (the operating point is kept)"),
+            "thresholds": thresholds_text(parent.card.multilabel and cfg.thresholds == "youden",
+                                          result.kept_thresholds),
             "selection": "EMA weights of the epoch with the best (clean + noisy) / 2 mean validation AUC",
             "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()}
                         for h in result.history],

@@ -51,6 +51,11 @@ def class_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[s
 SEPARATED_AUC = 0.999
 
 
+def separated_classes(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """The classes that windows separate (almost) perfectly (``class_metrics`` figures, AUC >= `SEPARATED_AUC`)."""
+    return [cls for cls, f in figures.items() if f.get("auc") is not None and f["auc"] >= SEPARATED_AUC]
+
+
 def unset_threshold_warnings(figures: dict[str, dict[str, Any]]) -> list[str]:
     """A warning per class that the windows its threshold was picked on separate (almost) perfectly
     (``class_metrics`` figures, AUC >= `SEPARATED_AUC`): Youden's J is then flat across the gap between the classes,
@@ -59,8 +64,8 @@ def unset_threshold_warnings(figures: dict[str, dict[str, Any]]) -> list[str]:
     return [f"{cls}: the {f['support']} validation positives are (almost) perfectly separated (AUC "
             f"{f['auc']:.4f}), so the threshold ({f['threshold']:.3g}, near the lowest positive's probability) is "
             "hardly set by the data; sensitivity on other patients may be far lower. Check it on your own data."
-            for cls, f in figures.items()
-            if f.get("auc") is not None and f["auc"] >= SEPARATED_AUC and f.get("support") and "threshold" in f]
+            for cls, f in ((c, figures[c]) for c in separated_classes(figures))
+            if f.get("support") and "threshold" in f]
 
 
 def evaluate(classifier: Classifier, X: np.ndarray, Y: np.ndarray, batch_size: int = 512) -> dict[str, dict]:
