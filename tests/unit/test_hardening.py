@@ -474,9 +474,10 @@ def test_validation_warnings_name_auc_drops_and_thresholds_the_data_does_not_set
     assert kept[0] == warnings[0] and len(kept) == 2 and "the parent's (0.746) is kept" in kept[1]
 
 
-def test_folds_refuse_validation_and_af_records_and_tabulate_the_benchmark_summaries(tmp_path):
+def test_folds_refuse_validation_and_both_af_records_and_tabulate_the_benchmark_summaries(tmp_path):
     folds = _benchmark_module("hardening_folds")
-    for records in (["116"], ["201"], ["100"]):  # a validation record, an AF record, a DS2 record
+    # a validation record, both AF records (one alone may be held out), a DS2 record
+    for records in (["116"], ["201", "203"], ["100"]):
         with pytest.raises(ValueError, match="cannot be held out"):
             folds.run_fold(1, records, tmp_path, "t", {}, 1)
     gain = {"gain_db": 7.25, "gain_ci95_db": [3.0, 9.5], "trials": 40}
