@@ -54,7 +54,40 @@ def test_coarse_to_fine_halves_twelve_leads_down_to_the_bumped_one():
     sens = coarse_to_fine(ep, QueryCounter(clf, budget=60), 60)
     assert sens.queries <= 60
     assert _hits(ep, int(np.argmax(sens.score)), 3.4, lead=7)
-    assert sens.levels[2]["best_leads"] == [7]
+    assert [lv for lv in sens.levels if lv["level"] == "leads"][0]["best_leads"] == [7]
+
+
+def test_with_room_every_block_is_also_probed_alone_and_ranks_the_cells_after_the_top():
+    clf = BumpClassifier()
+    ep = _episode(bump_ecg().signal, clf)
+    small = coarse_to_fine(ep, QueryCounter(clf, budget=23), 23)
+    assert "alone" not in [lv["level"] for lv in small.levels]  # a small budget keeps its queries for the leads
+    clf.rows = 0
+    sens = coarse_to_fine(ep, QueryCounter(clf, budget=100), 100)
+    assert sens.queries == clf.rows <= 100
+    alone = next(lv for lv in sens.levels if lv["level"] == "alone")
+    assert len(alone["gains"]) == 10  # 10 one-second blocks, each put back alone into a dropped-out record
+    assert int(np.argmax(alone["gains"])) == int(BUMP_AT_S)  # the bump's block restores the most
+    assert _hits(ep, int(np.argmax(sens.score)), BUMP_AT_S, lead=0)
+    assert "leads" in [lv["level"] for lv in sens.levels]  # the leads still get their half
+
+
+def test_a_blocks_gain_alone_is_split_by_energy_and_added_to_the_scaled_estimate():
+    from ecglens.agent.localize import _with_alone
+    from ecglens.agent.grid import make_grid
+
+    grid = make_grid(np.zeros((2, 2000), np.float32), FS)
+    n_w = grid.n_windows
+    blocks = [list(range(a, a + 4)) for a in range(0, n_w, 4)]
+    est = np.zeros(grid.n_cells)
+    est[[10, 11]] = [0.8, 0.4]
+    energy = np.ones(grid.n_cells)
+    energy[n_w + 21] = 5.0  # lead 1, window 21: most of block 5's energy
+    out = _with_alone(est, {5: 0.3, 2: -0.2}, blocks, grid, energy)
+    assert out[10] == pytest.approx(1.0) and out[11] == pytest.approx(0.5)  # the estimate, over its largest
+    assert out[n_w + 21] == pytest.approx(1.0)  # the largest share of a gain alone counts as much as the top
+    assert out[20] == pytest.approx(1 / 5) and out[0] == 0  # a negative gain adds nothing
+    assert _with_alone(est, {5: -0.1}, blocks, grid, energy) is est  # no block helps alone: unchanged
 
 
 def test_ranked_scores_put_the_search_top_first_then_cells_by_their_own_drop():
