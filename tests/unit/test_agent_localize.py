@@ -82,12 +82,16 @@ def test_a_blocks_gain_alone_is_split_by_energy_and_added_to_the_scaled_estimate
     est = np.zeros(grid.n_cells)
     est[[10, 11]] = [0.8, 0.4]
     energy = np.ones(grid.n_cells)
-    energy[n_w + 21] = 5.0  # lead 1, window 21: most of block 5's energy
-    out = _with_alone(est, {5: 0.3, 2: -0.2}, blocks, grid, energy)
+    energy[21] = 5.0  # lead 0, window 21: most of block 5's energy on that lead
+    share = np.array([0.75, 0.25])  # lead 0 carries three quarters of what single-lead probes measured
+    out = _with_alone(est, {5: 0.3, 2: -0.2}, blocks, grid, energy, share)
     assert out[10] == pytest.approx(1.0) and out[11] == pytest.approx(0.5)  # the estimate, over its largest
-    assert out[n_w + 21] == pytest.approx(1.0)  # the largest share of a gain alone counts as much as the top
+    assert out[21] == pytest.approx(1.0)  # the largest share of a gain alone counts as much as the top
     assert out[20] == pytest.approx(1 / 5) and out[0] == 0  # a negative gain adds nothing
-    assert _with_alone(est, {5: -0.1}, blocks, grid, energy) is est  # no block helps alone: unchanged
+    assert out[n_w + 21] == pytest.approx(0.25 / 4 / (0.75 * 5 / 8))  # lead 1: its share, split evenly
+    ignored = _with_alone(est, {5: 0.3}, blocks, grid, energy, np.array([1.0, 0.0]))
+    assert not ignored[n_w:].any()  # a lead the classifier does not read gets nothing
+    assert _with_alone(est, {5: -0.1}, blocks, grid, energy, share) is est  # no block helps alone: unchanged
 
 
 def test_ranked_scores_put_the_search_top_first_then_cells_by_their_own_drop():

@@ -157,7 +157,7 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     def done() -> Sensitivity:
         est = _estimate(finest, whole, grid, group_of, dropout_energy)
         if alone_gain:
-            est = _with_alone(est, alone_gain, blocks, grid, dropout_energy)
+            est = _with_alone(est, alone_gain, blocks, grid, dropout_energy, _lead_shares(finest, grid)[0])
         return Sensitivity(score, drop, counter.queries - start, levels, est)
 
     # 1. blocks
@@ -224,15 +224,9 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
 
 
 
-def _estimate(finest: dict[int, tuple[float, frozenset, int]], whole: dict[int, float], grid,
-              group_of: dict[int, tuple[int, ...]], energy: np.ndarray) -> np.ndarray:
-    """Each cell's own share of the drop: its finest group's drop split over its leads by the leads' measured
-    shares (single-lead probes), so a weak lead of a strong window ranks below the strong lead of the next
-    window, and within a lead over the group's windows by the energy dropout removes from each (a window holding
-    a QRS complex carries more of what a classifier reads than a stretch of flat baseline). The energy split,
-    against an even one, on DS1 one-PVC windows at budget 25: deletion AUC 0.299 -> 0.293 (built-in CNN) and
-    0.103 -> 0.089 (GRU) over 120 windows of all of DS1, 0.346 -> 0.336 and 0.100 -> 0.089 on the validation
-    records alone; pointing game unchanged."""
+def _lead_shares(finest: dict[int, tuple[float, frozenset, int]], grid) -> tuple[np.ndarray, dict]:
+    """float64 ``[leads]`` summing to 1: each lead's mean share of its window's drop over the windows probed lead
+    by lead (even shares where none was), and those probes' drops by window and lead."""
     n_leads, n_w = grid.n_leads, grid.n_windows
     single: dict[int, list[float]] = {}
     by_window: dict[int, dict[int, float]] = {}
@@ -246,6 +240,20 @@ def _estimate(finest: dict[int, tuple[float, frozenset, int]], whole: dict[int, 
                 single.setdefault(lead, []).append(v / total)
     share = np.array([np.mean(single[l]) if l in single else 1.0 / n_leads for l in range(n_leads)])
     share = share / share.sum() if share.sum() > 0 else np.full(n_leads, 1.0 / n_leads)
+    return share, by_window
+
+
+def _estimate(finest: dict[int, tuple[float, frozenset, int]], whole: dict[int, float], grid,
+              group_of: dict[int, tuple[int, ...]], energy: np.ndarray) -> np.ndarray:
+    """Each cell's own share of the drop: its finest group's drop split over its leads by the leads' measured
+    shares (single-lead probes), so a weak lead of a strong window ranks below the strong lead of the next
+    window, and within a lead over the group's windows by the energy dropout removes from each (a window holding
+    a QRS complex carries more of what a classifier reads than a stretch of flat baseline). The energy split,
+    against an even one, on DS1 one-PVC windows at budget 25: deletion AUC 0.299 -> 0.293 (built-in CNN) and
+    0.103 -> 0.089 (GRU) over 120 windows of all of DS1, 0.346 -> 0.336 and 0.100 -> 0.089 on the validation
+    records alone; pointing game unchanged."""
+    n_leads, n_w = grid.n_leads, grid.n_windows
+    share, by_window = _lead_shares(finest, grid)
     # Drops do not add up: single-lead probes of a window sum to kappa times its all-lead drop; coarser groups
     # are scaled by the same kappa so that extrapolated cells compare with measured ones.
     ratios = [sum(by_window[w].values()) / whole[w] for w in by_window
@@ -262,23 +270,26 @@ def _estimate(finest: dict[int, tuple[float, frozenset, int]], whole: dict[int, 
 
 
 def _with_alone(est: np.ndarray, gains: dict[int, float], blocks: list[list[int]], grid,
-                energy: np.ndarray) -> np.ndarray:
-    """The estimate (each relative to the largest) plus each cell's share of its block's gain alone (relative to
-    the largest), the share split over the block's cells by dropout energy.
+                energy: np.ndarray, lead_share: np.ndarray) -> np.ndarray:
+    """The estimate (relative to its largest) plus each cell's share of its block's gain alone (relative to the
+    largest share), the gain split over leads by their measured shares (`_lead_shares`; a lead the classifier
+    does not read gets none) and within a lead over windows by dropout energy.
 
     Why: a probe that drops a block out of the whole record and one that puts it back alone into a record
     dropped out are the two ends of the coalitions a Shapley value averages over; the deletion metric flattens
     more and more of the record, where what a block does alone matters. DS1 one-PVC windows, budget 500, 120
-    windows: deletion AUC 0.291 -> 0.280 (built-in), 0.090 -> 0.075 (GRU), flips and their SNR unchanged; on
-    the validation records alone 0.335 -> 0.328 and 0.083 -> 0.071. (Averaging the two in probability units
-    instead, or splitting the gain over leads as the drop is, gave about half of that.)
+    windows: deletion AUC 0.291 -> 0.280 (built-in), 0.090 -> 0.074 (GRU), flips and their SNR unchanged; on
+    the validation records alone 0.335 -> 0.331 and 0.083 -> 0.071. (Averaging the two in probability units
+    instead gave about half of that.)
     """
     n_w = grid.n_windows
     alone = np.zeros_like(est)
     for b, gain in gains.items():
-        cells = [lead * n_w + w for lead in range(grid.n_leads) for w in blocks[b]]
-        total = float(energy[cells].sum())
-        alone[cells] = max(gain, 0.0) * (energy[cells] / total if total > 0 else 1.0 / len(cells))
+        for lead in range(grid.n_leads):
+            cells = [lead * n_w + w for w in blocks[b]]
+            total = float(energy[cells].sum())
+            part = energy[cells] / total if total > 0 else 1.0 / len(cells)
+            alone[cells] = max(gain, 0.0) * lead_share[lead] * part
     if alone.max() <= 0:
         return est
     scale = float(est.max()) if est.max() > 0 else 1.0
