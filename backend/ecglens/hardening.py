@@ -701,6 +701,14 @@ def _mean_auc(figures: dict[str, dict]) -> float:
     return float(np.mean(aucs)) if aucs else 0.0
 
 
+THRESHOLD_RULES = ("parent", "youden")  # `HardenConfig.thresholds`
+
+
+def _check_threshold_rule(rule: str) -> None:
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"thresholds rule must be 'parent' or 'youden', got {rule!r}")
+
+
 def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "parent"
                  ) -> tuple[dict[str, float], list[str]]:
     """Refit the Platt scaling (a `Calibrated` module) on validation windows, and set the per-class thresholds by
@@ -716,6 +724,7 @@ def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "p
     from ecglens.classifiers.evaluate import class_metrics
     from ecglens.classifiers.train import fit_platt, youden_thresholds
 
+    _check_threshold_rule(rule)  # before the Platt buffers change
     scale = np.float32(parent.card.input_scale)
     Xs = X * scale if scale != 1 else X
     if parent.calibrated:
@@ -723,8 +732,6 @@ def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "p
         with torch.no_grad():
             parent.module.a.copy_(torch.tensor(a, dtype=torch.float32))
             parent.module.b.copy_(torch.tensor(b, dtype=torch.float32))
-    if rule not in ("parent", "youden"):
-        raise ValueError(f"thresholds rule must be 'parent' or 'youden', got {rule!r}")
     if not parent.card.multilabel or rule == "parent":
         return dict(parent.card.thresholds), []
     probs = _probabilities(parent, X)
@@ -794,6 +801,7 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
     card = parent.card
     if val_Y.shape[1] != len(card.classes):
         raise ValueError(f"{parent.path}: validation targets have {val_Y.shape[1]} columns, the card {len(card.classes)} classes")
+    _check_threshold_rule(config.thresholds)  # now, not after minutes of fine-tuning
     threads_before, det_before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -984,6 +992,7 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
                   data: dict[str, Any] | None = None) -> ModelCard:
     """The card of a hardened model: the parent's input contract, new thresholds, parent, recipe and figures."""
     cfg = result.config
+    repicked = parent.card.multilabel and cfg.thresholds == "youden"  # else every threshold is the parent's
     base = parent.card.to_dict()
     base.update(
         name=name, version="1", thresholds={k: round(float(v), 6) for k, v in result.thresholds.items()},
@@ -1027,8 +1036,7 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
                      if cfg.soup > 1 else "one fine-tune"),
             "calibration": ("Platt scaling per class refitted on the validation windows" if parent.calibrated
                             else "the parent's output kept"),
-            "thresholds": thresholds_text(parent.card.multilabel and cfg.thresholds == "youden",
-                                          result.kept_thresholds),
+            "thresholds": thresholds_text(repicked, result.kept_thresholds),
             "selection": "EMA weights of the epoch with the best (clean + noisy) / 2 mean validation AUC",
             "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()}
                         for h in result.history],
@@ -1037,9 +1045,7 @@ def hardened_card(parent: Trainable, result: HardenResult, name: str, *,
         },
     )
     base["extra"] = {**(base.get("extra") or {}),
-                     "known_issues": validation_warnings(
-                         result.figures, parent.card.multilabel and cfg.thresholds == "youden",
-                         result.kept_thresholds)}
+                     "known_issues": validation_warnings(result.figures, repicked, result.kept_thresholds)}
     return ModelCard.from_dict(base)
 
 
@@ -1292,7 +1298,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--highpass-hz", type=float, default=None,
                    help="cut-off of the linear-phase FIR high-pass front end (default: the recipe's; 0 = none)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
-    p.add_argument("--thresholds", choices=["parent", "youden"], default="parent",
+    p.add_argument("--thresholds", choices=THRESHOLD_RULES, default="parent",
                    help="keep the parent's operating thresholds, or re-pick them on DS1 validation (default: parent)")
     p.add_argument("--soup", type=int, default=None,
                    help="fine-tunes (seeds seed, seed+1, ...) whose weights are averaged (default: the recipe's, 2)")

@@ -109,7 +109,7 @@ def test_ranked_scores_put_the_search_top_first_then_cells_by_their_own_drop():
 
 
 def test_the_weak_lead_of_the_top_window_ranks_below_the_next_windows_strong_lead():
-    from ecglens.agent.localize import _estimate
+    from ecglens.agent.localize import _estimate, _lead_shares
     from ecglens.agent.grid import make_grid
 
     grid = make_grid(np.zeros((2, 2000), np.float32), FS)  # 2 leads x 40 windows
@@ -118,12 +118,12 @@ def test_the_weak_lead_of_the_top_window_ranks_below_the_next_windows_strong_lea
     finest = {0 * n_w + 10: (0.6, frozenset({0}), 1), 1 * n_w + 10: (0.05, frozenset({1}), 1),  # top window
               0 * n_w + 11: (0.5, leads, 1), 1 * n_w + 11: (0.5, leads, 1)}                    # next window
     groups = {c: (c,) for c in (10, n_w + 10)} | {c: (11, n_w + 11) for c in (11, n_w + 11)}
-    est = _estimate(finest, {10: 0.7, 11: 0.5}, grid, groups, np.ones(grid.n_cells))
+    est = _estimate(finest, {10: 0.7, 11: 0.5}, grid, groups, np.ones(grid.n_cells), *_lead_shares(finest, grid))
     assert est[0 * n_w + 10] > est[0 * n_w + 11] > est[1 * n_w + 10]
 
 
 def test_a_blocks_drop_goes_to_its_windows_by_the_energy_dropout_removes():
-    from ecglens.agent.localize import _estimate
+    from ecglens.agent.localize import _estimate, _lead_shares
     from ecglens.agent.grid import make_grid
 
     grid = make_grid(np.zeros((2, 2000), np.float32), FS)
@@ -132,11 +132,12 @@ def test_a_blocks_drop_goes_to_its_windows_by_the_energy_dropout_removes():
     finest = {c: (0.8, frozenset({0, 1}), 4) for c in block}
     energy = np.ones(grid.n_cells)
     energy[[5, n_w + 5]] = 7.0  # window 5 holds the QRS complex
-    est = _estimate(finest, {}, grid, {c: block for c in block}, energy)
+    est = _estimate(finest, {}, grid, {c: block for c in block}, energy, *_lead_shares(finest, grid))
     assert est[5] > est[4] == est[6] == est[7] > 0
     # The block's drop is only redistributed, not inflated: lead 0's cells still add up to its even share.
     assert est[[4, 5, 6, 7]].sum() == pytest.approx(0.8 * 0.5)
-    flat = _estimate(finest, {}, grid, {c: block for c in block}, np.zeros(grid.n_cells))  # nothing to remove
+    nothing = np.zeros(grid.n_cells)  # dropout removes no energy anywhere
+    flat = _estimate(finest, {}, grid, {c: block for c in block}, nothing, *_lead_shares(finest, grid))
     assert flat[4] == pytest.approx(0.8 * 0.5 / 4)
 
 
