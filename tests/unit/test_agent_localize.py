@@ -42,6 +42,19 @@ def test_coarse_to_fine_measures_nothing_when_a_level_does_not_fit():
     assert sens.queries == 0 and clf.rows == 0 and not sens.score.any()
 
 
+def test_a_budget_short_of_the_widened_block_probes_the_windows_nearest_its_centre():
+    # A budget split between several findings can leave fewer queries than the top block's six widened windows;
+    # the explanation must still reach window resolution instead of stopping at 1-s blocks.
+    clf = BumpClassifier()
+    ep = _episode(bump_ecg().signal, clf)
+    sens = coarse_to_fine(ep, QueryCounter(clf, budget=13), 13)  # 10 blocks + 3 windows
+    assert sens.queries == 13
+    windows = [lv for lv in sens.levels if lv["level"] == "windows"][0]["windows"]
+    assert len(windows) == 3 and max(windows) - min(windows) == 2
+    _, a, b = ep.grid.cell_times(int(np.argmax(sens.score)))  # no lead level fits: the time must hit
+    assert a - 0.15 <= BUMP_AT_S <= b + 0.15
+
+
 def test_coarse_to_fine_halves_twelve_leads_down_to_the_bumped_one():
     clf = BumpClassifier()
     import neurokit2 as nk

@@ -181,6 +181,11 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
                                        if len(windows_of(k)) <= left() // 2), 1))
     windows = windows_of(n_top)
     if left() < len(windows):
+        # Too few queries for the widened block (a small budget shared by several findings): probe the windows
+        # nearest the top block's centre that fit, rather than leave the explanation at block resolution.
+        centre = (blocks[order[0]][0] + blocks[order[0]][-1]) / 2
+        windows = sorted(sorted(windows, key=lambda w: (abs(w - centre), w))[:left()])
+    if not windows:
         return done()
     d_windows = measure([cells_of([w]) for w in windows])
     levels.append({"level": "windows", "windows": windows, "drops": d_windows.round(4).tolist()})
