@@ -55,6 +55,60 @@ def test_a_budget_short_of_the_widened_block_probes_the_windows_nearest_its_cent
     assert a - 0.15 <= BUMP_AT_S <= b + 0.15
 
 
+class _LeaningBump(BumpClassifier):
+    """The bump detector, leaning on the rest of the record: with ``sign`` +1 the QRS complexes add to the finding
+    (dropping them out lowers it), with -1 they count against it (dropping them out raises it)."""
+
+    def __init__(self, sign: int, reference: np.ndarray):
+        super().__init__()
+        self.sign = sign
+        self.reference = float(self._qrs_energy(reference[None])[0])
+
+    @staticmethod
+    def _qrs_energy(x: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import uniform_filter1d
+
+        return ((x - uniform_filter1d(x, 9, axis=-1)) ** 2).sum(axis=(1, 2))
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float64)
+        bump = super().predict_proba(x)[:, 1]
+        left = np.clip(self._qrs_energy(x) / self.reference, 0.0, 1.0)
+        p = 0.7 * bump + 0.3 * (left if self.sign > 0 else 1.0 - left)
+        return np.stack([1.0 - p, p], axis=1)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_the_order_check_keeps_the_top_and_picks_the_order_that_drops_the_evidence_fastest(sign):
+    # Which way a classifier leans once much of the record is flat is measured, not assumed: the same record
+    # gets QRS complexes early in the order when they support the finding and late when they count against it.
+    signal = bump_ecg().signal
+    clf = _LeaningBump(sign, signal)
+    ep = _episode(signal, clf)
+    sens = coarse_to_fine(ep, QueryCounter(clf, budget=23), 23)
+    assert sens.queries == clf.rows <= 23
+    level = sens.levels[-1]
+    assert level["level"] == "order" and level["candidates"] == ["estimate", "energy, high first",
+                                                                 "energy, low first"]
+    p = dict(zip(level["candidates"], level["probabilities"]))
+    assert p[level["chosen"]] == min(p.values())
+    if sign > 0:
+        assert p["energy, high first"] < p["energy, low first"] and level["chosen"] != "energy, low first"
+    else:
+        assert p["energy, low first"] < p["energy, high first"] and level["chosen"] != "energy, high first"
+    assert sorted(sens.order.tolist()) == list(range(ep.grid.n_cells))
+    assert sens.order[0] == int(np.argmax(sens.score))  # the search's top cell stays first
+    assert np.array_equal(np.argsort(-sens.ranked_scores(), kind="stable"), sens.order)
+
+
+def test_the_order_check_leaves_room_for_the_blocks_alone_probes_at_larger_budgets():
+    clf = BumpClassifier()
+    ep = _episode(bump_ecg().signal, clf)
+    levels = [lv["level"] for lv in coarse_to_fine(ep, QueryCounter(clf, budget=100), 100).levels]
+    assert "alone" in levels and "order" not in levels
+    assert "order" not in [lv["level"] for lv in coarse_to_fine(ep, QueryCounter(clf, budget=16), 16).levels]
+
+
 def test_coarse_to_fine_halves_twelve_leads_down_to_the_bumped_one():
     clf = BumpClassifier()
     import neurokit2 as nk
@@ -119,6 +173,10 @@ def test_ranked_scores_put_the_search_top_first_then_cells_by_their_own_drop():
     est = np.array([0.1, 0.3, 0.1, 0.25, 0.0])
     ranked = Sensitivity(score, drop, queries=9, estimate=est).ranked_scores()
     assert list(np.argsort(-ranked)) == [1, 3, 0, 2, 4]
+    # A checked order re-ranks the cells and hands them the same values rank by rank.
+    checked = Sensitivity(score, drop, queries=9, estimate=est, order=np.array([1, 3, 4, 2, 0])).ranked_scores()
+    assert list(np.argsort(-checked)) == [1, 3, 4, 2, 0]
+    assert np.allclose(np.sort(checked), np.sort(ranked))
 
 
 def test_the_weak_lead_of_the_top_window_ranks_below_the_next_windows_strong_lead():
