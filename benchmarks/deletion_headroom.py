@@ -74,7 +74,8 @@ def rankings(case, classifier, target: str, budget: int, seed: int, shapley_budg
     head, tail = ours[:k], ours[k:]
 
     def then(first: list[int], rest: list[int]) -> list[int]:
-        return first + [c for c in rest if c not in set(first)]
+        taken = set(first)
+        return first + [c for c in rest if c not in taken]
 
     def flattened(cells: list[int]) -> np.ndarray:
         return np.where(cell_mask(grid, cells), flat, case.x)

@@ -706,7 +706,7 @@ THRESHOLD_RULES = ("parent", "youden")  # `HardenConfig.thresholds`
 
 def _check_threshold_rule(rule: str) -> None:
     if rule not in THRESHOLD_RULES:
-        raise ValueError(f"thresholds rule must be 'parent' or 'youden', got {rule!r}")
+        raise ValueError(f"thresholds rule must be {' or '.join(map(repr, THRESHOLD_RULES))}, got {rule!r}")
 
 
 def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "parent"

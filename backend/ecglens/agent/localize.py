@@ -16,8 +16,8 @@ Levels (each probed in one batched classifier call):
 2. *Windows*: each window of the top blocks, one window added on each side (a beat cut by a block edge), x all
    leads.
 3. *Blocks alone*: each block kept while the rest of the record drops out, plus the record all dropped out, when
-   what is left is at least twice that (budgets from about 300); these rank the cells after the top ones
-   (`_with_alone`), not the search.
+   what is left is at least twice that (explain budgets of about 60-119 and from about 270); these rank the cells
+   after the top ones (`_with_alone`), not the search.
 4. *Leads*: the top windows, lead by lead (leads halved recursively when there are more than four), for as
    many windows as the budget allows.
 5. *Order*: three queries kept back from the levels above check the order of the cells after the first twentieth
@@ -137,10 +137,11 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     dropout_energy = cell_energy(grid, ep.clean - flat)
 
     n_blocks = -(-n_w // block_windows)
+    alone_room = 2 * (n_blocks + 1)  # the blocks-alone level runs when the leads keep as many queries as it takes
     # The order check stands in for the blocks-alone probes, which see the same partly flattened record, where the
     # budget is too small for them (the windows take at most half of what the blocks leave). With both, on DS1 at
     # budget 500: built-in 0.288 -> 0.280, GRU 0.074 -> 0.076, so there the queries stay with the leads.
-    alone_fits = alone and (budget - n_blocks) // 2 >= 2 * (n_blocks + 1)
+    alone_fits = alone and (budget - n_blocks) // 2 >= alone_room
     reserve = (ORDER_QUERIES if check_order and not alone_fits and budget - ORDER_QUERIES >= n_blocks + block_windows
                else 0)
 
@@ -151,10 +152,17 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     group_of: dict[int, tuple[int, ...]] = {}  # cell -> the cells of that group
     whole: dict[int, float] = {}  # window -> drop with all its leads out
 
+    def probe(rows: list[np.ndarray]) -> np.ndarray:
+        """The classifier's probabilities for ``rows``, in one batched call, reported."""
+        probs = ep.probe_rows(counter, np.stack(rows))
+        if report:
+            report(counter.queries)
+        return probs
+
     def measure(groups: list[list[int]]) -> np.ndarray:
         """Drop (over p0) of the target probability when each group of cells drops out."""
         signal = ep.signal()
-        probs = ep.probe_rows(counter, np.stack([np.where(cell_mask(grid, g), flat, signal) for g in groups]))
+        probs = probe([np.where(cell_mask(grid, g), flat, signal) for g in groups])
         d = (ep.p - probs[:, ep.target.index]) / max(ep.p0, 1e-3)
         for g, v in zip(groups, d):
             leads = frozenset(int(c) // n_w for c in g)
@@ -169,8 +177,6 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
             # L2 the dropout changes, over the clean input's (the policy's per-L2 feature)
             l2 = float(np.sqrt(dropout_energy[g].sum())) / ep.signal_l2
             ep.record_probe(g, np.tile(row, (len(g), 1)), ep.p, [l2] * len(g))
-        if report:
-            report(counter.queries)
         return d
 
     def cells_of(windows: Sequence[int], leads: Sequence[int] | None = None) -> list[int]:
@@ -186,11 +192,9 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
             est = _with_alone(est, alone_gain, blocks, grid, dropout_energy, share)
         sens = Sensitivity(score, drop, counter.queries - start, levels, est)
         if reserve and levels and counter.left_before(start + budget) >= reserve:
-            sens.order, level = _checked_order(ep, counter, sens, flat, dropout_energy)
+            sens.order, level = _checked_order(ep, probe, sens, flat, dropout_energy)
             levels.append(level)
             sens.queries = counter.queries - start
-            if report:
-                report(counter.queries)
         return sens
 
     # 1. blocks
@@ -227,14 +231,12 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
         score[cells_of([w])] = base + 1.0 + (len(ranked) - rank) / len(ranked)
         drop[cells_of([w])] = d_windows[windows.index(w)]
     # 3. every block alone (the rest of the record dropped out), when the leads keep at least as many queries
-    if alone and left() >= 2 * (len(blocks) + 1):
+    if alone and left() >= alone_room:
         rows = [np.where(cell_mask(grid, cells_of(b)), ep.signal(), flat) for b in blocks] + [flat]
-        probs = ep.probe_rows(counter, np.stack(rows))[:, ep.target.index]
+        probs = probe(rows)[:, ep.target.index]
         gains = (probs[:-1] - probs[-1]) / max(ep.p0, 1e-3)
         alone_gain.update(enumerate(gains.tolist()))
         levels.append({"level": "alone", "gains": gains.round(4).tolist()})
-        if report:
-            report(counter.queries)
     # 4. leads of the top windows, best window first, while the budget lasts
     if n_leads == 1:
         return done()
@@ -262,8 +264,8 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
 
 
 
-def _checked_order(ep: Episode, counter: QueryCounter, sens: Sensitivity, flat: np.ndarray,
-                   energy: np.ndarray) -> tuple[np.ndarray, dict]:
+def _checked_order(ep: Episode, probe: Callable[[list[np.ndarray]], np.ndarray], sens: Sensitivity,
+                   flat: np.ndarray, energy: np.ndarray) -> tuple[np.ndarray, dict]:
     """Every cell in the order that drops the evidence fastest, of three checked with one query each.
 
     The top twentieth of `Sensitivity.own_order` (what a reader meets first; the deletion metric's first step)
@@ -292,7 +294,7 @@ def _checked_order(ep: Episode, counter: QueryCounter, sens: Sensitivity, flat: 
     half = rest.size // 2
     signal = ep.signal()
     rows = [np.where(cell_mask(grid, np.concatenate([head, c[:half]])), flat, signal) for c in candidates.values()]
-    p = ep.probe_rows(counter, np.stack(rows))[:, ep.target.index]
+    p = probe(rows)[:, ep.target.index]
     best = int(np.argmin(p))  # the first (the estimate) on a tie
     name = list(candidates)[best]
     return (np.concatenate([head, candidates[name]]),

@@ -5,8 +5,9 @@ episode per diagnosed finding under the query budget:
 
 1. *Localise* (`localize.coarse_to_fine`). Dropout probes over 1-s blocks, then the windows of the top blocks,
    then the leads of the top windows, each level in one batched call: about 20 queries find the critical cell
-   of a 10-s two-lead record. With room (budgets from about 300), each block is also probed alone, which ranks
-   the cells after the top ones. Nearly all of a budget under 120 goes here, a fifth of a larger one.
+   of a 10-s two-lead record. With room (budgets of about 60-119 and from about 270), each block is also probed
+   alone, which ranks the cells after the top ones; without, three queries check that ranking's order. Nearly
+   all of a budget under 120 goes here, a fifth of a larger one.
 2. *First flip.* With 200 queries or more left, a greedy scan over the localisation's most sensitive cells
    gets half of them; if it has not flipped the diagnosis, one call of broad noise (`broad.broad_flip`, for
    classifiers no local noise moves), then the policy goes on from the scan's state. With less room, broad
