@@ -123,7 +123,7 @@ def _with_front_end(parent: Trainable, wrap: Callable[[Any], Any]) -> Trainable:
     Platt buffers outside the front end); a new scripted module."""
     import torch
 
-    from ecglens.classifiers.train import Calibrated
+    from ecglens.classifiers.train import Calibrated  # imports torch
 
     if parent.calibrated:
         m = parent.module

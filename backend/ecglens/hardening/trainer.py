@@ -134,7 +134,7 @@ def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "p
     """
     import torch
 
-    from ecglens.classifiers.train import fit_platt, youden_thresholds
+    from ecglens.classifiers.train import fit_platt, youden_thresholds  # imports torch
 
     check_threshold_rule(rule)  # before the Platt buffers change
     scale = np.float32(parent.card.input_scale)
@@ -183,7 +183,7 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
     """
     import torch
 
-    from ecglens.classifiers.train import augment
+    from ecglens.classifiers.train import augment  # imports torch
 
     config = replace(config) if config else HardenConfig()  # a copy: the filter length is filled in below
     say = log or (lambda _line: None)
