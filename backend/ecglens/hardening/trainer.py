@@ -24,8 +24,8 @@ from ecglens.distortions import KINDS
 from ecglens.hardening.card import HardenResult, hardened_card, save_hardened
 from ecglens.hardening.config import HardenConfig, check_threshold_rule
 from ecglens.hardening.frontends import highpass_length, with_baseline_removal, with_highpass
-from ecglens.hardening.mix import (AdversarialPool, HardeningMix, WindowSource, adversarial_pool, mitdb_sources,
-                                   noisy_copies)
+from ecglens.hardening.mix import (AdversarialPool, HardeningMix, MixBatch, WindowSource, adversarial_pool,
+                                   mitdb_sources, noisy_copies)
 from ecglens.hardening.parent import Trainable, load_trainable
 
 
@@ -111,6 +111,32 @@ def _loss(parent: Trainable, out: Any, y: Any) -> Any:
     if not bool(has.any()):
         return (out * 0).sum()
     return -((y[has] / mass[has]) * log_p[has]).sum(dim=1).mean()
+
+
+def _batch_loss(parent: Trainable, out: Any, batch: MixBatch, config: HardenConfig, *, teacher: Any | None,
+                scale: float, params: Sequence[Any], anchor: Sequence[Any] | None) -> Any:
+    """The fine-tuning loss of one batch: the label loss of the trainable part's raw outputs ``out``
+    ``[batch, classes]``, plus ``config.distill`` times the loss against ``teacher``'s answer on each row's clean
+    window (when a teacher is given), plus the L2-SP penalty towards ``anchor`` (when given)."""
+    import torch
+
+    y = torch.from_numpy(batch.Y)
+    if config.clean_label_weight == config.label_weight == 1.0:
+        loss = _loss(parent, out, y)
+    else:  # each part weighs its share of the batch times its label weight
+        loss = out.new_zeros(())
+        is_clean = torch.from_numpy(batch.source == 0)
+        for rows, weight in ((~is_clean, config.label_weight), (is_clean, config.clean_label_weight)):
+            if weight > 0 and bool(rows.any()):
+                share = float(rows.float().mean())
+                loss = loss + weight * share * _loss(parent, out[rows], y[rows])
+    if teacher is not None:  # stability training: answer a noisy row as the parent answers its clean window
+        with torch.no_grad():
+            soft = _targets(parent, teacher(torch.from_numpy(batch.clean) * scale))
+        loss = loss + config.distill * _loss(parent, out, soft)
+    if anchor is not None:  # L2-SP: stay near the parent's weights
+        loss = loss + 0.5 * config.l2sp * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, anchor))
+    return loss
 
 
 def _val_figures(parent: Trainable, X: np.ndarray, Y: np.ndarray, thresholds: dict[str, float]) -> dict[str, dict]:
@@ -257,25 +283,8 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
                 for _ in range(config.steps_per_epoch):
                     b = mix.draw(config.batch_size, rng_k)
                     x = augment(torch.from_numpy(b.X), card.sampling_rate, gen) * scale
-                    out = net(x)
-                    y = torch.from_numpy(b.Y)
-                    if config.clean_label_weight == config.label_weight == 1.0:
-                        loss = _loss(parent, out, y)
-                    else:  # each part weighs its share of the batch times its label weight
-                        loss = out.new_zeros(())
-                        is_clean = torch.from_numpy(b.source == 0)
-                        for rows, weight in ((~is_clean, config.label_weight),
-                                             (is_clean, config.clean_label_weight)):
-                            if weight > 0 and bool(rows.any()):
-                                share = float(rows.float().mean())
-                                loss = loss + weight * share * _loss(parent, out[rows], y[rows])
-                    if teacher is not None:  # answer a noisy row as the parent answers its clean window
-                        with torch.no_grad():
-                            soft = _targets(parent, teacher(torch.from_numpy(b.clean) * scale))
-                        loss = loss + config.distill * _loss(parent, out, soft)
-                    if anchor is not None:  # L2-SP: stay near the parent's weights
-                        loss = loss + 0.5 * config.l2sp * sum(((p - p0) ** 2).sum()
-                                                              for p, p0 in zip(params, anchor))
+                    loss = _batch_loss(parent, net(x), b, config, teacher=teacher, scale=scale, params=params,
+                                       anchor=anchor)
                     opt.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(params, 5.0)
