@@ -16,7 +16,7 @@ COMMAND_MODULES = (
     "ecglens.service.cli",        # serve, create-key, audit verify
     "ecglens.classifiers.cli",    # train-classifier
     "ecglens.agent.cli",          # explain, robustness, train-agent
-    "ecglens.hardening",          # harden
+    "ecglens.hardening.cli",      # harden
 )
 
 

@@ -9,7 +9,7 @@ or marks the job failed with the reason. It is idempotent: a job already done or
 whose worker died (no progress for ``job_lease_s``) is taken over.
 
 Hardening jobs (``POST /models/{name}/harden``, table ``hardening_jobs``) follow the same pattern:
-`run_hardening(job_id)` claims the row, runs `ecglens.hardening.run_hardening_job` on the MIT-BIH folder of
+`run_hardening(job_id)` claims the row, runs `ecglens.service.hardening_job.run_hardening_job` on the MIT-BIH folder of
 `Settings.mitdb_dir` with the same progress writer, and stores the new model's summary or the failure reason. A job
 takes minutes with few progress calls, so a heartbeat thread keeps its lease while it runs. `LocalExecutor` runs
 them on a pool of their own (one thread), so a long fine-tuning never holds up analyses.
@@ -426,7 +426,7 @@ def run_hardening(job_id: str, runtime: Runtime | None = None, *, worker: str | 
     started = time.monotonic()
     where = ""
     try:
-        from ecglens.hardening import run_hardening_job
+        from ecglens.service.hardening_job import run_hardening_job
 
         params = job.params or {}
         folder = mitdb_folder(runtime.settings)

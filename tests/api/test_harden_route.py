@@ -339,7 +339,7 @@ def test_a_retried_job_returns_the_model_it_registered_before_its_worker_stopped
     """A worker that stopped after registering the hardened model but before marking the job done: the retry
     finds the model its own job registered (the card names the job) and finishes; another job's model with the
     same name is still refused."""
-    from ecglens.hardening import run_hardening_job
+    from ecglens.service.hardening_job import run_hardening_job
     from ecglens.service.db import Model, utcnow
 
     with harden_api.runtime.sessions() as session:

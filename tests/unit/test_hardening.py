@@ -196,7 +196,7 @@ def test_smoke_hardening_writes_model_and_card_with_parent_and_recipe(tiny_model
 
 
 def test_recalibration_keeps_the_parents_threshold_where_validation_separates_the_class(tiny_model):
-    from ecglens.hardening import _probabilities, _recalibrate
+    from ecglens.hardening.trainer import _probabilities, _recalibrate
 
     parent = load_trainable(tiny_model)
     X, _ = _windows(40, np.random.default_rng(12))
@@ -222,7 +222,7 @@ def test_hardening_is_deterministic_under_seed(tiny_model):
 
 
 def test_hardening_job_refuses_models_whose_weights_we_do_not_hold(tmp_path):
-    from ecglens.hardening import run_hardening_job
+    from ecglens.service.hardening_job import run_hardening_job
     from ecglens.service.config import Settings
     from ecglens.service.db import Model, utcnow
     from ecglens.service.runtime import Runtime
@@ -278,7 +278,8 @@ def test_kind_weights_set_the_share_of_each_noise_kind():
 
 
 def test_baseline_removal_front_end_ignores_slow_drift_and_exports(tiny_model, tmp_path):
-    from ecglens.hardening import _probabilities, with_baseline_removal
+    from ecglens.hardening import with_baseline_removal
+    from ecglens.hardening.trainer import _probabilities
 
     parent = load_trainable(tiny_model)
     wrapped = with_baseline_removal(parent, 0.5)

@@ -128,7 +128,7 @@ class Model(Base):
 
 class HardeningJob(JobState, Base):
     """One ``POST /models/{name}/harden`` job: fine-tune ``parent_model`` into ``new_model``
-    (`ecglens.hardening.run_hardening_job`). States and lease: `JobState`.
+    (`ecglens.service.hardening_job.run_hardening_job`). States and lease: `JobState`.
 
     ``params`` is ``{"seed", "epochs", "agent_windows", "soup"}`` (None = the recipe's default); ``result``, once done,
     is the new model's ``{"name", "kind", "sha256", "parent", "card"}`` with a summary of its card;

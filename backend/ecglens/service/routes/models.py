@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from sqlalchemy import select
 
 from ecglens.errors import ClassifierError
+from ecglens.hardening import hardened_name, load_trainable
 from ecglens.service.db import QUEUED, RUNNING, ApiKey, HardeningJob, Model, new_id, utcnow
 from ecglens.service.deps import ADMINS, EVERYONE, Access, RuntimeDep, SessionDep, audit_object, not_found
 from ecglens.service.runtime import Runtime
@@ -195,7 +196,7 @@ def create_hardening_job(name: str, body: HardenCreate, request: Request, respon
     if parent is None:
         raise HTTPException(404, f"model {name[:100]!r} is not registered (see GET /api/v1/models)")
     _check_hardenable(parent)
-    new_name = body.new_name or f"{name}-hardened-s{body.seed}"
+    new_name = body.new_name or hardened_name(name, body.seed)
     if not _NAME.match(new_name):
         raise HTTPException(422, f"the default name {new_name[:120]!r} is not a valid model name; give 'new_name' "
                                  "(1-100 letters, digits, '_', '.' or '-')")
@@ -225,9 +226,8 @@ def create_hardening_job(name: str, body: HardenCreate, request: Request, respon
 
 def _check_hardenable(parent: Model) -> None:
     """422 unless ``parent``'s weights can be fine-tuned on MIT-BIH: checked here so the admin learns at once,
-    not minutes later from a failed job (`ecglens.hardening.run_hardening_job` and `mitdb_sources` check again)."""
+    not minutes later from a failed job (`ecglens.service.hardening_job` and `mitdb_sources` check again)."""
     from ecglens.datasets.mitdb import CLASS_NAMES
-    from ecglens.hardening import load_trainable
 
     if parent.kind not in ("builtin", "torchscript"):  # never load an HTTP endpoint or ONNX file for this
         raise HTTPException(422, f"model {parent.name!r} is {parent.kind}: hardening fine-tunes weights, so it "
