@@ -153,3 +153,49 @@ def read_annotations(data: bytes, filename: str, fs: float, duration_s: float | 
             out.warnings.append(f"{late} annotation{'s' if late > 1 else ''} after the record's end "
                                 f"({duration_s:.1f} s): the file may belong to another record")
     return out
+
+
+def segment_coverage(annotations: list[Annotations], segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which annotated beats (and rhythm) critical segments cover.
+
+    Parameters
+    ----------
+    annotations : list of Annotations
+        The record's annotation files.
+    segments : list of dict
+        Critical segments as `Segment.to_dict` writes them (``lead``, ``start_s``, ``end_s``, ...).
+
+    Returns
+    -------
+    dict with ``segments`` (per segment, in order: ``beats`` [{file, time_s, symbol, aami}] whose annotation time
+    falls in ``[start_s, end_s]``, and ``rhythm``, the episode label at the segment's middle or None),
+    ``beat_counts`` (AAMI class -> covered beats, each beat once even when several segments cover it) and
+    ``summary`` (one sentence).
+    """
+    out_segments = []
+    covered: dict[tuple[str, float], str] = {}
+    for seg in segments:
+        a, b = float(seg["start_s"]), float(seg["end_s"])
+        beats = []
+        rhythm = None
+        for ann in annotations:
+            for beat in ann.beats:
+                if a <= beat["time_s"] <= b:
+                    beats.append({"file": ann.filename, "time_s": beat["time_s"], "symbol": beat["symbol"],
+                                  "aami": beat["aami"]})
+                    covered[(ann.filename, beat["time_s"])] = beat["aami"]
+            mid = (a + b) / 2
+            for episode in ann.rhythms:
+                if rhythm is None and episode["start_s"] <= mid < episode["end_s"]:
+                    rhythm = episode["label"]
+        out_segments.append({"beats": beats, "rhythm": rhythm})
+    counts: dict[str, int] = {}
+    for aami in covered.values():
+        counts[aami] = counts.get(aami, 0) + 1
+    if counts:
+        parts = ", ".join(f"{n} {c}" for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        total = sum(counts.values())
+        summary = f"The critical segments cover {total} annotated beat{'s' if total > 1 else ''} ({parts})."
+    else:
+        summary = "The critical segments cover no annotated beat."
+    return {"segments": out_segments, "beat_counts": counts, "summary": summary}

@@ -75,6 +75,11 @@ class Record(Base):
     deleted_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
     deleted_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
+    @property
+    def warnings(self) -> list[str]:
+        """The reader's warnings (``header["warnings"]``): faults it read past, shown beside the record."""
+        return [str(w) for w in (self.header or {}).get("warnings") or []]
+
 
 class JobState:
     """The columns every queued job shares (analyses, hardening jobs): its state, progress, failure reason and
