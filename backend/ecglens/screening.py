@@ -138,7 +138,9 @@ def screen(ecg: Ecg, classifier: Classifier, *, batch_size: int = 256,
     try:
         fitted = fit_record(ecg, counter)
     except KeyError as exc:
-        raise RecordError(ecg.name or None, str(exc).strip("'\"")) from None
+        raise RecordError(ecg.name or None, f"{str(exc).strip(chr(34) + chr(39))}; the model reads "
+                                            f"{', '.join(counter.lead_names)}: use a model whose card lists leads "
+                                            f"this record has") from None
     n = input_samples(counter)
     starts = window_starts(fitted.n_samples, n)
     names = tuple(counter.class_names)
@@ -165,3 +167,46 @@ def screen(ecg: Ecg, classifier: Classifier, *, batch_size: int = 256,
                      window_s=n / fitted.fs, probabilities=probs, present=present, burden=burden,
                      thresholds=thresholds, multilabel=multilabel, duration_s=float(ecg.duration_s),
                      queries=int(counter.queries))
+
+
+def register(subparsers: Any) -> None:
+    """The ``ecglens screen`` command."""
+    p = subparsers.add_parser("screen", help="run a classifier over every window of a whole recording",
+                              description="Screen a whole recording: the classifier over every window, the "
+                                          "burden of each finding and where each is most probable.")
+    p.add_argument("record", nargs="+", help="the record: a WFDB .hea (its signal files beside it, or listed "
+                                             "too), EDF, CSV, JSON, DICOM, aECG XML or a .zip")
+    p.add_argument("--model", default="builtin", help="load_classifier spec (default: builtin)")
+    p.add_argument("--strict", action="store_true", help="refuse WFDB files with checksum mismatches, unknown "
+                                                         "dates or missing initial values instead of warning")
+    p.add_argument("--json", action="store_true", help="print the Screening as JSON")
+    p.set_defaults(func=_cmd_screen)
+
+
+def _cmd_screen(args: Any) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from ecglens import load_classifier, read_record
+
+    paths = [Path(p) for p in args.record]
+    if len(paths) == 1:
+        ecg = read_record(paths[0], strict=args.strict)
+    else:
+        ecg = read_record({p.name: p for p in paths}, filename=paths[0].name, strict=args.strict)
+    for warning in ecg.metadata.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    clf = load_classifier(args.model)
+    result = screen(ecg, clf)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"{ecg.name or paths[0].name}: {result.n_windows} windows of {result.window_s:g} s over "
+          f"{result.duration_s:.1f} s ({args.model})")
+    for label in result.classes:
+        start, p = result.peak(label)
+        print(f"  {label:<32} burden {100 * result.burden[label]:5.1f}%   most probable {p:.2f} at {start:.1f} s")
+    windows = ", ".join(f"{label} at {start:.1f} s" for label, start in result.windows_to_explain())
+    print(f"windows to explain: {windows}")
+    return 0
