@@ -115,3 +115,23 @@ def test_a_30_minute_two_lead_record_with_the_builtin_model():
     assert result.starts_s[-1] == pytest.approx(ecg.duration_s - clf.window_s, abs=1 / clf.sampling_rate)
     # record 208 holds 992 PVCs: ventricular ectopy is found in most of its windows
     assert "ventricular ectopy" in result.findings() and result.burden["ventricular ectopy"] > 0.5
+
+
+def test_the_screen_command_prints_burden_windows_and_the_readers_warnings(tmp_path, capsys):
+    import wfdb
+
+    from ecglens.cli import main
+
+    x = _record(30.0, [12.0], fs=360.0).signal[0]
+    wfdb.wrsamp("holter", fs=360, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=np.stack([x, 0.5 * x], 1),
+                fmt=["16", "16"], write_dir=str(tmp_path))
+    header = (tmp_path / "holter.hea").read_text().splitlines()
+    header[1] = " ".join(header[1].split()[:6] + ["0"] + header[1].split()[7:])  # the CinC placeholder checksum
+    (tmp_path / "holter.hea").write_text("\n".join(header) + "\n")
+    assert main(["screen", str(tmp_path / "holter.hea")]) == 0
+    out, err = capsys.readouterr()
+    assert "holter: 3 windows of 10 s over 30.0 s (builtin)" in out and "burden" in out
+    assert "windows to explain:" in out
+    assert err.startswith("warning: signal MLII (holter.dat): the header's checksum is 0")
+    assert main(["screen", str(tmp_path / "holter.hea"), "--strict"]) == 2
+    assert "checksum mismatch" in capsys.readouterr().err
