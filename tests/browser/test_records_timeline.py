@@ -154,3 +154,39 @@ def test_the_page_says_why_a_model_cannot_analyse_a_record_and_what_would(server
                                   content_type="application/json")
         assert status == 422 and builtin["reason"] in body["detail"]
     assert page.console_log.errors == []
+
+
+def test_dropped_files_are_grouped_by_record_name_and_by_the_files_a_header_names(server, browser_page,
+                                                                                  cinc_style_files):
+    import base64
+
+    page = browser_page
+    sign_in(page, server)
+    page.click('#nav a[data-nav="upload"]')
+    # The grouping itself: a header naming a signal file of another name takes it; annotations go by record name.
+    groups = page.evaluate("""async () => {
+        const u = await import('/js/upload.js');
+        const files = [new File(['rec 1 250 1000\\nsignals_2020.dat 16 200 16 0 0 0 0 II\\n'], 'rec.hea'),
+                       new File(['x'], 'signals_2020.dat'), new File(['x'], 'rec.qrs'), new File(['x'], 'B1.mat'),
+                       new File(['x'], 'B1.hea'), new File(['x'], 'strip.csv'), new File(['x'], 'lone.mat')];
+        const named = await u.headerNames(files);
+        return { named, groups: u.groupFiles(files, named).map((g) => [g.label, g.files.map((f) => f.name)]) };
+    }""")
+    assert groups["named"]["rec.hea"] == ["signals_2020.dat"]
+    assert groups["groups"] == [["rec", ["rec.hea", "signals_2020.dat", "rec.qrs"]], ["B1", ["B1.mat", "B1.hea"]],
+                                ["strip.csv", ["strip.csv"]], ["lone", ["lone.mat"]]]
+    # A drop of the CinC-style triple uploads one record.
+    payload = [{"name": f.name, "b64": base64.b64encode(f.read_bytes()).decode()} for f in cinc_style_files]
+    page.evaluate("""(files) => {
+        const dt = new DataTransfer();
+        for (const f of files) dt.items.add(new File([Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0))], f.name));
+        const zone = document.querySelector('#dropzone');
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+            zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }
+    }""", payload)
+    row = page.locator('.upload-item[data-group="A00042"]')
+    row.locator(".state a").wait_for(timeout=60_000)
+    assert page.locator(".upload-item").count() == 1
+    assert row.locator(".files").text_content() == "A00042.hea + A00042.mat + A00042.atr"
+    assert page.console_log.errors == []
