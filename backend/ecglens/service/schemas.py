@@ -147,7 +147,8 @@ class AnalysisCreated(BaseModel):
 
 
 class AnalysisPublic(BaseModel):
-    """A job's state; when done, ``explanation`` and ``robustness`` hold the result JSON (see explanation.py)."""
+    """A job's state; when done, ``explanation`` and ``robustness`` hold the result JSON (see explanation.py), with
+    the record's ``screening``, the explained ``windows`` and, for annotated records, ``annotations``."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "7d1e0c5b9a8f4e3d2c1b0a9f8e7d6c5b", "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10",

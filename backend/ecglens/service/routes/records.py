@@ -27,8 +27,10 @@ router = APIRouter(prefix="/records", tags=["records"])
 _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                               "description": "One or more record files (WFDB .hea + .dat "
-                                                              "pairs matched by record name) or .zip archives."}},
+                                               "description": "One or more record files or .zip archives. A "
+                                                              "WFDB header takes the signal files it names "
+                                                              "(.dat, .mat) and the annotation files of its "
+                                                              "record name (.atr, .qrs, ...): see docs/formats.md."}},
     "required": ["files"]}},
     "application/fhir+json": {"schema": {"type": "object", "description": "One FHIR R4 Observation with "
                                          "component.valueSampledData, one component per lead."}}}}}
