@@ -101,8 +101,8 @@ def test_a_cinc_style_record_uploads_as_one_with_warnings_annotations_and_a_time
         page.click('#timeline-pick button[type="submit"]')
     assert json.loads(typed.value.request.post_data)["start_s"] == 20.0
     typed_id = typed.value.json()["id"]
-    page.wait_for_function(f"() => document.querySelector('#timeline-windows button') && "
-                           f"document.querySelector('#timeline-windows button').textContent.includes('0:20')",
+    page.wait_for_function("() => document.querySelector('#timeline-windows button') && "
+                           "document.querySelector('#timeline-windows button').textContent.includes('0:20')",
                            timeout=TIMEOUT_MS)
     status, typed_analysis = server.api(f"/analyses/{typed_id}")
     assert typed_analysis["explanation"]["start_s"] == 20.0

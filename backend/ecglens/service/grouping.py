@@ -51,7 +51,6 @@ def group_files(files: list[UploadFile]) -> list[RecordGroup]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise UploadError(f"{dupes[0]}: the same file name appears twice in the upload")
-    by_name = {f.filename: f for f in files}
     headers = [f for f in files if f.filename.lower().endswith(".hea")]
     parsed = {h.filename: _header(h) for h in headers}
     segment_headers = {f"{s}.hea" for p in parsed.values() if p for s in p.segments}
