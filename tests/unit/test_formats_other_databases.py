@@ -86,6 +86,13 @@ def test_unknown_date_spelling_is_a_warning_and_kept_as_written(tmp_path):
         read_record(files, strict=True)
 
 
+def test_an_iso_date_time_in_one_token_is_read(tmp_path):
+    files = _write(tmp_path, "iso", _beats(1000, 250.0), 250.0, ["II"])
+    files = _edit(files, "iso.hea", lambda lines: [lines[0] + " 2019-12-25T12:30:05", *lines[1:]])
+    ecg = read_record(files, strict=True)
+    assert ecg.metadata["date"] == "2019-12-25" and ecg.metadata["time"] == "12:30:05"
+
+
 def test_signal_lines_without_initial_value_read_with_a_warning_and_channel_names(tmp_path):
     files = _write(tmp_path, "short", _beats(2000, 200.0, 2), 200.0, ["I", "II"])
     # file, format, gain, ADC resolution, ADC zero: the initial value, checksum, block size and name are gone

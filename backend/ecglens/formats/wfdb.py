@@ -121,7 +121,10 @@ def _parse_header(raw: bytes, filename: str) -> _Header:
     # "HH:MM:SS DD/MM/YYYY", so they are parsed here and left off the line wfdb sees.
     if extra:
         header.raw_datetime = " ".join(extra)
-        for token in extra:
+        # ISO 8601 date-times ("2014-04-15T05:05:05") are a date and a time in one token.
+        tokens = [part for token in extra for part in (token.split("T", 1) if re.match(r"^\d{4}-\d\d-\d\dT", token)
+                                                        else [token])]
+        for token in tokens:
             moment, day = parse_time(token), parse_date(token)
             header.time = header.time or moment
             header.date = header.date or day
