@@ -100,6 +100,17 @@ def test_files_that_belong_to_no_record_or_are_not_annotations_are_refused_by_na
     assert api.client.get("/api/v1/records", headers=api.auth("clinician")).json()["count"] == 0
 
 
+def test_annotations_past_the_records_end_are_kept_and_warned_about_beside_the_record(sqlite_api, synthetic_ecg,
+                                                                                     tmp_path):
+    files = wfdb_files(synthetic_ecg, "late", tmp_path / "w")
+    files["late.atr"] = _annotations(tmp_path / "w", "late", [100, 360 * 40], ["N", "V"])
+    response = sqlite_api.upload(files)
+    assert response.status_code == 201, response.text
+    (record,) = response.json()["data"]
+    assert record["warnings"] == ["late.atr: 1 annotation after the record's end (10.0 s): the file may belong to "
+                                  "another record"]
+
+
 def test_a_mat_file_without_its_header_is_refused_naming_the_header(sqlite_api, synthetic_ecg, tmp_path):
     files = _mat_pair(synthetic_ecg, "A00002", tmp_path / "m")
     response = sqlite_api.upload({"A00002.mat": files["A00002.mat"]})

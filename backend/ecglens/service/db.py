@@ -77,8 +77,12 @@ class Record(Base):
 
     @property
     def warnings(self) -> list[str]:
-        """The reader's warnings (``header["warnings"]``): faults it read past, shown beside the record."""
-        return [str(w) for w in (self.header or {}).get("warnings") or []]
+        """The readers' warnings: faults read past in the record's files (``header["warnings"]``) and in its
+        annotation files (each ``files`` entry's), shown beside the record."""
+        out = [str(w) for w in (self.header or {}).get("warnings") or []]
+        for entry in self.files or []:
+            out += [f"{entry.get('filename')}: {w}" for w in entry.get("warnings") or []]
+        return out
 
 
 class JobState:
