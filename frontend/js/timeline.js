@@ -92,8 +92,13 @@ export class Timeline {
       </form>
       ${windows.length ? `<div id="timeline-windows" class="timeline-windows" aria-label="Explained windows">
         <span class="muted small">Explained:</span>
-        ${windows.map((w, i) => `<button type="button" class="btn btn-quiet btn-small" data-window="${i}" aria-pressed="${i === this.shown}">
-          ${esc(w.finding)} at ${esc(clock(w.start_s))}</button>`).join("")}
+        ${windows.map((w, i) => {
+          // The explainer explains the window's diagnosis, which may be another finding than the one peaking there.
+          const label = w.explanation?.diagnosis?.label;
+          const other = label && label !== w.finding ? ` (explained: ${esc(label)})` : "";
+          return `<button type="button" class="btn btn-quiet btn-small" data-window="${i}" aria-pressed="${i === this.shown}">
+          ${esc(w.finding)} at ${esc(clock(w.start_s))}${other}</button>`;
+        }).join("")}
       </div>` : ""}
       ${coverage.length ? `<ul id="timeline-coverage" class="small" aria-label="Annotated beats the critical segments cover">
         ${coverage.map((c) => `<li><strong>${esc(c.finding)} at ${esc(clock(c.start_s))}</strong>: ${esc(c.summary)}</li>`).join("")}
