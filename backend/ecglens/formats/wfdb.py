@@ -337,7 +337,7 @@ def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>", *, st
             raise RecordError(header_name, f"could not decode the signal files ({', '.join(sorted(set(needed)))})"
                                            f": {describe(exc)}") from exc
 
-    meta = _metadata(header, header_name, sorted({header_name, *needed}))
+    meta = _metadata(header, header_name, sorted({*headers, *needed}))
     meta.update(extra)
     if notes:
         meta["warnings"] = notes
