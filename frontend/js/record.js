@@ -65,7 +65,11 @@ export async function render(root, id) {
       await viewer.showExplained(Number(w.start_s) || 0);
     },
   });
-  root.addEventListener("analysis-shown", (e) => { timeline.shown = 0; timeline.render(e.detail); });
+  // On this page's own result panel (the page root outlives the page).
+  root.querySelector("#result-panel").addEventListener("analysis-shown", (e) => {
+    timeline.shown = 0;
+    timeline.render(e.detail);
+  });
   const viewer = new EcgViewer(plot, record, {
     onChange: (state) => {
       const out = root.querySelector("#viewer-readout");
