@@ -6,6 +6,7 @@ Public entry points (see DESIGN.md "Contracts"):
 - ``load_classifier(spec) -> Classifier``  (``"builtin"``, ``.pt``, ``.onnx``, ``http(s)://``)
 - ``explain(ecg, classifier, *, distortions=None, query_budget=..., seed=0) -> Explanation``
 - ``robustness(ecg, classifier, ...) -> RobustnessReport``
+- ``screen(ecg, classifier) -> Screening``  (every window of a whole recording, in batched calls)
 
 Imports are lazy so that reading a record does not pay for torch.
 """
@@ -20,7 +21,7 @@ from ecglens.errors import ClassifierError, QueryBudgetExceeded, RecordError
 
 __version__ = "0.1.0"
 __all__ = ["Ecg", "RecordError", "ClassifierError", "QueryBudgetExceeded", "normalize_lead",
-           "read_record", "load_classifier", "explain", "robustness", "__version__"]
+           "read_record", "load_classifier", "explain", "robustness", "screen", "__version__"]
 
 
 def read_record(path_or_bytes: Any, filename: str | None = None, **kwargs: Any) -> Ecg:
@@ -45,6 +46,12 @@ def robustness(ecg: Ecg, classifier: Any, **kwargs: Any):
     from ecglens.robustness import robustness as _robustness
 
     return _robustness(ecg, classifier, **kwargs)
+
+
+def screen(ecg: Ecg, classifier: Any, **kwargs: Any):
+    from ecglens.screening import screen as _screen
+
+    return _screen(ecg, classifier, **kwargs)
 
 
 class _Package(types.ModuleType):

@@ -3,9 +3,10 @@ every executor calls.
 
 `LocalExecutor` (default) runs jobs on a thread pool in the API process; `CeleryExecutor` queues them on a Redis
 broker for `ecglens.worker` processes. Either way `run_analysis(analysis_id)` claims the job in the database,
-loads the record and the classifier (once per model per process), runs `ecglens.explain` and
-`ecglens.robustness` with a progress callback that writes progress to the database, and stores the result JSON,
-or marks the job failed with the reason. It is idempotent: a job already done or failed is left alone, and a job
+loads the record and the classifier (once per model per process), screens the whole record (`ecglens.screen`),
+runs `ecglens.explain` on the most probable window of each finding (or on the window asked for) and
+`ecglens.robustness` on the first, with a progress callback that writes progress to the database, and stores the
+result JSON, or marks the job failed with the reason in words (`service.fitting.failure_reason`). It is idempotent: a job already done or failed is left alone, and a job
 whose worker died (no progress for ``job_lease_s``) is taken over.
 
 Hardening jobs (``POST /models/{name}/harden``, table ``hardening_jobs``) follow the same pattern:
@@ -37,8 +38,11 @@ from ecglens.service.runtime import Runtime
 
 log = logging.getLogger("ecglens.jobs")
 
-# Progress split: the explanation is most of the work, the robustness sweep the rest.
+# Progress split: the screening is quick, the explanations are most of the work, the robustness sweep the rest.
+SCREEN_SHARE = 5.0
 EXPLAIN_SHARE = 70.0
+# Windows a default analysis explains: the most probable window of each finding, at most this many.
+MAX_EXPLAINED_WINDOWS = 3
 CELERY_TASK = "ecglens.run_analysis"
 HARDEN_CELERY_TASK = "ecglens.run_hardening"
 JobTable = Union[type[Analysis], type[HardeningJob]]
@@ -270,8 +274,10 @@ def run_analysis(analysis_id: str, runtime: Runtime | None = None, *, worker: st
     try:
         result, queries = _explain_and_stress(runtime, analysis_id, job, classifiers or CLASSIFIERS)
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
-        reason = f"{type(exc).__name__}: {exc}"[:2000]
-        log.warning("analysis %s failed: %s", analysis_id, type(exc).__name__)
+        from ecglens.service.fitting import failure_reason
+
+        reason = failure_reason(exc)
+        log.warning("analysis %s failed: %s: %s", analysis_id, type(exc).__name__, exc)
         _finish(runtime, analysis_id, FAILED, started, error=reason)
         return FAILED
     _finish(runtime, analysis_id, DONE, started, result=json.dumps(result, allow_nan=False), queries=queries)
@@ -296,15 +302,47 @@ def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
         session.expunge_all()
     ecg = load_ecg(record, runtime.blobs)
     clf = classifiers.get(model)
-    explanation = ecglens.explain(ecg, clf, distortions=job.distortions, query_budget=job.query_budget,
-                                  seed=job.seed, start_s=job.start_s,
-                                  progress=ProgressWriter(runtime, analysis_id, 0.0, EXPLAIN_SHARE))
-    # The robustness sweep tests the window that was explained, for the finding that was explained.
+    screening = ecglens.screen(ecg, clf, progress=ProgressWriter(runtime, analysis_id, 0.0, SCREEN_SHARE))
+    # A window asked for is explained alone; by default, the most probable window of each finding.
+    chosen = ([(None, job.start_s)] if job.start_s is not None
+              else screening.windows_to_explain(MAX_EXPLAINED_WINDOWS))
+    step = (EXPLAIN_SHARE - SCREEN_SHARE) / len(chosen)
+    windows = []
+    for k, (finding, start_s) in enumerate(chosen):
+        explanation = ecglens.explain(
+            ecg, clf, distortions=job.distortions, query_budget=job.query_budget, seed=job.seed, start_s=start_s,
+            progress=ProgressWriter(runtime, analysis_id, SCREEN_SHARE + k * step, SCREEN_SHARE + (k + 1) * step))
+        windows.append({"finding": finding or explanation.diagnosis.label, "start_s": float(explanation.start_s),
+                        "explanation": explanation.to_dict()})
+    main = windows[0]["explanation"]
+    # The robustness sweep tests the first window explained, for the finding that was explained there.
     report = robustness(ecg, clf, distortions=job.distortions, seed=job.seed,
-                        start_s=explanation.start_s, label=explanation.diagnosis.label,
+                        start_s=main["start_s"], label=main["diagnosis"]["label"],
                         progress=ProgressWriter(runtime, analysis_id, EXPLAIN_SHARE, 100.0))
-    result = {"explanation": explanation.to_dict(), "robustness": report.to_dict()}
-    return result, int(explanation.queries) + int(report.queries)
+    result = {"explanation": main, "robustness": report.to_dict(), "screening": screening.to_dict(),
+              "windows": [dict(w, explanation=None) if i == 0 else w for i, w in enumerate(windows)]}
+    coverage = _annotation_coverage(record, runtime, windows)
+    if coverage is not None:
+        result["annotations"] = coverage
+    queries = screening.queries + sum(int(w["explanation"]["queries"]) for w in windows) + int(report.queries)
+    return result, queries
+
+
+def _annotation_coverage(record: Record, runtime: Runtime, windows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Which annotated beats each explained window's critical segments cover (None: no annotation files)."""
+    from ecglens.formats.annotations import segment_coverage
+    from ecglens.service.grouping import stored_annotations
+
+    files = stored_annotations(record, runtime.blobs)
+    if not files:
+        return None
+    out = []
+    for window in windows:
+        main = window["explanation"]
+        segments = main.get("segments", [])
+        out.append({"finding": window["finding"], "start_s": window["start_s"], **segment_coverage(files, segments)})
+    return {"files": [{"filename": a.filename, "annotator": a.annotator, "beat_counts": a.beat_counts()}
+                      for a in files], "windows": out}
 
 
 def _finish(runtime: Runtime, analysis_id: str, status: str, started: float, *, result: Any = None,

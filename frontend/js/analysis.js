@@ -93,8 +93,12 @@ async function renderForm(target, record, state, viewer, els, controller) {
     const button = form.querySelector("#analysis-start");
     button.disabled = true;
     try {
+      // A moment picked on the timeline (timeline.js) sets the window to explain.
+      const start = form.dataset.startS;
+      delete form.dataset.startS;
       const created = await api("/analyses", { method: "POST", json: {
-        record_id: record.id, model: fd.get("model"), distortions, query_budget: budget, seed: 0 } });
+        record_id: record.id, model: fd.get("model"), distortions, query_budget: budget, seed: 0,
+        ...(start != null ? { start_s: Number(start) } : {}) } });
       els.result.innerHTML = "";
       els.robustness.innerHTML = "";
       viewer.setSegments([], null);
@@ -239,6 +243,8 @@ export async function showResult(analysis, viewer, els, models = null) {
     if (e.target.name === "overlay") viewer.setOverlay(e.target.value);
   });
   bindExports(els.result, analysis.id);
+  // The record page draws the timeline strip from the same analysis (record.js).
+  els.result.dispatchEvent(new CustomEvent("analysis-shown", { bubbles: true, detail: analysis }));
   await viewer.setSegments(segments, ex);
   await viewer.showExplained(Number(ex.start_s) || 0);
   const card = models ? unwrapList(models).items.find((m) => m.name === analysis.model)?.card : null;

@@ -1,25 +1,57 @@
-// Upload view: drag-and-drop or file picker, several files at once. WFDB files that share a record name
-// (100.hea + 100.dat [+ 100.atr]) travel together; every other file (zip, EDF, CSV, JSON, DICOM, XML) alone.
-// Each group is its own POST /records with its own progress bar, so the reader's error lands beside the file
-// that caused it.
+// Upload view: drag-and-drop (files or folders) or file picker, several files at once. WFDB files that share a
+// record name (100.hea + 100.dat [+ 100.atr]) or that a header names (A00001.hea lists A00001.mat) travel
+// together; every other file (zip, EDF, CSV, JSON, DICOM, XML) alone. Each group is its own POST /records with its
+// own progress bar, so the reader's error lands beside the file that caused it. The server groups the same way
+// (and groups the files inside a zip).
 import { ApiError, esc, uploadRecord } from "./api.js";
 
-const WFDB_PARTS = new Set(["hea", "dat", "atr", "qrs", "ecg", "xws"]);
-const ACCEPT = ".hea,.dat,.atr,.zip,.edf,.csv,.json,.dcm,.xml";
+// Signal files and the WFDB annotators PhysioNet databases use (ecglens.formats.annotations.ANNOTATION_EXTENSIONS).
+const SIGNAL_PARTS = ["dat", "mat", "xyz"];
+export const ANNOTATION_EXTENSIONS = ["atr", "ari", "ann", "all", "man", "qrs", "ecg", "pu", "pu0", "pu1", "apn",
+  "st", "sta", "stb", "stc", "wqrs", "gqrs", "sqrs", "xqrs", "jqrs", "cnt", "event", "arou", "resp", "trigger"];
+const WFDB_PARTS = new Set(["hea", "xws", ...SIGNAL_PARTS, ...ANNOTATION_EXTENSIONS]);
+const ACCEPT = [".hea", ...SIGNAL_PARTS.map((e) => `.${e}`), ...ANNOTATION_EXTENSIONS.map((e) => `.${e}`),
+  ".zip", ".edf", ".bdf", ".csv", ".tsv", ".txt", ".json", ".dcm", ".xml"].join(",");
 
 function extension(name) {
   const dot = name.lastIndexOf(".");
   return dot === -1 ? "" : name.slice(dot + 1).toLowerCase();
 }
 
-/** Split picked files into upload groups: WFDB parts by record name, everything else one file per group. */
-export function groupFiles(files) {
+/** The file names each WFDB header names on its signal lines (and segment lines): {"A00001.hea": ["A00001.mat"]}. */
+export async function headerNames(files) {
+  const out = {};
+  for (const file of files) {
+    if (extension(file.name) !== "hea" || file.size > 1 << 20) continue;
+    let text;
+    try { text = await file.text(); } catch { continue; }
+    const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+    if (!lines.length) continue;
+    const [name, count] = lines[0].split(/\s+/);
+    const segments = name.includes("/");
+    const n = segments ? Number(name.split("/")[1]) : Number(count);
+    out[file.name] = lines.slice(1, 1 + (Number.isFinite(n) ? n : 0))
+      .map((l) => l.split(/\s+/)[0]).filter((f) => f && f !== "~")
+      .map((f) => (segments ? `${f}.hea` : f));
+  }
+  return out;
+}
+
+/**
+ * Split picked files into upload groups: WFDB parts by record name, and the files a header names (`named`, from
+ * `headerNames`) with that header; everything else one file per group.
+ */
+export function groupFiles(files, named = {}) {
   const wfdb = new Map();
   const groups = [];
+  const owner = new Map();  // file name -> the header's stem that names it
+  for (const [header, names] of Object.entries(named)) {
+    for (const n of names) if (!owner.has(n)) owner.set(n, header.slice(0, -4));
+  }
   for (const file of files) {
     const ext = extension(file.name);
-    if (WFDB_PARTS.has(ext)) {
-      const stem = file.name.slice(0, file.name.length - ext.length - 1);
+    if (WFDB_PARTS.has(ext) || owner.has(file.name)) {
+      const stem = owner.get(file.name) ?? file.name.slice(0, file.name.length - ext.length - 1);
       if (!wfdb.has(stem)) {
         const group = { label: stem, files: [] };
         wfdb.set(stem, group);
@@ -52,8 +84,9 @@ export function render(root) {
   root.innerHTML = `
     <section class="panel" aria-labelledby="upload-title">
       <h1 id="upload-title">Upload ECG records</h1>
-      <p class="muted">WFDB (the .hea header with its .dat signal file), a .zip of records, EDF, CSV or JSON.
-        You can choose several files at once.</p>
+      <p class="muted">WFDB (the .hea header with its .dat or .mat signal files, and annotation files such as
+        .atr or .qrs), a .zip or a folder of records, EDF, CSV, JSON, DICOM or HL7 aECG XML. You can choose several
+        files at once: the files of one record are sent together.</p>
       <label class="dropzone" id="dropzone" tabindex="0" role="button" aria-describedby="drop-help">
         <strong>Drop files here</strong>
         <span id="drop-help" class="muted">or press Enter to choose files</span>
@@ -84,15 +117,36 @@ export function render(root) {
   for (const type of ["dragleave", "drop"]) {
     zone.addEventListener(type, () => zone.classList.remove("dragover"));
   }
-  zone.addEventListener("drop", (e) => {
+  zone.addEventListener("drop", async (e) => {
     e.preventDefault();
-    startUploads([...e.dataTransfer.files], list);
+    startUploads(await droppedFiles(e.dataTransfer), list);
   });
+}
+
+/** The files of a drop, folders included (a dropped PhysioNet folder uploads every record in it). */
+export async function droppedFiles(transfer) {
+  const entries = [...(transfer.items || [])].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  if (!entries.some((e) => e.isDirectory)) return [...transfer.files];
+  const out = [];
+  const walk = async (entry) => {
+    if (entry.isFile) {
+      out.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+    } else if (entry.isDirectory && !entry.name.startsWith(".")) {
+      const reader = entry.createReader();
+      for (;;) {  // readEntries answers in batches until it answers none
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry);
+  return out.filter((f) => !f.name.startsWith("."));
 }
 
 /** Upload every group one after another (the server reads each record as it arrives). */
 export async function startUploads(files, list) {
-  const groups = groupFiles(files);
+  const groups = groupFiles(files, await headerNames(files));
   const rows = groups.map((group) => addRow(group, list));
   for (let i = 0; i < groups.length; i += 1) {
     await uploadGroup(groups[i], rows[i]);

@@ -129,6 +129,13 @@ export class EcgViewer {
     this._fetchSeq = 0;
     this._relayoutTimer = null;
     this._drawing = false;
+    this.layers = [];                    // extra drawings (annotations.js): layer.draw({layout, data, rows, range, rowRanges})
+  }
+
+  /** Draw `layer` with every redraw, on top of the traces. */
+  addLayer(layer) {
+    this.layers.push(layer);
+    return this.draw();
   }
 
   /** The lead name in this record for an analysis lead name (exact, else a stand-in), or null. */
@@ -417,6 +424,7 @@ export class EcgViewer {
         this._overlayTraces(lead, r, s0, s1, axes, data);
       }
     });
+    for (const layer of this.layers) layer.draw({ layout, data, rows, range: this.range, rowRanges: this.rowRanges });
     this._drawing = true;
     try {
       await window.Plotly.react(this.div, data, layout, {

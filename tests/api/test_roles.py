@@ -11,6 +11,8 @@ MATRIX = [
     ("GET", "/api/v1/records", ALL),
     ("GET", "/api/v1/records/{record_id}", ALL),
     ("GET", "/api/v1/records/{record_id}/signal", {"clinician", "admin", "service"}),
+    ("GET", "/api/v1/records/{record_id}/annotations", {"clinician", "admin", "service"}),
+    ("GET", "/api/v1/records/{record_id}/models", ALL),
     ("DELETE", "/api/v1/records/{record_id}", {"admin"}),
     ("POST", "/api/v1/analyses", {"clinician", "admin", "service"}),
     ("GET", "/api/v1/analyses", ALL),

@@ -184,16 +184,22 @@ def test_create_analysis_returns_202_and_completes_with_results(api, wfdb_record
     assert auditor_view["status"] == "done" and auditor_view["explanation"] is None
 
 
-def test_failed_analysis_keeps_its_record_and_says_why(api, synthetic_ecg, tmp_path, tiny_model):
+def test_analysis_no_model_fits_is_refused_saying_why_and_what_would(api, synthetic_ecg, tmp_path, tiny_model):
     assert register_tiny(api, tiny_model).status_code == 201
     one_lead = wfdb_files(synthetic_ecg.select_leads(["V1"]), "v1only", tmp_path / "v1")
     record = api.upload(one_lead).json()["data"][0]
-    created = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
-                              json={"record_id": record["id"], "model": "tiny", "query_budget": 20}).json()
-    failed = api.wait(created["id"])
-    assert failed["status"] == "failed"
-    assert "MLII" in failed["error"]  # the tiny model needs MLII; the record has only V1
+    response = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
+                               json={"record_id": record["id"], "model": "tiny", "query_budget": 20})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    # the tiny model needs MLII; the record has only V1: said in words, with what would fit, no exception text
+    assert "needs lead MLII, and the record has V1" in detail and "register one" in detail
+    assert "KeyError" not in detail and "RecordError" not in detail
+    fits = api.client.get(f"/api/v1/records/{record['id']}/models", headers=api.auth("clinician")).json()["data"]
+    tiny = next(f for f in fits if f["model"] == "tiny")
+    assert tiny["fits"] is False and tiny["needs"] == ["MLII", "V1"] and "MLII" in tiny["reason"]
     assert api.client.get(f"/api/v1/records/{record['id']}", headers=api.auth("clinician")).status_code == 200
+    assert api.client.get("/api/v1/analyses", headers=api.auth("clinician")).json()["count"] == 0
 
 
 def test_analysis_of_unknown_model_or_record_is_404(api, wfdb_record):

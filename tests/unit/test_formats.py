@@ -98,8 +98,11 @@ def test_wfdb_mismatched_pair_is_record_error_naming_both_files(tmp_path):
 def test_wfdb_signal_file_from_another_record_fails_the_checksum(tmp_path):
     a = _wrsamp(tmp_path, "rec_a", _signal(np.random.default_rng(5)), ["I", "II"])
     b = _wrsamp(tmp_path, "rec_b", _signal(np.random.default_rng(6)), ["I", "II"])
+    swapped = {"rec_a.hea": a["rec_a.hea"], "rec_a.dat": b["rec_b.dat"]}
     with pytest.raises(RecordError, match="checksum mismatch"):
-        read_record({"rec_a.hea": a["rec_a.hea"], "rec_a.dat": b["rec_b.dat"]})
+        read_record(swapped, strict=True)
+    warnings = read_record(swapped).metadata["warnings"]
+    assert len(warnings) == 2 and all("checksum mismatch" in w for w in warnings)
 
 
 def test_wfdb_truncated_signal_file_is_record_error(tmp_path):

@@ -58,10 +58,12 @@ def test_mitdb_record_uploaded_as_bytes_and_as_zip_reads_the_same():
     np.testing.assert_array_equal(read_record(buffer.getvalue(), "105.zip").signal, from_path.signal)
 
 
-def test_mitdb_header_with_another_records_signal_file_is_refused():
+def test_mitdb_header_with_another_records_signal_file_is_a_warning_refused_when_strict():
     folder = shared_path("mitdb")
+    swapped = {"100.hea": (folder / "100.hea").read_bytes(), "100.dat": (folder / "101.dat").read_bytes()}
     with pytest.raises(RecordError, match="checksum mismatch"):
-        read_record({"100.hea": (folder / "100.hea").read_bytes(), "100.dat": (folder / "101.dat").read_bytes()})
+        read_record(swapped, strict=True)
+    assert any("checksum mismatch" in w for w in read_record(swapped).metadata["warnings"])
 
 
 def test_nstdb_records_read_with_noise_channels():

@@ -100,6 +100,7 @@ def read_record(
     files: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
     fs: float | None = None,
     format: str | None = None,
+    strict: bool = False,
 ) -> Ecg:
     """Read an ECG record of any supported format into an `Ecg` (float32 ``[leads, samples]`` in mV).
 
@@ -119,13 +120,17 @@ def read_record(
     format : str, optional
         Skip detection and read as this format (``"wfdb"``, ``"edf"``, ``"csv"``, ``"json"``, ``"dicom"``,
         ``"aecg"`` or an alias such as ``"hl7"``). Default: None (detect).
+    strict : bool
+        Refuse WFDB files that are readable but depart from the specification (a checksum mismatch, a base
+        date no spelling matches, a signal line without its initial value) instead of reading them with a
+        warning in ``metadata["warnings"]``. Default: False.
 
     Returns
     -------
     Ecg
         Signal in mV, ``fs`` in Hz, canonical lead names, header fields in ``metadata`` (``format``,
         ``record_name``, ``source_files``, ``original_units``, and ``date``, ``time``, ``age``, ``sex``,
-        ``dx``, ``comments`` when the file has them).
+        ``dx``, ``comments`` when the file has them; ``warnings`` when something was read despite a fault).
 
     Raises
     ------
@@ -139,7 +144,7 @@ def read_record(
     >>> ecg = read_record(upload_bytes, "ecg.csv", fs=500)          # doctest: +SKIP
     """
     try:
-        return _read(path_or_bytes, filename, files, fs, format)
+        return _read(path_or_bytes, filename, files, fs, format, strict)
     except RecordError:
         raise
     except Exception as exc:  # noqa: BLE001 - the promise: only RecordError leaves this function
@@ -151,35 +156,36 @@ def read_record(
 read_any = read_record
 
 
-def _read(source: Any, filename: str | None, files: Any, fs: float | None, format: str | None) -> Ecg:
+def _read(source: Any, filename: str | None, files: Any, fs: float | None, format: str | None,
+          strict: bool = False) -> Ecg:
     chosen = canonical_format(format, filename) if format else None
     if isinstance(source, Mapping) or (source is None and files is not None):
         uploads = read_files(source if isinstance(source, Mapping) else files)
         if isinstance(source, Mapping) and files is not None:
             uploads.update(read_files(files))
-        return _read_many(uploads, filename or "<upload>", fs, chosen)
+        return _read_many(uploads, filename or "<upload>", fs, chosen, strict)
     if source is None:
         raise RecordError(filename, "nothing to read: give a path, bytes or files")
     if isinstance(source, (str, os.PathLike)) and files is None and chosen in (None, "wfdb"):
         path = Path(source)
         if not path.exists() and path.with_name(path.name + ".hea").is_file():
-            return read_wfdb(path)  # a record name as wfdb takes it: "mitdb/100"
+            return read_wfdb(path, strict=strict)  # a record name as wfdb takes it: "mitdb/100"
     name, data, path = read_bytes(source, filename)
     if files is not None:
         uploads = read_files(files)
         uploads[basename(name)] = data
-        return _read_many(uploads, name, fs, chosen)
+        return _read_many(uploads, name, fs, chosen, strict)
     kind = chosen or detect_format(data, name)
     if kind == "zip":
-        return _read_many(unzip(data, name), name, fs, None)
+        return _read_many(unzip(data, name), name, fs, None, strict)
     if kind is None:
         raise RecordError(name, f"unrecognised file format; supported: {supported_formats()}")
     if kind == "wfdb":
         if path is not None:
-            return read_wfdb(path)
+            return read_wfdb(path, strict=strict)
         if not name.lower().endswith(".hea"):
             raise RecordError(name, "a WFDB signal file needs its .hea header: upload both, or a .zip of them")
-        return read_wfdb(data, name)
+        return read_wfdb(data, name, strict=strict)
     return _read_one(kind, data, name, fs)
 
 
@@ -190,10 +196,11 @@ def _read_one(kind: str, data: bytes, name: str, fs: float | None) -> Ecg:
     return reader(data, name)
 
 
-def _read_many(uploads: dict[str, bytes], display: str, fs: float | None, chosen: str | None) -> Ecg:
+def _read_many(uploads: dict[str, bytes], display: str, fs: float | None, chosen: str | None,
+               strict: bool = False) -> Ecg:
     """Several files: one WFDB record (header + the files it names), or exactly one file of another format."""
     if chosen in (None, "wfdb") and any(n.lower().endswith(".hea") for n in uploads):
-        return read_wfdb(uploads, display if display != "<upload>" else None)
+        return read_wfdb(uploads, display if display != "<upload>" else None, strict=strict)
     if len(uploads) == 1:
         (name, data), = uploads.items()
         kind = chosen or detect_format(data, name)

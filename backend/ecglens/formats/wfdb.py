@@ -7,7 +7,10 @@ and MATLAB ``.mat`` as in the CinC challenges). What this module adds around it:
   on disk, so they are written to a private temporary folder;
 - header dates wfdb refuses (``A00011 1 300 9000 2014-04-15 03:04:41``) are taken off the record line before
   wfdb sees it and kept, parsed, in the metadata;
-- checksums in the header are verified, so a signal file from another record is caught ("mismatched pair");
+- checksums in the header are verified: a mismatch (a signal file from another record, or the placeholder ``0``
+  whole public datasets write, e.g. the PhysioNet/CinC 2017 challenge) is a warning in ``metadata["warnings"]``,
+  as are a base date or time no spelling matches and a signal line without its initial value (so without a
+  checksum to verify); ``strict=True`` refuses all three, as WFDB's own tools warn about them;
 - multi-frequency records are read unsmoothed and each channel is resampled to the highest rate;
 - invalid samples become NaN, then are interpolated and counted (`_build.fill_missing`);
 - channels in non-voltage units (mmHg, %, bpm) are dropped and listed in the metadata.
@@ -60,6 +63,9 @@ class _Header:
     date: str | None = None
     time: str | None = None
     raw_datetime: str | None = None
+    # Signal lines (1-based, in order) that stop before the initial value field, so carry no checksum either.
+    no_initial_value: list[int] = field(default_factory=list)
+    unparsed_datetime: list[str] = field(default_factory=list)
 
 
 def _parse_header(raw: bytes, filename: str) -> _Header:
@@ -115,9 +121,15 @@ def _parse_header(raw: bytes, filename: str) -> _Header:
     # "HH:MM:SS DD/MM/YYYY", so they are parsed here and left off the line wfdb sees.
     if extra:
         header.raw_datetime = " ".join(extra)
-        for token in extra:
-            header.time = header.time or parse_time(token)
-            header.date = header.date or parse_date(token)
+        # ISO 8601 date-times ("2014-04-15T05:05:05") are a date and a time in one token.
+        tokens = [part for token in extra for part in (token.split("T", 1) if re.match(r"^\d{4}-\d\d-\d\dT", token)
+                                                        else [token])]
+        for token in tokens:
+            moment, day = parse_time(token), parse_date(token)
+            header.time = header.time or moment
+            header.date = header.date or day
+            if moment is None and day is None:
+                header.unparsed_datetime.append(token)
     out_lines = [" ".join(kept)]
     following = body[1:]
     if n_seg:
@@ -142,6 +154,9 @@ def _parse_header(raw: bytes, filename: str) -> _Header:
             header.formats.append(spec.group(1))
             header.samples_per_frame.append(max(1, int(spec.group(2) or 1)))
             header.byte_offsets.append(int(spec.group(4) or 0))
+            # file, format, gain, ADC resolution, ADC zero, then the initial value and the checksum
+            if len(fields) < 6:
+                header.no_initial_value.append(len(header.signal_files))
         out_lines += [line for _, line in following]
     out_lines += [f"# {c}" for c in comments]
     # wfdb reads headers as ASCII; non-ASCII comment text is kept in our own copy of the comments.
@@ -221,6 +236,7 @@ def read_wfdb(
     filename: str | None = None,
     *,
     files: Mapping[str, Any] | None = None,
+    strict: bool = False,
 ) -> Ecg:
     """Read a WFDB record into an `Ecg` (float32 ``[leads, samples]`` in mV).
 
@@ -234,6 +250,10 @@ def read_wfdb(
         The header's upload name when ``source`` is bytes. Default: ``"<bytes>"``.
     files : mapping of str to bytes/path, optional
         Further files of the record (signal files, segment headers), matched by the names in the header.
+    strict : bool
+        Refuse what is only a warning by default: a checksum mismatch, a base date or time no known spelling
+        matches, a signal line without its initial value. Default: False (read, and say so in
+        ``metadata["warnings"]``).
 
     Returns
     -------
@@ -242,13 +262,14 @@ def read_wfdb(
         ``date`` / ``time`` (ISO strings) when the header has them (``raw_datetime`` as written), ``age``,
         ``sex``, ``dx`` (e.g. CinC SNOMED codes), ``comments``, ``header_fields``, ``source_files``,
         ``original_units``, and ``missing_samples`` / ``dropped_channels`` / ``resampled_channels`` when
-        those happened.
+        those happened, and ``warnings`` (one sentence each) when the files are readable but not as WFDB
+        specifies.
 
     Raises
     ------
     RecordError
-        Naming the file: missing header or signal file, a signal file that does not match its header
-        (checksum or length), malformed header lines, implausible rate, size or values.
+        Naming the file: missing header or signal file, a signal file too short for its header, malformed
+        header lines, implausible rate, size or values (with ``strict``, also what is otherwise a warning).
     """
     uploads: dict[str, bytes] = {}
     if isinstance(source, Mapping):
@@ -267,13 +288,14 @@ def read_wfdb(
             if name in uploads and uploads[name] != data:
                 raise RecordError(name, "given twice with different contents")
             uploads[name] = data
-    return read_wfdb_files(uploads, display)
+    return read_wfdb_files(uploads, display, strict=strict)
 
 
-def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>") -> Ecg:
+def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>", *, strict: bool = False) -> Ecg:
     """Read the one WFDB record among ``files`` (``{base name: bytes}``); see `read_wfdb`."""
     header_name = _pick_header(files, display)
     header = _parse_header(files[header_name], header_name)
+    notes = _header_warnings(header, header_name, strict)
     headers = {header_name: header}
     for segment in header.segments:
         seg_file = f"{segment}.hea"
@@ -308,17 +330,33 @@ def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>") -> Ec
                     channels, fs, labels, units, extra = _read_multi_segment(os.path.join(folder, stem))
                 else:
                     channels, fs, labels, units, extra = _read_single(os.path.join(folder, stem), header,
-                                                                      header_name)
+                                                                      header_name, strict, notes)
         except RecordError:
             raise
         except Exception as exc:  # noqa: BLE001 - wfdb's own errors on files that do not fit their header
             raise RecordError(header_name, f"could not decode the signal files ({', '.join(sorted(set(needed)))})"
                                            f": {describe(exc)}") from exc
 
-    meta = _metadata(header, header_name, sorted({header_name, *needed}))
+    meta = _metadata(header, header_name, sorted({*headers, *needed}))
     meta.update(extra)
+    if notes:
+        meta["warnings"] = notes
     return build_ecg(channels, fs, labels, units, filename=header_name, fmt="WFDB", name=header.record_name,
                      metadata=meta, drop_non_voltage=True)
+
+
+def _header_warnings(header: _Header, filename: str, strict: bool) -> list[str]:
+    """What in a readable header departs from the WFDB specification: warnings, or with ``strict`` a refusal."""
+    notes = []
+    if header.unparsed_datetime:
+        notes.append(f"base time / date {' '.join(header.unparsed_datetime)!r} on the record line is in no "
+                     "spelling this reader knows; it is kept as written (raw_datetime) and not used")
+    for number in header.no_initial_value:
+        notes.append(f"signal line {number} ends before its initial value, so it has no checksum either: the "
+                     "signal file could not be verified against the header")
+    if strict and notes:
+        raise RecordError(filename, f"{notes[0]} (strict reading)")
+    return notes
 
 
 def _check_file_sizes(header: _Header, files: Mapping[str, bytes], header_name: str) -> None:
@@ -340,9 +378,11 @@ def _check_file_sizes(header: _Header, files: Mapping[str, bytes], header_name: 
                                            "belongs to another record")
 
 
-def _read_single(record_path: str, header: _Header, filename: str) -> tuple[list[np.ndarray], float, list[str],
-                                                                          list[str], dict[str, Any]]:
-    """Digital samples, checksums verified, converted to physical units and brought to one rate."""
+def _read_single(record_path: str, header: _Header, filename: str, strict: bool = False,
+                 notes: list[str] | None = None) -> tuple[list[np.ndarray], float, list[str], list[str],
+                                                          dict[str, Any]]:
+    """Digital samples, checksums verified, converted to physical units and brought to one rate; a checksum
+    that does not match is appended to ``notes`` (refused with ``strict``)."""
     import wfdb
 
     record = wfdb.rdrecord(record_path, physical=False, smooth_frames=False)
@@ -355,15 +395,26 @@ def _read_single(record_path: str, header: _Header, filename: str) -> tuple[list
             raise RecordError(filename, f"signal {i + 1} has {len(x)} samples, header declares "
                                         f"{record.sig_len * spf[i]}: the signal file is truncated or "
                                         "does not belong to this header")
+    labels = [str(name) if name else "" for name in (record.sig_name or [""] * record.n_sig)]
     if record.checksum:
         actual = record.calc_checksum(expanded=True)
         for i, (want, got) in enumerate(zip(record.checksum, actual)):
-            if want is not None and int(want) % 65536 != int(got) % 65536:
-                label = record.sig_name[i] if record.sig_name else str(i + 1)
+            if want is None or int(want) % 65536 == int(got) % 65536:
+                continue
+            label = labels[i] or str(i + 1)
+            if strict:
                 raise RecordError(filename, f"checksum mismatch for signal {label} ({record.file_name[i]}): "
                                             "the signal file does not belong to this header, or is corrupt")
+            if notes is None:
+                continue
+            if int(want) == 0:
+                notes.append(f"signal {label} ({record.file_name[i]}): the header's checksum is 0, a placeholder "
+                             f"some datasets write (the samples sum to {int(got) % 65536}); not verified")
+            else:
+                notes.append(f"signal {label} ({record.file_name[i]}): checksum mismatch (header {int(want)}, "
+                             f"samples {int(got) % 65536}); the signal file may be corrupt or belong to another "
+                             "record")
     physical = record.dac(expanded=True, return_res=64)
-    labels = list(record.sig_name or [""] * record.n_sig)
     units = [str(u) if u else "" for u in (record.units or [""] * record.n_sig)]
     top = max(spf)
     channels: list[np.ndarray] = []
@@ -381,6 +432,8 @@ def _read_single(record_path: str, header: _Header, filename: str) -> tuple[list
     if top > 1 and len(set(spf)) > 1:
         extra["resampled_channels"] = {labels[i]: f"{record.fs * spf[i]:g} Hz -> {record.fs * top:g} Hz"
                                        for i in range(len(spf)) if spf[i] != top}
+    if top > 1:  # annotation sample numbers count frames, not samples at the resampled rate
+        extra["frame_fs"] = float(record.fs)
     if missing:
         extra["missing_samples_before_resampling"] = missing
     return channels, float(record.fs) * top, labels, units, extra
@@ -392,7 +445,7 @@ def _read_multi_segment(record_path: str) -> tuple[list[np.ndarray], float, list
 
     record = wfdb.rdrecord(record_path, physical=True, smooth_frames=True, return_res=64)
     signal = np.asarray(record.p_signal, dtype=np.float64)
-    labels = list(record.sig_name or [""] * signal.shape[1])
+    labels = [str(name) if name else "" for name in (record.sig_name or [""] * signal.shape[1])]
     units = [str(u) if u else "" for u in (record.units or [""] * signal.shape[1])]
     return [signal[:, i] for i in range(signal.shape[1])], float(record.fs), labels, units, {
         "segments": int(getattr(record, "n_seg", 0) or 0)}

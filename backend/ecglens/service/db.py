@@ -75,6 +75,15 @@ class Record(Base):
     deleted_at: Mapped[str | None] = mapped_column(String(32), nullable=True)
     deleted_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
+    @property
+    def warnings(self) -> list[str]:
+        """The readers' warnings: faults read past in the record's files (``header["warnings"]``) and in its
+        annotation files (each ``files`` entry's), shown beside the record."""
+        out = [str(w) for w in (self.header or {}).get("warnings") or []]
+        for entry in self.files or []:
+            out += [f"{entry.get('filename')}: {w}" for w in entry.get("warnings") or []]
+        return out
+
 
 class JobState:
     """The columns every queued job shares (analyses, hardening jobs): its state, progress, failure reason and

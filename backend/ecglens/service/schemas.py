@@ -25,10 +25,19 @@ class Problem(BaseModel):
 
 # --- records ---------------------------------------------------------------------------------------------
 class RecordFile(BaseModel):
+    """One uploaded file of a record. ``role``: header, signal, annotation, or record (a one-file format);
+    annotation files also carry their annotator (extension), beat and rhythm-episode counts and warnings."""
+
     filename: str
     sha256: str
     size: int
     container: str | None = None
+    role: str | None = None
+    annotator: str | None = None
+    beats: int | None = None
+    rhythm_episodes: int | None = None
+    beat_counts: dict[str, int] | None = None
+    warnings: list[str] | None = None
 
 
 class LatestAnalysis(BaseModel):
@@ -60,9 +69,36 @@ class RecordPublic(BaseModel):
     n_samples: int
     duration_s: float
     files: list[RecordFile]
+    warnings: list[str] = Field(default_factory=list, description="What the reader read despite a fault in the "
+                                "files (a checksum mismatch, an unknown date spelling, ...), one sentence each.")
     created_by: str | None
     created_at: str
     latest_analysis: LatestAnalysis | None = None
+
+
+class RecordAnnotations(BaseModel):
+    """The reference annotations uploaded with a record, one entry per file (`ecglens.formats.Annotations`):
+    ``beats`` [{time_s, symbol, aami, channel}], ``rhythms`` [{start_s, end_s, label, name}], ``events``,
+    ``beat_counts``, ``warnings``."""
+
+    record_id: str
+    files: list[dict[str, Any]]
+
+
+class ModelFit(BaseModel):
+    """Whether a registered model can analyse a record; when not, ``reason`` says why and ``advice`` what would."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "builtin", "fits": False, "needs": ["MLII", "V1"],
+        "reason": "needs lead V1, and the record has I, II",
+        "advice": "No registered model fits this record: register one whose model card lists leads the record "
+                  "has (I, II)."}]})
+
+    model: str
+    fits: bool
+    needs: list[str]
+    reason: str | None = None
+    advice: str | None = None
 
 
 class SignalWindow(BaseModel):
@@ -111,7 +147,8 @@ class AnalysisCreated(BaseModel):
 
 
 class AnalysisPublic(BaseModel):
-    """A job's state; when done, ``explanation`` and ``robustness`` hold the result JSON (see explanation.py)."""
+    """A job's state; when done, ``explanation`` and ``robustness`` hold the result JSON (see explanation.py), with
+    the record's ``screening``, the explained ``windows`` and, for annotated records, ``annotations``."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "7d1e0c5b9a8f4e3d2c1b0a9f8e7d6c5b", "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10",
@@ -141,6 +178,15 @@ class AnalysisPublic(BaseModel):
     duration_s: float | None
     explanation: dict[str, Any] | None = None
     robustness: dict[str, Any] | None = None
+    screening: dict[str, Any] | None = Field(
+        default=None, description="The model over every window of the record (`ecglens.screening.Screening`): "
+                                  "classes, starts_s, window_s, probabilities [windows][classes], present, burden.")
+    windows: list[dict[str, Any]] | None = Field(
+        default=None, description="Each explained window: {finding, start_s, explanation}; the first is "
+                                  "``explanation``. By default the most probable window of each finding (up to 3).")
+    annotations: dict[str, Any] | None = Field(
+        default=None, description="When the record has reference annotations: the annotated beats each explained "
+                                  "window's critical segments cover ({files, windows: [{finding, segments}]}).")
 
 
 # --- models ----------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Turning an upload (one or more files, or zips of them) into records: expand, group, read.
 
-WFDB files are grouped by record name (``100.hea`` with ``100.dat``, ``100.atr``, ...); every other file is a
-record of its own. Each group is read by `ecglens.read_record`; a `RecordError` (unknown format, mismatched
-WFDB pair, corrupt data) becomes `UploadError` with the reader's message, and the API answers 422.
+WFDB files are grouped by record name and by the names in their headers (``100.hea`` with ``100.dat``,
+``100.atr``, ...; `ecglens.service.grouping`); every other file is a record of its own. Each group is read by
+`ecglens.read_record`; a `RecordError` (unknown format, mismatched WFDB pair, corrupt data) becomes `UploadError`
+with the reader's message, and the API answers 422.
 """
 from __future__ import annotations
 
@@ -16,10 +17,6 @@ from typing import Any
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
 from ecglens.formats._source import ZIP_READ_ERRORS
-
-# Extensions that belong to a WFDB record beside its header.
-WFDB_COMPANIONS = (".dat", ".atr", ".qrs", ".ari", ".ecg", ".pu", ".pu0", ".pu1", ".xyz", ".mat")
-
 
 class UploadError(ValueError):
     """An upload that cannot become records. ``status`` is the HTTP status to answer (422 or 413)."""
@@ -92,44 +89,14 @@ def _hidden(name: str) -> bool:
 
 
 def group_records(files: list[UploadFile]) -> list[RecordGroup]:
-    """Group files into records: a WFDB header takes the files with its stem; every other file stands alone.
+    """Group files into records: a WFDB header takes the files it names and the WFDB files with its record
+    name; every other file stands alone (`ecglens.service.grouping.group_files`).
 
     Raises `UploadError` for a WFDB data file without its header, or two files with the same name.
     """
-    if not files:
-        raise UploadError("no files in the upload")
-    names = [f.filename for f in files]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise UploadError(f"{dupes[0]}: the same file name appears twice in the upload")
-    by_stem: dict[str, list[UploadFile]] = {}
-    for f in files:
-        by_stem.setdefault(_stem(f.filename), []).append(f)
-    groups: list[RecordGroup] = []
-    used: set[str] = set()
-    for f in files:
-        if f.filename.lower().endswith(".hea"):
-            companions = [c for c in by_stem[_stem(f.filename)] if c is not f and not c.filename.lower().endswith(".hea")]
-            groups.append(RecordGroup(f, companions))
-            used.update(c.filename for c in [f, *companions])
-    orphans = [f for f in files if f.filename not in used and _is_wfdb_companion(f.filename)]
-    if orphans and not groups:
-        raise UploadError(f"{orphans[0].filename}: WFDB file without its header "
-                          f"{_stem(orphans[0].filename)}.hea in the upload")
-    for group in groups:  # a header may name differently-called signal files: its reader picks them by name
-        group.companions.extend(orphans)
-    for f in files:
-        if f.filename not in used and not _is_wfdb_companion(f.filename):
-            groups.append(RecordGroup(f))
-    return groups
+    from ecglens.service.grouping import group_files
 
-
-def _is_wfdb_companion(name: str) -> bool:
-    return name.lower().endswith(WFDB_COMPANIONS) and not name.lower().endswith(".mat")
-
-
-def _stem(name: str) -> str:
-    return name.rsplit(".", 1)[0] if "." in name else name
+    return group_files(files)
 
 
 def read_group(group: RecordGroup) -> Ecg:

@@ -26,9 +26,9 @@ EVENT_POLL_S = 0.25
 def public(row: Analysis, with_result: bool) -> AnalysisPublic:
     """The API view of a job; the result only when ``with_result`` (auditors see metadata, not results)."""
     result = row.result_dict() if with_result and row.status == DONE else None
-    fields = {k: getattr(row, k) for k in AnalysisPublic.model_fields if k not in ("explanation", "robustness")}
-    return AnalysisPublic(**fields, explanation=(result or {}).get("explanation"),
-                          robustness=(result or {}).get("robustness"))
+    extras = ("explanation", "robustness", "screening", "windows", "annotations")
+    fields = {k: getattr(row, k) for k in AnalysisPublic.model_fields if k not in extras}
+    return AnalysisPublic(**fields, **{k: (result or {}).get(k) for k in extras})
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=AnalysisCreated,
@@ -41,8 +41,17 @@ def create_analysis(body: AnalysisCreate, request: Request, session: SessionDep,
     record = session.get(Record, body.record_id)
     if record is None or record.deleted_at is not None or not owns(key, record.created_by):
         raise not_found("record", body.record_id)
-    if session.get(Model, body.model) is None:
+    model = session.get(Model, body.model)
+    if model is None:
         raise HTTPException(404, f"model {body.model[:80]!r} is not registered (see GET /api/v1/models)")
+    if body.start_s is not None and body.start_s >= record.duration_s:
+        raise HTTPException(422, f"start_s {body.start_s:g} s is past the end of the {record.duration_s:.1f} s "
+                                 "record")
+    from ecglens.service.fitting import refusal
+
+    problem = refusal(session, record, model)
+    if problem:
+        raise HTTPException(422, problem)
     row = Analysis(id=new_id(), record_id=record.id, model=body.model, distortions=body.distortions,
                    query_budget=body.query_budget, seed=body.seed, start_s=body.start_s, status=QUEUED,
                    progress=0.0, queries=0, attempts=0, created_by=key.id, created_at=utcnow())

@@ -16,7 +16,9 @@ from ecglens.service.db import Analysis, ApiKey, Blob, Record, new_id, utcnow
 from ecglens.service.deps import (ADMINS, EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
                                   audit_object, not_found, owns)
 from ecglens.service.runtime import Runtime
-from ecglens.service.schemas import LatestAnalysis, ListOf, Problem, RecordPublic, SignalWindow
+from ecglens.service.grouping import file_roles, read_group_annotations, stored_annotations
+from ecglens.service.schemas import (LatestAnalysis, ListOf, ModelFit, Problem, RecordAnnotations, RecordPublic,
+                                     SignalWindow)
 from ecglens.service.signals import cached_signal, minmax_decimate, write_cache
 from ecglens.service.uploads import (UploadError, UploadFile, expand_zips, group_records, jsonable_header,
                                      read_group, record_format, safe_name)
@@ -25,8 +27,10 @@ router = APIRouter(prefix="/records", tags=["records"])
 _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                               "description": "One or more record files (WFDB .hea + .dat "
-                                                              "pairs matched by record name) or .zip archives."}},
+                                               "description": "One or more record files or .zip archives. A "
+                                                              "WFDB header takes the signal files it names "
+                                                              "(.dat, .mat) and the annotation files of its "
+                                                              "record name (.atr, .qrs, ...): see docs/formats.md."}},
     "required": ["files"]}},
     "application/fhir+json": {"schema": {"type": "object", "description": "One FHIR R4 Observation with "
                                          "component.valueSampledData, one component per lead."}}}}}
@@ -83,18 +87,28 @@ def _store_upload(runtime: Runtime, files: list[UploadFile], key: ApiKey) -> lis
         raise UploadError("no files in the upload (send multipart field 'files')")
     expanded = expand_zips(files, runtime.settings.max_upload_bytes)
     groups = group_records(expanded)
-    read = [(g, read_group(g)) for g in groups]
+    read = []
+    for group in groups:
+        ecg = read_group(group)
+        roles = file_roles(group, ecg)
+        annotations = {a.filename: a for a in read_group_annotations(group, ecg, roles)}
+        read.append((group, ecg, roles, annotations))
     rows: list[Record] = []
     with runtime.sessions() as session:
-        for group, ecg in read:
+        for group, ecg, roles, annotations in read:
             entries = []
             for f in group.files:
                 sha = runtime.blobs.put(f.data)
                 if session.get(Blob, sha) is None:
                     session.add(Blob(sha256=sha, size=len(f.data)))
                     session.flush()
-                entries.append({"filename": f.filename, "sha256": sha, "size": len(f.data),
-                                "container": f.container})
+                entry = {"filename": f.filename, "sha256": sha, "size": len(f.data), "container": f.container,
+                         "role": roles[f.filename]}
+                if f.filename in annotations:
+                    ann = annotations[f.filename]
+                    entry.update(annotator=ann.annotator, beats=len(ann.beats), rhythm_episodes=len(ann.rhythms),
+                                 beat_counts=ann.beat_counts(), warnings=ann.warnings)
+                entries.append(entry)
             row = Record(id=new_id(), name=(ecg.name or group.main.filename.rsplit(".", 1)[0])[:255],
                          filename=group.main.filename, format=record_format(ecg, group.main.filename), fs=ecg.fs,
                          leads=list(ecg.leads), n_samples=ecg.n_samples, duration_s=round(ecg.duration_s, 6),
@@ -197,6 +211,28 @@ def read_signal(record_id: str, session: SessionDep, runtime: RuntimeDep,
     return SignalWindow(record_id=row.id, fs=row.fs, leads=names, start_s=a / row.fs, end_s=b / row.fs,
                         t0=a / row.fs, dt=1.0 / row.fs, decimated=decimated, times=times,
                         values={x: np.round(values[i].astype(float), 5).tolist() for i, x in enumerate(names)})
+
+
+@router.get("/{record_id}/annotations", response_model=RecordAnnotations, responses=_ERRORS)
+def read_annotations(record_id: str, session: SessionDep, runtime: RuntimeDep,
+                     key: Annotated[ApiKey, Access("record.annotations", "record", SIGNAL_READERS)]
+                     ) -> RecordAnnotations:
+    """The reference annotations uploaded with the record (``.atr``, ``.qrs``, ...): every beat with its label and
+    AAMI class, rhythm episodes and other events, times in seconds from the record's start."""
+    row = _get_record(session, key, record_id)
+    files = stored_annotations(row, runtime.blobs)
+    return RecordAnnotations(record_id=row.id, files=[a.to_dict() for a in files])
+
+
+@router.get("/{record_id}/models", response_model=ListOf[ModelFit], responses=_ERRORS)
+def read_record_models(record_id: str, session: SessionDep,
+                       key: Annotated[ApiKey, Access("record.models", "record", EVERYONE)]) -> ListOf[ModelFit]:
+    """Every registered model and whether it can analyse this record; when not, why, and what would."""
+    from ecglens.service.fitting import model_fits
+
+    row = _get_record(session, key, record_id)
+    fits = model_fits(session, row)
+    return ListOf[ModelFit](data=fits, count=len(fits))
 
 
 @router.delete("/{record_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
