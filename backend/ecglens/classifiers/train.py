@@ -62,7 +62,11 @@ def build_network(arch: str, n_leads: int = 2, n_classes: int = 4) -> nn.Module:
         from ecglens.classifiers.gru import ConvGRU
 
         return ConvGRU(n_leads, n_classes)
-    raise ValueError(f"unknown architecture {arch!r}; expected one of: resnet1d, gru")
+    if arch == "anylead":
+        from ecglens.classifiers.anylead import AnyLeadNet
+
+        return AnyLeadNet(n_classes)
+    raise ValueError(f"unknown architecture {arch!r}; expected one of: anylead, resnet1d, gru")
 
 
 class Calibrated(nn.Module):
