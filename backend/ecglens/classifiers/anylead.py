@@ -57,7 +57,7 @@ class AnyLeadNet(nn.Module):
         Averaging factor before the CNN and the detector (360 Hz -> 90 Hz). Default: 4.
     widths : tuple of int
         Channels of the CNN's convolutions (the first at 90 Hz, each further one but the last halving time).
-        Default: (12, 16, 24, 32, 48, 48).
+        Default: (8, 16, 24, 32, 32).
     hidden : int
         Width of the head's hidden layer. Default: 32.
     dropout : float
