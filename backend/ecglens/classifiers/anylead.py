@@ -56,7 +56,7 @@ class AnyLeadNet(nn.Module):
     decimation : int
         Averaging factor before the CNN and the detector (360 Hz -> 90 Hz). Default: 4.
     widths : tuple of int
-        Channels of the CNN's convolutions (the first at 90 Hz, each further one but the last halving time).
+        Channels of the CNN's convolutions (each halving time but the last, from 90 Hz: 45, 22.5, ... Hz).
         Default: (8, 16, 24, 32, 32).
     hidden : int
         Width of the head's hidden layer. Default: 32.

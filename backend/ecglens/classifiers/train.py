@@ -1,4 +1,6 @@
-"""Training the built-in classifier (and the transfer architectures) on MIT-BIH DS1, evaluated on DS2.
+"""Training the former 2-lead built-in classifier (ResNet1d, ``--arch resnet1d``) and the transfer architectures on
+MIT-BIH DS1, evaluated on DS2. The built-in any-lead model shares the split, sampler, calibration and thresholds
+defined here and is trained by `ecglens.classifiers.train_anylead`.
 
 Recipe (`train_classifier`):
 

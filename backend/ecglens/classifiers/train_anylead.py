@@ -47,7 +47,7 @@ class AnyLeadConfig:
 
     arch: str = "anylead"
     seed: int = 0
-    epochs: int = 20
+    epochs: int = 12
     steps_per_epoch: int = 100
     batch_size: int = 64
     lr: float = 3e-3
