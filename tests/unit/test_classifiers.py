@@ -445,5 +445,5 @@ def test_builtin_reproduces_its_card_ds2_figures(builtin, tmp_path):
     for cls in CLASSES:
         assert fresh[cls]["auc"] == pytest.approx(card[cls]["auc"], abs=2e-3)
         assert fresh[cls]["sensitivity"] == pytest.approx(card[cls]["sensitivity"], abs=2e-3)
-    # The issue's target is 0.985; the committed model reaches 0.973 (see the card). Guard against regressions.
-    assert fresh["ventricular ectopy"]["auc"] >= 0.97
+    # Issue 17's targets: V >= 0.985 and AF >= 0.90 hold (0.993, 0.908; see the card); S (0.824) misses 0.90.
+    assert fresh["ventricular ectopy"]["auc"] >= 0.985 and fresh["atrial fibrillation/flutter"]["auc"] >= 0.90

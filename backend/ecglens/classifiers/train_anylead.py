@@ -229,6 +229,15 @@ def cinc2021_metrics(classifier, folder) -> dict[str, object]:
             "figures": class_metrics(Y, probs, classifier.class_names, dict(classifier.thresholds))}
 
 
+def low_sensitivity_notes(ds2: dict[str, dict], below: float = 0.6) -> list[str]:
+    """A note per lead set and class whose DS2 sensitivity at the card's threshold is under ``below``."""
+    return [f"On MIT-BIH DS2 ({lead_set}) the {cls} sensitivity at its threshold is {f['sensitivity']:.2f} "
+            f"(specificity {f['specificity']:.2f}, AUC {f['auc']:.3f}): the threshold chosen on DS1 validation does "
+            "not carry over; pick one on your own data."
+            for lead_set, figures in ds2.items() for cls, f in figures.items()
+            if f.get("sensitivity") is not None and f["sensitivity"] < below]
+
+
 def build_anylead_card(name: str, result: TrainResult, ds2: dict[str, dict] | None,
                        cinc: dict[str, object] | None = None):
     """The built-in's model card: lead rule "any", DS1 validation and DS2 figures per lead set, CinC 2021 check."""
@@ -243,6 +252,7 @@ def build_anylead_card(name: str, result: TrainResult, ds2: dict[str, dict] | No
     warnings: list[str] = []
     for lead_set, figures in result.val_metrics.items():
         warnings += [f"{lead_set}: {w}" for w in unset_threshold_warnings(figures)]
+    warnings += low_sensitivity_notes(ds2)
     return ModelCard(
         name=name, version="2", classes=list(CLASS_NAMES), sampling_rate=cfg.fs, leads=list(cfg.leads),
         lead_rule="any", window_s=cfg.window_s, input_units="mV", output="probabilities", multilabel=True,
