@@ -447,3 +447,19 @@ def test_builtin_reproduces_its_card_ds2_figures(builtin, tmp_path):
         assert fresh[cls]["sensitivity"] == pytest.approx(card[cls]["sensitivity"], abs=2e-3)
     # Issue 17's targets: V >= 0.985 and AF >= 0.90 hold (0.993, 0.908; see the card); S (0.824) misses 0.90.
     assert fresh["ventricular ectopy"]["auc"] >= 0.985 and fresh["atrial fibrillation/flutter"]["auc"] >= 0.90
+
+
+@pytest.mark.parametrize("leads, fs", [(("ECG",), 250.0), (("I", "II"), 200.0), (("V5", "lead ii", "aVF"), 500.0)])
+def test_builtin_explains_records_of_any_lead_set_on_their_own_leads(builtin, leads, fs):
+    import neurokit2 as nk
+
+    from ecglens import explain
+
+    ecg = nk.ecg_simulate(duration=12, sampling_rate=int(fs), heart_rate=70, random_state=3)
+    signal = np.stack([(1.0 - 0.4 * k) * ecg for k in range(len(leads))]).astype(np.float32)
+    record = Ecg(signal=signal, fs=fs, leads=leads, name="any-leads")
+    result = explain(record, builtin, query_budget=30, seed=0)
+    names = input_leads(record, builtin)
+    assert len(names) == len(leads) and result.queries <= 30
+    assert result.saliency.shape == (len(leads), 3600)
+    assert result.segments and {s.lead for s in result.segments} <= set(names)
