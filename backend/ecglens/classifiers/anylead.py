@@ -4,13 +4,13 @@ any names, any order).
 
 Input float32 ``[n, leads, samples]`` in mV at 360 Hz (10 s: 3600 samples); output ``[n, classes]`` logits.
 
-Per lead (`AnyLeadNet.normalise`): the mean is removed and the lead is divided by its robust amplitude (99th minus
-1st percentile, floored at `AMPLITUDE_FLOOR_MV`), so gain and polarity conventions of other devices matter little
-and every lead votes with the same weight; then a 4-sample average takes it to 90 Hz.
+Per lead (`AnyLeadNet.normalise`): the mean is removed, a 4-sample average takes it to 90 Hz, and it is divided by
+its robust amplitude (the median over 1-s blocks of the block's range, floored at `AMPLITUDE_FLOOR_MV`), so gain
+conventions of other devices matter little and every lead votes with the same weight.
 
 QRS detection (`AnyLeadNet.detect`, Pan & Tompkins in spirit, as `ecglens.qrs.detect_qrs`): each normalised lead
-is band-passed to 5-15 Hz (FIR), differentiated and squared, divided by its median, summed over leads, integrated
-over 150 ms; local maxima at least 0.25 s apart reaching 20% of the strip's 99th percentile are beats.
+is band-passed to 5-15 Hz (FIR), differentiated and squared, divided by its mean, summed over leads, integrated
+over 150 ms; local maxima at least 0.25 s apart reaching 20% of the median of the 2-s blocks' peaks are beats.
 
 RR features (record level, relative to the window's median RR so that they hold at any heart rate): the median RR
 (log seconds), beat coverage, the median and mean absolute successive RR difference, the share of successive
