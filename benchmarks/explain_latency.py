@@ -6,6 +6,8 @@ under 2 s. This script times ``ecglens.explain(ecg, classifier, query_budget=B, 
 
 - ``builtin`` (MLII, V1 at 360 Hz) on a 10-s window of MIT-BIH record 119 (DS1, frequent PVCs; the first 10 s hold
   two V beats);
+- ``builtin`` on CinC 2021 record E07500 (12 leads, 500 Hz, its first 10 s): all 12 leads for a built-in that
+  follows the record's leads (card ``lead_rule: "any"``), MLII (II) and V1 for a fixed 2-lead one;
 - ``transfer_gru`` on the same window;
 - a 12-lead classifier on CinC 2021 record E07500 (12 leads, 500 Hz, its first 10 s): the built-in ResNet1d
   architecture with 12 inputs and seeded UNTRAINED weights (`gpu_throughput.untrained_model`). No trained 12-lead
@@ -69,6 +71,7 @@ TARGET_S = {2: 1.0, 12: 2.0}
 # Model key -> (load_classifier spec or "untrained-12", record folder, record name).
 MODELS: dict[str, tuple[str, str, str]] = {
     "builtin": ("builtin", "mitdb", "119"),
+    "builtin-12lead": ("builtin", "cinc2021", "E07500"),
     "transfer_gru": ("transfer_gru", "mitdb", "119"),
     "resnet1d-untrained-12lead": ("untrained-12", "cinc2021", "E07500"),
 }

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from ecglens.classifiers import load_classifier, models_dir
-from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
+from ecglens.classifiers.base import Classifier, QueryCounter, follows_record_leads, input_samples
 from ecglens.classifiers.card import ModelCard, card_path_for
-from ecglens.classifiers.fit import fit_record, windows
+from ecglens.classifiers.fit import fit_record, input_leads, windows
 from ecglens.classifiers.http import ClassifierServer, HttpClassifier
 from ecglens.classifiers.resnet import ResNet1d
 from ecglens.classifiers.train import export_onnx, export_torchscript
@@ -47,10 +47,13 @@ def raw_net(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
 
 
 @pytest.fixture(scope="module")
-def onnx_path(tmp_path_factory, builtin) -> Path:
-    path = tmp_path_factory.mktemp("onnx") / "builtin.onnx"
-    export_onnx(torch.jit.load(str(models_dir() / "builtin.pt")), path, torch.zeros(1, 2, 3600))
-    builtin.card.save(card_path_for(path))
+def onnx_path(tmp_path_factory, raw_net) -> Path:
+    """The seeded 2-lead ResNet1d of `raw_net` exported to ONNX, under the same card as its TorchScript file (the
+    built-in's rhythm features use TorchScript-only operators, cummax among them)."""
+    _, net = raw_net
+    path = tmp_path_factory.mktemp("onnx") / "raw.onnx"
+    export_onnx(net, path, torch.zeros(1, 2, 3600))
+    card_path_for(path).write_text(json.dumps(_card("raw", output="logits", multilabel=True, input_scale=2.0)))
     return path
 
 
@@ -117,7 +120,8 @@ def test_predict_proba_is_deterministic_and_independent_of_batching(adapters, ba
 
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_wrong_input_shape_is_a_classifier_error(adapters, name):
-    with pytest.raises(ClassifierError, match=r"\[n, 2, 3600\]"):
+    shape = r"\[n, leads, 3600\]" if follows_record_leads(adapters[name]) else r"\[n, 2, 3600\]"
+    with pytest.raises(ClassifierError, match=shape):
         adapters[name].predict_proba(np.zeros((3, 2, 1000), np.float32))
 
 
@@ -147,8 +151,8 @@ def test_builtin_is_multilabel_with_calibrated_thresholds(builtin):
 
 
 def test_onnx_export_agrees_with_torchscript(adapters, batch):
-    np.testing.assert_allclose(adapters["onnx"].predict_proba(batch), adapters["builtin"].predict_proba(batch),
-                               atol=1e-4)
+    np.testing.assert_allclose(adapters["onnx"].predict_proba(batch),
+                               adapters["torchscript_logits"].predict_proba(batch), atol=1e-4)
 
 
 def test_http_endpoint_agrees_with_the_model_it_serves(adapters, batch):
@@ -292,18 +296,78 @@ def test_http_classifier_reports_refused_connection_and_bad_request(server, batc
         remote.predict_proba(np.zeros((1, 2, 1800), np.float32))
 
 
-def test_fit_record_resamples_500hz_12_lead_with_ii_for_mlii(builtin):
+def _twelve_lead_500hz() -> Ecg:
     rng = np.random.default_rng(1)
     leads = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
     t = np.arange(5000) / 500
     signal = np.stack([np.sin(2 * np.pi * (1 + k) * t) for k in range(12)]) + rng.normal(0, 0.01, (12, 5000))
-    fitted = fit_record(Ecg(signal=signal, fs=500, leads=leads), builtin)
+    return Ecg(signal=signal, fs=500, leads=leads)
+
+
+def test_fit_record_resamples_500hz_12_lead_with_ii_for_mlii(adapters):
+    fixed = adapters["torchscript_logits"]  # a card with fixed leads MLII, V1
+    fitted = fit_record(_twelve_lead_500hz(), fixed)
     assert fitted.fs == 360 and fitted.leads == ("MLII", "V1") and fitted.signal.shape == (2, 3600)
     # II (2 Hz sine) becomes MLII and V1 (7 Hz sine) stays V1, resampled without changing their frequency.
     t360 = np.arange(3600) / 360
     assert np.corrcoef(fitted.signal[0, 100:-100], np.sin(2 * np.pi * 2 * t360)[100:-100])[0, 1] > 0.99
     assert np.corrcoef(fitted.signal[1, 100:-100], np.sin(2 * np.pi * 7 * t360)[100:-100])[0, 1] > 0.99
+    assert fixed.predict_proba(fitted.signal).shape == (1, 4)
+
+
+def test_builtin_takes_all_twelve_leads_of_a_500hz_record(builtin):
+    ecg = _twelve_lead_500hz()
+    fitted = fit_record(ecg, builtin)
+    assert fitted.fs == 360 and fitted.leads == ecg.leads and fitted.signal.shape == (12, 3600)
+    assert input_leads(ecg, builtin) == ecg.leads
+    t360 = np.arange(3600) / 360
+    assert np.corrcoef(fitted.signal[11, 100:-100], np.sin(2 * np.pi * 12 * t360)[100:-100])[0, 1] > 0.99
     assert builtin.predict_proba(fitted.signal).shape == (1, 4)
+
+
+def test_builtin_card_states_its_lead_rule(builtin):
+    assert builtin.card.lead_rule == "any" and follows_record_leads(builtin)
+    assert follows_record_leads(QueryCounter(builtin))
+    by_set = builtin.card.metrics["ds2_by_lead_set"]
+    assert {"MLII+V1", "MLII", "V1 (second lead)"} <= set(by_set)
+    assert by_set["MLII+V1"] == builtin.card.metrics["ds2"]
+
+
+@pytest.mark.parametrize("n_leads", [1, 2, 3, 12])
+def test_builtin_answers_any_number_of_leads(builtin, batch, n_leads):
+    rows = np.concatenate([batch, -batch, 0.5 * batch, batch[:, ::-1], batch, batch, batch], axis=1)[:, :n_leads]
+    probs = builtin.predict_proba(np.ascontiguousarray(rows))
+    assert probs.shape == (10, 4) and np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
+
+
+def test_builtin_is_unchanged_by_lead_order_and_lead_gain(builtin, batch):
+    x = np.concatenate([batch, 0.7 * batch[:, :1]], axis=1)  # 3 leads
+    base = builtin.predict_proba(x)
+    np.testing.assert_allclose(builtin.predict_proba(np.ascontiguousarray(x[:, [2, 0, 1]])), base, atol=1e-4)
+    scaled = x * np.asarray([3.0, 0.5, 1.7], np.float32)[None, :, None]  # each lead normalised to its amplitude
+    np.testing.assert_allclose(builtin.predict_proba(scaled), base, atol=1e-4)
+
+
+def test_builtin_depends_on_every_lead(builtin, batch):
+    x = np.concatenate([batch, batch], axis=1).copy()
+    base = builtin.predict_proba(x)
+    for lead in range(4):
+        y = x.copy()
+        y[:, lead, 1000:2000] += np.random.default_rng(lead).normal(0, 0.3, (10, 1000)).astype(np.float32)
+        assert np.abs(builtin.predict_proba(y) - base).max() > 1e-3
+
+
+def test_builtin_refuses_inputs_without_leads_or_of_another_length(builtin):
+    with pytest.raises(ClassifierError, match=r"\[n, leads, 3600\]"):
+        builtin.predict_proba(np.zeros((2, 0, 3600), np.float32))
+    with pytest.raises(ClassifierError, match=r"\[n, leads, 3600\]"):
+        builtin.predict_proba(np.zeros((2, 3, 3599), np.float32))
+
+
+def test_card_lead_rule_must_be_known():
+    assert ModelCard(**_card("x")).lead_rule == "fixed"
+    with pytest.raises(ClassifierError, match="lead_rule"):
+        ModelCard(**_card("x", lead_rule="some"))
 
 
 def test_windows_of_a_30_minute_record_cover_it(builtin):
@@ -340,6 +404,34 @@ def test_training_smoke_run_exports_a_loadable_model(tmp_path):
     assert clf.predict_proba(recs[1].signal[:, :3600]).shape == (1, 4)
 
 
+def test_anylead_training_smoke_run_exports_a_loadable_any_lead_model(tmp_path):
+    from ecglens.classifiers.train import Span, export_torchscript
+    from ecglens.classifiers.train_anylead import AnyLeadConfig, build_anylead_card, train_anylead
+    from ecglens.datasets.mitdb import MitdbRecord
+
+    rng = np.random.default_rng(0)
+
+    def record(name: str, v_every: int) -> MitdbRecord:
+        beats = np.arange(180, 60 * 360, 300)
+        symbols = np.where(np.arange(len(beats)) % v_every == 0, "V", "N")
+        signal = rng.normal(0, 0.05, (2, 60 * 360)).astype(np.float32)
+        signal[:, beats] += np.where(symbols == "V", 2.0, 1.0)[None]
+        return MitdbRecord(name, signal, 360.0, ("MLII", "V1"), ("MLII", "V1"), beats, symbols,
+                           np.asarray([0]), np.asarray(["N"]))
+
+    recs = [record("a", 7), record("b", 11)]
+    config = AnyLeadConfig(epochs=2, steps_per_epoch=2, batch_size=8, lead_counts=((1, 0.5), (3, 0.5)))
+    result = train_anylead([Span(recs[0], 0, recs[0].n_samples)], [Span(recs[1], 0, recs[1].n_samples)],
+                           config, log=None)
+    assert len(result.history) == 2 and set(result.val_metrics) == {"MLII+V1", "MLII", "second lead"}
+    export_torchscript(result.model, tmp_path / "smoke.pt")
+    build_anylead_card("smoke", result, None).save(tmp_path / "smoke.json")
+    clf = load_classifier(tmp_path / "smoke.pt", device="cpu")
+    assert follows_record_leads(clf)
+    for leads in (1, 2, 5):
+        assert clf.predict_proba(np.tile(recs[1].signal[:1, :3600], (leads, 1))).shape == (1, 4)
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_builtin_reproduces_its_card_ds2_figures(builtin, tmp_path):
@@ -353,5 +445,21 @@ def test_builtin_reproduces_its_card_ds2_figures(builtin, tmp_path):
     for cls in CLASSES:
         assert fresh[cls]["auc"] == pytest.approx(card[cls]["auc"], abs=2e-3)
         assert fresh[cls]["sensitivity"] == pytest.approx(card[cls]["sensitivity"], abs=2e-3)
-    # The issue's target is 0.985; the committed model reaches 0.973 (see the card). Guard against regressions.
-    assert fresh["ventricular ectopy"]["auc"] >= 0.97
+    # Issue 17's targets: V >= 0.985 and AF >= 0.90 hold (0.993, 0.908; see the card); S (0.824) misses 0.90.
+    assert fresh["ventricular ectopy"]["auc"] >= 0.985 and fresh["atrial fibrillation/flutter"]["auc"] >= 0.90
+
+
+@pytest.mark.parametrize("leads, fs", [(("ECG",), 250.0), (("I", "II"), 200.0), (("V5", "lead ii", "aVF"), 500.0)])
+def test_builtin_explains_records_of_any_lead_set_on_their_own_leads(builtin, leads, fs):
+    import neurokit2 as nk
+
+    from ecglens import explain
+
+    ecg = nk.ecg_simulate(duration=12, sampling_rate=int(fs), heart_rate=70, random_state=3)
+    signal = np.stack([(1.0 - 0.4 * k) * ecg for k in range(len(leads))]).astype(np.float32)
+    record = Ecg(signal=signal, fs=fs, leads=leads, name="any-leads")
+    result = explain(record, builtin, query_budget=30, seed=0)
+    names = input_leads(record, builtin)
+    assert len(names) == len(leads) and result.queries <= 30
+    assert result.saliency.shape == (len(leads), 3600)
+    assert result.segments and {s.lead for s in result.segments} <= set(names)

@@ -44,7 +44,7 @@ from ecglens.agent.localize import DROPOUT, Sensitivity, coarse_to_fine
 from ecglens.agent.redraw import redraw_quieter
 from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
-from ecglens.classifiers.fit import fit_record, window_starts
+from ecglens.classifiers.fit import fit_record, input_leads, window_starts
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
 from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
@@ -706,7 +706,7 @@ def _build_explanation(ecg: Ecg, classifier: Classifier, x: np.ndarray, probs0: 
                        counter: QueryCounter, grid: SegmentGrid, window_start_s: float, method: str,
                        fallback_reason: str | None, t0: float) -> Explanation:
     names = tuple(classifier.class_names)
-    leads = tuple(classifier.lead_names)
+    leads = input_leads(ecg, classifier)
     diagnosis = Diagnosis(label=targets[0].label,
                           probabilities={n: float(p) for n, p in zip(names, probs0)},
                           findings=[t.label for t in targets if probs0[t.index] >= t.threshold and t.multilabel]

@@ -17,7 +17,7 @@ import numpy as np
 from ecglens.agent.env import Target, diagnosed_targets
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.cells import fixed_grid, ranking_from_scores
-from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
+from ecglens.classifiers.base import Classifier, QueryCounter, follows_record_leads, input_samples
 from ecglens.ecg import Ecg
 from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 from ecglens.metrics import l2, snr_db
@@ -131,11 +131,14 @@ class PerturbationBaseline(ABC):
             signal[:, :piece.shape[1]] = piece
             return signal, fs, tuple(fitted.leads), 0.0
         signal = np.asarray(ecg_window, dtype=np.float32)
-        expected = (len(self.classifier.lead_names), n)
+        leads = tuple(self.classifier.lead_names)
+        if follows_record_leads(self.classifier) and signal.ndim == 2 and signal.shape[0] >= 1:
+            leads = leads if signal.shape[0] == len(leads) else tuple(f"lead {k + 1}" for k in range(len(signal)))
+        expected = (len(leads), n)
         if signal.shape != expected:
             raise ValueError(f"input must be [leads, samples] = {list(expected)} for this classifier, "
                              f"got {list(signal.shape)}")
-        return signal, fs, tuple(self.classifier.lead_names), 0.0
+        return signal, fs, leads, 0.0
 
     def _target(self, probs: np.ndarray, target: int | str | None) -> Target:
         names = list(self.classifier.class_names)

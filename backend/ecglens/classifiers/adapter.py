@@ -53,6 +53,7 @@ class CardClassifier(ABC):
         self.multilabel = bool(card.multilabel)
         self.thresholds = dict(card.thresholds)
         self.lead_stand_ins = {lead: tuple(alts) for lead, alts in card.lead_stand_ins.items()}
+        self.lead_rule = card.lead_rule
 
     @property
     def n_samples(self) -> int:
@@ -67,6 +68,12 @@ class CardClassifier(ABC):
         if batch.ndim == 2:
             batch = batch[None]
         want = (len(self.lead_names), self.n_samples)
+        if self.lead_rule == "any":
+            if batch.ndim == 3 and batch.shape[1] >= 1 and batch.shape[2] == self.n_samples:
+                want = tuple(batch.shape[1:])
+            else:
+                raise ClassifierError(f"{self.source}: input must be [n, leads, {self.n_samples}] (any leads, at "
+                                      f"{self.sampling_rate:g} Hz), got {list(batch.shape)}")
         if batch.ndim != 3 or tuple(batch.shape[1:]) != want:
             raise ClassifierError(f"{self.source}: input must be [n, {want[0]}, {want[1]}] "
                                   f"({', '.join(self.lead_names)} at {self.sampling_rate:g} Hz), "

@@ -27,6 +27,10 @@ class Classifier(Protocol):
         False when the classes are mutually exclusive (rows sum to 1).
     thresholds : dict of str to float
         Operating threshold per class: a finding is present when its probability reaches it.
+
+    Optional: ``lead_rule`` ("fixed" when absent, or "any": the classifier takes a record's own leads, any number
+    and names, in the record's order; `lead_names` then only names the leads it was trained on; see
+    `follows_record_leads`).
     """
 
     class_names: tuple[str, ...]
@@ -50,6 +54,11 @@ class Classifier(Protocol):
             float ``[n, classes]``.
         """
         ...
+
+
+def follows_record_leads(classifier: Classifier) -> bool:
+    """True when ``classifier`` takes a record's own leads (``lead_rule == "any"``) instead of `lead_names`."""
+    return getattr(classifier, "lead_rule", "fixed") == "any"
 
 
 def input_samples(classifier: Classifier) -> int:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from ecglens.ecg import normalize_lead
 from ecglens.errors import ClassifierError
 
+LEAD_RULES = ("fixed", "any")
+
 
 @dataclass
 class ModelCard:
@@ -18,7 +20,10 @@ class ModelCard:
     input_units "mV", output "probabilities" (or "logits": softmax / sigmoid is applied by the adapter),
     multilabel False, thresholds 0.5 per class, input_scale 1.0 (the model sees ``signal_mV * input_scale``),
     lead_stand_ins {} (leads the model was trained to take in place of a card lead when a record lacks it, in order
-    of preference: ``{"V1": ["V2", "V4", "V5"]}`` for a model trained on MIT-BIH's mixed second leads).
+    of preference: ``{"V1": ["V2", "V4", "V5"]}`` for a model trained on MIT-BIH's mixed second leads),
+    lead_rule "fixed" (the input rows are ``leads``, in that order) or "any" (the model takes the record's own
+    leads, however many (at least one), of any names, in the record's order; ``leads`` then names the leads it was
+    trained on, and what a caller that does not know the rule may send).
     """
 
     name: str
@@ -32,6 +37,7 @@ class ModelCard:
     thresholds: dict[str, float] = field(default_factory=dict)
     input_scale: float = 1.0
     lead_stand_ins: dict[str, list[str]] = field(default_factory=dict)
+    lead_rule: Literal["fixed", "any"] = "fixed"
     version: str = "1"
     architecture: str = ""
     description: str = ""
@@ -49,6 +55,9 @@ class ModelCard:
             raise ClassifierError(f"model card {self.name!r}: sampling_rate and window_s must be positive")
         if self.output not in ("probabilities", "logits"):
             raise ClassifierError(f"model card {self.name!r}: output must be 'probabilities' or 'logits'")
+        if self.lead_rule not in LEAD_RULES:
+            raise ClassifierError(f"model card {self.name!r}: lead_rule must be one of {', '.join(LEAD_RULES)}, "
+                                  f"got {self.lead_rule!r}")
         if self.input_units != "mV":
             raise ClassifierError(f"model card {self.name!r}: input_units must be 'mV', got {self.input_units!r}")
         self.leads = [normalize_lead(lead) for lead in self.leads]

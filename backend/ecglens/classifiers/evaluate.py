@@ -2,6 +2,7 @@
 card's operating threshold, support."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -85,3 +86,56 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
         rows.append(f"{name:<30} {cell(m['auc']):>7} {cell(m['sensitivity']):>7} {cell(m['specificity']):>7} "
                     f"{cell(m['threshold']):>7} {m['support']:>8} {m['n']:>6}")
     return "\n".join(rows)
+
+
+# -- out-of-database check: PhysioNet/CinC Challenge 2021 12-lead records with SNOMED-CT labels -------------------
+# The codes on a record's ``# Dx:`` header line that make each finding present; "normal" = none of these (nor a
+# paced rhythm) on the record: its beats are all of AAMI class N, as in the MIT-BIH "normal" windows.
+SNOMED_FINDINGS: dict[str, tuple[str, ...]] = {
+    "ventricular ectopy": ("164884008", "427172004", "17338001", "11157007", "251180001", "75532003"),
+    "supraventricular ectopy": ("284470004", "63593006", "251173003", "164885009"),
+    "atrial fibrillation/flutter": ("164889003", "164890007"),
+}
+SNOMED_PACED: tuple[str, ...] = ("10370003", "251266004")
+
+
+def snomed_labels(codes: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+    """float32 ``[classes]`` targets of a record from its SNOMED-CT codes (`SNOMED_FINDINGS`)."""
+    codes = {str(c).strip() for c in codes}
+    found = {name: bool(codes & set(snomed)) for name, snomed in SNOMED_FINDINGS.items()}
+    normal = not any(found.values()) and not codes & set(SNOMED_PACED)
+    return np.asarray([normal if name == "normal" else found.get(name, False) for name in class_names], np.float32)
+
+
+def cinc2021_windows(folder: str | Path, fs: float, window_s: float,
+                     class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[str, ...]]]:
+    """The first ``window_s`` of every CinC 2021 record (``*.hea`` + ``.mat``) in ``folder``, resampled to ``fs``.
+
+    Returns ``(X [n, leads, samples] float32 mV, Y [n, classes], record names, lead names per record)``;
+    records with another lead count than the first are skipped (all are 12-lead).
+    """
+    import wfdb
+
+    from ecglens.ecg import Ecg
+
+    xs, ys, names, leads = [], [], [], []
+    n = int(round(window_s * fs))
+    for hea in sorted(Path(folder).glob("*.hea")):
+        rec = wfdb.rdrecord(str(hea.with_suffix("")))
+        codes: list[str] = []
+        for line in rec.comments:
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "dx":
+                codes += [c.strip() for c in value.split(",") if c.strip()]
+        ecg = Ecg(signal=np.nan_to_num(rec.p_signal.T).astype(np.float32), fs=float(rec.fs),
+                  leads=tuple(rec.sig_name)).resample(fs)
+        x = np.zeros((ecg.n_leads, n), np.float32)
+        piece = ecg.signal[:, :n]
+        x[:, :piece.shape[1]] = piece
+        if xs and x.shape != xs[0].shape:
+            continue
+        xs.append(x)
+        ys.append(snomed_labels(codes, class_names))
+        names.append(hea.stem)
+        leads.append(tuple(ecg.leads))
+    return np.stack(xs), np.stack(ys), names, leads

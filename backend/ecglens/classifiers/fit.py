@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecglens.classifiers.base import Classifier, input_samples
+from ecglens.classifiers.base import Classifier, follows_record_leads, input_samples
 from ecglens.ecg import Ecg, normalize_lead
 
 
@@ -13,8 +13,14 @@ def fit_record(ecg: Ecg, classifier: Classifier) -> Ecg:
     II stands in for MLII (and the other stand-ins in `ecglens.ecg.LEAD_STAND_INS`); beyond those, a lead the
     model card lists in ``lead_stand_ins`` (e.g. V5 for V1 in a model trained on MIT-BIH's mixed second leads)
     takes a missing lead's place, and ``metadata["lead_stand_ins"]`` says which did. Raises KeyError naming the
-    missing lead when the record lacks one the classifier needs.
+    missing lead when the record lacks one the classifier needs. A classifier that follows the record's leads
+    (`follows_record_leads`: the built-in) gets all of them, in the record's order, names normalised.
     """
+    if follows_record_leads(classifier):
+        if ecg.n_leads < 1:
+            raise KeyError("record has no leads")
+        fitted = ecg.replace(leads=tuple(normalize_lead(x) for x in ecg.leads))
+        return fitted.resample(classifier.sampling_rate)
     card_stand_ins = getattr(classifier, "lead_stand_ins", None) or {}
     rows, used = [], {}
     for lead in classifier.lead_names:
@@ -31,6 +37,13 @@ def fit_record(ecg: Ecg, classifier: Classifier) -> Ecg:
     fitted = ecg.replace(signal=ecg.signal[rows], leads=tuple(normalize_lead(x) for x in classifier.lead_names),
                          metadata=metadata)
     return fitted.resample(classifier.sampling_rate)
+
+
+def input_leads(ecg: Ecg, classifier: Classifier) -> tuple[str, ...]:
+    """The lead names of the rows `fit_record` gives ``classifier`` for ``ecg``."""
+    if follows_record_leads(classifier):
+        return tuple(normalize_lead(x) for x in ecg.leads)
+    return tuple(normalize_lead(x) for x in classifier.lead_names)
 
 
 def window_starts(n_samples: int, window: int, hop: int | None = None) -> list[int]:

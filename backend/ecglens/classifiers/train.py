@@ -1,4 +1,6 @@
-"""Training the built-in classifier (and the transfer architectures) on MIT-BIH DS1, evaluated on DS2.
+"""Training the former 2-lead built-in classifier (ResNet1d, ``--arch resnet1d``) and the transfer architectures on
+MIT-BIH DS1, evaluated on DS2. The built-in any-lead model shares the split, sampler, calibration and thresholds
+defined here and is trained by `ecglens.classifiers.train_anylead`.
 
 Recipe (`train_classifier`):
 
@@ -62,7 +64,11 @@ def build_network(arch: str, n_leads: int = 2, n_classes: int = 4) -> nn.Module:
         from ecglens.classifiers.gru import ConvGRU
 
         return ConvGRU(n_leads, n_classes)
-    raise ValueError(f"unknown architecture {arch!r}; expected one of: resnet1d, gru")
+    if arch == "anylead":
+        from ecglens.classifiers.anylead import AnyLeadNet
+
+        return AnyLeadNet(n_classes)
+    raise ValueError(f"unknown architecture {arch!r}; expected one of: anylead, resnet1d, gru")
 
 
 class Calibrated(nn.Module):
