@@ -283,6 +283,7 @@ def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
     import ecglens
     # The function itself: once the submodule is imported, the package attribute `ecglens.robustness` is the
     # module, not the function.
+    from ecglens.reports.summary import summarize
     from ecglens.robustness import robustness
     from ecglens.service.signals import load_ecg
 
@@ -304,6 +305,7 @@ def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
                         start_s=explanation.start_s, label=explanation.diagnosis.label,
                         progress=ProgressWriter(runtime, analysis_id, EXPLAIN_SHARE, 100.0))
     result = {"explanation": explanation.to_dict(), "robustness": report.to_dict()}
+    result["summary"] = summarize(result, ecg=ecg, thresholds=getattr(clf, "thresholds", None))
     return result, int(explanation.queries) + int(report.queries)
 
 

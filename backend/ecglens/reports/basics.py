@@ -21,7 +21,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-WINDOW_S = 60.0
+WINDOW_S = 30.0
 MIN_BEATS = 3
 PREFERRED_LEADS = ("II", "MLII", "I", "V5", "V2")
 # Plausible ranges (ms): a delineated value outside one is dropped before the median.

@@ -203,15 +203,16 @@ def summarize(result: Mapping[str, Any], *, ecg: Any = None, record_leads: Seque
     basis = _basis(explanation.get("segments") or [], leads, beats or [])
     statements.append(_basis_statement(basis, label))
     local = _local_flip(explanation, findings, leads, _multilabel(result))
-    statements.append({"key": "local_flip", "title": "Targeted noise: the smallest change found",
+    statements.append({"key": "local_flip", "title": "Targeted test (the smallest change found)",
                        "text": local.pop("text")})
     whole = _robustness(robustness, local)
-    statements.append({"key": "robustness", "title": "Random noise over the whole window",
+    statements.append({"key": "robustness", "title": "Untargeted test (random noise over the whole window)",
                        "text": whole.pop("text")})
     statements.append({"key": "caveat", "title": "What this is", "text": NOT_A_DIAGNOSIS})
     others = [f["label"] for f in findings[1:]]
     headline = label + (f" (also reported: {', '.join(others)})" if others else "")
-    return {"headline": headline, "label": label, "text": " ".join(s["text"] for s in statements),
+    return {"headline": headline, "label": label, "text": " ".join(s["text"] if s["key"] in ("diagnosis", "basis", "caveat") else f"{s['title']}: {s['text']}"
+                                 for s in statements),
             "statements": statements, "findings": findings, "basis": basis, "local_flip": local,
             "robustness": whole, "window": {"start_s": start, "end_s": round(start + window_s, 4)}}
 
@@ -284,7 +285,7 @@ def _local_flip(explanation: Mapping[str, Any], findings: list[dict[str, Any]], 
         total = float(adv.get("distorted_s") or sum(s["end_s"] - s["start_s"] for s in spans))
         where = (f" on {len(spans)} stretch{'es' if len(spans) > 1 else ''} of lead{'s' if len(shown_leads) > 1 else ''} "
                  f"{', '.join(shown_leads)} ({total:.2f} s in all, between {first:.2f} and {last:.2f} s)")
-    text = f"Targeted test: with noise added{where}, {change}."
+    text = f"With noise added{where}, {change}."
     robust = snr is not None and float(snr) <= REALISTIC_SNR_DB
     if snr is not None:
         text += (f" The noise's energy against the ECG's over the whole window is {db(snr)} SNR")
@@ -319,7 +320,7 @@ def _robustness(robustness: Mapping[str, Any] | None, local: Mapping[str, Any]) 
     seeds = int(extra.get("seeds") or 0)
     trials = len(rows) * len(levels) * seeds if seeds else None
     span = f"{db_level(max(levels))} to {db_level(min(levels))}" if levels else "the stress-test levels"
-    text = (f"Untargeted test: with random realistic noise over the whole {window_s:g}-s window ({len(rows)} noise "
+    text = (f"With random realistic noise over the whole {window_s:g}-s window ({len(rows)} noise "
             f"types, SNR {span}{f', {trials} noisy versions' if trials else ''}), the diagnosis held in "
             f"{100 * score:.0f}% of them (robustness score {score:.2f}, 1 = always held).")
     flipping = [r for r in rows if r["flip_snr_db"] is not None]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
+from ecglens.reports.summary import analysis_summary
 from ecglens.service.db import DONE, FAILED, QUEUED, Analysis, ApiKey, Model, Record, new_id, utcnow
 from ecglens.service.deps import (EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
                                   audit_object, not_found, owns)
@@ -26,9 +27,11 @@ EVENT_POLL_S = 0.25
 def public(row: Analysis, with_result: bool) -> AnalysisPublic:
     """The API view of a job; the result only when ``with_result`` (auditors see metadata, not results)."""
     result = row.result_dict() if with_result and row.status == DONE else None
-    fields = {k: getattr(row, k) for k in AnalysisPublic.model_fields if k not in ("explanation", "robustness")}
+    fields = {k: getattr(row, k) for k in AnalysisPublic.model_fields
+              if k not in ("explanation", "robustness", "summary")}
+    summary = analysis_summary(result) if result and result.get("explanation") else None
     return AnalysisPublic(**fields, explanation=(result or {}).get("explanation"),
-                          robustness=(result or {}).get("robustness"))
+                          robustness=(result or {}).get("robustness"), summary=summary)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=AnalysisCreated,

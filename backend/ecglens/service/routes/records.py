@@ -12,7 +12,10 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from sqlalchemy import func, or_, select
 
 from ecglens.formats.fhir import is_fhir
+from ecglens.reports.basics import cached_basics
+from ecglens.reports.patient import patient_fields
 from ecglens.service.db import Analysis, ApiKey, Blob, Record, new_id, utcnow
+from ecglens.service.auth import ADMIN, CLINICIAN
 from ecglens.service.deps import (ADMINS, EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
                                   audit_object, not_found, owns)
 from ecglens.service.runtime import Runtime
@@ -22,6 +25,9 @@ from ecglens.service.uploads import (UploadError, UploadFile, expand_zips, group
                                      read_group, record_format, safe_name)
 
 router = APIRouter(prefix="/records", tags=["records"])
+# Who reads a record's patient fields: the people caring for the patient (an auditor audits, a service key is a
+# machine).
+PATIENT_READERS = (CLINICIAN, ADMIN)
 _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
@@ -162,10 +168,19 @@ def _get_record(session: SessionDep, key: ApiKey, record_id: str) -> Record:
 
 
 @router.get("/{record_id}", response_model=RecordPublic, responses=_ERRORS)
-def read_record(record_id: str, session: SessionDep,
+def read_record(record_id: str, session: SessionDep, runtime: RuntimeDep,
                 key: Annotated[ApiKey, Access("record.read", "record", EVERYONE)]) -> RecordPublic:
-    """One record's metadata (no samples, no header fields)."""
-    return RecordPublic.model_validate(_get_record(session, key, record_id))
+    """One record's metadata (no samples), its clinical basics measured on the ECG (heart rate and RR / PR / QRS
+    / QT / QTc in ms, neurokit2 delineation of the first minute) and, for clinicians and admins, the header's
+    patient fields (age, sex, diagnoses, patient id)."""
+    row = _get_record(session, key, record_id)
+    signal = cached_signal(row, runtime.blobs, runtime.settings.cache_dir)
+    basics = cached_basics(runtime.settings.cache_dir, row.id, signal, row.fs, row.leads)
+    extra = {"heart_rate_bpm": basics.get("heart_rate_bpm"), "intervals_ms": basics.get("intervals_ms"),
+             "basics": {k: v for k, v in basics.items() if k not in ("heart_rate_bpm", "intervals_ms")}}
+    if key.role in PATIENT_READERS:
+        extra["patient"] = patient_fields(row.header)
+    return RecordPublic.model_validate(row).model_copy(update=extra)
 
 
 @router.get("/{record_id}/signal", response_model=SignalWindow, responses=_ERRORS)
