@@ -442,6 +442,7 @@ def _legend(canvas: Canvas, segments: Sequence[Mapping[str, Any]], gain: float, 
     yy = top - 35 * mm
     if not kinds:
         canvas.drawString(x, yy, "none found")
+        yy -= 3.6 * mm
     for kind in kinds:
         canvas.setFillColor(distortion_colour(kind), alpha=0.6)
         canvas.rect(x, yy - 0.5 * mm, 4 * mm, 2.6 * mm, stroke=0, fill=1)
