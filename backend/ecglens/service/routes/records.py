@@ -170,14 +170,16 @@ def _get_record(session: SessionDep, key: ApiKey, record_id: str) -> Record:
 @router.get("/{record_id}", response_model=RecordPublic, responses=_ERRORS)
 def read_record(record_id: str, session: SessionDep, runtime: RuntimeDep,
                 key: Annotated[ApiKey, Access("record.read", "record", EVERYONE)]) -> RecordPublic:
-    """One record's metadata (no samples), its clinical basics measured on the ECG (heart rate and RR / PR / QRS
-    / QT / QTc in ms, neurokit2 delineation of the first minute) and, for clinicians and admins, the header's
-    patient fields (age, sex, diagnoses, patient id)."""
+    """One record's metadata (no samples); for the roles that may read its samples, the clinical basics measured
+    on the ECG (heart rate and RR / PR / QRS / QT / QTc in ms, neurokit2 delineation of the first 30 s); for
+    clinicians and admins, the header's patient fields (age, sex, diagnoses, patient id)."""
     row = _get_record(session, key, record_id)
-    signal = cached_signal(row, runtime.blobs, runtime.settings.cache_dir)
-    basics = cached_basics(runtime.settings.cache_dir, row.id, signal, row.fs, row.leads)
-    extra = {"heart_rate_bpm": basics.get("heart_rate_bpm"), "intervals_ms": basics.get("intervals_ms"),
-             "basics": {k: v for k, v in basics.items() if k not in ("heart_rate_bpm", "intervals_ms")}}
+    extra: dict = {}
+    if key.role in SIGNAL_READERS:  # measured on the samples, so for those who may read them
+        signal = cached_signal(row, runtime.blobs, runtime.settings.cache_dir)
+        basics = cached_basics(runtime.settings.cache_dir, row.id, signal, row.fs, row.leads)
+        extra = {"heart_rate_bpm": basics.get("heart_rate_bpm"), "intervals_ms": basics.get("intervals_ms"),
+                 "basics": {k: v for k, v in basics.items() if k not in ("heart_rate_bpm", "intervals_ms")}}
     if key.role in PATIENT_READERS:
         extra["patient"] = patient_fields(row.header)
     return RecordPublic.model_validate(row).model_copy(update=extra)
