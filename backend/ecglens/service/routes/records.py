@@ -19,7 +19,8 @@ from ecglens.service.auth import ADMIN, CLINICIAN
 from ecglens.service.deps import (ADMINS, EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
                                   audit_object, not_found, owns)
 from ecglens.service.runtime import Runtime
-from ecglens.service.schemas import LatestAnalysis, ListOf, Problem, RecordPublic, SignalWindow
+from ecglens.service.schemas import (Intervals, LatestAnalysis, ListOf, Patient, Problem, RecordPublic,
+                                     SignalWindow)
 from ecglens.service.signals import cached_signal, minmax_decimate, write_cache
 from ecglens.service.uploads import (UploadError, UploadFile, expand_zips, group_records, jsonable_header,
                                      read_group, record_format, safe_name)
@@ -178,10 +179,11 @@ def read_record(record_id: str, session: SessionDep, runtime: RuntimeDep,
     if key.role in SIGNAL_READERS:  # measured on the samples, so for those who may read them
         signal = cached_signal(row, runtime.blobs, runtime.settings.cache_dir)
         basics = cached_basics(runtime.settings.cache_dir, row.id, signal, row.fs, row.leads)
-        extra = {"heart_rate_bpm": basics.get("heart_rate_bpm"), "intervals_ms": basics.get("intervals_ms"),
+        extra = {"heart_rate_bpm": basics.get("heart_rate_bpm"),
+                 "intervals_ms": Intervals(**(basics.get("intervals_ms") or {})),
                  "basics": {k: v for k, v in basics.items() if k not in ("heart_rate_bpm", "intervals_ms")}}
     if key.role in PATIENT_READERS:
-        extra["patient"] = patient_fields(row.header)
+        extra["patient"] = Patient(**patient_fields(row.header))
     return RecordPublic.model_validate(row).model_copy(update=extra)
 
 
