@@ -95,7 +95,7 @@ const SEX = { M: "male", F: "female" };
 export function patientHtml(patient) {
   if (!patient) return "";
   const parts = [];
-  if (patient.id) parts.push(`patient ${esc(patient.id)}`);
+  if (patient.id) parts.push(`ID ${esc(patient.id)}`);
   if (patient.age != null) parts.push(`${esc(patient.age)} years`);
   if (patient.sex) parts.push(esc(SEX[patient.sex] || patient.sex));
   const dx = (patient.diagnoses || []).map((d) => (d.display && d.display !== d.code

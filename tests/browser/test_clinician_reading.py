@@ -132,7 +132,7 @@ def test_the_account_is_above_the_fold_and_says_what_the_api_pdf_and_fhir_say(se
     # Patient fields and clinical basics under the record's name, as GET /records/{id} gives them.
     _, body = server.api(f"/records/{record['id']}")
     patient = page.text_content("#patient-fields")
-    assert "patient PT-0042" in patient and "77 years" in patient and "female" in patient
+    assert "ID PT-0042" in patient and "77 years" in patient and "female" in patient
     assert "sinus tachycardia (427084000)" in patient and "atrial fibrillation (164889003)" in patient
     basics = " ".join(page.text_content("#clinical-basics").split())
     assert f"HR {round(body['heart_rate_bpm'])} bpm" in basics

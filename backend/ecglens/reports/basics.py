@@ -26,9 +26,11 @@ MIN_BEATS = 3
 PREFERRED_LEADS = ("II", "MLII", "I", "V5", "V2")
 # Plausible ranges (ms): a delineated value outside one is dropped before the median.
 RANGES_MS = {"PR": (60.0, 400.0), "QRS": (40.0, 250.0), "QT": (200.0, 700.0)}
-# A beat is premature when its RR is below this share of the strip's median RR; its QRS is wide from 120 ms.
+# A beat is premature when its RR is below this share of the strip's median RR; its QRS is wide from 120 ms and
+# 30 ms above the strip's median QRS.
 PREMATURE_SHARE = 0.8
 WIDE_QRS_MS = 120.0
+WIDER_BY_MS = 30.0
 METHOD = "neurokit2 ecg_peaks + ecg_delineate (dwt)"
 
 
@@ -88,14 +90,21 @@ def delineate(signal: np.ndarray, fs: float, offset_s: float = 0.0) -> list[Beat
     median_rr = float(np.median(rr)) if len(rr) else None
     qrs_on, qrs_off = wave("ECG_R_Onsets"), wave("ECG_R_Offsets")
     p_on, p_off, t_off = wave("ECG_P_Onsets"), wave("ECG_P_Offsets"), wave("ECG_T_Offsets")
+    widths = [(b - a) * 1000 if a is not None and b is not None else None for a, b in zip(qrs_on, qrs_off)]
+    plausible = [w for w in widths if w is not None and RANGES_MS["QRS"][0] <= w <= RANGES_MS["QRS"][1]]
+    typical = float(np.median(plausible)) if plausible else None
     beats = []
     for i, t in enumerate(r):
         before = float(rr[i - 1]) if i > 0 else None
-        width = (qrs_off[i] - qrs_on[i]) * 1000 if qrs_on[i] is not None and qrs_off[i] is not None else None
+        width = widths[i]
+        # Wide: from 120 ms and clearly wider than the strip's typical beat (a wide beat among narrow ones; when
+        # every beat is wide, the QRS interval says so, not the beat).
+        wide = bool(width is not None and typical is not None and WIDE_QRS_MS <= width <= RANGES_MS["QRS"][1]
+                    and width >= typical + WIDER_BY_MS)
         beats.append(Beat(r_s=float(t), qrs_on_s=qrs_on[i], qrs_off_s=qrs_off[i], p_on_s=p_on[i], p_off_s=p_off[i],
                           t_off_s=t_off[i], rr_before_s=before,
                           premature=bool(before is not None and median_rr and before < PREMATURE_SHARE * median_rr),
-                          wide=bool(width is not None and WIDE_QRS_MS <= width <= RANGES_MS["QRS"][1])))
+                          wide=wide))
     return beats
 
 
