@@ -40,7 +40,7 @@ DISPLAY_S = 10.0
 DISTORTION_COLOURS = {"baseline_wander": "#E69F00", "powerline": "#56B4E9", "muscle": "#009E73",
                       "electrode_motion": "#CC79A7", "gaussian": "#0072B2",
                       "dropout": "#F0E442", "none": "#505050"}
-_SPARE_COLOURS = ("#D55E00", "#000000")
+_SPARE_COLOURS = ("#000000", "#999933")  # as the frontend's; vermillion is the adversarial overlay's
 _GRID_MINOR, _GRID_MAJOR = HexColor("#f7d4d4"), HexColor("#e59a9a")
 _MARKERS = ("Circle", "Square", "Diamond", "Triangle", "Cross", "StarFive")
 _DASHES = (None, (4, 2), (1, 2), (4, 2, 1, 2), (6, 3), (6, 2, 1, 2))

@@ -61,7 +61,10 @@ export async function renderRobustness(container, report, { threshold: cardThres
   const verdict = (d) => {
     const row = rows.get(d.distortion);
     if (!row) return flipText(d.flip_snr_db, levelsDb.length ? levelsDb : undefined);
-    return row.short === "holds" ? "holds at every level tested" : `flips at ${row.short}`;
+    if (row.short === "holds") return "holds at every level tested";
+    if (row.short.startsWith("<")) return `flips below ${row.short.slice(2)} (${row.short})`;
+    if (row.short.startsWith(">")) return `flips above ${row.short.slice(2)} (${row.short})`;
+    return `flips at ${row.short}`;
   };
   const statement = (summary?.statements || []).find((st) => st.key === "robustness")?.text;
   container.innerHTML = `

@@ -36,8 +36,9 @@ export const DISTORTION_LABELS = {
   dropout: "Signal dropout (sensitivity)",
   none: "no distortion type",
 };
-// The overlays have colours of their own, none of the distortions': vermillion (Okabe-Ito) and wine (Tol).
-export const OVERLAY_COLOURS = { adversarial: "#D55E00", noise: "#882255" };
+// The overlays have colours of their own, none of the distortions' (and apart from them for colour-blind
+// readers too): vermillion (Okabe-Ito) and maroon.
+export const OVERLAY_COLOURS = { adversarial: "#D55E00", noise: "#800000" };
 
 export function distortionColour(kind) {
   if (DISTORTION_COLOURS[kind]) return DISTORTION_COLOURS[kind];

@@ -18,7 +18,7 @@ from tests.browser.conftest import ARTIFACTS, plot_data, sign_in
 pytestmark = pytest.mark.browser
 
 PX_PER_MM = 96 / 25.4
-OVERLAY = {"adversarial": "#D55E00", "noise": "#882255"}
+OVERLAY = {"adversarial": "#D55E00", "noise": "#800000"}
 DISTORTION_COLOURS = {"#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#0072B2", "#F0E442", "#505050"}
 COMMENTS = ["Age: 77", "Sex: Female", "Dx: 427084000,164889003", "Patient ID: PT-0042"]
 ANALYSIS_TIMEOUT_MS = 180_000
@@ -158,7 +158,10 @@ def test_the_account_is_above_the_fold_and_says_what_the_api_pdf_and_fhir_say(se
     # The robustness panel says the account's verdicts: beyond the tested levels only "< −6 dB".
     for row in summary["robustness"]["rows"]:
         cell = page.locator(f'#robustness-table tr[data-distortion="{row["distortion"]}"] td').nth(1).text_content()
-        assert cell.strip() == ("holds at every level tested" if row["short"] == "holds" else f"flips at {row['short']}")
+        short = row["short"]
+        assert cell.strip() == ("holds at every level tested" if short == "holds" else
+                                f"flips below {short[2:]} ({short})" if short.startswith("<") else
+                                f"flips above {short[2:]} ({short})" if short.startswith(">") else f"flips at {short}")
     for cell in page.locator("#robustness-table td").all_text_contents():
         for number in re.findall(r"[−-](\d+(?:\.\d+)?) dB", cell):
             assert float(number) <= 6.0, cell
@@ -319,3 +322,18 @@ def test_an_auditor_sees_the_audit_page_and_record_metadata_only(server, browser
     assert page.locator("#patient-fields").count() == 0
     page.screenshot(path=str(ARTIFACTS / "reading-auditor-record.png"), full_page=True)
     assert page.console_log.errors == []
+
+
+def test_overlay_colours_are_none_of_the_distortions_and_stay_distinct_for_colour_blind_readers():
+    from tests.browser.test_frontend_contract import _DICHROMACY, MIN_DELTA_E, VIEWER, _js_object, _lab
+
+    overlays = dict(re.findall(r'(\w+):\s*"([^"]+)"', re.search(r"OVERLAY_COLOURS = \{(.*?)\}", VIEWER).group(1)))
+    assert {k: v.upper() for k, v in overlays.items()} == OVERLAY
+    spare = re.search(r"const SPARE_COLOURS = (\[.*?\]);", VIEWER).group(1)
+    taken = set(_js_object("DISTORTION_COLOURS").values()) | set(json.loads(spare))
+    for vision, matrix in {"typical": None, **_DICHROMACY}.items():
+        for name, overlay in overlays.items():
+            others = taken | {c for k, c in overlays.items() if k != name}
+            assert overlay.upper() not in {c.upper() for c in others}
+            closest = min(float(np.linalg.norm(_lab(overlay, matrix) - _lab(c, matrix))) for c in others)
+            assert closest >= MIN_DELTA_E / 2, (vision, overlay, closest)
