@@ -476,7 +476,7 @@ def test_browser_modules_read_the_services_signal_windows_and_group_uploads(serv
                              ["101", ["101.dat"]], ["a.csv", ["a.csv"]]]
     lo, hi = out["range"]
     assert lo <= -0.4 and hi >= 1.9 and hi - lo >= 3.0 and (hi - lo) % 0.5 == 0
-    assert out["opacity"] == [0.08, 0.35]
+    assert out["opacity"] == pytest.approx([0.08, 0.35])
     assert "Not a medical device" in out["note"] and "Known issues" in out["note"]  # the built-in card's AF threshold
     assert "Research &lt;b&gt;only&lt;/b&gt;." in out["issues"] and "<li>AF sensitivity 0.25</li>" in out["issues"]
     assert "<li>x &lt; y</li>" in out["issues"] and out["none"] == ""
