@@ -111,7 +111,7 @@ export async function renderRobustness(container, report, { threshold: cardThres
       data.push({
         type: "scatter", mode: "markers", x: [shown], y: [p ?? 0.5], showlegend: false,
         marker: { symbol: "x-thin-open", size: 14, line: { width: 3, color: colour }, color: colour },
-        hovertemplate: `${esc(distortionLabel(d.distortion))}: diagnosis ${esc(verdict(d).replace(/^flips/, "flips"))}<extra></extra>`,
+        hovertemplate: `${esc(distortionLabel(d.distortion))}: diagnosis ${esc(verdict(d))}<extra></extra>`,
         meta: { kind: "flip", distortion: d.distortion, flip_snr_db: flip },
       });
     }
