@@ -103,10 +103,15 @@ class Explanation:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, include_signals: bool = True) -> dict[str, Any]:
+        adversarial = None
+        if self.adversarial is not None:
+            adversarial = self.adversarial.to_dict(include_signals)
+            adversarial.update(noise_spans(self.adversarial, self.fs, self.leads, self.start_s,
+                                           (self.extra.get("grid") or {}).get("bounds_s")))
         out: dict[str, Any] = {
             "diagnosis": self.diagnosis.to_dict(),
             "segments": [s.to_dict() for s in self.segments],
-            "adversarial": self.adversarial.to_dict(include_signals) if self.adversarial else None,
+            "adversarial": adversarial,
             "queries": int(self.queries),
             "elapsed_s": round(float(self.elapsed_s), 4),
             "method": self.method,
@@ -157,6 +162,57 @@ class RobustnessReport:
         return {"label": self.label, "score": float(self.score), "snr_levels_db": list(self.snr_levels_db),
                 "distortions": [d.to_dict() for d in self.distortions], "queries": int(self.queries),
                 "elapsed_s": round(float(self.elapsed_s), 4), "extra": _jsonable(self.extra)}
+
+
+def noise_spans(adversarial: Adversarial, fs: float, leads: tuple[str, ...] | list[str], start_s: float,
+                bounds_s: list | None = None) -> dict[str, Any]:
+    """Where the minimal flipping distortion put its noise: every distorted stretch, not only the top-scored
+    critical segments (the two differ: the segments rank where the classifier is sensitive, the noise is what the
+    search needed to flip it).
+
+    A cell of the explanation grid (``bounds_s``, seconds within the window) is distorted when any of its noise
+    samples is non-zero; adjacent distorted cells of a lead are merged. Without a grid, runs of non-zero samples
+    are used. Returns ``{"spans": [{"lead", "start_s", "end_s", "noise_rms_mv", "snr_db"}], "distorted_s",
+    "span_snr_db"}``: times from the record's start; a span's ``snr_db`` compares the ECG's (mean-removed)
+    energy inside the span with the noise's there, ``span_snr_db`` the same over all spans together (None when
+    no noise).
+    """
+    noise = np.asarray(adversarial.noise, dtype=np.float64)
+    clean = np.asarray(adversarial.signal, dtype=np.float64) - noise
+    if noise.ndim != 2 or fs <= 0:
+        return {"spans": [], "distorted_s": 0.0, "span_snr_db": None}
+    n = noise.shape[1]
+    if bounds_s:
+        cells = [(int(round(a * fs)), min(n, int(round(b * fs)))) for a, b in bounds_s]
+    else:
+        cells = [(i, i + 1) for i in range(n)]
+    centred = clean - clean.mean(axis=1, keepdims=True)
+    spans, e_signal, e_noise, samples = [], 0.0, 0.0, 0
+    for row in range(noise.shape[0]):
+        run: list[int] | None = None
+        for a, b in cells + [(n, n)]:  # a sentinel closes the last run
+            hit = b > a and bool(np.any(noise[row, a:b] != 0.0))
+            if hit and run is not None and a <= run[1]:
+                run[1] = b
+                continue
+            if run is not None:
+                sig = float(np.sum(centred[row, run[0]:run[1]] ** 2))
+                noi = float(np.sum(noise[row, run[0]:run[1]] ** 2))
+                e_signal, e_noise, samples = e_signal + sig, e_noise + noi, samples + run[1] - run[0]
+                spans.append({"lead": leads[row] if row < len(leads) else str(row),
+                              "start_s": round(start_s + run[0] / fs, 4), "end_s": round(start_s + run[1] / fs, 4),
+                              "noise_rms_mv": round(float(np.sqrt(noi / max(1, run[1] - run[0]))), 5),
+                              "snr_db": _db(sig, noi)})
+                run = None
+            if hit:
+                run = [a, b]
+    return {"spans": spans, "distorted_s": round(samples / fs, 4), "span_snr_db": _db(e_signal, e_noise)}
+
+
+def _db(signal_energy: float, noise_energy: float) -> float | None:
+    if noise_energy <= 0 or signal_energy <= 0:
+        return None
+    return round(float(10 * np.log10(signal_energy / noise_energy)), 2)
 
 
 def _finite_or_none(x: float | None) -> float | None:

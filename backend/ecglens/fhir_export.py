@@ -11,7 +11,10 @@
   coded as in `ecglens.formats.fhir`, ``valueRange`` from start to end in s, score and distortion as
   extensions);
 - ``device``: the classifier by name and model-card version; ``method``: the explainer used;
-- ``identifier``: the analysis id and the SHA-256 of every record file the analysis read.
+- ``identifier``: the analysis id and the SHA-256 of every record file the analysis read;
+- ``subject``: the patient, by the identifier the record's header carries (left out when it has none);
+- ``text`` (narrative) and ``note``: the plain-language account of the result (`ecglens.reports.summary`),
+  the same statements the page and the PDF report show.
 
 Our own codes live under ``urn:ecglens:fhir:*`` systems (the class names are the model card's, not a standard
 terminology); leads use MDC and LOINC as the FHIR ECG example does.
@@ -20,7 +23,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from html import escape
+
 from ecglens.formats.fhir import LOINC_SYSTEM, OBSERVATION_CATEGORY_SYSTEM, UCUM_SYSTEM, lead_code
+from ecglens.reports.summary import analysis_summary
 
 SYSTEM = "urn:ecglens:fhir"
 CLASS_SYSTEM = f"{SYSTEM}:class"                  # codes: the model card's class names
@@ -29,6 +35,7 @@ DISTORTION_SYSTEM = f"{SYSTEM}:distortion"        # codes: ecglens.distortions.K
 METHOD_SYSTEM = f"{SYSTEM}:method"                # codes: "policy", "greedy-scan", baseline names
 ANALYSIS_ID_SYSTEM = f"{SYSTEM}:analysis"
 RECORD_SHA256_SYSTEM = f"{SYSTEM}:record-sha256"
+PATIENT_ID_SYSTEM = f"{SYSTEM}:patient-id"         # the identifier as the record's header gives it
 MODEL_SYSTEM = f"{SYSTEM}:model"
 SEGMENT_SCORE_URL = f"{SYSTEM}:extension:segment-score"
 SEGMENT_DISTORTION_URL = f"{SYSTEM}:extension:segment-distortion"
@@ -54,6 +61,9 @@ def analysis_observation(
     record_files: Sequence[Mapping[str, Any]],
     issued: str | None = None,
     status: str = "final",
+    summary: Mapping[str, Any] | None = None,
+    patient_id: str | None = None,
+    record_leads: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The FHIR R4 Observation (a JSON-ready dict) for one finished analysis.
 
@@ -73,6 +83,13 @@ def analysis_observation(
         ``issued`` and ``effectiveDateTime``. Default: None (left out).
     status : str
         Observation status. Default: "final".
+    summary : mapping, optional
+        The account of the result (`ecglens.reports.summary.summarize`). Default: the result's own
+        (``result["summary"]``), else one built from the result.
+    patient_id : str, optional
+        The patient identifier of the record's header; becomes ``subject``. Default: None (no subject).
+    record_leads : sequence of str, optional
+        The record's lead names, so segments name leads as the record does. Default: the model's names.
 
     Returns
     -------
@@ -110,13 +127,19 @@ def analysis_observation(
         "code": {"coding": [dict(EKG_STUDY)], "text": "ECG Lens analysis: classifier diagnosis, its explanation "
                                                       "and its robustness to realistic noise"},
     }
+    account = dict(summary) if summary else analysis_summary(result, record_leads=record_leads)
+    obs["text"] = {"status": "generated", "div": _narrative(account)}
+    if patient_id:
+        obs["subject"] = {"identifier": {"system": PATIENT_ID_SYSTEM, "value": str(patient_id)},
+                          "display": f"patient {patient_id}"}
     if issued:
         obs["effectiveDateTime"] = issued
         obs["issued"] = issued
     obs["valueCodeableConcept"] = _class_concept(label)
     obs["interpretation"] = [{**_class_concept(f), "text": _probability_text(f, probabilities)} for f in findings]
+    obs["note"] = [{"text": f"{st['title']}: {st['text']}"} for st in account.get("statements") or []]
     if robustness is not None:
-        obs["note"] = [{"text": _robustness_note(robustness)}]
+        obs["note"].append({"text": _robustness_note(robustness)})
     method = str(explanation.get("method") or "")
     if method:
         # Not the fallback reason: it may name server paths, which have no place in a clinical record.
@@ -193,3 +216,11 @@ def _robustness_note(robustness: Mapping[str, Any]) -> str:
     definition = extra.get("score_definition") or ("Share of noisy versions of this ECG on which the classifier "
                                                    "kept its diagnosis; 1 = it always held.")
     return f"Robustness score {float(robustness.get('score', 0.0)):.2f}. {definition}"
+
+
+def _narrative(account: Mapping[str, Any]) -> str:
+    """The account as the XHTML narrative FHIR asks for (``Observation.text.div``)."""
+    items = "".join(f"<p><b>{escape(str(st['title']))}.</b> {escape(str(st['text']))}</p>"
+                    for st in account.get("statements") or [])
+    return (f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>{escape(str(account.get("headline", "")))}</b></p>'
+            f"{items}</div>")

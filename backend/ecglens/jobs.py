@@ -43,6 +43,9 @@ SCREEN_SHARE = 5.0
 EXPLAIN_SHARE = 70.0
 # Windows a default analysis explains: the most probable window of each finding, at most this many.
 MAX_EXPLAINED_WINDOWS = 3
+# Classifier rows per call while a job runs: a big batch (choosing the window of a 30-min record, a localisation
+# level) is answered in chunks this size, each one moving the progress bar.
+PROGRESS_CHUNK_ROWS = 16
 CELERY_TASK = "ecglens.run_analysis"
 HARDEN_CELERY_TASK = "ecglens.run_hardening"
 JobTable = Union[type[Analysis], type[HardeningJob]]
@@ -289,6 +292,7 @@ def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
     import ecglens
     # The function itself: once the submodule is imported, the package attribute `ecglens.robustness` is the
     # module, not the function.
+    from ecglens.reports.summary import summarize
     from ecglens.robustness import robustness
     from ecglens.service.signals import load_ecg
 
@@ -309,9 +313,11 @@ def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
     step = (EXPLAIN_SHARE - SCREEN_SHARE) / len(chosen)
     windows = []
     for k, (finding, start_s) in enumerate(chosen):
-        explanation = ecglens.explain(
-            ecg, clf, distortions=job.distortions, query_budget=job.query_budget, seed=job.seed, start_s=start_s,
-            progress=ProgressWriter(runtime, analysis_id, SCREEN_SHARE + k * step, SCREEN_SHARE + (k + 1) * step))
+        window_progress = ProgressWriter(runtime, analysis_id, SCREEN_SHARE + k * step, SCREEN_SHARE + (k + 1) * step)
+        # Rows answered over the query budget: the explainer's own measure of its progress, at a finer grain.
+        counted = RowProgress(clf, lambda rows, p=window_progress: p(min(1.0, rows / max(1, job.query_budget))))
+        explanation = ecglens.explain(ecg, counted, distortions=job.distortions, query_budget=job.query_budget,
+                                      seed=job.seed, start_s=start_s, progress=window_progress)
         windows.append({"finding": finding or explanation.diagnosis.label, "start_s": float(explanation.start_s),
                         "explanation": explanation.to_dict()})
     main = windows[0]["explanation"]
@@ -324,6 +330,7 @@ def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
     coverage = _annotation_coverage(record, runtime, windows)
     if coverage is not None:
         result["annotations"] = coverage
+    result["summary"] = summarize(result, ecg=ecg, thresholds=getattr(clf, "thresholds", None))
     queries = screening.queries + sum(int(w["explanation"]["queries"]) for w in windows) + int(report.queries)
     return result, queries
 
@@ -343,6 +350,31 @@ def _annotation_coverage(record: Record, runtime: Runtime, windows: list[dict[st
         out.append({"finding": window["finding"], "start_s": window["start_s"], **segment_coverage(files, segments)})
     return {"files": [{"filename": a.filename, "annotator": a.annotator, "beat_counts": a.beat_counts()}
                       for a in files], "windows": out}
+
+
+class RowProgress:
+    """A classifier whose batches are answered in chunks of `PROGRESS_CHUNK_ROWS` rows, ``on_rows(total rows
+    answered)`` called after each, so a job's progress moves with the agent's steps and inside its big batched
+    calls, not only between them. Everything else (class names, card fields) passes through; the answers are
+    the classifier's own, row for row."""
+
+    def __init__(self, classifier: Any, on_rows: Callable[[int], None], chunk: int = PROGRESS_CHUNK_ROWS):
+        self._classifier, self._on_rows, self._chunk = classifier, on_rows, max(1, int(chunk))
+        self.rows = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._classifier, name)
+
+    def predict_proba(self, batch: Any) -> Any:
+        import numpy as np
+
+        parts = []
+        for i in range(0, max(1, len(batch)), self._chunk):
+            part = batch[i:i + self._chunk]
+            parts.append(self._classifier.predict_proba(part))
+            self.rows += len(part)
+            self._on_rows(self.rows)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
 def _finish(runtime: Runtime, analysis_id: str, status: str, started: float, *, result: Any = None,

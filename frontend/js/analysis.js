@@ -53,23 +53,24 @@ async function renderForm(target, record, state, viewer, els, controller) {
           <select id="analysis-model" name="model"><option>builtin</option></select></div>
         <div class="field"><label for="analysis-budget">Query budget</label>
           <input id="analysis-budget" name="query_budget" type="number" min="10" max="100000" step="10"
-                 value="${DEFAULT_BUDGET}" style="width:7rem"></div>
+                 value="${DEFAULT_BUDGET}" class="input-narrow"></div>
       </div>
       <div id="analysis-model-note" class="model-note"></div>
-      <fieldset style="margin-top:.5rem"><legend>Distortion types</legend>
+      <fieldset class="distortion-choice"><legend>Distortion types</legend>
         <div class="checks">${DISTORTION_KINDS.map((kind) => `
           <label><input type="checkbox" name="distortions" value="${kind}" checked>
-            <span class="swatch" style="background:${distortionColour(kind)}"></span>${esc(distortionLabel(kind))}</label>`).join("")}
+            <span class="swatch" data-colour="${distortionColour(kind)}"></span>${esc(distortionLabel(kind))}</label>`).join("")}
         </div></fieldset>
-      <div class="row" style="margin-top:.6rem">
+      <div class="row form-actions">
         <button class="btn" type="submit" id="analysis-start">Start analysis</button>
         <span id="analysis-form-error" class="error" role="alert"></span>
       </div>
     </form>
-    <div id="analysis-progress" class="progress-wrap hidden" style="margin-top:.75rem">
+    <div id="analysis-progress" class="progress-wrap hidden">
       <progress id="analysis-progress-bar" max="100" value="0" aria-label="Analysis progress"></progress>
       <span id="analysis-progress-text" aria-live="polite"></span>
     </div>`;
+  paintSwatches(target);
   const form = target.querySelector("#analysis-form");
   const select = target.querySelector("#analysis-model");
   const error = target.querySelector("#analysis-form-error");
@@ -101,6 +102,7 @@ async function renderForm(target, record, state, viewer, els, controller) {
         ...(start != null ? { start_s: Number(start) } : {}) } });
       els.result.innerHTML = "";
       els.robustness.innerHTML = "";
+      if (els.summary) { els.summary.innerHTML = ""; els.summary.classList.add("hidden"); }
       viewer.setSegments([], null);
       await follow(created.id, state, viewer, els, controller);
     } catch (err) {
@@ -173,7 +175,31 @@ async function poll(id, els, controller) {
   }
 }
 
-/** The finished analysis: diagnosis, segment list, overlay toggle, robustness panel; segments onto the ECG. */
+/** Colour the swatches from their data-colour (through the CSSOM: no inline style attributes, for a strict CSP). */
+export function paintSwatches(root) {
+  for (const el of root.querySelectorAll("[data-colour]")) {
+    el.style.background = el.dataset.colour;
+    if (el.dataset.opacity) el.style.opacity = el.dataset.opacity;
+  }
+  for (const el of root.querySelectorAll("[data-width]")) el.style.width = el.dataset.width;
+}
+
+/** The account of the result (the API's `summary`: the same statements as the PDF and the FHIR Observation). */
+export function summaryHtml(summary) {
+  if (!summary) return "";
+  const items = (summary.statements || []).map((st) => `
+    <div class="statement" data-key="${esc(st.key)}"><dt>${esc(st.title)}</dt><dd>${esc(st.text)}</dd></div>`).join("");
+  return `<h2 id="summary-title">Result in brief</h2>
+    <p class="summary-headline" id="summary-headline">${esc(summary.headline)}</p>
+    <dl class="summary-statements" id="summary-statements">${items}</dl>`;
+}
+
+function statementText(summary, key) {
+  return (summary?.statements || []).find((st) => st.key === key)?.text ?? null;
+}
+
+/** The finished analysis: the account above the ECG; diagnosis, segment list, where the noise went, overlay
+ * toggle, robustness panel; segments onto the ECG. */
 export async function showResult(analysis, viewer, els, models = null) {
   const result = analysis.result ?? analysis;
   const ex = result.explanation;
@@ -181,56 +207,67 @@ export async function showResult(analysis, viewer, els, models = null) {
     els.result.innerHTML = `<p class="muted">This analysis has no explanation.</p>`;
     return;
   }
+  const summary = analysis.summary ?? result.summary ?? null;
+  if (els.summary) {
+    els.summary.innerHTML = summaryHtml(summary);
+    els.summary.classList.toggle("hidden", !summary);
+  }
   const dx = ex.diagnosis || {};
   const probs = Object.entries(dx.probabilities || {}).sort((a, b) => b[1] - a[1]);
   const adv = ex.adversarial;
   const segments = ex.segments || [];
-  // The model's lead names drawn on the record's leads (MLII on II): the list names the record's lead.
+  const others = (dx.findings || []).filter((f) => f !== dx.label);
+  // The model's lead names drawn on the record's leads (MLII on II): the lists name the record's lead.
   const leadName = (lead) => viewer.recordLead(lead) ?? lead;
+  const spans = adv?.flipped ? adv.spans || [] : [];
+  const localText = statementText(summary, "local_flip") ?? (adv?.flipped
+    ? `With targeted noise at ${adv.snr_db == null ? "–" : Number(adv.snr_db).toFixed(1)} dB SNR the classifier no longer reports ${dx.label} (it reports ${adv.label}).`
+    : "No distortion within the query budget changed the diagnosis.");
   els.result.innerHTML = `
     <h2>Diagnosis</h2>
     <p><span class="diagnosis-label" id="diagnosis-label">${esc(dx.label)}</span>
-      ${dx.findings?.length ? `<span class="muted small"> · findings: ${dx.findings.map(esc).join(", ")}</span>` : ""}</p>
+      ${others.length ? `<span class="muted small" id="diagnosis-also"> · also reported: ${others.map(esc).join(", ")}</span>` : ""}</p>
     <div id="diagnosis-probabilities" aria-label="Class probabilities">${probs.map(([name, p]) => `
       <div class="prob-row${name === dx.label ? " is-label" : ""}"><span>${esc(name)}</span>
-        <span class="prob-bar" aria-hidden="true"><span style="width:${(100 * p).toFixed(1)}%"></span></span>
+        <span class="prob-bar" aria-hidden="true"><span data-width="${(100 * p).toFixed(1)}%"></span></span>
         <span>${pct(p)}</span></div>`).join("")}</div>
-    <p class="small muted" style="margin-top:.5rem">${esc(searchLabel(ex))}
+    <p class="small muted result-meta">${esc(searchLabel(ex))}
       · ${ex.queries} classifier queries · ${Number(ex.elapsed_s).toFixed(1)} s
       · window ${Number(ex.start_s).toFixed(1)} s onward
       ${ex.fallback_reason ? `<br>Fallback: ${esc(ex.fallback_reason)}` : ""}</p>
-    <p id="adversarial-summary">${adv
-      ? (adv.flipped
-        ? `The diagnosis changes to <strong>${esc(adv.label)}</strong> when noise at
-           <strong>${adv.snr_db == null ? "–" : Number(adv.snr_db).toFixed(1)} dB SNR</strong> is added to the segments below.`
-        : `No distortion within the query budget changed the diagnosis (lowest SNR tried:
-           ${adv.snr_db == null ? "–" : Number(adv.snr_db).toFixed(1)} dB).`)
-      : "No distortion within the query budget changed the diagnosis."}</p>
-    <div class="row hidden" id="exports" style="margin:.25rem 0 .75rem">
+    <h3>Targeted test</h3>
+    <p id="adversarial-summary">${esc(localText)}</p>
+    ${spans.length ? `<details id="noise-spans-box"><summary>Where the noise was added (${spans.length} stretch${spans.length === 1 ? "" : "es"})</summary>
+      <ul class="plain small" id="noise-spans">${spans.map((sp) => `
+        <li data-lead="${esc(sp.lead)}" data-start="${sp.start_s}" data-end="${sp.end_s}">lead <strong>${esc(leadName(sp.lead))}</strong>
+          ${Number(sp.start_s).toFixed(2)}–${Number(sp.end_s).toFixed(2)} s · noise ${Number(sp.noise_rms_mv).toFixed(2)} mV RMS
+          ${sp.snr_db == null ? "" : `· ${esc(formatDb(sp.snr_db))} SNR there`}</li>`).join("")}</ul></details>` : ""}
+    <div class="row hidden" id="exports">
       <button type="button" class="btn btn-secondary btn-small" data-export="report.pdf">PDF report</button>
       <button type="button" class="btn btn-secondary btn-small" data-export="fhir">FHIR Observation</button>
       <span class="error small" id="export-error" role="alert"></span>
     </div>
-    <fieldset id="overlay-toggle"><legend>Overlay on the ECG</legend>
+    <fieldset id="overlay-toggle"><legend>Overlay on the ECG (only where the noise was added)</legend>
       <div class="checks">
         <label><input type="radio" name="overlay" value="none" checked> None</label>
         <label><input type="radio" name="overlay" value="adversarial" ${adv?.signal ? "" : "disabled"}>
-          <span class="swatch" style="background:${OVERLAY_COLOURS.adversarial}"></span>Minimal adversarial signal</label>
+          <span class="swatch" data-colour="${OVERLAY_COLOURS.adversarial}"></span>Minimal adversarial signal</label>
         <label><input type="radio" name="overlay" value="noise" ${adv?.noise ? "" : "disabled"}>
-          <span class="swatch" style="background:${OVERLAY_COLOURS.noise}"></span>Added noise only</label>
+          <span class="swatch" data-colour="${OVERLAY_COLOURS.noise}"></span>Added noise only</label>
       </div></fieldset>
-    <h3>Critical segments <span class="muted small">(${segments.length}, most critical first)</span></h3>
+    <h3>Critical segments <span class="muted small">(${segments.length}, most critical first: where the decision rests)</span></h3>
     <div class="legend" aria-label="Distortion colours">${[...new Set(segments.map((s) => s.distortion))].map((k) => `
-      <span><span class="swatch" style="background:${distortionColour(k)}"></span> ${esc(distortionLabel(k))}</span>`).join("")}
+      <span><span class="swatch" data-colour="${distortionColour(k)}"></span> ${esc(distortionLabel(k))}</span>`).join("")}
       <span class="muted">· stronger shading = higher score</span></div>
     ${segments.length ? `<ul class="segment-list" id="segment-list">${segments.map((s, i) => `
       <li><button type="button" data-index="${i}" aria-pressed="false"
         aria-label="Show segment ${i + 1}: lead ${esc(leadName(s.lead))}, ${s.start_s.toFixed(2)} to ${s.end_s.toFixed(2)} seconds, ${esc(distortionLabel(s.distortion))}, score ${Number(s.score).toFixed(2)}">
-        <span class="swatch" style="background:${distortionColour(s.distortion)};opacity:${(0.35 + 0.65 * s.score).toFixed(2)}"></span>
+        <span class="swatch" data-colour="${distortionColour(s.distortion)}" data-opacity="${(0.35 + 0.65 * s.score).toFixed(2)}"></span>
         <strong title="${esc(leadName(s.lead) === s.lead ? s.lead : `the model's ${s.lead}, shown on the record's ${leadName(s.lead)}`)}">${esc(leadName(s.lead))}</strong>
         <span>${s.start_s.toFixed(2)}–${s.end_s.toFixed(2)} s · ${esc(distortionLabel(s.distortion))}</span>
         <span>score ${Number(s.score).toFixed(2)}</span></button></li>`).join("")}</ul>`
       : `<p class="muted">No critical segments were found.</p>`}`;
+  paintSwatches(els.result);
 
   const list = els.result.querySelector("#segment-list");
   list?.addEventListener("click", (e) => {
@@ -249,7 +286,14 @@ export async function showResult(analysis, viewer, els, models = null) {
   await viewer.showExplained(Number(ex.start_s) || 0);
   const card = models ? unwrapList(models).items.find((m) => m.name === analysis.model)?.card : null;
   const label = result.robustness?.label ?? dx.label;
-  await renderRobustness(els.robustness, result.robustness, { threshold: card?.thresholds?.[label] ?? null });
+  await renderRobustness(els.robustness, result.robustness, { threshold: card?.thresholds?.[label] ?? null,
+    summary });
+}
+
+/** "−1.8 dB" with a true minus sign. */
+export function formatDb(value) {
+  const text = Number(value).toFixed(1);
+  return `${text.startsWith("-") ? `−${text.slice(1)}` : text} dB`;
 }
 
 

@@ -33,8 +33,11 @@ function showChrome(who) {
   // The audit page is for auditors and admins; other roles do not see the link (the API refuses them anyway).
   const auditLink = document.querySelector('[data-nav="audit"]');
   auditLink.hidden = Boolean(who?.role) && !["auditor", "admin"].includes(who.role);
-  const uploadLink = document.querySelector('[data-nav="upload"]');
-  uploadLink.hidden = who?.role === "auditor";
+  // An auditor audits: the audit page and records' metadata (reached from it), not the clinical views.
+  const auditor = who?.role === "auditor";
+  document.querySelector('[data-nav="upload"]').hidden = auditor;
+  document.querySelector('[data-nav="records"]').hidden = auditor;
+  document.querySelector(".brand").setAttribute("href", auditor ? "#/audit" : "#/records");
 }
 
 function markNav(section) {
@@ -65,6 +68,10 @@ async function route() {
   const [section = "records", id] = parts;
   markNav(section === "signin" ? "records" : section);
   main.focus({ preventScroll: true });
+  if (who?.role === "auditor" && (section === "upload" || (section === "records" && !id))) {
+    window.location.hash = "#/audit";
+    return;
+  }
   if (section === "upload") {
     document.title = "Upload · ECG Lens";
     upload.render(main);
@@ -76,7 +83,6 @@ async function route() {
     cleanup = await record.render(main, id);
   } else {
     document.title = "Records · ECG Lens";
-    if (who?.role === "auditor" && section !== "records") { window.location.hash = "#/audit"; return; }
     await records.render(main, params);
   }
 }

@@ -1,6 +1,8 @@
 // Robustness panel: for each distortion type, the probability of the diagnosed finding against the SNR of
 // whole-record noise (24 dB, clean-ish, on the left -> -6 dB, noise louder than the ECG, on the right), the SNR at
-// which the diagnosis flips, and the overall score with what it means. Draws RobustnessReport.to_dict() as is.
+// which the diagnosis flips, and the overall score with what it means. Draws RobustnessReport.to_dict() and
+// the account's words for it (summary.robustness: flips beyond the tested levels read "< −6 dB"). This is the
+// untargeted test; the targeted flip of the analysis panel is a different one, and the panel says so.
 import { esc } from "./api.js";
 import { distortionColour, distortionLabel } from "./viewer.js";
 
@@ -32,22 +34,45 @@ function interpolate(points, snr) {
   return null;
 }
 
-function flipText(flip) {
-  return flip == null ? "holds at every level tested" : `flips at ${Number(flip).toFixed(1)} dB`;
+function signed(x, digits) {
+  const text = Number(x).toFixed(digits);
+  return text.startsWith("-") ? `−${text.slice(1)}` : text;
+}
+
+/** The verdict for one noise type: the flip SNR within the tested levels, else only the side it lies on (the
+ * same rule as ecglens.reports.summary.flip_text, used when the analysis has no account). */
+export function flipText(flip, levels = [24, -6]) {
+  if (flip == null) return "holds at every level tested";
+  const lo = Math.min(...levels), hi = Math.max(...levels);
+  if (flip < lo) return `flips below ${signed(lo, 0)} dB (< ${signed(lo, 0)} dB)`;
+  if (flip > hi) return `flips above ${signed(hi, 0)} dB (> ${signed(hi, 0)} dB)`;
+  return `flips at ${signed(flip, 1)} dB`;
 }
 
 /** Render the robustness panel for `report` into `container` (an element). */
-export async function renderRobustness(container, report, { threshold: cardThreshold = null } = {}) {
+export async function renderRobustness(container, report, { threshold: cardThreshold = null, summary = null } = {}) {
   if (!report) {
     container.innerHTML = `<h2>Robustness</h2><p class="muted">No robustness report for this analysis.</p>`;
     return;
   }
   const score = Number(report.score);
+  const levelsDb = (report.snr_levels_db || []).map(Number);
+  const rows = new Map((summary?.robustness?.rows || []).map((r) => [r.distortion, r]));
+  const verdict = (d) => {
+    const row = rows.get(d.distortion);
+    if (!row) return flipText(d.flip_snr_db, levelsDb.length ? levelsDb : undefined);
+    if (row.short === "holds") return "holds at every level tested";
+    if (row.short.startsWith("<")) return `flips below ${row.short.slice(2)} (${row.short})`;
+    if (row.short.startsWith(">")) return `flips above ${row.short.slice(2)} (${row.short})`;
+    return `flips at ${row.short}`;
+  };
+  const statement = (summary?.statements || []).find((st) => st.key === "robustness")?.text;
   container.innerHTML = `
     <h2 id="robustness-title">Robustness of “${esc(report.label)}”</h2>
     <div class="row"><span class="score-big" id="robustness-score">${Number.isFinite(score) ? score.toFixed(2) : "–"}</span>
       <span class="muted">overall score, 0 (fragile) to 1 (robust)</span></div>
     <p class="small" id="robustness-meaning">${esc(SCORE_MEANING)}</p>
+    ${statement ? `<p class="small" id="robustness-statement">${esc(statement)}</p>` : ""}
     <div id="robustness-plot" class="robustness-plot" role="img"
       aria-label="Probability of ${esc(report.label)} against signal-to-noise ratio, one curve per distortion type"></div>
     ${report.extra?.flip_rule ? `<p class="small muted">Counted as a change of diagnosis: ${esc(report.extra.flip_rule)}.
@@ -57,10 +82,11 @@ export async function renderRobustness(container, report, { threshold: cardThres
     <table class="data small" id="robustness-table">
       <thead><tr><th scope="col">Distortion</th><th scope="col">Diagnosis</th></tr></thead>
       <tbody>${(report.distortions || []).map((d) => `
-        <tr><td><span class="swatch" style="background:${distortionColour(d.distortion)}"></span>
-          ${esc(distortionLabel(d.distortion))}</td><td>${esc(flipText(d.flip_snr_db))}</td></tr>`).join("")}
+        <tr data-distortion="${esc(d.distortion)}"><td><span class="swatch" data-colour="${distortionColour(d.distortion)}"></span>
+          ${esc(distortionLabel(d.distortion))}</td><td>${esc(verdict(d))}</td></tr>`).join("")}
       </tbody>
     </table>`;
+  for (const el of container.querySelectorAll("[data-colour]")) el.style.background = el.dataset.colour;
   const plot = container.querySelector("#robustness-plot");
   const data = [];
   const shapes = [];
@@ -85,7 +111,7 @@ export async function renderRobustness(container, report, { threshold: cardThres
       data.push({
         type: "scatter", mode: "markers", x: [shown], y: [p ?? 0.5], showlegend: false,
         marker: { symbol: "x-thin-open", size: 14, line: { width: 3, color: colour }, color: colour },
-        hovertemplate: `${esc(distortionLabel(d.distortion))}: diagnosis flips at ${flip.toFixed(1)} dB<extra></extra>`,
+        hovertemplate: `${esc(distortionLabel(d.distortion))}: diagnosis ${esc(verdict(d))}<extra></extra>`,
         meta: { kind: "flip", distortion: d.distortion, flip_snr_db: flip },
       });
     }

@@ -1,5 +1,7 @@
 // Record view: the ECG on paper grid with plotly, linked zoom and pan across leads, critical segments shaded,
-// and the minimal adversarial signal (or its noise alone) overlaid. It only draws what the API returns:
+// and the minimal adversarial signal (or its noise alone) overlaid where the search put it. The grid stays square
+// at every zoom (the rows grow with the time scale), each row is as tall as its trace (no complex is cut), and a
+// 1-mV calibration pulse starts every row. It only draws what the API returns:
 // the decimated signal from /records/{id}/signal (re-fetched at full resolution when zoomed in) and the
 // analysis JSON by its field names (segments: lead, start_s, end_s, score, distortion).
 import { api, esc } from "./api.js";
@@ -21,7 +23,8 @@ export const DISTORTION_COLOURS = {
   dropout: "#F0E442",           // yellow: found by the localisation's dropout probes, not by a noise kind
   none: "#505050",              // dark grey: a segment that mattered without a distortion type of its own
 };
-const SPARE_COLOURS = ["#D55E00", "#000000"];
+// Spare colours for distortion kinds without one; not the overlays' colours (below).
+const SPARE_COLOURS = ["#000000", "#999933"];
 // The distortion kinds the explainer knows (ecglens.distortions.KINDS), in its order.
 export const DISTORTION_KINDS = ["baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian"];
 export const DISTORTION_LABELS = {
@@ -33,7 +36,9 @@ export const DISTORTION_LABELS = {
   dropout: "Signal dropout (sensitivity)",
   none: "no distortion type",
 };
-export const OVERLAY_COLOURS = { adversarial: "#D55E00", noise: "#0072B2" };
+// The overlays have colours of their own, none of the distortions' (and apart from them for colour-blind
+// readers too): vermillion (Okabe-Ito) and maroon.
+export const OVERLAY_COLOURS = { adversarial: "#D55E00", noise: "#800000" };
 
 export function distortionColour(kind) {
   if (DISTORTION_COLOURS[kind]) return DISTORTION_COLOURS[kind];
@@ -45,10 +50,11 @@ export function distortionLabel(kind) {
   return DISTORTION_LABELS[kind] || String(kind).replace(/_/g, " ");
 }
 
-/** Shading opacity for a segment score in [0, 1]: faint for weak segments, strong for the decisive ones. */
+/** Shading opacity for a segment score in [0, 1]: faint for weak segments, stronger for the decisive ones, and
+ * never so strong that the trace under it is hard to read. */
 export function segmentOpacity(score) {
   const s = Math.min(1, Math.max(0, Number(score) || 0));
-  return 0.12 + 0.5 * s;
+  return 0.08 + 0.27 * s;
 }
 
 function rgba(hex, alpha) {
@@ -93,15 +99,29 @@ function percentile(sorted, q) {
   return sorted[i];
 }
 
-/** A y range in mV covering `values` robustly, at least 3 mV tall, on whole 0.5-mV grid lines. */
+/** A y range in mV covering every value (the row grows for a tall complex rather than cutting it), at least
+ * 3 mV tall, on whole 0.5-mV grid lines, with 0.2 mV of paper above and below. */
 export function rowRange(values) {
-  const finite = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (!finite.length) return [-1.5, 1.5];
-  const lo = percentile(finite, 0.001), hi = percentile(finite, 0.999);
-  const span = Math.max(3, Math.ceil((hi - lo + 0.4) / MAJOR_MV) * MAJOR_MV);
-  const centre = Math.round(((lo + hi) / 2) / MAJOR_MV) * MAJOR_MV;
-  return [centre - span / 2, centre + span / 2];
+  let lo = Infinity, hi = -Infinity;
+  for (const x of values) {
+    if (!Number.isFinite(x)) continue;
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+  }
+  if (lo > hi) return [-1.5, 1.5];
+  const bottom = Math.floor((lo - 0.2) / MAJOR_MV) * MAJOR_MV;
+  const top = Math.ceil((hi + 0.2) / MAJOR_MV) * MAJOR_MV;
+  const pad = Math.max(0, 3 - (top - bottom)) / 2;
+  const extra = Math.ceil(pad / MAJOR_MV) * MAJOR_MV;
+  return [bottom - extra, top + extra];
 }
+
+/** The zoom the view really shows: screen mm per paper mm along time (the rows are scaled the same, so the grid
+ * stays square). Capped at `MAX_ROW_ZOOM` for the rows' height. */
+export function effectiveZoom(plotPx, seconds) {
+  return plotPx / (Math.max(1e-6, seconds) * SPEED_MM_S * PX_PER_MM);
+}
+const MAX_ROW_ZOOM = 8;
 
 /**
  * The ECG viewer bound to one record. Call `load()` once; then `showWindow`, `setSegments`, `setOverlay`,
@@ -126,6 +146,7 @@ export class EcgViewer {
     this.selected = null;
     this.explanation = null;
     this.overlay = "none";               // "none" | "adversarial" | "noise"
+    this.trueZoom = 1;                   // the zoom on screen (after a drag-zoom it differs from `zoom`)
     this._fetchSeq = 0;
     this._relayoutTimer = null;
     this._drawing = false;
@@ -320,13 +341,17 @@ export class EcgViewer {
     const r0 = ev["xaxis.range[0]"] ?? ev["xaxis.range"]?.[0];
     const r1 = ev["xaxis.range[1]"] ?? ev["xaxis.range"]?.[1];
     if (ev["xaxis.autorange"]) {
+      if (this.layoutMode !== "standard") this.zoom = 1;  // double-click: back to true paper scale
       this.range = this.defaultRange();
     } else if (r0 != null && r1 != null) {
       this.range = [Number(r0), Number(r1)];
+      // A drag-zoom sets the time scale; in the stacked layout it becomes the zoom the buttons go on from.
+      if (this.layoutMode !== "standard") {
+        this.zoom = Math.min(MAX_ROW_ZOOM, effectiveZoom(this.plotWidthPx() - SIDE_PX, this.range[1] - this.range[0]));
+      }
     } else {
       return;
     }
-    this._emit();
     clearTimeout(this._relayoutTimer);
     this._relayoutTimer = setTimeout(() => {
       const f = this.fetched;
@@ -334,7 +359,9 @@ export class EcgViewer {
       const outside = !f || a < f.start - 1e-6 || b > f.end + 1e-6;
       // Zoomed in on decimated data: fetch again, now at full resolution for this window.
       const finer = f && f.decimated && (b - a) < (f.end - f.start) / 1.5;
+      // Otherwise redraw all the same: the rows take the new time scale, so the grid stays square.
       if (outside || finer || ev["xaxis.autorange"]) this.fetchAndDraw();
+      else this.draw();
     }, 200);
   }
 
@@ -349,7 +376,7 @@ export class EcgViewer {
   }
 
   _emit() {
-    this.onChange({ range: this.range, zoom: this.zoom, layout: this.layoutMode, measure: this.measure(),
+    this.onChange({ range: this.range, zoom: this.trueZoom, layout: this.layoutMode, measure: this.measure(),
       fetched: this.fetched });
   }
 
@@ -369,15 +396,18 @@ export class EcgViewer {
     const margin = MARGIN;
     const plotPx = widthPx - SIDE_PX;
     const gap = 10;
-    const rowPx = this.rowRanges.map(([lo, hi]) => (hi - lo) * GAIN_MM_MV * PX_PER_MM * this.zoom);
+    const [a, b] = this.range;
+    // Rows at the time axis's scale: 10 mm/mV per 25 mm/s, so a small square is as tall as it is wide.
+    this.trueZoom = effectiveZoom(plotPx, b - a);
+    const rowZoom = Math.min(MAX_ROW_ZOOM, this.trueZoom);
+    const rowPx = this.rowRanges.map(([lo, hi]) => (hi - lo) * GAIN_MM_MV * PX_PER_MM * rowZoom);
     const totalRows = rowPx.reduce((s, h) => s + h, 0) + gap * (rows.length - 1);
     const heightPx = Math.round(totalRows + margin.t + margin.b);
-    const [a, b] = this.range;
     const grid = this._gridFor(b - a, plotPx);
 
     const layout = {
       width: widthPx, height: heightPx, margin, showlegend: false, dragmode: "zoom", hovermode: "closest",
-      paper_bgcolor: "#ffffff", plot_bgcolor: "#ffffff", annotations: [], font: { size: 11, color: "#1d2127" },
+      paper_bgcolor: "#ffffff", plot_bgcolor: "#ffffff", annotations: [], shapes: [], font: { size: 11, color: "#1d2127" },
       hoverlabel: { bgcolor: "#ffffff", font: { color: "#1d2127" } },
     };
     const data = [];
@@ -401,6 +431,7 @@ export class EcgViewer {
         minor: { dtick: MINOR_MV, showgrid: grid.minor, gridcolor: PAPER.minor, gridwidth: 0.5 },
       };
       const axes = { xaxis: `x${n}`, yaxis: `y${n}` };
+      layout.shapes.push(this._calibrationPulse(r, n, plotPx, rowZoom));
       for (const lead of row.leads) {
         const [s0, s1] = this.span(row, lead);
         layout.annotations.push({
@@ -437,6 +468,23 @@ export class EcgViewer {
     this._emit();
   }
 
+  /** A 1-mV, 0.2-s calibration pulse in the left margin of row `r`, standing on the row's baseline (the median
+   * of its trace in view): 10 mm tall at 100%, as tall as 1 mV of the trace at any zoom. */
+  _calibrationPulse(r, n, plotPx, rowZoom) {
+    const values = this.rows()[r].leads.flatMap((l) => this.data.series[l]?.v || []).filter(Number.isFinite)
+      .sort((p, q) => p - q);
+    const [lo, hi] = this.rowRanges[r];
+    const base = Math.min(hi - 1, Math.max(lo, values.length ? percentile(values, 0.5) : 0));
+    const mm = PX_PER_MM / plotPx;  // one screen mm in paper (plot-width) units
+    const w = 5 * mm * Math.min(rowZoom, 1);  // 0.2 s wide at 100%, kept inside the margin
+    const x0 = -(MARGIN.l - 4) / plotPx, x1 = x0 + 1.5 * mm, x2 = x1 + w, x3 = x2 + 1.5 * mm;
+    return {
+      type: "path", xref: "paper", yref: `y${n}`, layer: "above", name: "calibration",
+      path: `M ${x0},${base} L ${x1},${base} L ${x1},${base + 1} L ${x2},${base + 1} L ${x2},${base} L ${x3},${base}`,
+      line: { color: PAPER.trace, width: 1.5 },
+    };
+  }
+
   _segmentTraces(lead, r, s0, s1, axes, data) {
     const [lo, hi] = this.rowRanges[r];
     this.segments.forEach((seg, i) => {
@@ -471,14 +519,22 @@ export class EcgViewer {
     const [lo, hi] = this.rowRanges[r];
     const offset = this.overlay === "noise" ? (lo + hi) / 2 : 0;
     const [a, b] = this.range;
-    const first = Math.max(0, Math.floor((Math.max(a, s0) - t0) * fs));
-    const last = Math.min(values.length, Math.ceil((Math.min(b, s1) - t0) * fs) + 1);
-    if (last <= first) return;
+    // Only where the search put noise (adversarial.spans): elsewhere the distorted signal is the ECG itself.
+    const spans = Array.isArray(adv.spans)
+      ? adv.spans.filter((sp) => this.recordLead(sp.lead) === lead).map((sp) => [sp.start_s, sp.end_s])
+      : [[-Infinity, Infinity]];
     const t = [], v = [];
-    for (let k = first; k < last; k += 1) { t.push(t0 + k / fs); v.push(values[k] + offset); }
+    for (const [sa, sb] of spans) {
+      const first = Math.max(0, Math.floor((Math.max(a, s0, sa) - t0) * fs));
+      const last = Math.min(values.length, Math.ceil((Math.min(b, s1, sb) - t0) * fs) + 1);
+      if (last <= first) continue;
+      if (t.length) { t.push(t0 + first / fs); v.push(null); }  // a gap between stretches
+      for (let k = first; k < last; k += 1) { t.push(t0 + k / fs); v.push(values[k] + offset); }
+    }
+    if (!t.length) return;
     const label = this.overlay === "noise" ? "added noise" : "minimal adversarial";
     data.push({
-      type: "scatter", mode: "lines", ...axes, x: t, y: v, name: `${lead} ${label}`,
+      type: "scatter", mode: "lines", ...axes, x: t, y: v, name: `${lead} ${label}`, connectgaps: false,
       line: { color: OVERLAY_COLOURS[this.overlay], width: 1.2 }, opacity: 0.9,
       hoverinfo: "skip",
       meta: { kind: this.overlay, lead, row: r },
@@ -547,6 +603,8 @@ export function readoutText(state) {
   const m = state.measure;
   const [a, b] = state.range;
   const paper = m ? `${m.speed_mm_s.toFixed(1)} mm/s · ${m.gain_mm_mv.toFixed(1)} mm/mV` : "";
+  // The zoom on screen, as the speed says it (25 mm/s is 100%).
   const res = state.fetched ? (state.fetched.decimated ? "overview (decimated)" : "full resolution") : "";
-  return `${a.toFixed(2)}–${b.toFixed(2)} s · ${paper} · zoom ${Math.round(state.zoom * 100)}% · ${res}`;
+  const zoom = m ? m.speed_mm_s / SPEED_MM_S : state.zoom;
+  return `${a.toFixed(2)}–${b.toFixed(2)} s · ${paper} · zoom ${Math.round(zoom * 100)}% · ${res}`;
 }

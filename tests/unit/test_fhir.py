@@ -2,6 +2,7 @@
 real analysis as an Observation, checked against the R4 structure rules it must keep."""
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -11,8 +12,8 @@ import pytest
 import ecglens
 from ecglens.ecg import STANDARD_12, Ecg
 from ecglens.errors import RecordError
-from ecglens.fhir_export import (CLASS_SYSTEM, COMPONENT_SYSTEM, RECORD_SHA256_SYSTEM, SEGMENT_SCORE_URL,
-                                 analysis_observation)
+from ecglens.fhir_export import (CLASS_SYSTEM, COMPONENT_SYSTEM, PATIENT_ID_SYSTEM, RECORD_SHA256_SYSTEM,
+                                 SEGMENT_SCORE_URL, analysis_observation)
 from ecglens.formats import detect_format, read_fhir, read_record, write_fhir, write_json, write_record
 from ecglens.formats.fhir import MDC_SYSTEM, lead_code, lead_from_code
 from ecglens.robustness import robustness
@@ -308,3 +309,26 @@ def test_flip_snr_absent_when_the_diagnosis_always_held(analysis):
 def test_export_of_an_unfinished_analysis_is_refused():
     with pytest.raises(ValueError, match="not finished|no explanation"):
         analysis_observation({}, analysis_id="x", model_name="m", model_version=None, record_files=[])
+
+
+def test_export_carries_the_account_as_narrative_and_notes_and_the_patient_as_subject(analysis):
+    from ecglens.reports.summary import summarize
+
+    _, result = analysis
+    account = summarize(result)
+    obs = analysis_observation(result, analysis_id="an3", model_name="m", model_version="1",
+                               record_files=[{"filename": "x", "sha256": "d" * 64}], patient_id="PT-0042")
+    assert_valid_observation(obs)
+    assert obs["subject"]["identifier"] == {"system": PATIENT_ID_SYSTEM, "value": "PT-0042"}
+    assert obs["text"]["status"] == "generated"
+    assert obs["text"]["div"].startswith('<div xmlns="http://www.w3.org/1999/xhtml">')
+    notes = [n["text"] for n in obs["note"]]
+    for statement in account["statements"]:
+        assert f"{statement['title']}: {statement['text']}" in notes
+    # The narrative says the same, escaped for XHTML.
+    assert html.escape(account["statements"][0]["text"]) in obs["text"]["div"]
+    # A stored account is used as it is, not rebuilt.
+    stored = {**account, "statements": [{"key": "diagnosis", "title": "Diagnosis", "text": "stored <text>"}]}
+    obs = analysis_observation({**result, "summary": stored}, analysis_id="an4", model_name="m", model_version=None,
+                               record_files=[])
+    assert "stored &lt;text&gt;" in obs["text"]["div"] and "subject" not in obs

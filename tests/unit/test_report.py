@@ -14,7 +14,8 @@ import pytest
 
 import ecglens
 from ecglens.ecg import STANDARD_12, Ecg
-from ecglens.report import DISTORTION_COLOURS, render_report
+from ecglens.report import DISTORTION_COLOURS, ECG_H_MM, ECG_Y_MM, render_report, row_layout
+from ecglens.reports.summary import summarize
 from ecglens.robustness import robustness
 
 DPI = 72  # one pixel per point: page coordinates are pixel coordinates
@@ -123,9 +124,15 @@ def test_report_says_diagnosis_model_hash_dates_and_score(twelve_lead, tmp_path)
     assert SHA in text
     assert "Report date 2024-05-02 09:30 UTC" in text and "Analysed 2024-05-01 12:00:00 UTC" in text
     assert f"{result['robustness']['score']:.2f}" in text and "0 = fragile, 1 = robust" in text
+    levels = result["robustness"]["snr_levels_db"]
     for item in result["robustness"]["distortions"]:
         flip = item["flip_snr_db"]
-        assert ("holds at every level" if flip is None else f"flips at {flip:.1f} dB") in text
+        if flip is None:
+            assert "holds at every level" in text
+        elif min(levels) <= flip <= max(levels):
+            assert f"flips at {flip:.1f} dB" in text
+        else:  # beyond the tested levels only the side is said, as on the page
+            assert f"flips {'below -6' if flip < min(levels) else 'above 24'} dB" in text
 
 
 @needs_poppler
@@ -138,12 +145,14 @@ def test_twelve_leads_use_the_standard_layout_with_a_rhythm_strip(twelve_lead, t
     assert "25 mm/s, 10 mm/mV" in text
 
 
-def _band(image: np.ndarray, row: int, n_rows: int, x0_mm: float, x1_mm: float) -> np.ndarray:
-    """Pixels of the ECG area's ``row`` (of ``n_rows``, top first) between x0 and x1 mm from the page's left."""
+def _band(image: np.ndarray, ecg: Ecg, row: int, x0_mm: float, x1_mm: float) -> np.ndarray:
+    """Pixels of the ECG area's ``row`` (top first, as `row_layout` lays it out) between x0 and x1 mm from the
+    page's left."""
     page_h_pt = image.shape[0]
-    top = page_h_pt - 184 * MM  # the ECG area spans 64..184 mm from the bottom
-    row_h = 120 * MM / n_rows
-    a, b = int(top + row * row_h) + 2, int(top + (row + 1) * row_h) - 2
+    rows, _ = row_layout(ecg, (0.0, min(10.0, ecg.duration_s)), ECG_H_MM * MM)
+    top_pt, bottom_pt = rows[row][:2]
+    a = int(page_h_pt - (ECG_Y_MM * MM + top_pt)) + 2
+    b = int(page_h_pt - (ECG_Y_MM * MM + bottom_pt)) - 2
     return image[a:b, int(x0_mm * MM) + 1:int(x1_mm * MM) - 1]
 
 
@@ -165,8 +174,8 @@ def test_critical_segments_are_shaded_where_they_are(two_lead, tmp_path):
     seg = max(segments, key=lambda s: (s["score"], s["end_s"] - s["start_s"]))
     colour = DISTORTION_COLOURS.get(seg["distortion"], "#D55E00")
     # Stacked layout: lead I on top, lead II below; 4 s from x = 8 mm at 25 mm/s.
-    inside = _band(image, 1, 2, 8 + 25 * seg["start_s"], 8 + 25 * seg["end_s"])
-    other_lead = _band(image, 0, 2, 8 + 25 * seg["start_s"], 8 + 25 * seg["end_s"])
+    inside = _band(image, ecg, 1, 8 + 25 * seg["start_s"], 8 + 25 * seg["end_s"])
+    other_lead = _band(image, ecg, 0, 8 + 25 * seg["start_s"], 8 + 25 * seg["end_s"])
     covered = np.zeros(100, dtype=bool)
     for s in segments:
         covered[int(s["start_s"] * 25):int(np.ceil(s["end_s"] * 25))] = True
@@ -176,7 +185,7 @@ def test_critical_segments_are_shaded_where_they_are(two_lead, tmp_path):
     assert starts.size, "segments cover the whole record"
     longest = int(np.argmax(ends - starts))
     assert ends[longest] - starts[longest] >= 3
-    outside = _band(image, 1, 2, 8 + starts[longest], 8 + ends[longest])
+    outside = _band(image, ecg, 1, 8 + starts[longest], 8 + ends[longest])
     assert _tinted(inside, colour) > 0.5
     assert _tinted(other_lead, colour) < 0.02
     assert _tinted(outside, colour) < 0.02
@@ -207,3 +216,72 @@ def test_text_outside_the_pdf_fonts_does_not_break_the_report(two_lead, tmp_path
                "robustness": result["robustness"]}
     text = _text(_render(ecg, renamed, record_name="\u5fc3\u96fb\u56f3"), tmp_path)
     assert "QT ? ?" in text and "Record ???" in text
+
+
+def _flat_words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@needs_poppler
+def test_report_carries_the_account_patient_fields_and_clinical_basics(twelve_lead, tmp_path):
+    ecg, result = twelve_lead
+    account = summarize(result, ecg=ecg)
+    patient = {"id": None, "age": 77, "sex": "F",
+               "diagnoses": [{"code": "427084000", "display": "sinus tachycardia", "system": "snomed"}]}
+    basics = {"heart_rate_bpm": 70.2, "intervals_ms": {"RR": 855.0, "PR": 160.0, "QRS": 92.0, "QT": 380.0,
+                                                        "QTc": 410.9},
+              "lead": "II", "start_s": 0.0, "end_s": 10.0, "qtc_formula": "Bazett"}
+    text = _flat_words(_text(_render(ecg, result, summary=account, patient=patient, basics=basics), tmp_path))
+    assert "Patient 77 y, F; header diagnoses: sinus tachycardia (427084000)" in text
+    assert "HR 70 bpm, RR 855, PR 160, QRS 92, QT 380, QTc 411 ms (QTc Bazett; lead II, 0-10 s)" in text
+    assert _flat_words(account["headline"]) in text
+    for statement in account["statements"]:
+        if statement["key"] == "caveat":
+            continue
+        # pdftotext breaks lines where the PDF does: compare the words.
+        words = _flat_words(statement["text"].replace("\u2212", "-"))
+        assert words[:60] in text and words[-40:] in text, statement["key"]
+
+
+class LongNames(SmoothClassifier):
+    """Long class names, and the model's lead is MLII (the record's II stands in for it)."""
+
+    class_names = ("atrial fibrillation/flutter", "supraventricular ectopy")
+    thresholds = {"atrial fibrillation/flutter": 0.5, "supraventricular ectopy": 0.5}
+
+    def __init__(self):
+        self.lead_names = ("MLII",)
+        self.lead_ii = 0
+
+
+@needs_poppler
+def test_long_class_names_are_not_cut_and_leads_are_named_as_the_record_names_them(twelve_lead, tmp_path):
+    ecg, _ = twelve_lead
+    clf = LongNames()
+    explanation = ecglens.explain(ecg, clf, query_budget=60, seed=0)
+    result = {"explanation": explanation.to_dict(), "robustness": None}
+    assert result["explanation"]["segments"] and {s["lead"] for s in result["explanation"]["segments"]} == {"MLII"}
+    text = _text(_render(ecg, result), tmp_path)
+    assert "atrial fibrillation/flutter" in text and "supraventricular ectopy" in text
+    legend = [line for line in text.splitlines() if " s " in line and "1. " in line]
+    assert legend and "1. II " in legend[0] and "MLII" not in text
+
+
+def test_rows_grow_for_tall_complexes_instead_of_cutting_them():
+    fs = 250.0
+    t = np.arange(int(10 * fs)) / fs
+    normal = np.exp(-((t % 1.0) - 0.5) ** 2 / (2 * 0.01 ** 2)).astype(np.float32)
+    tall = Ecg(np.stack([normal * 3.5, normal * 0.8, -normal * 2.5]), fs, ("I", "II", "V1"))
+    h = ECG_H_MM * MM
+    rows, gain = row_layout(tall, (0.0, 10.0), h)
+    assert gain == 10.0  # 3.5 + 0.8 + 2.5 mV (and half a mV of paper each side) fit the area at full gain
+    for (top, bottom, base), lead in zip(rows, tall.signal):
+        assert bottom <= base + lead.min() * gain * MM and base + lead.max() * gain * MM <= top + 1e-6
+    assert rows[0][0] == pytest.approx(h) and rows[-1][1] == pytest.approx(0.0, abs=1e-6)
+    assert rows[0][0] - rows[0][1] > rows[1][0] - rows[1][1]  # the tall lead's row is the taller
+    # Rows that cannot fit at 10 mm/mV are drawn at 5 mm/mV, still uncut.
+    huge = Ecg(np.stack([normal * 6.0, -normal * 5.0]), fs, ("I", "II"))
+    rows, gain = row_layout(huge, (0.0, 10.0), h)
+    assert gain == 5.0
+    for (top, bottom, base), lead in zip(rows, huge.signal):
+        assert bottom <= base + lead.min() * gain * MM and base + lead.max() * gain * MM <= top + 1e-6

@@ -51,8 +51,35 @@ class LatestAnalysis(BaseModel):
     created_at: str
 
 
+class Intervals(BaseModel):
+    """Median intervals in ms over the measured beats (None: not measurable, e.g. no P waves in AF)."""
+
+    RR: float | None = None
+    PR: float | None = None
+    QRS: float | None = None
+    QT: float | None = None
+    QTc: float | None = None
+
+
+class Diagnosis(BaseModel):
+    code: str
+    display: str | None = None
+    system: str | None = None
+
+
+class Patient(BaseModel):
+    """The header's patient fields (clinicians and admins only)."""
+
+    id: str | None = None
+    age: float | None = None
+    sex: str | None = None
+    diagnoses: list[Diagnosis] = []
+
+
 class RecordPublic(BaseModel):
-    """Record metadata. Header fields (patient data) are stored but not returned here."""
+    """Record metadata. Header fields (patient data) are stored but not returned here; one record read by a
+    clinician or an admin (``GET /records/{id}``) adds its ``patient`` fields, and every single-record read the
+    clinical basics measured on the ECG (``heart_rate_bpm``, ``intervals_ms``, how in ``basics``)."""
 
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
         "id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10", "name": "100", "filename": "100.hea", "format": "wfdb",
@@ -74,6 +101,11 @@ class RecordPublic(BaseModel):
     created_by: str | None
     created_at: str
     latest_analysis: LatestAnalysis | None = None
+    heart_rate_bpm: float | None = None
+    intervals_ms: Intervals | None = None
+    basics: dict[str, Any] | None = Field(default=None, description="How the basics were measured: lead, "
+                                          "start_s / end_s of the measured stretch, beats, QTc formula, method.")
+    patient: Patient | None = None
 
 
 class RecordAnnotations(BaseModel):
@@ -187,6 +219,9 @@ class AnalysisPublic(BaseModel):
     annotations: dict[str, Any] | None = Field(
         default=None, description="When the record has reference annotations: the annotated beats each explained "
                                   "window's critical segments cover ({files, windows: [{finding, segments}]}).")
+    summary: dict[str, Any] | None = Field(default=None, description="The plain-language account of the result "
+                                           "(ecglens.reports.summary): headline, text, statements and their "
+                                           "numbers; the PDF report and the FHIR Observation say the same.")
 
 
 # --- models ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
+from ecglens.reports.summary import analysis_summary
 from ecglens.service.db import DONE, FAILED, QUEUED, Analysis, ApiKey, Model, Record, new_id, utcnow
 from ecglens.service.deps import (EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
                                   audit_object, not_found, owns)
@@ -27,8 +28,9 @@ def public(row: Analysis, with_result: bool) -> AnalysisPublic:
     """The API view of a job; the result only when ``with_result`` (auditors see metadata, not results)."""
     result = row.result_dict() if with_result and row.status == DONE else None
     extras = ("explanation", "robustness", "screening", "windows", "annotations")
-    fields = {k: getattr(row, k) for k in AnalysisPublic.model_fields if k not in extras}
-    return AnalysisPublic(**fields, **{k: (result or {}).get(k) for k in extras})
+    fields = {k: getattr(row, k) for k in AnalysisPublic.model_fields if k not in (*extras, "summary")}
+    summary = analysis_summary(result) if result and result.get("explanation") else None
+    return AnalysisPublic(**fields, **{k: (result or {}).get(k) for k in extras}, summary=summary)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=AnalysisCreated,

@@ -11,9 +11,12 @@ from fastapi.responses import JSONResponse, Response
 from ecglens.ecg import Ecg
 from ecglens.fhir_export import analysis_observation
 from ecglens.report import render_report
+from ecglens.reports.basics import cached_basics
+from ecglens.reports.patient import patient_fields, patient_id
 from ecglens.service.db import DONE, Analysis, ApiKey, Model, Record
 from ecglens.service.deps import SIGNAL_READERS, Access, RuntimeDep, SessionDep, audit_object, not_found, owns
 from ecglens.service.schemas import Problem
+from ecglens.service.routes.records import PATIENT_READERS
 from ecglens.service.signals import cached_signal
 
 router = APIRouter(prefix="/analyses", tags=["analyses"])
@@ -60,7 +63,8 @@ def read_analysis_fhir(analysis_id: str, request: Request, session: SessionDep,
     record = _record(session, row.record_id)
     observation = analysis_observation(result, analysis_id=row.id, model_name=row.model,
                                        model_version=_model_version(session, row.model), record_files=record.files,
-                                       issued=row.finished_at)
+                                       issued=row.finished_at, patient_id=patient_id(record.header),
+                                       record_leads=record.leads)
     return JSONResponse(observation, media_type=FHIR_JSON)
 
 
@@ -75,8 +79,10 @@ def read_analysis_report(analysis_id: str, request: Request, session: SessionDep
     record = _record(session, row.record_id)
     signal = cached_signal(record, runtime.blobs, runtime.settings.cache_dir)
     ecg = Ecg(signal=signal, fs=record.fs, leads=tuple(record.leads), metadata=record.header or {}, name=record.name)
+    basics = cached_basics(runtime.settings.cache_dir, record.id, signal, record.fs, record.leads)
     pdf = render_report(ecg, result, model_name=row.model, model_version=_model_version(session, row.model),
                         record_sha256=record.files[0]["sha256"], record_name=record.name, analysis_id=row.id,
-                        analysed_at=row.finished_at)
+                        analysed_at=row.finished_at, basics=basics,
+                        patient=patient_fields(record.header) if key.role in PATIENT_READERS else None)
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="ecglens-{row.id}.pdf"'})

@@ -12,18 +12,25 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from sqlalchemy import func, or_, select
 
 from ecglens.formats.fhir import is_fhir
+from ecglens.reports.basics import cached_basics
+from ecglens.reports.patient import patient_fields
 from ecglens.service.db import Analysis, ApiKey, Blob, Record, new_id, utcnow
+from ecglens.service.auth import ADMIN, CLINICIAN
 from ecglens.service.deps import (ADMINS, EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
                                   audit_object, not_found, owns)
 from ecglens.service.runtime import Runtime
 from ecglens.service.grouping import file_roles, read_group_annotations, stored_annotations
-from ecglens.service.schemas import (LatestAnalysis, ListOf, ModelFit, Problem, RecordAnnotations, RecordPublic,
+from ecglens.service.schemas import (Intervals, LatestAnalysis, ListOf, ModelFit, Patient, Problem, RecordAnnotations,
+                                     RecordPublic,
                                      SignalWindow)
 from ecglens.service.signals import cached_signal, minmax_decimate, write_cache
 from ecglens.service.uploads import (UploadError, UploadFile, expand_zips, group_records, jsonable_header,
                                      read_group, record_format, safe_name)
 
 router = APIRouter(prefix="/records", tags=["records"])
+# Who reads a record's patient fields: the people caring for the patient (an auditor audits, a service key is a
+# machine).
+PATIENT_READERS = (CLINICIAN, ADMIN)
 _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
@@ -176,10 +183,22 @@ def _get_record(session: SessionDep, key: ApiKey, record_id: str) -> Record:
 
 
 @router.get("/{record_id}", response_model=RecordPublic, responses=_ERRORS)
-def read_record(record_id: str, session: SessionDep,
+def read_record(record_id: str, session: SessionDep, runtime: RuntimeDep,
                 key: Annotated[ApiKey, Access("record.read", "record", EVERYONE)]) -> RecordPublic:
-    """One record's metadata (no samples, no header fields)."""
-    return RecordPublic.model_validate(_get_record(session, key, record_id))
+    """One record's metadata (no samples); for the roles that may read its samples, the clinical basics measured
+    on the ECG (heart rate and RR / PR / QRS / QT / QTc in ms, neurokit2 delineation of the first 30 s); for
+    clinicians and admins, the header's patient fields (age, sex, diagnoses, patient id)."""
+    row = _get_record(session, key, record_id)
+    extra: dict = {}
+    if key.role in SIGNAL_READERS:  # measured on the samples, so for those who may read them
+        signal = cached_signal(row, runtime.blobs, runtime.settings.cache_dir)
+        basics = cached_basics(runtime.settings.cache_dir, row.id, signal, row.fs, row.leads)
+        extra = {"heart_rate_bpm": basics.get("heart_rate_bpm"),
+                 "intervals_ms": Intervals(**(basics.get("intervals_ms") or {})),
+                 "basics": {k: v for k, v in basics.items() if k not in ("heart_rate_bpm", "intervals_ms")}}
+    if key.role in PATIENT_READERS:
+        extra["patient"] = Patient(**patient_fields(row.header))
+    return RecordPublic.model_validate(row).model_copy(update=extra)
 
 
 @router.get("/{record_id}/signal", response_model=SignalWindow, responses=_ERRORS)
