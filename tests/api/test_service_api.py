@@ -192,8 +192,9 @@ def test_analysis_no_model_fits_is_refused_saying_why_and_what_would(api, synthe
                                json={"record_id": record["id"], "model": "tiny", "query_budget": 20})
     assert response.status_code == 422
     detail = response.json()["detail"]
-    # the tiny model needs MLII; the record has only V1: said in words, with what would fit, no exception text
-    assert "needs lead MLII, and the record has V1" in detail and "register one" in detail
+    # the tiny model needs MLII; the record has only V1: said in words, with what would fit (the built-in reads
+    # any lead set), no exception text
+    assert "needs lead MLII, and the record has V1" in detail and "Models that fit this record: builtin" in detail
     assert "KeyError" not in detail and "RecordError" not in detail
     fits = api.client.get(f"/api/v1/records/{record['id']}/models", headers=api.auth("clinician")).json()["data"]
     tiny = next(f for f in fits if f["model"] == "tiny")
