@@ -1,4 +1,5 @@
-"""The ``ecglens`` command: ``serve | explain | robustness | train-classifier | train-agent | create-key | audit``.
+"""The ``ecglens`` command: ``serve | explain | robustness | train-classifier | train-agent | train-zoo | create-key |
+audit``.
 
 Each subcommand lives beside the code it drives: a module in `COMMAND_MODULES` exposes
 ``register(subparsers)``, which adds its parsers and sets ``func`` on them. Bad input ends with a one-line
@@ -17,6 +18,7 @@ COMMAND_MODULES = (
     "ecglens.classifiers.cli",    # train-classifier
     "ecglens.agent.cli",          # explain, robustness, train-agent
     "ecglens.hardening",          # harden
+    "ecglens.classifiers.zoo",    # train-zoo
 )
 
 
