@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     rows_by_model: dict[str, list[Row]] = {}
     for spec in _model_specs(args.model):
+        if args.from_raw:  # the per-case rows of earlier runs (e.g. members run side by side) -> the mean table
+            name = _model_name(spec, None)
+            path = RESULTS / "raw" / f"explainers-{name}{_split_suffix(args.records)}{args.suffix}.jsonl"
+            rows_by_model[name] = [r for r in (Row(**json.loads(line)) for line in path.read_text().splitlines())
+                                   if r.method in methods]
+            continue
         rc, name, rows = run_model(spec, args, methods)
         if rc:
             return rc
@@ -333,6 +339,10 @@ def _run_method(key: str, case: Case, classifier, target: str, seed: int, budget
     from ecglens.baselines import peer
 
     _, peer_name, budget = METHODS[key]
+    if peer_name is None and key.startswith("anytime-"):
+        from ecglens.agent.anytime import explain_anytime
+
+        return explain_anytime(case.ecg, classifier, query_budget=budget, seed=seed)
     if peer_name is None:
         return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy=policy)
     kwargs = {"beat_time_s": case.beat_time_s} if peer_name == "oracle" else {}
@@ -402,6 +412,7 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
 
 # Today's hand-written schedule (`ecglens.explain` until the learned agent replaces it) at the issue's budgets.
 SCHEDULED_SET = [f"scheduled-{b}" for b in (10, 25, 50, 100, 200, 500)]
+ANYTIME_SET = [f"anytime-{b}" for b in (10, 25, 50, 100, 200, 500)]
 CAPTUM_PEERS = ("occlusion", "feature-ablation", "shapley-sampling", "kernel-shap", "lime")
 
 
@@ -618,7 +629,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=None, help="stop starting cases after this many minutes")
     p.add_argument("--methods", default="all", help=f"comma-separated subset of: {', '.join(METHODS)}; policy-N "
                                                         "or scheduled-N runs ecglens.explain at budget N; "
-                                                        "'scheduled' = scheduled-10,25,50,100,200,500")
+                                                        "'scheduled' = scheduled-10,25,50,100,200,500; "
+                                                        "anytime-N / 'anytime': the anytime loop (agent/anytime.py)")
     p.add_argument("--target", default=None, help="class to explain (default: the ventricular one)")
     p.add_argument("--records", default=None,
                    help="comma-separated records, or 'ds1' for all of DS1 (development: tune there, never on "
@@ -629,6 +641,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see the note above)")
     p.add_argument("--suffix", default="", help="appended to the result file name")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--from-raw", action="store_true",
+                   help="run nothing: read each model's per-case rows from results/raw/ and write the mean table")
     p.add_argument("--verbose", action="store_true", help="per-method timings on stderr")
     p.add_argument("--budget-scale", type=float, default=1.0,
                    help="scale the peers' 2,000- and 200-query budgets (default 1; the explain budgets stay)")
@@ -679,11 +693,13 @@ def _methods(spec: str) -> list[str]:
     if spec == "all":
         return list(METHODS)
     keys = [k.strip() for k in spec.split(",") if k.strip()]
-    keys = [k2 for k in keys for k2 in (SCHEDULED_SET if k == "scheduled" else [k])]
+    keys = [k2 for k in keys for k2 in (SCHEDULED_SET if k == "scheduled" else ANYTIME_SET if k == "anytime"
+                                         else [k])]
     for k in keys:  # policy-N / scheduled-N: ecglens.explain at any budget N >= 2
-        m = re.fullmatch(r"(policy|scheduled)-(\d+)", k)
+        m = re.fullmatch(r"(policy|scheduled|anytime)-(\d+)", k)
         if m and k not in METHODS and int(m.group(2)) >= 2:
-            label = "ecglens.explain" if m.group(1) == "policy" else "scheduled"
+            label = {"policy": "ecglens.explain", "scheduled": "scheduled",
+                     "anytime": "anytime loop (dropout only)"}[m.group(1)]
             METHODS[k] = (f"{label}, budget {int(m.group(2))}", None, int(m.group(2)))
     unknown = [k for k in keys if k not in METHODS]
     if unknown:
