@@ -17,6 +17,8 @@ from ecglens.metrics import (
     is_flipped,
     l2,
     pointing_game,
+    road_deletion_auc,
+    road_fill,
     snr_db,
 )
 
@@ -157,3 +159,40 @@ def test_attack_success_counts_only_flips_at_or_above_the_snr_floor():
 def test_is_flipped_agrees_with_the_flagging_threshold():
     assert not is_flipped(np.array([0.2, 0.5]), 1, 0.5)
     assert is_flipped(np.array([0.2, 0.4999]), 1, 0.5)
+
+
+def test_road_fill_is_the_straight_line_between_kept_neighbours_plus_small_noise():
+    signal = np.zeros((2, 12), dtype=np.float32)
+    signal[0] = np.arange(12)  # a ramp: the imputed line is the ramp itself
+    signal[1] = [1, 1, 1, 5, 5, 5, 5, 5, 5, 2, 2, 2]
+    removed = np.zeros_like(signal, dtype=bool)
+    removed[0, 3:9] = True
+    removed[1, 3:9] = True
+    out = road_fill(signal, removed, noise=np.zeros_like(signal))
+    np.testing.assert_allclose(out[0], np.arange(12))
+    np.testing.assert_allclose(out[1, 3:9], 1 + (2 - 1) * (np.arange(3, 9) - 2) / 7, rtol=1e-6)
+    np.testing.assert_array_equal(out[:, ~removed[0]], signal[:, ~removed[0]])  # kept samples untouched
+    noisy = road_fill(signal, removed, seed=3)
+    assert not np.allclose(noisy[0, 3:9], np.arange(3, 9))  # noise on removed samples only
+    np.testing.assert_array_equal(noisy[:, ~removed[0]], signal[:, ~removed[0]])
+    np.testing.assert_array_equal(noisy, road_fill(signal, removed, seed=3))  # seeded
+
+
+def test_road_fill_holds_the_edge_value_and_fills_a_whole_lead_with_its_median():
+    signal = np.array([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 9]], dtype=np.float32)
+    removed = np.array([[1, 1, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1]], dtype=bool)
+    out = road_fill(signal, removed, noise=np.zeros_like(signal))
+    np.testing.assert_allclose(out[0], [3, 3, 3, 4, 5, 5])
+    np.testing.assert_allclose(out[1], np.full(6, 3.5))
+
+
+def test_road_deletion_auc_ranks_like_the_flat_one_on_a_peak_to_peak_classifier(evidence):
+    clean, clf, grid = evidence
+    best = road_deletion_auc(clean, [0, 1, 2, 3], grid, clf, 1, steps=5)
+    worst = road_deletion_auc(clean, [3, 2, 1, 0], grid, clf, 1, steps=5)
+    assert best < worst
+    counter = QueryCounter(clf)
+    road_deletion_auc(clean, [0, 1, 2, 3], grid, counter, 1, steps=5)
+    assert counter.queries == 0  # evaluation queries are the benchmark's own
+    with pytest.raises(ValueError, match="fill"):
+        deletion_curve(clean, [0], grid, clf, 1, fill="mean")
