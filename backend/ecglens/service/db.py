@@ -204,6 +204,8 @@ def private_sqlite_file(url: str) -> None:
 
     from sqlalchemy.engine import make_url
 
+    if not url.startswith("sqlite"):
+        return
     path = make_url(url).database
     if not path or path == ":memory:":
         return
