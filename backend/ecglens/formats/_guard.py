@@ -27,9 +27,8 @@ _MAX_DETAIL = 300
 MIN_FS_HZ = 25.0
 MAX_FS_HZ = 20_000.0
 # Body-surface ECG amplitudes are a few mV (QRS up to ~5 mV, pacing spikes ~10-20 mV) around a baseline:
-# samples without units that swing further were most likely µV taken as mV. With units given, the file says
-# what its values are, and only what no amplifier produces is refused (electrode offsets of DC-coupled
-# amplifiers stay within a few hundred mV).
+# samples that swing further are in other units than the file says (µV taken as mV) or corrupt. The baseline
+# itself may sit further out (electrode offsets of DC-coupled amplifiers reach a few hundred mV).
 MAX_SWING_MV = 50.0
 MAX_ABS_MV = 1000.0
 _PLACEHOLDER_LEADS = frozenset({"none", "null", "nan", "undefined", "nil"})
@@ -73,8 +72,8 @@ def check_plausible(ecg: Any, name: str) -> None:
     Raises
     ------
     RecordError
-        ``fs`` outside [`MIN_FS_HZ`, `MAX_FS_HZ`]; a lead whose samples pass `MAX_ABS_MV`, or, when the file
-        gave no units (taken as mV), swing more than `MAX_SWING_MV` around their median; a lead
+        ``fs`` outside [`MIN_FS_HZ`, `MAX_FS_HZ`]; a lead whose samples pass `MAX_ABS_MV` or swing more than
+        `MAX_SWING_MV` around their median (the message says when the file gave no units); a lead
         named like a missing value ("None", "nan", ...) or holding control characters.
     """
     fs = float(ecg.fs)
@@ -103,6 +102,6 @@ def check_plausible(ecg: Any, name: str) -> None:
         if peak > MAX_ABS_MV:
             raise RecordError(name, f"lead {lead}: samples reach {peak:.3g} mV ({units}); an ECG stays within "
                                     f"{MAX_ABS_MV:g} mV")
-        if swing > MAX_SWING_MV and lead in assumed:  # with units given, the file says what its values are
+        if swing > MAX_SWING_MV:
             raise RecordError(name, f"lead {lead}: samples swing {swing:.3g} mV around their baseline ({units}); "
                                     f"an ECG stays within {MAX_SWING_MV:g} mV")

@@ -75,9 +75,9 @@ def token_key_id(token: str) -> str | None:
 
 
 class AuthThrottle:
-    """Failed authentications per key id and per client address in a sliding ``window_s``; past the limit the
-    caller gets 429 before its secret is even checked, so guessing a key's secret (or trying many key ids from
-    one address) runs at ``per_key`` (``per_client``) tries a minute. In memory, per process: a few thousand
+    """Failed authentications per key id (from one client address) and per client address in a sliding
+    ``window_s``; past the limit the caller gets 429 before its secret is even checked, so guessing a key's
+    secret (or trying many key ids from one address) runs at ``per_key`` (``per_client``) tries a minute. In memory, per process: a few thousand
     entries at most, the oldest dropped first.
 
     Parameters
@@ -99,7 +99,9 @@ class AuthThrottle:
         self._lock = threading.Lock()
 
     def _subjects(self, key_id: str | None, client: str | None) -> list[tuple[str, str]]:
-        return [(kind, value) for kind, value in (("key", key_id), ("client", client)) if value]
+        # Per key id *from* an address: someone guessing at a key cannot lock its owner out from elsewhere.
+        pair = f"{key_id}|{client or '-'}" if key_id else None
+        return [(kind, value) for kind, value in (("key", pair), ("client", client)) if value]
 
     def retry_after(self, key_id: str | None, client: str | None) -> float:
         """Seconds until the caller may try again (0: not throttled)."""
