@@ -182,8 +182,6 @@ def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10, pool_timeo
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
             pool = {}  # one shared in-memory connection (StaticPool): no pool to size
-        else:
-            private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
@@ -199,7 +197,8 @@ def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10, pool_timeo
 
 
 def private_sqlite_file(url: str) -> None:
-    """Create the SQLite file 0600 before SQLite does (its -wal and -shm files then take the same mode)."""
+    """Create the SQLite file 0600 before SQLite does (its -wal and -shm files then take the same mode), or make
+    an existing one 0600. Call it before the process opens the database."""
     import os
 
     from sqlalchemy.engine import make_url
@@ -209,11 +208,15 @@ def private_sqlite_file(url: str) -> None:
     path = make_url(url).database
     if not path or path == ":memory:":
         return
+    # Never open an existing database file here: closing any descriptor of it drops every POSIX lock this
+    # process holds on it, and SQLite's other connections would lose theirs (another process may then delete
+    # the -shm file under them: "disk I/O error").
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(path, 0o600)
-    except OSError:  # a read-only or foreign-owned file: SQLite reports what matters when it opens it
+        if os.path.exists(path):
+            os.chmod(path, 0o600)
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:  # a read-only or foreign-owned file (or a racing creator): SQLite reports what matters
         pass
 
 
