@@ -10,6 +10,7 @@ import bz2
 import copy
 import io
 import os
+import struct
 import unicodedata
 import zipfile
 import zlib
@@ -169,6 +170,10 @@ def unzip(data: bytes, name: str, *, max_bytes: int = MAX_ZIP_BYTES,
     return out
 
 
+# What zipfile raises on crafted directories and headers besides its own BadZipFile.
+_ZIP_PARSE_ERRORS = ZIP_READ_ERRORS + (IndexError, KeyError, struct.error)
+
+
 class ZipTooLarge(RecordError):
     """A zip that expands past its limit (the service answers 413, not 422)."""
 
@@ -185,7 +190,7 @@ def iter_zip(data: bytes, name: str, *, max_bytes: int, max_members: int):
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, IndexError) as exc:
+    except _ZIP_PARSE_ERRORS as exc:  # a directory zipfile cannot parse (NotImplementedError: "zip file version")
         raise RecordError(name, f"not a readable zip archive: {exc}") from None
     if len(infos) > max_members:
         raise RecordError(name, f"zip holds {len(infos)} entries (limit {max_members})")
@@ -305,7 +310,7 @@ def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, 
                 parts.append(piece)
     except RecordError:
         raise
-    except ZIP_READ_ERRORS as exc:
+    except _ZIP_PARSE_ERRORS as exc:
         raise RecordError(where, f"could not extract: {exc}") from None
     if size != info.file_size:
         raise RecordError(where, f"holds {size} bytes, its zip header declares {info.file_size}")
