@@ -42,6 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "api"))
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 AUDITED_PREFIX = "/api/v1/"
+# New analyses per level: each is seconds of CPU for the one job thread; more only queue up behind it and
+# load the next level.
+MAX_NEW_ANALYSES = 4
 
 
 def free_port() -> int:
@@ -244,7 +247,7 @@ async def load_level(server: Server, clients: int, seconds: float, record_id: st
                 elif roll < 0.85:
                     aid = rng.choice(made or analysis_ids)
                     await call("GET /analyses/{id}", "GET", f"/api/v1/analyses/{aid}")
-                elif roll < 0.92 and len(made) < 200:
+                elif roll < 0.92 and len(made) < MAX_NEW_ANALYSES:
                     got = await call("POST /analyses", "POST", "/api/v1/analyses",
                                      json={"record_id": record_id, "model": "builtin", "query_budget": budget,
                                            "seed": i, "start_s": 5.0})
@@ -333,6 +336,16 @@ def fuzz(server: Server, cases: int) -> dict:
             "peak_rss_mb": server.peak_rss_mb()}
 
 
+def wait_for_jobs(server: Server, timeout_s: float) -> float:
+    """Wait until no analysis is queued or running (each level starts without the last one's backlog)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if not server.sql("SELECT COUNT(*) FROM analyses WHERE status IN ('queued', 'running')")[0][0]:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 def run_db(db: str, args: argparse.Namespace) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"ecglens-load-{db}-"))
     os.chmod(root, 0o755)  # the postgres user reaches its cluster folder inside; the server's data dir is 0700
@@ -350,12 +363,13 @@ def run_db(db: str, args: argparse.Namespace) -> dict:
         levels = []
         for mix in args.mix.split(","):
             for clients in [int(x) for x in args.levels.split(",")]:
-                print(f"[{db}] {mix}: {clients} clients ...", flush=True)
+                drained = wait_for_jobs(server, 120)
+                print(f"[{db}] {mix}: {clients} clients (jobs drained in {drained:.0f} s) ...", flush=True)
                 levels.append(asyncio.run(load_level(server, clients, args.seconds, record_id, [seed],
                                                      args.budget, seed=clients, mix=mix)))
-            print(f"    {levels[-1]['rps']:.1f} req/s, read p95 {levels[-1]['read_p95_ms']:.0f} ms, "
-                  f"errors {levels[-1]['errors']} {levels[-1]['error_kinds']}, audit "
-                  f"{levels[-1]['audit_written']}/{levels[-1]['audited']}", flush=True)
+                last = levels[-1]
+                print(f"    {last['rps']:.1f} req/s, read p95 {last['read_p95_ms']:.0f} ms, errors {last['errors']} "
+                      f"{last['error_kinds']}, audit {last['audit_written']}/{last['audited']}", flush=True)
         print(f"[{db}] {args.streams} open streams ...", flush=True)
         streams = asyncio.run(streams_health(server, record_id, args.streams))
         fuzzed = None
@@ -381,7 +395,8 @@ def render(results: list[dict], args: argparse.Namespace, command: str) -> str:
              f"pools: 40 request threads), {os.cpu_count()} CPU cores shared with other work; clients in one "
              f"asyncio process on the same machine. Mix per client: 30 % record list (limit 50), 20 % record, 20 % "
              f"signal window (10 s, 2000 points), 15 % analysis read, 7 % new analysis (builtin, budget "
-             f"{args.budget}), 8 % progress stream followed to its end; {args.seconds:g} s per level. Reads = the "
+             f"{args.budget}; at most {MAX_NEW_ANALYSES} per level, then reads instead), 8 % progress stream "
+             f"followed to its end; {args.seconds:g} s per level, each level started with no job queued. Reads = the "
              "GETs. Errors = non-2xx or transport errors. Audit: events written / audited requests made.", "",
              "Mix `reads`: the reads alone (the first 85 % of the mix, renormalised).", "",
              "| db | mix | clients | requests | req/s | read p50 ms | read p95 ms | errors | audit written / audited |",
@@ -422,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per level. Default: 10")
     parser.add_argument("--streams", type=int, default=100, help="progress streams held open. Default: 100")
     parser.add_argument("--fuzz", type=int, default=1000, help="hostile uploads (SQLite run). Default: 1000")
-    parser.add_argument("--mix", default="mixed,reads", help="mixed (reads, analyses, streams) and/or reads. "
+    parser.add_argument("--mix", default="reads,mixed", help="reads and/or mixed (reads, analyses, streams). "
                                                               "Default: both")
     parser.add_argument("--budget", type=int, default=25, help="query budget per analysis. Default: 25")
     parser.add_argument("--workers", type=int, default=1, help="ECGLENS_WORKERS of the server. Default: 1")
