@@ -131,7 +131,8 @@ async def _load(live: Live, analysis_ids: list[str], clients: int, rounds: int) 
 
 
 def test_64_clients_with_100_open_streams_get_no_error_and_every_request_is_audited(tmp_path, record_files):
-    live = Live(tmp_path, ECGLENS_DB_POOL_TIMEOUT_S="10")
+    # 4 request threads (a 9-connection pool) for 64 clients: the old code deadlocked well before that.
+    live = Live(tmp_path, ECGLENS_DB_POOL_TIMEOUT_S="10", ECGLENS_REQUEST_THREADS="4")
     try:
         rid = live.upload(record_files)
         ids = _queued_analyses(live, rid, 100)

@@ -24,8 +24,8 @@ from ecglens.service.config import Settings
 from ecglens.threads import configure_torch_threads
 from ecglens.service.db import Model, utcnow
 from ecglens.service.metrics import MetricsRegistry
-from ecglens.service.middleware import (AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware,
-                                        SecurityHeadersMiddleware)
+from ecglens.service.middleware import (AdmissionMiddleware, AuditMiddleware, BodyLimitMiddleware,
+                                        MetricsMiddleware, SecurityHeadersMiddleware)
 from ecglens.service.progress import ProgressHub
 from ecglens.service.routes import analyses, audit, exports, health, keys, metrics, models, records
 from ecglens.service.runtime import Runtime
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(AuditMiddleware, runtime=runtime)
     app.add_middleware(SecurityHeadersMiddleware)  # outside the audit: its 503 gets the headers too
+    app.add_middleware(AdmissionMiddleware, limit=settings.request_threads)
     app.add_middleware(MetricsMiddleware, registry=app.state.metrics)
 
     plotly_js = _plotly_js()

@@ -5,7 +5,7 @@ Every endpoint declares its access with `Access(action, object_type, roles)`: it
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -26,16 +26,22 @@ ADMINS = (ADMIN,)
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ecgl_...`")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    with runtime.sessions() as session:
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
+    # Async, so that closing the session (giving its connection back) runs on the event loop: the exit of a
+    # sync generator dependency waits for a request thread, and with every thread waiting for a connection
+    # held by sessions waiting to close, the server deadlocked (seen at 64 clients with 8 threads).
+    session = runtime.sessions()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 # Closed when the endpoint returns, before the response is sent: a request never holds its connection while

@@ -216,3 +216,41 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, secured_send)
+
+
+class AdmissionMiddleware:
+    """At most ``limit`` requests between arriving and starting their response; the rest wait here, holding no
+    thread and no connection.
+
+    Before its response starts a request may hold one pooled connection (its session is closed only after
+    FastAPI has validated the response, which for a sync endpoint itself waits for a request thread), so with
+    more requests in that stretch than connections, threads waiting for a connection and sessions waiting for a
+    thread deadlock. ``limit`` = the request pool's connections for requests (`Settings.request_threads`), so
+    that wait never happens. A progress stream leaves the count when its stream starts."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+        self._slots: anyio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = anyio.Semaphore(self.limit)
+        slots = self._slots
+        await slots.acquire()
+        held = True
+
+        async def admitted_send(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start" and held:
+                held = False
+                slots.release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, admitted_send)
+        finally:
+            if held:
+                slots.release()
