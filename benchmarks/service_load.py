@@ -1,43 +1,50 @@
-"""Service load: N concurrent clients upload real records and analyse them against a running server on 127.0.0.1.
+"""Service under load and attack: a real ``ecglens serve`` on 127.0.0.1, on SQLite and on PostgreSQL.
 
-For each executor setting (in-process pool; Celery with 1 and with 2 workers on a local redis-server) this starts
-a fresh ``ecglens serve`` (SQLite in a temporary data directory), its workers, and N client threads. Each client
-loops over its share of the records: upload (WFDB .hea + .dat), read the record, read the whole record's signal
-decimated for display, start an analysis, poll it until done. Bounded: ``--analyses`` in all and ``--timeout-s``
-per setting. Prints a table (throughput, p50 / p95 latency per endpoint, errors) and writes
-``benchmarks/results/service_load-<date>.md``.
+For each database this starts a fresh server (temporary data directory; PostgreSQL: a throw-away cluster from the
+Debian server binaries, as tests/api/conftest.py makes one), uploads a synthetic record, and then:
 
-    .venv/bin/python benchmarks/service_load.py --clients 4 --analyses 8 --budget 60
+* load: 1, 4, 16, 64, 128 concurrent clients for ``--seconds`` each, mixing reads (record list of 50, a record,
+  its signal decimated for display, an analysis), analyses (``POST /analyses``, builtin model, small budget) and
+  progress streams (``/analyses/{id}/events`` followed to its end); per level: requests/s, p50 / p95 of the
+  reads, errors (any non-2xx or transport error), and audit events written vs audited requests made;
+* streams: ``--streams`` progress streams held open at once, and ``/healthz`` latency meanwhile;
+* fuzz (SQLite): ``--fuzz`` hostile uploads from tests/api/upload_cases.py, counting 5xx, with the server's
+  peak memory (VmHWM of its process).
 
-Needs ../shared/data/mitdb (real MIT-BIH records) and, for the Celery rows, redis-server. The classifier is the
-shipped "builtin" model when ``models/builtin.pt`` exists, else (``--model auto``) a small generated TorchScript
-power detector, so the figures measure the service, not a particular network.
+Prints a markdown table and writes it to ``benchmarks/results/service_load.md`` with the command and date.
+
+    .venv/bin/python benchmarks/service_load.py                  # defaults: both databases, 10 s per level
+    .venv/bin/python benchmarks/service_load.py --db sqlite --levels 1,64 --seconds 5 --fuzz 200
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
-import json
 import os
+import pwd
+import random
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("ECGLENS_SHARED_DATA", REPO.parent / "shared" / "data"))
-DEFAULT_RECORDS = ("100", "101", "103", "105", "106", "108", "109", "111", "112", "113", "114", "115")
-CARD = {"name": "bench-power", "classes": ["calm", "noisy"], "sampling_rate": 360.0, "leads": ["MLII"],
-        "window_s": 10.0, "output": "logits", "description": "benchmark stand-in: MLII power detector"}
+sys.path.insert(0, str(REPO / "tests" / "api"))
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+AUDITED_PREFIX = "/api/v1/"
+# New analyses per level: each is seconds of CPU for the one job thread; more only queue up behind it and
+# load the next level.
+MAX_NEW_ANALYSES = 4
 
 
 def free_port() -> int:
@@ -46,164 +53,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout_s: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server not up after {timeout_s} s:\n{log.read_text()[-2000:]}")
-
-
-def generated_model(folder: Path) -> Path:
-    import torch
-
-    class Power(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            centred = x[:, 0, :] - x[:, 0, :].mean(dim=1, keepdim=True)
-            power = (centred ** 2).mean(dim=1)
-            return torch.stack([1.5 - 10.0 * power, 10.0 * power - 1.5], dim=1)
-
-    path = folder / "bench-power.pt"
-    torch.jit.script(Power()).save(str(path))
-    return path
-
-
-class Stats:
-    """Latencies (s) per endpoint label and error counts, shared by the client threads."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.latency: dict[str, list[float]] = defaultdict(list)
-        self.errors: dict[str, int] = defaultdict(int)
-        self.jobs: list[float] = []
-        self.failed_jobs = 0
-
-    def call(self, label: str, fn, ok=(200, 201, 202)):
-        started = time.perf_counter()
-        try:
-            response = fn()
-        except httpx.HTTPError:
-            with self.lock:
-                self.errors[label] += 1
-            return None
-        elapsed = time.perf_counter() - started
-        with self.lock:
-            self.latency[label].append(elapsed)
-            if response.status_code not in ok:
-                self.errors[label] += 1
-        return response if response.status_code in ok else None
-
-
-def client_loop(base: str, token: str, records: list[str], model: str, budget: int, deadline: float,
-                stats: Stats) -> None:
-    h = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=base, headers=h, timeout=60) as http:
-        for name in records:
-            if time.monotonic() > deadline:
-                return
-            files = [("files", (f"{name}.{ext}", (DATA / "mitdb" / f"{name}.{ext}").read_bytes()))
-                     for ext in ("hea", "dat")]
-            up = stats.call("POST /records", lambda: http.post("/api/v1/records", files=files))
-            if up is None:
-                continue
-            rid = up.json()["data"][0]["id"]
-            stats.call("GET /records/{id}", lambda: http.get(f"/api/v1/records/{rid}"))
-            stats.call("GET /records/{id}/signal", lambda: http.get(f"/api/v1/records/{rid}/signal",
-                                                                    params={"max_points": 4000}))
-            t0 = time.monotonic()
-            made = stats.call("POST /analyses", lambda: http.post("/api/v1/analyses", json={
-                "record_id": rid, "model": model, "query_budget": budget, "seed": 0}))
-            if made is None:
-                continue
-            aid = made.json()["id"]
-            while time.monotonic() < deadline:
-                got = stats.call("GET /analyses/{id}", lambda: http.get(f"/api/v1/analyses/{aid}"))
-                status = got.json()["status"] if got is not None else None
-                if status in ("done", "failed"):
-                    with stats.lock:
-                        if status == "done":
-                            stats.jobs.append(time.monotonic() - t0)
-                        else:
-                            stats.failed_jobs += 1
-                    break
-                time.sleep(0.25)
-
-
-def run_setting(label: str, workers: int | None, args: argparse.Namespace, records: list[str],
-                model_file: Path | None) -> dict:
-    """One server (+ workers) in a fresh data directory; returns the figures."""
-    root = Path(tempfile.mkdtemp(prefix="ecglens-load-"))
-    procs: list[subprocess.Popen] = []
-    env = {**os.environ, "ECGLENS_DATA_DIR": str(root / "var"), "ECGLENS_DATABASE_URL": "",
-           "ECGLENS_WORKERS": str(args.local_threads), "OMP_NUM_THREADS": "1", "ECGLENS_DEVICE": "cpu",
-           "ECGLENS_BROKER_URL": ""}
-    try:
-        if workers:
-            rport = free_port()
-            procs.append(subprocess.Popen([shutil.which("redis-server"), "--bind", "127.0.0.1", "--port",
-                                           str(rport), "--save", "", "--appendonly", "no", "--dir", str(root)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            env["ECGLENS_BROKER_URL"] = f"redis://127.0.0.1:{rport}/0"
-            time.sleep(0.5)
-        port = free_port()
-        log = root / "serve.log"
-        with open(log, "w") as out:
-            procs.append(subprocess.Popen([sys.executable, "-m", "ecglens.cli", "serve", "--port", str(port),
-                                           "--log-level", "warning"], env=env, cwd=root, stdout=out,
-                                          stderr=subprocess.STDOUT))
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/healthz", 90, procs[-1], log)
-        for i in range(workers or 0):
-            with open(root / f"worker{i}.log", "w") as out:
-                procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "ecglens.worker", "worker",
-                                               "--pool", "solo", "-n", f"bench{i}@%h", "--without-gossip",
-                                               "--without-mingle", "--loglevel", "WARNING"], env=env, cwd=root,
-                                              stdout=out, stderr=subprocess.STDOUT))
-        token = (root / "var" / "admin-key.txt").read_text().strip()
-        model = "builtin"
-        if model_file is not None:
-            model = CARD["name"]
-            reg = httpx.post(f"{base}/api/v1/models", headers={"Authorization": f"Bearer {token}"},
-                             data={"card": json.dumps(CARD)},
-                             files={"file": (model_file.name, model_file.read_bytes())}, timeout=60)
-            reg.raise_for_status()
-        shares = [records[i::args.clients] for i in range(args.clients)]
-        stats = Stats()
-        started = time.monotonic()
-        deadline = started + args.timeout_s
-        threads = [threading.Thread(target=client_loop, args=(base, token, share, model, args.budget, deadline,
-                                                             stats)) for share in shares if share]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - started
-        requests = sum(len(v) for v in stats.latency.values())
-        return {"setting": label, "wall_s": wall, "analyses_done": len(stats.jobs),
-                "analyses_failed": stats.failed_jobs, "analyses_per_min": 60 * len(stats.jobs) / wall,
-                "requests_per_s": requests / wall,
-                "job_p50_s": _pct(stats.jobs, 50), "job_p95_s": _pct(stats.jobs, 95),
-                "endpoints": {k: {"n": len(v), "p50_ms": 1000 * _pct(v, 50), "p95_ms": 1000 * _pct(v, 95),
-                                  "errors": stats.errors.get(k, 0)} for k, v in sorted(stats.latency.items())},
-                "errors": sum(stats.errors.values())}
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     if len(values) == 1:
@@ -211,63 +61,399 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def render(results: list[dict], args: argparse.Namespace, model: str) -> str:
-    lines = [f"# Service load — {dt.date.today().isoformat()}", "",
-             f"{args.clients} concurrent clients, {args.analyses} MIT-BIH records (30 min, 2 leads, 360 Hz) "
-             f"uploaded and analysed per setting, query budget {args.budget}, model {model}, SQLite, "
-             f"{os.cpu_count()} CPU cores, time limit {args.timeout_s:.0f} s per setting.", "",
-             "| setting | analyses done | failed | analyses/min | requests/s | job p50 s | job p95 s | errors |",
-             "|---|---|---|---|---|---|---|---|"]
+class Postgres:
+    """A throw-away PostgreSQL cluster on a free port (as the unprivileged ``postgres`` user when root)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        initdb, self.pg_ctl = POSTGRES_BIN / "initdb", POSTGRES_BIN / "pg_ctl"
+        if not initdb.exists():
+            raise RuntimeError("PostgreSQL server binaries not installed (scripts/install-system-deps.sh)")
+        self.run_as: dict[str, int] = {}
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(root, user.pw_uid, user.pw_gid)
+            self.run_as = {"user": user.pw_uid, "group": user.pw_gid}
+        self.port = free_port()
+        self.data = root / "data"
+        subprocess.run([str(initdb), "-D", str(self.data), "-U", "ecglens", "--auth=trust", "-E", "UTF8",
+                        "--no-sync"], check=True, capture_output=True, timeout=120, **self.run_as)
+        subprocess.run([str(self.pg_ctl), "-D", str(self.data), "-l", str(root / "pg.log"), "-w", "-t", "60", "-o",
+                        f"-h 127.0.0.1 -p {self.port} -k {root} -F -c max_connections=300", "start"], check=True,
+                       capture_output=True, timeout=90, **self.run_as)
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=ecglens dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute("CREATE DATABASE ecglens")
+        self.url = f"postgresql+psycopg://ecglens@127.0.0.1:{self.port}/ecglens"
+
+    def sql(self, statement: str, rows: list[tuple] | None = None) -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=ecglens dbname=ecglens") as conn:
+            if rows is not None:
+                with conn.cursor() as cur:
+                    cur.executemany(statement.replace("?", "%s"), rows)
+                return []
+            return conn.execute(statement).fetchall()
+
+    def stop(self) -> None:
+        subprocess.run([str(self.pg_ctl), "-D", str(self.data), "-m", "fast", "-w", "stop"], capture_output=True,
+                       timeout=60, **self.run_as)
+
+
+class Server:
+    def __init__(self, root: Path, db: str, workers: int):
+        self.root, self.db = root, db
+        (root / "pg").mkdir(exist_ok=True)
+        self.pg = Postgres(root / "pg") if db == "postgres" else None
+        self.data = root / "var"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = root / "serve.log"
+        env = {**os.environ, "ECGLENS_DATA_DIR": str(self.data), "ECGLENS_DATABASE_URL": self.pg.url if self.pg
+               else "", "ECGLENS_BROKER_URL": "", "ECGLENS_WORKERS": str(workers), "OMP_NUM_THREADS": "1",
+               "ECGLENS_DEVICE": "cpu", "ECGLENS_MAX_UPLOAD_MB": "4"}
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "ecglens.cli", "serve", "--port", str(self.port),
+                                          "--log-level", "warning"], env=env, cwd=root, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        admin = (self.data / "admin-key.txt").read_text().strip()
+        made = httpx.post(f"{self.base}/api/v1/keys", headers={"Authorization": f"Bearer {admin}"},
+                          json={"role": "clinician", "name": "bench"}, timeout=30).json()
+        self.headers = {"Authorization": f"Bearer {made['token']}"}
+        self.key_id = made["id"]
+
+    def sql(self, statement: str, rows: list[tuple] | None = None) -> list[tuple]:
+        if self.pg is not None:
+            return self.pg.sql(statement, rows)
+        with sqlite3.connect(self.data / "ecglens.db", timeout=60) as conn:
+            if rows is not None:
+                conn.executemany(statement, rows)
+                return []
+            return conn.execute(statement).fetchall()
+
+    def audit_events(self) -> int:
+        return int(self.sql("SELECT COUNT(*) FROM audit_events")[0][0])
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> float:
+        """SIGTERM; returns seconds until the process exited."""
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        took = time.monotonic() - started
+        if self.pg is not None:
+            self.pg.stop()
+        return took
+
+
+def wfdb_record(folder: Path) -> dict[str, bytes]:
+    """A 60-s 2-lead 360-Hz synthetic ECG-like record (sum of Gaussians per beat) as WFDB format 16."""
+    import wfdb
+
+    fs, n = 360, 360 * 60
+    t = np.arange(n) / fs
+    phase = (t * 1.2) % 1.0
+    beat = 1.2 * np.exp(-((phase - 0.3) / 0.012) ** 2) + 0.15 * np.exp(-((phase - 0.55) / 0.05) ** 2)
+    rng = np.random.default_rng(0)
+    sig = np.stack([beat + 0.02 * rng.standard_normal(n), 0.6 * beat + 0.02 * rng.standard_normal(n)], axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp("bench", fs=fs, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=sig, fmt=["16", "16"],
+                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(folder))
+    return {n: (folder / n).read_bytes() for n in ("bench.hea", "bench.dat")}
+
+
+async def load_level(server: Server, clients: int, seconds: float, record_id: str, analysis_ids: list[str],
+                     budget: int, seed: int, mix: str) -> dict:
+    limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
+    reads: list[float] = []
+    latency: dict[str, list[float]] = {}
+    errors: dict[str, int] = {}
+    audited = 0
+    made: list[str] = []
+    lost = [0]
+    rng = random.Random(seed)
+
+    async with httpx.AsyncClient(base_url=server.base, headers=server.headers, limits=limits,
+                                 timeout=httpx.Timeout(60.0)) as http:
+        deadline = time.monotonic() + seconds
+
+        async def call(label: str, method: str, path: str, **kw) -> httpx.Response | None:
+            nonlocal audited
+            started = time.perf_counter()
+            try:
+                response = await http.request(method, path, **kw)
+            except httpx.HTTPError:  # a timeout: the server may or may not have served (and audited) it
+                errors[label] = errors.get(label, 0) + 1
+                lost[0] += 1
+                return None
+            audited += path.startswith(AUDITED_PREFIX)
+            latency.setdefault(label, []).append(time.perf_counter() - started)
+            if response.status_code >= 300:
+                errors[label] = errors.get(label, 0) + 1
+                return None
+            if label.startswith("GET"):
+                reads.append(time.perf_counter() - started)
+            return response
+
+        async def stream(aid: str) -> None:
+            nonlocal audited
+            started = time.perf_counter()
+            try:
+                async with http.stream("GET", f"/api/v1/analyses/{aid}/events") as response:
+                    audited += 1
+                    if response.status_code != 200:
+                        errors["SSE events"] = errors.get("SSE events", 0) + 1
+                        return
+                    first = True
+                    async for line in response.aiter_lines():
+                        if first and line.startswith("event:"):
+                            latency.setdefault("SSE first event", []).append(time.perf_counter() - started)
+                            first = False
+                        if line.startswith(("event: done", "event: failed")) or time.monotonic() > deadline + 5:
+                            break
+            except httpx.HTTPError:
+                errors["SSE events"] = errors.get("SSE events", 0) + 1
+                lost[0] += 1
+
+        async def client(i: int) -> None:
+            while time.monotonic() < deadline:
+                roll = rng.random() * (0.85 if mix == "reads" else 1.0)
+                if roll < 0.30:
+                    await call("GET /records?limit=50", "GET", "/api/v1/records", params={"limit": 50})
+                elif roll < 0.50:
+                    await call("GET /records/{id}", "GET", f"/api/v1/records/{record_id}")
+                elif roll < 0.70:
+                    await call("GET /records/{id}/signal", "GET", f"/api/v1/records/{record_id}/signal",
+                               params={"max_points": 2000, "end_s": 10})
+                elif roll < 0.85:
+                    aid = rng.choice(made or analysis_ids)
+                    await call("GET /analyses/{id}", "GET", f"/api/v1/analyses/{aid}")
+                elif roll < 0.92 and len(made) < MAX_NEW_ANALYSES:
+                    got = await call("POST /analyses", "POST", "/api/v1/analyses",
+                                     json={"record_id": record_id, "model": "builtin", "query_budget": budget,
+                                           "seed": i, "start_s": 5.0})
+                    if got is not None:
+                        made.append(got.json()["id"])
+                else:
+                    await stream(rng.choice(made or analysis_ids))
+
+        before = server.audit_events()
+        started = time.monotonic()
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        wall = time.monotonic() - started
+    await asyncio.sleep(1.0)  # the last responses' audit events are written before they are sent; be sure
+    written = server.audit_events() - before
+    n = sum(len(v) for v in latency.values()) - len(latency.get("SSE first event", []))
+    return {"mix": mix, "clients": clients, "wall_s": wall, "requests": n + len(latency.get("SSE first event", [])),
+            "rps": (n + len(latency.get("SSE first event", []))) / wall, "read_p50_ms": 1000 * pct(reads, 50),
+            "read_p95_ms": 1000 * pct(reads, 95), "errors": sum(errors.values()), "error_kinds": errors,
+            "audited": audited, "audit_written": written, "timeouts": lost[0],
+            "endpoints": {k: (len(v), 1000 * pct(v, 50), 1000 * pct(v, 95)) for k, v in sorted(latency.items())}}
+
+
+async def streams_health(server: Server, record_id: str, n: int) -> dict:
+    ids = [f"{0xbe000000 + i:032x}" for i in range(n)]
+    server.sql("INSERT INTO analyses (id, record_id, model, query_budget, seed, status, progress, queries, attempts, "
+               "created_by, created_at) VALUES (?, ?, 'builtin', 10, 0, 'queued', 0, 0, 0, ?, "
+               "'2026-01-01T00:00:00.000000Z')", [(i, record_id, server.key_id) for i in ids])
+    limits = httpx.Limits(max_connections=n + 8)
+    async with httpx.AsyncClient(base_url=server.base, headers=server.headers, limits=limits,
+                                 timeout=httpx.Timeout(120.0)) as http:
+        opened, stop = asyncio.Event(), asyncio.Event()
+        count = 0
+        failed = 0
+
+        async def follow(aid: str) -> None:
+            nonlocal count, failed
+            try:
+                async with http.stream("GET", f"/api/v1/analyses/{aid}/events") as response:
+                    if response.status_code != 200:
+                        failed += 1
+                    async for line in response.aiter_lines():
+                        if line.startswith("event:"):
+                            break
+                    count += 1
+                    if count == n:
+                        opened.set()
+                    await stop.wait()
+            except httpx.HTTPError:
+                failed += 1
+
+        tasks = [asyncio.create_task(follow(a)) for a in ids]
+        await asyncio.wait_for(opened.wait(), 300)
+        health: list[float] = []
+        async with httpx.AsyncClient(base_url=server.base, timeout=30) as plain:
+            for _ in range(40):
+                started = time.perf_counter()
+                ok = (await plain.get("/healthz")).status_code == 200
+                health.append(time.perf_counter() - started if ok else float("inf"))
+                await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*tasks)
+    return {"streams": n, "failed": failed, "health_p50_ms": 1000 * pct(health, 50),
+            "health_p95_ms": 1000 * pct(health, 95), "health_max_ms": 1000 * max(health)}
+
+
+def fuzz(server: Server, cases: int) -> dict:
+    from hypothesis import HealthCheck, given, settings
+    from upload_cases import upload_case
+
+    statuses: dict[int, int] = {}
+    with httpx.Client(base_url=server.base, headers=server.headers, timeout=120) as http:
+        @settings(max_examples=cases, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=upload_case())
+        def run(case):
+            try:
+                code = http.post("/api/v1/records", files=[("files", (n, d)) for n, d in case]).status_code
+            except httpx.HTTPError:
+                code = -1
+            statuses[code] = statuses.get(code, 0) + 1
+
+        run()
+    total = sum(statuses.values())
+    return {"cases": total, "statuses": dict(sorted(statuses.items())),
+            "server_errors": sum(v for k, v in statuses.items() if k >= 500 or k < 0),
+            "peak_rss_mb": server.peak_rss_mb()}
+
+
+def wait_for_jobs(server: Server, timeout_s: float) -> float:
+    """Wait until no analysis is queued or running (each level starts without the last one's backlog)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if not server.sql("SELECT COUNT(*) FROM analyses WHERE status IN ('queued', 'running')")[0][0]:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def run_db(db: str, args: argparse.Namespace) -> dict:
+    root = Path(tempfile.mkdtemp(prefix=f"ecglens-load-{db}-"))
+    os.chmod(root, 0o755)  # the postgres user reaches its cluster folder inside; the server's data dir is 0700
+    server = None
+    try:
+        server = Server(root, db, args.workers)
+        files = wfdb_record(root / "rec")
+        up = httpx.post(f"{server.base}/api/v1/records", headers=server.headers, timeout=60,
+                        files=[("files", (n, d)) for n, d in files.items()])
+        up.raise_for_status()
+        record_id = up.json()["data"][0]["id"]
+        seed = httpx.post(f"{server.base}/api/v1/analyses", headers=server.headers, timeout=60,
+                          json={"record_id": record_id, "model": "builtin", "query_budget": args.budget,
+                                "start_s": 5.0}).json()["id"]
+        levels = []
+        for mix in args.mix.split(","):
+            for clients in [int(x) for x in args.levels.split(",")]:
+                drained = wait_for_jobs(server, 120)
+                print(f"[{db}] {mix}: {clients} clients (jobs drained in {drained:.0f} s) ...", flush=True)
+                levels.append(asyncio.run(load_level(server, clients, args.seconds, record_id, [seed],
+                                                     args.budget, seed=clients, mix=mix)))
+                last = levels[-1]
+                print(f"    {last['rps']:.1f} req/s, read p95 {last['read_p95_ms']:.0f} ms, errors {last['errors']} "
+                      f"{last['error_kinds']}, audit {last['audit_written']}/{last['audited']}", flush=True)
+        print(f"[{db}] {args.streams} open streams ...", flush=True)
+        streams = asyncio.run(streams_health(server, record_id, args.streams))
+        fuzzed = None
+        if args.fuzz and db == "sqlite":
+            print(f"[{db}] fuzz {args.fuzz} uploads ...", flush=True)
+            fuzzed = fuzz(server, args.fuzz)
+        peak = server.peak_rss_mb()
+        stop_s = server.stop()
+        return {"db": db, "levels": levels, "streams": streams, "fuzz": fuzzed, "peak_rss_mb": peak,
+                "sigterm_exit_s": stop_s}
+    finally:
+        if server is not None and server.proc.poll() is None:
+            server.proc.kill()
+            if server.pg is not None:
+                server.pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def render(results: list[dict], args: argparse.Namespace, command: str) -> str:
+    lines = [f"# Service load and attack — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
+             f"Command: `{command}`", "",
+             f"A real `ecglens serve` on 127.0.0.1 (in-process jobs, ECGLENS_WORKERS={args.workers}, default "
+             f"pools: 40 request threads), {os.cpu_count()} CPU cores shared with other work; clients in one "
+             f"asyncio process on the same machine. Mix per client: 30 % record list (limit 50), 20 % record, 20 % "
+             f"signal window (10 s, 2000 points), 15 % analysis read, 7 % new analysis (builtin, budget "
+             f"{args.budget}; at most {MAX_NEW_ANALYSES} per level, then reads instead), 8 % progress stream "
+             f"followed to its end; {args.seconds:g} s per level, each level started with no job queued. Reads = the "
+             "GETs. Errors = non-2xx or transport errors (client timeout 60 s). Audit: events written / audited requests "
+             "answered (a request the client gave up on may still have been served and audited).", "",
+             "Mix `reads`: the reads alone (the first 85 % of the mix, renormalised).", "",
+             "| db | mix | clients | requests | req/s | read p50 ms | read p95 ms | errors (timeouts) | "
+             "audit written / answered |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['setting']} | {r['analyses_done']} | {r['analyses_failed']} | "
-                     f"{r['analyses_per_min']:.2f} | {r['requests_per_s']:.1f} | {r['job_p50_s']:.1f} | "
-                     f"{r['job_p95_s']:.1f} | {r['errors']} |")
-    lines += ["", "| setting | endpoint | n | p50 ms | p95 ms | errors |", "|---|---|---|---|---|---|"]
+        for lv in r["levels"]:
+            lines.append(f"| {r['db']} | {lv['mix']} | {lv['clients']} | {lv['requests']} | {lv['rps']:.1f} | "
+                         f"{lv['read_p50_ms']:.0f} | {lv['read_p95_ms']:.0f} | {lv['errors']} ({lv['timeouts']}) | "
+                         f"{lv['audit_written']} / {lv['audited']} |")
+    lines += ["", "| db | open progress streams | failed | /healthz p50 ms | p95 ms | max ms |",
+              "|---|---|---|---|---|---|"]
     for r in results:
-        for name, e in r["endpoints"].items():
-            lines.append(f"| {r['setting']} | {name} | {e['n']} | {e['p50_ms']:.1f} | {e['p95_ms']:.1f} | "
-                         f"{e['errors']} |")
+        s = r["streams"]
+        lines.append(f"| {r['db']} | {s['streams']} | {s['failed']} | {s['health_p50_ms']:.0f} | "
+                     f"{s['health_p95_ms']:.0f} | {s['health_max_ms']:.0f} |")
+    lines += ["", "| db | server peak RSS MB (whole run) | SIGTERM to exit s |", "|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['db']} | {r['peak_rss_mb']:.0f} | {r['sigterm_exit_s']:.1f} |")
+    for r in results:
+        if r["fuzz"]:
+            f = r["fuzz"]
+            lines += ["", f"Fuzzed uploads ({r['db']}, tests/api/upload_cases.py, 4 MiB upload limit): {f['cases']} "
+                          f"cases, statuses {f['statuses']}, 5xx or dropped: {f['server_errors']}, server peak RSS "
+                          f"{f['peak_rss_mb']:.0f} MB (including the load run before it)."]
+    lines += ["", "Per endpoint (n, p50 ms, p95 ms):", "", "| db | mix | clients | endpoint | n | p50 ms | p95 ms |",
+              "|---|---|---|---|---|---|---|"]
+    for r in results:
+        for lv in r["levels"]:
+            for name, (n, p50, p95) in lv["endpoints"].items():
+                lines.append(f"| {r['db']} | {lv['mix']} | {lv['clients']} | {name} | {n} | {p50:.0f} | {p95:.0f} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=4, help="concurrent clients. Default: 4")
-    parser.add_argument("--analyses", type=int, default=8, help="records uploaded + analysed per setting. Default: 8")
-    parser.add_argument("--budget", type=int, default=60, help="query budget per analysis. Default: 60")
-    parser.add_argument("--timeout-s", type=float, default=600, help="time limit per setting. Default: 600")
-    parser.add_argument("--local-threads", type=int, default=2, help="in-process executor threads. Default: 2")
-    parser.add_argument("--settings", default="in-process,celery-1,celery-2",
-                        help="which of in-process, celery-1, celery-2 to run. Default: all three")
-    parser.add_argument("--model", default="auto", choices=("auto", "builtin", "generated"),
-                        help="builtin, a generated power detector, or auto (builtin when present). Default: auto")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both. Default: both")
+    parser.add_argument("--levels", default="1,4,16,64,128", help="concurrent clients per level")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per level. Default: 10")
+    parser.add_argument("--streams", type=int, default=100, help="progress streams held open. Default: 100")
+    parser.add_argument("--fuzz", type=int, default=1000, help="hostile uploads (SQLite run). Default: 1000")
+    parser.add_argument("--mix", default="reads,mixed", help="reads and/or mixed (reads, analyses, streams). "
+                                                              "Default: both")
+    parser.add_argument("--budget", type=int, default=25, help="query budget per analysis. Default: 25")
+    parser.add_argument("--workers", type=int, default=1, help="ECGLENS_WORKERS of the server. Default: 1")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "service_load.md")
     args = parser.parse_args(argv)
-    if not (DATA / "mitdb").is_dir():
-        print(f"service_load: {DATA / 'mitdb'} not found (real data needed)", file=sys.stderr)
-        return 2
-    records = [DEFAULT_RECORDS[i % len(DEFAULT_RECORDS)] for i in range(args.analyses)]
-    builtin = (REPO / "models" / "builtin.pt").exists()
-    use_generated = args.model == "generated" or (args.model == "auto" and not builtin)
-    tmp = Path(tempfile.mkdtemp(prefix="ecglens-load-model-"))
-    model_file = generated_model(tmp) if use_generated else None
-    model_label = "generated MLII power detector (TorchScript)" if use_generated else "builtin"
-    wanted = [s.strip() for s in args.settings.split(",") if s.strip()]
-    plan = {"in-process": None, "celery-1": 1, "celery-2": 2}
-    if any(plan.get(s) for s in wanted) and not shutil.which("redis-server"):
-        print("service_load: redis-server not installed; skipping the Celery settings", file=sys.stderr)
-        wanted = [s for s in wanted if not plan.get(s)]
-    results = []
-    for setting in wanted:
-        print(f"running {setting} ...", flush=True)
-        results.append(run_setting(setting, plan[setting], args, records, model_file))
-    shutil.rmtree(tmp, ignore_errors=True)
-    text = render(results, args, model_label)
+    command = "python benchmarks/service_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = [run_db(db.strip(), args) for db in args.db.split(",") if db.strip()]
+    text = render(results, args, command.strip())
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"service_load-{dt.date.today().isoformat()}.md"
-    out.write_text(text)
-    print(f"written to {out}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
     return 0
 
 

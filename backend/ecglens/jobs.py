@@ -25,6 +25,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,8 +63,10 @@ class Executor(ABC):
     def submit_hardening(self, job_id: str) -> None:
         """Queue the hardening job ``job_id`` (already in ``hardening_jobs`` with status queued)."""
 
-    def shutdown(self, wait: bool = False) -> None:
-        """Stop accepting jobs; ``wait`` for running ones. Default: do not wait."""
+    def shutdown(self, wait: bool = False, timeout_s: float | None = None) -> list[str]:
+        """Stop accepting jobs; ``wait`` for running ones (up to ``timeout_s``). Default: do not wait. Returns
+        the ids of jobs put back in the queue."""
+        return []
 
 
 class LocalExecutor(Executor):
@@ -96,9 +99,32 @@ class LocalExecutor(Executor):
         """Block until the analysis or hardening job submitted as ``job_id`` ends; return its final status."""
         return self.futures[job_id].result(timeout=timeout)
 
-    def shutdown(self, wait: bool = False) -> None:
-        self.pool.shutdown(wait=wait, cancel_futures=not wait)
-        self.hardening_pool.shutdown(wait=wait, cancel_futures=not wait)
+    def shutdown(self, wait: bool = False, timeout_s: float | None = None) -> list[str]:
+        """Stop taking jobs. With ``timeout_s``: ask running jobs to stop (`Runtime.stopping`: they go back to
+        the queue at their next progress call), wait up to ``timeout_s`` for them, put any still running back
+        in the queue, and return their ids (their threads are abandoned; the process may exit)."""
+        if timeout_s is None:
+            self.pool.shutdown(wait=wait, cancel_futures=not wait)
+            self.hardening_pool.shutdown(wait=wait, cancel_futures=not wait)
+            return []
+        self.runtime.stopping.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.hardening_pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout_s
+        left: list[str] = []
+        for job_id, future in list(self.futures.items()):
+            if future.cancelled():
+                continue
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                left.append(job_id)
+            except Exception:  # noqa: BLE001 - logged by _run_logged; its state is in the database
+                pass
+        for job_id in left:  # still running past the timeout: back to the queue; the thread's last write is void
+            for table in (Analysis, HardeningJob):
+                requeue(self.runtime, table, job_id)
+        return left
 
 
 class CeleryExecutor(Executor):
@@ -215,6 +241,19 @@ def _take(runtime: Runtime, table: JobTable, job_id: str, worker: str | None) ->
         return RUNNING, row
 
 
+class JobInterrupted(Exception):
+    """Raised from a job's progress callback when its process shuts down: the job goes back to the queue."""
+
+
+def requeue(runtime: Runtime, table: JobTable, job_id: str) -> None:
+    """Put a running job of this process back in the queue (shutdown): the next start, or another worker,
+    runs it again from the beginning."""
+    with runtime.sessions() as session:
+        session.execute(update(table).where(table.id == job_id, table.status == RUNNING)
+                        .values(status=QUEUED, heartbeat_at=None, worker=None, progress=0.0))
+        session.commit()
+
+
 class ProgressWriter:
     """The progress callback given to explain / robustness: maps their fraction into ``[lo, hi]`` percent and
     writes it (and the heartbeat) to the database at most every ``interval_s`` seconds.
@@ -231,6 +270,8 @@ class ProgressWriter:
         self._last = 0.0
 
     def __call__(self, done: Any = None, total: Any = None, *args: Any, **kwargs: Any) -> None:
+        if self.runtime.stopping.is_set():
+            raise JobInterrupted(self.analysis_id)
         try:
             frac = float(done) / float(total) if total else float(done if done is not None else 0.0)
         except (TypeError, ValueError, ZeroDivisionError):
@@ -276,6 +317,10 @@ def run_analysis(analysis_id: str, runtime: Runtime | None = None, *, worker: st
     started = time.monotonic()
     try:
         result, queries = _explain_and_stress(runtime, analysis_id, job, classifiers or CLASSIFIERS)
+    except JobInterrupted:
+        requeue(runtime, Analysis, analysis_id)
+        log.info("analysis %s interrupted by shutdown: back in the queue", analysis_id)
+        return QUEUED
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
         from ecglens.service.fitting import failure_reason
 
@@ -508,6 +553,10 @@ def run_hardening(job_id: str, runtime: Runtime | None = None, *, worker: str | 
                                     agent_windows=params.get("agent_windows"), soup=params.get("soup"),
                                     data_dir=folder, job_id=job_id,
                                     progress=ProgressWriter(runtime, job_id, 0.0, 100.0, table=HardeningJob))
+    except JobInterrupted:
+        requeue(runtime, HardeningJob, job_id)
+        log.info("hardening %s interrupted by shutdown: back in the queue", job_id)
+        return QUEUED
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
         reason = f"{type(exc).__name__}: {exc}{where}"[:2000]
         log.warning("hardening %s failed: %s", job_id, type(exc).__name__)

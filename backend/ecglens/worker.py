@@ -10,8 +10,10 @@ A hardening job (``ecglens.run_hardening``) fine-tunes on the CPU for minutes, r
 from __future__ import annotations
 
 import logging
+import os
 
 from celery import Celery
+from celery.signals import worker_init, worker_shutting_down
 
 from ecglens.service.config import Settings
 from ecglens.threads import configure_torch_threads
@@ -44,6 +46,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
+@worker_init.connect(weak=False)
+def _private_files(**_kwargs) -> None:
+    os.umask(0o077)  # models and anything else a worker writes to the shared data directory: this user only
+
+
 def _register(app: Celery, settings: Settings) -> None:
     from ecglens.jobs import CELERY_TASK, HARDEN_CELERY_TASK
 
@@ -56,12 +63,21 @@ def _register(app: Celery, settings: Settings) -> None:
             state["runtime"] = Runtime(settings)
         return state["runtime"]
 
+    @worker_shutting_down.connect(weak=False)
+    def _stop_jobs(**_kwargs) -> None:
+        # Warm shutdown (SIGTERM): the running job stops at its next progress call and goes back to the queue
+        # (its task re-sent below), instead of holding the worker until it ends or being killed mid-write.
+        if "runtime" in state:
+            state["runtime"].stopping.set()
+
     @app.task(name=CELERY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_analysis_task(self, analysis_id: str) -> str:
         from ecglens.jobs import run_analysis
 
         status = run_analysis(analysis_id, runtime())
-        if status == "busy":  # another live worker holds it: look again later, in case that worker dies
+        # "busy": another live worker holds it: look again later, in case that worker dies. "queued": this
+        # worker is shutting down and put it back: send it again for the next worker.
+        if status in ("busy", "queued"):
             raise self.retry(countdown=_RETRY_BUSY_S)
         return status
 
@@ -70,7 +86,7 @@ def _register(app: Celery, settings: Settings) -> None:
         from ecglens.jobs import run_hardening
 
         status = run_hardening(job_id, runtime())
-        if status == "busy":  # another live worker holds it (its heartbeat is fresh): look again later
+        if status in ("busy", "queued"):  # as for analyses
             raise self.retry(countdown=_RETRY_BUSY_S)
         return status
 

@@ -1,6 +1,7 @@
 """`ecglens audit verify` and ``GET /audit/verify`` catch an edited or deleted audit row (SQLite edited directly)."""
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -122,3 +123,75 @@ def test_audit_key_comes_from_the_setting_else_a_private_file_made_once(tmp_path
     assert Runtime(Settings(data_dir=tmp_path, audit_key="x" * 20)).audit_key == b"x" * 20
     with pytest.raises(ValueError, match="at least 16"):
         Settings(data_dir=tmp_path, audit_key="short")
+
+
+@pytest.fixture
+def checkpointed(tmp_path, wfdb_record, monkeypatch):
+    """An app that checkpoints every 2 events, with 5 events in its log; the CLI on the same data directory."""
+    from service_helpers import make_api
+
+    gen = make_api(tmp_path, "", max_upload_mb=1, audit_checkpoint_every=2)
+    api = next(gen)
+    record = api.upload(wfdb_record).json()["data"][0]
+    for _ in range(4):
+        api.client.get(f"/api/v1/records/{record['id']}", headers=api.auth("clinician"))
+    monkeypatch.setenv("ECGLENS_DATA_DIR", str(api.runtime.settings.data_dir))
+    monkeypatch.delenv("ECGLENS_DATABASE_URL", raising=False)
+    yield api, api.runtime.settings.data_dir / "ecglens.db"
+    gen.close()
+
+
+def test_checkpoints_are_written_at_start_and_every_n_events(checkpointed, capsys):
+    api, _ = checkpointed
+    lines = [json.loads(x) for x in api.runtime.settings.audit_checkpoint_file.read_text().splitlines()]
+    assert [x["seq"] for x in lines] == [0, 2, 4]
+    assert oct(api.runtime.settings.audit_checkpoint_file.stat().st_mode & 0o777) == "0o600"
+    assert main(["audit", "verify"]) == 0 and "5 events" in capsys.readouterr().out
+
+
+def test_a_cut_tail_with_the_head_moved_back_is_caught_by_the_checkpoint(checkpointed, capsys):
+    api, db = checkpointed
+    # Delete the newest three events and move the head row back onto the last one kept: links and head agree.
+    with sqlite3.connect(db) as conn:
+        seq, digest = conn.execute("SELECT seq, hash FROM audit_events WHERE seq = 2").fetchone()
+        conn.execute("DELETE FROM audit_events WHERE seq > 2")
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
+    _assert_broken_at(api, capsys, 3, "names event 4 but the chain ends at 2")
+
+
+def test_a_wiped_log_is_caught(checkpointed, capsys):
+    api, db = checkpointed
+    _sql(db, "DELETE FROM audit_events")
+    _sql(db, "DELETE FROM audit_head")
+    assert main(["audit", "verify"]) == 1
+    assert "the log was wiped" in capsys.readouterr().err
+
+
+def test_an_edited_or_removed_checkpoint_file_is_caught(checkpointed, capsys):
+    api, _ = checkpointed
+    path = api.runtime.settings.audit_checkpoint_file
+    entries = [json.loads(x) for x in path.read_text().splitlines()]
+    entries[-1]["seq"] = 1  # pretend the last checkpoint was earlier (so a cut would pass): its MAC breaks
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    assert main(["audit", "verify"]) == 1
+    assert "not signed by this audit key" in capsys.readouterr().err
+    path.unlink()
+    assert main(["audit", "verify"]) == 1
+    assert "audit-checkpoints is missing" in capsys.readouterr().err
+
+
+def test_a_checkpoint_kept_elsewhere_is_checked_too(checkpointed, capsys):
+    api, db = checkpointed
+    seq, digest = api.runtime.audit.head()
+    assert main(["audit", "verify", "--checkpoint", f"{seq}:{digest}"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify", "--checkpoint", f"{seq + 3}:{digest}"]) == 1
+    assert f"names event {seq + 3}" in capsys.readouterr().err
+
+
+def test_verify_needs_the_key_and_never_makes_one(checkpointed, capsys):
+    api, _ = checkpointed
+    key_file = api.runtime.settings.audit_key_file
+    key_file.unlink()
+    assert main(["audit", "verify"]) == 2
+    assert "no audit key" in capsys.readouterr().err and not key_file.exists()

@@ -83,5 +83,12 @@ def test_create_key_with_an_unknown_role_fails_cleanly(env):
 
 def test_db_upgrade_then_audit_verify_on_an_empty_log(env):
     assert _ecglens("db", "upgrade", env=env).returncode == 0
+    done = _ecglens("audit", "verify", env=env)  # no key yet: verify says so and makes none
+    assert done.returncode == 2 and "no audit key" in done.stderr
+    assert _ecglens("audit", "verify", env={**env, "ECGLENS_AUDIT_KEY": "k" * 32}).returncode == 0
+
+
+def test_create_key_then_verify_anchors_the_cli_event(env):
+    assert _ecglens("create-key", "--role", "auditor", env=env).returncode == 0
     done = _ecglens("audit", "verify", env=env)
-    assert done.returncode == 0 and "0 events" in done.stdout
+    assert done.returncode == 0 and "1 events" in done.stdout and "no checkpoints" not in done.stdout

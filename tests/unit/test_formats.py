@@ -487,7 +487,7 @@ def test_dicom_sensitivity_correction_baseline_and_scp_codes_are_applied():
     group = ds.WaveformSequence[0]
     raw = np.frombuffer(group.WaveformData, dtype="<i2").reshape(-1, 12)
     channel = group.ChannelDefinitionSequence[3]  # aVR
-    channel.ChannelSensitivity = "0.005"
+    channel.ChannelSensitivity = "0.0005"  # small enough to stay a plausible ECG (within 50 mV)
     channel.ChannelSensitivityCorrectionFactor = "2"
     channel.ChannelBaseline = "0.25"
     channel.ChannelSensitivityUnitsSequence[0].CodeValue = "mV"
@@ -497,7 +497,7 @@ def test_dicom_sensitivity_correction_baseline_and_scp_codes_are_applied():
     ds.save_as(buffer)
     back = read_dicom(buffer.getvalue(), "edited.dcm")
     assert back.leads[3] == "aVR"
-    np.testing.assert_allclose(back.signal[3], raw[:, 3] * 0.005 * 2 + 0.25, rtol=1e-5)
+    np.testing.assert_allclose(back.signal[3], raw[:, 3] * 0.0005 * 2 + 0.25, rtol=1e-5)
 
 
 def test_dicom_without_waveform_is_refused():

@@ -6,8 +6,12 @@ that every reader parses memory, never the caller's file system, and pairs are m
 """
 from __future__ import annotations
 
+import bz2
+import copy
 import io
 import os
+import struct
+import unicodedata
 import zipfile
 import zlib
 from pathlib import Path
@@ -146,43 +150,170 @@ def is_zip(data: bytes) -> bool:
     return data[:4] in ZIP_MAGIC
 
 
-def unzip(data: bytes, name: str) -> dict[str, bytes]:
+def unzip(data: bytes, name: str, *, max_bytes: int = MAX_ZIP_BYTES,
+          max_members: int = MAX_ZIP_MEMBERS) -> dict[str, bytes]:
     """The files inside a .zip as ``{basename: bytes}``; folders, ``__MACOSX`` and dot-files are skipped.
 
-    Refuses encrypted members, nested zips, more than `MAX_ZIP_MEMBERS` files or more than `MAX_ZIP_BYTES`
-    uncompressed (checked while reading, since the sizes in a zip's directory may lie).
+    Refuses encrypted members, nested zips, more than ``max_members`` files or more than ``max_bytes``
+    uncompressed (counted while decompressing, since the sizes in a zip's directory may lie), and member names
+    that are empty or hold control characters.
     """
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = [i for i in archive.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        raise RecordError(name, f"not a readable zip archive: {exc}") from None
-    infos = [i for i in infos if "__MACOSX" not in i.filename and not basename(i.filename).startswith(".")]
-    if len(infos) > MAX_ZIP_MEMBERS:
-        raise RecordError(name, f"zip holds {len(infos)} files (limit {MAX_ZIP_MEMBERS})")
     out: dict[str, bytes] = {}
-    total = 0
-    for info in infos:
-        member = basename(info.filename)
-        where = f"{name}:{info.filename}"
-        if info.flag_bits & 0x1:
-            raise RecordError(where, "is encrypted")
-        if member in out:
-            raise RecordError(where, f"two files named {member} in the zip")
-        if info.compress_type not in ZIP_METHODS:
-            raise RecordError(where, f"uses zip compression method {info.compress_type}, which cannot be read; "
-                                     f"re-create the zip with one of: {', '.join(ZIP_METHODS.values())}")
-        try:
-            with archive.open(info) as handle:
-                content = handle.read(MAX_ZIP_BYTES - total + 1)
-        except ZIP_READ_ERRORS as exc:
-            raise RecordError(where, f"could not extract: {exc}") from None
-        total += len(content)
-        if total > MAX_ZIP_BYTES:
-            raise RecordError(name, f"zip expands to more than {MAX_ZIP_BYTES >> 20} MiB")
+    for member, content in iter_zip(data, name, max_bytes=max_bytes, max_members=max_members):
         if is_zip(content):
-            raise RecordError(where, "nested zip archives are not supported")
+            raise RecordError(f"{name}:{member}", "nested zip archives are not supported")
+        if member in out:
+            raise RecordError(f"{name}:{member}", f"two files named {member} in the zip")
         out[member] = content
     if not out:
         raise RecordError(name, "zip archive holds no files")
     return out
+
+
+# What zipfile raises on crafted directories and headers besides its own BadZipFile.
+_ZIP_PARSE_ERRORS = ZIP_READ_ERRORS + (IndexError, KeyError, struct.error)
+
+
+class ZipTooLarge(RecordError):
+    """A zip that expands past its limit (the service answers 413, not 422)."""
+
+
+def iter_zip(data: bytes, name: str, *, max_bytes: int, max_members: int):
+    """Yield ``(basename, bytes)`` of each file in a zip, bounded whatever its directory claims.
+
+    The member count is checked before anything is decompressed; every member is decompressed in chunks and
+    counted as it streams, so a member whose header understates its size stops at ``max_bytes`` (or at its
+    declared size, whichever is first) instead of being inflated in full. Names are validated: empty names,
+    control characters (NUL included) and names over 255 characters are refused.
+    """
+    _check_directory(data, name, max_members)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except _ZIP_PARSE_ERRORS as exc:  # a directory zipfile cannot parse (NotImplementedError: "zip file version")
+        raise RecordError(name, f"not a readable zip archive: {exc}") from None
+    if len(infos) > max_members:
+        raise RecordError(name, f"zip holds {len(infos)} entries (limit {max_members})")
+    total = 0
+    for info in infos:
+        raw_name = getattr(info, "orig_filename", info.filename)
+        check_member_name(raw_name, name)
+        if raw_name.endswith(("/", "\\")):
+            continue  # a folder
+        parts = raw_name.replace("\\", "/").split("/")
+        if any(p.startswith(".") or p == "__MACOSX" for p in parts if p):
+            continue  # dot-files and macOS resource forks
+        member = basename(raw_name)
+        where = f"{name}:{raw_name}"
+        if info.flag_bits & 0x1:
+            raise RecordError(where, "is encrypted")
+        if info.compress_type not in ZIP_METHODS:
+            raise RecordError(where, f"uses zip compression method {info.compress_type}, which cannot be read; "
+                                     f"re-create the zip with one of: {', '.join(ZIP_METHODS.values())}")
+        if total + info.file_size > max_bytes:
+            raise ZipTooLarge(name, f"zip expands to more than {max_bytes / 2**20:g} MiB")
+        content = extract_member(archive, info, max_bytes - total, where)
+        total += len(content)
+        yield member, content
+
+
+def _check_directory(data: bytes, name: str, max_members: int) -> None:
+    """Refuse a zip whose end-of-directory record names more entries than ``max_members``, or a central
+    directory too large to hold only that many, before zipfile parses every entry."""
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - (1 << 16) - 22))
+    if at < 0 or len(data) < at + 22:
+        return  # no classic end record (or zip64 only): zipfile decides, the count is checked after parsing
+    entries = int.from_bytes(data[at + 10:at + 12], "little")
+    cd_size = int.from_bytes(data[at + 12:at + 16], "little")
+    if entries != 0xFFFF and entries > max_members:
+        raise RecordError(name, f"zip holds {entries} entries (limit {max_members})")
+    # 46 bytes of fixed header per entry plus a name, extra field and comment of up to ~1 KiB in practice.
+    if cd_size != 0xFFFFFFFF and cd_size > max_members * 1024:
+        raise RecordError(name, f"zip directory is {cd_size} bytes: more entries than the limit of {max_members}")
+
+
+def check_member_name(raw: str, container: str) -> None:
+    """Refuse a zip member name that is empty, too long or holds control characters (NUL, newlines, ...)."""
+    if not raw or not raw.strip("/\\"):
+        raise RecordError(container, "zip holds a member with an empty name")
+    if len(raw) > 255:
+        raise RecordError(container, f"zip member name is longer than 255 characters ({raw[:40]!r}...)")
+    bad = next((ch for ch in raw if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn")), None)
+    if bad is not None:
+        raise RecordError(container, f"zip member name {raw[:80]!r} holds the control character {bad!r}")
+
+
+_CHUNK = 1 << 16
+
+
+def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, where: str) -> bytes:
+    """One member's bytes, decompressed ``_CHUNK`` bytes at a time and refused once past ``limit`` or past the
+    size its header declares, then checked against its CRC-32.
+
+    zipfile's own reader inflates a whole compressed block at once (all of a deflate member on ``read()``, and
+    every bzip2 / lzma chunk unbounded), so the raw compressed bytes are read through zipfile (as a stored
+    member) and decompressed here with ``max_length``.
+    """
+    raw = copy.copy(info)
+    raw.compress_type, raw.file_size, raw.CRC = zipfile.ZIP_STORED, info.compress_size, None
+    method = info.compress_type
+    try:
+        with archive.open(raw) as stream:
+            if method == zipfile.ZIP_STORED:
+                decompress = None
+            elif method == zipfile.ZIP_DEFLATED:
+                decompress = zlib.decompressobj(-15)
+            elif method == zipfile.ZIP_BZIP2:
+                decompress = bz2.BZ2Decompressor()
+            else:  # LZMA in zip: 2-byte version, 2-byte properties size, properties, then a raw LZMA1 stream
+                import lzma
+
+                head = stream.read(4)
+                if len(head) < 4:
+                    raise RecordError(where, "truncated lzma header")
+                props = stream.read(int.from_bytes(head[2:4], "little"))
+                decompress = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[
+                    lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)])  # noqa: SLF001 - as zipfile does
+            parts: list[bytes] = []
+            size, crc = 0, 0
+            pending = b""
+            while True:
+                if decompress is None:
+                    piece = stream.read(_CHUNK)
+                    if not piece:
+                        break
+                elif method == zipfile.ZIP_DEFLATED:
+                    if decompress.eof:
+                        break
+                    if not pending:
+                        pending = stream.read(_CHUNK)
+                        if not pending:
+                            break  # truncated: the size check below says so
+                    piece = decompress.decompress(pending, _CHUNK)
+                    pending = decompress.unconsumed_tail
+                else:
+                    if decompress.eof:
+                        break
+                    if decompress.needs_input:
+                        chunk = stream.read(_CHUNK)
+                        if not chunk:
+                            break
+                        piece = decompress.decompress(chunk, _CHUNK)
+                    else:
+                        piece = decompress.decompress(b"", _CHUNK)
+                size += len(piece)
+                if size > limit:
+                    raise ZipTooLarge(where, f"expands past the limit of {limit / 2**20:g} MiB left for the zip")
+                if size > info.file_size:
+                    raise RecordError(where, f"expands past the {info.file_size} bytes its zip header declares")
+                crc = zlib.crc32(piece, crc)
+                parts.append(piece)
+    except RecordError:
+        raise
+    except _ZIP_PARSE_ERRORS as exc:
+        raise RecordError(where, f"could not extract: {exc}") from None
+    if size != info.file_size:
+        raise RecordError(where, f"holds {size} bytes, its zip header declares {info.file_size}")
+    if crc != info.CRC:
+        raise RecordError(where, "CRC-32 does not match: the archive is corrupt")
+    return b"".join(parts)

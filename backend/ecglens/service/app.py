@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
+import anyio
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
@@ -23,7 +24,9 @@ from ecglens.service.config import Settings
 from ecglens.threads import configure_torch_threads
 from ecglens.service.db import Model, utcnow
 from ecglens.service.metrics import MetricsRegistry
-from ecglens.service.middleware import AuditMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from ecglens.service.middleware import (AdmissionMiddleware, AuditMiddleware, BodyLimitMiddleware,
+                                        MetricsMiddleware, SecurityHeadersMiddleware)
+from ecglens.service.progress import ProgressHub
 from ecglens.service.routes import analyses, audit, exports, health, keys, metrics, models, records
 from ecglens.service.runtime import Runtime
 
@@ -53,12 +56,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Every request thread holds at most one pooled connection: the pool has one per thread (db_pool_size).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        runtime.audit.checkpoint()  # anchor the chain's head as this process found it
         if isinstance(executor, LocalExecutor):
             resumed = resume_unfinished(runtime, executor)
             if resumed:
                 log.info("resumed %d unfinished analyses", resumed)
         yield
-        executor.shutdown(wait=False)
+        # Shutdown (after the server stopped taking requests and the in-flight ones ended or were cancelled):
+        # running jobs go back to the queue, then the audit head is anchored once more.
+        runtime.stopping.set()
+        left = await anyio.to_thread.run_sync(lambda: executor.shutdown(timeout_s=settings.shutdown_timeout_s))
+        if left:
+            log.warning("shutdown: %d job(s) still running after %.0f s, put back in the queue: %s", len(left),
+                        settings.shutdown_timeout_s, ", ".join(left))
+        try:
+            runtime.audit.checkpoint()
+        except Exception:  # noqa: BLE001 - the database may be what failed; say so and exit anyway
+            log.exception("shutdown: could not write the audit checkpoint")
         runtime.close()
 
     app = FastAPI(title="ECG Lens", version=ecglens.__version__, lifespan=lifespan, openapi_tags=_TAGS,
@@ -67,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.executor = executor
     app.state.metrics = MetricsRegistry()
+    app.state.progress = ProgressHub(runtime, analyses.EVENT_POLL_S)
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (records, analyses, exports, models, audit, keys, health, metrics):
@@ -81,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(AuditMiddleware, runtime=runtime)
+    app.add_middleware(SecurityHeadersMiddleware)  # outside the audit: its 503 gets the headers too
+    app.add_middleware(AdmissionMiddleware, limit=settings.request_threads)
     app.add_middleware(MetricsMiddleware, registry=app.state.metrics)
 
     plotly_js = _plotly_js()

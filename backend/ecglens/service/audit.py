@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import select
@@ -77,6 +80,101 @@ def append(sessions: sessionmaker[Session], key: bytes, *, action: str, status: 
         raise RuntimeError("audit log: could not append after 20 attempts")
 
 
+CHECKPOINT_CONTEXT = b"ecglens audit checkpoint"
+log = logging.getLogger("ecglens.audit")
+
+
+def checkpoint_mac(key: bytes, seq: int, digest: str, at: str) -> str:
+    """The checkpoint's signature: HMAC-SHA256 under the audit key of its seq, head hash and time."""
+    return hmac.new(key, CHECKPOINT_CONTEXT + f"\n{seq}\n{digest}\n{at}".encode(), hashlib.sha256).hexdigest()
+
+
+def write_checkpoint(path: Path, key: bytes, seq: int, digest: str) -> dict[str, Any]:
+    """Append a keyed checkpoint of the chain's head ``(seq, hash)`` to ``path`` (one JSON line, mode 0600) and
+    to the log, so the chain's end is anchored outside the database: cutting or wiping the newest events then
+    leaves a checkpoint naming an event the chain no longer has. One ``write`` per line on an ``O_APPEND``
+    file, so processes sharing the data directory do not interleave lines."""
+    at = utcnow()
+    entry = {"seq": int(seq), "hash": digest, "at": at, "mac": checkpoint_mac(key, int(seq), digest, at)}
+    line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    log.info("audit checkpoint seq=%d hash=%s at=%s", entry["seq"], digest, at)
+    return entry
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    hash: str
+    at: str
+    line: int
+
+
+def read_checkpoints(path: Path, key: bytes) -> tuple[list[Checkpoint], str | None]:
+    """The checkpoints in ``path`` whose signatures hold, and the first problem found (a line that is not a
+    checkpoint, or one not signed under ``key``), or None."""
+    if not path.exists():
+        return [], None
+    out: list[Checkpoint] = []
+    for number, text in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            entry = json.loads(text)
+            seq, digest, at, mac = int(entry["seq"]), str(entry["hash"]), str(entry["at"]), str(entry["mac"])
+        except (ValueError, KeyError, TypeError):
+            return out, f"checkpoint line {number} of {path.name} is not a checkpoint"
+        if not hmac.compare_digest(checkpoint_mac(key, seq, digest, at), mac):
+            return out, f"checkpoint line {number} of {path.name} is not signed by this audit key (edited?)"
+        out.append(Checkpoint(seq, digest, at, number))
+    return out, None
+
+
+class AuditLog:
+    """The audit log of one process: appends on their own sessions (``sessions``: a pool requests cannot
+    exhaust), a checkpoint every ``every`` events and on `checkpoint`.
+
+    Parameters
+    ----------
+    sessions : sessionmaker
+        Sessions of the audit's own engine.
+    key : bytes
+        The chain's HMAC key.
+    checkpoint_file : Path or None
+        Where checkpoints go; None writes none.
+    every : int
+        Checkpoint when an appended event's seq is a multiple of this. Default: 100.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], key: bytes, checkpoint_file: Path | None,
+                 every: int = 100):
+        self.sessions, self.key, self.checkpoint_file, self.every = sessions, key, checkpoint_file, every
+
+    def append(self, **fields: Any) -> int:
+        seq = append(self.sessions, self.key, **fields)
+        if self.checkpoint_file is not None and seq % self.every == 0:
+            self.checkpoint()
+        return seq
+
+    def head(self) -> tuple[int, str]:
+        with self.sessions() as session:
+            head = session.get(AuditHead, 1)
+            return (head.seq, head.hash) if head is not None else (0, genesis(self.key))
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """Write a checkpoint of the current head (at start, at shutdown, every ``every`` events)."""
+        if self.checkpoint_file is None:
+            return None
+        with _append_lock:  # the head read is the newest: no append of this process in between
+            seq, digest = self.head()
+            return write_checkpoint(self.checkpoint_file, self.key, seq, digest)
+
+
 @dataclass(frozen=True)
 class ChainStatus:
     """Result of `verify`: ``ok``, events checked, and the first bad seq with the reason when not ok."""
@@ -90,13 +188,26 @@ class ChainStatus:
         return {"ok": self.ok, "events": self.events, "first_bad_seq": self.first_bad_seq, "reason": self.reason}
 
 
-def verify(session: Session, key: bytes, batch: int = 5000) -> ChainStatus:
-    """Walk the whole chain in seq order and check every link, hash and the head under the audit ``key``.
+def verify(session: Session, key: bytes, batch: int = 5000, checkpoint_file: Path | None = None,
+           expect: tuple[int, str] | None = None) -> ChainStatus:
+    """Walk the whole chain in seq order and check every link, hash and the head under the audit ``key``, and
+    the chain's end against the keyed checkpoints in ``checkpoint_file`` (and ``expect``, a ``(seq, hash)``
+    kept elsewhere, e.g. from the log).
 
     Detects an edited row (its hash no longer matches its content), a deleted row (a gap in seq or a broken
-    ``prev_hash`` link), a deleted tail (the head names a later event than the last row), and a chain written
-    (or rewritten) without this key.
+    ``prev_hash`` link), a deleted tail (the head names a later event than the last row; or, with the head
+    moved back too, a checkpoint names an event the chain no longer has), a wiped log, a checkpoint file edited
+    or removed while the chain has events, and a chain written (or rewritten) without this key.
     """
+    anchors: dict[int, list[tuple[str, str]]] = {}
+    if checkpoint_file is not None:
+        checkpoints, problem = read_checkpoints(checkpoint_file, key)
+        if problem:
+            return ChainStatus(False, 0, None, problem)
+        for cp in checkpoints:
+            anchors.setdefault(cp.seq, []).append((cp.hash, f"checkpoint of {cp.at} (line {cp.line})"))
+    if expect is not None:
+        anchors.setdefault(int(expect[0]), []).append((expect[1], "the expected checkpoint"))
     prev_seq, prev_hash, n = 0, genesis(key), 0
     last = 0
     while True:
@@ -117,14 +228,31 @@ def verify(session: Session, key: bytes, batch: int = 5000) -> ChainStatus:
             event = {k: getattr(row, k) for k in HASHED_FIELDS}
             if not hmac.compare_digest(chain_hash(prev_hash, event, key), row.hash):
                 return ChainStatus(False, n, row.seq, f"event {row.seq}: content does not match its hash")
+            for digest, what in anchors.get(row.seq, ()):
+                if digest != row.hash:
+                    return ChainStatus(False, n, row.seq, f"event {row.seq} differs from the {what}")
             prev_seq, prev_hash = row.seq, row.hash
         last = rows[-1].seq
+    beyond = [(seq, what) for seq, items in anchors.items() if seq > prev_seq for _d, what in items]
+    if beyond:
+        seq, what = max(beyond)
+        if prev_seq == 0:
+            return ChainStatus(False, n, 1, f"the audit log is empty but the {what} names event {seq}: "
+                                            "the log was wiped")
+        return ChainStatus(False, n, prev_seq + 1, f"the {what} names event {seq} but the chain ends at "
+                                                   f"{prev_seq}: its newest events were cut")
+    for digest, what in anchors.get(0, ()):
+        if prev_seq == 0 and digest != genesis(key):
+            return ChainStatus(False, n, None, f"the {what} of the empty log was not made under this key")
     head = session.get(AuditHead, 1)
     if head is None and prev_seq:
         return ChainStatus(False, n, prev_seq, "audit head is missing")
     if head is not None and (head.seq != prev_seq or head.hash != prev_hash):
         bad = prev_seq + 1 if head.seq > prev_seq else head.seq
         return ChainStatus(False, n, bad, f"audit head names event {head.seq} but the chain ends at {prev_seq}")
+    if checkpoint_file is not None and prev_seq and not checkpoint_file.exists():
+        return ChainStatus(False, n, None, f"{checkpoint_file} is missing: nothing anchors the chain's end "
+                                           f"(removed? every server writes one at start)")
     return ChainStatus(True, n)
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -63,3 +66,64 @@ def authenticate(session: Session, token: str) -> ApiKey | None:
     if not hmac.compare_digest(row.secret_hash, hash_secret(parts[2])):
         return None
     return row
+
+
+def token_key_id(token: str) -> str | None:
+    """The key id of a well-formed bearer token (whether or not it is valid), else None."""
+    parts = token.strip().split("_", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == _PREFIX and len(parts[1]) == 16 else None
+
+
+class AuthThrottle:
+    """Failed authentications per key id (from one client address) and per client address in a sliding
+    ``window_s``; past the limit the caller gets 429 before its secret is even checked, so guessing a key's
+    secret (or trying many key ids from one address) runs at ``per_key`` (``per_client``) tries a minute. In memory, per process: a few thousand
+    entries at most, the oldest dropped first.
+
+    Parameters
+    ----------
+    per_key : int
+        Failures allowed per key id in the window.
+    per_client : int
+        Failures allowed per client address in the window. Default: 5 x ``per_key``.
+    window_s : float
+        Default: 60.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, per_key: int, per_client: int | None = None, window_s: float = 60.0):
+        self.limits = {"key": per_key, "client": per_client or 5 * per_key}
+        self.window_s = window_s
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _subjects(self, key_id: str | None, client: str | None) -> list[tuple[str, str]]:
+        # Per key id *from* an address: someone guessing at a key cannot lock its owner out from elsewhere.
+        pair = f"{key_id}|{client or '-'}" if key_id else None
+        return [(kind, value) for kind, value in (("key", pair), ("client", client)) if value]
+
+    def retry_after(self, key_id: str | None, client: str | None) -> float:
+        """Seconds until the caller may try again (0: not throttled)."""
+        now = time.monotonic()
+        wait = 0.0
+        with self._lock:
+            for subject in self._subjects(key_id, client):
+                times = self._failures.get(subject)
+                if not times:
+                    continue
+                while times and now - times[0] > self.window_s:
+                    times.popleft()
+                if len(times) >= self.limits[subject[0]]:
+                    wait = max(wait, self.window_s - (now - times[0]))
+        return wait
+
+    def failed(self, key_id: str | None, client: str | None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) >= self.MAX_ENTRIES:
+                for subject in sorted(self._failures, key=lambda s: self._failures[s][-1] if self._failures[s]
+                                      else 0.0)[: self.MAX_ENTRIES // 10]:
+                    del self._failures[subject]
+            for subject in self._subjects(key_id, client):
+                self._failures.setdefault(subject, deque(maxlen=self.limits[subject[0]] + 1)).append(now)

@@ -5,6 +5,7 @@ Registered by `ecglens.cli` through ``register(subparsers)``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -28,7 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audit = subparsers.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
     audit_sub.required = True
-    verify = audit_sub.add_parser("verify", help="check the audit hash chain; exit 1 naming the first bad event")
+    verify = audit_sub.add_parser("verify", help="check the audit hash chain and its end against the keyed "
+                                                 "checkpoints; exit 1 naming the first bad event")
+    verify.add_argument("--checkpoint", default=None, metavar="SEQ:HASH",
+                        help="also check against a checkpoint kept outside the data directory (from the log's "
+                             "'audit checkpoint seq=... hash=...' lines)")
     verify.set_defaults(func=cmd_audit_verify)
 
     db = subparsers.add_parser("db", help="database tools")
@@ -68,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ecglens.service.app import create_app
     from ecglens.service.runtime import Runtime
 
+    os.umask(0o077)  # whatever this process creates (database, blobs, cache, models) is this user's only
     settings = Settings()
     key_file = ensure_admin_key(Runtime(settings))
     if key_file is not None:
@@ -75,19 +81,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"ecglens: data in {settings.data_dir}; executor: "
           f"{'celery ' + settings.broker_url if settings.broker_url else 'in-process'}; "
           f"API docs at http://{args.host}:{args.port}/docs", flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                proxy_headers=False)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False,
+                            timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_s)))
+    _Server(config, app.state.runtime).run()
     return 0
+
+
+class _Server:
+    """uvicorn's server, told about the signal too: on SIGTERM / SIGINT progress streams end and running jobs
+    stop at once (back to the queue), while in-flight requests get ``shutdown_timeout_s`` before uvicorn
+    cancels them; then the app's shutdown anchors the audit chain and the process exits."""
+
+    def __new__(cls, config, runtime):
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig, frame):  # noqa: ANN001 - uvicorn's signature
+                runtime.stopping.set()
+                super().handle_exit(sig, frame)
+
+        return Server(config)
 
 
 def cmd_create_key(args: argparse.Namespace) -> int:
     runtime = _runtime()
     with runtime.sessions() as session:
         new = create_key(session, args.role, args.name or f"{args.role} key")
-    from ecglens.service import audit
-
-    audit.append(runtime.sessions, runtime.audit_key, action="key.create", status=201, actor_name="cli",
-                 object_type="key", object_id=new.id)
+    runtime.audit.append(action="key.create", status=201, actor_name="cli", object_type="key", object_id=new.id)
+    runtime.audit.checkpoint()  # this process is done appending: anchor the head
     print(f"created {new.role} key {new.id} ({new.name}); it is shown once:")
     print(new.token)
     return 0
@@ -97,12 +119,27 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from ecglens.service.audit import verify
 
     runtime = _runtime()
+    expect = None
+    if args.checkpoint:
+        seq, _, digest = args.checkpoint.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            print("ecglens audit verify: --checkpoint takes SEQ:HASH (a number and a 64-hex-digit hash)",
+                  file=sys.stderr)
+            return 2
+        expect = (int(seq), digest.lower())
+    try:
+        key = runtime.load_audit_key(create=False)
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"ecglens audit verify: {exc}", file=sys.stderr)
+        return 2
     with runtime.sessions() as session:
-        status = verify(session, runtime.audit_key)
+        status = verify(session, key, checkpoint_file=runtime.settings.audit_checkpoint_file, expect=expect)
     if status.ok:
-        print(f"audit log ok: {status.events} events, chain intact")
+        print(f"audit log ok: {status.events} events, chain intact"
+              + ("" if runtime.settings.audit_checkpoint_file.exists() else " (no checkpoints yet)"))
         return 0
-    print(f"audit log BROKEN at event {status.first_bad_seq}: {status.reason}", file=sys.stderr)
+    where = f"at event {status.first_bad_seq}" if status.first_bad_seq is not None else ""
+    print(f"audit log BROKEN {where}: {status.reason}".replace("  ", " "), file=sys.stderr)
     return 1
 
 

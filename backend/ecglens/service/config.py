@@ -60,6 +60,20 @@ class Settings(BaseSettings):
         The audit chain's HMAC key (at least 16 characters; `ecglens.service.audit`). Every process writing or
         verifying the audit log needs the same one. Default: empty = ``DATA_DIR/audit-key``, made on first use.
         Set it from a secret store the database's administrators cannot read, or the chain can be forged.
+    request_threads : int
+        Threads that run requests (synchronous endpoints, uploads, progress polls); each holds at most one
+        database connection at a time. Default: 40.
+    db_pool_timeout_s : float
+        Longest wait for a pooled database connection before the request fails with 503. Default: 30.
+    audit_checkpoint_every : int
+        Write a keyed checkpoint of the audit chain's head to ``DATA_DIR/audit-checkpoints`` (and the log) every
+        this many events, as well as at start and shutdown. Default: 100.
+    shutdown_timeout_s : float
+        On SIGTERM: how long in-flight requests and running jobs may take before they are cancelled (jobs go
+        back to the queue). Default: 20.
+    auth_failures_per_minute : int
+        Failed authentications allowed per key id and per client address in a minute; more get 429.
+        Default: 10.
     """
 
     model_config = SettingsConfigDict(env_prefix="ECGLENS_", env_file=".env", extra="ignore")
@@ -79,6 +93,11 @@ class Settings(BaseSettings):
     torch_threads: int = Field(default=1, ge=1, le=256)
     mitdb_dir: Path | None = None
     audit_key: SecretStr = SecretStr("")
+    request_threads: int = Field(default=40, ge=4, le=512)
+    db_pool_timeout_s: float = Field(default=30.0, gt=0)
+    audit_checkpoint_every: int = Field(default=100, ge=1)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    auth_failures_per_minute: int = Field(default=10, ge=1)
 
     @field_validator("allowed_model_hosts", "cors_origins", mode="before")
     @classmethod
@@ -111,6 +130,16 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The SQLAlchemy URL in use (``database_url`` or the SQLite file in ``data_dir``)."""
         return self.database_url or f"sqlite:///{self.data_dir / 'ecglens.db'}"
+
+    @property
+    def db_pool_size(self) -> int:
+        """Connections in the request/job pool: one per request thread, one per job thread (``workers``) and the
+        hardening thread, one for the progress poller and two spare for heartbeats."""
+        return self.request_threads + self.workers + 4
+
+    @property
+    def audit_checkpoint_file(self) -> Path:
+        return self.data_dir / "audit-checkpoints"
 
     @property
     def max_upload_bytes(self) -> int:

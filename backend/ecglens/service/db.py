@@ -180,10 +180,18 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys so threads and processes share it."""
+def make_engine(url: str, pool_size: int = 5, max_overflow: int = 10, pool_timeout: float = 30.0) -> Engine:
+    """An engine for ``url`` with a pool of ``pool_size`` connections (+ ``max_overflow``); SQLite gets WAL, a
+    busy timeout and foreign keys so threads and processes share it.
+
+    The service sizes the pools (`Runtime`): one for requests and jobs, one of its own for the audit appends,
+    so requests holding every request connection can never starve the audit of the one it needs.
+    """
+    pool = dict(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            pool = {}  # one shared in-memory connection (StaticPool): no pool to size
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:
@@ -194,7 +202,31 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, **pool)
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create the SQLite file 0600 before SQLite does (its -wal and -shm files then take the same mode), or make
+    an existing one 0600. Call it before the process opens the database."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite"):
+        return
+    path = make_url(url).database
+    if not path or path == ":memory:":
+        return
+    # Never open an existing database file here: closing any descriptor of it drops every POSIX lock this
+    # process holds on it, and SQLite's other connections would lose theirs (another process may then delete
+    # the -shm file under them: "disk I/O error").
+    try:
+        if os.path.exists(path):
+            os.chmod(path, 0o600)
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:  # a read-only or foreign-owned file (or a racing creator): SQLite reports what matters
+        pass
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -5,14 +5,14 @@ Every endpoint declares its access with `Access(action, object_type, roles)`: it
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from ecglens.service.auth import ADMIN, AUDITOR, CLINICIAN, SERVICE, authenticate
+from ecglens.service.auth import ADMIN, AUDITOR, CLINICIAN, SERVICE, authenticate, token_key_id
 from ecglens.service.db import ApiKey
 from ecglens.service.runtime import Runtime
 
@@ -26,29 +26,50 @@ ADMINS = (ADMIN,)
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ecgl_...`")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    with runtime.sessions() as session:
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
+    # Async, so that closing the session (giving its connection back) runs on the event loop: the exit of a
+    # sync generator dependency waits for a request thread, and with every thread waiting for a connection
+    # held by sessions waiting to close, the server deadlocked (seen at 64 clients with 8 threads).
+    session = runtime.sessions()
+    try:
         yield session
+    finally:
+        session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# Closed when the endpoint returns, before the response is sent: a request never holds its connection while
+# its audit event is written or its response streams.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def _authenticate(request: Request, session: Session, creds: HTTPAuthorizationCredentials | None) -> ApiKey:
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key (Authorization: Bearer <key>)",
                             headers={"WWW-Authenticate": "Bearer"})
+    runtime: Runtime = request.app.state.runtime
+    key_id = token_key_id(creds.credentials)
+    client = request.client.host if request.client else None
+    wait = runtime.auth_throttle.retry_after(key_id, client)
+    if wait > 0:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"too many failed authentications for this key or address; retry in {wait:.0f} s",
+                            headers={"Retry-After": str(max(1, int(wait + 0.999)))})
     key = authenticate(session, creds.credentials)
     if key is None:
+        runtime.auth_throttle.failed(key_id, client)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key",
                             headers={"WWW-Authenticate": "Bearer"})
+    # Detached with every column loaded, and the read transaction ended: the key stays usable while the
+    # session's connection goes back to the pool until the endpoint needs one.
+    session.expunge(key)
+    session.rollback()
     request.state.key = key
     return key
 

@@ -6,6 +6,7 @@ served without decoding the whole file again.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,11 @@ def cache_path(cache_dir: Path, record_id: str) -> Path:
 def write_cache(cache_dir: Path, record_id: str, signal: np.ndarray) -> None:
     """Save the decoded signal as float32 ``.npy`` (written aside, then renamed into place)."""
     path = cache_path(cache_dir, record_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, np.asarray(signal, dtype=np.float32))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # decoded health data: this user only
+    with os.fdopen(fd, "wb") as fh:
+        np.save(fh, np.asarray(signal, dtype=np.float32))
     tmp.replace(path)
 
 

@@ -7,16 +7,14 @@ with the reader's message, and the API answers 422.
 """
 from __future__ import annotations
 
-import io
 import json
 import posixpath
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
-from ecglens.formats._source import ZIP_READ_ERRORS
+from ecglens.formats._source import MAX_ZIP_MEMBERS, ZipTooLarge, is_zip, iter_zip
 
 class UploadError(ValueError):
     """An upload that cannot become records. ``status`` is the HTTP status to answer (422 or 413)."""
@@ -54,38 +52,37 @@ def safe_name(filename: str | None) -> str:
     return name or "upload"
 
 
-def expand_zips(files: list[UploadFile], max_bytes: int) -> list[UploadFile]:
-    """Replace every ``.zip`` by its members (folders, hidden files and ``__MACOSX`` skipped).
+def expand_zips(files: list[UploadFile], max_bytes: int, max_members: int = MAX_ZIP_MEMBERS) -> list[UploadFile]:
+    """Replace every zip (by name or by content) by its members (folders, hidden files and ``__MACOSX`` skipped).
 
-    Raises `UploadError` for a corrupt zip (422) or one that would expand past ``max_bytes`` (413).
+    All members of all zips together may hold at most ``max_members`` files and ``max_bytes`` uncompressed,
+    counted while they decompress whatever the zip's headers claim. Raises `UploadError` for a corrupt zip, a
+    nested zip or a bad member name (422), or one that would expand past ``max_bytes`` (413).
     """
     out: list[UploadFile] = []
+    total, members = 0, 0
     for f in files:
-        if not f.filename.lower().endswith(".zip"):
+        if not (f.filename.lower().endswith(".zip") or is_zip(f.data)):
             out.append(f)
             continue
+        found = 0
         try:
-            with zipfile.ZipFile(io.BytesIO(f.data)) as zf:
-                members = [m for m in zf.infolist() if not m.is_dir() and not _hidden(m.filename)]
-                if sum(m.file_size for m in members) > max_bytes:
-                    raise UploadError(f"{f.filename}: archive expands past the upload limit", 413)
-                for m in members:
-                    data = zf.read(m)
-                    if len(data) > max_bytes:  # the header may lie about the size
-                        raise UploadError(f"{f.filename}: archive expands past the upload limit", 413)
-                    out.append(UploadFile(safe_name(m.filename), data, container=f.filename))
-        except UploadError:
-            raise
-        except ZIP_READ_ERRORS as exc:  # the readers' list: a corrupt or unsupported archive is bad input, 422
-            raise UploadError(f"{f.filename}: not a readable zip archive ({exc})") from None
-        if not members:
+            for member, data in iter_zip(f.data, f.filename, max_bytes=max_bytes - total,
+                                         max_members=max_members - members):
+                if is_zip(data):
+                    raise UploadError(f"{f.filename}: {member}: nested zip archives are not supported")
+                total += len(data)
+                found += 1
+                out.append(UploadFile(safe_name(member), data, container=f.filename))
+        except ZipTooLarge:
+            raise UploadError(f"{f.filename}: archive expands past the upload limit of "
+                              f"{max_bytes / 2**20:g} MiB", 413) from None
+        except RecordError as exc:  # corrupt, encrypted, too many members, a bad name: bad input, 422
+            raise UploadError(str(exc) if str(exc).startswith(f.filename) else f"{f.filename}: {exc}") from None
+        members += found
+        if not found:
             raise UploadError(f"{f.filename}: the archive holds no files")
     return out
-
-
-def _hidden(name: str) -> bool:
-    parts = name.replace("\\", "/").split("/")
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts if p)
 
 
 def group_records(files: list[UploadFile]) -> list[RecordGroup]:

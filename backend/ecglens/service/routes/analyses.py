@@ -1,12 +1,10 @@
 """``/analyses``: start an explain + robustness job, read its state and result, follow its progress (SSE)."""
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
@@ -15,12 +13,12 @@ from ecglens.reports.summary import analysis_summary
 from ecglens.service.db import DONE, FAILED, QUEUED, Analysis, ApiKey, Model, Record, new_id, utcnow
 from ecglens.service.deps import (EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
                                   audit_object, not_found, owns)
-from ecglens.service.runtime import Runtime
+from ecglens.service.progress import ProgressHub
 from ecglens.service.schemas import AnalysisCreate, AnalysisCreated, AnalysisPublic, ListOf, Problem
 
 router = APIRouter(prefix="/analyses", tags=["analyses"])
 _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
-# Seconds between database polls of the progress stream.
+# Seconds between database polls of the progress streams (one poll for all of them: `ProgressHub`).
 EVENT_POLL_S = 0.25
 
 
@@ -71,7 +69,7 @@ def read_analyses(request: Request, session: SessionDep,
                   skip: Annotated[int, Query(ge=0)] = 0,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ListOf[AnalysisPublic]:
     """Jobs, newest first, without results (read one job for its result); filter by ``record_id``."""
-    query = select(Analysis)
+    query = select(Analysis).where(Analysis.record_id.in_(select(Record.id).where(Record.deleted_at.is_(None))))
     if record_id is not None:
         audit_object(request, record_id=record_id[:32])
         query = query.where(Analysis.record_id == record_id)
@@ -83,8 +81,13 @@ def read_analyses(request: Request, session: SessionDep,
 
 
 def _get_analysis(session: SessionDep, key: ApiKey, analysis_id: str) -> Analysis:
+    """The analysis if the caller may see it and its record is not deleted (404 otherwise: a deleted record's
+    diagnosis and saliency go with it)."""
     row = session.get(Analysis, analysis_id)
     if row is None or not owns(key, row.created_by):
+        raise not_found("analysis", analysis_id)
+    record = session.get(Record, row.record_id)
+    if record is None or record.deleted_at is not None:
         raise not_found("analysis", analysis_id)
     return row
 
@@ -101,42 +104,49 @@ def read_analysis(analysis_id: str, request: Request, session: SessionDep,
 
 @router.get("/{analysis_id}/events", responses={**_ERRORS, 200: {"content": {"text/event-stream": {}},
                                                                   "description": "server-sent events"}})
-def read_analysis_events(analysis_id: str, request: Request, session: SessionDep, runtime: RuntimeDep,
+def read_analysis_events(analysis_id: str, request: Request, session: SessionDep,
                          key: Annotated[ApiKey, Access("analysis.events", "analysis", SIGNAL_READERS)]
                          ) -> StreamingResponse:
     """Server-sent events: ``progress`` ({status, progress}) whenever it changes, then one ``done`` or
-    ``failed`` event (with ``error``) and the stream ends."""
+    ``failed`` event (with ``error``) and the stream ends. It also ends, with a ``revoked`` event, when the
+    calling key is revoked, and when the record is deleted or the server shuts down."""
     row = _get_analysis(session, key, analysis_id)
     audit_object(request, record_id=row.record_id)
-    return StreamingResponse(_events(runtime, analysis_id), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(_events(request.app.state.progress, analysis_id, key.id),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def _events(runtime: Runtime, analysis_id: str) -> AsyncIterator[str]:
+async def _events(hub: ProgressHub, analysis_id: str, key_id: str) -> AsyncIterator[str]:
+    watch = hub.subscribe(analysis_id, key_id)
     last: tuple[str, float] | None = None
     idle = 0.0
-    while True:
-        state = await anyio.to_thread.run_sync(_state, runtime, analysis_id)
-        if state is None:
-            return
-        status_, progress, error = state
-        if (status_, progress) != last:
-            last, idle = (status_, progress), 0.0
-            payload = {"id": analysis_id, "status": status_, "progress": progress}
-            if status_ in (DONE, FAILED):
-                payload["error"] = error
-                yield f"event: {status_}\ndata: {json.dumps(payload)}\n\n"
+    try:
+        while True:
+            await hub.next_tick()
+            if hub.stopping:
                 return
-            yield f"event: progress\ndata: {json.dumps(payload)}\n\n"
-        else:
-            idle += EVENT_POLL_S
-            if idle >= 15.0:  # a comment line keeps proxies from closing a quiet stream
-                idle = 0.0
-                yield ": keep-alive\n\n"
-        await asyncio.sleep(EVENT_POLL_S)
-
-
-def _state(runtime: Runtime, analysis_id: str) -> tuple[str, float, str | None] | None:
-    with runtime.sessions() as session:
-        row = session.get(Analysis, analysis_id)
-        return None if row is None else (row.status, float(row.progress), row.error)
+            if key_id in hub.revoked:
+                yield f"event: revoked\ndata: {json.dumps({'id': analysis_id, 'error': 'API key revoked'})}\n\n"
+                return
+            if analysis_id not in hub.states:
+                continue  # not read yet
+            state = hub.states[analysis_id]
+            if state is None:
+                return
+            status_, progress, error = state
+            if (status_, progress) != last:
+                last, idle = (status_, progress), 0.0
+                payload = {"id": analysis_id, "status": status_, "progress": progress}
+                if status_ in (DONE, FAILED):
+                    payload["error"] = error
+                    yield f"event: {status_}\ndata: {json.dumps(payload)}\n\n"
+                    return
+                yield f"event: progress\ndata: {json.dumps(payload)}\n\n"
+            else:
+                idle += hub.poll_s
+                if idle >= 15.0:  # a comment line keeps proxies from closing a quiet stream
+                    idle = 0.0
+                    yield ": keep-alive\n\n"
+    finally:
+        hub.unsubscribe(watch)

@@ -64,5 +64,7 @@ def _iso(text: str) -> str:
 @router.get("/verify", response_model=ChainStatusPublic, responses=_ERRORS)
 def verify_audit(session: SessionDep, runtime: RuntimeDep,
                  key: Annotated[ApiKey, Access("audit.verify", "audit", AUDIT_READERS)]) -> ChainStatusPublic:
-    """Check the whole keyed hash chain: ok, or the first bad event and why."""
-    return ChainStatusPublic(**audit.verify(session, runtime.audit_key).to_dict())
+    """Check the whole keyed hash chain, and its end against the keyed checkpoints in the data directory: ok, or
+    the first bad event and why."""
+    return ChainStatusPublic(**audit.verify(session, runtime.audit_key,
+                                            checkpoint_file=runtime.settings.audit_checkpoint_file).to_dict())

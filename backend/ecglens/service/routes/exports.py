@@ -31,6 +31,9 @@ def _finished(session: SessionDep, key: ApiKey, request: Request, analysis_id: s
     if row is None or not owns(key, row.created_by):
         raise not_found("analysis", analysis_id)
     audit_object(request, record_id=row.record_id)
+    record = session.get(Record, row.record_id)
+    if record is None or record.deleted_at is not None:  # a deleted record's results go with it
+        raise not_found("analysis", analysis_id)
     result = row.result_dict() if row.status == DONE else None
     if result is None:
         why = f": {row.error[:200]}" if row.error else ""

@@ -111,10 +111,12 @@ def _register(runtime: Runtime, fields: dict[str, Any], key: ApiKey) -> Model:
         kind = _KINDS[suffix]
         sha = runtime.blobs.put(data)
         folder = runtime.settings.model_dir
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = folder / f"{name}-{sha[:12]}{'.pt' if kind == 'torchscript' else '.onnx'}"
         path.write_bytes(data)
         model_card.save(path.with_suffix(".json"))
+        for written in (path, path.with_suffix(".json")):
+            written.chmod(0o600)
         spec = str(path)
     card_dict = _check_loads(kind, spec, model_card)
     row = Model(name=name, kind=kind, spec=spec, card=card_dict, sha256=sha, created_by=key.id, created_at=utcnow())
