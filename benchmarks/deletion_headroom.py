@@ -190,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     if not args.no_write:
         bench.RESULTS.mkdir(parents=True, exist_ok=True)
-        path = bench.RESULTS / (f"deletion-headroom-{bench._model_name(args.model, classifier)}-"
-                                f"{dt.date.today().isoformat()}-ds1.md")
+        path = bench.RESULTS / f"deletion_headroom-{bench._model_name(args.model, classifier)}.md"
         path.write_text(report)
         print(f"written: {path}", file=sys.stderr)
     return 0

@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        path = RESULTS / f"explain_latency-{dt.date.today().isoformat()}{args.suffix}.md"
+        path = RESULTS / f"explain_latency{args.suffix}.md"
         path.write_text(text)
         print(f"written: {path}", file=sys.stderr)
     return 0

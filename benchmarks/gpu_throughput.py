@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     slug = "cuda-" + re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-") if gpu else "cpu"
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"gpu_throughput-{slug}-{dt.date.today().isoformat()}.md"
+    path = args.out / f"gpu_throughput-{slug}.md"
     path.write_text(text)
     print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}", file=sys.stderr)
     scratch.cleanup()

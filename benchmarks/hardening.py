@@ -43,8 +43,8 @@ Usage::
     .venv/bin/python benchmarks/hardening.py --no-card             # do not write the figures into the card
 
 Prints one Markdown table and writes it, with the command line and machine, to
-``benchmarks/results/hardening-<YYYY-MM-DD>.md`` (per-case rows beside it as ``.jsonl``, the verdicts as
-``.summary.json``), and records the
+``benchmarks/results/hardening.md`` (per-case rows in the git-ignored ``results/raw/`` as ``.jsonl``, the
+verdicts beside it as ``.summary.json``), and records the
 figures in the hardened model's card (``metrics.ds2`` and ``metrics.hardening_ds2``).
 """
 from __future__ import annotations
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary)
 
     date = dt.date.today().isoformat()
-    out = Path(args.out) if args.out else RESULTS / f"hardening-{date}.md"
+    out = Path(args.out) if args.out else RESULTS / "hardening.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/hardening.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     header = (f"# Hardening before / after ({date}, {split})\n\n"
@@ -352,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                     "score": {k: rob[k]["score"] for k in rob},
                     "clean_auc": {k: {c: clean[k][c]["auc"] for c in ref.class_names} for k in clean}}
     out.with_suffix(".summary.json").write_text(json.dumps(summary_json, indent=1) + "\n")
-    with open(out.with_suffix(".jsonl"), "w") as f:
+    (out.parent / "raw").mkdir(exist_ok=True)
+    with open(out.parent / "raw" / (out.stem + ".jsonl"), "w") as f:
         for k in rob:
             for row in rob[k]["rows"]:
                 f.write(json.dumps({"model": k, **row}) + "\n")

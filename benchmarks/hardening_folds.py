@@ -1,7 +1,7 @@
 """Hardening recipes on DS1 folds: does a recipe's robustness gain hold on patients that neither the parent nor
 the hardening saw? (Development only; DS2 stays for the final before/after of `hardening.py`.)
 
-Why: the first protocol (`results/hardening-ds1-experiments-2026-11-24.md`) scored recipes on three hold-out
+Why: the first protocol (`git show 1d72211:benchmarks/results/hardening-ds1-experiments-2026-11-24.md`) scored recipes on three hold-out
 records plus the validation records, and its 17-22 dB electrode-motion gains became 3 dB on DS2. Per fold here:
 
 1. a *proxy parent*: the built-in's recipe (`ecglens.classifiers.train`) on DS1 without the fold's records

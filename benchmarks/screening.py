@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"screening-{dt.date.today().isoformat()}.md"
+        out = RESULTS / "screening.md"
         out.write_text(text)
         print(f"written: {out.relative_to(REPO)}")
     return 0

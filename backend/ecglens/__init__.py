@@ -1,6 +1,6 @@
 """ECG Lens: explain and stress-test black-box ECG classifiers with a reinforcement-learning agent.
 
-Public entry points (see DESIGN.md "Contracts"):
+Public entry points (docs/architecture.md, "Seams"; docs/api.md for REST):
 
 - ``read_record(path_or_bytes, filename=None) -> Ecg``
 - ``load_classifier(spec) -> Classifier``  (``"builtin"``, ``.pt``, ``.onnx``, ``http(s)://``)

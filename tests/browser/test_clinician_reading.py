@@ -275,7 +275,9 @@ def test_overlay_only_where_the_noise_went_in_its_own_colour_and_progress_moves(
     _wait_done(page)
     values = page.evaluate("() => window.__bar")
     between = sorted({v for v in values if 0 < v < 100})
-    assert len(between) >= 4, values  # it moves, not 0 then 100
+    # It moves, not 0 then 100. How many values the page sees depends on the machine's speed (the writer
+    # stores at most two a second); that the writer follows the rows answered is pinned in test_row_progress.
+    assert len(between) >= 2, values
     assert between == sorted(between) and values[-1] == 100
 
     _, analysis = server.api(f"/analyses/{analysis_id}")

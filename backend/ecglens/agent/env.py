@@ -15,7 +15,7 @@ Levels are cell-local SNRs in dB (`LEVELS_DB`, weakest first) against the lead's
 typically ~10 dB below the QRS power) of one distorted 0.25-s cell of a 10-s 2-lead input is then about
 ``level + 10 log10(80) - 10 = level + 9 dB``.
 
-Reward of one step (DESIGN.md "The agent"): the drop of the diagnosed class's probability per unit of L2 added
+Reward of one step (docs/agent.md): the drop of the diagnosed class's probability per unit of L2 added
 (L2 in units of the clean input's L2), minus an energy cost, minus a cost per query, plus a bonus on the step
 that flips the diagnosis (and the same malus on a step that un-flips it).
 """

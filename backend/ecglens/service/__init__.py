@@ -1,4 +1,4 @@
-"""The ECG Lens REST service: ``create_app(settings=None)`` builds the FastAPI app (see DESIGN.md, REST)."""
+"""The ECG Lens REST service: ``create_app(settings=None)`` builds the FastAPI app (docs/api.md)."""
 from __future__ import annotations
 
 from ecglens.service.app import create_app
