@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: venv run test system-deps train-classifier train-agent bench clean
+.PHONY: venv run lint test system-deps train-classifier train-agent bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,7 +24,11 @@ run: venv
 system-deps:
 	bash scripts/install-system-deps.sh
 
-test: venv system-deps
+lint: venv
+	$(VENV)/bin/ruff check backend tests benchmarks
+	$(VENV)/bin/ruff format --check backend tests benchmarks
+
+test: venv system-deps lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 train-classifier: venv

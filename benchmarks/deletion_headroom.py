@@ -29,6 +29,7 @@ Usage::
 Prints one Markdown table (mean deletion AUC with a case-bootstrap 95% interval, and each variant minus Shapley,
 paired over cases) and writes it to ``benchmarks/results/deletion-headroom-<model>-<YYYY-MM-DD>-ds1.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,13 +48,20 @@ import explainers as bench  # noqa: E402  (the same cases, grid scores and metho
 GREEDY_STEPS = 2  # deletion steps whose cells the greedy-deletion head picks
 
 
-def rankings(case, classifier, target: str, budget: int, seed: int, shapley_budget: int | None,
-             greedy: bool) -> dict[str, tuple[list[int], int]]:
+def rankings(
+    case, classifier, target: str, budget: int, seed: int, shapley_budget: int | None, greedy: bool
+) -> dict[str, tuple[list[int], int]]:
     """Every variant's full cell ranking for one case, with the classifier queries it needs in all."""
     from ecglens import explain
     from ecglens.baselines import peer
-    from ecglens.baselines.cells import cell_energy, cell_mask, cell_means, cell_medians, fixed_grid
-    from ecglens.baselines.cells import ranking_from_scores
+    from ecglens.baselines.cells import (
+        cell_energy,
+        cell_mask,
+        cell_means,
+        cell_medians,
+        fixed_grid,
+        ranking_from_scores,
+    )
 
     grid = fixed_grid(case.x, float(classifier.sampling_rate))
     column = list(classifier.class_names).index(target)
@@ -80,25 +88,34 @@ def rankings(case, classifier, target: str, budget: int, seed: int, shapley_budg
     def flattened(cells: list[int]) -> np.ndarray:
         return np.where(cell_mask(grid, cells), flat, case.x)
 
-    by_energy = {"high": sorted(tail, key=lambda c: (-energy[c], position[c])),
-                 "low": sorted(tail, key=lambda c: (energy[c], position[c]))}
+    by_energy = {
+        "high": sorted(tail, key=lambda c: (-energy[c], position[c])),
+        "low": sorted(tail, key=lambda c: (energy[c], position[c])),
+    }
     q_shap = int(shap_expl.queries)
-    out = {f"explain, budget {budget}": (ours, q),
-           "ShapleyValueSampling": (shap, q_shap),
-           "explain head + Shapley tail": (then(head, shap), q + q_shap),
-           "Shapley head + explain tail": (then(shap[:k], ours), q + q_shap),
-           "explain head + tail by energy, high first": (head + by_energy["high"], q),
-           "explain head + tail by energy, low first": (head + by_energy["low"], q)}
+    out = {
+        f"explain, budget {budget}": (ours, q),
+        "ShapleyValueSampling": (shap, q_shap),
+        "explain head + Shapley tail": (then(head, shap), q + q_shap),
+        "Shapley head + explain tail": (then(shap[:k], ours), q + q_shap),
+        "explain head + tail by energy, high first": (head + by_energy["high"], q),
+        "explain head + tail by energy, low first": (head + by_energy["low"], q),
+    }
     candidates = {"own": tail, **by_energy}
     half = (grid.n_cells - k) // 2
     p = classifier.predict_proba(np.stack([flattened(head + t[:half]) for t in candidates.values()]))[:, column]
     one = peer("shapley-sampling")(classifier, seed=seed, query_budget=2 + grid.n_cells).explain(case.x, target)
     out["ShapleyValueSampling, one permutation"] = (ranked(one), int(one.queries))
-    groups = [[lead * grid.n_windows + w for w in range(a, min(a + 4, grid.n_windows))]
-              for lead in range(grid.n_leads) for a in range(0, grid.n_windows, 4)]
+    groups = [
+        [lead * grid.n_windows + w for w in range(a, min(a + 4, grid.n_windows))]
+        for lead in range(grid.n_leads)
+        for a in range(0, grid.n_windows, 4)
+    ]
     value = _path_values(case.x, flat, groups, energy, grid, classifier, column, rng)
-    out["one deletion path over lead x 1-s groups"] = ([int(c) for c in np.argsort(-value, kind="stable")],
-                                                       1 + len(groups))
+    out["one deletion path over lead x 1-s groups"] = (
+        [int(c) for c in np.argsort(-value, kind="stable")],
+        1 + len(groups),
+    )
     out["explain head + probe-chosen tail"] = (head + list(candidates.values())[int(np.argmin(p))], q + len(p))
     if greedy:
         picked: list[int] = []
@@ -112,8 +129,16 @@ def rankings(case, classifier, target: str, budget: int, seed: int, shapley_budg
     return out
 
 
-def _path_values(x: np.ndarray, flat: np.ndarray, groups: list[list[int]], energy: np.ndarray, grid, classifier,
-                 column: int, rng: np.random.Generator) -> np.ndarray:
+def _path_values(
+    x: np.ndarray,
+    flat: np.ndarray,
+    groups: list[list[int]],
+    energy: np.ndarray,
+    grid,
+    classifier,
+    column: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Each cell's share of its group's marginal along one random deletion path (groups flattened one after
     another, in one batch): a Shapley permutation sample at group resolution, split within a group by energy."""
     from ecglens.baselines.cells import cell_mask
@@ -145,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     from ecglens.intervals import bootstrap_ci, format_ci, paired_difference_ci
     from ecglens.metrics import deletion_auc
 
-    records = DS1 if args.records.strip().lower() == "ds1" else tuple(
-        r.strip() for r in args.records.split(",") if r.strip())
+    records = (
+        DS1 if args.records.strip().lower() == "ds1" else tuple(r.strip() for r in args.records.split(",") if r.strip())
+    )
     outside = sorted(set(records) - set(DS1))
     if outside:
-        print(f"deletion_headroom: error: records {', '.join(outside)} are not DS1 (development data only; "
-              f"DS2 is the test half)", file=sys.stderr)
+        print(
+            f"deletion_headroom: error: records {', '.join(outside)} are not DS1 (development data only; "
+            f"DS2 is the test half)",
+            file=sys.stderr,
+        )
         return 2
     try:
         classifier = load_classifier(args.model, device="cpu")
@@ -168,24 +197,30 @@ def main(argv: list[str] | None = None) -> int:
     queries: dict[str, list[int]] = {}
     for i, case in enumerate(cases):
         grid = fixed_grid(case.x, float(classifier.sampling_rate))
-        for name, (ranking, q) in rankings(case, classifier, target, args.budget, args.seed + i,
-                                           args.shapley_budget, not args.no_greedy).items():
+        for name, (ranking, q) in rankings(
+            case, classifier, target, args.budget, args.seed + i, args.shapley_budget, not args.no_greedy
+        ).items():
             aucs.setdefault(name, []).append(deletion_auc(case.x, ranking, grid, classifier, column))
             queries.setdefault(name, []).append(q)
         print(f"case {i + 1}/{len(cases)} {case.record}@{case.start_sample}", file=sys.stderr)
-    lines = [f"# Deletion AUC headroom, {bench._model_name(args.model, classifier)}, DS1 "
-             f"({dt.date.today().isoformat()})", "",
-             f"Command: `{shlex.join(['python', 'benchmarks/deletion_headroom.py', *(argv or sys.argv[1:])])}`",
-             f"Machine: {platform.machine()}, {platform.python_version()}, torch threads {args.threads}; "
-             f"{len(cases)} cases (of {n_candidates} flagged one-PVC DS1 windows); "
-             f"{time.perf_counter() - t0:.0f} s.", "",
-             "| ranking | queries (mean) | deletion AUC | 95% CI | minus Shapley (paired) | 95% CI |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Deletion AUC headroom, {bench._model_name(args.model, classifier)}, DS1 ({dt.date.today().isoformat()})",
+        "",
+        f"Command: `{shlex.join(['python', 'benchmarks/deletion_headroom.py', *(argv or sys.argv[1:])])}`",
+        f"Machine: {platform.machine()}, {platform.python_version()}, torch threads {args.threads}; "
+        f"{len(cases)} cases (of {n_candidates} flagged one-PVC DS1 windows); "
+        f"{time.perf_counter() - t0:.0f} s.",
+        "",
+        "| ranking | queries (mean) | deletion AUC | 95% CI | minus Shapley (paired) | 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, v in aucs.items():
         lo, hi = bootstrap_ci(v)
         d, (dlo, dhi) = paired_difference_ci(v, aucs["ShapleyValueSampling"])
-        lines.append(f"| {name} | {np.mean(queries[name]):.0f} | {np.mean(v):.3f} | {format_ci(lo, hi, '.3f')} | "
-                     f"{d:+.3f} | {format_ci(dlo, dhi, '+.3f')} |")
+        lines.append(
+            f"| {name} | {np.mean(queries[name]):.0f} | {np.mean(v):.3f} | {format_ci(lo, hi, '.3f')} | "
+            f"{d:+.3f} | {format_ci(dlo, dhi, '+.3f')} |"
+        )
     report = "\n".join(lines) + "\n"
     print(report)
     if not args.no_write:
@@ -202,8 +237,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cases", type=int, default=60, help="number of DS1 cases (default 60)")
     p.add_argument("--records", default="ds1", help="comma-separated DS1 records, or 'ds1' (default)")
     p.add_argument("--budget", type=int, default=25, help="ecglens.explain query budget (default 25)")
-    p.add_argument("--shapley-budget", type=int, default=None,
-                   help="ShapleyValueSampling query budget (default: the peer's own 2,000; about 1,900 used)")
+    p.add_argument(
+        "--shapley-budget",
+        type=int,
+        default=None,
+        help="ShapleyValueSampling query budget (default: the peer's own 2,000; about 1,900 used)",
+    )
     p.add_argument("--no-greedy", action="store_true", help="skip the greedy-deletion head (its ~600 queries)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)

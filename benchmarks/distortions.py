@@ -6,6 +6,7 @@ classifier's own cost. Prints a Markdown table (median of repeats, milliseconds 
 
     python benchmarks/distortions.py [--batch 256] [--samples 3600] [--repeats 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,11 +42,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = [(kind, time_kind(kind, args.batch, args.samples, args.repeats, rng)) for kind in dist.KINDS]
     fastest = min(t for _, t in rows)
-    lines = [f"# Distortion draw time ({dt.date.today().isoformat()})", "",
-             f"`python benchmarks/distortions.py --batch {args.batch} --samples {args.samples} "
-             f"--repeats {args.repeats}`: median of {args.repeats} draws of {args.batch} x {args.samples} samples "
-             f"at {FS:g} Hz.", "",
-             "| kind | ms per batch | x fastest |", "|---|---|---|"]
+    lines = [
+        f"# Distortion draw time ({dt.date.today().isoformat()})",
+        "",
+        f"`python benchmarks/distortions.py --batch {args.batch} --samples {args.samples} "
+        f"--repeats {args.repeats}`: median of {args.repeats} draws of {args.batch} x {args.samples} samples "
+        f"at {FS:g} Hz.",
+        "",
+        "| kind | ms per batch | x fastest |",
+        "|---|---|---|",
+    ]
     lines += [f"| {kind} | {t * 1e3:.1f} | {t / fastest:.1f} |" for kind, t in rows]
     text = "\n".join(lines) + "\n"
     print(text)

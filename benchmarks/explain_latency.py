@@ -43,6 +43,7 @@ average at the start and end), to ``benchmarks/results/explain_latency-<YYYY-MM-
 On a 2-core machine that others are using, 2 torch threads can stall for whole time slices (one intra-op thread
 waits for a core): so the default is 1 thread, as in the product (``ECGLENS_TORCH_THREADS``); ``--threads 2`` to compare.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -144,7 +145,7 @@ def fitted_window(ecg, classifier) -> np.ndarray:
     n = input_samples(classifier)
     x = np.zeros((fitted.n_leads, n), dtype=np.float32)
     piece = fitted.signal[:, :n]
-    x[:, :piece.shape[1]] = piece
+    x[:, : piece.shape[1]] = piece
     return x
 
 
@@ -192,8 +193,14 @@ def time_explain(ecg, classifier, budget: int, repeats: int) -> Timing:
         methods.append(e.method + (f" ({e.fallback_reason})" if e.fallback_reason else ""))
         inside.append(clock.seconds)
         calls.append(clock.calls)
-    return Timing(float(np.median(times)), float(np.max(times)), queries, methods,
-                  inside_s=float(np.median(inside)), calls=int(np.median(calls)))
+    return Timing(
+        float(np.median(times)),
+        float(np.max(times)),
+        queries,
+        methods,
+        inside_s=float(np.median(inside)),
+        calls=int(np.median(calls)),
+    )
 
 
 def time_occlusion(x: np.ndarray, classifier, repeats: int) -> Timing:
@@ -224,8 +231,18 @@ def time_classifier(x: np.ndarray, classifier, rows: int, repeats: int, rng: np.
     return float(np.median(times))
 
 
-def measure_model(model: str, ecg, classifier, budgets: list[int], repeats: int, *, peer_repeats: int = 3,
-                  untrained: bool = False, seed: int = 0, verbose: bool = True) -> list[Row]:
+def measure_model(
+    model: str,
+    ecg,
+    classifier,
+    budgets: list[int],
+    repeats: int,
+    *,
+    peer_repeats: int = 3,
+    untrained: bool = False,
+    seed: int = 0,
+    verbose: bool = True,
+) -> list[Row]:
     """Every budget of ``explain`` on one model and input, then Occlusion; rows for the table.
 
     Parameters
@@ -262,18 +279,45 @@ def measure_model(model: str, ecg, classifier, budgets: list[int], repeats: int,
     rows = []
     for budget in budgets:
         t = time_explain(ecg, classifier, budget, repeats)
-        bare = time_classifier(x, classifier, int(np.median(t.queries)), peer_repeats,
-                               np.random.default_rng(seed))
-        rows.append(Row(model=model, leads=leads, budget=budget, median_s=t.median_s, max_s=t.max_s,
-                        queries=t.queries, method=_one_or_all(t.methods), occlusion_s=occlusion.median_s,
-                        classifier_s=bare, target_s=target, untrained=untrained, inside_s=t.inside_s,
-                        calls=t.calls))
-        _say(verbose, f"  {model} budget {budget}: median {t.median_s:.3f} s, max {t.max_s:.3f} s, "
-                      f"queries {t.queries}, {rows[-1].method}")
+        bare = time_classifier(x, classifier, int(np.median(t.queries)), peer_repeats, np.random.default_rng(seed))
+        rows.append(
+            Row(
+                model=model,
+                leads=leads,
+                budget=budget,
+                median_s=t.median_s,
+                max_s=t.max_s,
+                queries=t.queries,
+                method=_one_or_all(t.methods),
+                occlusion_s=occlusion.median_s,
+                classifier_s=bare,
+                target_s=target,
+                untrained=untrained,
+                inside_s=t.inside_s,
+                calls=t.calls,
+            )
+        )
+        _say(
+            verbose,
+            f"  {model} budget {budget}: median {t.median_s:.3f} s, max {t.max_s:.3f} s, "
+            f"queries {t.queries}, {rows[-1].method}",
+        )
     bare = time_classifier(x, classifier, occlusion.queries[0], peer_repeats, np.random.default_rng(seed))
-    rows.append(Row(model=model, leads=leads, budget=None, median_s=occlusion.median_s, max_s=occlusion.max_s,
-                    queries=occlusion.queries, method="captum Occlusion (0.2 s / 0.1 s)",
-                    occlusion_s=occlusion.median_s, classifier_s=bare, target_s=target, untrained=untrained))
+    rows.append(
+        Row(
+            model=model,
+            leads=leads,
+            budget=None,
+            median_s=occlusion.median_s,
+            max_s=occlusion.max_s,
+            queries=occlusion.queries,
+            method="captum Occlusion (0.2 s / 0.1 s)",
+            occlusion_s=occlusion.median_s,
+            classifier_s=bare,
+            target_s=target,
+            untrained=untrained,
+        )
+    )
     return rows
 
 
@@ -290,10 +334,12 @@ def _say(verbose: bool, text: str) -> None:
 # ------------------------------------------------------------------------------------------------- report
 def markdown_table(rows: list[Row]) -> str:
     """One line per (model, budget) and one per model's Occlusion run."""
-    lines = ["| model | budget | median s | max s | queries | s / query | method | inside predict_proba s "
-             "(calls) | classifier alone, same rows, one call (s) | ratio to Occlusion | target held? "
-             "(median / max) |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+    lines = [
+        "| model | budget | median s | max s | queries | s / query | method | inside predict_proba s "
+        "(calls) | classifier alone, same rows, one call (s) | ratio to Occlusion | target held? "
+        "(median / max) |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
+    ]
     for r in rows:
         q = sorted(r.queries)
         queries = f"{q[0]}" if q[0] == q[-1] else f"{int(np.median(q))} ({q[0]}-{q[-1]})"
@@ -301,19 +347,33 @@ def markdown_table(rows: list[Row]) -> str:
         if r.budget is None:
             held = "–"
         else:
-            held = (f"{'yes' if r.median_s < r.target_s else 'NO'} / {'yes' if r.max_s < r.target_s else 'NO'}"
-                    f" (< {r.target_s:g} s)")
+            held = (
+                f"{'yes' if r.median_s < r.target_s else 'NO'} / {'yes' if r.max_s < r.target_s else 'NO'}"
+                f" (< {r.target_s:g} s)"
+            )
         bare = "–" if r.classifier_s is None else f"{r.classifier_s:.3f}"
         inside = "–" if r.inside_s is None else f"{r.inside_s:.3f} ({r.calls})"
-        lines.append(f"| {label} | {r.budget if r.budget is not None else 'Occlusion'} | {r.median_s:.3f} | "
-                     f"{r.max_s:.3f} | {queries} | {1000 * r.s_per_query:.2f} ms | {r.method} | {inside} | "
-                     f"{bare} | "
-                     f"{r.ratio_to_occlusion:.2f} | {held} |")
+        lines.append(
+            f"| {label} | {r.budget if r.budget is not None else 'Occlusion'} | {r.median_s:.3f} | "
+            f"{r.max_s:.3f} | {queries} | {1000 * r.s_per_query:.2f} ms | {r.method} | {inside} | "
+            f"{bare} | "
+            f"{r.ratio_to_occlusion:.2f} | {held} |"
+        )
     return "\n".join(lines)
 
 
-def report(rows: list[Row], *, command: str, threads: int, repeats: int, peer_repeats: int,
-           load_start: tuple[float, ...], load_end: tuple[float, ...], sources: dict[str, str], total_s: float) -> str:
+def report(
+    rows: list[Row],
+    *,
+    command: str,
+    threads: int,
+    repeats: int,
+    peer_repeats: int,
+    load_start: tuple[float, ...],
+    load_end: tuple[float, ...],
+    sources: dict[str, str],
+    total_s: float,
+) -> str:
     """The Markdown document: context, the table, how to read it."""
     import torch
 
@@ -327,41 +387,50 @@ def report(rows: list[Row], *, command: str, threads: int, repeats: int, peer_re
         return " / ".join(f"{v:.2f}" for v in values)
 
     untrained = sorted({r.model for r in rows if r.untrained})
-    return "\n".join([
-        f"# ecglens.explain latency ({dt.date.today().isoformat()})",
-        "",
-        "Issue 3 targets: one 10-s two-lead strip explained in under 1 s on 2 CPU cores; one 10-s 12-lead record "
-        "in under 2 s.",
-        "",
-        f"Command: `{command}`",
-        f"Machine: {cpu}, {os.cpu_count()} CPUs visible, torch {torch.__version__} with {threads} thread(s) "
-        f"(torch.get_num_threads() = {torch.get_num_threads()}), Python {platform.python_version()}",
-        f"Load average (1 / 5 / 15 min): {load(load_start)} at the start, {load(load_end)} at the end "
-        "(a shared machine: other benchmarks may have been running)",
-        f"Repeats: 1 warm-up call, then {repeats} timed calls (seeds 1..{repeats}) per explain row, "
-        f"{peer_repeats} for Occlusion and the bare classifier; wall time {total_s:.0f} s in all",
-        "Inputs: " + "; ".join(f"`{m}` on {s}" for m, s in sources.items()),
-        "",
-        *([f"**{', '.join(untrained)}: untrained weights, timing only.** The built-in ResNet1d architecture with "
-           "12 inputs and seeded untrained weights (no trained 12-lead model ships). A forward pass costs what a "
-           "trained one costs, but its findings, and where and whether the search flips them, differ from a "
-           "trained model's: compare the queries column, not only the seconds.", ""] if untrained else []),
-        markdown_table(rows),
-        "",
-        "Median / max: wall seconds of one warm `ecglens.explain(ecg, classifier, query_budget=B, seed=s)` call "
-        "(record in, `Explanation` out: window fit, diagnosis, localisation, search, minimisation). Queries: "
-        "classifier rows the explanation used (median, and range when seeds differ). s / query: median / median "
-        "queries. Method: what the explanation reports (`policy` = learned agent, `greedy-scan` = fallback, with "
-        "its reason). Inside predict_proba: median seconds of the explain call spent in the classifier's "
-        "`predict_proba` and how many calls it made (the rest is the search's own work). Classifier alone: "
-        "median seconds of one `predict_proba` call on as many rows (the fitted window with 20-dB probe noise "
-        "per row; the adapter forwards 256 rows at a time): what that many queries cost in one batch. "
-        "Ratio to Occlusion: median / the median of captum Occlusion (`ecglens.baselines.peer(\"occlusion\")`, "
-        "0.2-s window, 0.1-s stride) on the same input in the same run; it stays comparable between runs when "
-        "the machine's load differs. Target held: median and max against the issue's target for the input's "
-        "lead count.",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# ecglens.explain latency ({dt.date.today().isoformat()})",
+            "",
+            "Issue 3 targets: one 10-s two-lead strip explained in under 1 s on 2 CPU cores; one 10-s 12-lead record "
+            "in under 2 s.",
+            "",
+            f"Command: `{command}`",
+            f"Machine: {cpu}, {os.cpu_count()} CPUs visible, torch {torch.__version__} with {threads} thread(s) "
+            f"(torch.get_num_threads() = {torch.get_num_threads()}), Python {platform.python_version()}",
+            f"Load average (1 / 5 / 15 min): {load(load_start)} at the start, {load(load_end)} at the end "
+            "(a shared machine: other benchmarks may have been running)",
+            f"Repeats: 1 warm-up call, then {repeats} timed calls (seeds 1..{repeats}) per explain row, "
+            f"{peer_repeats} for Occlusion and the bare classifier; wall time {total_s:.0f} s in all",
+            "Inputs: " + "; ".join(f"`{m}` on {s}" for m, s in sources.items()),
+            "",
+            *(
+                [
+                    f"**{', '.join(untrained)}: untrained weights, timing only.** The built-in ResNet1d architecture with "
+                    "12 inputs and seeded untrained weights (no trained 12-lead model ships). A forward pass costs what a "
+                    "trained one costs, but its findings, and where and whether the search flips them, differ from a "
+                    "trained model's: compare the queries column, not only the seconds.",
+                    "",
+                ]
+                if untrained
+                else []
+            ),
+            markdown_table(rows),
+            "",
+            "Median / max: wall seconds of one warm `ecglens.explain(ecg, classifier, query_budget=B, seed=s)` call "
+            "(record in, `Explanation` out: window fit, diagnosis, localisation, search, minimisation). Queries: "
+            "classifier rows the explanation used (median, and range when seeds differ). s / query: median / median "
+            "queries. Method: what the explanation reports (`policy` = learned agent, `greedy-scan` = fallback, with "
+            "its reason). Inside predict_proba: median seconds of the explain call spent in the classifier's "
+            "`predict_proba` and how many calls it made (the rest is the search's own work). Classifier alone: "
+            "median seconds of one `predict_proba` call on as many rows (the fitted window with 20-dB probe noise "
+            "per row; the adapter forwards 256 rows at a time): what that many queries cost in one batch. "
+            'Ratio to Occlusion: median / the median of captum Occlusion (`ecglens.baselines.peer("occlusion")`, '
+            "0.2-s window, 0.1-s stride) on the same input in the same run; it stays comparable between runs when "
+            "the machine's load differs. Target held: median and max against the issue's target for the input's "
+            "lead count.",
+            "",
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------------- cli
@@ -378,15 +447,28 @@ def _int_list(text: str) -> list[int]:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of: {', '.join(MODELS)}")
-    p.add_argument("--budgets", type=_int_list, default=list(DEFAULT_BUDGETS),
-                   help="explain query budgets. Default: 25,100,500")
+    p.add_argument(
+        "--budgets", type=_int_list, default=list(DEFAULT_BUDGETS), help="explain query budgets. Default: 25,100,500"
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed calls per row after one warm-up. Default: 5")
-    p.add_argument("--peer-repeats", type=int, default=3,
-                   help="timed calls of Occlusion and of the bare classifier after one warm-up. Default: 3")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads; 1 is the product default (ECGLENS_TORCH_THREADS). Default: 1")
-    p.add_argument("--start-s", type=float, default=0.0,
-                   help="start of the 10-s window in MIT-BIH 119, in s (0-10 s holds two PVCs). Default: 0")
+    p.add_argument(
+        "--peer-repeats",
+        type=int,
+        default=3,
+        help="timed calls of Occlusion and of the bare classifier after one warm-up. Default: 3",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads; 1 is the product default (ECGLENS_TORCH_THREADS). Default: 1",
+    )
+    p.add_argument(
+        "--start-s",
+        type=float,
+        default=0.0,
+        help="start of the 10-s window in MIT-BIH 119, in s (0-10 s holds two PVCs). Default: 0",
+    )
     p.add_argument("--seed", type=int, default=0, help="bare-classifier probe-noise seed. Default: 0")
     p.add_argument("--suffix", default="", help="appended to the result file name (e.g. -threads1)")
     p.add_argument("--no-write", action="store_true", help="print only")
@@ -431,14 +513,31 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             sources[key] = origin
             _say(True, f"{key} on {origin}")
-            rows += measure_model(key, ecg, classifier, args.budgets, args.repeats,
-                                  peer_repeats=args.peer_repeats, seed=args.seed,
-                                  untrained=MODELS[key][0].startswith("untrained"))
-    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/explain_latency.py",
-                                                 *(sys.argv[1:] if argv is None else argv)])
-    text = report(rows, command=command, threads=args.threads, repeats=args.repeats,
-                  peer_repeats=args.peer_repeats, load_start=load_start,
-                  load_end=os.getloadavg(), sources=sources, total_s=time.perf_counter() - t0)
+            rows += measure_model(
+                key,
+                ecg,
+                classifier,
+                args.budgets,
+                args.repeats,
+                peer_repeats=args.peer_repeats,
+                seed=args.seed,
+                untrained=MODELS[key][0].startswith("untrained"),
+            )
+    command = " ".join(
+        shlex.quote(a)
+        for a in [".venv/bin/python", "benchmarks/explain_latency.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    text = report(
+        rows,
+        command=command,
+        threads=args.threads,
+        repeats=args.repeats,
+        peer_repeats=args.peer_repeats,
+        load_start=load_start,
+        load_end=os.getloadavg(),
+        sources=sources,
+        total_s=time.perf_counter() - t0,
+    )
     print(text)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ Prints one Markdown table per classifier and writes it, with the command line, d
 ``benchmarks/results/explainers-<model>[-<split>].md`` (the current table; per-case rows to the git-ignored
 ``benchmarks/results/raw/``), and with several held-out zoo members ``explainers-zoo-heldout-mean[-<split>].md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,9 +57,10 @@ import shlex
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -91,9 +93,9 @@ class Case:
     record: str
     start_sample: int
     beat_time_s: float
-    x: np.ndarray          # float32 [leads, samples] on the classifier's grid
-    ecg: Any               # the window as an Ecg (what ecglens.explain takes)
-    probability: float     # classifier's ventricular-ectopy probability on the clean window
+    x: np.ndarray  # float32 [leads, samples] on the classifier's grid
+    ecg: Any  # the window as an Ecg (what ecglens.explain takes)
+    probability: float  # classifier's ventricular-ectopy probability on the clean window
 
 
 @dataclass
@@ -135,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.from_raw:  # the per-case rows of earlier runs (e.g. members run side by side) -> the mean table
             name = _model_name(spec, None)
             path = RESULTS / "raw" / f"explainers-{name}{_split_suffix(args.records)}{args.suffix}.jsonl"
-            rows_by_model[name] = [r for r in (Row(**json.loads(line)) for line in path.read_text().splitlines())
-                                   if r.method in methods]
+            rows_by_model[name] = [
+                r for r in (Row(**json.loads(line)) for line in path.read_text().splitlines()) if r.method in methods
+            ]
             continue
         rc, name, rows = run_model(spec, args, methods)
         if rc:
@@ -168,11 +171,16 @@ def run_model(spec: str, args: argparse.Namespace, methods: list[str]) -> tuple[
     t0 = time.perf_counter()
     cases, n_candidates = select_cases(classifier, target, args.cases, args.seed, args.records)
     if not cases:
-        print(f"explainers: error: no window with one ventricular beat is flagged as {target!r} by "
-              f"{spec}", file=sys.stderr)
+        print(
+            f"explainers: error: no window with one ventricular beat is flagged as {target!r} by {spec}",
+            file=sys.stderr,
+        )
         return 2, model_name, []
-    print(f"{model_name}: {len(cases)} cases (of {n_candidates} flagged one-PVC windows) in "
-          f"{time.perf_counter() - t0:.1f} s; methods: {', '.join(methods)}", file=sys.stderr)
+    print(
+        f"{model_name}: {len(cases)} cases (of {n_candidates} flagged one-PVC windows) in "
+        f"{time.perf_counter() - t0:.1f} s; methods: {', '.join(methods)}",
+        file=sys.stderr,
+    )
 
     _warm_up(cases[0], classifier, methods)
     rows: list[Row] = []
@@ -183,14 +191,36 @@ def run_model(spec: str, args: argparse.Namespace, methods: list[str]) -> tuple[
             print(f"time limit: stopping after {done} cases", file=sys.stderr)
             break
         tc = time.perf_counter()
-        rows.extend(run_case(case, classifier, target, methods, seed=args.seed + i, verbose=args.verbose,
-                             budget_scale=args.budget_scale, policy=args.policy))
+        rows.extend(
+            run_case(
+                case,
+                classifier,
+                target,
+                methods,
+                seed=args.seed + i,
+                verbose=args.verbose,
+                budget_scale=args.budget_scale,
+                policy=args.policy,
+            )
+        )
         done += 1
-        print(f"case {i + 1}/{len(cases)} {case.record}@{case.start_sample}: {time.perf_counter() - tc:.1f} s",
-              file=sys.stderr)
+        print(
+            f"case {i + 1}/{len(cases)} {case.record}@{case.start_sample}: {time.perf_counter() - tc:.1f} s",
+            file=sys.stderr,
+        )
     table = summarise(rows, methods)
-    report = _report(table, args, classifier, spec, model_name, done, n_candidates, time.perf_counter() - t0,
-                     uncertainty_table(rows, methods), budget_table({model_name: rows}, methods))
+    report = _report(
+        table,
+        args,
+        classifier,
+        spec,
+        model_name,
+        done,
+        n_candidates,
+        time.perf_counter() - t0,
+        uncertainty_table(rows, methods),
+        budget_table({model_name: rows}, methods),
+    )
     print(report)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -228,8 +258,9 @@ def _zoo_split(model_name: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------- cases
-def select_cases(classifier, target: str, n_cases: int, seed: int,
-                 records: tuple[str, ...] | None = None) -> tuple[list[Case], int]:
+def select_cases(
+    classifier, target: str, n_cases: int, seed: int, records: tuple[str, ...] | None = None
+) -> tuple[list[Case], int]:
     """Up to ``n_cases`` DS2 windows with exactly one V/E beat whose first finding is ``target``.
 
     Returns the cases (round-robin over records, seeded order within a record) and how many windows qualified.
@@ -241,11 +272,18 @@ def select_cases(classifier, target: str, n_cases: int, seed: int,
     windows = load_windows(records or DS2, window_s=float(classifier.window_s))
     one_pvc = np.flatnonzero(windows.count_beats(VENTRICULAR) == 1)
     fitted = [_fit(fit_record(windows.ecg(int(i)), classifier), classifier) for i in one_pvc]
-    probs = np.concatenate([classifier.predict_proba(np.stack(fitted[a:a + 256]))
-                            for a in range(0, len(fitted), 256)]) if fitted else np.zeros((0, 1))
+    probs = (
+        np.concatenate([classifier.predict_proba(np.stack(fitted[a : a + 256])) for a in range(0, len(fitted), 256)])
+        if fitted
+        else np.zeros((0, 1))
+    )
     column = list(classifier.class_names).index(target)
-    flagged = [k for k in range(len(one_pvc)) if diagnosed_targets(probs[k], classifier)[0].label == target
-               and probs[k, column] >= float((classifier.thresholds or {}).get(target, 0.5))]
+    flagged = [
+        k
+        for k in range(len(one_pvc))
+        if diagnosed_targets(probs[k], classifier)[0].label == target
+        and probs[k, column] >= float((classifier.thresholds or {}).get(target, 0.5))
+    ]
     by_record: dict[str, list[int]] = defaultdict(list)
     for k in flagged:
         by_record[str(windows.record[one_pvc[k]])].append(k)
@@ -261,9 +299,16 @@ def select_cases(classifier, target: str, n_cases: int, seed: int,
         i = int(one_pvc[k])
         samples, symbols = windows.beats(i)
         beat = int(samples[np.isin(symbols, VENTRICULAR)][0])
-        cases.append(Case(record=str(windows.record[i]), start_sample=int(windows.start[i]),
-                          beat_time_s=beat / windows.fs, x=fitted[k], ecg=windows.ecg(i),
-                          probability=float(probs[k, column])))
+        cases.append(
+            Case(
+                record=str(windows.record[i]),
+                start_sample=int(windows.start[i]),
+                beat_time_s=beat / windows.fs,
+                x=fitted[k],
+                ecg=windows.ecg(i),
+                probability=float(probs[k, column]),
+            )
+        )
     return cases, len(flagged)
 
 
@@ -273,13 +318,21 @@ def _fit(ecg, classifier) -> np.ndarray:
     n = input_samples(classifier)
     x = np.zeros((ecg.n_leads, n), dtype=np.float32)
     piece = ecg.signal[:, :n]
-    x[:, :piece.shape[1]] = piece
+    x[:, : piece.shape[1]] = piece
     return x
 
 
 # ------------------------------------------------------------------------------------------------- running
-def run_case(case: Case, classifier, target: str, methods: list[str], seed: int,
-             verbose: bool = False, budget_scale: float = 1.0, policy: str | None = None) -> list[Row]:
+def run_case(
+    case: Case,
+    classifier,
+    target: str,
+    methods: list[str],
+    seed: int,
+    verbose: bool = False,
+    budget_scale: float = 1.0,
+    policy: str | None = None,
+) -> list[Row]:
     """Every method on one case; deletion AUC and flip checks go through the benchmark's own calls."""
     from ecglens.baselines.cells import cell_means, fixed_grid, ranking_from_scores
     from ecglens.metrics import deletion_auc, l2, pointing_game, road_deletion_auc, snr_db
@@ -303,8 +356,11 @@ def run_case(case: Case, classifier, target: str, methods: list[str], seed: int,
         _, a_s, b_s = grid.cell_times(int(ranking[0]))
         results.append((key, explanation, (auc, road), pointing_game((a_s, b_s), case.beat_time_s)))
     # Confirm every reported flip with one batched (uncounted) look.
-    adv = [(j, e.adversarial.signal) for j, (_, e, _, _) in enumerate(results)
-           if e.adversarial is not None and e.adversarial.flipped]
+    adv = [
+        (j, e.adversarial.signal)
+        for j, (_, e, _, _) in enumerate(results)
+        if e.adversarial is not None and e.adversarial.flipped
+    ]
     confirmed: set[int] = set()
     if adv:
         p = classifier.predict_proba(np.stack([s for _, s in adv]).astype(np.float32))[:, column]
@@ -312,12 +368,23 @@ def run_case(case: Case, classifier, target: str, methods: list[str], seed: int,
     rows = []
     for j, (key, e, auc, hit) in enumerate(results):
         ok = j in confirmed
-        rows.append(Row(method=key, record=case.record, start_sample=case.start_sample, reported_method=e.method,
-                        queries=int(e.queries), elapsed_s=float(e.elapsed_s),
-                        pointing=hit, deletion_auc=float(auc[0]), road_auc=float(auc[1]), flipped=ok,
-                        l2=l2(case.x, e.adversarial.signal) if ok else None,
-                        snr_db=snr_db(case.x, e.adversarial.signal) if ok else None,
-                        flip_claimed=e.adversarial is not None and bool(e.adversarial.flipped)))
+        rows.append(
+            Row(
+                method=key,
+                record=case.record,
+                start_sample=case.start_sample,
+                reported_method=e.method,
+                queries=int(e.queries),
+                elapsed_s=float(e.elapsed_s),
+                pointing=hit,
+                deletion_auc=float(auc[0]),
+                road_auc=float(auc[1]),
+                flipped=ok,
+                l2=l2(case.x, e.adversarial.signal) if ok else None,
+                snr_db=snr_db(case.x, e.adversarial.signal) if ok else None,
+                flip_claimed=e.adversarial is not None and bool(e.adversarial.flipped),
+            )
+        )
     return rows
 
 
@@ -333,8 +400,9 @@ def _warm_up(case: Case, classifier, methods: list[str]) -> None:
         explain(case.ecg, classifier, query_budget=4, seed=0)
 
 
-def _run_method(key: str, case: Case, classifier, target: str, seed: int, budget_scale: float = 1.0,
-                policy: str | None = None):
+def _run_method(
+    key: str, case: Case, classifier, target: str, seed: int, budget_scale: float = 1.0, policy: str | None = None
+):
     from ecglens import explain
     from ecglens.baselines import peer
 
@@ -357,7 +425,7 @@ def _grid_scores(explanation, grid, cell_means: Callable) -> np.ndarray:
     """Per-cell scores on the shared fixed grid: the method's own when on it, else its saliency pooled."""
     scores = explanation.cell_scores
     info = (explanation.extra or {}).get("grid", {})
-    same_grid = (scores is not None and np.size(scores) == grid.n_cells and not info.get("beat_aligned", False))
+    same_grid = scores is not None and np.size(scores) == grid.n_cells and not info.get("beat_aligned", False)
     if same_grid:
         return np.asarray(scores, dtype=np.float64).ravel()
     return cell_means(grid, np.asarray(explanation.saliency, dtype=np.float64))
@@ -378,35 +446,42 @@ def summarise(rows: list[Row], methods: list[str]) -> list[dict[str, Any]]:
         snr = [r.snr_db if r.snr_db is not None else -math.inf for r in mine]
         flips = [r for r in mine if r.flipped]
         reported = sorted({r.reported_method for r in mine})
-        out.append({
-            "method": METHODS[key][0] + (f" [{', '.join(reported)}]" if METHODS[key][1] is None else ""),
-            "cases": len(mine),
-            "queries_mean": float(q.mean()), "queries_median": float(np.median(q)),
-            "time_s": float(np.mean([r.elapsed_s for r in mine])),
-            "pointing": float(np.mean([r.pointing for r in mine])),
-            "deletion_auc": float(np.mean([r.deletion_auc for r in mine])),
-            "road_auc": float(np.mean([r.road_auc for r in mine])),
-            "flip": attack_success(flipped),
-            "l2_median": float(np.median([r.l2 for r in flips])) if flips else None,
-            "snr_median": float(np.median([r.snr_db for r in flips])) if flips else None,
-            "flip_20db": attack_success(flipped, snr, min_snr_db=20.0),
-            "unconfirmed": sum(r.flip_claimed and not r.flipped for r in mine),
-        })
+        out.append(
+            {
+                "method": METHODS[key][0] + (f" [{', '.join(reported)}]" if METHODS[key][1] is None else ""),
+                "cases": len(mine),
+                "queries_mean": float(q.mean()),
+                "queries_median": float(np.median(q)),
+                "time_s": float(np.mean([r.elapsed_s for r in mine])),
+                "pointing": float(np.mean([r.pointing for r in mine])),
+                "deletion_auc": float(np.mean([r.deletion_auc for r in mine])),
+                "road_auc": float(np.mean([r.road_auc for r in mine])),
+                "flip": attack_success(flipped),
+                "l2_median": float(np.median([r.l2 for r in flips])) if flips else None,
+                "snr_median": float(np.median([r.snr_db for r in flips])) if flips else None,
+                "flip_20db": attack_success(flipped, snr, min_snr_db=20.0),
+                "unconfirmed": sum(r.flip_claimed and not r.flipped for r in mine),
+            }
+        )
     return out
 
 
 def markdown_table(table: list[dict[str, Any]]) -> str:
-    head = ("| method | queries mean | queries median | time (s) | pointing game | deletion AUC | ROAD AUC | flipped | "
-            "median L2 (mV) | median SNR (dB) | flipped at SNR >= 20 dB |")
+    head = (
+        "| method | queries mean | queries median | time (s) | pointing game | deletion AUC | ROAD AUC | flipped | "
+        "median L2 (mV) | median SNR (dB) | flipped at SNR >= 20 dB |"
+    )
     lines = [head, "|" + "---|" * 11]
 
     def f(v, fmt):
         return "–" if v is None else format(v, fmt)
 
     for t in table:
-        lines.append(f"| {t['method']} | {t['queries_mean']:.0f} | {t['queries_median']:.0f} | {t['time_s']:.2f} | "
-                     f"{t['pointing']:.2f} | {t['deletion_auc']:.3f} | {t['road_auc']:.3f} | {t['flip']:.2f} | {f(t['l2_median'], '.3f')} | "
-                     f"{f(t['snr_median'], '.1f')} | {t['flip_20db']:.2f} |")
+        lines.append(
+            f"| {t['method']} | {t['queries_mean']:.0f} | {t['queries_median']:.0f} | {t['time_s']:.2f} | "
+            f"{t['pointing']:.2f} | {t['deletion_auc']:.3f} | {t['road_auc']:.3f} | {t['flip']:.2f} | {f(t['l2_median'], '.3f')} | "
+            f"{f(t['snr_median'], '.1f')} | {t['flip_20db']:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -426,8 +501,11 @@ def uncertainty_table(rows: list[Row], methods: list[str]) -> str:
     """
     from ecglens.intervals import bootstrap_ci, format_ci, paired_difference_ci, proportion_ci
 
-    lines = ["| method | cases | pointing game (95% CI) | deletion AUC (95% CI) | ROAD AUC (95% CI) | "
-             "flipped (95% CI) | median SNR, flipped (95% CI) |", "|" + "---|" * 7]
+    lines = [
+        "| method | cases | pointing game (95% CI) | deletion AUC (95% CI) | ROAD AUC (95% CI) | "
+        "flipped (95% CI) | median SNR, flipped (95% CI) |",
+        "|" + "---|" * 7,
+    ]
     by_method: dict[str, dict[tuple[str, int], Row]] = {}
     for key in methods:
         mine = [r for r in rows if r.method == key]
@@ -440,37 +518,51 @@ def uncertainty_table(rows: list[Row], methods: list[str]) -> str:
         snr = [r.snr_db for r in mine if r.flipped and r.snr_db is not None]
         auc = [r.deletion_auc for r in mine]
         road = [r.road_auc for r in mine]
-        lines.append(f"| {METHODS[key][0]} | {n} | {point / n:.2f} {format_ci(*proportion_ci(point, n))} | "
-                     f"{np.mean(auc):.3f} {format_ci(*bootstrap_ci(auc), '.3f')} | "
-                     f"{np.mean(road):.3f} {format_ci(*bootstrap_ci(road), '.3f')} | "
-                     f"{flips / n:.2f} {format_ci(*proportion_ci(flips, n))} | "
-                     + (f"{np.median(snr):.1f} {format_ci(*bootstrap_ci(snr, np.median), '.1f')} |" if snr
-                        else "– |"))
+        lines.append(
+            f"| {METHODS[key][0]} | {n} | {point / n:.2f} {format_ci(*proportion_ci(point, n))} | "
+            f"{np.mean(auc):.3f} {format_ci(*bootstrap_ci(auc), '.3f')} | "
+            f"{np.mean(road):.3f} {format_ci(*bootstrap_ci(road), '.3f')} | "
+            f"{flips / n:.2f} {format_ci(*proportion_ci(flips, n))} | "
+            + (f"{np.median(snr):.1f} {format_ci(*bootstrap_ci(snr, np.median), '.1f')} |" if snr else "– |")
+        )
     ours = [k for k in by_method if METHODS[k][1] is None]
     pairs = [(a, b) for a in ours for b in CAPTUM_PEERS if b in by_method]
     if pairs:
-        lines += ["", "| paired over the same cases (A − B) | deletion AUC | 95% CI | ROAD AUC | 95% CI |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| paired over the same cases (A − B) | deletion AUC | 95% CI | ROAD AUC | 95% CI |",
+            "|---|---|---|---|---|",
+        ]
         for a, b in pairs:
             common = sorted(set(by_method[a]) & set(by_method[b]))
             cells = []
             for field in ("deletion_auc", "road_auc"):
-                diff, ci = paired_difference_ci([getattr(by_method[a][c], field) for c in common],
-                                                [getattr(by_method[b][c], field) for c in common])
+                diff, ci = paired_difference_ci(
+                    [getattr(by_method[a][c], field) for c in common], [getattr(by_method[b][c], field) for c in common]
+                )
                 cells += [f"{diff:+.3f}", format_ci(*ci, "+.3f")]
             lines.append(f"| {METHODS[a][0]} − {METHODS[b][0]} | " + " | ".join(cells) + " |")
-    steps = sorted((k for k in ours if _budget(k) is not None and k.startswith(ours[0].split("-")[0])),
-                   key=_budget) if ours else []
+    steps = (
+        sorted((k for k in ours if _budget(k) is not None and k.startswith(ours[0].split("-")[0])), key=_budget)
+        if ours
+        else []
+    )
     if len(steps) > 1:
-        lines += ["", "| monotone? larger budget − smaller, paired | pointing | 95% CI | deletion AUC | 95% CI | "
-                  "ROAD AUC | 95% CI |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| monotone? larger budget − smaller, paired | pointing | 95% CI | deletion AUC | 95% CI | "
+            "ROAD AUC | 95% CI |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for small, large in zip(steps, steps[1:]):
             common = sorted(set(by_method[small]) & set(by_method[large]))
             cells = []
             for field in ("pointing", "deletion_auc", "road_auc"):
                 fmt = "+.2f" if field == "pointing" else "+.3f"
-                diff, ci = paired_difference_ci([float(getattr(by_method[large][c], field)) for c in common],
-                                                [float(getattr(by_method[small][c], field)) for c in common])
+                diff, ci = paired_difference_ci(
+                    [float(getattr(by_method[large][c], field)) for c in common],
+                    [float(getattr(by_method[small][c], field)) for c in common],
+                )
                 cells += [format(diff, fmt), format_ci(*ci, fmt)]
             lines.append(f"| {_budget(large)} − {_budget(small)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -496,19 +588,24 @@ def budget_table(rows_by_model: dict[str, list[Row]], methods: list[str]) -> str
         return format(float(np.mean(vals)), fmt) if vals else "–"
 
     for label, fn, fmt in (
-            ("pointing game", lambda rs: float(np.mean([r.pointing for r in rs])) if rs else None, ".2f"),
-            ("deletion AUC", lambda rs: float(np.mean([r.deletion_auc for r in rs])) if rs else None, ".3f"),
-            ("ROAD AUC", lambda rs: float(np.mean([r.road_auc for r in rs])) if rs else None, ".3f"),
-            ("flipped", lambda rs: float(np.mean([r.flipped for r in rs])) if rs else None, ".2f"),
-            ("median SNR of flips (dB)", lambda rs: float(np.median([r.snr_db for r in rs if r.flipped]))
-             if any(r.flipped for r in rs) else None, ".1f"),
-            ("queries used (mean)", lambda rs: float(np.mean([r.queries for r in rs])) if rs else None, ".0f")):
+        ("pointing game", lambda rs: float(np.mean([r.pointing for r in rs])) if rs else None, ".2f"),
+        ("deletion AUC", lambda rs: float(np.mean([r.deletion_auc for r in rs])) if rs else None, ".3f"),
+        ("ROAD AUC", lambda rs: float(np.mean([r.road_auc for r in rs])) if rs else None, ".3f"),
+        ("flipped", lambda rs: float(np.mean([r.flipped for r in rs])) if rs else None, ".2f"),
+        (
+            "median SNR of flips (dB)",
+            lambda rs: float(np.median([r.snr_db for r in rs if r.flipped])) if any(r.flipped for r in rs) else None,
+            ".1f",
+        ),
+        ("queries used (mean)", lambda rs: float(np.mean([r.queries for r in rs])) if rs else None, ".0f"),
+    ):
         lines.append("| " + " | ".join([label] + [cell(per_model(k, fn), fmt) for k in ours]) + " |")
     return "\n".join(lines)
 
 
-def _zoo_ci(per_member: list[np.ndarray], statistic: Callable = np.mean, n_resamples: int = 2000,
-            seed: int = 0) -> tuple[float, float, float]:
+def _zoo_ci(
+    per_member: list[np.ndarray], statistic: Callable = np.mean, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean over members of ``statistic`` per member, and a 95% bootstrap interval resampling cases within each
     member (members fixed: the interval is over cases, as the issue asks)."""
     per_member = [np.asarray(v, dtype=np.float64) for v in per_member if len(v)]
@@ -516,8 +613,7 @@ def _zoo_ci(per_member: list[np.ndarray], statistic: Callable = np.mean, n_resam
         return math.nan, math.nan, math.nan
     rng = np.random.default_rng(seed)
     point = float(np.mean([statistic(v) for v in per_member]))
-    boots = [np.mean([statistic(v[rng.integers(0, len(v), len(v))]) for v in per_member])
-             for _ in range(n_resamples)]
+    boots = [np.mean([statistic(v[rng.integers(0, len(v), len(v))]) for v in per_member]) for _ in range(n_resamples)]
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return point, float(lo), float(hi)
 
@@ -530,14 +626,19 @@ def zoo_mean_report(rows_by_model: dict[str, list[Row]], methods: list[str], arg
         return np.array([float(getattr(r, field)) for r in rows_by_model[name] if r.method == key])
 
     names = sorted(rows_by_model)
-    lines = [f"# Explainers vs peers — mean over the held-out zoo, {dt.date.today().isoformat()}", "",
-             f"Command: `{' '.join(shlex.quote(a) for a in [sys.executable.split('/')[-1], *sys.argv])}`",
-             f"Members ({len(names)}): {', '.join(names)}; cases per member: "
-             + ", ".join(str(len({(r.record, r.start_sample) for r in rows_by_model[n]})) for n in names)
-             + f"; {_split_name(args.records)} windows with one V/E beat flagged first; seed {args.seed}", "",
-             "Means over members of each member's mean; 95% intervals resample cases within each member.", "",
-             "| method | pointing game | deletion AUC | ROAD AUC | flipped | median SNR of flips (dB) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Explainers vs peers — mean over the held-out zoo, {dt.date.today().isoformat()}",
+        "",
+        f"Command: `{' '.join(shlex.quote(a) for a in [sys.executable.split('/')[-1], *sys.argv])}`",
+        f"Members ({len(names)}): {', '.join(names)}; cases per member: "
+        + ", ".join(str(len({(r.record, r.start_sample) for r in rows_by_model[n]})) for n in names)
+        + f"; {_split_name(args.records)} windows with one V/E beat flagged first; seed {args.seed}",
+        "",
+        "Means over members of each member's mean; 95% intervals resample cases within each member.",
+        "",
+        "| method | pointing game | deletion AUC | ROAD AUC | flipped | median SNR of flips (dB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for key in methods:
         cells = []
         for field, fmt in (("pointing", ".2f"), ("deletion_auc", ".3f"), ("road_auc", ".3f"), ("flipped", ".2f")):
@@ -564,110 +665,157 @@ def zoo_mean_report(rows_by_model: dict[str, list[Row]], methods: list[str], arg
         lines += ["", "| paired (A − B), mean over members | pointing | deletion AUC | ROAD AUC |", "|---|---|---|---|"]
         for a in ours:
             for b in peers:
-                lines.append(f"| {a} − {b} | {paired(a, b, 'pointing')} | {paired(a, b, 'deletion_auc')} | "
-                             f"{paired(a, b, 'road_auc')} |")
+                lines.append(
+                    f"| {a} − {b} | {paired(a, b, 'pointing')} | {paired(a, b, 'deletion_auc')} | "
+                    f"{paired(a, b, 'road_auc')} |"
+                )
     if len(ours) > 1:
-        lines += ["", "| monotone? larger − smaller budget | pointing | deletion AUC | ROAD AUC |",
-                  "|---|---|---|---|"]
+        lines += ["", "| monotone? larger − smaller budget | pointing | deletion AUC | ROAD AUC |", "|---|---|---|---|"]
         for small, large in zip(ours, ours[1:]):
             if small.split("-")[0] == large.split("-")[0]:
-                lines.append(f"| {large} − {small} | {paired(large, small, 'pointing')} | "
-                             f"{paired(large, small, 'deletion_auc')} | {paired(large, small, 'road_auc')} |")
+                lines.append(
+                    f"| {large} − {small} | {paired(large, small, 'pointing')} | "
+                    f"{paired(large, small, 'deletion_auc')} | {paired(large, small, 'road_auc')} |"
+                )
     lines += ["", "Across budgets (means over members):", "", budget_table(rows_by_model, methods), ""]
     return "\n".join(lines)
 
 
-def _report(table, args, classifier, spec: str, model_name: str, n_cases: int, n_candidates: int, total_s: float,
-            uncertainty: str = "", budgets: str = "") -> str:
+def _report(
+    table,
+    args,
+    classifier,
+    spec: str,
+    model_name: str,
+    n_cases: int,
+    n_candidates: int,
+    total_s: float,
+    uncertainty: str = "",
+    budgets: str = "",
+) -> str:
     import torch
 
-    notes = [f"- {t['method']}: {t['unconfirmed']} reported flip(s) not confirmed by the classifier"
-             for t in table if t["unconfirmed"]]
+    notes = [
+        f"- {t['method']}: {t['unconfirmed']} reported flip(s) not confirmed by the classifier"
+        for t in table
+        if t["unconfirmed"]
+    ]
     cpu = platform.processor() or platform.machine()
     try:
-        model_line = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                          if line.startswith("model name"))
+        model_line = next(
+            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+        )
         cpu = model_line
     except (OSError, StopIteration):
         pass
-    return "\n".join([
-        f"# Explainers vs peers — model `{model_name}`, {dt.date.today().isoformat()}",
-        "",
-        f"Command: `{' '.join(shlex.quote(a) for a in [sys.executable.split('/')[-1], *sys.argv])}`",
-        f"Machine: {cpu}, {os.cpu_count()} CPUs visible, torch {torch.__version__} with {args.threads} thread(s), "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
-        f"Model: `{spec}`{_zoo_line(model_name)} — classes {', '.join(classifier.class_names)}; target "
-        f"`{_target_class(classifier, args.target)}`; {classifier.sampling_rate:g} Hz, "
-        f"leads {', '.join(classifier.lead_names)}, {classifier.window_s:g}-s input",
-        f"Model file: {_file_line(getattr(classifier, 'source', None))}; agent policy: {_policy_line(args.policy)}",
-        f"Cases: {n_cases} {_split_name(args.records)} windows with exactly one V/E beat flagged as the first finding "
-        f"({n_candidates} qualified); seed {args.seed}; wall time {total_s / 60:.1f} min"
-        + (f"; peer budgets scaled by {args.budget_scale:g}" if args.budget_scale != 1.0 else ""),
-        "",
-        markdown_table(table),
-        "",
-        "Pointing game: the top-ranked 0.25-s cell overlaps the PVC annotation ± 0.15 s. Deletion AUC: lower is better (lead × 0.25-s cells "
-        "flattened at their median in ranking order, 21 steps; not counted as the method's queries). ROAD AUC: the same "
-        "deletion with removed samples filled by noisy linear imputation from their neighbours (Rong et al. ICML 2022; "
-        "`ecglens.metrics.road_fill`), lower is better. Flipped: a "
-        "reported flipping signal that the classifier confirms; median L2 / SNR over flipped cases; attribution-only "
-        "methods report no distortion. ART attacks and the oracle rank cells by the energy of their perturbation.",
-        *(["", "Notes:", *notes] if notes else []),
-        *(["", "Across explain budgets:", "", budgets] if budgets else []),
-        *(["", "Uncertainty (95% intervals over cases; `ecglens.intervals`):", "", uncertainty] if uncertainty else []),
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# Explainers vs peers — model `{model_name}`, {dt.date.today().isoformat()}",
+            "",
+            f"Command: `{' '.join(shlex.quote(a) for a in [sys.executable.split('/')[-1], *sys.argv])}`",
+            f"Machine: {cpu}, {os.cpu_count()} CPUs visible, torch {torch.__version__} with {args.threads} thread(s), "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
+            f"Model: `{spec}`{_zoo_line(model_name)} — classes {', '.join(classifier.class_names)}; target "
+            f"`{_target_class(classifier, args.target)}`; {classifier.sampling_rate:g} Hz, "
+            f"leads {', '.join(classifier.lead_names)}, {classifier.window_s:g}-s input",
+            f"Model file: {_file_line(getattr(classifier, 'source', None))}; agent policy: {_policy_line(args.policy)}",
+            f"Cases: {n_cases} {_split_name(args.records)} windows with exactly one V/E beat flagged as the first finding "
+            f"({n_candidates} qualified); seed {args.seed}; wall time {total_s / 60:.1f} min"
+            + (f"; peer budgets scaled by {args.budget_scale:g}" if args.budget_scale != 1.0 else ""),
+            "",
+            markdown_table(table),
+            "",
+            "Pointing game: the top-ranked 0.25-s cell overlaps the PVC annotation ± 0.15 s. Deletion AUC: lower is better (lead × 0.25-s cells "
+            "flattened at their median in ranking order, 21 steps; not counted as the method's queries). ROAD AUC: the same "
+            "deletion with removed samples filled by noisy linear imputation from their neighbours (Rong et al. ICML 2022; "
+            "`ecglens.metrics.road_fill`), lower is better. Flipped: a "
+            "reported flipping signal that the classifier confirms; median L2 / SNR over flipped cases; attribution-only "
+            "methods report no distortion. ART attacks and the oracle rank cells by the energy of their perturbation.",
+            *(["", "Notes:", *notes] if notes else []),
+            *(["", "Across explain budgets:", "", budgets] if budgets else []),
+            *(
+                ["", "Uncertainty (95% intervals over cases; `ecglens.intervals`):", "", uncertainty]
+                if uncertainty
+                else []
+            ),
+            "",
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------------- cli
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="builtin",
-                   help="classifier spec(s), comma-separated (builtin, a model name, .pt, .onnx, URL, a zoo member); "
-                        "'heldout' = every held-out zoo member (then also a mean-over-members table)")
+    p.add_argument(
+        "--model",
+        default="builtin",
+        help="classifier spec(s), comma-separated (builtin, a model name, .pt, .onnx, URL, a zoo member); "
+        "'heldout' = every held-out zoo member (then also a mean-over-members table)",
+    )
     p.add_argument("--cases", type=int, default=40, help="number of DS2 cases (default 40; 5 = fast mode)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop starting cases after this many minutes")
-    p.add_argument("--methods", default="all", help=f"comma-separated subset of: {', '.join(METHODS)}; policy-N "
-                                                        "or scheduled-N runs ecglens.explain at budget N; "
-                                                        "'scheduled' = scheduled-10,25,50,100,200,500; "
-                                                        "anytime-N / 'anytime': the anytime loop (agent/anytime.py)")
+    p.add_argument(
+        "--methods",
+        default="all",
+        help=f"comma-separated subset of: {', '.join(METHODS)}; policy-N "
+        "or scheduled-N runs ecglens.explain at budget N; "
+        "'scheduled' = scheduled-10,25,50,100,200,500; "
+        "anytime-N / 'anytime': the anytime loop (agent/anytime.py)",
+    )
     p.add_argument("--target", default=None, help="class to explain (default: the ventricular one)")
-    p.add_argument("--records", default=None,
-                   help="comma-separated records, or 'ds1' for all of DS1 (development: tune there, never on "
-                        "DS2); default: all of DS2")
+    p.add_argument(
+        "--records",
+        default=None,
+        help="comma-separated records, or 'ds1' for all of DS1 (development: tune there, never on "
+        "DS2); default: all of DS2",
+    )
     p.add_argument("--seed", type=int, default=0)
     # One thread: most calls here are sequential single rows (SimBA, Square, HopSkipJump's searches), and on a
     # shared 2-core machine a 2-thread torch call of one row measured 150-700 ms against 7.5 ms with one thread.
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; see the note above)")
     p.add_argument("--suffix", default="", help="appended to the result file name")
     p.add_argument("--no-write", action="store_true", help="print only")
-    p.add_argument("--from-raw", action="store_true",
-                   help="run nothing: read each model's per-case rows from results/raw/ and write the mean table")
+    p.add_argument(
+        "--from-raw",
+        action="store_true",
+        help="run nothing: read each model's per-case rows from results/raw/ and write the mean table",
+    )
     p.add_argument("--verbose", action="store_true", help="per-method timings on stderr")
-    p.add_argument("--budget-scale", type=float, default=1.0,
-                   help="scale the peers' 2,000- and 200-query budgets (default 1; the explain budgets stay)")
+    p.add_argument(
+        "--budget-scale",
+        type=float,
+        default=1.0,
+        help="scale the peers' 2,000- and 200-query budgets (default 1; the explain budgets stay)",
+    )
     p.add_argument("--fast", action="store_true", help="smoke run: --cases 5 --budget-scale 0.25")
-    p.add_argument("--policy", default=None,
-                   help="agent policy file for ecglens.explain (default: its own, models/agent_policy.pt when "
-                        "present); name a copy to pin it for a long run")
+    p.add_argument(
+        "--policy",
+        default=None,
+        help="agent policy file for ecglens.explain (default: its own, models/agent_policy.pt when "
+        "present); name a copy to pin it for a long run",
+    )
     args = p.parse_args(argv)
     if args.fast:
         args.cases, args.budget_scale = min(args.cases, 5), 0.25
     if args.records:
-        from ecglens.datasets import DS1
-
         from ecglens.classifiers.zoo import VAL_RECORDS
+        from ecglens.datasets import DS1
 
         # "ds1": every DS1 record, the development set (the classifiers trained on it; never tune on DS2);
         # "ds1-val": the DS1 records no zoo member trained on, the cases for design choices.
         key = args.records.strip().lower()
-        args.records = DS1 if key == "ds1" else VAL_RECORDS if key == "ds1-val" else tuple(
-            r.strip() for r in args.records.split(",") if r.strip())
+        args.records = (
+            DS1
+            if key == "ds1"
+            else VAL_RECORDS
+            if key == "ds1-val"
+            else tuple(r.strip() for r in args.records.split(",") if r.strip())
+        )
     return args
 
 
 def _split_name(records: tuple[str, ...] | None) -> str:
-    """"DS2" (the default), "DS1-val" for the zoo's validation records, "DS1" when every record given is a DS1
+    """ "DS2" (the default), "DS1-val" for the zoo's validation records, "DS1" when every record given is a DS1
     one, else "MIT-BIH"."""
     from ecglens.classifiers.zoo import VAL_RECORDS
     from ecglens.datasets import DS1, DS2
@@ -693,13 +841,13 @@ def _methods(spec: str) -> list[str]:
     if spec == "all":
         return list(METHODS)
     keys = [k.strip() for k in spec.split(",") if k.strip()]
-    keys = [k2 for k in keys for k2 in (SCHEDULED_SET if k == "scheduled" else ANYTIME_SET if k == "anytime"
-                                         else [k])]
+    keys = [k2 for k in keys for k2 in (SCHEDULED_SET if k == "scheduled" else ANYTIME_SET if k == "anytime" else [k])]
     for k in keys:  # policy-N / scheduled-N: ecglens.explain at any budget N >= 2
         m = re.fullmatch(r"(policy|scheduled|anytime)-(\d+)", k)
         if m and k not in METHODS and int(m.group(2)) >= 2:
-            label = {"policy": "ecglens.explain", "scheduled": "scheduled",
-                     "anytime": "anytime loop (dropout only)"}[m.group(1)]
+            label = {"policy": "ecglens.explain", "scheduled": "scheduled", "anytime": "anytime loop (dropout only)"}[
+                m.group(1)
+            ]
             METHODS[k] = (f"{label}, budget {int(m.group(2))}", None, int(m.group(2)))
     unknown = [k for k in keys if k not in METHODS]
     if unknown:

@@ -23,6 +23,7 @@ Usage::
 Prints a Markdown table and writes it to ``benchmarks/results/gpu_throughput-<device>-<YYYY-MM-DD>.md``
 (``<device>`` is ``cpu`` or ``cuda-<gpu name>``, the fastest device measured).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,8 +95,9 @@ def source_ecg(n_leads: int, seconds: float):
         signal = frame[list(STANDARD_12)].to_numpy(dtype=np.float32).T
         leads = STANDARD_12
     else:
-        signal = np.stack([nk.ecg_simulate(duration=seconds, sampling_rate=int(fs), random_state=i)
-                           for i in range(n_leads)]).astype(np.float32)
+        signal = np.stack(
+            [nk.ecg_simulate(duration=seconds, sampling_rate=int(fs), random_state=i) for i in range(n_leads)]
+        ).astype(np.float32)
         leads = ("MLII", "V1")[:n_leads] if n_leads <= 2 else tuple(STANDARD_12[:n_leads])
     return Ecg(signal=signal, fs=fs, leads=leads, name="simulated"), "neurokit2 simulation"
 
@@ -130,13 +132,13 @@ def shipped_models() -> list[str]:
     """Names of the models in ``models/`` that have a card beside them (``builtin`` first)."""
     from ecglens.classifiers import models_dir
 
-    names = sorted({p.stem for p in models_dir().glob("*") if p.suffix in (".pt", ".onnx")
-                    and p.with_suffix(".json").exists()})
+    names = sorted(
+        {p.stem for p in models_dir().glob("*") if p.suffix in (".pt", ".onnx") and p.with_suffix(".json").exists()}
+    )
     return sorted(names, key=lambda n: (n != "builtin", n))
 
 
-def untrained_model(n_leads: int, folder: Path, fs: float = 360.0, window_s: float = 10.0,
-                    n_classes: int = 4) -> str:
+def untrained_model(n_leads: int, folder: Path, fs: float = 360.0, window_s: float = 10.0, n_classes: int = 4) -> str:
     """The built-in architecture with ``n_leads`` inputs and untrained (seeded) weights, as TorchScript + card.
 
     Returns the ``.pt`` path (a `load_classifier` spec). The card takes the standard 12 leads (or MLII, V1 for 2)
@@ -157,9 +159,15 @@ def untrained_model(n_leads: int, folder: Path, fs: float = 360.0, window_s: flo
     path = folder / f"resnet1d-untrained-{n_leads}lead.pt"
     scripted.save(str(path))
     leads = ["MLII", "V1"] if n_leads == 2 else list(STANDARD_12[:n_leads])
-    card = {"name": path.stem, "classes": [f"class{i}" for i in range(n_classes)], "sampling_rate": fs,
-            "leads": leads, "window_s": window_s, "output": "logits",
-            "description": "timing only: the built-in architecture with untrained weights"}
+    card = {
+        "name": path.stem,
+        "classes": [f"class{i}" for i in range(n_classes)],
+        "sampling_rate": fs,
+        "leads": leads,
+        "window_s": window_s,
+        "output": "logits",
+        "description": "timing only: the built-in architecture with untrained weights",
+    }
     path.with_suffix(".json").write_text(json.dumps(card))
     return str(path)
 
@@ -171,8 +179,16 @@ def cuda_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def measure(specs: list[str], devices: list[str], batch_sizes: list[int], *, warmup: int, min_time_s: float,
-            max_calls: int, seed: int) -> tuple[list[Row], dict[str, float]]:
+def measure(
+    specs: list[str],
+    devices: list[str],
+    batch_sizes: list[int],
+    *,
+    warmup: int,
+    min_time_s: float,
+    max_calls: int,
+    seed: int,
+) -> tuple[list[Row], dict[str, float]]:
     """Times every (model, device, batch size); models are loaded once per device with one forward per call.
 
     Returns the rows and, per model measured on more than one device, the largest absolute difference between
@@ -197,11 +213,23 @@ def measure(specs: list[str], devices: list[str], batch_sizes: list[int], *, war
                 batch = probe_batch(window, b, rng)
                 times = time_calls(clf, batch, warmup, min_time_s, max_calls)
                 median = float(np.median(times))
-                rows.append(Row(model=_label(spec), leads=n_leads, input_shape=f"{n_leads}x{window.shape[1]}",
-                                device=str(getattr(clf, "device", device)), batch=b, calls=len(times),
-                                ms_per_call=1000 * median, records_per_s=b / median, source=origin))
-                print(f"  {spec:>14} {rows[-1].device:>6} batch {b:>4}: {rows[-1].records_per_s:10.1f} records/s",
-                      file=sys.stderr)
+                rows.append(
+                    Row(
+                        model=_label(spec),
+                        leads=n_leads,
+                        input_shape=f"{n_leads}x{window.shape[1]}",
+                        device=str(getattr(clf, "device", device)),
+                        batch=b,
+                        calls=len(times),
+                        ms_per_call=1000 * median,
+                        records_per_s=b / median,
+                        source=origin,
+                    )
+                )
+                print(
+                    f"  {spec:>14} {rows[-1].device:>6} batch {b:>4}: {rows[-1].records_per_s:10.1f} records/s",
+                    file=sys.stderr,
+                )
             del clf
         if len(answers) > 1:
             agreement[_label(spec)] = max(float(np.max(np.abs(a - answers[0]))) for a in answers[1:])
@@ -243,11 +271,16 @@ def markdown(rows: list[Row], *, threads: int, note: str, agreement: dict[str, f
         "|---|---:|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        lines.append(f"| {r.model} | {r.leads} | {r.input_shape} | {r.device} | {r.batch} | {r.calls} | "
-                     f"{r.ms_per_call:.2f} | {r.records_per_s:.1f} | {r.source} |")
+        lines.append(
+            f"| {r.model} | {r.leads} | {r.input_shape} | {r.device} | {r.batch} | {r.calls} | "
+            f"{r.ms_per_call:.2f} | {r.records_per_s:.1f} | {r.source} |"
+        )
     if agreement:
-        lines += ["", "Same 32 probes on every device, largest |p(device) - p(cpu)|: "
-                  + ", ".join(f"{name} {diff:.2e}" for name, diff in agreement.items())]
+        lines += [
+            "",
+            "Same 32 probes on every device, largest |p(device) - p(cpu)|: "
+            + ", ".join(f"{name} {diff:.2e}" for name, diff in agreement.items()),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -263,23 +296,44 @@ def _int_list(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="", help="comma-separated model specs (default: every model in "
-                        "models/ with a card, e.g. builtin and the 12-lead model)")
-    parser.add_argument("--untrained", default=None,
-                        help="comma-separated lead counts to time with the built-in architecture, untrained "
-                             "(default: 2 and/or 12, whichever no shipped model takes)")
-    parser.add_argument("--devices", default="", help="comma-separated: cpu, cuda (default: cpu, and cuda "
-                        "when torch sees a GPU)")
-    parser.add_argument("--batch-sizes", type=_int_list, default=list(DEFAULT_BATCH_SIZES),
-                        help="rows per call. Default: 1,8,32,128,512")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (more than the idle cores stalls "
-                        "intra-op threads for whole time slices on a shared machine). Default: 1")
+    parser.add_argument(
+        "--models",
+        default="",
+        help="comma-separated model specs (default: every model in "
+        "models/ with a card, e.g. builtin and the 12-lead model)",
+    )
+    parser.add_argument(
+        "--untrained",
+        default=None,
+        help="comma-separated lead counts to time with the built-in architecture, untrained "
+        "(default: 2 and/or 12, whichever no shipped model takes)",
+    )
+    parser.add_argument(
+        "--devices", default="", help="comma-separated: cpu, cuda (default: cpu, and cuda when torch sees a GPU)"
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=_int_list,
+        default=list(DEFAULT_BATCH_SIZES),
+        help="rows per call. Default: 1,8,32,128,512",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (more than the idle cores stalls "
+        "intra-op threads for whole time slices on a shared machine). Default: 1",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per cell first. Default: 3")
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds timed per cell. Default: 1.0")
     parser.add_argument("--max-calls", type=int, default=200, help="timed calls at most per cell. Default: 200")
     parser.add_argument("--seed", type=int, default=0, help="probe-noise seed. Default: 0")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
-                        help="folder for the Markdown table. Default: benchmarks/results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "benchmarks" / "results",
+        help="folder for the Markdown table. Default: benchmarks/results",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -301,8 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     scratch = tempfile.TemporaryDirectory(prefix="gpu_throughput-")
     specs += [untrained_model(n, Path(scratch.name)) for n in untrained]
     if not specs:
-        print("gpu_throughput: error: nothing to time (no --models, no shipped model, --untrained empty)",
-              file=sys.stderr)
+        print(
+            "gpu_throughput: error: nothing to time (no --models, no shipped model, --untrained empty)", file=sys.stderr
+        )
         return 2
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     if not devices:
@@ -311,14 +366,24 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_throughput: error: --devices asks for cuda but torch sees no GPU", file=sys.stderr)
         return 2
     try:
-        rows, agreement = measure(specs, devices, args.batch_sizes, warmup=args.warmup, min_time_s=args.min_time,
-                       max_calls=args.max_calls, seed=args.seed)
+        rows, agreement = measure(
+            specs,
+            devices,
+            args.batch_sizes,
+            warmup=args.warmup,
+            min_time_s=args.min_time,
+            max_calls=args.max_calls,
+            seed=args.seed,
+        )
     except (ClassifierError, KeyError) as exc:
         print(f"gpu_throughput: error: {exc}", file=sys.stderr)
         return 2
     gpu = cuda_name() if any(r.device.startswith("cuda") for r in rows) else None
-    note = ("Measured on CUDA and CPU." if gpu else
-            "No GPU was available for this run: CPU only. Run the same command on a CUDA machine for the GPU rows.")
+    note = (
+        "Measured on CUDA and CPU."
+        if gpu
+        else "No GPU was available for this run: CPU only. Run the same command on a CUDA machine for the GPU rows."
+    )
     text = markdown(rows, threads=args.threads, note=note, agreement=agreement)
     print(text)
     slug = "cuda-" + re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-") if gpu else "cpu"

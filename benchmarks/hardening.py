@@ -47,6 +47,7 @@ Prints one Markdown table and writes it, with the command line and machine, to
 verdicts beside it as ``.summary.json``), and records the
 figures in the hardened model's card (``metrics.ds2`` and ``metrics.hardening_ds2``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,11 +73,19 @@ DEFINITION = (
     "models (same window, same noise realisation). All trials: held to the -12 dB search floor counts as -12. "
     "Breakable trials (the target's figure): only the trials on which the ORIGINAL model flips within the search "
     "range (40 to -12 dB); the hardened model's value on the same trial, held counted as -12 (so its gain is a "
-    "lower bound). Chosen by the original model alone, so an unchanged model scores exactly 0 dB.")
+    "lower bound). Chosen by the original model alone, so an unchanged model scores exactly 0 dB."
+)
 
 
-def pick_cases(Y: np.ndarray, records: np.ndarray, probs: np.ndarray, classes: tuple[str, ...],
-               thresholds: dict[str, float], per_class: int, seed: int) -> list[tuple[int, int]]:
+def pick_cases(
+    Y: np.ndarray,
+    records: np.ndarray,
+    probs: np.ndarray,
+    classes: tuple[str, ...],
+    thresholds: dict[str, float],
+    per_class: int,
+    seed: int,
+) -> list[tuple[int, int]]:
     """``(window index, class index)`` cases: windows annotated with the class that the original model calls,
     ``per_class`` per class, round-robin over records (seeded order within each record)."""
     rng = np.random.default_rng(seed)
@@ -103,8 +112,9 @@ def flip_median(values: list[float | None], floor: float) -> float:
     return float(np.median(v)) if v else float("nan")
 
 
-def breakable_medians(original: list[float | None], hardened: list[float | None], floor: float
-                      ) -> tuple[float, float, int]:
+def breakable_medians(
+    original: list[float | None], hardened: list[float | None], floor: float
+) -> tuple[float, float, int]:
     """(original median, hardened median, trials) over the *breakable* trials: those on which the original
     flips within the search range (paired lists: trial ``t`` is the same case, seed and noise draw for both).
     A hardened model that holds there counts at ``floor``, so the gain is a lower bound. NaNs when none."""
@@ -114,8 +124,9 @@ def breakable_medians(original: list[float | None], hardened: list[float | None]
     return (flip_median([o for o, _ in pairs], floor), flip_median([h for _, h in pairs], floor), len(pairs))
 
 
-def breakable_gain_ci(original: list[float | None], hardened: list[float | None], cases: list[str],
-                      floor: float) -> tuple[float, float]:
+def breakable_gain_ci(
+    original: list[float | None], hardened: list[float | None], cases: list[str], floor: float
+) -> tuple[float, float]:
     """95% interval of the breakable-trial gain (original median - hardened median), resampling whole cases
     (a case's seeds and noise draws are not independent trials); ``(nan, nan)`` with fewer than two cases."""
     from ecglens.intervals import bootstrap_ci
@@ -124,12 +135,18 @@ def breakable_gain_ci(original: list[float | None], hardened: list[float | None]
     if not rows:
         return float("nan"), float("nan")
     pairs = np.array([[max(o, floor), h] for o, h, _ in rows], dtype=np.float64)
-    return bootstrap_ci(pairs, lambda a: float(np.median(a[:, 0]) - np.median(a[:, 1])),
-                        groups=[c for _, _, c in rows])
+    return bootstrap_ci(pairs, lambda a: float(np.median(a[:, 0]) - np.median(a[:, 1])), groups=[c for _, _, c in rows])
 
 
-def evaluate_model(clf: Any, windows: Any, cases: list[tuple[int, int]], seeds: list[int], realisations: int,
-                   budget: int, agent_seeds: int) -> dict[str, Any]:
+def evaluate_model(
+    clf: Any,
+    windows: Any,
+    cases: list[tuple[int, int]],
+    seeds: list[int],
+    realisations: int,
+    budget: int,
+    agent_seeds: int,
+) -> dict[str, Any]:
     """Robustness and agent figures of one classifier on the cases; per-case rows under ``"rows"``."""
     from ecglens.agent.search import explain
     from ecglens.robustness import SEARCH_LOW_DB, robustness
@@ -150,9 +167,16 @@ def evaluate_model(clf: Any, windows: Any, cases: list[tuple[int, int]], seeds: 
                 per_kind["all"].setdefault(kind, []).extend(vals)
                 trial_case.setdefault(kind, []).extend([ecg.name] * len(vals))
                 per_kind[group].setdefault(kind, []).extend(vals)
-            rows.append({"window": ecg.name, "label": label, "seed": s, "score": rep.score,
-                         "held_on_clean": rep.extra["held_on_clean"],
-                         "flip_snr_db": {d.distortion: d.flip_snr_db for d in rep.distortions}})
+            rows.append(
+                {
+                    "window": ecg.name,
+                    "label": label,
+                    "seed": s,
+                    "score": rep.score,
+                    "held_on_clean": rep.extra["held_on_clean"],
+                    "flip_snr_db": {d.distortion: d.flip_snr_db for d in rep.distortions},
+                }
+            )
         for s in seeds[:agent_seeds]:
             exp = explain(ecg, clf, query_budget=budget, seed=s)
             flipped = exp.adversarial is not None and exp.adversarial.flipped
@@ -160,21 +184,32 @@ def evaluate_model(clf: Any, windows: Any, cases: list[tuple[int, int]], seeds: 
             agent_flip.append(flipped)
             if flipped:
                 agent_snr.append(float(exp.adversarial.snr_db))
-            rows.append({"window": ecg.name, "agent_seed": s, "diagnosis": exp.diagnosis.label, "method": exp.method,
-                         "queries": exp.queries, "flipped": flipped,
-                         "snr_db": float(exp.adversarial.snr_db) if flipped else None})
+            rows.append(
+                {
+                    "window": ecg.name,
+                    "agent_seed": s,
+                    "diagnosis": exp.diagnosis.label,
+                    "method": exp.method,
+                    "queries": exp.queries,
+                    "flipped": flipped,
+                    "snr_db": float(exp.adversarial.snr_db) if flipped else None,
+                }
+            )
     return {
-        "trials": per_kind, "trial_case": trial_case,
+        "trials": per_kind,
+        "trial_case": trial_case,
         "flip_snr_db": {k: flip_median(v, SEARCH_LOW_DB) for k, v in per_kind["all"].items()},
-        "flip_snr_db_by_group": {g: {k: flip_median(v, SEARCH_LOW_DB) for k, v in d.items()}
-                                 for g, d in per_kind.items() if g != "all"},
+        "flip_snr_db_by_group": {
+            g: {k: flip_median(v, SEARCH_LOW_DB) for k, v in d.items()} for g, d in per_kind.items() if g != "all"
+        },
         "held_share": {k: float(np.mean([x is None for x in v])) for k, v in per_kind["all"].items()},
         "trials_per_kind": {k: len(v) for k, v in per_kind["all"].items()},
         "score": float(np.mean(scores)) if scores else float("nan"),
         "agent_flip_rate": float(np.mean(agent_flip)) if agent_flip else float("nan"),
         "agent_median_queries": float(np.median(agent_q)) if agent_q else float("nan"),
         "agent_median_snr_db": float(np.median(agent_snr)) if agent_snr else None,
-        "elapsed_s": time.perf_counter() - t0, "rows": rows,
+        "elapsed_s": time.perf_counter() - t0,
+        "rows": rows,
     }
 
 
@@ -196,8 +231,9 @@ def _floor_note(a: float, b: float, floor: float) -> str:
     return " (at least)" if b <= floor else ""
 
 
-def table(clean: dict[str, dict], rob: dict[str, dict], classes: tuple[str, ...], floor: float,
-          split: str = "DS2") -> tuple[str, dict[str, Any]]:
+def table(
+    clean: dict[str, dict], rob: dict[str, dict], classes: tuple[str, ...], floor: float, split: str = "DS2"
+) -> tuple[str, dict[str, Any]]:
     """The Markdown table and the targets' verdicts."""
     from ecglens.intervals import format_ci
 
@@ -206,51 +242,81 @@ def table(clean: dict[str, dict], rob: dict[str, dict], classes: tuple[str, ...]
     for name in classes:
         a, b = clean["original"][name]["auc"], clean["hardened"][name]["auc"]
         change = f"{b - a:+.4f}" if a is not None and b is not None else "-"
-        lines.append(f"| clean AUC: {name} | {a if a is not None else '-'} | {b if b is not None else '-'} | {change} |")
+        lines.append(
+            f"| clean AUC: {name} | {a if a is not None else '-'} | {b if b is not None else '-'} | {change} |"
+        )
     gains, group_gains = {}, {}
     for kind in o["flip_snr_db"]:
         a, b = o["flip_snr_db"][kind], h["flip_snr_db"].get(kind)
         gains[kind] = a - b if b is not None else float("nan")
-        lines.append(f"| median flip SNR, {kind}, all cases (dB; lower = more robust) | {_fmt_snr(a, floor)} | "
-                     f"{_fmt_snr(b, floor)} | {-gains[kind]:+.1f} dB{_floor_note(a, b, floor)} |")
+        lines.append(
+            f"| median flip SNR, {kind}, all cases (dB; lower = more robust) | {_fmt_snr(a, floor)} | "
+            f"{_fmt_snr(b, floor)} | {-gains[kind]:+.1f} dB{_floor_note(a, b, floor)} |"
+        )
     for group, title in (("normal", "normal-diagnosis cases"), ("findings", "finding cases (V, S, AF)")):
         for kind in o["flip_snr_db_by_group"].get(group, {}):
             a, b = o["flip_snr_db_by_group"][group][kind], h["flip_snr_db_by_group"][group].get(kind)
             group_gains.setdefault(group, {})[kind] = round(a - b, 2)
-            lines.append(f"| median flip SNR, {kind}, {title} | {_fmt_snr(a, floor)} | {_fmt_snr(b, floor)} | "
-                         f"{b - a:+.1f} dB{_floor_note(a, b, floor)} |")
+            lines.append(
+                f"| median flip SNR, {kind}, {title} | {_fmt_snr(a, floor)} | {_fmt_snr(b, floor)} | "
+                f"{b - a:+.1f} dB{_floor_note(a, b, floor)} |"
+            )
     breakable = {}
     for kind in o["trials"]["all"]:
         a, b, m = breakable_medians(o["trials"]["all"][kind], h["trials"]["all"].get(kind, []), floor)
-        lo, hi = breakable_gain_ci(o["trials"]["all"][kind], h["trials"]["all"].get(kind, []),
-                                   o.get("trial_case", {}).get(kind, []), floor) if m else (float("nan"),) * 2
-        breakable[kind] = {"original": a, "hardened": b, "trials": m, "gain_db": a - b,
-                           "gain_ci95_db": [round(lo, 2), round(hi, 2)]}
+        lo, hi = (
+            breakable_gain_ci(
+                o["trials"]["all"][kind], h["trials"]["all"].get(kind, []), o.get("trial_case", {}).get(kind, []), floor
+            )
+            if m
+            else (float("nan"),) * 2
+        )
+        breakable[kind] = {
+            "original": a,
+            "hardened": b,
+            "trials": m,
+            "gain_db": a - b,
+            "gain_ci95_db": [round(lo, 2), round(hi, 2)],
+        }
         ci = f"; gain 95% CI {format_ci(lo, hi, '.1f')} dB over cases" if np.isfinite(lo) else ""
-        lines.append(f"| median flip SNR, {kind}, breakable trials (dB; the {m} of {len(o['trials']['all'][kind])} "
-                     f"the original flips in range{ci}) | {_fmt_snr(a, floor)} | {_fmt_snr(b, floor)} | "
-                     + (f"{b - a:+.1f} dB{' (at least)' if b <= floor else ''} |" if m else "- |"))
-    lines.append(f"| robustness score (share of noisy trials held) | {o['score']:.3f} | {h['score']:.3f} | "
-                 f"{h['score'] - o['score']:+.3f} |")
-    lines.append(f"| agent: share of cases flipped | {o['agent_flip_rate']:.2f} | {h['agent_flip_rate']:.2f} | "
-                 f"{h['agent_flip_rate'] - o['agent_flip_rate']:+.2f} |")
-    lines.append(f"| agent: median queries | {o['agent_median_queries']:.0f} | {h['agent_median_queries']:.0f} | "
-                 f"{h['agent_median_queries'] - o['agent_median_queries']:+.0f} |")
+        lines.append(
+            f"| median flip SNR, {kind}, breakable trials (dB; the {m} of {len(o['trials']['all'][kind])} "
+            f"the original flips in range{ci}) | {_fmt_snr(a, floor)} | {_fmt_snr(b, floor)} | "
+            + (f"{b - a:+.1f} dB{' (at least)' if b <= floor else ''} |" if m else "- |")
+        )
+    lines.append(
+        f"| robustness score (share of noisy trials held) | {o['score']:.3f} | {h['score']:.3f} | "
+        f"{h['score'] - o['score']:+.3f} |"
+    )
+    lines.append(
+        f"| agent: share of cases flipped | {o['agent_flip_rate']:.2f} | {h['agent_flip_rate']:.2f} | "
+        f"{h['agent_flip_rate'] - o['agent_flip_rate']:+.2f} |"
+    )
+    lines.append(
+        f"| agent: median queries | {o['agent_median_queries']:.0f} | {h['agent_median_queries']:.0f} | "
+        f"{h['agent_median_queries'] - o['agent_median_queries']:+.0f} |"
+    )
     oa, ha = o["agent_median_snr_db"], h["agent_median_snr_db"]
-    lines.append(f"| agent: median SNR to flip (dB, flipped cases) | {_fmt_snr(oa, -99)} | {_fmt_snr(ha, -99)} | "
-                 + (f"{ha - oa:+.1f} dB |" if oa is not None and ha is not None else "- |"))
+    lines.append(
+        f"| agent: median SNR to flip (dB, flipped cases) | {_fmt_snr(oa, -99)} | {_fmt_snr(ha, -99)} | "
+        + (f"{ha - oa:+.1f} dB |" if oa is not None and ha is not None else "- |")
+    )
     a, b = clean["original"][TARGET_CLASS]["auc"], clean["hardened"][TARGET_CLASS]["auc"]
     verdict = {
         "definition": DEFINITION,
-        "breakable_flip_snr_db": {k: {kk: (round(vv, 2) if isinstance(vv, float) else vv) for kk, vv in v.items()}
-                                  for k, v in breakable.items()},
-        "breakable_target_held": {k: bool(v["trials"] > 0 and v["gain_db"] >= TARGET_GAIN_DB)
-                                  for k, v in breakable.items()},
+        "breakable_flip_snr_db": {
+            k: {kk: (round(vv, 2) if isinstance(vv, float) else vv) for kk, vv in v.items()}
+            for k, v in breakable.items()
+        },
+        "breakable_target_held": {
+            k: bool(v["trials"] > 0 and v["gain_db"] >= TARGET_GAIN_DB) for k, v in breakable.items()
+        },
         "flip_snr_gain_db": {k: round(v, 2) for k, v in gains.items()},
         "flip_snr_target_held": {k: bool(v >= TARGET_GAIN_DB) for k, v in gains.items()},
         "flip_snr_gain_db_by_group": group_gains,
-        "flip_snr_target_held_by_group": {g: {k: bool(v >= TARGET_GAIN_DB) for k, v in d.items()}
-                                          for g, d in group_gains.items()},
+        "flip_snr_target_held_by_group": {
+            g: {k: bool(v >= TARGET_GAIN_DB) for k, v in d.items()} for g, d in group_gains.items()
+        },
         "saturated_at_floor": {k: bool(o["flip_snr_db"][k] <= floor) for k in o["flip_snr_db"]},
         "ventricular_auc_delta": round(b - a, 4) if a is not None and b is not None else None,
         "ventricular_auc_target_held": bool(a is not None and b is not None and abs(b - a) <= TARGET_AUC_DELTA),
@@ -261,12 +327,18 @@ def table(clean: dict[str, dict], rob: dict[str, dict], classes: tuple[str, ...]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--original", default="builtin", help="the parent model spec (default: builtin)")
-    p.add_argument("--hardened", default=str(REPO / "models" / "builtin_hardened.pt"),
-                   help="the hardened model spec (default: models/builtin_hardened.pt)")
+    p.add_argument(
+        "--hardened",
+        default=str(REPO / "models" / "builtin_hardened.pt"),
+        help="the hardened model spec (default: models/builtin_hardened.pt)",
+    )
     p.add_argument("--data", default=None, help="MIT-BIH folder (default: ../shared/data/mitdb)")
-    p.add_argument("--records", default=None,
-                   help="comma-separated MIT-BIH records to evaluate on instead of DS2 (DS1 recipe experiments on "
-                        "records held out of hardening; default: DS2)")
+    p.add_argument(
+        "--records",
+        default=None,
+        help="comma-separated MIT-BIH records to evaluate on instead of DS2 (DS1 recipe experiments on "
+        "records held out of hardening; default: DS2)",
+    )
     # 16 per class (64 cases): with 4 (16 cases) the breakable-trial gains' 95% intervals spanned about 35 dB
     # (a few cases where a model loses its call at the first noise decide the median), too wide to judge a
     # 6-dB target on; the run takes about 3 minutes instead of 40 s.
@@ -295,42 +367,67 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     t0 = time.perf_counter()
-    models = {"original": load_classifier(args.original, device="cpu"),
-              "hardened": load_classifier(args.hardened, device="cpu")}
+    models = {
+        "original": load_classifier(args.original, device="cpu"),
+        "hardened": load_classifier(args.hardened, device="cpu"),
+    }
     ref = models["original"]
     for m in models.values():
-        if (tuple(m.class_names), tuple(m.lead_names), m.window_s, m.sampling_rate) != \
-                (tuple(ref.class_names), tuple(ref.lead_names), ref.window_s, ref.sampling_rate):
+        if (tuple(m.class_names), tuple(m.lead_names), m.window_s, m.sampling_rate) != (
+            tuple(ref.class_names),
+            tuple(ref.lead_names),
+            ref.window_s,
+            ref.sampling_rate,
+        ):
             raise SystemExit("the two models must share classes, leads, window and rate")
     records = tuple(r.strip() for r in args.records.split(",") if r.strip()) if args.records else DS2
     split = "DS2" if records == DS2 else "records " + ",".join(records)
     windows = load_windows(records, args.data, window_s=ref.window_s, leads=ref.lead_names)
-    probs = {k: np.concatenate([m.predict_proba(windows.X[a:a + 512]) for a in range(0, len(windows), 512)])
-             for k, m in models.items()}
+    probs = {
+        k: np.concatenate([m.predict_proba(windows.X[a : a + 512]) for a in range(0, len(windows), 512)])
+        for k, m in models.items()
+    }
     clean = {k: class_metrics(windows.Y, probs[k], m.class_names, dict(m.thresholds)) for k, m in models.items()}
-    cases = pick_cases(windows.Y, windows.record, probs["original"], tuple(ref.class_names), dict(ref.thresholds),
-                       args.per_class, args.case_seed)
+    cases = pick_cases(
+        windows.Y,
+        windows.record,
+        probs["original"],
+        tuple(ref.class_names),
+        dict(ref.thresholds),
+        args.per_class,
+        args.case_seed,
+    )
     print(f"{len(windows)} {split} windows; {len(cases)} robustness cases", file=sys.stderr)
-    rob = {k: evaluate_model(m, windows, cases, seeds, args.realisations, args.budget, args.agent_seeds)
-           for k, m in models.items()}
+    rob = {
+        k: evaluate_model(m, windows, cases, seeds, args.realisations, args.budget, args.agent_seeds)
+        for k, m in models.items()
+    }
     text, verdict = table(clean, rob, tuple(ref.class_names), SEARCH_LOW_DB, split)
 
     def held_missed(d: dict[str, bool]) -> str:
         held = [k for k, v in d.items() if v]
         missed = [k for k, v in d.items() if not v]
-        return (f"{'HELD' if not missed else 'NOT HELD'} (held: {', '.join(held) or 'none'}; missed: "
-                f"{', '.join(missed) or 'none'})")
+        return (
+            f"{'HELD' if not missed else 'NOT HELD'} (held: {', '.join(held) or 'none'}; missed: "
+            f"{', '.join(missed) or 'none'})"
+        )
 
     saturated = [k for k, v in verdict["saturated_at_floor"].items() if v]
-    summary = (f"Targets on {split}: median flip SNR lowered by >= {TARGET_GAIN_DB:g} dB for every kind, on the "
-               f"breakable trials (the target's figure, see the definition): "
-               f"{held_missed(verdict['breakable_target_held'])}; over all trials: "
-               f"{held_missed(verdict['flip_snr_target_held'])}"
-               + (f" (the original's all-trials median already sits at the {SEARCH_LOW_DB:g} dB floor for "
-                  f"{', '.join(saturated)}, so no gain can show there)" if saturated else "")
-               + f". Clean AUC for {TARGET_CLASS} within {TARGET_AUC_DELTA} of the original: "
-               f"{'HELD' if verdict['ventricular_auc_target_held'] else 'NOT HELD'} "
-               f"({verdict['ventricular_auc_delta']:+.4f}).\n\nDefinition: {DEFINITION}")
+    summary = (
+        f"Targets on {split}: median flip SNR lowered by >= {TARGET_GAIN_DB:g} dB for every kind, on the "
+        f"breakable trials (the target's figure, see the definition): "
+        f"{held_missed(verdict['breakable_target_held'])}; over all trials: "
+        f"{held_missed(verdict['flip_snr_target_held'])}"
+        + (
+            f" (the original's all-trials median already sits at the {SEARCH_LOW_DB:g} dB floor for "
+            f"{', '.join(saturated)}, so no gain can show there)"
+            if saturated
+            else ""
+        )
+        + f". Clean AUC for {TARGET_CLASS} within {TARGET_AUC_DELTA} of the original: "
+        f"{'HELD' if verdict['ventricular_auc_target_held'] else 'NOT HELD'} "
+        f"({verdict['ventricular_auc_delta']:+.4f}).\n\nDefinition: {DEFINITION}"
+    )
     elapsed = time.perf_counter() - t0
     print(text)
     print()
@@ -340,17 +437,23 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else RESULTS / "hardening.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/hardening.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    header = (f"# Hardening before / after ({date}, {split})\n\n"
-              f"Original `{_shown(args.original)}`, hardened `{_shown(args.hardened)}`. {len(windows)} {split} windows (10 s, no overlap) "
-              f"for AUC; {len(cases)} robustness cases ({args.per_class} per class, chosen by the original model), "
-              f"seeds {seeds}, {args.realisations} noise draws per kind per report; agent budget {args.budget}, "
-              f"{min(args.agent_seeds, len(seeds))} seed(s) per case.\n\n"
-              f"Command: `{command}`  \nMachine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads "
-              f"{args.threads}; wall time {elapsed:.0f} s.\n\n")
+    header = (
+        f"# Hardening before / after ({date}, {split})\n\n"
+        f"Original `{_shown(args.original)}`, hardened `{_shown(args.hardened)}`. {len(windows)} {split} windows (10 s, no overlap) "
+        f"for AUC; {len(cases)} robustness cases ({args.per_class} per class, chosen by the original model), "
+        f"seeds {seeds}, {args.realisations} noise draws per kind per report; agent budget {args.budget}, "
+        f"{min(args.agent_seeds, len(seeds))} seed(s) per case.\n\n"
+        f"Command: `{command}`  \nMachine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads "
+        f"{args.threads}; wall time {elapsed:.0f} s.\n\n"
+    )
     out.write_text(header + text + "\n\n" + summary + "\n")
-    summary_json = {"split": split, "cases": len(cases), "targets": verdict,
-                    "score": {k: rob[k]["score"] for k in rob},
-                    "clean_auc": {k: {c: clean[k][c]["auc"] for c in ref.class_names} for k in clean}}
+    summary_json = {
+        "split": split,
+        "cases": len(cases),
+        "targets": verdict,
+        "score": {k: rob[k]["score"] for k in rob},
+        "clean_auc": {k: {c: clean[k][c]["auc"] for c in ref.class_names} for k in clean},
+    }
     out.with_suffix(".summary.json").write_text(json.dumps(summary_json, indent=1) + "\n")
     (out.parent / "raw").mkdir(exist_ok=True)
     with open(out.parent / "raw" / (out.stem + ".jsonl"), "w") as f:
@@ -364,10 +467,15 @@ def main(argv: list[str] | None = None) -> int:
         card = ModelCard.load(card_file)
         card.metrics["ds2"] = clean["hardened"]
         card.metrics["hardening_ds2"] = {
-            "date": date, "command": command, "results": str(out.relative_to(REPO)) if out.is_relative_to(REPO)
-            else str(out), "cases": len(cases), "seeds": seeds, "clean_auc": {
-                k: {c: clean[k][c]["auc"] for c in ref.class_names} for k in clean},
-            **{k: {kk: vv for kk, vv in rob[k].items() if kk not in ("rows", "trials", "trial_case")} for k in rob}, "targets": verdict}
+            "date": date,
+            "command": command,
+            "results": str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out),
+            "cases": len(cases),
+            "seeds": seeds,
+            "clean_auc": {k: {c: clean[k][c]["auc"] for c in ref.class_names} for k in clean},
+            **{k: {kk: vv for kk, vv in rob[k].items() if kk not in ("rows", "trials", "trial_case")} for k in rob},
+            "targets": verdict,
+        }
         card.save(card_file)
         print(f"recorded the figures in {card_file}", file=sys.stderr)
     return 0

@@ -21,6 +21,7 @@ Usage::
 Folds run side by side (``--jobs``, one torch thread each); prints one table (a row per fold) and writes it to
 ``OUT/folds-TAG.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,14 @@ def run_fold(k: int, records: list[str], out: Path, tag: str, overrides: dict, p
     import torch
 
     torch.set_num_threads(1)
-    from ecglens.classifiers.train import TrainConfig, VAL_RECORDS, AF_SPLIT_RECORDS, save_model, split_ds1, \
-        train_classifier
+    from ecglens.classifiers.train import (
+        AF_SPLIT_RECORDS,
+        VAL_RECORDS,
+        TrainConfig,
+        save_model,
+        split_ds1,
+        train_classifier,
+    )
     from ecglens.datasets.mitdb import DS1
     from ecglens.hardening import HardenConfig, harden
 
@@ -65,16 +72,34 @@ def run_fold(k: int, records: list[str], out: Path, tag: str, overrides: dict, p
     import hardening as bench
 
     report = folder / f"report-{tag}.md"
-    bench.main(["--original", str(proxy), "--hardened", str(hardened), "--records", ",".join(records),
-                "--per-class", str(per_class), "--agent-seeds", "0", "--no-card", "--out", str(report)])
+    bench.main(
+        [
+            "--original",
+            str(proxy),
+            "--hardened",
+            str(hardened),
+            "--records",
+            ",".join(records),
+            "--per-class",
+            str(per_class),
+            "--agent-seeds",
+            "0",
+            "--no-card",
+            "--out",
+            str(report),
+        ]
+    )
     summary = json.loads(report.with_suffix(".summary.json").read_text())
     summary.update(fold=k, records=records, minutes=round((time.perf_counter() - t0) / 60, 1))
     return summary
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| fold | records | cases | ΔV AUC | " + " | ".join(k.replace("_", " ") for k in KINDS)
-            + " | robustness score |")
+    head = (
+        "| fold | records | cases | ΔV AUC | "
+        + " | ".join(k.replace("_", " ") for k in KINDS)
+        + " | robustness score |"
+    )
     lines = [head, "|" + "---|" * (5 + len(KINDS))]
     for r in rows:
         t = r["targets"]
@@ -84,9 +109,12 @@ def table(rows: list[dict]) -> str:
             lo, hi = b.get("gain_ci95_db", [None, None])
             gains.append(f"{b.get('gain_db', float('nan')):.1f} [{lo}, {hi}] (n={b.get('trials', 0)})")
         dv = t.get("ventricular_auc_delta")
-        lines.append(f"| {r['fold']} | {','.join(r['records'])} | {r['cases']} | "
-                     f"{dv if dv is None else format(dv, '+.4f')} | " + " | ".join(gains)
-                     + f" | {r['score']['original']:.3f} → {r['score']['hardened']:.3f} |")
+        lines.append(
+            f"| {r['fold']} | {','.join(r['records'])} | {r['cases']} | "
+            f"{dv if dv is None else format(dv, '+.4f')} | "
+            + " | ".join(gains)
+            + f" | {r['score']['original']:.3f} → {r['score']['hardened']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -103,12 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     overrides = json.loads(args.config)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_fold, k, recs, out, args.tag, overrides, args.per_class)
-                   for k, recs in enumerate(folds, 1)]
+        futures = [
+            pool.submit(run_fold, k, recs, out, args.tag, overrides, args.per_class) for k, recs in enumerate(folds, 1)
+        ]
         rows = [f.result() for f in futures]
-    text = (f"# Hardening on DS1 folds, recipe `{args.tag}` (config {json.dumps(overrides)})\n\n"
-            f"Breakable-trial gain per kind in dB (95% interval over cases; trials), as in `hardening.py`.\n\n"
-            + table(rows) + "\n")
+    text = (
+        f"# Hardening on DS1 folds, recipe `{args.tag}` (config {json.dumps(overrides)})\n\n"
+        f"Breakable-trial gain per kind in dB (95% interval over cases; trials), as in `hardening.py`.\n\n"
+        + table(rows)
+        + "\n"
+    )
     print(text)
     (out / f"folds-{args.tag}.md").write_text(text)
     return 0

@@ -19,6 +19,7 @@ Prints one Markdown table and writes it, with the command line, date and machine
 average at the start and end), to ``benchmarks/results/screening-<YYYY-MM-DD>.md``. The default is 1 torch
 thread, as in the product (``ECGLENS_TORCH_THREADS``), since 2 threads stall on a shared 2-core machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,14 @@ def run_once(ecg, clf, budget: int, seed: int) -> dict:
         explained.append((finding, start))
         queries += ex.queries
     t2 = time.perf_counter()
-    return {"screen_s": t1 - t0, "explain_s": t2 - t1, "total_s": t2 - t0, "windows": screening.n_windows,
-            "explained": explained, "queries": queries}
+    return {
+        "screen_s": t1 - t0,
+        "explain_s": t2 - t1,
+        "total_s": t2 - t0,
+        "windows": screening.n_windows,
+        "explained": explained,
+        "queries": queries,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,12 +92,21 @@ def main(argv: list[str] | None = None) -> int:
             run_once(ecg, clf, args.budget, 0)  # warm-up: first forward passes, policy load
         runs = [run_once(ecg, clf, args.budget, r) for r in range(args.repeats)]
         totals = [r["total_s"] for r in runs]
-        rows.append({"record": name, "leads": "+".join(ecg.leads), "minutes": ecg.duration_s / 60, "read_s": read_s,
-                     "median_s": statistics.median(totals), "max_s": max(totals),
-                     "screen_s": statistics.median(r["screen_s"] for r in runs),
-                     "explain_s": statistics.median(r["explain_s"] for r in runs),
-                     "windows": runs[0]["windows"], "explained": runs[0]["explained"],
-                     "queries": runs[0]["queries"]})
+        rows.append(
+            {
+                "record": name,
+                "leads": "+".join(ecg.leads),
+                "minutes": ecg.duration_s / 60,
+                "read_s": read_s,
+                "median_s": statistics.median(totals),
+                "max_s": max(totals),
+                "screen_s": statistics.median(r["screen_s"] for r in runs),
+                "explain_s": statistics.median(r["explain_s"] for r in runs),
+                "windows": runs[0]["windows"],
+                "explained": runs[0]["explained"],
+                "queries": runs[0]["queries"],
+            }
+        )
     load_end = os.getloadavg()
     lines = [
         f"# Screening a whole recording + explaining up to {MAX_WINDOWS} windows (budget {args.budget})",
@@ -108,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for r in rows:
         explained = "; ".join(f"{f} @ {s:.0f} s" for f, s in r["explained"])
-        lines.append(f"| {r['record']} | {r['leads']} | {r['minutes']:.1f} | {r['read_s']:.2f} | {r['median_s']:.2f} | "
-                     f"{r['max_s']:.2f} | {r['screen_s']:.2f} | {r['explain_s']:.2f} | {r['windows']} | {explained} | "
-                     f"{r['queries']} | {'yes' if r['max_s'] < TARGET_S else 'no'} |")
+        lines.append(
+            f"| {r['record']} | {r['leads']} | {r['minutes']:.1f} | {r['read_s']:.2f} | {r['median_s']:.2f} | "
+            f"{r['max_s']:.2f} | {r['screen_s']:.2f} | {r['explain_s']:.2f} | {r['windows']} | {explained} | "
+            f"{r['queries']} | {'yes' if r['max_s'] < TARGET_S else 'no'} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:

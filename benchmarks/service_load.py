@@ -16,6 +16,7 @@ Prints a markdown table and writes it to ``benchmarks/results/service_load.md`` 
     .venv/bin/python benchmarks/service_load.py                  # defaults: both databases, 10 s per level
     .venv/bin/python benchmarks/service_load.py --db sqlite --levels 1,64 --seconds 5 --fuzz 200
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,15 +77,35 @@ class Postgres:
             self.run_as = {"user": user.pw_uid, "group": user.pw_gid}
         self.port = free_port()
         self.data = root / "data"
-        subprocess.run([str(initdb), "-D", str(self.data), "-U", "ecglens", "--auth=trust", "-E", "UTF8",
-                        "--no-sync"], check=True, capture_output=True, timeout=120, **self.run_as)
-        subprocess.run([str(self.pg_ctl), "-D", str(self.data), "-l", str(root / "pg.log"), "-w", "-t", "60", "-o",
-                        f"-h 127.0.0.1 -p {self.port} -k {root} -F -c max_connections=300", "start"], check=True,
-                       capture_output=True, timeout=90, **self.run_as)
+        subprocess.run(
+            [str(initdb), "-D", str(self.data), "-U", "ecglens", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+            **self.run_as,
+        )
+        subprocess.run(
+            [
+                str(self.pg_ctl),
+                "-D",
+                str(self.data),
+                "-l",
+                str(root / "pg.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-h 127.0.0.1 -p {self.port} -k {root} -F -c max_connections=300",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=90,
+            **self.run_as,
+        )
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=ecglens dbname=postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=ecglens dbname=postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE ecglens")
         self.url = f"postgresql+psycopg://ecglens@127.0.0.1:{self.port}/ecglens"
 
@@ -99,8 +120,12 @@ class Postgres:
             return conn.execute(statement).fetchall()
 
     def stop(self) -> None:
-        subprocess.run([str(self.pg_ctl), "-D", str(self.data), "-m", "fast", "-w", "stop"], capture_output=True,
-                       timeout=60, **self.run_as)
+        subprocess.run(
+            [str(self.pg_ctl), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+            **self.run_as,
+        )
 
 
 class Server:
@@ -112,13 +137,24 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = root / "serve.log"
-        env = {**os.environ, "ECGLENS_DATA_DIR": str(self.data), "ECGLENS_DATABASE_URL": self.pg.url if self.pg
-               else "", "ECGLENS_BROKER_URL": "", "ECGLENS_WORKERS": str(workers), "OMP_NUM_THREADS": "1",
-               "ECGLENS_DEVICE": "cpu", "ECGLENS_MAX_UPLOAD_MB": "4"}
+        env = {
+            **os.environ,
+            "ECGLENS_DATA_DIR": str(self.data),
+            "ECGLENS_DATABASE_URL": self.pg.url if self.pg else "",
+            "ECGLENS_BROKER_URL": "",
+            "ECGLENS_WORKERS": str(workers),
+            "OMP_NUM_THREADS": "1",
+            "ECGLENS_DEVICE": "cpu",
+            "ECGLENS_MAX_UPLOAD_MB": "4",
+        }
         with open(self.log, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ecglens.cli", "serve", "--port", str(self.port),
-                                          "--log-level", "warning"], env=env, cwd=root, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ecglens.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
+                env=env,
+                cwd=root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 120
         while True:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -129,8 +165,12 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.3)
         admin = (self.data / "admin-key.txt").read_text().strip()
-        made = httpx.post(f"{self.base}/api/v1/keys", headers={"Authorization": f"Bearer {admin}"},
-                          json={"role": "clinician", "name": "bench"}, timeout=30).json()
+        made = httpx.post(
+            f"{self.base}/api/v1/keys",
+            headers={"Authorization": f"Bearer {admin}"},
+            json={"role": "clinician", "name": "bench"},
+            timeout=30,
+        ).json()
         self.headers = {"Authorization": f"Bearer {made['token']}"}
         self.key_id = made["id"]
 
@@ -174,17 +214,34 @@ def wfdb_record(folder: Path) -> dict[str, bytes]:
     fs, n = 360, 360 * 60
     t = np.arange(n) / fs
     phase = (t * 1.2) % 1.0
-    beat = 1.2 * np.exp(-((phase - 0.3) / 0.012) ** 2) + 0.15 * np.exp(-((phase - 0.55) / 0.05) ** 2)
+    beat = 1.2 * np.exp(-(((phase - 0.3) / 0.012) ** 2)) + 0.15 * np.exp(-(((phase - 0.55) / 0.05) ** 2))
     rng = np.random.default_rng(0)
     sig = np.stack([beat + 0.02 * rng.standard_normal(n), 0.6 * beat + 0.02 * rng.standard_normal(n)], axis=1)
     folder.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp("bench", fs=fs, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=sig, fmt=["16", "16"],
-                adc_gain=[200.0, 200.0], baseline=[0, 0], write_dir=str(folder))
+    wfdb.wrsamp(
+        "bench",
+        fs=fs,
+        units=["mV", "mV"],
+        sig_name=["MLII", "V1"],
+        p_signal=sig,
+        fmt=["16", "16"],
+        adc_gain=[200.0, 200.0],
+        baseline=[0, 0],
+        write_dir=str(folder),
+    )
     return {n: (folder / n).read_bytes() for n in ("bench.hea", "bench.dat")}
 
 
-async def load_level(server: Server, clients: int, seconds: float, record_id: str, analysis_ids: list[str],
-                     budget: int, seed: int, mix: str) -> dict:
+async def load_level(
+    server: Server,
+    clients: int,
+    seconds: float,
+    record_id: str,
+    analysis_ids: list[str],
+    budget: int,
+    seed: int,
+    mix: str,
+) -> dict:
     limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
     reads: list[float] = []
     latency: dict[str, list[float]] = {}
@@ -194,8 +251,9 @@ async def load_level(server: Server, clients: int, seconds: float, record_id: st
     lost = [0]
     rng = random.Random(seed)
 
-    async with httpx.AsyncClient(base_url=server.base, headers=server.headers, limits=limits,
-                                 timeout=httpx.Timeout(60.0)) as http:
+    async with httpx.AsyncClient(
+        base_url=server.base, headers=server.headers, limits=limits, timeout=httpx.Timeout(60.0)
+    ) as http:
         deadline = time.monotonic() + seconds
 
         async def call(label: str, method: str, path: str, **kw) -> httpx.Response | None:
@@ -244,15 +302,28 @@ async def load_level(server: Server, clients: int, seconds: float, record_id: st
                 elif roll < 0.50:
                     await call("GET /records/{id}", "GET", f"/api/v1/records/{record_id}")
                 elif roll < 0.70:
-                    await call("GET /records/{id}/signal", "GET", f"/api/v1/records/{record_id}/signal",
-                               params={"max_points": 2000, "end_s": 10})
+                    await call(
+                        "GET /records/{id}/signal",
+                        "GET",
+                        f"/api/v1/records/{record_id}/signal",
+                        params={"max_points": 2000, "end_s": 10},
+                    )
                 elif roll < 0.85:
                     aid = rng.choice(made or analysis_ids)
                     await call("GET /analyses/{id}", "GET", f"/api/v1/analyses/{aid}")
                 elif roll < 0.92 and len(made) < MAX_NEW_ANALYSES:
-                    got = await call("POST /analyses", "POST", "/api/v1/analyses",
-                                     json={"record_id": record_id, "model": "builtin", "query_budget": budget,
-                                           "seed": i, "start_s": 5.0})
+                    got = await call(
+                        "POST /analyses",
+                        "POST",
+                        "/api/v1/analyses",
+                        json={
+                            "record_id": record_id,
+                            "model": "builtin",
+                            "query_budget": budget,
+                            "seed": i,
+                            "start_s": 5.0,
+                        },
+                    )
                     if got is not None:
                         made.append(got.json()["id"])
                 else:
@@ -265,21 +336,35 @@ async def load_level(server: Server, clients: int, seconds: float, record_id: st
     await asyncio.sleep(1.0)  # the last responses' audit events are written before they are sent; be sure
     written = server.audit_events() - before
     n = sum(len(v) for v in latency.values()) - len(latency.get("SSE first event", []))
-    return {"mix": mix, "clients": clients, "wall_s": wall, "requests": n + len(latency.get("SSE first event", [])),
-            "rps": (n + len(latency.get("SSE first event", []))) / wall, "read_p50_ms": 1000 * pct(reads, 50),
-            "read_p95_ms": 1000 * pct(reads, 95), "errors": sum(errors.values()), "error_kinds": errors,
-            "audited": audited, "audit_written": written, "timeouts": lost[0],
-            "endpoints": {k: (len(v), 1000 * pct(v, 50), 1000 * pct(v, 95)) for k, v in sorted(latency.items())}}
+    return {
+        "mix": mix,
+        "clients": clients,
+        "wall_s": wall,
+        "requests": n + len(latency.get("SSE first event", [])),
+        "rps": (n + len(latency.get("SSE first event", []))) / wall,
+        "read_p50_ms": 1000 * pct(reads, 50),
+        "read_p95_ms": 1000 * pct(reads, 95),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "audited": audited,
+        "audit_written": written,
+        "timeouts": lost[0],
+        "endpoints": {k: (len(v), 1000 * pct(v, 50), 1000 * pct(v, 95)) for k, v in sorted(latency.items())},
+    }
 
 
 async def streams_health(server: Server, record_id: str, n: int) -> dict:
-    ids = [f"{0xbe000000 + i:032x}" for i in range(n)]
-    server.sql("INSERT INTO analyses (id, record_id, model, query_budget, seed, status, progress, queries, attempts, "
-               "created_by, created_at) VALUES (?, ?, 'builtin', 10, 0, 'queued', 0, 0, 0, ?, "
-               "'2026-01-01T00:00:00.000000Z')", [(i, record_id, server.key_id) for i in ids])
+    ids = [f"{0xBE000000 + i:032x}" for i in range(n)]
+    server.sql(
+        "INSERT INTO analyses (id, record_id, model, query_budget, seed, status, progress, queries, attempts, "
+        "created_by, created_at) VALUES (?, ?, 'builtin', 10, 0, 'queued', 0, 0, 0, ?, "
+        "'2026-01-01T00:00:00.000000Z')",
+        [(i, record_id, server.key_id) for i in ids],
+    )
     limits = httpx.Limits(max_connections=n + 8)
-    async with httpx.AsyncClient(base_url=server.base, headers=server.headers, limits=limits,
-                                 timeout=httpx.Timeout(120.0)) as http:
+    async with httpx.AsyncClient(
+        base_url=server.base, headers=server.headers, limits=limits, timeout=httpx.Timeout(120.0)
+    ) as http:
         opened, stop = asyncio.Event(), asyncio.Event()
         count = 0
         failed = 0
@@ -311,8 +396,13 @@ async def streams_health(server: Server, record_id: str, n: int) -> dict:
                 await asyncio.sleep(0.1)
         stop.set()
         await asyncio.gather(*tasks)
-    return {"streams": n, "failed": failed, "health_p50_ms": 1000 * pct(health, 50),
-            "health_p95_ms": 1000 * pct(health, 95), "health_max_ms": 1000 * max(health)}
+    return {
+        "streams": n,
+        "failed": failed,
+        "health_p50_ms": 1000 * pct(health, 50),
+        "health_p95_ms": 1000 * pct(health, 95),
+        "health_max_ms": 1000 * max(health),
+    }
 
 
 def fuzz(server: Server, cases: int) -> dict:
@@ -321,8 +411,10 @@ def fuzz(server: Server, cases: int) -> dict:
 
     statuses: dict[int, int] = {}
     with httpx.Client(base_url=server.base, headers=server.headers, timeout=120) as http:
-        @settings(max_examples=cases, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+
+        @settings(
+            max_examples=cases, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(case=upload_case())
         def run(case):
             try:
@@ -333,9 +425,12 @@ def fuzz(server: Server, cases: int) -> dict:
 
         run()
     total = sum(statuses.values())
-    return {"cases": total, "statuses": dict(sorted(statuses.items())),
-            "server_errors": sum(v for k, v in statuses.items() if k >= 500 or k < 0),
-            "peak_rss_mb": server.peak_rss_mb()}
+    return {
+        "cases": total,
+        "statuses": dict(sorted(statuses.items())),
+        "server_errors": sum(v for k, v in statuses.items() if k >= 500 or k < 0),
+        "peak_rss_mb": server.peak_rss_mb(),
+    }
 
 
 def wait_for_jobs(server: Server, timeout_s: float) -> float:
@@ -355,23 +450,36 @@ def run_db(db: str, args: argparse.Namespace) -> dict:
     try:
         server = Server(root, db, args.workers)
         files = wfdb_record(root / "rec")
-        up = httpx.post(f"{server.base}/api/v1/records", headers=server.headers, timeout=60,
-                        files=[("files", (n, d)) for n, d in files.items()])
+        up = httpx.post(
+            f"{server.base}/api/v1/records",
+            headers=server.headers,
+            timeout=60,
+            files=[("files", (n, d)) for n, d in files.items()],
+        )
         up.raise_for_status()
         record_id = up.json()["data"][0]["id"]
-        seed = httpx.post(f"{server.base}/api/v1/analyses", headers=server.headers, timeout=60,
-                          json={"record_id": record_id, "model": "builtin", "query_budget": args.budget,
-                                "start_s": 5.0}).json()["id"]
+        seed = httpx.post(
+            f"{server.base}/api/v1/analyses",
+            headers=server.headers,
+            timeout=60,
+            json={"record_id": record_id, "model": "builtin", "query_budget": args.budget, "start_s": 5.0},
+        ).json()["id"]
         levels = []
         for mix in args.mix.split(","):
             for clients in [int(x) for x in args.levels.split(",")]:
                 drained = wait_for_jobs(server, 120)
                 print(f"[{db}] {mix}: {clients} clients (jobs drained in {drained:.0f} s) ...", flush=True)
-                levels.append(asyncio.run(load_level(server, clients, args.seconds, record_id, [seed],
-                                                     args.budget, seed=clients, mix=mix)))
+                levels.append(
+                    asyncio.run(
+                        load_level(server, clients, args.seconds, record_id, [seed], args.budget, seed=clients, mix=mix)
+                    )
+                )
                 last = levels[-1]
-                print(f"    {last['rps']:.1f} req/s, read p95 {last['read_p95_ms']:.0f} ms, errors {last['errors']} "
-                      f"{last['error_kinds']}, audit {last['audit_written']}/{last['audited']}", flush=True)
+                print(
+                    f"    {last['rps']:.1f} req/s, read p95 {last['read_p95_ms']:.0f} ms, errors {last['errors']} "
+                    f"{last['error_kinds']}, audit {last['audit_written']}/{last['audited']}",
+                    flush=True,
+                )
         print(f"[{db}] {args.streams} open streams ...", flush=True)
         streams = asyncio.run(streams_health(server, record_id, args.streams))
         fuzzed = None
@@ -380,8 +488,14 @@ def run_db(db: str, args: argparse.Namespace) -> dict:
             fuzzed = fuzz(server, args.fuzz)
         peak = server.peak_rss_mb()
         stop_s = server.stop()
-        return {"db": db, "levels": levels, "streams": streams, "fuzz": fuzzed, "peak_rss_mb": peak,
-                "sigterm_exit_s": stop_s}
+        return {
+            "db": db,
+            "levels": levels,
+            "streams": streams,
+            "fuzz": fuzzed,
+            "peak_rss_mb": peak,
+            "sigterm_exit_s": stop_s,
+        }
     finally:
         if server is not None and server.proc.poll() is None:
             server.proc.kill()
@@ -391,42 +505,63 @@ def run_db(db: str, args: argparse.Namespace) -> dict:
 
 
 def render(results: list[dict], args: argparse.Namespace, command: str) -> str:
-    lines = [f"# Service load and attack — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
-             f"Command: `{command}`", "",
-             f"A real `ecglens serve` on 127.0.0.1 (in-process jobs, ECGLENS_WORKERS={args.workers}, default "
-             f"pools: 40 request threads), {os.cpu_count()} CPU cores shared with other work; clients in one "
-             f"asyncio process on the same machine. Mix per client: 30 % record list (limit 50), 20 % record, 20 % "
-             f"signal window (10 s, 2000 points), 15 % analysis read, 7 % new analysis (builtin, budget "
-             f"{args.budget}; at most {MAX_NEW_ANALYSES} per level, then reads instead), 8 % progress stream "
-             f"followed to its end; {args.seconds:g} s per level, each level started with no job queued. Reads = the "
-             "GETs. Errors = non-2xx or transport errors (client timeout 60 s). Audit: events written / audited requests "
-             "answered (a request the client gave up on may still have been served and audited).", "",
-             "Mix `reads`: the reads alone (the first 85 % of the mix, renormalised).", "",
-             "| db | mix | clients | requests | req/s | read p50 ms | read p95 ms | errors (timeouts) | "
-             "audit written / answered |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Service load and attack — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"A real `ecglens serve` on 127.0.0.1 (in-process jobs, ECGLENS_WORKERS={args.workers}, default "
+        f"pools: 40 request threads), {os.cpu_count()} CPU cores shared with other work; clients in one "
+        f"asyncio process on the same machine. Mix per client: 30 % record list (limit 50), 20 % record, 20 % "
+        f"signal window (10 s, 2000 points), 15 % analysis read, 7 % new analysis (builtin, budget "
+        f"{args.budget}; at most {MAX_NEW_ANALYSES} per level, then reads instead), 8 % progress stream "
+        f"followed to its end; {args.seconds:g} s per level, each level started with no job queued. Reads = the "
+        "GETs. Errors = non-2xx or transport errors (client timeout 60 s). Audit: events written / audited requests "
+        "answered (a request the client gave up on may still have been served and audited).",
+        "",
+        "Mix `reads`: the reads alone (the first 85 % of the mix, renormalised).",
+        "",
+        "| db | mix | clients | requests | req/s | read p50 ms | read p95 ms | errors (timeouts) | "
+        "audit written / answered |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         for lv in r["levels"]:
-            lines.append(f"| {r['db']} | {lv['mix']} | {lv['clients']} | {lv['requests']} | {lv['rps']:.1f} | "
-                         f"{lv['read_p50_ms']:.0f} | {lv['read_p95_ms']:.0f} | {lv['errors']} ({lv['timeouts']}) | "
-                         f"{lv['audit_written']} / {lv['audited']} |")
-    lines += ["", "| db | open progress streams | failed | /healthz p50 ms | p95 ms | max ms |",
-              "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {r['db']} | {lv['mix']} | {lv['clients']} | {lv['requests']} | {lv['rps']:.1f} | "
+                f"{lv['read_p50_ms']:.0f} | {lv['read_p95_ms']:.0f} | {lv['errors']} ({lv['timeouts']}) | "
+                f"{lv['audit_written']} / {lv['audited']} |"
+            )
+    lines += [
+        "",
+        "| db | open progress streams | failed | /healthz p50 ms | p95 ms | max ms |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         s = r["streams"]
-        lines.append(f"| {r['db']} | {s['streams']} | {s['failed']} | {s['health_p50_ms']:.0f} | "
-                     f"{s['health_p95_ms']:.0f} | {s['health_max_ms']:.0f} |")
+        lines.append(
+            f"| {r['db']} | {s['streams']} | {s['failed']} | {s['health_p50_ms']:.0f} | "
+            f"{s['health_p95_ms']:.0f} | {s['health_max_ms']:.0f} |"
+        )
     lines += ["", "| db | server peak RSS MB (whole run) | SIGTERM to exit s |", "|---|---|---|"]
     for r in results:
         lines.append(f"| {r['db']} | {r['peak_rss_mb']:.0f} | {r['sigterm_exit_s']:.1f} |")
     for r in results:
         if r["fuzz"]:
             f = r["fuzz"]
-            lines += ["", f"Fuzzed uploads ({r['db']}, tests/api/upload_cases.py, 4 MiB upload limit): {f['cases']} "
-                          f"cases, statuses {f['statuses']}, 5xx or dropped: {f['server_errors']}, server peak RSS "
-                          f"{f['peak_rss_mb']:.0f} MB (including the load run before it)."]
-    lines += ["", "Per endpoint (n, p50 ms, p95 ms):", "", "| db | mix | clients | endpoint | n | p50 ms | p95 ms |",
-              "|---|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"Fuzzed uploads ({r['db']}, tests/api/upload_cases.py, 4 MiB upload limit): {f['cases']} "
+                f"cases, statuses {f['statuses']}, 5xx or dropped: {f['server_errors']}, server peak RSS "
+                f"{f['peak_rss_mb']:.0f} MB (including the load run before it).",
+            ]
+    lines += [
+        "",
+        "Per endpoint (n, p50 ms, p95 ms):",
+        "",
+        "| db | mix | clients | endpoint | n | p50 ms | p95 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         for lv in r["levels"]:
             for name, (n, p50, p95) in lv["endpoints"].items():
@@ -441,8 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per level. Default: 10")
     parser.add_argument("--streams", type=int, default=100, help="progress streams held open. Default: 100")
     parser.add_argument("--fuzz", type=int, default=1000, help="hostile uploads (SQLite run). Default: 1000")
-    parser.add_argument("--mix", default="reads,mixed", help="reads and/or mixed (reads, analyses, streams). "
-                                                              "Default: both")
+    parser.add_argument(
+        "--mix", default="reads,mixed", help="reads and/or mixed (reads, analyses, streams). Default: both"
+    )
     parser.add_argument("--budget", type=int, default=25, help="query budget per analysis. Default: 25")
     parser.add_argument("--workers", type=int, default=1, help="ECGLENS_WORKERS of the server. Default: 1")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "service_load.md")

@@ -1,4 +1,5 @@
 """Shared fixtures: where the real PhysioNet data lives, and small generated records that are always there."""
+
 from __future__ import annotations
 
 import os

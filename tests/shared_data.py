@@ -1,5 +1,6 @@
 """Where the real PhysioNet data lives. Test modules import `shared_path` from here (``tests/`` is on the
 pytest python path), since ``from conftest import ...`` is ambiguous with several conftest files."""
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ Public entry points (docs/architecture.md, "Seams"; docs/api.md for REST):
 
 Imports are lazy so that reading a record does not pay for torch.
 """
+
 from __future__ import annotations
 
 import sys
@@ -20,8 +21,19 @@ from ecglens.ecg import Ecg, normalize_lead
 from ecglens.errors import ClassifierError, QueryBudgetExceeded, RecordError
 
 __version__ = "0.1.0"
-__all__ = ["Ecg", "RecordError", "ClassifierError", "QueryBudgetExceeded", "normalize_lead",
-           "read_record", "load_classifier", "explain", "robustness", "screen", "__version__"]
+__all__ = [
+    "Ecg",
+    "RecordError",
+    "ClassifierError",
+    "QueryBudgetExceeded",
+    "normalize_lead",
+    "read_record",
+    "load_classifier",
+    "explain",
+    "robustness",
+    "screen",
+    "__version__",
+]
 
 
 def read_record(path_or_bytes: Any, filename: str | None = None, **kwargs: Any) -> Ecg:

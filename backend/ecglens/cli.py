@@ -5,6 +5,7 @@ Each subcommand lives beside the code it drives: a module in `COMMAND_MODULES` e
 ``register(subparsers)``, which adds its parsers and sets ``func`` on them. Bad input ends with a one-line
 message naming the file and what is wrong (exit 2), never a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,12 @@ import sys
 from ecglens.errors import ClassifierError, RecordError
 
 COMMAND_MODULES = (
-    "ecglens.service.cli",        # serve, create-key, audit verify
-    "ecglens.classifiers.cli",    # train-classifier
-    "ecglens.agent.cli",          # explain, robustness, train-agent
-    "ecglens.hardening.cli",      # harden
-    "ecglens.screening",          # screen
-    "ecglens.classifiers.zoo",    # train-zoo
+    "ecglens.service.cli",  # serve, create-key, audit verify
+    "ecglens.classifiers.cli",  # train-classifier
+    "ecglens.agent.cli",  # explain, robustness, train-agent
+    "ecglens.hardening.cli",  # harden
+    "ecglens.screening",  # screen
+    "ecglens.classifiers.zoo",  # train-zoo
 )
 
 

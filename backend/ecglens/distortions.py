@@ -48,10 +48,12 @@ Moody GB, Muldrow WE, Mark RG. A noise stress test for arrhythmia detectors. Com
 11:381-384 (1984). Friesen GM et al. A comparison of the noise sensitivity of nine QRS detection algorithms.
 IEEE Trans Biomed Eng 37(1):85-98 (1990) (the noise types and their frequency ranges).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import fft as spfft
@@ -63,13 +65,28 @@ KINDS = ("baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian
 NSTDB_SNR_LEVELS_DB = (24.0, 18.0, 12.0, 6.0, 0.0, -6.0)
 
 _ALIASES = {
-    "baseline_wander": "baseline_wander", "bw": "baseline_wander", "baseline": "baseline_wander",
+    "baseline_wander": "baseline_wander",
+    "bw": "baseline_wander",
+    "baseline": "baseline_wander",
     "wander": "baseline_wander",
-    "powerline": "powerline", "pli": "powerline", "powerline_50": "powerline", "powerline_60": "powerline",
-    "mains": "powerline", "power_line": "powerline",
-    "muscle": "muscle", "ma": "muscle", "emg": "muscle", "muscle_artifact": "muscle", "muscle_artefact": "muscle",
-    "electrode_motion": "electrode_motion", "em": "electrode_motion", "motion": "electrode_motion",
-    "gaussian": "gaussian", "white": "gaussian", "awgn": "gaussian", "white_noise": "gaussian",
+    "powerline": "powerline",
+    "pli": "powerline",
+    "powerline_50": "powerline",
+    "powerline_60": "powerline",
+    "mains": "powerline",
+    "power_line": "powerline",
+    "muscle": "muscle",
+    "ma": "muscle",
+    "emg": "muscle",
+    "muscle_artifact": "muscle",
+    "muscle_artefact": "muscle",
+    "electrode_motion": "electrode_motion",
+    "em": "electrode_motion",
+    "motion": "electrode_motion",
+    "gaussian": "gaussian",
+    "white": "gaussian",
+    "awgn": "gaussian",
+    "white_noise": "gaussian",
     "gaussian_noise": "gaussian",
 }
 # Aliases that also fix the mains frequency.
@@ -95,13 +112,11 @@ def _resolve(kind: str) -> tuple[str, float | None]:
     key = str(kind).strip().lower().replace("-", "_").replace(" ", "_")
     if key not in _ALIASES:
         aliases = ", ".join(sorted(k for k in _ALIASES if k not in KINDS))
-        raise ValueError(f"unknown distortion kind {kind!r}; valid kinds: {', '.join(KINDS)} "
-                         f"(aliases: {aliases})")
+        raise ValueError(f"unknown distortion kind {kind!r}; valid kinds: {', '.join(KINDS)} (aliases: {aliases})")
     return _ALIASES[key], _ALIAS_MAINS.get(key)
 
 
-def noise(kind: str, n_samples: int, fs: float, rng: np.random.Generator, *,
-          mains_hz: float = 50.0) -> np.ndarray:
+def noise(kind: str, n_samples: int, fs: float, rng: np.random.Generator, *, mains_hz: float = 50.0) -> np.ndarray:
     """One realisation of a noise kind: zero mean, unit RMS.
 
     Parameters
@@ -125,8 +140,9 @@ def noise(kind: str, n_samples: int, fs: float, rng: np.random.Generator, *,
     return noise_batch(kind, 1, n_samples, fs, rng, mains_hz=mains_hz)[0]
 
 
-def noise_batch(kind: str, n: int, n_samples: int, fs: float, rng: np.random.Generator, *,
-                mains_hz: float = 50.0) -> np.ndarray:
+def noise_batch(
+    kind: str, n: int, n_samples: int, fs: float, rng: np.random.Generator, *, mains_hz: float = 50.0
+) -> np.ndarray:
     """``n`` independent realisations of a noise kind at once (vectorised; one FFT pass for the batch).
 
     Same parameters as `noise` plus ``n``; returns float32 ``[n, n_samples]``, each row with mean 0 and RMS 1.
@@ -167,8 +183,10 @@ def _standardise(x: np.ndarray) -> np.ndarray:
 # spectrum of white Gaussian noise), times the kind's gain, then one inverse FFT. Only bins where the gain is
 # not negligible get random numbers, which is what makes `noise_batch` fast.
 
-def _butterworth_gain(f: np.ndarray, low: float | None, high: float | None, low_order: float = 1.0,
-                      high_order: float = 1.0) -> np.ndarray:
+
+def _butterworth_gain(
+    f: np.ndarray, low: float | None, high: float | None, low_order: float = 1.0, high_order: float = 1.0
+) -> np.ndarray:
     """Magnitude of an analog Butterworth band-pass (fractional orders allowed: slope 20·order dB/decade)."""
     g = np.ones_like(f)
     with np.errstate(divide="ignore"):
@@ -276,6 +294,7 @@ def _smooth_random(n: int, n_samples: int, fs: float, spacing_s: float, rng: np.
 
 # -- the generators (each [n, >= n_samples] float32, not yet standardised) ------------------------------------
 
+
 def _baseline_wander(n: int, n_samples: int, n_keep: int, fs: float, rng: np.random.Generator) -> np.ndarray:
     gain = _shaped_gain("baseline_wander", n_samples, fs)
     drift = _unit_rms(_irfft(_gaussian_spectrum(rng, n, n_samples, gain), n_samples))[:, :n_keep]
@@ -308,16 +327,16 @@ def _electrode_motion(n: int, n_samples: int, n_keep: int, fs: float, rng: np.ra
     n_events = max(1, int(np.ceil(_EM_EVENT_RATE_HZ * n_samples / fs)))
     times = rng.integers(0, n_samples, (n, n_events))
     impulses = np.zeros((n, n_samples), dtype=np.float32)
-    impulses[np.repeat(np.arange(n), n_events), times.ravel()] = rng.standard_normal(n * n_events,
-                                                                                     dtype=np.float32)
+    impulses[np.repeat(np.arange(n), n_events), times.ravel()] = rng.standard_normal(n * n_events, dtype=np.float32)
     tau_spike = rng.uniform(0.03, 0.15, (n, 1)).astype(np.float32)
     tau_step = rng.uniform(0.5, 2.0, (n, 1)).astype(np.float32)
     step_weight = rng.uniform(-1.0, 1.0, (n, 1)).astype(np.float32) * np.float32(_EM_STEP_WEIGHT)
     smooth = _butterworth_gain(f, None, _EM_SMOOTH_HZ, 1.0, 2.0).astype(np.float32)
     # An exponential decay exp(-t/tau) has the spectrum tau / (1 + i 2 pi f tau).
     i_two_pi_f = 1j * np.float32(2 * np.pi) * f
-    kernel = smooth * (1.0 / (1.0 + i_two_pi_f * tau_spike)
-                       + step_weight * (tau_step / tau_spike) / (1.0 + i_two_pi_f * tau_step))
+    kernel = smooth * (
+        1.0 / (1.0 + i_two_pi_f * tau_spike) + step_weight * (tau_step / tau_spike) / (1.0 + i_two_pi_f * tau_step)
+    )
     events = spfft.rfft(impulses, axis=1, workers=1)[:, :nb] * kernel
     events[:, 0] = 0
     events *= 1.0 / (np.sqrt(np.sum(np.abs(events) ** 2, axis=1, keepdims=True)) + 1e-12)
@@ -345,8 +364,10 @@ def _powerline(n: int, n_samples: int, fs: float, rng: np.random.Generator, main
     if not np.isfinite(mains_hz) or mains_hz <= 0:
         raise ValueError(f"mains frequency must be positive, got {mains_hz} Hz")
     if mains_hz >= nyquist:
-        raise ValueError(f"powerline noise at {mains_hz:g} Hz cannot be represented at {fs:g} Hz sampling "
-                         f"(Nyquist {nyquist:g} Hz); the record needs fs > {2 * mains_hz:g} Hz")
+        raise ValueError(
+            f"powerline noise at {mains_hz:g} Hz cannot be represented at {fs:g} Hz sampling "
+            f"(Nyquist {nyquist:g} Hz); the record needs fs > {2 * mains_hz:g} Hz"
+        )
     harmonics = [k for k in range(1, len(_HARMONIC_AMPLITUDE) + 1) if k * mains_hz < nyquist]
     basis = _harmonic_basis(n_samples, fs, float(mains_hz), tuple(harmonics))  # [2K, n_samples]
     lo = np.array([_HARMONIC_AMPLITUDE[k - 1][0] for k in harmonics])
@@ -368,11 +389,16 @@ def _harmonic_basis(n_samples: int, fs: float, mains_hz: float, harmonics: tuple
     return np.concatenate([np.sin(w), np.cos(w)]).astype(np.float32)
 
 
-_GENERATORS = {"baseline_wander": _baseline_wander, "muscle": _muscle, "electrode_motion": _electrode_motion,
-               "gaussian": _gaussian}
+_GENERATORS = {
+    "baseline_wander": _baseline_wander,
+    "muscle": _muscle,
+    "electrode_motion": _electrode_motion,
+    "gaussian": _gaussian,
+}
 
 
 # -- scaling and applying -------------------------------------------------------------------------------------
+
 
 def scale_to_snr(noise: np.ndarray, signal_power: float | np.ndarray, snr_db: float) -> np.ndarray:
     """Noise scaled so that ``10 * log10(signal_power / noise_power) == snr_db``.
@@ -394,7 +420,7 @@ def scale_to_snr(noise: np.ndarray, signal_power: float | np.ndarray, snr_db: fl
         (no SNR can be set against nothing).
     """
     x = np.asarray(noise, dtype=np.float64)
-    p_noise = np.mean(x ** 2, axis=-1, keepdims=True)
+    p_noise = np.mean(x**2, axis=-1, keepdims=True)
     p_signal = np.broadcast_to(np.asarray(signal_power, dtype=np.float64), x.shape[:-1])[..., None]
     target = p_signal * 10.0 ** (-float(snr_db) / 10.0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -402,8 +428,17 @@ def scale_to_snr(noise: np.ndarray, signal_power: float | np.ndarray, snr_db: fl
     return (x * gain).astype(np.float32)
 
 
-def distort(ecg: Ecg, kind: str, snr_db: float, rng: np.random.Generator, *, start_s: float | None = None,
-            end_s: float | None = None, leads: Sequence[str] | None = None, mains_hz: float = 50.0) -> Ecg:
+def distort(
+    ecg: Ecg,
+    kind: str,
+    snr_db: float,
+    rng: np.random.Generator,
+    *,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    leads: Sequence[str] | None = None,
+    mains_hz: float = 50.0,
+) -> Ecg:
     """The record with noise of ``kind`` added at ``snr_db`` on ``[start_s, end_s)`` of the given leads.
 
     Each lead gets its own noise realisation, scaled against that lead's nst-style signal power (measured on
@@ -455,8 +490,9 @@ def _span(ecg: Ecg, start_s: float | None, end_s: float | None) -> tuple[int, in
     a = 0 if start_s is None else int(round(float(start_s) * ecg.fs))
     b = ecg.n_samples if end_s is None else int(round(float(end_s) * ecg.fs))
     if a < 0 or b > ecg.n_samples or b <= a:
-        raise ValueError(f"distortion span [{start_s}, {end_s}) s is empty or outside the "
-                         f"{ecg.duration_s:.3f} s record")
+        raise ValueError(
+            f"distortion span [{start_s}, {end_s}) s is empty or outside the {ecg.duration_s:.3f} s record"
+        )
     return a, b
 
 
@@ -468,7 +504,7 @@ def _edge_taper(n_samples: int, fs: float, *, fade_in: bool, fade_out: bool) -> 
         if fade_in:
             w[:m] = ramp
         if fade_out:
-            w[n_samples - m:] = ramp[::-1]
+            w[n_samples - m :] = ramp[::-1]
     return w
 
 

@@ -4,12 +4,14 @@ An `Ecg` is what every reader returns and every explainer consumes: a float32 ``
 millivolts, its sampling rate in Hz, canonical lead names, and the header metadata kept apart from the signal
 (so nothing from the header ever has to travel with the samples into logs or classifiers).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,24 +21,56 @@ _CANONICAL = STANDARD_12 + ("MLI", "MLII", "MLIII", "V", "X", "Y", "Z")
 
 # Folded spellings (upper-cased, spaces/underscores/dashes removed) -> canonical name.
 _ALIASES: dict[str, str] = {name.upper(): name for name in _CANONICAL}
-_ALIASES.update({
-    "LEADI": "I", "LEADII": "II", "LEADIII": "III", "DI": "I", "DII": "II", "DIII": "III",
-    "L1": "I", "L2": "II", "L3": "III", "1": "I", "2": "II", "3": "III",
-    "AVR": "aVR", "AVL": "aVL", "AVF": "aVF", "LEADAVR": "aVR", "LEADAVL": "aVL", "LEADAVF": "aVF",
-    "-AVR": "aVR",
-    "ML2": "MLII", "MLII": "MLII", "MLIII": "MLIII", "ML3": "MLIII", "ML1": "MLI",
-    "VX": "X", "VY": "Y", "VZ": "Z",
-    # IEEE 11073 MDC codes as used by HL7 aECG and DICOM.
-    "MDCECGLEADI": "I", "MDCECGLEADII": "II", "MDCECGLEADIII": "III",
-    "MDCECGLEADAVR": "aVR", "MDCECGLEADAVL": "aVL", "MDCECGLEADAVF": "aVF",
-    **{f"MDCECGLEADV{i}": f"V{i}" for i in range(1, 7)},
-    **{f"LEADV{i}": f"V{i}" for i in range(1, 7)},
-    **{f"PRECORDIALV{i}": f"V{i}" for i in range(1, 7)},
-})
+_ALIASES.update(
+    {
+        "LEADI": "I",
+        "LEADII": "II",
+        "LEADIII": "III",
+        "DI": "I",
+        "DII": "II",
+        "DIII": "III",
+        "L1": "I",
+        "L2": "II",
+        "L3": "III",
+        "1": "I",
+        "2": "II",
+        "3": "III",
+        "AVR": "aVR",
+        "AVL": "aVL",
+        "AVF": "aVF",
+        "LEADAVR": "aVR",
+        "LEADAVL": "aVL",
+        "LEADAVF": "aVF",
+        "-AVR": "aVR",
+        "ML2": "MLII",
+        "MLII": "MLII",
+        "MLIII": "MLIII",
+        "ML3": "MLIII",
+        "ML1": "MLI",
+        "VX": "X",
+        "VY": "Y",
+        "VZ": "Z",
+        # IEEE 11073 MDC codes as used by HL7 aECG and DICOM.
+        "MDCECGLEADI": "I",
+        "MDCECGLEADII": "II",
+        "MDCECGLEADIII": "III",
+        "MDCECGLEADAVR": "aVR",
+        "MDCECGLEADAVL": "aVL",
+        "MDCECGLEADAVF": "aVF",
+        **{f"MDCECGLEADV{i}": f"V{i}" for i in range(1, 7)},
+        **{f"LEADV{i}": f"V{i}" for i in range(1, 7)},
+        **{f"PRECORDIALV{i}": f"V{i}" for i in range(1, 7)},
+    }
+)
 
 # A lead a model asks for may be stood in for by a close equivalent when the record lacks it.
 LEAD_STAND_INS: dict[str, tuple[str, ...]] = {
-    "MLII": ("II",), "II": ("MLII",), "MLI": ("I",), "I": ("MLI",), "MLIII": ("III",), "III": ("MLIII",),
+    "MLII": ("II",),
+    "II": ("MLII",),
+    "MLI": ("I",),
+    "I": ("MLI",),
+    "MLIII": ("III",),
+    "III": ("MLIII",),
 }
 
 
@@ -107,7 +141,7 @@ class Ecg:
     def duration_s(self) -> float:
         return self.n_samples / self.fs
 
-    def replace(self, **changes: Any) -> "Ecg":
+    def replace(self, **changes: Any) -> Ecg:
         """A copy with some fields changed (``ecg.replace(signal=noisy)``)."""
         return dataclasses.replace(self, **changes)
 
@@ -119,12 +153,12 @@ class Ecg:
                 return self.leads.index(candidate)
         raise KeyError(f"record has no lead {wanted!r} (leads: {', '.join(self.leads)})")
 
-    def select_leads(self, leads: Sequence[str]) -> "Ecg":
+    def select_leads(self, leads: Sequence[str]) -> Ecg:
         """The record restricted to ``leads`` in that order, stand-ins allowed; names become the requested ones."""
         rows = [self.lead_index(lead) for lead in leads]
         return self.replace(signal=self.signal[rows], leads=tuple(normalize_lead(x) for x in leads))
 
-    def crop(self, start_s: float, end_s: float) -> "Ecg":
+    def crop(self, start_s: float, end_s: float) -> Ecg:
         """The part of the record between ``start_s`` and ``end_s`` seconds."""
         a = max(0, int(round(start_s * self.fs)))
         b = min(self.n_samples, int(round(end_s * self.fs)))
@@ -132,7 +166,7 @@ class Ecg:
             raise ValueError(f"empty crop [{start_s}, {end_s}) s of a {self.duration_s:.2f} s record")
         return self.replace(signal=self.signal[:, a:b])
 
-    def resample(self, fs: float) -> "Ecg":
+    def resample(self, fs: float) -> Ecg:
         """The record resampled to ``fs`` Hz (polyphase filtering, scipy.signal.resample_poly)."""
         if abs(fs - self.fs) < 1e-9:
             return self

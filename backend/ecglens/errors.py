@@ -1,4 +1,5 @@
 """The project's exception types. Readers raise only `RecordError`; budgets raise `QueryBudgetExceeded`."""
+
 from __future__ import annotations
 
 

@@ -2,6 +2,7 @@
 
 The JSON form (``to_dict``) is the contract the REST API stores and the browser draws by field name.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,8 +41,13 @@ class Segment:
     distortion: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lead": self.lead, "start_s": round(float(self.start_s), 4), "end_s": round(float(self.end_s), 4),
-                "score": round(float(self.score), 4), "distortion": self.distortion}
+        return {
+            "lead": self.lead,
+            "start_s": round(float(self.start_s), 4),
+            "end_s": round(float(self.end_s), 4),
+            "score": round(float(self.score), 4),
+            "distortion": self.distortion,
+        }
 
 
 @dataclass
@@ -64,8 +70,12 @@ class Adversarial:
     label: str
 
     def to_dict(self, include_signals: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {"snr_db": _finite_or_none(self.snr_db), "l2": float(self.l2),
-                               "flipped": bool(self.flipped), "label": self.label}
+        out: dict[str, Any] = {
+            "snr_db": _finite_or_none(self.snr_db),
+            "l2": float(self.l2),
+            "flipped": bool(self.flipped),
+            "label": self.label,
+        }
         if include_signals:
             out["signal"] = np.round(self.signal.astype(float), 5).tolist()
             out["noise"] = np.round(self.noise.astype(float), 5).tolist()
@@ -106,8 +116,11 @@ class Explanation:
         adversarial = None
         if self.adversarial is not None:
             adversarial = self.adversarial.to_dict(include_signals)
-            adversarial.update(noise_spans(self.adversarial, self.fs, self.leads, self.start_s,
-                                           (self.extra.get("grid") or {}).get("bounds_s")))
+            adversarial.update(
+                noise_spans(
+                    self.adversarial, self.fs, self.leads, self.start_s, (self.extra.get("grid") or {}).get("bounds_s")
+                )
+            )
         out: dict[str, Any] = {
             "diagnosis": self.diagnosis.to_dict(),
             "segments": [s.to_dict() for s in self.segments],
@@ -141,9 +154,12 @@ class DistortionRobustness:
     flip_rate_at_snr: dict[float, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"distortion": self.distortion, "flip_snr_db": _finite_or_none(self.flip_snr_db),
-                "probability_at_snr": {str(k): float(v) for k, v in self.probability_at_snr.items()},
-                "flip_rate_at_snr": {str(k): float(v) for k, v in self.flip_rate_at_snr.items()}}
+        return {
+            "distortion": self.distortion,
+            "flip_snr_db": _finite_or_none(self.flip_snr_db),
+            "probability_at_snr": {str(k): float(v) for k, v in self.probability_at_snr.items()},
+            "flip_rate_at_snr": {str(k): float(v) for k, v in self.flip_rate_at_snr.items()},
+        }
 
 
 @dataclass
@@ -159,13 +175,24 @@ class RobustnessReport:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "score": float(self.score), "snr_levels_db": list(self.snr_levels_db),
-                "distortions": [d.to_dict() for d in self.distortions], "queries": int(self.queries),
-                "elapsed_s": round(float(self.elapsed_s), 4), "extra": _jsonable(self.extra)}
+        return {
+            "label": self.label,
+            "score": float(self.score),
+            "snr_levels_db": list(self.snr_levels_db),
+            "distortions": [d.to_dict() for d in self.distortions],
+            "queries": int(self.queries),
+            "elapsed_s": round(float(self.elapsed_s), 4),
+            "extra": _jsonable(self.extra),
+        }
 
 
-def noise_spans(adversarial: Adversarial, fs: float, leads: tuple[str, ...] | list[str], start_s: float,
-                bounds_s: list | None = None) -> dict[str, Any]:
+def noise_spans(
+    adversarial: Adversarial,
+    fs: float,
+    leads: tuple[str, ...] | list[str],
+    start_s: float,
+    bounds_s: list | None = None,
+) -> dict[str, Any]:
     """Where the minimal flipping distortion put its noise: every distorted stretch, not only the top-scored
     critical segments (the two differ: the segments rank where the classifier is sensitive, the noise is what the
     search needed to flip it).
@@ -196,13 +223,18 @@ def noise_spans(adversarial: Adversarial, fs: float, leads: tuple[str, ...] | li
                 run[1] = b
                 continue
             if run is not None:
-                sig = float(np.sum(centred[row, run[0]:run[1]] ** 2))
-                noi = float(np.sum(noise[row, run[0]:run[1]] ** 2))
+                sig = float(np.sum(centred[row, run[0] : run[1]] ** 2))
+                noi = float(np.sum(noise[row, run[0] : run[1]] ** 2))
                 e_signal, e_noise, samples = e_signal + sig, e_noise + noi, samples + run[1] - run[0]
-                spans.append({"lead": leads[row] if row < len(leads) else str(row),
-                              "start_s": round(start_s + run[0] / fs, 4), "end_s": round(start_s + run[1] / fs, 4),
-                              "noise_rms_mv": round(float(np.sqrt(noi / max(1, run[1] - run[0]))), 5),
-                              "snr_db": _db(sig, noi)})
+                spans.append(
+                    {
+                        "lead": leads[row] if row < len(leads) else str(row),
+                        "start_s": round(start_s + run[0] / fs, 4),
+                        "end_s": round(start_s + run[1] / fs, 4),
+                        "noise_rms_mv": round(float(np.sqrt(noi / max(1, run[1] - run[0]))), 5),
+                        "snr_db": _db(sig, noi),
+                    }
+                )
                 run = None
             if hit:
                 run = [a, b]

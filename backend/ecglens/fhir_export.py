@@ -19,23 +19,24 @@
 Our own codes live under ``urn:ecglens:fhir:*`` systems (the class names are the model card's, not a standard
 terminology); leads use MDC and LOINC as the FHIR ECG example does.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
-
+from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Any
 
 from ecglens.formats.fhir import LOINC_SYSTEM, OBSERVATION_CATEGORY_SYSTEM, UCUM_SYSTEM, lead_code
 from ecglens.reports.summary import analysis_summary
 
 SYSTEM = "urn:ecglens:fhir"
-CLASS_SYSTEM = f"{SYSTEM}:class"                  # codes: the model card's class names
-COMPONENT_SYSTEM = f"{SYSTEM}:component"          # codes: what a component holds (below)
-DISTORTION_SYSTEM = f"{SYSTEM}:distortion"        # codes: ecglens.distortions.KINDS
-METHOD_SYSTEM = f"{SYSTEM}:method"                # codes: "policy", "greedy-scan", baseline names
+CLASS_SYSTEM = f"{SYSTEM}:class"  # codes: the model card's class names
+COMPONENT_SYSTEM = f"{SYSTEM}:component"  # codes: what a component holds (below)
+DISTORTION_SYSTEM = f"{SYSTEM}:distortion"  # codes: ecglens.distortions.KINDS
+METHOD_SYSTEM = f"{SYSTEM}:method"  # codes: "policy", "greedy-scan", baseline names
 ANALYSIS_ID_SYSTEM = f"{SYSTEM}:analysis"
 RECORD_SHA256_SYSTEM = f"{SYSTEM}:record-sha256"
-PATIENT_ID_SYSTEM = f"{SYSTEM}:patient-id"         # the identifier as the record's header gives it
+PATIENT_ID_SYSTEM = f"{SYSTEM}:patient-id"  # the identifier as the record's header gives it
 MODEL_SYSTEM = f"{SYSTEM}:model"
 SEGMENT_SCORE_URL = f"{SYSTEM}:extension:segment-score"
 SEGMENT_DISTORTION_URL = f"{SYSTEM}:extension:segment-distortion"
@@ -112,26 +113,38 @@ def analysis_observation(
 
     identifiers = [{"system": ANALYSIS_ID_SYSTEM, "value": analysis_id}]
     for f in record_files:
-        identifiers.append({"system": RECORD_SHA256_SYSTEM, "value": str(f["sha256"]),
-                            "type": {"text": f"SHA-256 of record file {f.get('filename', '')}".strip()}})
+        identifiers.append(
+            {
+                "system": RECORD_SHA256_SYSTEM,
+                "value": str(f["sha256"]),
+                "type": {"text": f"SHA-256 of record file {f.get('filename', '')}".strip()},
+            }
+        )
     version = str(model_version) if model_version not in (None, "") else None
-    device: dict[str, Any] = {"identifier": {"system": MODEL_SYSTEM, "value": model_name},
-                              "display": f"classifier {model_name}" + (f" version {version}" if version else "")}
+    device: dict[str, Any] = {
+        "identifier": {"system": MODEL_SYSTEM, "value": model_name},
+        "display": f"classifier {model_name}" + (f" version {version}" if version else ""),
+    }
     obs: dict[str, Any] = {
         "resourceType": "Observation",
         "id": analysis_id,
         "identifier": identifiers,
         "status": status,
-        "category": [{"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": "procedure",
-                                  "display": "Procedure"}]}],
-        "code": {"coding": [dict(EKG_STUDY)], "text": "ECG Lens analysis: classifier diagnosis, its explanation "
-                                                      "and its robustness to realistic noise"},
+        "category": [
+            {"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": "procedure", "display": "Procedure"}]}
+        ],
+        "code": {
+            "coding": [dict(EKG_STUDY)],
+            "text": "ECG Lens analysis: classifier diagnosis, its explanation and its robustness to realistic noise",
+        },
     }
     account = dict(summary) if summary else analysis_summary(result, record_leads=record_leads)
     obs["text"] = {"status": "generated", "div": _narrative(account)}
     if patient_id:
-        obs["subject"] = {"identifier": {"system": PATIENT_ID_SYSTEM, "value": str(patient_id)},
-                          "display": f"patient {patient_id}"}
+        obs["subject"] = {
+            "identifier": {"system": PATIENT_ID_SYSTEM, "value": str(patient_id)},
+            "display": f"patient {patient_id}",
+        }
     if issued:
         obs["effectiveDateTime"] = issued
         obs["issued"] = issued
@@ -169,58 +182,91 @@ def _quantity(value: float, unit: str) -> dict[str, Any]:
     return {"value": round(float(value), 6), "unit": unit, "system": UCUM_SYSTEM, "code": unit}
 
 
-def _components(explanation: Mapping[str, Any], robustness: Mapping[str, Any] | None,
-                probabilities: Mapping[str, float]) -> list[dict[str, Any]]:
+def _components(
+    explanation: Mapping[str, Any], robustness: Mapping[str, Any] | None, probabilities: Mapping[str, float]
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name, p in probabilities.items():
-        out.append({"code": _component_code("class-probability", {"system": CLASS_SYSTEM, "code": name},
-                                            text=f"probability of {name}"),
-                    "valueQuantity": _quantity(p, "1")})
+        out.append(
+            {
+                "code": _component_code(
+                    "class-probability", {"system": CLASS_SYSTEM, "code": name}, text=f"probability of {name}"
+                ),
+                "valueQuantity": _quantity(p, "1"),
+            }
+        )
     if robustness is not None:
-        out.append({"code": _component_code("robustness-score", text="robustness score (0 fragile - 1 robust)"),
-                    "valueQuantity": _quantity(float(robustness.get("score", 0.0)), "1")})
+        out.append(
+            {
+                "code": _component_code("robustness-score", text="robustness score (0 fragile - 1 robust)"),
+                "valueQuantity": _quantity(float(robustness.get("score", 0.0)), "1"),
+            }
+        )
         for item in robustness.get("distortions") or []:
             kind = str(item.get("distortion"))
-            component: dict[str, Any] = {"code": _component_code(
-                "flip-snr", {"system": DISTORTION_SYSTEM, "code": kind}, text=f"SNR at which {kind} flips the "
-                                                                              "diagnosis")}
+            component: dict[str, Any] = {
+                "code": _component_code(
+                    "flip-snr",
+                    {"system": DISTORTION_SYSTEM, "code": kind},
+                    text=f"SNR at which {kind} flips the diagnosis",
+                )
+            }
             flip = item.get("flip_snr_db")
             if flip is None:
-                component["dataAbsentReason"] = {"coding": [{"system": DATA_ABSENT_SYSTEM, "code": "not-applicable"}],
-                                                 "text": "the diagnosis held at every SNR tested"}
+                component["dataAbsentReason"] = {
+                    "coding": [{"system": DATA_ABSENT_SYSTEM, "code": "not-applicable"}],
+                    "text": "the diagnosis held at every SNR tested",
+                }
             else:
                 component["valueQuantity"] = _quantity(flip, "dB")
             out.append(component)
     adversarial = explanation.get("adversarial")
     if isinstance(adversarial, Mapping) and adversarial.get("flipped") and adversarial.get("snr_db") is not None:
-        out.append({"code": _component_code("adversarial-snr", text=f"minimal flipping distortion (diagnosis "
-                                                                     f"becomes {adversarial.get('label')})"),
-                    "valueQuantity": _quantity(adversarial["snr_db"], "dB")})
+        out.append(
+            {
+                "code": _component_code(
+                    "adversarial-snr",
+                    text=f"minimal flipping distortion (diagnosis becomes {adversarial.get('label')})",
+                ),
+                "valueQuantity": _quantity(adversarial["snr_db"], "dB"),
+            }
+        )
     for rank, seg in enumerate(explanation.get("segments") or [], start=1):
         lead = str(seg.get("lead"))
         lead_codings = lead_code(lead).get("coding", [])
-        out.append({
-            "code": _component_code("critical-segment", *lead_codings,
-                                    text=f"critical segment {rank}: lead {lead}, {float(seg['start_s']):.3f}-"
-                                         f"{float(seg['end_s']):.3f} s, score {float(seg['score']):.2f}, "
-                                         f"{seg.get('distortion')}"),
-            "valueRange": {"low": _quantity(seg["start_s"], "s"), "high": _quantity(seg["end_s"], "s")},
-            "extension": [{"url": SEGMENT_SCORE_URL, "valueDecimal": round(float(seg["score"]), 4)},
-                          {"url": SEGMENT_DISTORTION_URL, "valueCode": str(seg.get("distortion"))}],
-        })
+        out.append(
+            {
+                "code": _component_code(
+                    "critical-segment",
+                    *lead_codings,
+                    text=f"critical segment {rank}: lead {lead}, {float(seg['start_s']):.3f}-"
+                    f"{float(seg['end_s']):.3f} s, score {float(seg['score']):.2f}, "
+                    f"{seg.get('distortion')}",
+                ),
+                "valueRange": {"low": _quantity(seg["start_s"], "s"), "high": _quantity(seg["end_s"], "s")},
+                "extension": [
+                    {"url": SEGMENT_SCORE_URL, "valueDecimal": round(float(seg["score"]), 4)},
+                    {"url": SEGMENT_DISTORTION_URL, "valueCode": str(seg.get("distortion"))},
+                ],
+            }
+        )
     return out
 
 
 def _robustness_note(robustness: Mapping[str, Any]) -> str:
     extra = robustness.get("extra") if isinstance(robustness.get("extra"), Mapping) else {}
-    definition = extra.get("score_definition") or ("Share of noisy versions of this ECG on which the classifier "
-                                                   "kept its diagnosis; 1 = it always held.")
+    definition = extra.get("score_definition") or (
+        "Share of noisy versions of this ECG on which the classifier kept its diagnosis; 1 = it always held."
+    )
     return f"Robustness score {float(robustness.get('score', 0.0)):.2f}. {definition}"
 
 
 def _narrative(account: Mapping[str, Any]) -> str:
     """The account as the XHTML narrative FHIR asks for (``Observation.text.div``)."""
-    items = "".join(f"<p><b>{escape(str(st['title']))}.</b> {escape(str(st['text']))}</p>"
-                    for st in account.get("statements") or [])
-    return (f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>{escape(str(account.get("headline", "")))}</b></p>'
-            f"{items}</div>")
+    items = "".join(
+        f"<p><b>{escape(str(st['title']))}.</b> {escape(str(st['text']))}</p>" for st in account.get("statements") or []
+    )
+    return (
+        f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>{escape(str(account.get("headline", "")))}</b></p>'
+        f"{items}</div>"
+    )

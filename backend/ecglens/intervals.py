@@ -6,9 +6,10 @@ A benchmark runs on a few dozen cases. Its shares (pointing game, flipped) are r
 When one case contributes several correlated values (a robustness report's seeds and noise draws), ``groups``
 resamples whole cases, not single values, so the interval is not made too narrow by counting a case many times.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -26,9 +27,15 @@ def proportion_ci(successes: int, n: int, confidence: float = CONFIDENCE) -> tup
     return float(ci.low), float(ci.high)
 
 
-def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean, *,
-                 groups: Sequence | None = None, confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
-                 seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    *,
+    groups: Sequence | None = None,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(values)``.
 
     Parameters
@@ -65,13 +72,21 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[[np.n
     if len({stat(np.array([g])) for g in range(n_groups)}) == 1:
         v = stat(np.arange(n_groups))  # every group says the same: the interval is that value
         return v, v
-    res = bootstrap((np.arange(n_groups),), stat, vectorized=False, n_resamples=n_resamples,
-                    confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    res = bootstrap(
+        (np.arange(n_groups),),
+        stat,
+        vectorized=False,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def paired_difference_ci(a: Sequence[float], b: Sequence[float], statistic: Callable[[np.ndarray], float] = np.mean,
-                         **kwargs) -> tuple[float, tuple[float, float]]:
+def paired_difference_ci(
+    a: Sequence[float], b: Sequence[float], statistic: Callable[[np.ndarray], float] = np.mean, **kwargs
+) -> tuple[float, tuple[float, float]]:
     """``statistic(a - b)`` over paired values (same cases) and its bootstrap interval (`bootstrap_ci`)."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if d.size == 0 or np.isnan(d).all():

@@ -15,6 +15,7 @@ Hardening jobs (``POST /models/{name}/harden``, table ``hardening_jobs``) follow
 takes minutes with few progress calls, so a heartbeat thread keeps its lease while it runs. `LocalExecutor` runs
 them on a pool of their own (one thread), so a long fine-tuning never holds up analyses.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,12 +25,13 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
@@ -49,7 +51,7 @@ MAX_EXPLAINED_WINDOWS = 3
 PROGRESS_CHUNK_ROWS = 16
 CELERY_TASK = "ecglens.run_analysis"
 HARDEN_CELERY_TASK = "ecglens.run_hardening"
-JobTable = Union[type[Analysis], type[HardeningJob]]
+JobTable = type[Analysis] | type[HardeningJob]
 
 
 class Executor(ABC):
@@ -83,8 +85,9 @@ class LocalExecutor(Executor):
 
     def __init__(self, runtime: Runtime, workers: int | None = None):
         self.runtime = runtime
-        self.pool = ThreadPoolExecutor(max_workers=workers or runtime.settings.workers,
-                                       thread_name_prefix="ecglens-job")
+        self.pool = ThreadPoolExecutor(
+            max_workers=workers or runtime.settings.workers, thread_name_prefix="ecglens-job"
+        )
         # One fine-tuning at a time: each uses the CPU for minutes and sets torch's process-wide threads.
         self.hardening_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecglens-harden")
         self.futures: dict[str, Future[str]] = {}
@@ -229,10 +232,20 @@ def _take(runtime: Runtime, table: JobTable, job_id: str, worker: str | None) ->
         now = utcnow()
         won = session.execute(
             update(table)
-            .where(table.id == job_id, table.status == row.status,
-                   or_(table.heartbeat_at.is_(None), table.heartbeat_at == row.heartbeat_at))
-            .values(status=RUNNING, attempts=table.attempts + 1, started_at=now, heartbeat_at=now,
-                    worker=(worker or worker_name())[:200], progress=0.0, error=None)
+            .where(
+                table.id == job_id,
+                table.status == row.status,
+                or_(table.heartbeat_at.is_(None), table.heartbeat_at == row.heartbeat_at),
+            )
+            .values(
+                status=RUNNING,
+                attempts=table.attempts + 1,
+                started_at=now,
+                heartbeat_at=now,
+                worker=(worker or worker_name())[:200],
+                progress=0.0,
+                error=None,
+            )
         ).rowcount
         session.commit()
         if not won:
@@ -249,8 +262,11 @@ def requeue(runtime: Runtime, table: JobTable, job_id: str) -> None:
     """Put a running job of this process back in the queue (shutdown): the next start, or another worker,
     runs it again from the beginning."""
     with runtime.sessions() as session:
-        session.execute(update(table).where(table.id == job_id, table.status == RUNNING)
-                        .values(status=QUEUED, heartbeat_at=None, worker=None, progress=0.0))
+        session.execute(
+            update(table)
+            .where(table.id == job_id, table.status == RUNNING)
+            .values(status=QUEUED, heartbeat_at=None, worker=None, progress=0.0)
+        )
         session.commit()
 
 
@@ -262,8 +278,16 @@ class ProgressWriter:
     table (`Analysis` or `HardeningJob`). Default: Analysis.
     """
 
-    def __init__(self, runtime: Runtime, analysis_id: str, lo: float, hi: float, interval_s: float = 0.5, *,
-                 table: JobTable = Analysis):
+    def __init__(
+        self,
+        runtime: Runtime,
+        analysis_id: str,
+        lo: float,
+        hi: float,
+        interval_s: float = 0.5,
+        *,
+        table: JobTable = Analysis,
+    ):
         self.runtime, self.analysis_id, self.lo, self.hi = runtime, analysis_id, lo, hi
         self.interval_s = interval_s
         self.table = table
@@ -286,13 +310,21 @@ class ProgressWriter:
     def write(self, percent: float) -> None:
         t = self.table
         with self.runtime.sessions() as session:
-            session.execute(update(t).where(t.id == self.analysis_id, t.status == RUNNING)
-                            .values(progress=round(percent, 1), heartbeat_at=utcnow()))
+            session.execute(
+                update(t)
+                .where(t.id == self.analysis_id, t.status == RUNNING)
+                .values(progress=round(percent, 1), heartbeat_at=utcnow())
+            )
             session.commit()
 
 
-def run_analysis(analysis_id: str, runtime: Runtime | None = None, *, worker: str | None = None,
-                 classifiers: ClassifierCache | None = None) -> str:
+def run_analysis(
+    analysis_id: str,
+    runtime: Runtime | None = None,
+    *,
+    worker: str | None = None,
+    classifiers: ClassifierCache | None = None,
+) -> str:
     """Run one analysis job to the end; return its final status ("done", "failed"), or "busy" / "missing" when
     the job is not this worker's to run (another live worker has it, or it does not exist).
 
@@ -332,9 +364,11 @@ def run_analysis(analysis_id: str, runtime: Runtime | None = None, *, worker: st
     return DONE
 
 
-def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
-                        classifiers: ClassifierCache) -> tuple[dict[str, Any], int]:
+def _explain_and_stress(
+    runtime: Runtime, analysis_id: str, job: _Claim, classifiers: ClassifierCache
+) -> tuple[dict[str, Any], int]:
     import ecglens
+
     # The function itself: once the submodule is imported, the package attribute `ecglens.robustness` is the
     # module, not the function.
     from ecglens.reports.summary import summarize
@@ -353,25 +387,46 @@ def _explain_and_stress(runtime: Runtime, analysis_id: str, job: _Claim,
     clf = classifiers.get(model)
     screening = ecglens.screen(ecg, clf, progress=ProgressWriter(runtime, analysis_id, 0.0, SCREEN_SHARE))
     # A window asked for is explained alone; by default, the most probable window of each finding.
-    chosen = ([(None, job.start_s)] if job.start_s is not None
-              else screening.windows_to_explain(MAX_EXPLAINED_WINDOWS))
+    chosen = [(None, job.start_s)] if job.start_s is not None else screening.windows_to_explain(MAX_EXPLAINED_WINDOWS)
     step = (EXPLAIN_SHARE - SCREEN_SHARE) / len(chosen)
     windows = []
     for k, (finding, start_s) in enumerate(chosen):
         window_progress = ProgressWriter(runtime, analysis_id, SCREEN_SHARE + k * step, SCREEN_SHARE + (k + 1) * step)
         # Rows answered over the query budget: the explainer's own measure of its progress, at a finer grain.
         counted = RowProgress(clf, lambda rows, p=window_progress: p(min(1.0, rows / max(1, job.query_budget))))
-        explanation = ecglens.explain(ecg, counted, distortions=job.distortions, query_budget=job.query_budget,
-                                      seed=job.seed, start_s=start_s, progress=window_progress)
-        windows.append({"finding": finding or explanation.diagnosis.label, "start_s": float(explanation.start_s),
-                        "explanation": explanation.to_dict()})
+        explanation = ecglens.explain(
+            ecg,
+            counted,
+            distortions=job.distortions,
+            query_budget=job.query_budget,
+            seed=job.seed,
+            start_s=start_s,
+            progress=window_progress,
+        )
+        windows.append(
+            {
+                "finding": finding or explanation.diagnosis.label,
+                "start_s": float(explanation.start_s),
+                "explanation": explanation.to_dict(),
+            }
+        )
     main = windows[0]["explanation"]
     # The robustness sweep tests the first window explained, for the finding that was explained there.
-    report = robustness(ecg, clf, distortions=job.distortions, seed=job.seed,
-                        start_s=main["start_s"], label=main["diagnosis"]["label"],
-                        progress=ProgressWriter(runtime, analysis_id, EXPLAIN_SHARE, 100.0))
-    result = {"explanation": main, "robustness": report.to_dict(), "screening": screening.to_dict(),
-              "windows": [dict(w, explanation=None) if i == 0 else w for i, w in enumerate(windows)]}
+    report = robustness(
+        ecg,
+        clf,
+        distortions=job.distortions,
+        seed=job.seed,
+        start_s=main["start_s"],
+        label=main["diagnosis"]["label"],
+        progress=ProgressWriter(runtime, analysis_id, EXPLAIN_SHARE, 100.0),
+    )
+    result = {
+        "explanation": main,
+        "robustness": report.to_dict(),
+        "screening": screening.to_dict(),
+        "windows": [dict(w, explanation=None) if i == 0 else w for i, w in enumerate(windows)],
+    }
     coverage = _annotation_coverage(record, runtime, windows)
     if coverage is not None:
         result["annotations"] = coverage
@@ -393,8 +448,10 @@ def _annotation_coverage(record: Record, runtime: Runtime, windows: list[dict[st
         main = window["explanation"]
         segments = main.get("segments", [])
         out.append({"finding": window["finding"], "start_s": window["start_s"], **segment_coverage(files, segments)})
-    return {"files": [{"filename": a.filename, "annotator": a.annotator, "beat_counts": a.beat_counts()}
-                      for a in files], "windows": out}
+    return {
+        "files": [{"filename": a.filename, "annotator": a.annotator, "beat_counts": a.beat_counts()} for a in files],
+        "windows": out,
+    }
 
 
 class RowProgress:
@@ -415,17 +472,31 @@ class RowProgress:
 
         parts = []
         for i in range(0, max(1, len(batch)), self._chunk):
-            part = batch[i:i + self._chunk]
+            part = batch[i : i + self._chunk]
             parts.append(self._classifier.predict_proba(part))
             self.rows += len(part)
             self._on_rows(self.rows)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
-def _finish(runtime: Runtime, analysis_id: str, status: str, started: float, *, result: Any = None,
-            error: str | None = None, queries: int | None = 0, table: JobTable = Analysis) -> None:
-    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "heartbeat_at": utcnow(),
-                              "duration_s": round(time.monotonic() - started, 4), "error": error}
+def _finish(
+    runtime: Runtime,
+    analysis_id: str,
+    status: str,
+    started: float,
+    *,
+    result: Any = None,
+    error: str | None = None,
+    queries: int | None = 0,
+    table: JobTable = Analysis,
+) -> None:
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": utcnow(),
+        "heartbeat_at": utcnow(),
+        "duration_s": round(time.monotonic() - started, 4),
+        "error": error,
+    }
     if queries is not None:
         values["queries"] = queries
     if status == DONE:
@@ -481,12 +552,14 @@ def mitdb_folder(settings: Settings) -> Path:
         folder = Path(settings.mitdb_dir)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: MIT-BIH folder (ECGLENS_MITDB_DIR) does not exist")
-    missing = [f"{name}{ext}" for name in DS1 for ext in (".hea", ".dat", ".atr")
-               if not (folder / f"{name}{ext}").is_file()]
+    missing = [
+        f"{name}{ext}" for name in DS1 for ext in (".hea", ".dat", ".atr") if not (folder / f"{name}{ext}").is_file()
+    ]
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-        raise FileNotFoundError(f"{folder}: MIT-BIH folder (ECGLENS_MITDB_DIR) lacks the DS1 training files "
-                                f"hardening needs: {shown}")
+        raise FileNotFoundError(
+            f"{folder}: MIT-BIH folder (ECGLENS_MITDB_DIR) lacks the DS1 training files hardening needs: {shown}"
+        )
     return folder
 
 
@@ -499,7 +572,7 @@ class _Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
 
-    def __enter__(self) -> "_Heartbeat":
+    def __enter__(self) -> _Heartbeat:
         self._thread.start()
         return self
 
@@ -512,8 +585,9 @@ class _Heartbeat:
         while not self._stop.wait(self.every_s):
             try:
                 with self.runtime.sessions() as session:
-                    session.execute(update(t).where(t.id == self.job_id, t.status == RUNNING)
-                                    .values(heartbeat_at=utcnow()))
+                    session.execute(
+                        update(t).where(t.id == self.job_id, t.status == RUNNING).values(heartbeat_at=utcnow())
+                    )
                     session.commit()
             except Exception:  # noqa: BLE001 - a missed beat only shortens the lease; the job goes on
                 log.warning("hardening %s: heartbeat not written", self.job_id, exc_info=True)
@@ -548,11 +622,19 @@ def run_hardening(job_id: str, runtime: Runtime | None = None, *, worker: str | 
         # A reader's error deep in DS1 loading may not name the folder: the job's reason does.
         where = f" (hardening {job.parent_model!r} into {job.new_model!r} on the MIT-BIH records in {folder})"
         with _Heartbeat(runtime, HardeningJob, job_id, every_s=min(60.0, runtime.settings.job_lease_s / 4)):
-            new = run_hardening_job(runtime, job.parent_model, new_name=job.new_model, created_by=job.created_by,
-                                    seed=int(params.get("seed", 0)), epochs=params.get("epochs"),
-                                    agent_windows=params.get("agent_windows"), soup=params.get("soup"),
-                                    data_dir=folder, job_id=job_id,
-                                    progress=ProgressWriter(runtime, job_id, 0.0, 100.0, table=HardeningJob))
+            new = run_hardening_job(
+                runtime,
+                job.parent_model,
+                new_name=job.new_model,
+                created_by=job.created_by,
+                seed=int(params.get("seed", 0)),
+                epochs=params.get("epochs"),
+                agent_windows=params.get("agent_windows"),
+                soup=params.get("soup"),
+                data_dir=folder,
+                job_id=job_id,
+                progress=ProgressWriter(runtime, job_id, 0.0, 100.0, table=HardeningJob),
+            )
     except JobInterrupted:
         requeue(runtime, HardeningJob, job_id)
         log.info("hardening %s interrupted by shutdown: back in the queue", job_id)
@@ -574,13 +656,26 @@ def hardening_summary(new: dict[str, Any]) -> dict[str, Any]:
     training = card.get("training") or {}
     metrics = card.get("metrics") or {}
     return {
-        "name": new["name"], "kind": new["kind"], "sha256": new["sha256"], "parent": new["parent"],
+        "name": new["name"],
+        "kind": new["kind"],
+        "sha256": new["sha256"],
+        "parent": new["parent"],
         "card": {
-            "name": card.get("name"), "version": card.get("version"), "parent": card.get("parent"),
+            "name": card.get("name"),
+            "version": card.get("version"),
+            "parent": card.get("parent"),
             "classes": card.get("classes"),
-            "metrics": {k: metrics.get(k) for k in ("ds1_validation", "ds1_validation_parent",
-                                                    "ds1_validation_noisy", "ds1_validation_noisy_parent")},
-            "training": {k: training.get(k) for k in ("parent", "seed", "epochs", "steps_per_epoch",
-                                                      "agent_pool", "timing_s")},
+            "metrics": {
+                k: metrics.get(k)
+                for k in (
+                    "ds1_validation",
+                    "ds1_validation_parent",
+                    "ds1_validation_noisy",
+                    "ds1_validation_noisy_parent",
+                )
+            },
+            "training": {
+                k: training.get(k) for k in ("parent", "seed", "epochs", "steps_per_epoch", "agent_pool", "timing_s")
+            },
         },
     }

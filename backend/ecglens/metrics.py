@@ -5,15 +5,17 @@ Pure functions named after the metric. Signals are ``[leads, samples]`` arrays i
 cell numbers of a `SegmentGrid`, most important first. The deletion and insertion curves query the classifier
 through their own `QueryCounter`, never the explainer's, so an evaluation never costs a method queries.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ecglens.classifiers.base import Classifier, QueryCounter
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.cells import cell_mask, cell_medians
+from ecglens.classifiers.base import Classifier, QueryCounter
 
 
 def snr_db(clean: np.ndarray, noisy: np.ndarray) -> float:
@@ -36,7 +38,7 @@ def snr_db(clean: np.ndarray, noisy: np.ndarray) -> float:
     """
     clean, noisy = _same_shape(clean, noisy)
     centred = clean - clean.mean(axis=-1, keepdims=True)
-    e_signal = float(np.sum(centred ** 2))
+    e_signal = float(np.sum(centred**2))
     e_noise = float(np.sum((noisy - clean) ** 2))
     if e_noise == 0.0:
         return float("inf")
@@ -81,10 +83,19 @@ def pointing_game(segments_or_top_segment: Any, beat_time_s: float, tolerance_s:
     return bool(start_s <= beat_time_s + tolerance_s and end_s > beat_time_s - tolerance_s)
 
 
-def deletion_curve(signal: np.ndarray, ranking_of_cells: Sequence[int], grid: SegmentGrid,
-                   classifier: Classifier, target_class: int | str, steps: int = 21, *,
-                   insertion: bool = False, counter: QueryCounter | None = None, fill: str = "flat",
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def deletion_curve(
+    signal: np.ndarray,
+    ranking_of_cells: Sequence[int],
+    grid: SegmentGrid,
+    classifier: Classifier,
+    target_class: int | str,
+    steps: int = 21,
+    *,
+    insertion: bool = False,
+    counter: QueryCounter | None = None,
+    fill: str = "flat",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Probability of ``target_class`` as the top-ranked cells are flattened (or, for insertion, restored).
 
     Step ``i`` of ``steps`` flattens the first ``k_i = round(i / (steps - 1) * n_cells)`` cells of the ranking,
@@ -148,8 +159,16 @@ def deletion_curve(signal: np.ndarray, ranking_of_cells: Sequence[int], grid: Se
     return counts / grid.n_cells, probabilities.astype(np.float64)
 
 
-def deletion_auc(signal: np.ndarray, ranking_of_cells: Sequence[int], grid: SegmentGrid, classifier: Classifier,
-                 target_class: int | str, steps: int = 21, *, counter: QueryCounter | None = None) -> float:
+def deletion_auc(
+    signal: np.ndarray,
+    ranking_of_cells: Sequence[int],
+    grid: SegmentGrid,
+    classifier: Classifier,
+    target_class: int | str,
+    steps: int = 21,
+    *,
+    counter: QueryCounter | None = None,
+) -> float:
     """Area under the deletion curve: lower is better (the ranking removes the evidence fastest).
 
     Trapezoid rule over the fraction removed in [0, 1] of the target probability, see `deletion_curve`.
@@ -159,20 +178,28 @@ def deletion_auc(signal: np.ndarray, ranking_of_cells: Sequence[int], grid: Segm
     return float(np.trapezoid(y, x))
 
 
-def insertion_auc(signal: np.ndarray, ranking_of_cells: Sequence[int], grid: SegmentGrid, classifier: Classifier,
-                  target_class: int | str, steps: int = 21, *, counter: QueryCounter | None = None) -> float:
+def insertion_auc(
+    signal: np.ndarray,
+    ranking_of_cells: Sequence[int],
+    grid: SegmentGrid,
+    classifier: Classifier,
+    target_class: int | str,
+    steps: int = 21,
+    *,
+    counter: QueryCounter | None = None,
+) -> float:
     """Area under the insertion curve: higher is better (the ranking restores the evidence fastest).
 
     Starts from every cell flattened to its median and restores cells in ranking order; see `deletion_curve`.
     Petsiuk, Das & Saenko, BMVC 2018.
     """
-    x, y = deletion_curve(signal, ranking_of_cells, grid, classifier, target_class, steps, insertion=True,
-                          counter=counter)
+    x, y = deletion_curve(
+        signal, ranking_of_cells, grid, classifier, target_class, steps, insertion=True, counter=counter
+    )
     return float(np.trapezoid(y, x))
 
 
-def road_fill(signal: np.ndarray, removed: np.ndarray, *, noise: np.ndarray | None = None,
-              seed: int = 0) -> np.ndarray:
+def road_fill(signal: np.ndarray, removed: np.ndarray, *, noise: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     """``signal`` with the ``removed`` samples imputed as in ROAD (Rong, Leemann, Borisov, Kasneci & Kasneci,
     "A consistent and efficient evaluation strategy for attribution methods", ICML 2022).
 
@@ -208,8 +235,11 @@ def road_fill(signal: np.ndarray, removed: np.ndarray, *, noise: np.ndarray | No
         if not gone.any():
             continue
         kept = np.flatnonzero(~gone)
-        base = (np.interp(t[gone], kept, signal[lead, kept]) if kept.size
-                else np.full(int(gone.sum()), np.median(signal[lead])))
+        base = (
+            np.interp(t[gone], kept, signal[lead, kept])
+            if kept.size
+            else np.full(int(gone.sum()), np.median(signal[lead]))
+        )
         out[lead, gone] = base + noise[lead, gone]
     return out
 
@@ -220,16 +250,25 @@ def _road_noise(signal: np.ndarray, seed: int) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(signal.shape) * sd).astype(np.float32)
 
 
-def road_deletion_auc(signal: np.ndarray, ranking_of_cells: Sequence[int], grid: SegmentGrid,
-                      classifier: Classifier, target_class: int | str, steps: int = 21, *,
-                      counter: QueryCounter | None = None, seed: int = 0) -> float:
+def road_deletion_auc(
+    signal: np.ndarray,
+    ranking_of_cells: Sequence[int],
+    grid: SegmentGrid,
+    classifier: Classifier,
+    target_class: int | str,
+    steps: int = 21,
+    *,
+    counter: QueryCounter | None = None,
+    seed: int = 0,
+) -> float:
     """Area under the ROAD deletion curve (most relevant first, `road_fill`): lower is better.
 
     A second faithfulness metric beside the flat-line `deletion_auc`: a method whose probes flatten cells may
     learn what a flat line does to the classifier rather than where the evidence is; ROAD's imputation differs.
     """
-    x, y = deletion_curve(signal, ranking_of_cells, grid, classifier, target_class, steps, counter=counter,
-                          fill="road", seed=seed)
+    x, y = deletion_curve(
+        signal, ranking_of_cells, grid, classifier, target_class, steps, counter=counter, fill="road", seed=seed
+    )
     return float(np.trapezoid(y, x))
 
 
@@ -241,8 +280,9 @@ def is_flipped(probabilities: np.ndarray, target_class: int, threshold: float) -
     return bool(float(np.asarray(probabilities).ravel()[target_class]) < threshold)
 
 
-def attack_success(flipped: Sequence[bool], snr_db: Sequence[float] | None = None,
-                   min_snr_db: float | None = None) -> float:
+def attack_success(
+    flipped: Sequence[bool], snr_db: Sequence[float] | None = None, min_snr_db: float | None = None
+) -> float:
     """Share of cases whose diagnosis was flipped, optionally only counting flips at SNR >= ``min_snr_db``.
 
     The attack success rate of the adversarial-example literature (e.g. Chen, Jordan & Wainwright,

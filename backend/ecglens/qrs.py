@@ -19,6 +19,7 @@ Moody GB, Muldrow WE, Mark RG. A noise stress test for arrhythmia detectors. Com
 (1984). WFDB Software Package, ``nst.c`` and ``sigamp.c`` (https://physionet.org/physiotools/wfdb.shtml).
 Pan J, Tompkins WJ. A real-time QRS detection algorithm. IEEE Trans Biomed Eng 32(3):230-236 (1985).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,7 @@ QRS_HALF_WINDOW_S = 0.05
 # sigamp's trimmed mean drops namp // 20 amplitudes at each end.
 TRIM_FRACTION = 1 / 20
 
-_POWER_CACHE: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_POWER_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _POWER_CACHE_SIZE = 64
 
 
@@ -74,8 +75,7 @@ def detect_qrs(signal: np.ndarray, fs: float, *, refractory_s: float = 0.25) -> 
     if n < int(0.5 * fs) or fs < 20:
         return np.zeros(0, dtype=np.int64)
     sos = _qrs_band_sos(float(fs))
-    band = sps.sosfiltfilt(sos, x - x.mean(axis=1, keepdims=True), axis=1,
-                           padlen=min(n - 1, 3 * (2 * len(sos) + 1)))
+    band = sps.sosfiltfilt(sos, x - x.mean(axis=1, keepdims=True), axis=1, padlen=min(n - 1, 3 * (2 * len(sos) + 1)))
     slope = np.diff(band, axis=1, prepend=band[:, :1]) ** 2
     energy = _lead_normalised_sum(slope)
     width = max(1, int(round(0.15 * fs)))
@@ -85,7 +85,7 @@ def detect_qrs(signal: np.ndarray, fs: float, *, refractory_s: float = 0.25) -> 
         return np.zeros(0, dtype=np.int64)
     peaks, _ = sps.find_peaks(integrated, height=0.2 * top, distance=max(1, int(refractory_s * fs)))
     # The integrated energy peaks after the complex's middle; its largest band-passed deflection is the R peak.
-    deflection = _lead_normalised_sum(band ** 2)
+    deflection = _lead_normalised_sum(band**2)
     half = width // 2 + 1
     fiducials = np.empty(len(peaks), dtype=np.int64)
     for i, p in enumerate(peaks):
@@ -126,8 +126,7 @@ def trimmed_mean(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.take(v, np.arange(k, n - k), axis=axis).mean(axis=axis)
 
 
-def signal_power(signal: np.ndarray, fs: float, *, max_beats: int | None = None,
-                 min_beats: int = 2) -> np.ndarray:
+def signal_power(signal: np.ndarray, fs: float, *, max_beats: int | None = None, min_beats: int = 2) -> np.ndarray:
     """nst-style ECG signal power per lead: ``S = A**2 / 8`` with ``A`` the trimmed mean QRS peak-to-peak.
 
     ``A`` is measured as ``sigamp -a`` does for ``nst`` (see the module docstring): peak-to-peak amplitude in
@@ -180,4 +179,4 @@ def _signal_power(x: np.ndarray, fs: float, max_beats: int | None, min_beats: in
         a = trimmed_mean(amplitudes, axis=1)
     else:
         a = np.percentile(x, 99, axis=1) - np.percentile(x, 1, axis=1)
-    return a ** 2 / 8.0
+    return a**2 / 8.0

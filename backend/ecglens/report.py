@@ -12,11 +12,13 @@ each distortion, 24 dB on the left, -6 dB on the right) and the overall robustne
 
 Colours are the frontend's colour-blind-safe palette (Okabe-Ito); the curves also differ by marker and dash.
 """
+
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from reportlab.graphics import renderPDF
@@ -37,9 +39,15 @@ PAPER_SPEED_MM_S = 25.0
 GAIN_MM_MV = 10.0
 DISPLAY_S = 10.0
 # The frontend's palette (frontend/js/viewer.js), so a distortion has one colour everywhere.
-DISTORTION_COLOURS = {"baseline_wander": "#E69F00", "powerline": "#56B4E9", "muscle": "#009E73",
-                      "electrode_motion": "#CC79A7", "gaussian": "#0072B2",
-                      "dropout": "#F0E442", "none": "#505050"}
+DISTORTION_COLOURS = {
+    "baseline_wander": "#E69F00",
+    "powerline": "#56B4E9",
+    "muscle": "#009E73",
+    "electrode_motion": "#CC79A7",
+    "gaussian": "#0072B2",
+    "dropout": "#F0E442",
+    "none": "#505050",
+}
 _SPARE_COLOURS = ("#000000", "#999933")  # as the frontend's; vermillion is the adversarial overlay's
 _GRID_MINOR, _GRID_MAJOR = HexColor("#f7d4d4"), HexColor("#e59a9a")
 _MARKERS = ("Circle", "Square", "Diamond", "Triangle", "Cross", "StarFive")
@@ -123,23 +131,49 @@ def render_report(
     canvas.setAuthor(f"ECG Lens {ecglens.__version__}")
     canvas.setSubject(f"diagnosis {explanation['diagnosis'].get('label')}; record SHA-256 {record_sha256}")
 
-    _header(canvas, ecg, explanation, model_name=model_name, model_version=model_version,
-            record_sha256=record_sha256, record_name=record_name or ecg.name, analysis_id=analysis_id,
-            analysed_at=analysed_at, created=created, top=height - 8 * mm, width=width, patient=patient,
-            basics=basics)
-    _summary_panel(canvas, account, x=8 * mm, top=height - 33 * mm, w=width - 16 * mm,
-                   bottom=(ECG_Y_MM + ECG_H_MM + 2) * mm)
+    _header(
+        canvas,
+        ecg,
+        explanation,
+        model_name=model_name,
+        model_version=model_version,
+        record_sha256=record_sha256,
+        record_name=record_name or ecg.name,
+        analysis_id=analysis_id,
+        analysed_at=analysed_at,
+        created=created,
+        top=height - 8 * mm,
+        width=width,
+        patient=patient,
+        basics=basics,
+    )
+    _summary_panel(
+        canvas, account, x=8 * mm, top=height - 33 * mm, w=width - 16 * mm, bottom=(ECG_Y_MM + ECG_H_MM + 2) * mm
+    )
     window = _display_window(ecg, explanation, robustness)
-    _ecg_panel(canvas, ecg, explanation.get("segments") or [], window, x=ECG_X_MM * mm, y=ECG_Y_MM * mm,
-               w=ECG_W_MM * mm, h=ECG_H_MM * mm)
+    _ecg_panel(
+        canvas,
+        ecg,
+        explanation.get("segments") or [],
+        window,
+        x=ECG_X_MM * mm,
+        y=ECG_Y_MM * mm,
+        w=ECG_W_MM * mm,
+        h=ECG_H_MM * mm,
+    )
     _diagnosis_panel(canvas, explanation, x=8 * mm, y=10 * mm, w=88 * mm, h=48 * mm)
     _curves_panel(canvas, robustness, x=100 * mm, y=10 * mm, w=104 * mm, h=48 * mm)
     _score_panel(canvas, robustness, explanation, account, x=208 * mm, y=10 * mm, w=81 * mm, h=48 * mm)
     canvas.setFont("Helvetica", 6)
     canvas.setFillColor(HexColor("#555555"))
-    canvas.drawString(8 * mm, 5 * mm, _text(
-        f"Generated {created.strftime('%Y-%m-%d %H:%M UTC')} by ECG Lens {ecglens.__version__}. The explanation "
-        "shows which parts of the signal the classifier relied on; it is not a diagnosis by a clinician."))
+    canvas.drawString(
+        8 * mm,
+        5 * mm,
+        _text(
+            f"Generated {created.strftime('%Y-%m-%d %H:%M UTC')} by ECG Lens {ecglens.__version__}. The explanation "
+            "shows which parts of the signal the classifier relied on; it is not a diagnosis by a clinician."
+        ),
+    )
     canvas.showPage()
     canvas.save()
     return buffer.getvalue()
@@ -166,10 +200,23 @@ def _fit(canvas: Canvas, text: str, font: str, size: float, width: float, min_si
 
 
 # --- header ----------------------------------------------------------------------------------------------
-def _header(canvas: Canvas, ecg: Ecg, explanation: Mapping[str, Any], *, model_name: str,
-            model_version: str | None, record_sha256: str, record_name: str, analysis_id: str | None,
-            analysed_at: str | None, created: datetime, top: float, width: float,
-            patient: Mapping[str, Any] | None = None, basics: Mapping[str, Any] | None = None) -> None:
+def _header(
+    canvas: Canvas,
+    ecg: Ecg,
+    explanation: Mapping[str, Any],
+    *,
+    model_name: str,
+    model_version: str | None,
+    record_sha256: str,
+    record_name: str,
+    analysis_id: str | None,
+    analysed_at: str | None,
+    created: datetime,
+    top: float,
+    width: float,
+    patient: Mapping[str, Any] | None = None,
+    basics: Mapping[str, Any] | None = None,
+) -> None:
     canvas.setFillColor(black)
     canvas.setFont("Helvetica-Bold", 13)
     canvas.drawString(8 * mm, top - 4 * mm, "ECG Lens - explanation and robustness report")
@@ -182,8 +229,13 @@ def _header(canvas: Canvas, ecg: Ecg, explanation: Mapping[str, Any], *, model_n
         canvas.drawRightString(right, top - 11 * mm, _text(f"Analysis {analysis_id}"))
     date = ecg.metadata.get("date")
     recorded = f", recorded {date}" if date else ""
-    canvas.drawString(8 * mm, top - 9 * mm, _text(
-        f"Record {record_name or '(unnamed)'}: {ecg.n_leads} leads, {ecg.fs:g} Hz, {ecg.duration_s:.1f} s{recorded}"))
+    canvas.drawString(
+        8 * mm,
+        top - 9 * mm,
+        _text(
+            f"Record {record_name or '(unnamed)'}: {ecg.n_leads} leads, {ecg.fs:g} Hz, {ecg.duration_s:.1f} s{recorded}"
+        ),
+    )
     canvas.setFont("Helvetica", 8)
     canvas.drawString(8 * mm, top - 13 * mm, "Record SHA-256:")
     canvas.setFont("Courier", 7.5)
@@ -191,9 +243,14 @@ def _header(canvas: Canvas, ecg: Ecg, explanation: Mapping[str, Any], *, model_n
     canvas.setFont("Helvetica", 8)
     version = model_version if model_version not in (None, "") else "unversioned"
     method = explanation.get("method") or "?"
-    canvas.drawString(8 * mm, top - 17 * mm, _text(
-        f"Model {model_name}, version {version}   |   explainer {method}, {int(explanation.get('queries', 0))} "
-        f"classifier queries"))
+    canvas.drawString(
+        8 * mm,
+        top - 17 * mm,
+        _text(
+            f"Model {model_name}, version {version}   |   explainer {method}, {int(explanation.get('queries', 0))} "
+            f"classifier queries"
+        ),
+    )
     line = "   |   ".join(x for x in (patient_line(patient), basics_line(basics)) if x)
     if line:
         _fit(canvas, _text(line), "Helvetica", 8, width - 16 * mm)
@@ -211,8 +268,12 @@ def patient_line(patient: Mapping[str, Any] | None) -> str:
         parts.append(f"{float(patient['age']):g} y")
     if patient.get("sex"):
         parts.append(str(patient["sex"]))
-    dx = [f"{d['display']} ({d['code']})" if d.get("display") and d.get("display") != d.get("code")
-          else str(d.get("code")) for d in patient.get("diagnoses") or []]
+    dx = [
+        f"{d['display']} ({d['code']})"
+        if d.get("display") and d.get("display") != d.get("code")
+        else str(d.get("code"))
+        for d in patient.get("diagnoses") or []
+    ]
     text = "Patient " + ", ".join(parts) if parts else "Patient"
     if dx:
         text += "; header diagnoses: " + ", ".join(dx)
@@ -226,16 +287,19 @@ def basics_line(basics: Mapping[str, Any] | None) -> str:
     values = basics.get("intervals_ms") or {}
     hr = basics.get("heart_rate_bpm")
     parts = [f"HR {float(hr):.0f} bpm" if hr is not None else "HR -"]
-    parts += [f"{k} {float(values[k]):.0f}" if values.get(k) is not None else f"{k} -"
-              for k in ("RR", "PR", "QRS", "QT", "QTc")]
+    parts += [
+        f"{k} {float(values[k]):.0f}" if values.get(k) is not None else f"{k} -"
+        for k in ("RR", "PR", "QRS", "QT", "QTc")
+    ]
     where = basics.get("basics") or basics
     lead = where.get("lead")
-    span = (f", {float(where['start_s']):g}-{float(where['end_s']):g} s" if where.get("end_s") is not None else "")
+    span = f", {float(where['start_s']):g}-{float(where['end_s']):g} s" if where.get("end_s") is not None else ""
     return ", ".join(parts) + f" ms (QTc {where.get('qtc_formula') or 'Bazett'}; lead {lead}{span})"
 
 
-def _summary_panel(canvas: Canvas, account: Mapping[str, Any], *, x: float, top: float, w: float,
-                   bottom: float) -> None:
+def _summary_panel(
+    canvas: Canvas, account: Mapping[str, Any], *, x: float, top: float, w: float, bottom: float
+) -> None:
     """The account: the headline, then each statement as a titled paragraph, filling the band above the ECG."""
     canvas.setFillColor(black)
     _fit(canvas, _text(account.get("headline", "")), "Helvetica-Bold", 10, w)
@@ -258,7 +322,7 @@ def _summary_panel(canvas: Canvas, account: Mapping[str, Any], *, x: float, top:
                 canvas.setFont("Helvetica-Bold", size)
                 canvas.drawString(x, yy, title)
                 canvas.setFont("Helvetica", size)
-                canvas.drawString(x + canvas.stringWidth(title, "Helvetica-Bold", size), yy, line[len(title):])
+                canvas.drawString(x + canvas.stringWidth(title, "Helvetica-Bold", size), yy, line[len(title) :])
             else:
                 canvas.setFont("Helvetica", size)
                 canvas.drawString(x, yy, line)
@@ -266,8 +330,9 @@ def _summary_panel(canvas: Canvas, account: Mapping[str, Any], *, x: float, top:
 
 
 # --- ECG on paper grid -----------------------------------------------------------------------------------
-def _display_window(ecg: Ecg, explanation: Mapping[str, Any], robustness: Mapping[str, Any] | None
-                    ) -> tuple[float, float]:
+def _display_window(
+    ecg: Ecg, explanation: Mapping[str, Any], robustness: Mapping[str, Any] | None
+) -> tuple[float, float]:
     """``(start_s, end_s)`` of the drawn 10 s: centred on the explained window, inside the record."""
     span = min(DISPLAY_S, ecg.duration_s)
     start = float(explanation.get("start_s") or 0.0)
@@ -298,8 +363,11 @@ def _panels(ecg: Ecg, window: tuple[float, float]) -> tuple[list[tuple[int, int,
     start, end = window
     if set(STANDARD_12) <= set(ecg.leads) and end - start >= DISPLAY_S - 1e-9:
         quarter = (end - start) / 4.0
-        panels = [(ecg.leads.index(lead), r, start + c * quarter, start + (c + 1) * quarter)
-                  for r, row in enumerate(_LAYOUT_12) for c, lead in enumerate(row)]
+        panels = [
+            (ecg.leads.index(lead), r, start + c * quarter, start + (c + 1) * quarter)
+            for r, row in enumerate(_LAYOUT_12)
+            for c, lead in enumerate(row)
+        ]
         panels.append((ecg.leads.index("II"), 3, start, end))
         return panels, 4, 4
     rows = min(ecg.n_leads, _MAX_STACKED)
@@ -341,8 +409,17 @@ def row_layout(ecg: Ecg, window: tuple[float, float], h: float) -> tuple[list[tu
     return rows, gain
 
 
-def _ecg_panel(canvas: Canvas, ecg: Ecg, segments: Sequence[Mapping[str, Any]], window: tuple[float, float], *,
-               x: float, y: float, w: float, h: float) -> None:
+def _ecg_panel(
+    canvas: Canvas,
+    ecg: Ecg,
+    segments: Sequence[Mapping[str, Any]],
+    window: tuple[float, float],
+    *,
+    x: float,
+    y: float,
+    w: float,
+    h: float,
+) -> None:
     legend_x = x + w + 4 * mm
     # True paper scale: a record shorter than 10 s gets a shorter grid (whole 5-mm squares), not a stretched one.
     w = min(w, float(np.ceil((window[1] - window[0]) * PAPER_SPEED_MM_S / 5.0 - 1e-9)) * 5 * mm)
@@ -393,7 +470,7 @@ def _ecg_panel(canvas: Canvas, ecg: Ecg, segments: Sequence[Mapping[str, Any]], 
     canvas.setStrokeColor(black)
     canvas.setLineWidth(0.8)
     if n_cols > 1:
-        for lead_row, panel_row, t0, _ in panels:
+        for _lead_row, panel_row, t0, _ in panels:
             if t0 > start + 1e-9 and panel_row < 3:
                 mid = y + rows[panel_row][2]
                 canvas.line(to_x(t0), mid - 2.5 * mm, to_x(t0), mid + 2.5 * mm)
@@ -408,7 +485,7 @@ def _ecg_panel(canvas: Canvas, ecg: Ecg, segments: Sequence[Mapping[str, Any]], 
 
 def _window_samples(ecg: Ecg, window: tuple[float, float]) -> np.ndarray:
     a, b = int(round(window[0] * ecg.fs)), int(round(window[1] * ecg.fs))
-    return ecg.signal[:, a:max(b, a + 1)]
+    return ecg.signal[:, a : max(b, a + 1)]
 
 
 def _segment_row(ecg: Ecg, lead: str) -> int | None:
@@ -418,8 +495,16 @@ def _segment_row(ecg: Ecg, lead: str) -> int | None:
         return None
 
 
-def _legend(canvas: Canvas, segments: Sequence[Mapping[str, Any]], gain: float, *, x: float, top: float,
-            window: tuple[float, float], leads: Sequence[str] = ()) -> None:
+def _legend(
+    canvas: Canvas,
+    segments: Sequence[Mapping[str, Any]],
+    gain: float,
+    *,
+    x: float,
+    top: float,
+    window: tuple[float, float],
+    leads: Sequence[str] = (),
+) -> None:
     canvas.setFillColor(black)
     canvas.setFont("Helvetica-Bold", 7.5)
     canvas.drawString(x, top - 3 * mm, "Paper")
@@ -430,8 +515,14 @@ def _legend(canvas: Canvas, segments: Sequence[Mapping[str, Any]], gain: float, 
     base = top - 13.5 * mm - gain * mm
     canvas.setStrokeColor(black)
     canvas.setLineWidth(0.8)
-    pulse = [(x, base), (x + 2 * mm, base), (x + 2 * mm, base + gain * mm), (x + 7 * mm, base + gain * mm),
-             (x + 7 * mm, base), (x + 9 * mm, base)]
+    pulse = [
+        (x, base),
+        (x + 2 * mm, base),
+        (x + 2 * mm, base + gain * mm),
+        (x + 7 * mm, base + gain * mm),
+        (x + 7 * mm, base),
+        (x + 9 * mm, base),
+    ]
     canvas.lines([(*a, *b) for a, b in zip(pulse[:-1], pulse[1:])])
     canvas.drawString(x + 10 * mm, base + gain * mm / 2 - 1 * mm, "1 mV")
 
@@ -450,14 +541,19 @@ def _legend(canvas: Canvas, segments: Sequence[Mapping[str, Any]], gain: float, 
         canvas.drawString(x + 5 * mm, yy, _text(kind.replace("_", " ")))
         yy -= 3.6 * mm
     yy -= 1 * mm
-    for line in simpleSplit("Shaded where the decision rests; darker = higher score.",
-                            "Helvetica", 6.5, 26 * mm):
+    for line in simpleSplit("Shaded where the decision rests; darker = higher score.", "Helvetica", 6.5, 26 * mm):
         canvas.drawString(x, yy, line)
         yy -= 3 * mm
     yy -= 1.5 * mm
     for i, seg in enumerate(segments[:6], start=1):
-        canvas.drawString(x, yy, _text(f"{i}. {shown_lead(str(seg.get('lead')), leads)} {float(seg['start_s']):.2f}-"
-                                       f"{float(seg['end_s']):.2f} s  {float(seg.get('score', 0)):.2f}"))
+        canvas.drawString(
+            x,
+            yy,
+            _text(
+                f"{i}. {shown_lead(str(seg.get('lead')), leads)} {float(seg['start_s']):.2f}-"
+                f"{float(seg['end_s']):.2f} s  {float(seg.get('score', 0)):.2f}"
+            ),
+        )
         yy -= 3 * mm
     if len(segments) > 6:
         canvas.drawString(x, yy, f"... {len(segments) - 6} more")
@@ -470,8 +566,7 @@ def _panel_title(canvas: Canvas, title: str, x: float, top: float) -> None:
     canvas.drawString(x, top - 4 * mm, _text(title))
 
 
-def _diagnosis_panel(canvas: Canvas, explanation: Mapping[str, Any], *, x: float, y: float, w: float,
-                     h: float) -> None:
+def _diagnosis_panel(canvas: Canvas, explanation: Mapping[str, Any], *, x: float, y: float, w: float, h: float) -> None:
     diagnosis = explanation["diagnosis"]
     label = str(diagnosis.get("label", ""))
     top = y + h
@@ -483,8 +578,9 @@ def _diagnosis_panel(canvas: Canvas, explanation: Mapping[str, Any], *, x: float
         also = _text("also reported: " + ", ".join(findings))
         _fit(canvas, also, "Helvetica", 7, w)
         canvas.drawString(x, top - 15 * mm, also)
-    probabilities = sorted(((str(k), float(v)) for k, v in (diagnosis.get("probabilities") or {}).items()),
-                           key=lambda kv: -kv[1])
+    probabilities = sorted(
+        ((str(k), float(v)) for k, v in (diagnosis.get("probabilities") or {}).items()), key=lambda kv: -kv[1]
+    )
     rows = probabilities[:8]
     # The name column is as wide as the longest name at 7 pt (up to half the panel; longer names shrink).
     name_w = min(w / 2, max([canvas.stringWidth(_text(n), "Helvetica", 7) for n, _ in rows] + [20 * mm]) + 2 * mm)
@@ -506,8 +602,9 @@ def _diagnosis_panel(canvas: Canvas, explanation: Mapping[str, Any], *, x: float
         canvas.drawString(x, yy, f"... {len(probabilities) - len(rows)} more classes")
 
 
-def _curves_panel(canvas: Canvas, robustness: Mapping[str, Any] | None, *, x: float, y: float, w: float,
-                  h: float) -> None:
+def _curves_panel(
+    canvas: Canvas, robustness: Mapping[str, Any] | None, *, x: float, y: float, w: float, h: float
+) -> None:
     top = y + h
     _panel_title(canvas, "Robustness curves", x, top)
     if robustness is None or not robustness.get("distortions"):
@@ -522,8 +619,9 @@ def _curves_panel(canvas: Canvas, robustness: Mapping[str, Any] | None, *, x: fl
     plot.x, plot.y = 9 * mm, 8 * mm
     plot.width, plot.height = chart_w - 11 * mm, chart_h - 10 * mm
     # LinePlot's x axis grows to the right; the curves run from little noise (high SNR) to much, so x = -SNR.
-    plot.data = [sorted((-float(k), float(v)) for k, v in (d.get("probability_at_snr") or {}).items()) or [(0, 0)]
-                 for d in items]
+    plot.data = [
+        sorted((-float(k), float(v)) for k, v in (d.get("probability_at_snr") or {}).items()) or [(0, 0)] for d in items
+    ]
     plot.xValueAxis.valueMin = -max(levels) if levels else -24
     plot.xValueAxis.valueMax = -min(levels) if levels else 6
     plot.xValueAxis.valueSteps = [-v for v in levels] if levels else None
@@ -537,8 +635,9 @@ def _curves_panel(canvas: Canvas, robustness: Mapping[str, Any] | None, *, x: fl
         line = plot.lines[i]
         line.strokeColor = distortion_colour(str(item.get("distortion")))
         line.strokeWidth = 1.1
-        line.symbol = makeMarker(_MARKERS[i % len(_MARKERS)], size=3.2,
-                                 fillColor=distortion_colour(str(item.get("distortion"))))
+        line.symbol = makeMarker(
+            _MARKERS[i % len(_MARKERS)], size=3.2, fillColor=distortion_colour(str(item.get("distortion")))
+        )
         dash = _DASHES[i % len(_DASHES)]
         if dash:
             line.strokeDashArray = dash
@@ -571,15 +670,31 @@ def _curves_panel(canvas: Canvas, robustness: Mapping[str, Any] | None, *, x: fl
         short, _ = flip_text(item.get("flip_snr_db"), levels)
         canvas.setFillColor(HexColor("#444444"))
         canvas.setFont("Helvetica", 6.5)
-        canvas.drawString(lx + 6 * mm, yy - 2.7 * mm,
-                          _text("holds at every level" if short == "holds" else
-                                f"flips {'below' if short[0] == '<' else 'above'} {short[2:]}" if short[0] in "<>"
-                                else f"flips at {short}"))
+        canvas.drawString(
+            lx + 6 * mm,
+            yy - 2.7 * mm,
+            _text(
+                "holds at every level"
+                if short == "holds"
+                else f"flips {'below' if short[0] == '<' else 'above'} {short[2:]}"
+                if short[0] in "<>"
+                else f"flips at {short}"
+            ),
+        )
         yy -= 6.6 * mm
 
 
-def _score_panel(canvas: Canvas, robustness: Mapping[str, Any] | None, explanation: Mapping[str, Any],
-                 account: Mapping[str, Any], *, x: float, y: float, w: float, h: float) -> None:
+def _score_panel(
+    canvas: Canvas,
+    robustness: Mapping[str, Any] | None,
+    explanation: Mapping[str, Any],
+    account: Mapping[str, Any],
+    *,
+    x: float,
+    y: float,
+    w: float,
+    h: float,
+) -> None:
     top = y + h
     _panel_title(canvas, "Robustness score", x, top)
     if robustness is None:
@@ -591,14 +706,23 @@ def _score_panel(canvas: Canvas, robustness: Mapping[str, Any] | None, explanati
     canvas.drawString(x, top - 13 * mm, f"{score:.2f}")
     canvas.setFont("Helvetica", 7)
     canvas.drawString(x + 20 * mm, top - 10 * mm, "0 = fragile, 1 = robust")
-    label = _text(f"for \"{robustness.get('label', '')}\"")
+    label = _text(f'for "{robustness.get("label", "")}"')
     _fit(canvas, label, "Helvetica", 7, w - 20 * mm)
     canvas.drawString(x + 20 * mm, top - 13 * mm, label)
     extra = robustness.get("extra") if isinstance(robustness.get("extra"), Mapping) else {}
-    meaning = str(extra.get("score_definition") or "Share of noisy versions of this ECG on which the classifier "
-                                                    "kept its diagnosis; 1 = it always held.")
-    meaning += (" Stress-test levels: " + ", ".join(f"{float(v):g}" for v in robustness.get("snr_levels_db") or [])
-                + " dB SNR.") if robustness.get("snr_levels_db") else ""
+    meaning = str(
+        extra.get("score_definition")
+        or "Share of noisy versions of this ECG on which the classifier kept its diagnosis; 1 = it always held."
+    )
+    meaning += (
+        (
+            " Stress-test levels: "
+            + ", ".join(f"{float(v):g}" for v in robustness.get("snr_levels_db") or [])
+            + " dB SNR."
+        )
+        if robustness.get("snr_levels_db")
+        else ""
+    )
     yy = top - 18 * mm
     canvas.setFont("Helvetica", 6.5)
     for line in simpleSplit(_text(meaning), "Helvetica", 6.5, w):
@@ -608,8 +732,10 @@ def _score_panel(canvas: Canvas, robustness: Mapping[str, Any] | None, explanati
     # The whole-window score is not the targeted flip: say so, in the account's words.
     local = account.get("local_flip") or {}
     if local.get("flipped") and local.get("snr_db") is not None:
-        text = (f"Not the same test as the targeted flip at {float(local['snr_db']):.1f} dB SNR (see the account "
-                f"above): this score is for random noise over the whole window.")
+        text = (
+            f"Not the same test as the targeted flip at {float(local['snr_db']):.1f} dB SNR (see the account "
+            f"above): this score is for random noise over the whole window."
+        )
     else:
         text = "The targeted search found no flip within its query budget."
     for line in simpleSplit(_text(text), "Helvetica", 6.5, w):

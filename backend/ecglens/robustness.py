@@ -13,10 +13,11 @@ Score (for the README): *the share of noisy versions of this ECG on which the cl
 each noise type at each of the six stress-test levels, several random draws each. 1 means the diagnosis
 survived every one; 0.5 that it survived half of them, typically only the milder half.*
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -33,18 +34,29 @@ SEARCH_HIGH_DB = 40.0
 SEARCH_LOW_DB = -12.0
 RESOLUTION_DB = 0.5
 
-SCORE_DEFINITION = ("Share of noisy versions of this ECG (each noise type at each stress-test SNR level, several "
-                    "random draws) on which the classifier kept its diagnosis; 1 = it always held.")
+SCORE_DEFINITION = (
+    "Share of noisy versions of this ECG (each noise type at each stress-test SNR level, several "
+    "random draws) on which the classifier kept its diagnosis; 1 = it always held."
+)
 
 # Class names that mean "no finding" (the same list as the explainer's env uses).
 _NORMAL_NAMES = ("n", "nsr", "norm", "normal", "sinus rhythm", "normal sinus rhythm")
 
 
-def robustness(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] | str | None = None,
-               snr_levels_db: Sequence[float] = NSTDB_SNR_LEVELS_DB, seeds: int = 3, seed: int = 0,
-               start_s: float | None = None, label: str | None = None, mains_hz: float = 50.0,
-               query_budget: int | None = None,
-               progress: Callable[[float], None] | None = None) -> RobustnessReport:
+def robustness(
+    ecg: Ecg,
+    classifier: Classifier,
+    *,
+    distortions: Sequence[str] | str | None = None,
+    snr_levels_db: Sequence[float] = NSTDB_SNR_LEVELS_DB,
+    seeds: int = 3,
+    seed: int = 0,
+    start_s: float | None = None,
+    label: str | None = None,
+    mains_hz: float = 50.0,
+    query_budget: int | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> RobustnessReport:
     """Robustness of ``classifier``'s diagnosis of ``ecg`` to realistic noise at calibrated SNRs.
 
     Parameters
@@ -122,49 +134,70 @@ def robustness(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] |
 
     needed = trials.count * len(levels)
     if query_budget is not None and counter.remaining is not None and needed > counter.remaining:
-        raise QueryBudgetExceeded(f"robustness needs {needed} more queries for {len(kinds)} kinds x {seeds} "
-                                  f"seeds x {len(levels)} levels, {counter.remaining} left of {query_budget}")
+        raise QueryBudgetExceeded(
+            f"robustness needs {needed} more queries for {len(kinds)} kinds x {seeds} "
+            f"seeds x {len(levels)} levels, {counter.remaining} left of {query_budget}"
+        )
     # All (trial, level) rows in one call: [trials, levels] flipped / probability.
-    flip_grid, prob_grid = trials.evaluate(np.repeat(np.arange(trials.count), len(levels)),
-                                           np.tile(levels, trials.count))
+    flip_grid, prob_grid = trials.evaluate(
+        np.repeat(np.arange(trials.count), len(levels)), np.tile(levels, trials.count)
+    )
     flip_grid = flip_grid.reshape(trials.count, len(levels))
     prob_grid = prob_grid.reshape(trials.count, len(levels))
     report_progress(0.4)
 
-    flip_snr, exhausted = _bisect_flip_snr(trials, levels, flip_grid,
-                                           lambda f: report_progress(0.4 + 0.6 * f))
+    flip_snr, exhausted = _bisect_flip_snr(trials, levels, flip_grid, lambda f: report_progress(0.4 + 0.6 * f))
 
     results, per_seed = [], {}
     trial_kinds_arr = np.array(trial_kinds)
     for kind in kinds:
         rows = trial_kinds_arr == kind
         per_seed[kind] = [None if not np.isfinite(v) else float(v) for v in flip_snr[rows]]
-        results.append(DistortionRobustness(
-            distortion=kind,
-            flip_snr_db=_median_flip(flip_snr[rows]),
-            probability_at_snr={lv: float(prob_grid[rows, j].mean()) for j, lv in enumerate(levels)},
-            flip_rate_at_snr={lv: float(flip_grid[rows, j].mean()) for j, lv in enumerate(levels)},
-        ))
+        results.append(
+            DistortionRobustness(
+                distortion=kind,
+                flip_snr_db=_median_flip(flip_snr[rows]),
+                probability_at_snr={lv: float(prob_grid[rows, j].mean()) for j, lv in enumerate(levels)},
+                flip_rate_at_snr={lv: float(flip_grid[rows, j].mean()) for j, lv in enumerate(levels)},
+            )
+        )
     score = float(1.0 - flip_grid.mean()) if flip_grid.size else 1.0
     names = tuple(counter.class_names)
-    diagnosis = Diagnosis(label=target.label, probabilities={c: float(p) for c, p in zip(names, probs)},
-                          findings=[t.label for t in diagnosed_targets(probs, counter)
-                                    if t.multilabel and probs[t.index] >= t.threshold]
-                          if counter.multilabel else [target.label])
+    diagnosis = Diagnosis(
+        label=target.label,
+        probabilities={c: float(p) for c, p in zip(names, probs)},
+        findings=[t.label for t in diagnosed_targets(probs, counter) if t.multilabel and probs[t.index] >= t.threshold]
+        if counter.multilabel
+        else [target.label],
+    )
     report_progress(1.0)
     return RobustnessReport(
-        label=target.label, score=score, distortions=results, snr_levels_db=levels, queries=counter.queries,
+        label=target.label,
+        score=score,
+        distortions=results,
+        snr_levels_db=levels,
+        queries=counter.queries,
         elapsed_s=time.perf_counter() - started,
         extra={
             "diagnosis": diagnosis.to_dict(),
-            "start_s": window_start, "window_s": n / fitted.fs, "fs": fitted.fs, "leads": list(fitted.leads),
-            "flip_rule": (f"probability of {target.label} below {target.threshold:.4g}" if target.multilabel
-                          else f"another class than {target.label} becomes the most probable"),
+            "start_s": window_start,
+            "window_s": n / fitted.fs,
+            "fs": fitted.fs,
+            "leads": list(fitted.leads),
+            "flip_rule": (
+                f"probability of {target.label} below {target.threshold:.4g}"
+                if target.multilabel
+                else f"another class than {target.label} becomes the most probable"
+            ),
             "held_on_clean": not bool(target.flipped(probs[None])[0]),
             "flip_snr_db_per_seed": per_seed,
-            "search_range_db": [SEARCH_HIGH_DB, SEARCH_LOW_DB], "resolution_db": RESOLUTION_DB,
-            "seeds": int(seeds), "seed": int(seed), "mains_hz": float(mains_hz),
-            "skipped": skipped, "budget_exhausted": exhausted,
+            "search_range_db": [SEARCH_HIGH_DB, SEARCH_LOW_DB],
+            "resolution_db": RESOLUTION_DB,
+            "seeds": int(seeds),
+            "seed": int(seed),
+            "mains_hz": float(mains_hz),
+            "skipped": skipped,
+            "budget_exhausted": exhausted,
             "score_definition": SCORE_DEFINITION,
         },
     )
@@ -178,8 +211,15 @@ class _Trials:
     (the rest is padding); the noise power is measured over them.
     """
 
-    def __init__(self, window: np.ndarray, noises: np.ndarray, power: np.ndarray, counter: QueryCounter,
-                 target: Target, valid: int):
+    def __init__(
+        self,
+        window: np.ndarray,
+        noises: np.ndarray,
+        power: np.ndarray,
+        counter: QueryCounter,
+        target: Target,
+        valid: int,
+    ):
         self.window = window
         self.noises = noises
         self.counter = counter
@@ -204,8 +244,9 @@ class _Trials:
         return self.target.flipped(probs), probs[:, self.target.index]
 
 
-def _bisect_flip_snr(trials: _Trials, levels: list[float], flip_grid: np.ndarray,
-                     report: Callable[[float], None]) -> tuple[np.ndarray, bool]:
+def _bisect_flip_snr(
+    trials: _Trials, levels: list[float], flip_grid: np.ndarray, report: Callable[[float], None]
+) -> tuple[np.ndarray, bool]:
     """Highest SNR (dB) at which each trial flips, to `RESOLUTION_DB`; -inf when it holds at `SEARCH_LOW_DB`.
 
     The level grid brackets each trial first (the diagnosis is taken to flip below some SNR and hold above):
@@ -317,8 +358,9 @@ def _target(probs: np.ndarray, classifier: Classifier, label: str | None) -> Tar
     return Target(i, label, 0.5, False)
 
 
-def _choose_window(fitted: Ecg, counter: QueryCounter, n: int, start_s: float | None,
-                   label: str | None) -> tuple[np.ndarray, np.ndarray, float]:
+def _choose_window(
+    fitted: Ecg, counter: QueryCounter, n: int, start_s: float | None, label: str | None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(window float32 ``[leads, n]``, its probabilities ``[classes]``, its start in s) with one query."""
     sig = fitted.signal
     if sig.shape[1] < n:
@@ -328,10 +370,10 @@ def _choose_window(fitted: Ecg, counter: QueryCounter, n: int, start_s: float | 
         if not 0 <= a < max(fitted.n_samples, 1):
             raise ValueError(f"start_s {start_s} s is outside the {fitted.duration_s:.2f} s record")
         a = min(a, sig.shape[1] - n)
-        window = sig[:, a:a + n].copy()
+        window = sig[:, a : a + n].copy()
         return window, counter.predict_proba(window[None])[0], a / fitted.fs
     starts = window_starts(sig.shape[1], n)
-    batch = np.stack([sig[:, a:a + n] for a in starts])
+    batch = np.stack([sig[:, a : a + n] for a in starts])
     probs = counter.predict_proba(batch)
     best = int(np.argmax([_window_score(p, counter, label) for p in probs]))
     return batch[best].copy(), probs[best], starts[best] / fitted.fs

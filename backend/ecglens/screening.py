@@ -7,10 +7,12 @@ length (the last one aligned to the record's end), and asked about in batches. A
 window by the explainer's rule (`agent.env.diagnosed_targets`): at or above its threshold for multilabel
 classifiers, the most probable class for mutually exclusive ones.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -96,18 +98,23 @@ class Screening:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "classes": list(self.classes), "starts_s": [round(float(s), 4) for s in self.starts_s],
+            "classes": list(self.classes),
+            "starts_s": [round(float(s), 4) for s in self.starts_s],
             "window_s": float(self.window_s),
             "probabilities": np.round(self.probabilities.astype(float), 4).tolist(),
             "present": self.present.astype(bool).tolist(),
             "burden": {c: round(float(b), 4) for c, b in self.burden.items()},
-            "thresholds": {c: float(t) for c, t in self.thresholds.items()}, "multilabel": bool(self.multilabel),
-            "findings": self.findings(), "duration_s": float(self.duration_s), "queries": int(self.queries),
+            "thresholds": {c: float(t) for c, t in self.thresholds.items()},
+            "multilabel": bool(self.multilabel),
+            "findings": self.findings(),
+            "duration_s": float(self.duration_s),
+            "queries": int(self.queries),
         }
 
 
-def screen(ecg: Ecg, classifier: Classifier, *, batch_size: int = 256,
-           progress: Callable[[float], None] | None = None) -> Screening:
+def screen(
+    ecg: Ecg, classifier: Classifier, *, batch_size: int = 256, progress: Callable[[float], None] | None = None
+) -> Screening:
     """Run ``classifier`` over every window of ``ecg``.
 
     Parameters
@@ -138,19 +145,22 @@ def screen(ecg: Ecg, classifier: Classifier, *, batch_size: int = 256,
     try:
         fitted = fit_record(ecg, counter)
     except KeyError as exc:
-        raise RecordError(ecg.name or None, f"{str(exc).strip(chr(34) + chr(39))}; the model reads "
-                                            f"{', '.join(counter.lead_names)}: use a model whose card lists leads "
-                                            f"this record has") from None
+        raise RecordError(
+            ecg.name or None,
+            f"{str(exc).strip(chr(34) + chr(39))}; the model reads "
+            f"{', '.join(counter.lead_names)}: use a model whose card lists leads "
+            f"this record has",
+        ) from None
     n = input_samples(counter)
     starts = window_starts(fitted.n_samples, n)
     names = tuple(counter.class_names)
     rows = []
     for first in range(0, len(starts), batch_size):
-        chunk = starts[first:first + batch_size]
+        chunk = starts[first : first + batch_size]
         batch = np.zeros((len(chunk), fitted.n_leads, n), dtype=np.float32)
         for j, a in enumerate(chunk):
-            piece = fitted.signal[:, a:a + n]
-            batch[j, :, :piece.shape[1]] = piece  # a record shorter than one window is zero-padded
+            piece = fitted.signal[:, a : a + n]
+            batch[j, :, : piece.shape[1]] = piece  # a record shorter than one window is zero-padded
         rows.append(np.asarray(counter.predict_proba(batch), dtype=np.float64).reshape(len(chunk), len(names)))
         if progress:
             progress(min(1.0, (first + len(chunk)) / len(starts)))
@@ -163,22 +173,40 @@ def screen(ecg: Ecg, classifier: Classifier, *, batch_size: int = 256,
         present = np.zeros_like(probs, dtype=bool)
         present[np.arange(len(starts)), np.argmax(probs, axis=1)] = True
     burden = {c: float(present[:, i].mean()) for i, c in enumerate(names)}
-    return Screening(classes=names, starts_s=np.array(starts, dtype=np.float64) / fitted.fs,
-                     window_s=n / fitted.fs, probabilities=probs, present=present, burden=burden,
-                     thresholds=thresholds, multilabel=multilabel, duration_s=float(ecg.duration_s),
-                     queries=int(counter.queries))
+    return Screening(
+        classes=names,
+        starts_s=np.array(starts, dtype=np.float64) / fitted.fs,
+        window_s=n / fitted.fs,
+        probabilities=probs,
+        present=present,
+        burden=burden,
+        thresholds=thresholds,
+        multilabel=multilabel,
+        duration_s=float(ecg.duration_s),
+        queries=int(counter.queries),
+    )
 
 
 def register(subparsers: Any) -> None:
     """The ``ecglens screen`` command."""
-    p = subparsers.add_parser("screen", help="run a classifier over every window of a whole recording",
-                              description="Screen a whole recording: the classifier over every window, the "
-                                          "burden of each finding and where each is most probable.")
-    p.add_argument("record", nargs="+", help="the record: a WFDB .hea (its signal files beside it, or listed "
-                                             "too), EDF, CSV, JSON, DICOM, aECG XML or a .zip")
+    p = subparsers.add_parser(
+        "screen",
+        help="run a classifier over every window of a whole recording",
+        description="Screen a whole recording: the classifier over every window, the "
+        "burden of each finding and where each is most probable.",
+    )
+    p.add_argument(
+        "record",
+        nargs="+",
+        help="the record: a WFDB .hea (its signal files beside it, or listed "
+        "too), EDF, CSV, JSON, DICOM, aECG XML or a .zip",
+    )
     p.add_argument("--model", default="builtin", help="load_classifier spec (default: builtin)")
-    p.add_argument("--strict", action="store_true", help="refuse WFDB files with checksum mismatches, unknown "
-                                                         "dates or missing initial values instead of warning")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse WFDB files with checksum mismatches, unknown dates or missing initial values instead of warning",
+    )
     p.add_argument("--json", action="store_true", help="print the Screening as JSON")
     p.set_defaults(func=_cmd_screen)
 
@@ -202,8 +230,10 @@ def _cmd_screen(args: Any) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
-    print(f"{ecg.name or paths[0].name}: {result.n_windows} windows of {result.window_s:g} s over "
-          f"{result.duration_s:.1f} s ({args.model})")
+    print(
+        f"{ecg.name or paths[0].name}: {result.n_windows} windows of {result.window_s:g} s over "
+        f"{result.duration_s:.1f} s ({args.model})"
+    )
     for label in result.classes:
         start, p = result.peak(label)
         print(f"  {label:<32} burden {100 * result.burden[label]:5.1f}%   most probable {p:.2f} at {start:.1f} s")

@@ -6,6 +6,7 @@ threads cost more in OpenMP hand-offs than they save, and when another process h
 processes on the 2-core machine, and 1.6 s with one thread. Scale out with processes (Celery workers, one per
 core) rather than threads.
 """
+
 from __future__ import annotations
 
 import os

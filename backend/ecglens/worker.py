@@ -7,6 +7,7 @@ on the broker and another worker runs the job (after the broker's visibility tim
 A hardening job (``ecglens.run_hardening``) fine-tunes on the CPU for minutes, reads the MIT-BIH records from
 ``ECGLENS_MITDB_DIR`` and writes the new model to the shared data directory; it is acknowledged late too.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,9 +38,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         # A lost worker's job is restored to the queue once its visibility timeout has passed; sweep for such
         # jobs a few times per timeout (capped at every 10 s) rather than kombu's default 100 s.
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s,
-                                  "unacked_restore_interval": min(10, max(1, settings.visibility_timeout_s // 3)),
-                                  "unacked_restore_throttle": 1},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": min(10, max(1, settings.visibility_timeout_s // 3)),
+            "unacked_restore_throttle": 1,
+        },
         worker_hijack_root_logger=False,
     )
     _register(app, settings)

@@ -1,5 +1,6 @@
 """Fixtures for the REST API tests: an app per test on SQLite (and on a real PostgreSQL server started here),
 one API key per role, a small WFDB record written by wfdb, and a tiny real TorchScript classifier."""
+
 from __future__ import annotations
 
 import os
@@ -9,11 +10,11 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from service_helpers import TINY_CARD, Api, make_api, wfdb_files
 
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -46,16 +47,38 @@ def postgres_server() -> Iterator[str]:
         run_as = {"user": user.pw_uid, "group": user.pw_gid}
     port = free_port()
     data = root / "data"
-    subprocess.run([str(initdb), "-D", str(data), "-U", "ecglens", "--auth=trust", "-E", "UTF8", "--no-sync"],
-                   check=True, capture_output=True, timeout=120, **run_as)
-    subprocess.run([str(pg_ctl), "-D", str(data), "-l", str(root / "pg.log"), "-w", "-t", "60", "-o",
-                    f"-h 127.0.0.1 -p {port} -k {root} -F", "start"], check=True, capture_output=True, timeout=90,
-                   **run_as)
+    subprocess.run(
+        [str(initdb), "-D", str(data), "-U", "ecglens", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        **run_as,
+    )
+    subprocess.run(
+        [
+            str(pg_ctl),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "pg.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {root} -F",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=90,
+        **run_as,
+    )
     try:
         yield f"postgresql+psycopg://ecglens@127.0.0.1:{port}"
     finally:
-        subprocess.run([str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=60,
-                       **run_as)
+        subprocess.run(
+            [str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=60, **run_as
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -97,7 +120,7 @@ def tiny_model(tmp_path_factory) -> tuple[bytes, dict[str, Any]]:
     class Tiny(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             centred = x[:, 0, :] - x[:, 0, :].mean(dim=1, keepdim=True)
-            power = (centred ** 2).mean(dim=1)
+            power = (centred**2).mean(dim=1)
             return torch.stack([2.0 - 12.0 * power, 12.0 * power - 2.0], dim=1)
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.pt"

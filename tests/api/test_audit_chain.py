@@ -1,4 +1,5 @@
 """`ecglens audit verify` and ``GET /audit/verify`` catch an edited or deleted audit row (SQLite edited directly)."""
+
 from __future__ import annotations
 
 import json
@@ -88,10 +89,13 @@ def _rewrite_chain(db, key: bytes, edit: dict) -> None:
         for row in rows:
             if row["seq"] == 2:
                 row.update(edit)
-            digest = hmac.new(key, (prev + "\n" + canonical({k: row[k] for k in HASHED_FIELDS})).encode(),
-                              hashlib.sha256).hexdigest()
-            conn.execute("UPDATE audit_events SET actor_name = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                         (row["actor_name"], prev, digest, row["seq"]))
+            digest = hmac.new(
+                key, (prev + "\n" + canonical({k: row[k] for k in HASHED_FIELDS})).encode(), hashlib.sha256
+            ).hexdigest()
+            conn.execute(
+                "UPDATE audit_events SET actor_name = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (row["actor_name"], prev, digest, row["seq"]),
+            )
             prev = digest
         conn.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
 

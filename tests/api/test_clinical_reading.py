@@ -1,10 +1,10 @@
 """The clinician's reading over REST: a record's clinical basics and patient fields (by role), an analysis's
 plain-language ``summary``, and the FHIR Observation's ``subject``, narrative and notes saying the same."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from service_helpers import register_tiny
 
 COMMENTS = ["Age: 77", "Sex: Female", "Dx: 427084000,999999999", "Patient ID: PT-0042"]
@@ -14,9 +14,18 @@ def _wfdb(ecg, folder, comments) -> dict[str, bytes]:
     import wfdb
 
     folder.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp("pt", fs=ecg.fs, units=["mV"] * ecg.n_leads, sig_name=list(ecg.leads),
-                p_signal=ecg.signal.T.astype(np.float64), fmt=["16"] * ecg.n_leads, adc_gain=[200.0] * ecg.n_leads,
-                baseline=[0] * ecg.n_leads, write_dir=str(folder), comments=comments)
+    wfdb.wrsamp(
+        "pt",
+        fs=ecg.fs,
+        units=["mV"] * ecg.n_leads,
+        sig_name=list(ecg.leads),
+        p_signal=ecg.signal.T.astype(np.float64),
+        fmt=["16"] * ecg.n_leads,
+        adc_gain=[200.0] * ecg.n_leads,
+        baseline=[0] * ecg.n_leads,
+        write_dir=str(folder),
+        comments=comments,
+    )
     return {name: (folder / name).read_bytes() for name in ("pt.hea", "pt.dat")}
 
 
@@ -34,9 +43,15 @@ def test_a_record_read_gives_heart_rate_and_intervals_and_patient_fields_by_role
     ms = body["intervals_ms"]
     assert ms["RR"] == pytest.approx(60000 / 70, rel=0.06) and 40 <= ms["QRS"] <= 160 and 250 <= ms["QT"] <= 550
     assert body["basics"]["lead"] == "MLII" and body["basics"]["beats"] >= 10
-    assert body["patient"] == {"id": "PT-0042", "age": 77, "sex": "F", "diagnoses": [
-        {"code": "427084000", "display": "sinus tachycardia", "system": "http://snomed.info/sct"},
-        {"code": "999999999", "display": None, "system": "http://snomed.info/sct"}]}
+    assert body["patient"] == {
+        "id": "PT-0042",
+        "age": 77,
+        "sex": "F",
+        "diagnoses": [
+            {"code": "427084000", "display": "sinus tachycardia", "system": "http://snomed.info/sct"},
+            {"code": "999999999", "display": None, "system": "http://snomed.info/sct"},
+        ],
+    }
     assert api.client.get(f"/api/v1/records/{rec['id']}", headers=api.auth("admin")).json()["patient"]["age"] == 77
     # An auditor reads metadata only: no patient, nothing measured on the samples.
     audited = api.client.get(f"/api/v1/records/{rec['id']}", headers=api.auth("auditor")).json()
@@ -49,9 +64,17 @@ def test_a_record_read_gives_heart_rate_and_intervals_and_patient_fields_by_role
 def test_an_analysis_carries_its_account_and_the_fhir_observation_says_the_same(record, tiny_model):
     api, rec = record
     assert register_tiny(api, tiny_model).status_code == 201
-    created = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
-                              json={"record_id": rec["id"], "model": "tiny", "query_budget": 40, "seed": 1,
-                                    "distortions": ["gaussian", "baseline_wander"]}).json()
+    created = api.client.post(
+        "/api/v1/analyses",
+        headers=api.auth("clinician"),
+        json={
+            "record_id": rec["id"],
+            "model": "tiny",
+            "query_budget": 40,
+            "seed": 1,
+            "distortions": ["gaussian", "baseline_wander"],
+        },
+    ).json()
     done = api.wait(created["id"])
     assert done["status"] == "done", done["error"]
     summary = done["summary"]

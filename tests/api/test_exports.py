@@ -1,5 +1,6 @@
 """Hospital formats over REST: a FHIR Observation uploaded as ``application/fhir+json`` goes through the normal
 upload pipeline, and a finished analysis comes back as a FHIR Observation and as a one-page PDF report."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,16 +10,15 @@ import subprocess
 
 import numpy as np
 import pytest
+from service_helpers import register_tiny, wfdb_files
 
 from ecglens.formats import write_fhir
-from service_helpers import register_tiny, wfdb_files
 
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
 def _post_fhir(api, body: bytes, role: str = "clinician", content_type: str = "application/fhir+json"):
-    return api.client.post("/api/v1/records", headers={**api.auth(role), "Content-Type": content_type},
-                           content=body)
+    return api.client.post("/api/v1/records", headers={**api.auth(role), "Content-Type": content_type}, content=body)
 
 
 def _events(api, action: str) -> list[dict]:
@@ -31,9 +31,17 @@ def finished(sqlite_api, synthetic_ecg, tiny_model) -> tuple:
     api = sqlite_api
     assert register_tiny(api, tiny_model).status_code == 201
     record = _post_fhir(api, write_fhir(synthetic_ecg)).json()["data"][0]
-    created = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
-                              json={"record_id": record["id"], "model": "tiny", "query_budget": 40, "seed": 1,
-                                    "distortions": ["gaussian", "baseline_wander"]}).json()
+    created = api.client.post(
+        "/api/v1/analyses",
+        headers=api.auth("clinician"),
+        json={
+            "record_id": record["id"],
+            "model": "tiny",
+            "query_budget": 40,
+            "seed": 1,
+            "distortions": ["gaussian", "baseline_wander"],
+        },
+    ).json()
     done = api.wait(created["id"])
     assert done["status"] == "done", done["error"]
     return api, record, done
@@ -48,8 +56,9 @@ def test_fhir_observation_upload_is_a_record_with_its_blob_and_audit(api, synthe
     assert record["n_samples"] == synthetic_ecg.n_samples
     assert record["files"][0]["sha256"] == hashlib.sha256(body).hexdigest()
     assert api.runtime.blobs.get(record["files"][0]["sha256"]) == body
-    signal = api.client.get(f"/api/v1/records/{record['id']}/signal", params={"leads": "V1", "end_s": 1.0},
-                            headers=api.auth("clinician")).json()
+    signal = api.client.get(
+        f"/api/v1/records/{record['id']}/signal", params={"leads": "V1", "end_s": 1.0}, headers=api.auth("clinician")
+    ).json()
     np.testing.assert_allclose(signal["values"]["V1"], synthetic_ecg.signal[1, :360], atol=1e-3)
     events = _events(api, "record.create")
     assert [(e["object_id"], e["status"]) for e in events] == [(record["id"], 201)]
@@ -60,17 +69,52 @@ def test_fhir_upload_with_a_charset_parameter_is_accepted(sqlite_api, synthetic_
     assert response.status_code == 201, response.text
 
 
-@pytest.mark.parametrize("body,reason", [
-    (b'{"resourceType": "Patient", "id": "p"}', "resourceType 'Patient'"),
-    (json.dumps({"resourceType": "Observation", "component": [{"code": {"text": "I"}, "valueSampledData": {
-        "origin": {"value": 0, "unit": "mV"}, "period": 0, "dimensions": 1, "data": "1 2 3"}}]}).encode(),
-     "period must be positive"),
-    (json.dumps({"resourceType": "Observation", "component": [{"code": {"text": "I"}, "valueSampledData": {
-        "origin": {"value": 0, "unit": "mV"}, "period": 2, "dimensions": 1, "data": "1 2 oops"}}]}).encode(),
-     "'oops'"),
-    (b'{"fs": 250, "leads": {"I": [1, 2, 3]}}', "not a FHIR resource"),
-    (b'{"resourceType": "Observation", ', "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        (b'{"resourceType": "Patient", "id": "p"}', "resourceType 'Patient'"),
+        (
+            json.dumps(
+                {
+                    "resourceType": "Observation",
+                    "component": [
+                        {
+                            "code": {"text": "I"},
+                            "valueSampledData": {
+                                "origin": {"value": 0, "unit": "mV"},
+                                "period": 0,
+                                "dimensions": 1,
+                                "data": "1 2 3",
+                            },
+                        }
+                    ],
+                }
+            ).encode(),
+            "period must be positive",
+        ),
+        (
+            json.dumps(
+                {
+                    "resourceType": "Observation",
+                    "component": [
+                        {
+                            "code": {"text": "I"},
+                            "valueSampledData": {
+                                "origin": {"value": 0, "unit": "mV"},
+                                "period": 2,
+                                "dimensions": 1,
+                                "data": "1 2 oops",
+                            },
+                        }
+                    ],
+                }
+            ).encode(),
+            "'oops'",
+        ),
+        (b'{"fs": 250, "leads": {"I": [1, 2, 3]}}', "not a FHIR resource"),
+        (b'{"resourceType": "Observation", ', "invalid JSON"),
+    ],
+)
 def test_bad_fhir_upload_is_422_with_the_reason_and_stores_nothing(sqlite_api, body, reason):
     api = sqlite_api
     response = _post_fhir(api, body)
@@ -116,8 +160,9 @@ def test_fhir_export_of_a_finished_analysis(finished):
     label = done["explanation"]["diagnosis"]["label"]
     assert obs["id"] == done["id"] and obs["valueCodeableConcept"]["text"] == label
     assert obs["issued"] == done["finished_at"]
-    assert {"system": "urn:ecglens:fhir:record-sha256", "value": record["files"][0]["sha256"]} == \
-        {k: v for k, v in obs["identifier"][1].items() if k != "type"}
+    assert {"system": "urn:ecglens:fhir:record-sha256", "value": record["files"][0]["sha256"]} == {
+        k: v for k, v in obs["identifier"][1].items() if k != "type"
+    }
     assert obs["device"]["identifier"]["value"] == "tiny" and "version 1" in obs["device"]["display"]
     kinds = [c["code"]["coding"][0]["code"] for c in obs["component"]]
     assert kinds.count("critical-segment") == len(done["explanation"]["segments"])
@@ -128,8 +173,10 @@ def test_fhir_export_of_a_finished_analysis(finished):
     assert [(e["object_id"], e["record_id"], e["status"]) for e in events] == [(done["id"], record["id"], 200)]
 
 
-@pytest.mark.skipif(shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
-                    reason="poppler-utils (pdftoppm, pdftotext) not installed")
+@pytest.mark.skipif(
+    shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
+    reason="poppler-utils (pdftoppm, pdftotext) not installed",
+)
 def test_pdf_report_of_a_finished_analysis_renders_and_is_not_blank(finished, tmp_path):
     from PIL import Image
 
@@ -172,9 +219,23 @@ def test_exports_of_a_failed_analysis_are_409_with_the_reason(sqlite_api, synthe
 
     created = {"id": new_id()}
     with api.runtime.sessions() as session:
-        session.add(Analysis(id=created["id"], record_id=record["id"], model="tiny", distortions=None,
-                             query_budget=20, seed=0, start_s=None, status=QUEUED, progress=0.0, queries=0,
-                             attempts=0, created_by=api.key_ids["clinician"], created_at=utcnow()))
+        session.add(
+            Analysis(
+                id=created["id"],
+                record_id=record["id"],
+                model="tiny",
+                distortions=None,
+                query_budget=20,
+                seed=0,
+                start_s=None,
+                status=QUEUED,
+                progress=0.0,
+                queries=0,
+                attempts=0,
+                created_by=api.key_ids["clinician"],
+                created_at=utcnow(),
+            )
+        )
         session.commit()
     assert run_analysis(created["id"], api.runtime) == "failed"
     failed = api.wait(created["id"])

@@ -1,5 +1,6 @@
 """``POST /api/v1/models/{name}/harden`` and ``GET /api/v1/hardening-jobs/{id}``: admin-only hardening jobs, their
 refusals, a real end-to-end job on MIT-BIH (tiny recipe), and the ``hardening_jobs`` migration up and down."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from ecglens.datasets.mitdb import CLASS_NAMES, DS1
 from service_helpers import TINY_CARD, make_api, register_tiny
 from shared_data import shared_path
+
+from ecglens.datasets.mitdb import CLASS_NAMES, DS1
 
 HARDEN = "/api/v1/models/{}/harden"
 JOB = "/api/v1/hardening-jobs/{}"
@@ -81,8 +82,10 @@ def test_harden_onnx_or_http_model_is_422_with_the_reason(harden_api, kind):
     _add_model(harden_api, "remote", kind, spec)
     r = harden_api.client.post(HARDEN.format("remote"), headers=harden_api.auth("admin"), json={})
     assert r.status_code == 422
-    assert r.json()["detail"] == (f"model 'remote' is {kind}: hardening fine-tunes weights, so it needs the "
-                                  "built-in model or a TorchScript upload")
+    assert r.json()["detail"] == (
+        f"model 'remote' is {kind}: hardening fine-tunes weights, so it needs the "
+        "built-in model or a TorchScript upload"
+    )
     assert _jobs(harden_api) == []
 
 
@@ -108,9 +111,12 @@ def test_harden_model_with_other_classes_than_mitdb_is_422(harden_api, tmp_path)
     torch.manual_seed(0)
     path = tmp_path / "lin.pt"
     torch.jit.script(Linear()).save(str(path))
-    r = harden_api.client.post("/api/v1/models", headers=harden_api.auth("admin"),
-                               data={"name": "lin", "card": json.dumps({**TINY_CARD, "name": "lin"})},
-                               files={"file": ("lin.pt", path.read_bytes())})
+    r = harden_api.client.post(
+        "/api/v1/models",
+        headers=harden_api.auth("admin"),
+        data={"name": "lin", "card": json.dumps({**TINY_CARD, "name": "lin"})},
+        files={"file": ("lin.pt", path.read_bytes())},
+    )
     assert r.status_code == 201, r.text
     r = harden_api.client.post(HARDEN.format("lin"), headers=harden_api.auth("admin"), json={})
     assert r.status_code == 422
@@ -118,8 +124,7 @@ def test_harden_model_with_other_classes_than_mitdb_is_422(harden_api, tmp_path)
 
 
 def test_harden_to_a_registered_name_is_409(harden_api):
-    r = harden_api.client.post(HARDEN.format("builtin"), headers=harden_api.auth("admin"),
-                               json={"new_name": "builtin"})
+    r = harden_api.client.post(HARDEN.format("builtin"), headers=harden_api.auth("admin"), json={"new_name": "builtin"})
     assert r.status_code == 409
     assert "'builtin' is already registered" in r.json()["detail"]
     assert _jobs(harden_api) == []
@@ -129,8 +134,18 @@ def test_harden_to_a_name_a_pending_job_will_take_is_409(harden_api):
     from ecglens.service.db import QUEUED, HardeningJob, new_id, utcnow
 
     with harden_api.runtime.sessions() as session:
-        session.add(HardeningJob(id=new_id(), parent_model="builtin", new_model="b2", status=QUEUED, progress=0.0,
-                                 params={"seed": 0}, attempts=0, created_at=utcnow()))
+        session.add(
+            HardeningJob(
+                id=new_id(),
+                parent_model="builtin",
+                new_model="b2",
+                status=QUEUED,
+                progress=0.0,
+                params={"seed": 0},
+                attempts=0,
+                created_at=utcnow(),
+            )
+        )
         session.commit()
     r = harden_api.client.post(HARDEN.format("builtin"), headers=harden_api.auth("admin"), json={"new_name": "b2"})
     assert r.status_code == 409
@@ -138,15 +153,18 @@ def test_harden_to_a_name_a_pending_job_will_take_is_409(harden_api):
     assert len(_jobs(harden_api)) == 1
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"new_name": "../escape"}, "new_name"),
-    ({"new_name": ""}, "new_name"),
-    ({"epochs": 0}, "epochs"),
-    ({"agent_windows": -1}, "agent_windows"),
-    ({"soup": 0}, "soup"),
-    ({"seed": -1}, "seed"),
-    ({"steps": 5}, "steps"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"new_name": "../escape"}, "new_name"),
+        ({"new_name": ""}, "new_name"),
+        ({"epochs": 0}, "epochs"),
+        ({"agent_windows": -1}, "agent_windows"),
+        ({"soup": 0}, "soup"),
+        ({"seed": -1}, "seed"),
+        ({"steps": 5}, "steps"),
+    ],
+)
 def test_harden_bad_body_is_422_naming_the_field(harden_api, body, field):
     r = harden_api.client.post(HARDEN.format("builtin"), headers=harden_api.auth("admin"), json=body)
     assert r.status_code == 422
@@ -203,8 +221,18 @@ def test_failed_job_on_a_model_that_became_unhardenable_records_the_classifier_e
     _add_model(harden_api, "remote", "http", "https://models.example/ecg")
     job_id = new_id()
     with harden_api.runtime.sessions() as session:
-        session.add(HardeningJob(id=job_id, parent_model="remote", new_model="remote-h", status=QUEUED,
-                                 progress=0.0, params={"seed": 0}, attempts=0, created_at=utcnow()))
+        session.add(
+            HardeningJob(
+                id=job_id,
+                parent_model="remote",
+                new_model="remote-h",
+                status=QUEUED,
+                progress=0.0,
+                params={"seed": 0},
+                attempts=0,
+                created_at=utcnow(),
+            )
+        )
         session.commit()
     assert run_hardening(job_id, harden_api.runtime) == "failed"
     assert run_hardening(job_id, harden_api.runtime) == "failed"  # an ended job is left alone
@@ -241,8 +269,11 @@ def test_hardening_job_registers_the_new_model_with_its_parent(tmp_path):
     GET /models with its parent in its card, and its file is the one the job reports."""
     mitdb = shared_path("mitdb")
     with running_api(tmp_path, mitdb_dir=mitdb) as api:
-        r = api.client.post(HARDEN.format("builtin"), headers=api.auth("admin"),
-                            json={"seed": 3, "epochs": 1, "agent_windows": 1, "soup": 1})
+        r = api.client.post(
+            HARDEN.format("builtin"),
+            headers=api.auth("admin"),
+            json={"seed": 3, "epochs": 1, "agent_windows": 1, "soup": 1},
+        )
         assert r.status_code == 202, r.text
         job, seen = _wait(api, r.json()["id"], timeout_s=600)
         assert job["status"] == "done", job["error"]
@@ -280,27 +311,48 @@ def test_migration_0002_adds_hardening_jobs_and_downgrades_to_0001_cleanly(tmp_p
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:  # a row from before the migration survives it both ways
-            conn.execute(sa.text("INSERT INTO models (name, kind, spec, card, created_at) "
-                                 "VALUES ('builtin', 'builtin', 'builtin', '{}', 'now')"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO models (name, kind, spec, card, created_at) "
+                    "VALUES ('builtin', 'builtin', 'builtin', '{}', 'now')"
+                )
+            )
         assert "hardening_jobs" not in sa.inspect(engine).get_table_names()
 
         upgrade(url)
         inspector = sa.inspect(engine)
         assert "hardening_jobs" in inspector.get_table_names()
         columns = {c["name"] for c in inspector.get_columns("hardening_jobs")}
-        assert {"id", "parent_model", "new_model", "status", "progress", "error", "params", "result",
-                "created_by", "created_at", "started_at", "finished_at"} <= columns
+        assert {
+            "id",
+            "parent_model",
+            "new_model",
+            "status",
+            "progress",
+            "error",
+            "params",
+            "result",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        } <= columns
         assert [fk["referred_table"] for fk in inspector.get_foreign_keys("hardening_jobs")] == ["models"]
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO hardening_jobs (id, parent_model, new_model, status, progress, params, "
-                                 "attempts, created_at) VALUES ('j1', 'builtin', 'b2', 'queued', 0, '{}', 0, 'now')"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO hardening_jobs (id, parent_model, new_model, status, progress, params, "
+                    "attempts, created_at) VALUES ('j1', 'builtin', 'b2', 'queued', 0, '{}', 0, 'now')"
+                )
+            )
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
         command.downgrade(alembic_config(url), "0001")
         inspector = sa.inspect(engine)
         assert "hardening_jobs" not in inspector.get_table_names()
-        assert not [i for t in inspector.get_table_names() for i in inspector.get_indexes(t)
-                    if "hardening" in (i["name"] or "")]
+        assert not [
+            i for t in inspector.get_table_names() for i in inspector.get_indexes(t) if "hardening" in (i["name"] or "")
+        ]
         with engine.begin() as conn:
             assert conn.execute(sa.text("SELECT name FROM models")).scalars().all() == ["builtin"]
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
@@ -320,12 +372,23 @@ def test_hardening_job_left_running_by_a_stopped_server_is_resumed_at_start(tmp_
     before = Runtime(Settings(_env_file=None, data_dir=tmp_path / "var", database_url="", broker_url=""))
     try:
         with before.sessions() as session:  # what a server killed mid-job leaves behind
-            session.add(Model(name="remote", kind="http", spec="https://models.example/ecg", card={},
-                              created_at=utcnow()))
+            session.add(
+                Model(name="remote", kind="http", spec="https://models.example/ecg", card={}, created_at=utcnow())
+            )
             session.flush()
-            session.add(HardeningJob(id=job_id, parent_model="remote", new_model="remote-h", status=RUNNING,
-                                     progress=42.0, params={"seed": 0}, attempts=1, created_at=utcnow(),
-                                     heartbeat_at=utcnow()))
+            session.add(
+                HardeningJob(
+                    id=job_id,
+                    parent_model="remote",
+                    new_model="remote-h",
+                    status=RUNNING,
+                    progress=42.0,
+                    params={"seed": 0},
+                    attempts=1,
+                    created_at=utcnow(),
+                    heartbeat_at=utcnow(),
+                )
+            )
             session.commit()
     finally:
         before.close()
@@ -339,12 +402,20 @@ def test_a_retried_job_returns_the_model_it_registered_before_its_worker_stopped
     """A worker that stopped after registering the hardened model but before marking the job done: the retry
     finds the model its own job registered (the card names the job) and finishes; another job's model with the
     same name is still refused."""
-    from ecglens.service.hardening_job import run_hardening_job
     from ecglens.service.db import Model, utcnow
+    from ecglens.service.hardening_job import run_hardening_job
 
     with harden_api.runtime.sessions() as session:
-        session.add(Model(name="builtin-h", kind="torchscript", spec="/models/builtin-h-abc.pt", sha256="ab" * 32,
-                          card={"name": "builtin-h", "training": {"hardening_job": "job-1"}}, created_at=utcnow()))
+        session.add(
+            Model(
+                name="builtin-h",
+                kind="torchscript",
+                spec="/models/builtin-h-abc.pt",
+                sha256="ab" * 32,
+                card={"name": "builtin-h", "training": {"hardening_job": "job-1"}},
+                created_at=utcnow(),
+            )
+        )
         session.commit()
     again = run_hardening_job(harden_api.runtime, "builtin", new_name="builtin-h", job_id="job-1")
     assert (again["name"], again["sha256"], again["parent"]) == ("builtin-h", "ab" * 32, "builtin")

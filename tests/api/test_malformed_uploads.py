@@ -1,4 +1,5 @@
 """Hundreds of generated malformed uploads (seeded): never a 5xx, always 201, 413 or 422."""
+
 from __future__ import annotations
 
 import io
@@ -16,7 +17,7 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
     for _ in range(int(rng.integers(1, 6))):
         op = int(rng.integers(0, 4))
         if op == 0 and buf:
-            del buf[int(rng.integers(0, len(buf))):]
+            del buf[int(rng.integers(0, len(buf))) :]
         elif op == 1 and buf:
             i = int(rng.integers(0, len(buf)))
             buf[i] = int(rng.integers(0, 256))
@@ -25,7 +26,7 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
             buf[i:i] = rng.integers(0, 256, int(rng.integers(1, 64)), dtype=np.uint8).tobytes()
         elif buf:
             i = int(rng.integers(0, len(buf)))
-            buf[i:i] = buf[i:i + int(rng.integers(1, 200))]
+            buf[i:i] = buf[i : i + int(rng.integers(1, 200))]
     return bytes(buf)
 
 
@@ -57,8 +58,10 @@ def _case(i: int, rng: np.random.Generator, valid: dict[str, bytes]) -> dict[str
         return {f"a{i}.hea": hea, f"b{i}.dat": dat}
     if kind == 6:  # a zip holding junk and a lone data file
         return {"junk.zip": _zip({"x/y.dat": _mutate(dat, rng), "notes.txt": b"hello"})}
-    return {"h.hea": _mutate(b"h 2 360 3600\nh.dat 16 200/mV 16 0 0 0 0 MLII\nh.dat 16 200 16 0 0 0 0 V1\n", rng),
-            "h.dat": _mutate(dat[:2000], rng)}
+    return {
+        "h.hea": _mutate(b"h 2 360 3600\nh.dat 16 200/mV 16 0 0 0 0 MLII\nh.dat 16 200 16 0 0 0 0 V1\n", rng),
+        "h.dat": _mutate(dat[:2000], rng),
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

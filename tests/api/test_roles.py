@@ -1,4 +1,5 @@
 """Every endpoint x every role: 401 without a key, 403 for a role not allowed, neither for a role allowed."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,8 +38,7 @@ OPEN = {("GET", "/healthz"), ("GET", "/api/v1/healthz")}
 
 
 def _call(api, method: str, template: str, headers: dict[str, str]):
-    path = template.format(record_id="0" * 32, analysis_id="0" * 32, key_id="0" * 16, name="builtin",
-                           job_id="0" * 32)
+    path = template.format(record_id="0" * 32, analysis_id="0" * 32, key_id="0" * 16, name="builtin", job_id="0" * 32)
     if method == "POST" and path.endswith(("/records", "/models")):
         return api.client.post(path, headers=headers, files={"unused": ("", b"")}, data={"x": "1"})
     if method == "POST":  # an invalid body: an allowed role gets 422 and nothing is created

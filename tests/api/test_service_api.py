@@ -1,5 +1,6 @@
 """The REST API end to end with the real readers, explainer and a real TorchScript classifier, on SQLite and
 on a real PostgreSQL server (the ``api`` fixture runs each test on both)."""
+
 from __future__ import annotations
 
 import io
@@ -7,8 +8,6 @@ import json
 import zipfile
 
 import numpy as np
-import pytest
-
 from service_helpers import register_tiny, wfdb_files
 
 
@@ -69,15 +68,17 @@ def test_unknown_format_is_422(api):
 
 def test_oversized_upload_is_413_while_streaming(api):
     def body():  # chunked, no Content-Length: the limit must trip on the streamed bytes
-        boundary = b"--xyz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.csv\"\r\n\r\n"
+        boundary = b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="big.csv"\r\n\r\n'
         yield boundary
         for _ in range(64):
             yield b"0.1," * 16384
+
     headers = {**api.auth("clinician"), "Content-Type": "multipart/form-data; boundary=xyz"}
     response = api.client.post("/api/v1/records", headers=headers, content=body())
     assert response.status_code == 413
-    declared = api.client.post("/api/v1/records", headers=api.auth("clinician"),
-                               files={"files": ("big.csv", b"0" * (3 * 2**20))})
+    declared = api.client.post(
+        "/api/v1/records", headers=api.auth("clinician"), files={"files": ("big.csv", b"0" * (3 * 2**20))}
+    )
     assert declared.status_code == 413
 
 
@@ -89,9 +90,11 @@ def test_unknown_record_is_404(api):
 
 def test_signal_window_returns_samples_in_mv(api, wfdb_record, synthetic_ecg):
     record = api.upload(wfdb_record).json()["data"][0]
-    response = api.client.get(f"/api/v1/records/{record['id']}/signal",
-                              params={"leads": "V1", "start_s": 1.0, "end_s": 2.0, "max_points": 5000},
-                              headers=api.auth("clinician"))
+    response = api.client.get(
+        f"/api/v1/records/{record['id']}/signal",
+        params={"leads": "V1", "start_s": 1.0, "end_s": 2.0, "max_points": 5000},
+        headers=api.auth("clinician"),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["leads"] == ["V1"] and not body["decimated"] and body["t0"] == 1.0
@@ -102,8 +105,9 @@ def test_signal_window_returns_samples_in_mv(api, wfdb_record, synthetic_ecg):
 
 def test_signal_decimation_keeps_each_buckets_extremes(api, wfdb_record, synthetic_ecg):
     record = api.upload(wfdb_record).json()["data"][0]
-    body = api.client.get(f"/api/v1/records/{record['id']}/signal", params={"max_points": 200},
-                          headers=api.auth("clinician")).json()
+    body = api.client.get(
+        f"/api/v1/records/{record['id']}/signal", params={"max_points": 200}, headers=api.auth("clinician")
+    ).json()
     assert body["decimated"]
     values, times = np.array(body["values"]["MLII"]), np.array(body["times"]["MLII"])
     assert len(values) <= 200 and np.all(np.diff(times) >= 0)
@@ -113,8 +117,9 @@ def test_signal_decimation_keeps_each_buckets_extremes(api, wfdb_record, synthet
 
 def test_signal_of_unknown_lead_is_422(api, wfdb_record):
     record = api.upload(wfdb_record).json()["data"][0]
-    response = api.client.get(f"/api/v1/records/{record['id']}/signal", params={"leads": "V9"},
-                              headers=api.auth("clinician"))
+    response = api.client.get(
+        f"/api/v1/records/{record['id']}/signal", params={"leads": "V9"}, headers=api.auth("clinician")
+    )
     assert response.status_code == 422 and "V9" in response.json()["detail"]
 
 
@@ -136,8 +141,10 @@ def test_invalid_json_body_is_422(api):
     headers = {**api.auth("clinician"), "Content-Type": "application/json"}
     assert api.client.post("/api/v1/analyses", headers=headers, content=b"{not json").status_code == 422
     assert api.client.post("/api/v1/analyses", headers=headers, json={"record_id": 5}).status_code == 422
-    assert api.client.post("/api/v1/analyses", headers=headers,
-                           json={"record_id": "x", "query_budget": -1}).status_code == 422
+    assert (
+        api.client.post("/api/v1/analyses", headers=headers, json={"record_id": "x", "query_budget": -1}).status_code
+        == 422
+    )
 
 
 def test_register_torchscript_model_then_listed(api, tiny_model):
@@ -151,23 +158,38 @@ def test_register_torchscript_model_then_listed(api, tiny_model):
 
 def test_register_model_with_a_broken_file_is_422(api, tiny_model):
     _, card = tiny_model
-    response = api.client.post("/api/v1/models", headers=api.auth("admin"), data={"card": json.dumps(card)},
-                               files={"file": ("tiny.pt", b"not a torchscript archive")})
+    response = api.client.post(
+        "/api/v1/models",
+        headers=api.auth("admin"),
+        data={"card": json.dumps(card)},
+        files={"file": ("tiny.pt", b"not a torchscript archive")},
+    )
     assert response.status_code == 422 and "model rejected" in response.json()["detail"]
 
 
 def test_http_model_off_the_allow_list_is_422(api):
-    response = api.client.post("/api/v1/models", headers=api.auth("admin"),
-                               data={"name": "remote", "endpoint": "http://evil.example:9000/predict"})
+    response = api.client.post(
+        "/api/v1/models",
+        headers=api.auth("admin"),
+        data={"name": "remote", "endpoint": "http://evil.example:9000/predict"},
+    )
     assert response.status_code == 422 and "allow-list" in response.json()["detail"]
 
 
 def test_create_analysis_returns_202_and_completes_with_results(api, wfdb_record, tiny_model):
     assert register_tiny(api, tiny_model).status_code == 201
     record = api.upload(wfdb_record).json()["data"][0]
-    response = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
-                               json={"record_id": record["id"], "model": "tiny", "query_budget": 40, "seed": 3,
-                                     "distortions": ["gaussian", "baseline_wander"]})
+    response = api.client.post(
+        "/api/v1/analyses",
+        headers=api.auth("clinician"),
+        json={
+            "record_id": record["id"],
+            "model": "tiny",
+            "query_budget": 40,
+            "seed": 3,
+            "distortions": ["gaussian", "baseline_wander"],
+        },
+    )
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "queued"
     done = api.wait(response.json()["id"])
@@ -177,8 +199,9 @@ def test_create_analysis_returns_202_and_completes_with_results(api, wfdb_record
     assert explanation["diagnosis"]["label"] in ("calm", "noisy")
     assert explanation["queries"] <= 40
     assert robustness["label"] == explanation["diagnosis"]["label"]
-    listed = api.client.get("/api/v1/analyses", params={"record_id": record["id"]},
-                            headers=api.auth("clinician")).json()
+    listed = api.client.get(
+        "/api/v1/analyses", params={"record_id": record["id"]}, headers=api.auth("clinician")
+    ).json()
     assert listed["count"] == 1 and listed["data"][0]["explanation"] is None  # lists carry no results
     auditor_view = api.client.get(f"/api/v1/analyses/{done['id']}", headers=api.auth("auditor")).json()
     assert auditor_view["status"] == "done" and auditor_view["explanation"] is None
@@ -188,8 +211,11 @@ def test_analysis_no_model_fits_is_refused_saying_why_and_what_would(api, synthe
     assert register_tiny(api, tiny_model).status_code == 201
     one_lead = wfdb_files(synthetic_ecg.select_leads(["V1"]), "v1only", tmp_path / "v1")
     record = api.upload(one_lead).json()["data"][0]
-    response = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
-                               json={"record_id": record["id"], "model": "tiny", "query_budget": 20})
+    response = api.client.post(
+        "/api/v1/analyses",
+        headers=api.auth("clinician"),
+        json={"record_id": record["id"], "model": "tiny", "query_budget": 20},
+    )
     assert response.status_code == 422
     detail = response.json()["detail"]
     # the tiny model needs MLII; the record has only V1: said in words, with what would fit (the built-in reads
@@ -206,16 +232,21 @@ def test_analysis_no_model_fits_is_refused_saying_why_and_what_would(api, synthe
 def test_analysis_of_unknown_model_or_record_is_404(api, wfdb_record):
     record = api.upload(wfdb_record).json()["data"][0]
     h = api.auth("clinician")
-    assert api.client.post("/api/v1/analyses", headers=h, json={"record_id": record["id"],
-                                                                 "model": "nope"}).status_code == 404
+    assert (
+        api.client.post("/api/v1/analyses", headers=h, json={"record_id": record["id"], "model": "nope"}).status_code
+        == 404
+    )
     assert api.client.post("/api/v1/analyses", headers=h, json={"record_id": "nope"}).status_code == 404
 
 
 def test_analysis_events_stream_progress_until_done(api, wfdb_record, tiny_model):
     assert register_tiny(api, tiny_model).status_code == 201
     record = api.upload(wfdb_record).json()["data"][0]
-    created = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
-                              json={"record_id": record["id"], "model": "tiny", "query_budget": 30}).json()
+    created = api.client.post(
+        "/api/v1/analyses",
+        headers=api.auth("clinician"),
+        json={"record_id": record["id"], "model": "tiny", "query_budget": 30},
+    ).json()
     events = []
     with api.client.stream("GET", f"/api/v1/analyses/{created['id']}/events", headers=api.auth("clinician")) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -272,8 +303,9 @@ def test_audit_filters_and_csv_export(api, wfdb_record):
 
 def test_audit_events_hold_no_signal_values_or_header_fields(api, wfdb_record):
     record = api.upload(wfdb_record).json()["data"][0]
-    window = api.client.get(f"/api/v1/records/{record['id']}/signal", params={"end_s": 1.0},
-                            headers=api.auth("clinician")).json()
+    window = api.client.get(
+        f"/api/v1/records/{record['id']}/signal", params={"end_s": 1.0}, headers=api.auth("clinician")
+    ).json()
     dump = api.client.get("/api/v1/audit", params={"format": "csv"}, headers=api.auth("auditor")).text
     assert "Age" not in dump and "Sex" not in dump  # the header's comment line
     negatives = {v for v in window["values"]["MLII"] if v < -0.05}
@@ -298,8 +330,9 @@ def test_healthz_and_docs_need_no_key(api):
     assert api.client.get("/static/vendor/plotly.min.js").status_code == 200
 
 
-def test_records_list_searches_by_name_and_upload_time_and_shows_the_latest_analysis(api, synthetic_ecg, tmp_path,
-                                                                                    tiny_model):
+def test_records_list_searches_by_name_and_upload_time_and_shows_the_latest_analysis(
+    api, synthetic_ecg, tmp_path, tiny_model
+):
     for name in ("ward3_a", "icu_b"):
         assert api.upload(wfdb_files(synthetic_ecg, name, tmp_path / name)).status_code == 201
     headers = api.auth("clinician")
@@ -314,8 +347,11 @@ def test_records_list_searches_by_name_and_upload_time_and_shows_the_latest_anal
 
     register_tiny(api, tiny_model)
     record_id = found["data"][0]["id"]
-    created = api.client.post("/api/v1/analyses", headers=headers, json={
-        "record_id": record_id, "model": "tiny", "query_budget": 40, "seed": 0}).json()
+    created = api.client.post(
+        "/api/v1/analyses",
+        headers=headers,
+        json={"record_id": record_id, "model": "tiny", "query_budget": 40, "seed": 0},
+    ).json()
     api.wait(created["id"])
     listed = api.client.get("/api/v1/records", params={"q": "ward3"}, headers=headers).json()["data"][0]
     assert listed["latest_analysis"]["id"] == created["id"]

@@ -1,6 +1,7 @@
 """The findings of issue 21, one test each: zip bombs and odd archives, data-file modes, security headers,
 failed-auth throttling, revocation of open streams, deleted records' analyses, plausibility limits, and an
 audit append that fails refusing its request."""
+
 from __future__ import annotations
 
 import io
@@ -14,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import text
-
 from service_helpers import make_api, register_tiny
+from sqlalchemy import text
 
 
 def _zip(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -36,7 +36,7 @@ def _lying_bomb(real_mib: int, declared: int = 1000) -> bytes:
             for _ in range(real_mib):
                 fh.write(block)
     data = bytearray(out.getvalue())
-    struct.pack_into("<I", data, 22, declared)                         # local header: uncompressed size
+    struct.pack_into("<I", data, 22, declared)  # local header: uncompressed size
     struct.pack_into("<I", data, data.find(b"PK\x01\x02") + 24, declared)  # central directory entry
     return bytes(data)
 
@@ -95,8 +95,9 @@ def test_nested_zip_is_422(sqlite_api, wfdb_record):
 def test_data_files_and_folders_are_private(sqlite_api, wfdb_record):
     assert sqlite_api.upload(wfdb_record).status_code == 201
     data_dir = sqlite_api.runtime.settings.data_dir
-    modes = {p.relative_to(data_dir).as_posix(): stat.S_IMODE(p.stat().st_mode)
-             for p in [data_dir, *data_dir.rglob("*")]}
+    modes = {
+        p.relative_to(data_dir).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [data_dir, *data_dir.rglob("*")]
+    }
     assert any(k.startswith("blobs/") and not Path(k).name.startswith(".") for k in modes if len(k) > 60)
     assert any(k.startswith("cache/") for k in modes) and "ecglens.db" in modes
     loose = {k: oct(m) for k, m in modes.items() if m & 0o077}
@@ -136,8 +137,10 @@ def test_failed_authentication_is_throttled_per_key_id_and_client(sqlite_api):
 
 
 def test_failed_authentication_is_throttled_per_client_across_key_ids(sqlite_api):
-    statuses = [sqlite_api.client.get("/api/v1/records", headers={
-        "Authorization": f"Bearer ecgl_{i:016x}_guess"}).status_code for i in range(60)]
+    statuses = [
+        sqlite_api.client.get("/api/v1/records", headers={"Authorization": f"Bearer ecgl_{i:016x}_guess"}).status_code
+        for i in range(60)
+    ]
     assert statuses[:50] == [401] * 50 and set(statuses[50:]) == {429}
 
 
@@ -146,9 +149,19 @@ def _queued_analysis(api, record_id: str, role: str = "clinician") -> str:
     from ecglens.service.db import QUEUED, Analysis, new_id, utcnow
 
     with api.runtime.sessions() as session:
-        row = Analysis(id=new_id(), record_id=record_id, model="builtin", query_budget=10, seed=0,
-                       status=QUEUED, progress=0.0, queries=0, attempts=0, created_by=api.key_ids[role],
-                       created_at=utcnow())
+        row = Analysis(
+            id=new_id(),
+            record_id=record_id,
+            model="builtin",
+            query_budget=10,
+            seed=0,
+            status=QUEUED,
+            progress=0.0,
+            queries=0,
+            attempts=0,
+            created_by=api.key_ids[role],
+            created_at=utcnow(),
+        )
         session.add(row)
         session.commit()
         return row.id
@@ -171,12 +184,17 @@ def test_revoking_a_key_ends_its_open_progress_stream(sqlite_api, wfdb_record):
 def test_analysis_of_a_deleted_record_is_404(api, wfdb_record, tiny_model):
     assert register_tiny(api, tiny_model).status_code == 201
     rid = api.upload(wfdb_record).json()["data"][0]["id"]
-    aid = api.client.post("/api/v1/analyses", headers=api.auth("clinician"),
-                          json={"record_id": rid, "model": "tiny", "query_budget": 20}).json()["id"]
+    aid = api.client.post(
+        "/api/v1/analyses", headers=api.auth("clinician"), json={"record_id": rid, "model": "tiny", "query_budget": 20}
+    ).json()["id"]
     assert api.wait(aid)["status"] == "done"
     assert api.client.delete(f"/api/v1/records/{rid}", headers=api.auth("admin")).status_code == 204
-    for path in (f"/api/v1/analyses/{aid}", f"/api/v1/analyses/{aid}/fhir", f"/api/v1/analyses/{aid}/report.pdf",
-                 f"/api/v1/analyses/{aid}/events"):
+    for path in (
+        f"/api/v1/analyses/{aid}",
+        f"/api/v1/analyses/{aid}/fhir",
+        f"/api/v1/analyses/{aid}/report.pdf",
+        f"/api/v1/analyses/{aid}/events",
+    ):
         response = api.client.get(path, headers=api.auth("clinician"))
         assert response.status_code == 404, (path, response.status_code)
         assert "diagnosis" not in response.text and "saliency" not in response.text
@@ -188,13 +206,16 @@ def _json_record(fs: float, leads: dict) -> bytes:
     return json.dumps({"fs": fs, "leads": leads}).encode()
 
 
-@pytest.mark.parametrize("body,reason", [
-    (_json_record(0.0016, {"II": [0.1, 0.2, 0.1] * 10}), "sampling rate 0.0016 Hz is implausible"),
-    (_json_record(50000, {"II": [0.1, 0.2, 0.1] * 10}), "sampling rate 50000 Hz is implausible"),
-    (_json_record(360, {"II": [2.0 ** 70, 0.0] * 200}), "samples reach"),
-    (_json_record(360, {"II": [0.0, 400.0] * 200}), "swing 200 mV around their baseline"),
-    (json.dumps({"fs": 360, "leads": [{"name": None, "samples": [0.1, 0.2] * 200}]}).encode(), "'None'"),
-])
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        (_json_record(0.0016, {"II": [0.1, 0.2, 0.1] * 10}), "sampling rate 0.0016 Hz is implausible"),
+        (_json_record(50000, {"II": [0.1, 0.2, 0.1] * 10}), "sampling rate 50000 Hz is implausible"),
+        (_json_record(360, {"II": [2.0**70, 0.0] * 200}), "samples reach"),
+        (_json_record(360, {"II": [0.0, 400.0] * 200}), "swing 200 mV around their baseline"),
+        (json.dumps({"fs": 360, "leads": [{"name": None, "samples": [0.1, 0.2] * 200}]}).encode(), "'None'"),
+    ],
+)
 def test_implausible_records_are_422_with_the_reason(sqlite_api, body, reason):
     response = sqlite_api.upload({"r.json": body})
     assert response.status_code == 422, response.text

@@ -1,6 +1,7 @@
 """A hypothesis strategy of hostile uploads: a list of ``(file name, bytes)`` for ``POST /records``.
 
 Shared by tests/api/test_upload_fuzz.py and benchmarks/service_load.py (``--fuzz``)."""
+
 from __future__ import annotations
 
 import io
@@ -16,14 +17,17 @@ METHODS = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.
 # unicode, dots.
 NASTY = "\x00\x01\n\r\t\x7f/\\.:\u202e\u200b é中"
 names = st.text(alphabet=st.sampled_from(list(NASTY) + list("abcXYZ019_-")), max_size=24)
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64),
-                    st.integers(min_value=-(2 ** 80), max_value=2 ** 80), st.just(2.0 ** 70))
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.just(2.0**70),
+)
 
 
 def _zip(members: list[tuple[str, bytes]], method: int) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", method) as zf:
-        for i, (name, data) in enumerate(members):
+        for i, (_name, data) in enumerate(members):
             info = zipfile.ZipInfo(f"m{i:03d}", date_time=(2020, 1, 1, 0, 0, 0))
             info.compress_type = method
             zf.writestr(info, data)
@@ -60,8 +64,7 @@ def record_text(draw) -> tuple[str, bytes]:
             doc["units"] = draw(st.sampled_from(["mV", "uV", "V", "mmHg", "", "µV"]))
         return "r.json", json.dumps(doc, allow_nan=True).encode()
     header = f"time,{lead}\n"
-    rows = "".join(f"{i / (fs if isinstance(fs, (int, float)) and fs else 1)!r},{v!r}\n"
-                   for i, v in enumerate(samples))
+    rows = "".join(f"{i / (fs if isinstance(fs, (int, float)) and fs else 1)!r},{v!r}\n" for i, v in enumerate(samples))
     return "r.csv", (header + rows).encode()
 
 
@@ -74,16 +77,20 @@ def zip_file(draw) -> tuple[str, bytes]:
         raw = _zip([("z.csv", bytes(mib << 20))], zipfile.ZIP_DEFLATED)
         raw = _lie(raw, draw(st.sampled_from([0, 1000, 1 << 31, (mib << 20) - 1])))
     elif kind == "many":
-        raw = _zip([(f"{i}", b"") for i in range(draw(st.integers(min_value=500, max_value=700)))],
-                   zipfile.ZIP_STORED)
+        raw = _zip([(f"{i}", b"") for i in range(draw(st.integers(min_value=500, max_value=700)))], zipfile.ZIP_STORED)
     elif kind == "nested":
         raw = _zip([("in.z", _zip([("a.csv", b"II\n1\n")], method))], method)
     else:
-        members = draw(st.lists(st.tuples(names, st.one_of(st.binary(max_size=600), record_text().map(
-            lambda nb: nb[1]))), min_size=0, max_size=4))
+        members = draw(
+            st.lists(
+                st.tuples(names, st.one_of(st.binary(max_size=600), record_text().map(lambda nb: nb[1]))),
+                min_size=0,
+                max_size=4,
+            )
+        )
         raw = _zip(members, method)
         if draw(st.booleans()):
-            raw = _lie(raw, draw(st.integers(min_value=0, max_value=2 ** 32 - 1)))
+            raw = _lie(raw, draw(st.integers(min_value=0, max_value=2**32 - 1)))
     if draw(st.booleans()):  # flip a few bytes
         data = bytearray(raw)
         for at in draw(st.lists(st.integers(min_value=0, max_value=max(0, len(data) - 1)), max_size=3)):
@@ -101,9 +108,15 @@ def one_file(draw) -> tuple[str, bytes]:
         return draw(record_text())
     if choice == 2:
         return draw(zip_file())
-    hea = draw(st.sampled_from([b"h 1 360 100\nh.dat 16 200/mV 16 0 0 0 0 II\n",
-                                b"h 1 0.0016 100\nh.dat 16 200/mV 16 0 0 0 0 None\n",
-                                b"h 1 360 100\nh.dat 16 1e-30/mV 16 0 0 0 0 II\n"]))
+    hea = draw(
+        st.sampled_from(
+            [
+                b"h 1 360 100\nh.dat 16 200/mV 16 0 0 0 0 II\n",
+                b"h 1 0.0016 100\nh.dat 16 200/mV 16 0 0 0 0 None\n",
+                b"h 1 360 100\nh.dat 16 1e-30/mV 16 0 0 0 0 II\n",
+            ]
+        )
+    )
     return "h.hea", hea
 
 

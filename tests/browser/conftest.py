@@ -3,6 +3,7 @@ API keys made with ``ecglens create-key``, and Debian's chromium driven by Playw
 
 Everything skips cleanly when /usr/bin/chromium or Playwright is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,16 @@ import numpy as np
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SERVER_START_S = 90.0
 
@@ -28,13 +37,20 @@ SERVER_START_S = 90.0
 @dataclass
 class Server:
     url: str
-    keys: dict[str, str]       # role -> bearer token
-    names: dict[str, str]      # role -> key name
+    keys: dict[str, str]  # role -> bearer token
+    names: dict[str, str]  # role -> key name
     data_dir: Path
     log: Path
 
-    def api(self, path: str, role: str = "clinician", *, body: bytes | None = None,
-            content_type: str | None = None, method: str | None = None) -> tuple[int, object]:
+    def api(
+        self,
+        path: str,
+        role: str = "clinician",
+        *,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        method: str | None = None,
+    ) -> tuple[int, object]:
         """Call the REST API as ``role``; return (status, parsed JSON or text)."""
         request = urllib.request.Request(self.url + "/api/v1" + path, data=body, method=method)
         request.add_header("Authorization", f"Bearer {self.keys[role]}")
@@ -55,8 +71,15 @@ def _free_port() -> int:
 
 
 def _ecglens(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ecglens.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ecglens.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +97,24 @@ def server(tmp_path_factory) -> Server:
     port = _free_port()
     log = root / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ecglens.cli", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port), "--log-level", "warning"], env=env, cwd=root, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ecglens.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + SERVER_START_S
     while True:
@@ -140,8 +178,13 @@ def browser_page(tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 800}, accept_downloads=True)
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 800},
+            accept_downloads=True,
+        )
         context.set_default_timeout(20_000)
         page = context.pages[0] if context.pages else context.new_page()
         log = ConsoleLog()

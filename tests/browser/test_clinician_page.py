@@ -1,6 +1,7 @@
 """The clinician's page in a real browser against a real server: sign in, upload (drag-and-drop and picker, a
 bad file's error beside it), the 12-lead paper-grid viewer, a live analysis, shaded segments, robustness curves,
 sign out; the audit page shows the events. Assertions read the DOM and plotly's own trace data."""
+
 from __future__ import annotations
 
 import base64
@@ -18,8 +19,14 @@ from tests.conftest import shared_path
 pytestmark = pytest.mark.browser
 
 STANDARD_12 = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-OKABE_ITO = {"baseline_wander": "#E69F00", "powerline": "#56B4E9", "muscle": "#009E73",
-             "electrode_motion": "#CC79A7", "gaussian": "#0072B2", "none": "#505050"}
+OKABE_ITO = {
+    "baseline_wander": "#E69F00",
+    "powerline": "#56B4E9",
+    "muscle": "#009E73",
+    "electrode_motion": "#CC79A7",
+    "gaussian": "#0072B2",
+    "none": "#505050",
+}
 ANALYSIS_TIMEOUT_MS = 120_000
 BUDGET = 60
 DISTORTIONS = ["baseline_wander", "muscle", "gaussian"]
@@ -28,7 +35,8 @@ DISTORTIONS = ["baseline_wander", "muscle", "gaussian"]
 def _drop_files(page, selector: str, files: list[tuple[str, bytes, str]]) -> None:
     """Drop files on an element the way a user's drag from the desktop does (a DataTransfer with Files)."""
     payload = [{"name": n, "b64": base64.b64encode(d).decode(), "type": t} for n, d, t in files]
-    page.evaluate("""([selector, files]) => {
+    page.evaluate(
+        """([selector, files]) => {
         const dt = new DataTransfer();
         for (const f of files) {
             const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
@@ -38,7 +46,9 @@ def _drop_files(page, selector: str, files: list[tuple[str, bytes, str]]) -> Non
         for (const type of ["dragenter", "dragover", "drop"]) {
             zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
         }
-    }""", [selector, payload])
+    }""",
+        [selector, payload],
+    )
 
 
 def _viewer_state(page) -> dict:
@@ -58,8 +68,11 @@ def _viewer_state(page) -> dict:
 
 
 def _wait_plot(page, div_id: str = "ecg-plot") -> None:
-    page.wait_for_function("(id) => { const gd = document.getElementById(id);"
-                           " return gd && gd.data && gd.data.length > 0 && gd._fullLayout; }", arg=div_id)
+    page.wait_for_function(
+        "(id) => { const gd = document.getElementById(id);"
+        " return gd && gd.data && gd.data.length > 0 && gd._fullLayout; }",
+        arg=div_id,
+    )
 
 
 def _signal_traces(page) -> list[dict]:
@@ -89,8 +102,9 @@ def _run_analysis(page, server) -> dict:
         page.click("#analysis-start")
     analysis_id = created.value.json()["id"]
     # The bar is driven by the SSE progress stream; it ends at "done" (or "failed", which fails the test).
-    page.wait_for_selector('#analysis-progress[data-status="done"], #analysis-progress[data-status="failed"]',
-                           timeout=ANALYSIS_TIMEOUT_MS)
+    page.wait_for_selector(
+        '#analysis-progress[data-status="done"], #analysis-progress[data-status="failed"]', timeout=ANALYSIS_TIMEOUT_MS
+    )
     status, analysis = server.api(f"/analyses/{analysis_id}")
     assert status == 200
     assert analysis["status"] == "done", f"analysis failed: {analysis.get('error')}"
@@ -116,8 +130,10 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
     layout = page.locator('select[data-act="layout"]')
     if layout.count():
         layout.select_option("stacked")
-        page.wait_for_function("() => document.getElementById('ecg-plot').data.filter("
-                               "t => t.meta && t.meta.kind === 'signal').length === 12")
+        page.wait_for_function(
+            "() => document.getElementById('ecg-plot').data.filter("
+            "t => t.meta && t.meta.kind === 'signal').length === 12"
+        )
     segments = ex["segments"]
     assert segments, "the analysis found no critical segment to shade"
     assert page.locator("#segment-list button").count() == len(segments)
@@ -131,7 +147,7 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
         r, g, b, alpha = (float(x) for x in re.findall(r"[\d.]+", trace["fillcolor"]))
         colour = OKABE_ITO.get(meta["distortion"])
         if colour:
-            assert (int(r), int(g), int(b)) == tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+            assert (int(r), int(g), int(b)) == tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
         assert alpha == pytest.approx(0.08 + 0.27 * meta["score"], abs=2e-3)
         assert trace["fill"] == "toself" and trace["hoveron"] == "fills"
         assert f"score {meta['score']:.2f}" in trace["text"]
@@ -142,7 +158,9 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
     first = segments[0]
     page.wait_for_function(
         "([a, b]) => { const r = document.getElementById('ecg-plot')._fullLayout.xaxis.range;"
-        " return r[0] <= a + 1e-6 && r[1] >= b - 1e-6; }", arg=[first["start_s"], first["end_s"]])
+        " return r[0] <= a + 1e-6 && r[1] >= b - 1e-6; }",
+        arg=[first["start_s"], first["end_s"]],
+    )
 
     # Hovering the shaded segment (now in view) names its score, time span and distortion.
     locate = """() => {
@@ -166,7 +184,8 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
         page.mouse.move(point["x"], point["y"])
         try:
             page.wait_for_function(
-                "() => document.querySelector('#ecg-plot .hoverlayer').textContent.includes('score')", timeout=5000)
+                "() => document.querySelector('#ecg-plot .hoverlayer').textContent.includes('score')", timeout=5000
+            )
             break
         except PlaywrightTimeoutError:
             if attempt == 3:
@@ -180,10 +199,14 @@ def _check_result(page, analysis: dict, record_leads: list[str]) -> None:
     adversarial = ex["adversarial"]
     if adversarial and adversarial.get("signal"):
         page.check('#overlay-toggle input[value="adversarial"]')
-        page.wait_for_function("() => document.getElementById('ecg-plot').data.some(t => t.meta && t.meta.kind === 'adversarial')")
+        page.wait_for_function(
+            "() => document.getElementById('ecg-plot').data.some(t => t.meta && t.meta.kind === 'adversarial')"
+        )
         page.check('#overlay-toggle input[value="noise"]')
-        page.wait_for_function("() => document.getElementById('ecg-plot').data.some(t => t.meta && t.meta.kind === 'noise')"
-                               " && !document.getElementById('ecg-plot').data.some(t => t.meta && t.meta.kind === 'adversarial')")
+        page.wait_for_function(
+            "() => document.getElementById('ecg-plot').data.some(t => t.meta && t.meta.kind === 'noise')"
+            " && !document.getElementById('ecg-plot').data.some(t => t.meta && t.meta.kind === 'adversarial')"
+        )
         page.check('#overlay-toggle input[value="none"]')
     else:
         assert page.locator('#overlay-toggle input[value="adversarial"]').is_disabled()
@@ -218,8 +241,14 @@ def test_clinician_signs_in_uploads_views_analyses_and_signs_out(server, browser
     page.click('#nav a[data-nav="upload"]')
     page.wait_for_selector("#dropzone")
     page.console_log.expect_failure("/api/v1/records", 422)
-    _drop_files(page, "#dropzone", [("sim12.csv", generated_12_lead_csv.read_bytes(), "text/csv"),
-                                    ("broken.edf", b"0       this is not an EDF file at all" * 8, "application/octet-stream")])
+    _drop_files(
+        page,
+        "#dropzone",
+        [
+            ("sim12.csv", generated_12_lead_csv.read_bytes(), "text/csv"),
+            ("broken.edf", b"0       this is not an EDF file at all" * 8, "application/octet-stream"),
+        ],
+    )
     good, bad = _upload_row(page, "sim12.csv"), _upload_row(page, "broken.edf")
     good.locator(".state a").wait_for()
     bad.locator(".state.error").wait_for()
@@ -234,11 +263,29 @@ def test_clinician_signs_in_uploads_views_analyses_and_signs_out(server, browser
     _wait_plot(page)
     assert page.locator('select[data-act="layout"]').input_value() == "standard"
     traces = _signal_traces(page)
-    assert [t["meta"]["lead"] for t in traces] == ["I", "aVR", "V1", "V4", "II", "aVL", "V2", "V5",
-                                                   "III", "aVF", "V3", "V6", "II"]
+    assert [t["meta"]["lead"] for t in traces] == [
+        "I",
+        "aVR",
+        "V1",
+        "V4",
+        "II",
+        "aVL",
+        "V2",
+        "V5",
+        "III",
+        "aVF",
+        "V3",
+        "V6",
+        "II",
+    ]
     for trace in traces[:12]:  # each lead in its 2.5-s column of the 10-s page
-        col = ["I", "aVR", "V1", "V4"].index(trace["meta"]["lead"]) if trace["meta"]["row"] == 0 else \
-            [["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]][trace["meta"]["row"] - 1].index(trace["meta"]["lead"])
+        col = (
+            ["I", "aVR", "V1", "V4"].index(trace["meta"]["lead"])
+            if trace["meta"]["row"] == 0
+            else [["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]][trace["meta"]["row"] - 1].index(
+                trace["meta"]["lead"]
+            )
+        )
         assert min(trace["x"]) >= col * 2.5 - 1e-6 and max(trace["x"]) <= (col + 1) * 2.5 + 1e-6
         assert max(trace["x"]) - min(trace["x"]) > 2.4
     rhythm = traces[12]
@@ -258,15 +305,18 @@ def test_clinician_signs_in_uploads_views_analyses_and_signs_out(server, browser
     # Zoom controls work from the keyboard on the focused plot: "0" goes back to 100 %.
     page.focus("#ecg-plot")
     page.keyboard.press("0")
-    page.wait_for_function("() => { const r = document.getElementById('ecg-plot')._fullLayout.xaxis.range;"
-                           " return Math.abs(r[0]) < 1e-6 && Math.abs(r[1] - 10) < 1e-6; }")
+    page.wait_for_function(
+        "() => { const r = document.getElementById('ecg-plot')._fullLayout.xaxis.range;"
+        " return Math.abs(r[0]) < 1e-6 && Math.abs(r[1] - 10) < 1e-6; }"
+    )
 
     # Analysis with a small query budget, followed live, then drawn.
     analysis = _run_analysis(page, server)
     _check_result(page, analysis, STANDARD_12)
     page.locator('select[data-act="layout"]').select_option("standard")
-    page.wait_for_function("() => document.getElementById('ecg-plot').data.filter("
-                           "t => t.meta && t.meta.kind === 'signal').length === 13")
+    page.wait_for_function(
+        "() => document.getElementById('ecg-plot').data.filter(t => t.meta && t.meta.kind === 'signal').length === 13"
+    )
     _screenshots(page, "record-12lead")
 
     # The records list: searchable by name, with each record's latest analysis status.
@@ -324,8 +374,9 @@ def test_mitbih_records_show_stacked_leads_and_an_analysis(server, browser_page)
         steps = [b - a for a, b in zip(trace["x"], trace["x"][1:])]
         assert max(steps) == pytest.approx(1 / 360, abs=1e-5) and min(steps) == pytest.approx(1 / 360, abs=1e-5)
     # Linked axes: both leads show the same window.
-    ranges = page.evaluate("() => { const l = document.getElementById('ecg-plot')._fullLayout;"
-                           " return [l.xaxis.range, l.xaxis2.range]; }")
+    ranges = page.evaluate(
+        "() => { const l = document.getElementById('ecg-plot')._fullLayout; return [l.xaxis.range, l.xaxis2.range]; }"
+    )
     assert ranges[0] == pytest.approx([300.0, 302.0]) and ranges[1] == pytest.approx([300.0, 302.0])
     page.click('button[data-act="later"]')
     page.wait_for_function("() => document.getElementById('ecg-plot')._fullLayout.xaxis.range[0] > 300.5")
@@ -335,11 +386,13 @@ def test_mitbih_records_show_stacked_leads_and_an_analysis(server, browser_page)
     analysis = _run_analysis(page, server)
     # The view moves to the window the explainer chose in the 30-min record; the segments lie inside it.
     ex = analysis["explanation"]
-    page.wait_for_function("(a) => Math.abs(document.getElementById('ecg-plot')._fullLayout.xaxis.range[0] - a) < 1e-3",
-                           arg=ex["start_s"])
+    page.wait_for_function(
+        "(a) => Math.abs(document.getElementById('ecg-plot')._fullLayout.xaxis.range[0] - a) < 1e-3", arg=ex["start_s"]
+    )
     window_s = len(ex["saliency"][0]) / ex["fs"]
-    assert all(ex["start_s"] - 1e-6 <= s["start_s"] < s["end_s"] <= ex["start_s"] + window_s + 1e-6
-               for s in ex["segments"])
+    assert all(
+        ex["start_s"] - 1e-6 <= s["start_s"] < s["end_s"] <= ex["start_s"] + window_s + 1e-6 for s in ex["segments"]
+    )
     _check_result(page, analysis, ["MLII", "V1"])
     # The service's exports, downloaded with the API key: a PDF report and a FHIR Observation.
     page.wait_for_selector("#exports:not(.hidden)")
@@ -353,12 +406,17 @@ def test_mitbih_records_show_stacked_leads_and_an_analysis(server, browser_page)
     assert page.console_log.errors == []
 
 
-def test_audit_page_lists_the_events_verifies_the_chain_and_exports_csv(server, browser_page,
-                                                                        generated_12_lead_csv):
+def test_audit_page_lists_the_events_verifies_the_chain_and_exports_csv(server, browser_page, generated_12_lead_csv):
     # Something to audit, done over REST by the clinician: an upload and a read of its signal.
     boundary = "ecglens-test-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"audit-sim.csv\"\r\n"
-            f"Content-Type: text/csv\r\n\r\n").encode() + generated_12_lead_csv.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="audit-sim.csv"\r\n'
+            f"Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + generated_12_lead_csv.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     status, created = server.api("/records", body=body, content_type=f"multipart/form-data; boundary={boundary}")
     assert status == 201, created
     record_id = created["data"][0]["id"]
@@ -409,8 +467,10 @@ def test_keyboard_alone_signs_in_and_moves_between_views_with_visible_focus(serv
     focused = []
     for _ in range(10):  # back through the header to its first stop
         page.keyboard.press("Shift+Tab")
-        focused.append(page.evaluate("""() => { const el = document.activeElement, st = getComputedStyle(el);
-            return { text: el.textContent.trim(), outline: st.outlineStyle, width: parseFloat(st.outlineWidth) }; }"""))
+        focused.append(
+            page.evaluate("""() => { const el = document.activeElement, st = getComputedStyle(el);
+            return { text: el.textContent.trim(), outline: st.outlineStyle, width: parseFloat(st.outlineWidth) }; }""")
+        )
         if focused[-1]["text"] == "Skip to content":
             break
     names = [f["text"] for f in focused]
@@ -426,24 +486,34 @@ def test_keyboard_alone_signs_in_and_moves_between_views_with_visible_focus(serv
     while page.evaluate("() => document.activeElement.id") != "dropzone":
         page.keyboard.press("Tab")
     # Enter on the drop zone opens the file picker (the hidden multi-file input is clicked).
-    page.evaluate("() => document.getElementById('file-input').addEventListener('click', (e) => {"
-                  " window.__pickerOpened = e.target.multiple; e.preventDefault(); })")
+    page.evaluate(
+        "() => document.getElementById('file-input').addEventListener('click', (e) => {"
+        " window.__pickerOpened = e.target.multiple; e.preventDefault(); })"
+    )
     page.keyboard.press("Enter")
     page.wait_for_function("() => window.__pickerOpened === true")
     assert page.console_log.errors == []
 
 
-def test_browser_modules_read_the_services_signal_windows_and_group_uploads(server, browser_page,
-                                                                            generated_12_lead_csv):
+def test_browser_modules_read_the_services_signal_windows_and_group_uploads(
+    server, browser_page, generated_12_lead_csv
+):
     boundary = "ecglens-modules"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"modules-sim.csv\"\r\n"
-            f"Content-Type: text/csv\r\n\r\n").encode() + generated_12_lead_csv.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="modules-sim.csv"\r\n'
+            f"Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + generated_12_lead_csv.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     status, created = server.api("/records", body=body, content_type=f"multipart/form-data; boundary={boundary}")
     assert status == 201, created
     record_id = created["data"][0]["id"]
     page = browser_page
     sign_in(page, server)
-    out = page.evaluate("""async (id) => {
+    out = page.evaluate(
+        """async (id) => {
         const { api } = await import('/js/api.js');
         const v = await import('/js/viewer.js');
         const u = await import('/js/upload.js');
@@ -464,7 +534,9 @@ def test_browser_modules_read_the_services_signal_windows_and_group_uploads(serv
                  issues: a.modelNote({ data: [{ name: 'h', card: { intended_use: 'Research <b>only</b>.',
                      extra: { known_issues: ['AF sensitivity 0.25', 'x < y'] } } }] }, 'h'),
                  none: a.modelNote({ data: [{ name: 'h', card: {} }] }, 'other') };
-    }""", record_id)
+    }""",
+        record_id,
+    )
     assert out["coarseFlag"] is True and out["fineFlag"] is False
     assert sorted(out["coarse"]) == sorted(STANDARD_12) == sorted(out["fine"])
     for lead in STANDARD_12:
@@ -472,8 +544,12 @@ def test_browser_modules_read_the_services_signal_windows_and_group_uploads(serv
         assert c["n"] == c["nv"] <= 200 and c["increasing"] and 2.0 - 1e-6 <= c["t0"] and c["t1"] <= 6.0
         assert f["n"] == f["nv"] == 2000 and f["increasing"]  # 4 s at 500 Hz
         assert f["t0"] == 2.0 and abs(f["t1"] - (6.0 - 1 / 500)) < 1e-9
-    assert out["groups"] == [["100", ["100.hea", "100.dat", "100.atr"]], ["scan.zip", ["scan.zip"]],
-                             ["101", ["101.dat"]], ["a.csv", ["a.csv"]]]
+    assert out["groups"] == [
+        ["100", ["100.hea", "100.dat", "100.atr"]],
+        ["scan.zip", ["scan.zip"]],
+        ["101", ["101.dat"]],
+        ["a.csv", ["a.csv"]],
+    ]
     lo, hi = out["range"]
     assert lo <= -0.4 and hi >= 1.9 and hi - lo >= 3.0 and (hi - lo) % 0.5 == 0
     assert out["opacity"] == pytest.approx([0.08, 0.35])
@@ -488,8 +564,10 @@ def _upload_csv(server, name: str, seconds: float = 2.0, fs: float = 250.0) -> s
     t = [i / fs for i in range(int(seconds * fs))]
     text = "time_s,II\n" + "".join(f"{x:.4f},{0.1 * ((i % 50) == 0):.3f}\n" for i, x in enumerate(t))
     boundary = "ecglens-page"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}.csv\"\r\n"
-            f"Content-Type: text/csv\r\n\r\n{text}\r\n--{boundary}--\r\n").encode()
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}.csv"\r\n'
+        f"Content-Type: text/csv\r\n\r\n{text}\r\n--{boundary}--\r\n"
+    ).encode()
     status, created = server.api("/records", body=body, content_type=f"multipart/form-data; boundary={boundary}")
     assert status == 201, created
     return created["data"][0]["id"]

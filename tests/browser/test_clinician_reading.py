@@ -3,6 +3,7 @@ API, the PDF and the FHIR export; patient fields and clinical basics; the 1-mV c
 complexes; a square grid and a true zoom readout after a drag-zoom; the adversarial overlay only where the noise
 went, in its own colour; translucent shading; progress that moves; an auditor's metadata-only view.
 Screenshots go to tests/browser/artifacts/."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,13 @@ ANALYSIS_TIMEOUT_MS = 180_000
 
 def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     boundary = "ecglens-reading"
-    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-                    f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n" for name, data in files)
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for name, data in files
+    )
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -42,9 +48,18 @@ def _wfdb(folder, name: str, signal: np.ndarray, fs: float, leads: list[str], co
     import wfdb
 
     folder.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * len(leads), sig_name=leads, p_signal=signal.T.astype(np.float64),
-                fmt=["16"] * len(leads), adc_gain=[200.0] * len(leads), baseline=[0] * len(leads),
-                write_dir=str(folder), comments=comments)
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * len(leads),
+        sig_name=leads,
+        p_signal=signal.T.astype(np.float64),
+        fmt=["16"] * len(leads),
+        adc_gain=[200.0] * len(leads),
+        baseline=[0] * len(leads),
+        write_dir=str(folder),
+        comments=comments,
+    )
     return [(f"{name}{ext}", (folder / f"{name}{ext}").read_bytes()) for ext in (".hea", ".dat")]
 
 
@@ -67,7 +82,7 @@ def holter_strip(tmp_path_factory):
     b = nk.ecg_simulate(duration=120, sampling_rate=360, heart_rate=75, random_state=4) * 0.6
     signal = np.stack([a, b])
     t = np.arange(signal.shape[1]) / 360.0
-    signal[0] += 5.0 * np.exp(-((t - 30.5) ** 2) / (2 * 0.012 ** 2))
+    signal[0] += 5.0 * np.exp(-((t - 30.5) ** 2) / (2 * 0.012**2))
     return _wfdb(tmp_path_factory.mktemp("holter"), "holter", signal, 360.0, ["MLII", "V1"], ["51 F"])
 
 
@@ -83,8 +98,11 @@ def flipping_strip(tmp_path_factory):
 
 
 def _wait_plot(page, div_id: str = "ecg-plot") -> None:
-    page.wait_for_function("(id) => { const gd = document.getElementById(id);"
-                           " return gd && gd.data && gd.data.length > 0 && gd._fullLayout; }", arg=div_id)
+    page.wait_for_function(
+        "(id) => { const gd = document.getElementById(id);"
+        " return gd && gd.data && gd.data.length > 0 && gd._fullLayout; }",
+        arg=div_id,
+    )
 
 
 def _open_record(page, server, record_id: str) -> None:
@@ -104,8 +122,9 @@ def _start(page, budget: int, distortions: list[str] | None = None) -> str:
 
 
 def _wait_done(page) -> None:
-    page.wait_for_selector('#analysis-progress[data-status="done"], #analysis-progress[data-status="failed"]',
-                           timeout=ANALYSIS_TIMEOUT_MS)
+    page.wait_for_selector(
+        '#analysis-progress[data-status="done"], #analysis-progress[data-status="failed"]', timeout=ANALYSIS_TIMEOUT_MS
+    )
     assert page.get_attribute("#analysis-progress", "data-status") == "done"
     page.wait_for_selector("#summary-headline")
     _wait_plot(page, "robustness-plot")
@@ -121,8 +140,9 @@ def _axes(page) -> dict:
     }""")
 
 
-def test_the_account_is_above_the_fold_and_says_what_the_api_pdf_and_fhir_say(server, browser_page,
-                                                                              twelve_lead_with_header, tmp_path):
+def test_the_account_is_above_the_fold_and_says_what_the_api_pdf_and_fhir_say(
+    server, browser_page, twelve_lead_with_header, tmp_path
+):
     record = _upload(server, twelve_lead_with_header)
     page = browser_page
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -148,8 +168,10 @@ def test_the_account_is_above_the_fold_and_says_what_the_api_pdf_and_fhir_say(se
 
     # The page's account is the API's, word for word; the diagnosis panel agrees with its headline.
     assert page.text_content("#summary-headline").strip() == summary["headline"]
-    shown = {el.get_attribute("data-key"): el.locator("dd").text_content().strip()
-             for el in page.locator("#summary-statements .statement").all()}
+    shown = {
+        el.get_attribute("data-key"): el.locator("dd").text_content().strip()
+        for el in page.locator("#summary-statements .statement").all()
+    }
     assert shown == {s["key"]: s["text"] for s in summary["statements"]}
     label = analysis["explanation"]["diagnosis"]["label"]
     assert page.text_content("#diagnosis-label").strip() == label == summary["label"]
@@ -159,17 +181,26 @@ def test_the_account_is_above_the_fold_and_says_what_the_api_pdf_and_fhir_say(se
     for row in summary["robustness"]["rows"]:
         cell = page.locator(f'#robustness-table tr[data-distortion="{row["distortion"]}"] td').nth(1).text_content()
         short = row["short"]
-        assert cell.strip() == ("holds at every level tested" if short == "holds" else
-                                f"flips below {short[2:]} ({short})" if short.startswith("<") else
-                                f"flips above {short[2:]} ({short})" if short.startswith(">") else f"flips at {short}")
+        assert cell.strip() == (
+            "holds at every level tested"
+            if short == "holds"
+            else f"flips below {short[2:]} ({short})"
+            if short.startswith("<")
+            else f"flips above {short[2:]} ({short})"
+            if short.startswith(">")
+            else f"flips at {short}"
+        )
     for cell in page.locator("#robustness-table td").all_text_contents():
         for number in re.findall(r"[−-](\d+(?:\.\d+)?) dB", cell):
             assert float(number) <= 6.0, cell
 
     # Above the fold at 900 px: the headline and both noise statements are in the first screen.
     page.evaluate("() => window.scrollTo(0, 0)")
-    for selector in ("#summary-headline", '#summary-statements [data-key="local_flip"] dd',
-                     '#summary-statements [data-key="robustness"] dd'):
+    for selector in (
+        "#summary-headline",
+        '#summary-statements [data-key="local_flip"] dd',
+        '#summary-statements [data-key="robustness"] dd',
+    ):
         box = page.locator(selector).bounding_box()
         assert box and box["y"] >= 0 and box["y"] + box["height"] <= 900, (selector, box)
     page.screenshot(path=str(ARTIFACTS / "reading-12lead-1280x900.png"))
@@ -193,8 +224,11 @@ def test_the_account_is_above_the_fold_and_says_what_the_api_pdf_and_fhir_say(se
     assert data[:5] == b"%PDF-"
     if shutil.which("pdftotext"):
         (tmp_path / "r.pdf").write_bytes(data)
-        text = " ".join(subprocess.run(["pdftotext", str(tmp_path / "r.pdf"), "-"], capture_output=True,
-                                       check=True).stdout.decode().split())
+        text = " ".join(
+            subprocess.run(["pdftotext", str(tmp_path / "r.pdf"), "-"], capture_output=True, check=True)
+            .stdout.decode()
+            .split()
+        )
         for statement in summary["statements"][:4]:
             words = " ".join(statement["text"].replace("\u2212", "-").split())
             assert words[:50] in text and words[-30:] in text, statement["key"]
@@ -257,8 +291,7 @@ def test_paper_view_pulse_uncut_rows_square_grid_and_true_zoom(server, browser_p
     assert page.console_log.errors == []
 
 
-def test_overlay_only_where_the_noise_went_in_its_own_colour_and_progress_moves(server, browser_page,
-                                                                                flipping_strip):
+def test_overlay_only_where_the_noise_went_in_its_own_colour_and_progress_moves(server, browser_page, flipping_strip):
     record = _upload(server, flipping_strip)
     page = browser_page
     sign_in(page, server)
@@ -291,8 +324,9 @@ def test_overlay_only_where_the_noise_went_in_its_own_colour_and_progress_moves(
 
     for mode in ("adversarial", "noise"):
         page.check(f'#overlay-toggle input[value="{mode}"]')
-        page.wait_for_function("(m) => document.getElementById('ecg-plot').data.some(t => t.meta && t.meta.kind === m)",
-                               arg=mode)
+        page.wait_for_function(
+            "(m) => document.getElementById('ecg-plot').data.some(t => t.meta && t.meta.kind === m)", arg=mode
+        )
         traces = [t for t in plot_data(page, "ecg-plot") if (t.get("meta") or {}).get("kind") == mode]
         assert traces
         for trace in traces:

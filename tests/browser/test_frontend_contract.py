@@ -1,6 +1,7 @@
 """Checks of the static frontend against the Python side, without a browser: the distortion kinds and the
 robustness score's meaning stay in step with the backend, the palette stays distinct for colour-blind readers,
 and nothing is loaded from a CDN."""
+
 from __future__ import annotations
 
 import importlib
@@ -31,7 +32,7 @@ def _js_object(name: str) -> dict[str, str]:
 
 
 def _lab(hex_colour: str, matrix=None) -> np.ndarray:
-    srgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    srgb = np.array([int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)])
     rgb = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
     if matrix is not None:
         rgb = np.clip(np.asarray(matrix) @ rgb, 0.0, 1.0)

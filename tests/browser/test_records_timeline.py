@@ -1,6 +1,7 @@
 """Records from other databases in a real browser: a .hea + .mat + .atr picked together upload as one record,
 its reader's warnings show beside it, its reference beat labels are drawn on the ECG, the whole recording's
 timeline sits above the traces (probability per finding, burden), and picking a moment explains that window."""
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,9 @@ def cinc_style_files(tmp_path_factory):
     return [folder / f"A00042.{ext}" for ext in ("hea", "mat", "atr")]
 
 
-
-
-def test_a_cinc_style_record_uploads_as_one_with_warnings_annotations_and_a_timeline(server, browser_page,
-                                                                                    cinc_style_files):
+def test_a_cinc_style_record_uploads_as_one_with_warnings_annotations_and_a_timeline(
+    server, browser_page, cinc_style_files
+):
     page = browser_page
     sign_in(page, server)
     page.click('#nav a[data-nav="upload"]')
@@ -62,8 +62,10 @@ def test_a_cinc_style_record_uploads_as_one_with_warnings_annotations_and_a_time
     page.wait_for_selector("#annotation-legend")
     assert "A00042.atr: 37 beats (30 N, 7 V)" in page.text_content("#annotation-legend")
     page.evaluate("() => Plotly.relayout('ecg-plot', {'xaxis.range': [2.0, 6.0]})")
-    page.wait_for_function("() => document.getElementById('ecg-plot').data.some("
-                           "t => t.meta && t.meta.kind === 'annotation' && t.x.every(x => x >= 1.0 && x <= 7.0))")
+    page.wait_for_function(
+        "() => document.getElementById('ecg-plot').data.some("
+        "t => t.meta && t.meta.kind === 'annotation' && t.x.every(x => x >= 1.0 && x <= 7.0))"
+    )
     marks = [t for t in plot_data(page, "ecg-plot") if (t.get("meta") or {}).get("kind") == "annotation"]
     (mark,) = marks
     status, annotations = server.api(f"/records/{page.url.rsplit('/', 1)[-1]}/annotations")
@@ -84,7 +86,11 @@ def test_a_cinc_style_record_uploads_as_one_with_warnings_annotations_and_a_time
     timeline_box = page.locator("#timeline").bounding_box()
     ecg_box = page.locator("#ecg-plot").bounding_box()
     assert timeline_box["y"] + timeline_box["height"] <= ecg_box["y"]  # above the traces
-    curves = {t["meta"]["class"]: t for t in plot_data(page, "timeline-plot") if (t.get("meta") or {}).get("kind") == "probability"}
+    curves = {
+        t["meta"]["class"]: t
+        for t in plot_data(page, "timeline-plot")
+        if (t.get("meta") or {}).get("kind") == "probability"
+    }
     assert sorted(curves) == sorted(sc["classes"])
     for j, c in enumerate(sc["classes"]):
         assert curves[c]["x"][:-1] == sc["starts_s"]
@@ -104,9 +110,11 @@ def test_a_cinc_style_record_uploads_as_one_with_warnings_annotations_and_a_time
     typed_id = typed.value.json()["id"]
     # A window asked for is explained alone: one button, at that window (the default analysis may also have
     # explained a window there, so its buttons are not enough).
-    page.wait_for_function("() => document.querySelectorAll('#timeline-windows button').length === 1 && "
-                           "document.querySelector('#timeline-windows button').textContent.includes('0:20')",
-                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#timeline-windows button').length === 1 && "
+        "document.querySelector('#timeline-windows button').textContent.includes('0:20')",
+        timeout=TIMEOUT_MS,
+    )
     typed_analysis = _finished(server, typed_id)
     assert typed_analysis["status"] == "done", (typed_analysis["status"], typed_analysis.get("error"))
     assert typed_analysis["explanation"]["start_s"] == 20.0
@@ -122,9 +130,11 @@ def test_a_cinc_style_record_uploads_as_one_with_warnings_annotations_and_a_time
     with page.expect_response(lambda r: r.url.endswith("/api/v1/analyses") and r.request.method == "POST") as clicked:
         page.mouse.click(x, y)
     assert json.loads(clicked.value.request.post_data)["start_s"] == 0.0
-    page.wait_for_function("() => document.querySelectorAll('#timeline-windows button').length === 1 && "
-                           "document.querySelector('#timeline-windows button').textContent.includes('0:00')",
-                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#timeline-windows button').length === 1 && "
+        "document.querySelector('#timeline-windows button').textContent.includes('0:00')",
+        timeout=TIMEOUT_MS,
+    )
     assert page.console_log.errors == []
 
 
@@ -142,7 +152,7 @@ def test_the_page_says_why_a_model_cannot_analyse_a_record_and_what_would(server
     import wfdb
 
     t = np.arange(int(20 * 300)) / 300
-    x = (0.05 * np.sin(2 * np.pi * t) + np.exp(-(((t % 0.8) - 0.4) / 0.01) ** 2))[:, None]
+    x = (0.05 * np.sin(2 * np.pi * t) + np.exp(-((((t % 0.8) - 0.4) / 0.01) ** 2)))[:, None]
     wfdb.wrsamp("single", fs=300, units=["mV"], sig_name=["ECG"], p_signal=x, fmt=["16"], write_dir=str(tmp_path))
     page = browser_page
     sign_in(page, server)
@@ -165,14 +175,18 @@ def test_the_page_says_why_a_model_cannot_analyse_a_record_and_what_would(server
         text = page.text_content("#model-fit-reason")
         assert builtin["reason"] in text and builtin["advice"] in text and "Error" not in text
         assert page.locator("#analysis-start").is_disabled()
-        status, body = server.api("/analyses", body=json.dumps({"record_id": record_id, "model": "builtin"}).encode(),
-                                  content_type="application/json")
+        status, body = server.api(
+            "/analyses",
+            body=json.dumps({"record_id": record_id, "model": "builtin"}).encode(),
+            content_type="application/json",
+        )
         assert status == 422 and builtin["reason"] in body["detail"]
     assert page.console_log.errors == []
 
 
-def test_dropped_files_are_grouped_by_record_name_and_by_the_files_a_header_names(server, browser_page,
-                                                                                  cinc_style_files):
+def test_dropped_files_are_grouped_by_record_name_and_by_the_files_a_header_names(
+    server, browser_page, cinc_style_files
+):
     import base64
 
     page = browser_page
@@ -188,18 +202,25 @@ def test_dropped_files_are_grouped_by_record_name_and_by_the_files_a_header_name
         return { named, groups: u.groupFiles(files, named).map((g) => [g.label, g.files.map((f) => f.name)]) };
     }""")
     assert groups["named"]["rec.hea"] == ["signals_2020.dat"]
-    assert groups["groups"] == [["rec", ["rec.hea", "signals_2020.dat", "rec.qrs"]], ["B1", ["B1.mat", "B1.hea"]],
-                                ["strip.csv", ["strip.csv"]], ["lone", ["lone.mat"]]]
+    assert groups["groups"] == [
+        ["rec", ["rec.hea", "signals_2020.dat", "rec.qrs"]],
+        ["B1", ["B1.mat", "B1.hea"]],
+        ["strip.csv", ["strip.csv"]],
+        ["lone", ["lone.mat"]],
+    ]
     # A drop of the CinC-style triple uploads one record.
     payload = [{"name": f.name, "b64": base64.b64encode(f.read_bytes()).decode()} for f in cinc_style_files]
-    page.evaluate("""(files) => {
+    page.evaluate(
+        """(files) => {
         const dt = new DataTransfer();
         for (const f of files) dt.items.add(new File([Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0))], f.name));
         const zone = document.querySelector('#dropzone');
         for (const type of ['dragenter', 'dragover', 'drop']) {
             zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
         }
-    }""", payload)
+    }""",
+        payload,
+    )
     row = page.locator('.upload-item[data-group="A00042"]')
     row.locator(".state a").wait_for(timeout=60_000)
     assert page.locator(".upload-item").count() == 1

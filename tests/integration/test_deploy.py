@@ -5,6 +5,7 @@ code (console scripts, CLI subcommands, Settings fields, routes). The native tes
 compose file would run, from the same entrypoint script: PostgreSQL and Redis on 127.0.0.1 free ports in temporary
 folders, the one-shot migrate step, the API and one Celery worker, and sends one analysis through them.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -39,6 +40,7 @@ HEALTHCHECK = REPO / "deploy" / "healthcheck.py"
 
 
 # --- helpers: reading the recipes ------------------------------------------------------------------------------
+
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     """``(INSTRUCTION, arguments)`` pairs of a Dockerfile, continuation lines joined, comments dropped."""
@@ -76,7 +78,7 @@ def _ignore_regex(pattern: str) -> re.Pattern[str]:
             out, i = out + "[^/]", i + 1
         elif pattern[i] == "[" and "]" in pattern[i:]:
             j = pattern.index("]", i)
-            out, i = out + pattern[i:j + 1], j + 1
+            out, i = out + pattern[i : j + 1], j + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1
     return re.compile(out + r"\Z")
@@ -100,8 +102,11 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
 
 
 def ignore_patterns() -> list[str]:
-    return [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def compose() -> dict:
@@ -116,7 +121,7 @@ def app_services(spec: dict) -> dict[str, dict]:
 def entrypoint_roles() -> set[str]:
     """The roles ``deploy/entrypoint.sh`` dispatches on (its ``case`` labels, the catch-all excluded)."""
     text = ENTRYPOINT.read_text()
-    body = text[text.index('case "$role" in'):text.index("esac")]
+    body = text[text.index('case "$role" in') : text.index("esac")]
     return {m.group(1) for m in re.finditer(r"^\s*([a-z][a-z0-9-]*)\)\s*$", body, re.M)}
 
 
@@ -126,6 +131,7 @@ def env_example_names() -> set[str]:
 
 
 # --- compose --------------------------------------------------------------------------------------------------
+
 
 def test_compose_file_parses_and_has_every_service():
     spec = compose()
@@ -189,6 +195,7 @@ def test_every_compose_variable_is_documented_in_env_example():
 
 # --- image recipe ---------------------------------------------------------------------------------------------
 
+
 def test_dockerfile_is_multi_stage_and_runs_as_an_unprivileged_user():
     steps = dockerfile_instructions(DOCKERFILE.read_text())
     stages = [args for word, args in steps if word == "FROM"]
@@ -200,13 +207,18 @@ def test_dockerfile_is_multi_stage_and_runs_as_an_unprivileged_user():
 
 def test_torch_comes_from_the_index_build_argument():
     steps = dockerfile_instructions(DOCKERFILE.read_text())
-    assert any(word == "ARG" and args.startswith("TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu")
-               for word, args in steps)
+    assert any(
+        word == "ARG" and args.startswith("TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu")
+        for word, args in steps
+    )
     torch_installs = [args for word, args in steps if word == "RUN" and "torch==" in args]
     assert torch_installs and '--index-url "${TORCH_INDEX_URL}"' in torch_installs[0]
     # The pin matches pyproject's, so installing the project afterwards never swaps the torch build.
-    pin = next(d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-               if d.startswith("torch=="))
+    pin = next(
+        d
+        for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+        if d.startswith("torch==")
+    )
     assert any(word == "ARG" and args == f"TORCH_VERSION={pin.split('==')[1]}" for word, args in steps)
 
 
@@ -216,7 +228,7 @@ def test_entrypoint_and_healthcheck_are_copied_into_the_image():
     health = next(args for word, args in steps if word == "HEALTHCHECK")
     assert entry == '["/app/deploy/entrypoint.sh"]'
     assert "/app/deploy/healthcheck.py" in health
-    runtime = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM"):]
+    runtime = steps[max(i for i, (word, _) in enumerate(steps) if word == "FROM") :]
     copies = [shlex.split(args) for word, args in runtime if word == "COPY" and not args.startswith("--from")]
     sources = {src.rstrip("/") for parts in copies for src in parts[:-1]}
     assert {"deploy", "backend", "models", "frontend"} <= sources
@@ -232,8 +244,9 @@ def test_what_the_entrypoint_runs_is_installed_by_the_image():
     text = ENTRYPOINT.read_text()
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["ecglens"] == "ecglens.cli:main"
-    celery_scripts = {e.name for e in importlib.metadata.distribution("celery").entry_points
-                      if e.group == "console_scripts"}
+    celery_scripts = {
+        e.name for e in importlib.metadata.distribution("celery").entry_points if e.group == "console_scripts"
+    }
     assert "celery" in celery_scripts
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     assert any(d.startswith("celery") for d in deps)
@@ -268,11 +281,24 @@ def test_healthcheck_asks_the_apps_healthz_route(tmp_path):
 
 def test_no_secret_reaches_an_image_layer():
     patterns = ignore_patterns()
-    for path in (".env", "backend/.env", "var/ecglens.db", ".git/config", ".venv/bin/python",
-                 "tests/conftest.py", "deploy/.env.local", "models/server.key"):
+    for path in (
+        ".env",
+        "backend/.env",
+        "var/ecglens.db",
+        ".git/config",
+        ".venv/bin/python",
+        "tests/conftest.py",
+        "deploy/.env.local",
+        "models/server.key",
+    ):
         assert dockerignored(path, patterns), f"{path} would be sent to the Docker build"
-    for path in ("backend/ecglens/__init__.py", "models/builtin.pt", "frontend/index.html",
-                 "deploy/entrypoint.sh", "pyproject.toml"):
+    for path in (
+        "backend/ecglens/__init__.py",
+        "models/builtin.pt",
+        "frontend/index.html",
+        "deploy/entrypoint.sh",
+        "pyproject.toml",
+    ):
         assert not dockerignored(path, patterns), f"{path} is needed in the image but ignored"
     steps = dockerfile_instructions(DOCKERFILE.read_text())
     for word, args in steps:
@@ -299,20 +325,33 @@ def test_build_context_alone_runs_the_migrate_step_and_finds_models_and_frontend
     app = build_context(tmp_path / "app")
     assert not (app / "tests").exists() and not (app / ".env.example").exists()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECGLENS_")}
-    env.update(PYTHONPATH=str(app / "backend"), ECGLENS_DATA_DIR=str(tmp_path / "data"),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
-    done = subprocess.run([str(app / "deploy" / "entrypoint.sh"), "migrate"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    env.update(
+        PYTHONPATH=str(app / "backend"),
+        ECGLENS_DATA_DIR=str(tmp_path / "data"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    done = subprocess.run(
+        [str(app / "deploy" / "entrypoint.sh"), "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert re.search(r"\becgl_[0-9a-f]{16}_", done.stdout)
-    probe = ("import ecglens, ecglens.classifiers as c, ecglens.service.app as a; "
-             "print(ecglens.__file__); print(c.models_dir()); print(a.REPO_FRONTEND)")
-    where = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
-                           timeout=60, check=True).stdout.split()
+    probe = (
+        "import ecglens, ecglens.classifiers as c, ecglens.service.app as a; "
+        "print(ecglens.__file__); print(c.models_dir()); print(a.REPO_FRONTEND)"
+    )
+    where = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
     assert where == [str(app / "backend" / "ecglens" / "__init__.py"), str(app / "models"), str(app / "frontend")]
 
 
 # --- settings -------------------------------------------------------------------------------------------------
+
 
 def test_env_example_lists_exactly_the_settings_fields():
     from ecglens.service.config import Settings
@@ -336,6 +375,7 @@ def test_env_example_values_load_into_settings(tmp_path, monkeypatch):
 
 
 # --- native: the processes compose would run, on 127.0.0.1 ----------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -398,11 +438,32 @@ def postgres_url(unprivileged_dir):
     root, user = unprivileged_dir
     run_as = {"user": user.pw_uid, "group": user.pw_gid} if user else {}
     data, log, port = root / "pg", root / "pg.log", free_port()
-    subprocess.run([initdb, "-D", str(data), "-U", "ecglens", "--auth=trust", "-E", "UTF8", "--no-sync"],
-                   check=True, capture_output=True, timeout=120, **run_as)
-    subprocess.run([pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-                    f"-h 127.0.0.1 -p {port} -k {root} -F", "start"],
-                   check=True, capture_output=True, timeout=90, **run_as)
+    subprocess.run(
+        [initdb, "-D", str(data), "-U", "ecglens", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        **run_as,
+    )
+    subprocess.run(
+        [
+            pg_ctl,
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {root} -F",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=90,
+        **run_as,
+    )
     try:
         import psycopg
 
@@ -410,8 +471,7 @@ def postgres_url(unprivileged_dir):
             conn.execute("CREATE DATABASE ecglens")
         yield f"postgresql+psycopg://ecglens@127.0.0.1:{port}/ecglens"
     finally:
-        subprocess.run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=60,
-                       **run_as)
+        subprocess.run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=60, **run_as)
 
 
 @pytest.fixture(scope="module")
@@ -422,9 +482,25 @@ def redis_url(unprivileged_dir):
         pytest.skip("redis-server not installed")
     root, _ = unprivileged_dir
     port, log = free_port(), root / "redis.log"
-    proc = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                             "--appendonly", "no", "--dir", str(root), "--logfile", str(log)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(root),
+            "--logfile",
+            str(log),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=port)
@@ -450,8 +526,15 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
 # A hospital's own classifier, registered through the API: a real TorchScript model whose logits follow the power
 # of lead MLII, so realistic noise flips "calm" to "noisy". The API stores it in the data directory and the worker
 # must load it from there, as it would from the shared volume under compose.
-POWER_CARD = {"name": "power", "classes": ["calm", "noisy"], "sampling_rate": 360.0, "leads": ["MLII", "V1"],
-              "window_s": 2.0, "output": "logits", "description": "deploy test: noisy when MLII power is high"}
+POWER_CARD = {
+    "name": "power",
+    "classes": ["calm", "noisy"],
+    "sampling_rate": 360.0,
+    "leads": ["MLII", "V1"],
+    "window_s": 2.0,
+    "output": "logits",
+    "description": "deploy test: noisy when MLII power is high",
+}
 
 
 def power_model(folder: Path) -> bytes:
@@ -461,7 +544,7 @@ def power_model(folder: Path) -> bytes:
     class Power(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             centred = x[:, 0, :] - x[:, 0, :].mean(dim=1, keepdim=True)
-            power = (centred ** 2).mean(dim=1)
+            power = (centred**2).mean(dim=1)
             return torch.stack([2.0 - 12.0 * power, 12.0 * power - 2.0], dim=1)
 
     path = folder / "power.pt"
@@ -473,10 +556,19 @@ def wfdb_upload(ecg, folder: Path) -> list[tuple[str, tuple[str, bytes, str]]]:
     """``ecg`` written by wfdb as a .hea + .dat pair, as multipart ``files`` parts."""
     import wfdb
 
-    wfdb.wrsamp("deploy", fs=ecg.fs, units=["mV"] * ecg.n_leads, sig_name=list(ecg.leads),
-                p_signal=ecg.signal.T.astype("float64"), fmt=["16"] * ecg.n_leads, write_dir=str(folder))
-    return [("files", (name, (folder / name).read_bytes(), "application/octet-stream"))
-            for name in ("deploy.hea", "deploy.dat")]
+    wfdb.wrsamp(
+        "deploy",
+        fs=ecg.fs,
+        units=["mV"] * ecg.n_leads,
+        sig_name=list(ecg.leads),
+        p_signal=ecg.signal.T.astype("float64"),
+        fmt=["16"] * ecg.n_leads,
+        write_dir=str(folder),
+    )
+    return [
+        ("files", (name, (folder / name).read_bytes(), "application/octet-stream"))
+        for name in ("deploy.hea", "deploy.dat")
+    ]
 
 
 def _entrypoint_env(**extra: str) -> dict[str, str]:
@@ -499,9 +591,16 @@ def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, sy
     import psycopg
 
     budget, port = 40, free_port()
-    env = _entrypoint_env(ECGLENS_DATA_DIR=str(tmp_path / "data"), ECGLENS_DATABASE_URL=postgres_url,
-                          ECGLENS_BROKER_URL=redis_url, ECGLENS_DEVICE="cpu", API_HOST="127.0.0.1",
-                          API_PORT=str(port), WORKER_CONCURRENCY="1", WORKER_NAME="deploytest")
+    env = _entrypoint_env(
+        ECGLENS_DATA_DIR=str(tmp_path / "data"),
+        ECGLENS_DATABASE_URL=postgres_url,
+        ECGLENS_BROKER_URL=redis_url,
+        ECGLENS_DEVICE="cpu",
+        API_HOST="127.0.0.1",
+        API_PORT=str(port),
+        WORKER_CONCURRENCY="1",
+        WORKER_NAME="deploytest",
+    )
     run = dict(env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
 
     # The one-shot step: migrations, then the first admin key, printed once only.
@@ -519,26 +618,36 @@ def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, sy
     try:
         for name in ("api", "worker"):
             with logs[name].open("w") as log:
-                procs[name] = subprocess.Popen([str(ENTRYPOINT), name], env=env, cwd=tmp_path, stdout=log,
-                                               stderr=subprocess.STDOUT)
+                procs[name] = subprocess.Popen(
+                    [str(ENTRYPOINT), name], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+                )
         # The image's healthcheck script is what tells compose the API is up.
         health = [sys.executable, str(HEALTHCHECK)]
-        _wait_until(lambda: subprocess.run(health, env=env, capture_output=True, timeout=10).returncode == 0,
-                    90, "API (deploy/entrypoint.sh api)", procs["api"], logs["api"])
+        _wait_until(
+            lambda: subprocess.run(health, env=env, capture_output=True, timeout=10).returncode == 0,
+            90,
+            "API (deploy/entrypoint.sh api)",
+            procs["api"],
+            logs["api"],
+        )
         base = f"http://127.0.0.1:{port}/api/v1"
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             healthz = client.get("/healthz").json()
             assert healthz["database"] is True and healthz["executor"] == "CeleryExecutor"
             if (REPO / "models" / "builtin.pt").is_file():  # the shipped model is offered without registration
                 assert "builtin" in {m["name"] for m in client.get("/models").json()["data"]}
-            registered = client.post("/models", data={"name": "power", "card": json.dumps(POWER_CARD)},
-                                     files={"file": ("power.pt", power_model(tmp_path))})
+            registered = client.post(
+                "/models",
+                data={"name": "power", "card": json.dumps(POWER_CARD)},
+                files={"file": ("power.pt", power_model(tmp_path))},
+            )
             assert registered.status_code == 201, f"{registered.text}\n{_tail(logs['api'])}"
             uploaded = client.post("/records", files=wfdb_upload(synthetic_ecg, tmp_path))
             assert uploaded.status_code == 201, f"{uploaded.text}\n{_tail(logs['api'])}"
             record_id = uploaded.json()["data"][0]["id"]
-            created = client.post("/analyses", json={"record_id": record_id, "model": "power",
-                                                     "query_budget": budget, "seed": 0})
+            created = client.post(
+                "/analyses", json={"record_id": record_id, "model": "power", "query_budget": budget, "seed": 0}
+            )
             assert created.status_code == 202, f"{created.text}\n{_tail(logs['api'])}"
             analysis_id = created.json()["id"]
 
@@ -557,8 +666,9 @@ def test_compose_processes_run_one_analysis_natively(postgres_url, redis_url, sy
 
         # It ran in the Celery worker process (solo pool: the process the entrypoint exec'd), not in the API.
         with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-            worker, attempts = conn.execute("SELECT worker, attempts FROM analyses WHERE id = %s",
-                                            (analysis_id,)).fetchone()
+            worker, attempts = conn.execute(
+                "SELECT worker, attempts FROM analyses WHERE id = %s", (analysis_id,)
+            ).fetchone()
         assert worker.startswith(f"{socket.gethostname()}:{procs['worker'].pid}:"), worker
         assert attempts == 1
     finally:

@@ -1,5 +1,6 @@
 """`ecglens serve` on a real port (first admin key written to a 0600 file, never printed), `ecglens create-key`
 (the key alone on the last line), `ecglens db upgrade`."""
+
 from __future__ import annotations
 
 import os
@@ -23,22 +24,33 @@ def _free_port() -> int:
 
 
 def _ecglens(*args: str, env: dict[str, str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ecglens.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "ecglens.cli", *args], env=env, capture_output=True, text=True, timeout=120, **kw
+    )
 
 
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
-    return {**os.environ, "ECGLENS_DATA_DIR": str(tmp_path / "var"), "ECGLENS_DATABASE_URL": "",
-            "ECGLENS_BROKER_URL": "", "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "ECGLENS_DATA_DIR": str(tmp_path / "var"),
+        "ECGLENS_DATABASE_URL": "",
+        "ECGLENS_BROKER_URL": "",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def test_serve_writes_the_first_admin_key_to_a_private_file(tmp_path, env):
     port = _free_port()
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "ecglens.cli", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port)], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ecglens.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

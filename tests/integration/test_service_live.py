@@ -1,6 +1,7 @@
 """A real `ecglens serve` on 127.0.0.1 under load and shutdown: 64 concurrent clients with 100 progress streams
 open get no error and every audited request has its event; SIGTERM with a stalled upload in flight and a
 running analysis exits, puts the analysis back in the queue and anchors the audit chain."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,12 +34,23 @@ class Live:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "serve.log"
-        full = {**os.environ, "ECGLENS_DATA_DIR": str(self.data), "ECGLENS_DATABASE_URL": "",
-                "ECGLENS_BROKER_URL": "", "OMP_NUM_THREADS": "1", "ECGLENS_DEVICE": "cpu", **env}
+        full = {
+            **os.environ,
+            "ECGLENS_DATA_DIR": str(self.data),
+            "ECGLENS_DATABASE_URL": "",
+            "ECGLENS_BROKER_URL": "",
+            "OMP_NUM_THREADS": "1",
+            "ECGLENS_DEVICE": "cpu",
+            **env,
+        }
         with open(self.log, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ecglens.cli", "serve", "--port", str(self.port),
-                                          "--log-level", "info"], env=full, cwd=tmp_path, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ecglens.cli", "serve", "--port", str(self.port), "--log-level", "info"],
+                env=full,
+                cwd=tmp_path,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 120
         while True:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
@@ -54,8 +66,12 @@ class Live:
         self.clinician = {"Authorization": f"Bearer {made.json()['token']}"}
 
     def upload(self, ecg_files: dict[str, bytes]) -> str:
-        response = httpx.post(f"{self.base}/api/v1/records", headers=self.clinician, timeout=60,
-                              files=[("files", (n, d)) for n, d in ecg_files.items()])
+        response = httpx.post(
+            f"{self.base}/api/v1/records",
+            headers=self.clinician,
+            timeout=60,
+            files=[("files", (n, d)) for n, d in ecg_files.items()],
+        )
         assert response.status_code == 201, response.text
         return response.json()["data"][0]["id"]
 
@@ -75,9 +91,17 @@ def record_files(synthetic_ecg, tmp_path) -> dict[str, bytes]:
 
     folder = tmp_path / "wfdb"
     folder.mkdir()
-    wfdb.wrsamp("syn", fs=synthetic_ecg.fs, units=["mV", "mV"], sig_name=list(synthetic_ecg.leads),
-                p_signal=synthetic_ecg.signal.T.astype(np.float64), fmt=["16", "16"], adc_gain=[200.0, 200.0],
-                baseline=[0, 0], write_dir=str(folder))
+    wfdb.wrsamp(
+        "syn",
+        fs=synthetic_ecg.fs,
+        units=["mV", "mV"],
+        sig_name=list(synthetic_ecg.leads),
+        p_signal=synthetic_ecg.signal.T.astype(np.float64),
+        fmt=["16", "16"],
+        adc_gain=[200.0, 200.0],
+        baseline=[0, 0],
+        write_dir=str(folder),
+    )
     return {n: (folder / n).read_bytes() for n in ("syn.hea", "syn.dat")}
 
 
@@ -89,14 +113,17 @@ def _queued_analyses(live: Live, record_id: str, n: int) -> list[str]:
         conn.executemany(
             "INSERT INTO analyses (id, record_id, model, query_budget, seed, status, progress, queries, attempts, "
             "created_by, created_at) VALUES (?, ?, 'builtin', 10, 0, 'queued', 0, 0, 0, ?, "
-            "'2026-01-01T00:00:00.000000Z')", [(i, record_id, key_id) for i in ids])
+            "'2026-01-01T00:00:00.000000Z')",
+            [(i, record_id, key_id) for i in ids],
+        )
     return ids
 
 
 async def _load(live: Live, analysis_ids: list[str], clients: int, rounds: int) -> tuple[list[int], list[int], int]:
     limits = httpx.Limits(max_connections=clients + len(analysis_ids) + 8)
-    async with httpx.AsyncClient(base_url=live.base, headers=live.clinician, limits=limits,
-                                 timeout=httpx.Timeout(120.0)) as http:
+    async with httpx.AsyncClient(
+        base_url=live.base, headers=live.clinician, limits=limits, timeout=httpx.Timeout(120.0)
+    ) as http:
         opened = asyncio.Event()
         ready = 0
         stream_status: list[int] = []
@@ -153,8 +180,11 @@ def test_sigterm_with_a_stalled_upload_and_a_running_analysis_exits_requeues_and
     live = Live(tmp_path, ECGLENS_SHUTDOWN_TIMEOUT_S="3")
     try:
         rid = live.upload(record_files)
-        made = httpx.post(f"{live.base}/api/v1/analyses", headers=live.clinician,
-                          json={"record_id": rid, "model": "builtin", "query_budget": 100_000})
+        made = httpx.post(
+            f"{live.base}/api/v1/analyses",
+            headers=live.clinician,
+            json={"record_id": rid, "model": "builtin", "query_budget": 100_000},
+        )
         assert made.status_code == 202, made.text
         aid = made.json()["id"]
         deadline = time.monotonic() + 120
@@ -163,10 +193,13 @@ def test_sigterm_with_a_stalled_upload_and_a_running_analysis_exits_requeues_and
             time.sleep(0.2)
         # An upload that sends its headers and a little of its body, then stalls.
         stalled = socket.create_connection(("127.0.0.1", live.port))
-        stalled.sendall(b"POST /api/v1/records HTTP/1.1\r\nHost: x\r\n" + live.clinician["Authorization"].join(
-            [b"Authorization: ".decode(), "\r\n"]).encode() + b"Content-Type: multipart/form-data; boundary=b\r\n"
-                        b"Content-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"files\"; "
-                        b"filename=\"x.csv\"\r\n\r\nII\n")
+        stalled.sendall(
+            b"POST /api/v1/records HTTP/1.1\r\nHost: x\r\n"
+            + live.clinician["Authorization"].join([b"Authorization: ".decode(), "\r\n"]).encode()
+            + b"Content-Type: multipart/form-data; boundary=b\r\n"
+            b'Content-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; name="files"; '
+            b'filename="x.csv"\r\n\r\nII\n'
+        )
         time.sleep(0.5)
         live.proc.send_signal(signal.SIGTERM)
         live.proc.wait(timeout=90)  # the old server was still up 10 minutes later

@@ -1,14 +1,15 @@
 """The anytime episode loop (`agent.anytime`): bounded actions, a budget-blind search whose smaller-budget answer is
 the prefix of a larger one, and a best explanation after every step."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
 
 from ecglens.agent.anytime import MAX_ROWS, AnytimeEpisode, Group, explain_anytime
 from ecglens.agent.env import Episode, diagnosed_targets
 from ecglens.classifiers.base import QueryCounter
-from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
 
 
 def _run(budget: int) -> tuple[AnytimeEpisode, BumpClassifier]:

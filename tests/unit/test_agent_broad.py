@@ -1,7 +1,9 @@
 """Broad noise for robust classifiers (`agent.broad`) and what `explain` does with it."""
+
 from __future__ import annotations
 
 import numpy as np
+from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier, bump_ecg
 
 import ecglens
 from ecglens.agent.broad import broad_flip
@@ -9,7 +11,6 @@ from ecglens.agent.env import Episode, diagnosed_targets
 from ecglens.agent.search import _scan_candidates
 from ecglens.classifiers.base import QueryCounter
 from ecglens.metrics import snr_db
-from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier, bump_ecg
 
 
 def _episode(clf) -> Episode:
@@ -58,7 +59,7 @@ def test_scan_candidates_fit_the_share_and_need_a_measurement():
     cells = _scan_candidates(ranked, True, 200)  # a 12-lead grid: a sweep must leave room for several
     assert len(cells) == 50 and list(cells[:3]) == [479, 478, 477]
     assert len(_scan_candidates(np.arange(80), True, 200)) == 24  # two leads: the top 30%
-    assert _scan_candidates(np.arange(80), False, 200) is None   # nothing measured: every cell
+    assert _scan_candidates(np.arange(80), False, 200) is None  # nothing measured: every cell
     assert len(_scan_candidates(np.arange(80), True, 10)) == 8
 
 

@@ -1,13 +1,22 @@
 """The agent's grid and environment: cells, features, actions, reward, determinism."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from ecglens.agent.env import (CELL_FEATURES, GLOBAL_FEATURES, LEVELS_DB, Episode, RewardConfig,
-                               VecSegmentGridEnv, diagnosed_targets, lead_power)
-from ecglens.agent.grid import SIGNAL_FEATURES, cell_features, detect_r_peaks, make_grid
 from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
+
+from ecglens.agent.env import (
+    CELL_FEATURES,
+    GLOBAL_FEATURES,
+    LEVELS_DB,
+    Episode,
+    RewardConfig,
+    VecSegmentGridEnv,
+    diagnosed_targets,
+    lead_power,
+)
+from ecglens.agent.grid import SIGNAL_FEATURES, cell_features, detect_r_peaks, make_grid
 
 
 def _episode(seed: int = 0, **kw) -> tuple[Episode, BumpClassifier]:
@@ -49,10 +58,10 @@ def test_cell_features_single_out_the_odd_beat():
     grid = make_grid(x, FS)
     feats = cell_features(x, grid)
     assert feats.shape == (grid.n_cells, len(SIGNAL_FEATURES))
-    dev = feats[:grid.n_windows, SIGNAL_FEATURES.index("beat_deviation")]
+    dev = feats[: grid.n_windows, SIGNAL_FEATURES.index("beat_deviation")]
     odd_window = int(odd_r * FS) // grid.bounds[0, 1]
     assert np.argmax(dev) in (odd_window - 1, odd_window, odd_window + 1)
-    prem = feats[:grid.n_windows, SIGNAL_FEATURES.index("beat_prematurity")]
+    prem = feats[: grid.n_windows, SIGNAL_FEATURES.index("beat_prematurity")]
     assert prem[odd_window] > 0.3
 
 
@@ -86,8 +95,9 @@ def test_episode_snr_and_l2_match_their_definitions():
     noise = (ep.signal() - ep.clean).astype(np.float64)
     centred = ep.clean - ep.clean.mean(axis=1, keepdims=True)
     assert ep.l2() == pytest.approx(np.linalg.norm(noise), rel=1e-4)
-    assert ep.snr_db() == pytest.approx(10 * np.log10(np.sum(centred.astype(np.float64) ** 2)
-                                                      / np.sum(noise ** 2)), abs=1e-3)
+    assert ep.snr_db() == pytest.approx(
+        10 * np.log10(np.sum(centred.astype(np.float64) ** 2) / np.sum(noise**2)), abs=1e-3
+    )
 
 
 def test_step_reward_is_drop_per_l2_minus_costs_plus_flip_bonus():
@@ -103,8 +113,11 @@ def test_step_reward_is_drop_per_l2_minus_costs_plus_flip_bonus():
     obs, reward, done, info = env.step(np.array([[bump_cell, strongest_gaussian]]))
     p_new = clf.predict_proba(ep.signal()[None])[0, 1]
     d_l2 = ep.l2() / ep.signal_l2
-    expected = (cfg.ratio_weight * np.clip((p_prev - p_new) / (cfg.l2_floor + d_l2), -cfg.ratio_clip,
-                                           cfg.ratio_clip) - cfg.energy_cost * d_l2 - cfg.query_cost)
+    expected = (
+        cfg.ratio_weight * np.clip((p_prev - p_new) / (cfg.l2_floor + d_l2), -cfg.ratio_clip, cfg.ratio_clip)
+        - cfg.energy_cost * d_l2
+        - cfg.query_cost
+    )
     assert p_new < 0.5, "the strongest Gaussian noise on the bump must flip the bump finding"
     snr = ep.snr_db()
     bonus = cfg.flip_bonus * (0.25 + 0.75 * np.clip(snr / cfg.flip_snr_full_db, 0, 1))

@@ -1,15 +1,16 @@
 """Coarse-to-fine dropout localisation (`agent.localize`) and quieter flips by redrawn noise (`agent.redraw`)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
 
 from ecglens.agent.env import Episode, diagnosed_targets
 from ecglens.agent.localize import Sensitivity, coarse_to_fine
 from ecglens.agent.redraw import redraw_quieter
 from ecglens.classifiers.base import QueryCounter
 from ecglens.metrics import snr_db
-from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
 
 
 def _episode(signal: np.ndarray, clf, seed: int = 0) -> Episode:
@@ -88,8 +89,7 @@ def test_the_order_check_keeps_the_top_and_picks_the_order_that_drops_the_eviden
     sens = coarse_to_fine(ep, QueryCounter(clf, budget=23), 23)
     assert sens.queries == clf.rows <= 23
     level = sens.levels[-1]
-    assert level["level"] == "order" and level["candidates"] == ["estimate", "energy, high first",
-                                                                 "energy, low first"]
+    assert level["level"] == "order" and level["candidates"] == ["estimate", "energy, high first", "energy, low first"]
     p = dict(zip(level["candidates"], level["probabilities"]))
     assert p[level["chosen"]] == min(p.values())
     if sign > 0:
@@ -113,8 +113,9 @@ def test_coarse_to_fine_halves_twelve_leads_down_to_the_bumped_one():
     clf = BumpClassifier()
     import neurokit2 as nk
 
-    base = np.stack([nk.ecg_simulate(duration=10, sampling_rate=int(FS), heart_rate=65, random_state=s) * 0.5
-                     for s in range(12)]).astype(np.float32)
+    base = np.stack(
+        [nk.ecg_simulate(duration=10, sampling_rate=int(FS), heart_rate=65, random_state=s) * 0.5 for s in range(12)]
+    ).astype(np.float32)
     t = np.arange(base.shape[1]) / FS
     base[7] += np.exp(-0.5 * ((t - 3.4) / 0.08) ** 2).astype(np.float32)
     ep = _episode(base, clf)
@@ -140,8 +141,8 @@ def test_with_room_every_block_is_also_probed_alone_and_ranks_the_cells_after_th
 
 
 def test_a_blocks_gain_alone_is_split_by_energy_and_added_to_the_scaled_estimate():
-    from ecglens.agent.localize import _with_alone
     from ecglens.agent.grid import make_grid
+    from ecglens.agent.localize import _with_alone
 
     grid = make_grid(np.zeros((2, 2000), np.float32), FS)
     n_w = grid.n_windows
@@ -180,22 +181,26 @@ def test_ranked_scores_put_the_search_top_first_then_cells_by_their_own_drop():
 
 
 def test_the_weak_lead_of_the_top_window_ranks_below_the_next_windows_strong_lead():
-    from ecglens.agent.localize import _estimate, _lead_shares
     from ecglens.agent.grid import make_grid
+    from ecglens.agent.localize import _estimate, _lead_shares
 
     grid = make_grid(np.zeros((2, 2000), np.float32), FS)  # 2 leads x 40 windows
     n_w = grid.n_windows
     leads = frozenset({0, 1})
-    finest = {0 * n_w + 10: (0.6, frozenset({0}), 1), 1 * n_w + 10: (0.05, frozenset({1}), 1),  # top window
-              0 * n_w + 11: (0.5, leads, 1), 1 * n_w + 11: (0.5, leads, 1)}                    # next window
+    finest = {
+        0 * n_w + 10: (0.6, frozenset({0}), 1),
+        1 * n_w + 10: (0.05, frozenset({1}), 1),  # top window
+        0 * n_w + 11: (0.5, leads, 1),
+        1 * n_w + 11: (0.5, leads, 1),
+    }  # next window
     groups = {c: (c,) for c in (10, n_w + 10)} | {c: (11, n_w + 11) for c in (11, n_w + 11)}
     est = _estimate(finest, {10: 0.7, 11: 0.5}, grid, groups, np.ones(grid.n_cells), *_lead_shares(finest, grid))
     assert est[0 * n_w + 10] > est[0 * n_w + 11] > est[1 * n_w + 10]
 
 
 def test_a_blocks_drop_goes_to_its_windows_by_the_energy_dropout_removes():
-    from ecglens.agent.localize import _estimate, _lead_shares
     from ecglens.agent.grid import make_grid
+    from ecglens.agent.localize import _estimate, _lead_shares
 
     grid = make_grid(np.zeros((2, 2000), np.float32), FS)
     n_w = grid.n_windows

@@ -1,24 +1,27 @@
 """PPO for the agent: GAE, the policy's shape-agnostic network, a smoke training run, determinism, saving."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from test_agent_support import BumpClassifier, bump_ecg
 
 from ecglens.agent.buffer import RolloutBuffer
 from ecglens.agent.env import CELL_FEATURES, GLOBAL_FEATURES, VecSegmentGridEnv
 from ecglens.agent.policy import PolicyCard, SegmentPolicy, load_policy, policy_misfit
 from ecglens.agent.ppo import PPO, PPOConfig
 from ecglens.agent.train import train_policy
-from test_agent_support import BumpClassifier, bump_ecg
 
 SMALL = PPOConfig(n_steps=8, batch_size=16, n_epochs=2)
 
 
 def _obs(rng: np.random.Generator, n_envs: int, n_cells: int) -> dict[str, np.ndarray]:
-    return {"cells": rng.normal(size=(n_envs, n_cells, len(CELL_FEATURES))).astype(np.float32),
-            "globals": rng.normal(size=(n_envs, len(GLOBAL_FEATURES))).astype(np.float32),
-            "mask": np.ones((n_envs, n_cells), dtype=bool)}
+    return {
+        "cells": rng.normal(size=(n_envs, n_cells, len(CELL_FEATURES))).astype(np.float32),
+        "globals": rng.normal(size=(n_envs, len(GLOBAL_FEATURES))).astype(np.float32),
+        "mask": np.ones((n_envs, n_cells), dtype=bool),
+    }
 
 
 def test_gae_matches_a_hand_computation_across_an_episode_boundary():
@@ -29,7 +32,7 @@ def test_gae_matches_a_hand_computation_across_an_episode_boundary():
         buf.add(_obs(rng, 1, 2), np.zeros((1, 2)), np.array([r]), np.array([s]), np.array([v]), np.zeros(1))
     buf.compute_returns_and_advantage(last_values=np.array([0.3]), dones=np.array([False]))
     d2 = 2.0 + 0.9 * 0.3 - 0.1
-    d1 = 0.0 + 0.0 - 0.2              # step 2 starts a new episode: no bootstrap from it
+    d1 = 0.0 + 0.0 - 0.2  # step 2 starts a new episode: no bootstrap from it
     d0 = 1.0 + 0.9 * 0.2 - 0.5
     a2, a1 = d2, d1
     a0 = d0 + 0.9 * 0.5 * a1
@@ -41,8 +44,14 @@ def test_minibatches_cover_the_buffer_once_with_documented_shapes():
     rng = np.random.default_rng(1)
     buf = RolloutBuffer(4, 3, 5, len(CELL_FEATURES), len(GLOBAL_FEATURES))
     for _ in range(4):
-        buf.add(_obs(rng, 3, 5), rng.integers(0, 5, size=(3, 2)), rng.normal(size=3), np.zeros(3),
-                rng.normal(size=3), rng.normal(size=3))
+        buf.add(
+            _obs(rng, 3, 5),
+            rng.integers(0, 5, size=(3, 2)),
+            rng.normal(size=3),
+            np.zeros(3),
+            rng.normal(size=3),
+            rng.normal(size=3),
+        )
     buf.compute_returns_and_advantage(np.zeros(3), np.zeros(3, dtype=bool))
     batches = list(buf.get(5, np.random.default_rng(0)))
     assert sum(len(b.actions) for b in batches) == 12
@@ -65,8 +74,9 @@ def test_remove_is_never_chosen_on_a_clean_cell():
     policy = SegmentPolicy(PolicyCard(hidden=16))
     obs = _obs(np.random.default_rng(0), 64, 10)
     obs["cells"][:, :, CELL_FEATURES.index("distorted")] = 0.0
-    actions, _, _ = policy.act({k: torch.as_tensor(v) for k, v in obs.items()},
-                               generator=torch.Generator().manual_seed(1))
+    actions, _, _ = policy.act(
+        {k: torch.as_tensor(v) for k, v in obs.items()}, generator=torch.Generator().manual_seed(1)
+    )
     assert int(actions[:, 1].max()) < policy.card.n_types - 1
 
 
@@ -79,8 +89,14 @@ def test_ppo_smoke_run_improves_the_policy_loss_and_logs_the_paper_terms():
     before = [p.detach().clone() for p in policy.parameters()]
     algo = PPO(policy, env, SMALL, seed=0).learn(64)
     assert len(algo.history) == 2
-    for key in ("train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl",
-                "train/clip_fraction", "rollout/reward_mean"):
+    for key in (
+        "train/policy_loss",
+        "train/value_loss",
+        "train/entropy",
+        "train/approx_kl",
+        "train/clip_fraction",
+        "rollout/reward_mean",
+    ):
         assert np.isfinite(algo.history[-1][key])
     assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
 
@@ -88,8 +104,10 @@ def test_ppo_smoke_run_improves_the_policy_loss_and_logs_the_paper_terms():
 def test_training_is_deterministic_under_seed():
     clf = BumpClassifier()
     x = np.stack([bump_ecg(s).signal for s in range(2)])
-    runs = [train_policy(clf, x, seed=5, minutes=1.0, total_timesteps=32, n_envs=2, config=SMALL, hidden=16,
-                         max_steps=6)[0] for _ in range(2)]
+    runs = [
+        train_policy(clf, x, seed=5, minutes=1.0, total_timesteps=32, n_envs=2, config=SMALL, hidden=16, max_steps=6)[0]
+        for _ in range(2)
+    ]
     for a, b in zip(runs[0].state_dict().values(), runs[1].state_dict().values()):
         assert torch.equal(a, b)
 

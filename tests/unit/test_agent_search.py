@@ -1,9 +1,11 @@
 """The agent's search (`ecglens.agent.search.explain`): segments, budget, determinism, minimality, fallback."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from test_agent_support import BUMP_AT_S, FS, ArgmaxBumpClassifier, BumpClassifier, bump_ecg
 
 from ecglens.agent.env import Episode, diagnosed_targets
 from ecglens.agent.policy import PolicyCard, SegmentPolicy
@@ -11,7 +13,6 @@ from ecglens.agent.search import explain, minimize, score_cells
 from ecglens.classifiers.base import QueryCounter
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
-from test_agent_support import BUMP_AT_S, FS, ArgmaxBumpClassifier, BumpClassifier, bump_ecg
 
 
 def _untrained_policy(seed: int = 0) -> SegmentPolicy:
@@ -144,8 +145,9 @@ def test_unknown_distortion_kind_is_refused_with_the_valid_ones():
 
 
 def test_allowed_distortions_are_the_only_ones_used():
-    result = explain(bump_ecg(), BumpClassifier(), distortions="powerline,gaussian", query_budget=300,
-                     policy=_untrained_policy())
+    result = explain(
+        bump_ecg(), BumpClassifier(), distortions="powerline,gaussian", query_budget=300, policy=_untrained_policy()
+    )
     # Segments carry the flip's noise kind, or "dropout" where only the localisation's probes measured them.
     assert {s.distortion for s in result.segments} <= {"powerline", "gaussian", "dropout", "none"}
     assert result.adversarial is not None
@@ -159,14 +161,14 @@ def test_scores_rank_minimal_set_then_probed_then_prior_and_share_windows_across
     probs = clf.predict_proba(x[None])[0]
     ep = Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
     n_w = ep.grid.n_windows
-    ep.set_cell(24, 4, 4)                               # the minimal set: MLII window 24
+    ep.set_cell(24, 4, 4)  # the minimal set: MLII window 24
     ep.record_probe([24, 10], np.array([[0.9, 0.1], [0.5, 0.7]]), ep.p, [0.1, 0.1])
     prior = np.zeros(ep.grid.n_cells)
-    prior[30] = 5.0                                     # the policy liked MLII window 30 before probing
+    prior[30] = 5.0  # the policy liked MLII window 30 before probing
     scores = score_cells(ep, {24: 0.8}, prior)
     assert scores[24] == 1.0
     assert scores[n_w + 24] == pytest.approx(0.5 * scores[24])  # same window, other lead: half the evidence
-    assert scores[10] > scores[30] > scores[50] >= 0.0           # probed drop > policy prior > nothing known
+    assert scores[10] > scores[30] > scores[50] >= 0.0  # probed drop > policy prior > nothing known
     assert scores[n_w + 10] == pytest.approx(0.5 * scores[10])
 
 

@@ -1,4 +1,5 @@
 """Small known classifiers and synthetic records for the agent's tests (no tests here)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,7 @@ class BumpClassifier:
         w = int(0.3 * self.sampling_rate)
         low = uniform_filter1d(x, w, axis=-1)
         high = x - uniform_filter1d(x, 9, axis=-1)
-        feat = (low ** 2 / (uniform_filter1d(high ** 2, w, axis=-1) + 0.01)).max(axis=(1, 2))
+        feat = (low**2 / (uniform_filter1d(high**2, w, axis=-1) + 0.01)).max(axis=(1, 2))
         p = 1.0 / (1.0 + np.exp(-3.0 * (np.log(feat + 1e-9) - np.log(20.0))))
         return np.stack([1.0 - p, p], axis=1)
 
@@ -62,13 +63,12 @@ class QualityClassifier(BumpClassifier):
         x = np.asarray(batch, dtype=np.float64)
         self.rows += x.shape[0]
         high = x - uniform_filter1d(x, 9, axis=-1)
-        ratio = (high ** 2).sum(axis=(1, 2)) / np.maximum((x ** 2).sum(axis=(1, 2)), 1e-12)
+        ratio = (high**2).sum(axis=(1, 2)) / np.maximum((x**2).sum(axis=(1, 2)), 1e-12)
         p = 1.0 / (1.0 + np.exp(-40.0 * (self.limit - ratio)))
         return np.stack([p, 1.0 - p], axis=1)
 
 
-def bump_ecg(seed: int = 1, duration_s: float = 10.0, bump_at_s: float | None = BUMP_AT_S,
-             fs: float = FS) -> Ecg:
+def bump_ecg(seed: int = 1, duration_s: float = 10.0, bump_at_s: float | None = BUMP_AT_S, fs: float = FS) -> Ecg:
     """A 2-lead (MLII, V1) neurokit2 ECG with a 1-mV, 0.08-s-sigma bump on MLII at ``bump_at_s``."""
     import neurokit2 as nk
 

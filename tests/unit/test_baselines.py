@@ -1,4 +1,5 @@
 """The peers on a synthetic record whose evidence is known: one bump on lead MLII at 2.6 s."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ FS = 200.0
 N = 800  # 4 s: 16 windows x 2 leads = 32 cells
 BUMP_S = 2.6
 _t = np.arange(N) / FS
-TEMPLATE = np.exp(-((_t - BUMP_S) / 0.03) ** 2)
+TEMPLATE = np.exp(-(((_t - BUMP_S) / 0.03) ** 2))
 
 
 class BumpDetector:
@@ -58,8 +59,13 @@ def _explain(name: str, clf, signal: np.ndarray, **options):
 
 
 # Small budgets keep the sampling peers and attacks to a fraction of a second here.
-FAST = {"shapley-sampling": {"query_budget": 200}, "square-attack": {"query_budget": 150},
-        "simba": {"query_budget": 150}, "hopskipjump": {"query_budget": 150}, "greedy-scan": {"query_budget": 300}}
+FAST = {
+    "shapley-sampling": {"query_budget": 200},
+    "square-attack": {"query_budget": 150},
+    "simba": {"query_budget": 150},
+    "hopskipjump": {"query_budget": 150},
+    "greedy-scan": {"query_budget": 300},
+}
 
 
 @pytest.mark.parametrize("name", list(PEER_CLASSES))
@@ -79,8 +85,9 @@ def test_every_peer_scores_the_full_grid_and_stays_within_its_budget(name, recor
     assert exp.diagnosis.label == "bump"
 
 
-@pytest.mark.parametrize("name", ["occlusion", "feature-ablation", "shapley-sampling", "kernel-shap", "lime",
-                                  "greedy-scan", "oracle"])
+@pytest.mark.parametrize(
+    "name", ["occlusion", "feature-ablation", "shapley-sampling", "kernel-shap", "lime", "greedy-scan", "oracle"]
+)
 def test_peer_points_at_the_bump(name, record):
     exp = _explain(name, BumpDetector(), record, **FAST.get(name, {}))
     assert pointing_game(exp, BUMP_S)
@@ -103,8 +110,16 @@ def test_feature_ablation_beats_random_on_deletion_auc(record):
     grid = fixed_grid(record, FS)
     exp = FeatureAblationBaseline(clf).explain(record, "bump")
     ablation = deletion_auc(record, ranking_from_scores(exp.cell_scores), grid, clf, "bump")
-    random = [deletion_auc(record, ranking_from_scores(RandomBaseline(clf, seed=s).explain(record, "bump")
-                                                       .cell_scores), grid, clf, "bump") for s in range(10)]
+    random = [
+        deletion_auc(
+            record,
+            ranking_from_scores(RandomBaseline(clf, seed=s).explain(record, "bump").cell_scores),
+            grid,
+            clf,
+            "bump",
+        )
+        for s in range(10)
+    ]
     # The bump is 1 cell of 32: removed first, the curve drops at once; at random, about half way on average.
     assert ablation < 0.1 < 0.3 < np.mean(random)
 
@@ -154,8 +169,8 @@ def test_art_view_answers_non_finite_proposals_without_a_query(record):
     flat[0] = 0.0  # no bump: flipped
     out = view(np.stack([bad, record, flat]))
     assert counter.queries == 2
-    assert out[0, 0] == 1.0                       # NaN row: "still holds", so ART rejects it
-    assert out[1, 0] >= 0.5 > out[2, 0]           # arg-max agrees with the flip rule
+    assert out[0, 0] == 1.0  # NaN row: "still holds", so ART rejects it
+    assert out[1, 0] >= 0.5 > out[2, 0]  # arg-max agrees with the flip rule
     assert view.best is not None and np.array_equal(view.best, flat)
 
 

@@ -1,4 +1,5 @@
 """benchmarks/deletion_headroom.py: a two-case run on one DS1 record, and its refusal of DS2 records."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,8 +27,11 @@ def test_every_ranking_variant_is_scored_against_shapley_on_ds1(capsys):
     rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| ranking")]
     names = [r.split(" | ")[0][2:] for r in rows]
     assert names[:3] == ["explain, budget 25", "ShapleyValueSampling", "explain head + Shapley tail"]
-    assert {"explain head + probe-chosen tail", "ShapleyValueSampling, one permutation",
-            "one deletion path over lead x 1-s groups"} <= set(names) and len(names) == 9
+    assert {
+        "explain head + probe-chosen tail",
+        "ShapleyValueSampling, one permutation",
+        "one deletion path over lead x 1-s groups",
+    } <= set(names) and len(names) == 9
     shapley = rows[1].split(" | ")
     assert shapley[4] == "+0.000"  # Shapley minus itself
     assert 0.0 <= float(rows[0].split(" | ")[2]) <= 1.0

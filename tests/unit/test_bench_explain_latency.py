@@ -1,4 +1,5 @@
 """benchmarks/explain_latency.py: its core measurement on a simulated strip with the built-in model, one repeat."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,5 +1,6 @@
 """benchmarks/explainers.py's tables: the mean over held-out zoo members, paired intervals and the budget view,
 on hand-made rows (no classifier runs here)."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,10 +23,24 @@ def bench():
 
 
 def _rows(bench, method, values, record="116"):
-    return [bench.Row(method=method, record=record, start_sample=i, reported_method="x", queries=10,
-                      elapsed_s=0.1, pointing=bool(p), deletion_auc=float(d), road_auc=float(d) + 0.1,
-                      flipped=bool(f), l2=1.0 if f else None, snr_db=15.0 if f else None, flip_claimed=bool(f))
-            for i, (p, d, f) in enumerate(values)]
+    return [
+        bench.Row(
+            method=method,
+            record=record,
+            start_sample=i,
+            reported_method="x",
+            queries=10,
+            elapsed_s=0.1,
+            pointing=bool(p),
+            deletion_auc=float(d),
+            road_auc=float(d) + 0.1,
+            flipped=bool(f),
+            l2=1.0 if f else None,
+            snr_db=15.0 if f else None,
+            flip_claimed=bool(f),
+        )
+        for i, (p, d, f) in enumerate(values)
+    ]
 
 
 def test_scheduled_expands_to_the_issues_budgets_and_policy_n_still_parses(bench):
@@ -45,10 +60,16 @@ def test_the_zoo_alias_names_the_held_out_members_files(bench):
 def test_mean_over_members_weights_each_member_equally_and_pairs_cases(bench):
     bench._methods("scheduled-10,scheduled-25,occlusion")
     # member a: 4 cases, member b: 2 cases; equal weight -> pointing (1.0 + 0.0) / 2 at budget 10
-    a = (_rows(bench, "scheduled-10", [(1, 0.3, 1)] * 4) + _rows(bench, "scheduled-25", [(1, 0.2, 1)] * 4)
-         + _rows(bench, "occlusion", [(1, 0.25, 0)] * 4))
-    b = (_rows(bench, "scheduled-10", [(0, 0.5, 0)] * 2, "118") + _rows(bench, "scheduled-25", [(1, 0.4, 1)] * 2, "118")
-         + _rows(bench, "occlusion", [(1, 0.45, 0)] * 2, "118"))
+    a = (
+        _rows(bench, "scheduled-10", [(1, 0.3, 1)] * 4)
+        + _rows(bench, "scheduled-25", [(1, 0.2, 1)] * 4)
+        + _rows(bench, "occlusion", [(1, 0.25, 0)] * 4)
+    )
+    b = (
+        _rows(bench, "scheduled-10", [(0, 0.5, 0)] * 2, "118")
+        + _rows(bench, "scheduled-25", [(1, 0.4, 1)] * 2, "118")
+        + _rows(bench, "occlusion", [(1, 0.45, 0)] * 2, "118")
+    )
     args = argparse.Namespace(records=None, seed=0)
     report = bench.zoo_mean_report({"m_a": a, "m_b": b}, ["scheduled-10", "scheduled-25", "occlusion"], args)
     line = next(ln for ln in report.splitlines() if ln.startswith("| scheduled, budget 10 |"))

@@ -1,5 +1,6 @@
 """One conformance suite over every classifier adapter (sklearn's check_estimator idea), plus card errors,
 query counting, record fitting and a training smoke test."""
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,7 @@ def server(builtin):
 def adapters(builtin, raw_net, onnx_path, server, tmp_path_factory) -> dict[str, Classifier]:
     raw_path, _ = raw_net
     # The same network under two cards: multilabel logits (scaled input) and mutually exclusive logits.
-    (card_path_for(raw_path)).write_text(json.dumps(_card("raw", output="logits", multilabel=True,
-                                                          input_scale=2.0)))
+    (card_path_for(raw_path)).write_text(json.dumps(_card("raw", output="logits", multilabel=True, input_scale=2.0)))
     other = tmp_path_factory.mktemp("softmax") / "softmax.json"
     other.write_text(json.dumps(_card("softmax", output="logits", multilabel=False)))
     return {
@@ -151,13 +151,15 @@ def test_builtin_is_multilabel_with_calibrated_thresholds(builtin):
 
 
 def test_onnx_export_agrees_with_torchscript(adapters, batch):
-    np.testing.assert_allclose(adapters["onnx"].predict_proba(batch),
-                               adapters["torchscript_logits"].predict_proba(batch), atol=1e-4)
+    np.testing.assert_allclose(
+        adapters["onnx"].predict_proba(batch), adapters["torchscript_logits"].predict_proba(batch), atol=1e-4
+    )
 
 
 def test_http_endpoint_agrees_with_the_model_it_serves(adapters, batch):
-    np.testing.assert_allclose(adapters["http"].predict_proba(batch), adapters["builtin"].predict_proba(batch),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        adapters["http"].predict_proba(batch), adapters["builtin"].predict_proba(batch), atol=1e-6
+    )
     assert adapters["http"].card.name == adapters["builtin"].card.name
 
 
@@ -288,8 +290,9 @@ def test_http_classifier_retries_unavailable_endpoint_with_backoff(batch):
 
 def test_http_classifier_reports_refused_connection_and_bad_request(server, batch):
     with pytest.raises(ClassifierError, match="no answer after"):
-        HttpClassifier("http://127.0.0.1:9", card=ModelCard(**_card("x")), retries=1, backoff_s=0.01,
-                       timeout_s=2).predict_proba(batch[:1])
+        HttpClassifier(
+            "http://127.0.0.1:9", card=ModelCard(**_card("x")), retries=1, backoff_s=0.01, timeout_s=2
+        ).predict_proba(batch[:1])
     # The server refuses a wrongly shaped input with 400; the client says so at once.
     remote = HttpClassifier(server.url, card=ModelCard(**_card("x", window_s=5)), retries=0)
     with pytest.raises(ClassifierError, match="HTTP 400"):
@@ -372,8 +375,7 @@ def test_card_lead_rule_must_be_known():
 
 def test_windows_of_a_30_minute_record_cover_it(builtin):
     rng = np.random.default_rng(2)
-    ecg = Ecg(signal=rng.normal(0, 0.1, (2, 30 * 60 * 360 + 100)).astype(np.float32), fs=360,
-              leads=("MLII", "V1"))
+    ecg = Ecg(signal=rng.normal(0, 0.1, (2, 30 * 60 * 360 + 100)).astype(np.float32), fs=360, leads=("MLII", "V1"))
     batch, starts = windows(ecg, builtin)
     assert batch.shape == (181, 2, 3600)  # 180 full windows + one aligned to the end
     assert starts[:2] == [0.0, 10.0] and starts[-1] == pytest.approx((ecg.n_samples - 3600) / 360)
@@ -391,13 +393,15 @@ def test_training_smoke_run_exports_a_loadable_model(tmp_path):
         symbols = np.where(np.arange(len(beats)) % v_every == 0, "V", "N")
         signal = rng.normal(0, 0.05, (2, 60 * 360)).astype(np.float32)
         signal[:, beats] += np.where(symbols == "V", 2.0, 1.0)[None]
-        return MitdbRecord(name, signal, 360.0, ("MLII", "V1"), ("MLII", "V1"), beats, symbols,
-                           np.asarray([0]), np.asarray(["N"]))
+        return MitdbRecord(
+            name, signal, 360.0, ("MLII", "V1"), ("MLII", "V1"), beats, symbols, np.asarray([0]), np.asarray(["N"])
+        )
 
     recs = [record("a", 7), record("b", 11)]
     config = TrainConfig(epochs=2, steps_per_epoch=2, batch_size=8, threads=1)
-    result = train_classifier([Span(recs[0], 0, recs[0].n_samples)], [Span(recs[1], 0, recs[1].n_samples)],
-                              config, log=None)
+    result = train_classifier(
+        [Span(recs[0], 0, recs[0].n_samples)], [Span(recs[1], 0, recs[1].n_samples)], config, log=None
+    )
     card = save_model(result, tmp_path / "smoke.pt", None)
     assert card.multilabel and len(result.history) == 2
     clf = load_classifier(tmp_path / "smoke.pt", device="cpu")
@@ -416,13 +420,15 @@ def test_anylead_training_smoke_run_exports_a_loadable_any_lead_model(tmp_path):
         symbols = np.where(np.arange(len(beats)) % v_every == 0, "V", "N")
         signal = rng.normal(0, 0.05, (2, 60 * 360)).astype(np.float32)
         signal[:, beats] += np.where(symbols == "V", 2.0, 1.0)[None]
-        return MitdbRecord(name, signal, 360.0, ("MLII", "V1"), ("MLII", "V1"), beats, symbols,
-                           np.asarray([0]), np.asarray(["N"]))
+        return MitdbRecord(
+            name, signal, 360.0, ("MLII", "V1"), ("MLII", "V1"), beats, symbols, np.asarray([0]), np.asarray(["N"])
+        )
 
     recs = [record("a", 7), record("b", 11)]
     config = AnyLeadConfig(epochs=2, steps_per_epoch=2, batch_size=8, lead_counts=((1, 0.5), (3, 0.5)))
-    result = train_anylead([Span(recs[0], 0, recs[0].n_samples)], [Span(recs[1], 0, recs[1].n_samples)],
-                           config, log=None)
+    result = train_anylead(
+        [Span(recs[0], 0, recs[0].n_samples)], [Span(recs[1], 0, recs[1].n_samples)], config, log=None
+    )
     assert len(result.history) == 2 and set(result.val_metrics) == {"MLII+V1", "MLII", "second lead"}
     export_torchscript(result.model, tmp_path / "smoke.pt")
     build_anylead_card("smoke", result, None).save(tmp_path / "smoke.json")
@@ -435,9 +441,8 @@ def test_anylead_training_smoke_run_exports_a_loadable_any_lead_model(tmp_path):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_builtin_reproduces_its_card_ds2_figures(builtin, tmp_path):
-    from tests.conftest import shared_path
-
     from ecglens.classifiers.train import ds2_metrics
+    from tests.conftest import shared_path
 
     data = shared_path("mitdb")
     fresh = ds2_metrics(builtin, data, cache_dir=tmp_path)

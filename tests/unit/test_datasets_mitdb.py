@@ -1,4 +1,5 @@
 """MIT-BIH windows: split, label rules (on a generated record), lead mapping and cache (on the real records)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,16 +20,23 @@ from tests.conftest import shared_path
 FS = 360
 
 
-def _record(beats: list[tuple[int, str]], rhythms: list[tuple[int, str]], flutter: tuple[int, ...] = (),
-            seconds: int = 40) -> MitdbRecord:
+def _record(
+    beats: list[tuple[int, str]], rhythms: list[tuple[int, str]], flutter: tuple[int, ...] = (), seconds: int = 40
+) -> MitdbRecord:
     """A generated record: 2 leads of zeros with the given annotations (sample, symbol / rhythm)."""
     rng = np.random.default_rng(0)
     return MitdbRecord(
-        name="gen", signal=rng.normal(0, 0.1, (2, seconds * FS)).astype(np.float32), fs=FS,
-        leads=("MLII", "V1"), source_leads=("MLII", "V1"),
-        beat_sample=np.asarray([b[0] for b in beats], np.int64), beat_symbol=np.asarray([b[1] for b in beats]),
+        name="gen",
+        signal=rng.normal(0, 0.1, (2, seconds * FS)).astype(np.float32),
+        fs=FS,
+        leads=("MLII", "V1"),
+        source_leads=("MLII", "V1"),
+        beat_sample=np.asarray([b[0] for b in beats], np.int64),
+        beat_symbol=np.asarray([b[1] for b in beats]),
         rhythm_sample=np.asarray([r[0] for r in rhythms], np.int64),
-        rhythm_label=np.asarray([r[1] for r in rhythms]), flutter_wave_sample=np.asarray(flutter, np.int64))
+        rhythm_label=np.asarray([r[1] for r in rhythms]),
+        flutter_wave_sample=np.asarray(flutter, np.int64),
+    )
 
 
 def test_split_is_disjoint_and_leaves_out_paced_records():

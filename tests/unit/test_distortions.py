@@ -1,4 +1,5 @@
 """Realistic distortions: spectra like the NSTDB noise records, calibrated nst-style SNR, determinism, spans."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,16 +41,17 @@ def _nstdb_chunks(kind: str) -> list[np.ndarray]:
     if kind in ("bw", "ma"):
         x = wfdb.rdrecord(str(shared_path("nstdb") / kind)).p_signal.T
         n = int(300 * FS)
-        return [x[ch, i * n:(i + 1) * n] for ch in range(2) for i in range(x.shape[1] // n)]
+        return [x[ch, i * n : (i + 1) * n] for ch in range(2) for i in range(x.shape[1] // n)]
     noisy = wfdb.rdrecord(str(shared_path("nstdb") / "118e00")).p_signal.T
     clean = wfdb.rdrecord(str(shared_path("mitdb") / "118")).p_signal.T
     em = noisy - clean
     m = int(60 * FS)
-    return [em[ch, a * m:(a + 2) * m] for a in (5, 9, 13, 17, 21, 25) for ch in range(2)]
+    return [em[ch, a * m : (a + 2) * m] for a in (5, 9, 13, 17, 21, 25) for ch in range(2)]
 
 
-@pytest.mark.parametrize("kind,nstdb,low_hz", [("baseline_wander", "bw", 0.0), ("muscle", "ma", 3.0),
-                                               ("electrode_motion", "em", 0.0)])
+@pytest.mark.parametrize(
+    "kind,nstdb,low_hz", [("baseline_wander", "bw", 0.0), ("muscle", "ma", 3.0), ("electrode_motion", "em", 0.0)]
+)
 def test_noise_spectrum_matches_nstdb_record(kind: str, nstdb: str, low_hz: float) -> None:
     """The synthetic noise spreads its energy over frequency bands like the real NSTDB record.
 
@@ -79,8 +81,8 @@ def test_each_kind_hits_requested_snr(kind: str, snr_db: float, synthetic_ecg: E
     """10·log10(S / mean(noise²)) equals the requested SNR within 0.1 dB, S being the nst QRS power."""
     power = signal_power(synthetic_ecg.signal, synthetic_ecg.fs)
     out = dist.distort(synthetic_ecg, kind, snr_db, np.random.default_rng(3))
-    added = (out.signal.astype(np.float64) - synthetic_ecg.signal)
-    measured = 10 * np.log10(power / np.mean(added ** 2, axis=1))
+    added = out.signal.astype(np.float64) - synthetic_ecg.signal
+    measured = 10 * np.log10(power / np.mean(added**2, axis=1))
     np.testing.assert_allclose(measured, snr_db, atol=0.1)
 
 
@@ -89,12 +91,11 @@ def test_segment_distortion_hits_snr_over_the_segment(kind: str, synthetic_ecg: 
     power = signal_power(synthetic_ecg.signal, synthetic_ecg.fs)[1]
     out = dist.distort(synthetic_ecg, kind, 0.0, np.random.default_rng(4), start_s=2.0, end_s=3.5, leads=["V1"])
     added = (out.signal.astype(np.float64) - synthetic_ecg.signal)[1, 720:1260]
-    assert abs(10 * np.log10(power / np.mean(added ** 2))) < 0.1
+    assert abs(10 * np.log10(power / np.mean(added**2))) < 0.1
 
 
 def test_segment_only_distortion_leaves_rest_untouched(synthetic_ecg: Ecg) -> None:
-    out = dist.distort(synthetic_ecg, "muscle", -6.0, np.random.default_rng(0), start_s=2.0, end_s=3.0,
-                       leads=["MLII"])
+    out = dist.distort(synthetic_ecg, "muscle", -6.0, np.random.default_rng(0), start_s=2.0, end_s=3.0, leads=["MLII"])
     assert np.array_equal(out.signal[1], synthetic_ecg.signal[1])
     assert np.array_equal(out.signal[0, :720], synthetic_ecg.signal[0, :720])
     assert np.array_equal(out.signal[0, 1080:], synthetic_ecg.signal[0, 1080:])
@@ -118,8 +119,10 @@ def test_distortion_is_deterministic_under_seed(kind: str, synthetic_ecg: Ecg) -
     c = dist.distort(synthetic_ecg, kind, 6.0, np.random.default_rng(12))
     assert np.array_equal(a.signal, b.signal)
     assert not np.array_equal(a.signal, c.signal)
-    assert np.array_equal(dist.noise_batch(kind, 3, 500, FS, np.random.default_rng(5)),
-                          dist.noise_batch(kind, 3, 500, FS, np.random.default_rng(5)))
+    assert np.array_equal(
+        dist.noise_batch(kind, 3, 500, FS, np.random.default_rng(5)),
+        dist.noise_batch(kind, 3, 500, FS, np.random.default_rng(5)),
+    )
 
 
 @pytest.mark.parametrize("kind", dist.KINDS)
@@ -176,13 +179,24 @@ def test_unknown_kind_lists_valid_kinds(synthetic_ecg: Ecg) -> None:
         assert kind in str(info.value)
 
 
-@pytest.mark.parametrize("alias,kind", [("bw", "baseline_wander"), ("em", "electrode_motion"), ("ma", "muscle"),
-                                        ("EMG", "muscle"), ("pli", "powerline"), ("powerline_50", "powerline"),
-                                        ("white", "gaussian"), ("Baseline-Wander", "baseline_wander")])
+@pytest.mark.parametrize(
+    "alias,kind",
+    [
+        ("bw", "baseline_wander"),
+        ("em", "electrode_motion"),
+        ("ma", "muscle"),
+        ("EMG", "muscle"),
+        ("pli", "powerline"),
+        ("powerline_50", "powerline"),
+        ("white", "gaussian"),
+        ("Baseline-Wander", "baseline_wander"),
+    ],
+)
 def test_aliases_name_the_same_kind(alias: str, kind: str) -> None:
     assert dist.canonical_kind(alias) == kind
-    assert np.array_equal(dist.noise(alias, 400, FS, np.random.default_rng(1)),
-                          dist.noise(kind, 400, FS, np.random.default_rng(1)))
+    assert np.array_equal(
+        dist.noise(alias, 400, FS, np.random.default_rng(1)), dist.noise(kind, 400, FS, np.random.default_rng(1))
+    )
 
 
 def test_bad_span_and_lead_raise_clear_errors(synthetic_ecg: Ecg) -> None:
@@ -197,13 +211,13 @@ def test_scale_to_snr_sets_power_per_row() -> None:
     noise = rng.standard_normal((3, 1000))
     powers = np.array([1.0, 0.25, 4.0])
     out = dist.scale_to_snr(noise, powers, 12.0)
-    np.testing.assert_allclose(10 * np.log10(powers / np.mean(out.astype(np.float64) ** 2, axis=1)), 12.0,
-                               atol=1e-4)
+    np.testing.assert_allclose(10 * np.log10(powers / np.mean(out.astype(np.float64) ** 2, axis=1)), 12.0, atol=1e-4)
     assert np.all(dist.scale_to_snr(np.zeros(10), 1.0, 0.0) == 0)
     assert np.all(dist.scale_to_snr(noise[0], 0.0, 0.0) == 0)
 
 
 # -- the nst signal power --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("record", ["100", "118", "223"])
 def test_signal_power_matches_nst_rule_with_reference_beats(record: str) -> None:
@@ -231,7 +245,7 @@ def test_qrs_detector_finds_annotated_beats() -> None:
     tol, n, margin = int(0.15 * FS), int(10 * FS), int(0.1 * FS)
     tp = fn = fp = 0
     for a in range(0, x.shape[1] - n + 1, n):
-        found = detect_qrs(x[:, a:a + n], FS) + a
+        found = detect_qrs(x[:, a : a + n], FS) + a
         found = found[(found >= a + margin) & (found < a + n - margin)]
         ref = beats[(beats >= a + margin) & (beats < a + n - margin)]
         hit = [np.abs(found - r).min() <= tol if len(found) else False for r in ref]
@@ -261,8 +275,12 @@ def test_signal_power_is_per_lead_and_flat_lead_gets_zero(synthetic_ecg: Ecg) ->
 
 
 @settings(max_examples=40, deadline=None)
-@given(kind=st.sampled_from(dist.KINDS), fs=st.floats(min_value=101.0, max_value=1000.0),
-       n_samples=st.integers(min_value=2, max_value=3000), seed=st.integers(min_value=0, max_value=2**32 - 1))
+@given(
+    kind=st.sampled_from(dist.KINDS),
+    fs=st.floats(min_value=101.0, max_value=1000.0),
+    n_samples=st.integers(min_value=2, max_value=3000),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
 def test_noise_is_standardised_at_any_rate_and_length(kind: str, fs: float, n_samples: int, seed: int) -> None:
     x = dist.noise(kind, n_samples, fs, np.random.default_rng(seed))
     assert x.shape == (n_samples,) and np.all(np.isfinite(x))
@@ -271,9 +289,12 @@ def test_noise_is_standardised_at_any_rate_and_length(kind: str, fs: float, n_sa
 
 
 @settings(max_examples=40, deadline=None)
-@given(power=st.floats(min_value=1e-4, max_value=100.0), snr_db=st.floats(min_value=-30.0, max_value=40.0),
-       seed=st.integers(min_value=0, max_value=2**32 - 1))
+@given(
+    power=st.floats(min_value=1e-4, max_value=100.0),
+    snr_db=st.floats(min_value=-30.0, max_value=40.0),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
 def test_scale_to_snr_is_exact_for_any_power_and_level(power: float, snr_db: float, seed: int) -> None:
     noise = np.random.default_rng(seed).standard_normal(500)
     out = dist.scale_to_snr(noise, power, snr_db).astype(np.float64)
-    assert abs(10 * np.log10(power / np.mean(out ** 2)) - snr_db) < 1e-3
+    assert abs(10 * np.log10(power / np.mean(out**2)) - snr_db) < 1e-3

@@ -1,5 +1,6 @@
 """FHIR R4: the Observation reader and writer (round trips, lead codes, markers, bad input) and the export of a
 real analysis as an Observation, checked against the R4 structure rules it must keep."""
+
 from __future__ import annotations
 
 import html
@@ -12,36 +13,69 @@ import pytest
 import ecglens
 from ecglens.ecg import STANDARD_12, Ecg
 from ecglens.errors import RecordError
-from ecglens.fhir_export import (CLASS_SYSTEM, COMPONENT_SYSTEM, PATIENT_ID_SYSTEM, RECORD_SHA256_SYSTEM,
-                                 SEGMENT_SCORE_URL, analysis_observation)
+from ecglens.fhir_export import (
+    CLASS_SYSTEM,
+    COMPONENT_SYSTEM,
+    PATIENT_ID_SYSTEM,
+    RECORD_SHA256_SYSTEM,
+    SEGMENT_SCORE_URL,
+    analysis_observation,
+)
 from ecglens.formats import detect_format, read_fhir, read_record, write_fhir, write_json, write_record
 from ecglens.formats.fhir import MDC_SYSTEM, lead_code, lead_from_code
 from ecglens.robustness import robustness
 
 FS = 500.0
-OBSERVATION_STATUSES = {"registered", "preliminary", "final", "amended", "corrected", "cancelled",
-                        "entered-in-error", "unknown"}
+OBSERVATION_STATUSES = {
+    "registered",
+    "preliminary",
+    "final",
+    "amended",
+    "corrected",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+}
 # FHIR R4 dateTime (with a time, a zone is required) and decimal.
 DATETIME = re.compile(r"\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?)?)?")
-VALUE_KEYS = ("valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger",
-              "valueRange", "valueRatio", "valueSampledData", "valueTime", "valueDateTime", "valuePeriod")
+VALUE_KEYS = (
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueBoolean",
+    "valueInteger",
+    "valueRange",
+    "valueRatio",
+    "valueSampledData",
+    "valueTime",
+    "valueDateTime",
+    "valuePeriod",
+)
 
 
 def _ecg(rng: np.random.Generator, leads=STANDARD_12, seconds: float = 2.0, fs: float = FS) -> Ecg:
     t = np.arange(int(seconds * fs)) / fs
-    rows = [(0.4 + 0.1 * i) * np.sin(2 * np.pi * 1.1 * t + i) + 0.05 * rng.standard_normal(t.size)
-            for i in range(len(leads))]
+    rows = [
+        (0.4 + 0.1 * i) * np.sin(2 * np.pi * 1.1 * t + i) + 0.05 * rng.standard_normal(t.size)
+        for i in range(len(leads))
+    ]
     return Ecg(np.stack(rows).astype(np.float32), fs, leads, metadata={"date": "2023-04-05"}, name="rt")
 
 
 def _observation(*components, **fields) -> bytes:
-    return json.dumps({"resourceType": "Observation", "status": "final", "component": list(components),
-                       **fields}).encode()
+    return json.dumps(
+        {"resourceType": "Observation", "status": "final", "component": list(components), **fields}
+    ).encode()
 
 
 def _component(code: str | None, data: str, *, period=10, origin=None, factor=None, **extra) -> dict:
-    sampled = {"origin": origin if origin is not None else {"value": 0, "unit": "mV"}, "period": period,
-               "dimensions": 1, "data": data, **extra}
+    sampled = {
+        "origin": origin if origin is not None else {"value": 0, "unit": "mV"},
+        "period": period,
+        "dimensions": 1,
+        "data": data,
+        **extra,
+    }
     if factor is not None:
         sampled["factor"] = factor
     coding = {"coding": [{"system": MDC_SYSTEM, "code": code}]} if code else {"text": "lead"}
@@ -89,16 +123,19 @@ def test_writer_codes_leads_like_the_fhir_ecg_example():
     assert doc["component"][0]["valueSampledData"]["period"] == 2.0  # ms at 500 Hz
 
 
-@pytest.mark.parametrize("coding,lead", [
-    ({"system": MDC_SYSTEM, "code": "131329"}, "I"),              # MDC_ECG_ELEC_POTL_I
-    ({"system": MDC_SYSTEM, "code": "131074"}, "II"),             # MDC_ECG_LEAD_II
-    ({"system": MDC_SYSTEM, "code": "131390"}, "aVR"),
-    ({"system": MDC_SYSTEM, "code": "131336"}, "V6"),
-    ({"system": MDC_SYSTEM, "code": "MDC_ECG_LEAD_AVF"}, "aVF"),
-    ({"system": "http://loinc.org", "code": "LP7388-4"}, "III"),
-    ({"system": "http://loinc.org", "code": "LP7391-8"}, "V3"),
-    ({"display": "MDC_ECG_ELEC_POTL_V2"}, "V2"),
-])
+@pytest.mark.parametrize(
+    "coding,lead",
+    [
+        ({"system": MDC_SYSTEM, "code": "131329"}, "I"),  # MDC_ECG_ELEC_POTL_I
+        ({"system": MDC_SYSTEM, "code": "131074"}, "II"),  # MDC_ECG_LEAD_II
+        ({"system": MDC_SYSTEM, "code": "131390"}, "aVR"),
+        ({"system": MDC_SYSTEM, "code": "131336"}, "V6"),
+        ({"system": MDC_SYSTEM, "code": "MDC_ECG_LEAD_AVF"}, "aVF"),
+        ({"system": "http://loinc.org", "code": "LP7388-4"}, "III"),
+        ({"system": "http://loinc.org", "code": "LP7391-8"}, "V3"),
+        ({"display": "MDC_ECG_ELEC_POTL_V2"}, "V2"),
+    ],
+)
 def test_lead_codes_from_mdc_and_loinc(coding, lead):
     assert lead_from_code({"coding": [coding]}) == lead
 
@@ -109,8 +146,11 @@ def test_every_standard_lead_code_reads_back_as_its_lead():
 
 
 def test_origin_factor_and_period_as_in_the_specification():
-    data = _observation(_component("131330", "2041 2043 2039 2050", period=10,
-                                   origin={"value": 2048, "unit": "uV", "code": "uV"}, factor=1.612))
+    data = _observation(
+        _component(
+            "131330", "2041 2043 2039 2050", period=10, origin={"value": 2048, "unit": "uV", "code": "uV"}, factor=1.612
+        )
+    )
     ecg = read_record(data, "ekg.json")
     assert ecg.fs == 100.0 and ecg.leads == ("II",)
     expected = (2048 + 1.612 * np.array([2041, 2043, 2039, 2050])) / 1000.0  # uV -> mV
@@ -150,23 +190,29 @@ def test_detection_tells_fhir_from_our_json_records():
     assert list(write_record(ecg, "fhir", name="rec")) == ["rec.fhir.json"]
 
 
-@pytest.mark.parametrize("body,reason", [
-    (b'{"resourceType": "Patient", "id": "p1"}', "resourceType 'Patient'"),
-    (b'{"resourceType": "Observation", "status": "final"}', "no component"),
-    (b'{"resourceType": "Observation", "component": []}', "component is empty"),
-    (b'{"resourceType": "Observation", "component": [{"code": {"text": "hr"}}]}', "no component has valueSampledData"),
-    (b'{"resourceType": "Observation", "component": [1]', "invalid JSON"),
-    (_observation(_component("131329", "1 2 x 4")), "'x'"),
-    (_observation(_component("131329", "1 nan 4")), "'nan' is not a finite decimal"),
-    (_observation(_component("131329", "1 2 3", period=0)), "period must be positive"),
-    (_observation(_component("131329", "1 2 3", period="fast")), "period must be a number"),
-    (_observation(_component("131329", "")), "has no data"),
-    (_observation(_component("131329", "1 2 3", dimensions=2)), "not a multiple of dimensions=2"),
-    (_observation(_component("131329", "1 2 3", origin={"value": "zero"})), "origin value must be a number"),
-    (_observation(_component("131329", "1 2 3", origin={"value": 0, "unit": "mmHg"})), "unknown units 'mmHg'"),
-    (_observation(_component("131329", "1 2 3"), _component("131330", "1 2 3", period=4)), "one sampling rate"),
-    (_observation(_component("131329", "1 2 3"), _component("131330", "1 2")), "different lengths"),
-])
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        (b'{"resourceType": "Patient", "id": "p1"}', "resourceType 'Patient'"),
+        (b'{"resourceType": "Observation", "status": "final"}', "no component"),
+        (b'{"resourceType": "Observation", "component": []}', "component is empty"),
+        (
+            b'{"resourceType": "Observation", "component": [{"code": {"text": "hr"}}]}',
+            "no component has valueSampledData",
+        ),
+        (b'{"resourceType": "Observation", "component": [1]', "invalid JSON"),
+        (_observation(_component("131329", "1 2 x 4")), "'x'"),
+        (_observation(_component("131329", "1 nan 4")), "'nan' is not a finite decimal"),
+        (_observation(_component("131329", "1 2 3", period=0)), "period must be positive"),
+        (_observation(_component("131329", "1 2 3", period="fast")), "period must be a number"),
+        (_observation(_component("131329", "")), "has no data"),
+        (_observation(_component("131329", "1 2 3", dimensions=2)), "not a multiple of dimensions=2"),
+        (_observation(_component("131329", "1 2 3", origin={"value": "zero"})), "origin value must be a number"),
+        (_observation(_component("131329", "1 2 3", origin={"value": 0, "unit": "mmHg"})), "unknown units 'mmHg'"),
+        (_observation(_component("131329", "1 2 3"), _component("131330", "1 2 3", period=4)), "one sampling rate"),
+        (_observation(_component("131329", "1 2 3"), _component("131330", "1 2")), "different lengths"),
+    ],
+)
 def test_bad_observations_raise_record_error_naming_file_and_reason(body, reason):
     with pytest.raises(RecordError) as info:
         read_record(body, "bad.json")
@@ -188,7 +234,7 @@ def test_mutated_observations_raise_only_record_error():
             if rng.random() < 0.5:
                 buf[i] = int(rng.choice(list(b'{}[]":,0123456789ELU -.eA')))
             else:
-                del buf[i:i + int(rng.integers(1, 40))]
+                del buf[i : i + int(rng.integers(1, 40))]
         try:
             ecg = read_fhir(bytes(buf), "mutant.json")
         except RecordError as exc:
@@ -263,8 +309,14 @@ def assert_valid_observation(obs: dict) -> None:
 def test_export_of_a_real_analysis_is_a_valid_observation(analysis):
     _, result = analysis
     files = [{"filename": "sim.hea", "sha256": "a" * 64}, {"filename": "sim.dat", "sha256": "b" * 64}]
-    obs = analysis_observation(result, analysis_id="an1", model_name="smooth", model_version="3",
-                               record_files=files, issued="2024-05-01T12:00:00.000000Z")
+    obs = analysis_observation(
+        result,
+        analysis_id="an1",
+        model_name="smooth",
+        model_version="3",
+        record_files=files,
+        issued="2024-05-01T12:00:00.000000Z",
+    )
     assert_valid_observation(obs)
     explanation, report = result["explanation"], result["robustness"]
     label = explanation["diagnosis"]["label"]
@@ -290,16 +342,24 @@ def test_export_of_a_real_analysis_is_a_valid_observation(analysis):
     assert first["valueRange"]["low"]["value"] == pytest.approx(seg["start_s"])
     assert first["valueRange"]["high"]["value"] == pytest.approx(seg["end_s"])
     assert lead_from_code(first["code"]) == seg["lead"]
-    assert next(e for e in first["extension"] if e["url"] == SEGMENT_SCORE_URL)["valueDecimal"] == \
-        pytest.approx(seg["score"], abs=1e-4)
+    assert next(e for e in first["extension"] if e["url"] == SEGMENT_SCORE_URL)["valueDecimal"] == pytest.approx(
+        seg["score"], abs=1e-4
+    )
 
 
 def test_flip_snr_absent_when_the_diagnosis_always_held(analysis):
     _, result = analysis
-    held = {**result["robustness"], "distortions": [{"distortion": "gaussian", "flip_snr_db": None,
-                                                     "probability_at_snr": {"24.0": 0.9}}]}
-    obs = analysis_observation({**result, "robustness": held}, analysis_id="an2", model_name="m",
-                               model_version=None, record_files=[{"filename": "x", "sha256": "c" * 64}])
+    held = {
+        **result["robustness"],
+        "distortions": [{"distortion": "gaussian", "flip_snr_db": None, "probability_at_snr": {"24.0": 0.9}}],
+    }
+    obs = analysis_observation(
+        {**result, "robustness": held},
+        analysis_id="an2",
+        model_name="m",
+        model_version=None,
+        record_files=[{"filename": "x", "sha256": "c" * 64}],
+    )
     assert_valid_observation(obs)
     flip = [c for c in obs["component"] if c["code"]["coding"][0]["code"] == "flip-snr"]
     assert "valueQuantity" not in flip[0] and flip[0]["dataAbsentReason"]["coding"][0]["code"] == "not-applicable"
@@ -316,8 +376,14 @@ def test_export_carries_the_account_as_narrative_and_notes_and_the_patient_as_su
 
     _, result = analysis
     account = summarize(result)
-    obs = analysis_observation(result, analysis_id="an3", model_name="m", model_version="1",
-                               record_files=[{"filename": "x", "sha256": "d" * 64}], patient_id="PT-0042")
+    obs = analysis_observation(
+        result,
+        analysis_id="an3",
+        model_name="m",
+        model_version="1",
+        record_files=[{"filename": "x", "sha256": "d" * 64}],
+        patient_id="PT-0042",
+    )
     assert_valid_observation(obs)
     assert obs["subject"]["identifier"] == {"system": PATIENT_ID_SYSTEM, "value": "PT-0042"}
     assert obs["text"]["status"] == "generated"
@@ -329,6 +395,7 @@ def test_export_carries_the_account_as_narrative_and_notes_and_the_patient_as_su
     assert html.escape(account["statements"][0]["text"]) in obs["text"]["div"]
     # A stored account is used as it is, not rebuilt.
     stored = {**account, "statements": [{"key": "diagnosis", "title": "Diagnosis", "text": "stored <text>"}]}
-    obs = analysis_observation({**result, "summary": stored}, analysis_id="an4", model_name="m", model_version=None,
-                               record_files=[])
+    obs = analysis_observation(
+        {**result, "summary": stored}, analysis_id="an4", model_name="m", model_version=None, record_files=[]
+    )
     assert "stored &lt;text&gt;" in obs["text"]["div"] and "subject" not in obs

@@ -1,4 +1,5 @@
 """Fitting records to a classifier's input: lead stand-ins from the card, resampling."""
+
 from __future__ import annotations
 
 import numpy as np

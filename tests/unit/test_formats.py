@@ -1,4 +1,5 @@
 """Record readers on generated files (always run): every format, uploads, round trips, and malformed input."""
+
 from __future__ import annotations
 
 import io
@@ -35,20 +36,36 @@ FS = 250.0
 def _signal(rng: np.random.Generator, n_leads: int = 2, seconds: float = 4.0, fs: float = FS) -> np.ndarray:
     """[leads, samples] in mV: a 1.2 Hz 'heartbeat' sine per lead plus a little noise, amplitude ~1 mV."""
     t = np.arange(int(seconds * fs)) / fs
-    rows = [(0.5 + 0.2 * i) * np.sin(2 * np.pi * 1.2 * t + i) + 0.02 * rng.standard_normal(t.size)
-            for i in range(n_leads)]
+    rows = [
+        (0.5 + 0.2 * i) * np.sin(2 * np.pi * 1.2 * t + i) + 0.02 * rng.standard_normal(t.size) for i in range(n_leads)
+    ]
     return np.stack(rows)
 
 
-def _wrsamp(folder: Path, name: str, signal_mv: np.ndarray, leads: list[str], units: list[str] | None = None,
-            fs: float = FS, comments: list[str] | None = None) -> dict[str, bytes]:
+def _wrsamp(
+    folder: Path,
+    name: str,
+    signal_mv: np.ndarray,
+    leads: list[str],
+    units: list[str] | None = None,
+    fs: float = FS,
+    comments: list[str] | None = None,
+) -> dict[str, bytes]:
     """A WFDB record written by wfdb itself; returns its files as {name: bytes}."""
     import wfdb
 
     units = units or ["mV"] * len(leads)
     scale = np.array([{"mV": 1.0, "uV": 1000.0, "V": 1e-3}.get(u, 1.0) for u in units])
-    wfdb.wrsamp(name, fs=fs, units=units, sig_name=leads, p_signal=(signal_mv * scale[:, None]).T,
-                fmt=["16"] * len(leads), comments=comments, write_dir=str(folder))
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=units,
+        sig_name=leads,
+        p_signal=(signal_mv * scale[:, None]).T,
+        fmt=["16"] * len(leads),
+        comments=comments,
+        write_dir=str(folder),
+    )
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.stem == name}
 
 
@@ -135,8 +152,13 @@ def test_wfdb_standard_header_date_is_iso_in_metadata(tmp_path):
 
 
 def test_wfdb_header_comments_become_age_sex_and_dx(tmp_path):
-    files = _wrsamp(tmp_path, "cinc", _signal(np.random.default_rng(10)), ["I", "II"],
-                    comments=["Age: 61", "Sex: Female", "Dx: 164889003,59118001", "Rx: Unknown"])
+    files = _wrsamp(
+        tmp_path,
+        "cinc",
+        _signal(np.random.default_rng(10)),
+        ["I", "II"],
+        comments=["Age: 61", "Sex: Female", "Dx: 164889003,59118001", "Rx: Unknown"],
+    )
     meta = read_record(files).metadata
     assert meta["age"] == 61 and meta["sex"] == "F" and meta["dx"] == ["164889003", "59118001"]
     assert "Rx: Unknown" in meta["comments"] and meta["header_fields"]["Rx"] == "Unknown"
@@ -149,8 +171,16 @@ def test_wfdb_multifrequency_record_is_resampled_to_the_highest_rate(tmp_path):
     t_slow = np.arange(n) / FS
     t_fast = np.arange(2 * n) / (2 * FS)
     slow, fast = np.sin(2 * np.pi * 3 * t_slow), 0.5 * np.sin(2 * np.pi * 7 * t_fast)
-    wfdb.wrsamp("multi", fs=FS, units=["mV", "mV"], sig_name=["I", "II"], e_p_signal=[slow, fast],
-                samps_per_frame=[1, 2], fmt=["16", "16"], write_dir=str(tmp_path))
+    wfdb.wrsamp(
+        "multi",
+        fs=FS,
+        units=["mV", "mV"],
+        sig_name=["I", "II"],
+        e_p_signal=[slow, fast],
+        samps_per_frame=[1, 2],
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
     ecg = read_record(tmp_path / "multi.hea")
     assert ecg.fs == 2 * FS and ecg.signal.shape == (2, 2 * n)
     np.testing.assert_allclose(ecg.signal[1], fast, atol=1e-3)
@@ -164,8 +194,17 @@ def test_wfdb_invalid_samples_are_interpolated_and_counted(tmp_path):
 
     digital = np.tile(np.arange(0, 1000, 10, dtype=np.int64), 5)[:, None]
     digital[[10, 11, 12], 0] = -32768  # WFDB's invalid-sample value for format 16
-    wfdb.wrsamp("gaps", fs=FS, units=["mV"], sig_name=["II"], d_signal=digital, fmt=["16"], adc_gain=[100.0],
-                baseline=[0], write_dir=str(tmp_path))
+    wfdb.wrsamp(
+        "gaps",
+        fs=FS,
+        units=["mV"],
+        sig_name=["II"],
+        d_signal=digital,
+        fmt=["16"],
+        adc_gain=[100.0],
+        baseline=[0],
+        write_dir=str(tmp_path),
+    )
     ecg = read_record(tmp_path / "gaps.hea")
     assert np.isfinite(ecg.signal).all()
     assert ecg.metadata["missing_samples"] == {"II": 3}
@@ -177,8 +216,17 @@ def test_wfdb_lead_that_is_mostly_missing_is_refused(tmp_path):
 
     digital = np.full((100, 1), -32768, dtype=np.int64)
     digital[:10, 0] = 5
-    wfdb.wrsamp("empty", fs=FS, units=["mV"], sig_name=["II"], d_signal=digital, fmt=["16"], adc_gain=[100.0],
-                baseline=[0], write_dir=str(tmp_path))
+    wfdb.wrsamp(
+        "empty",
+        fs=FS,
+        units=["mV"],
+        sig_name=["II"],
+        d_signal=digital,
+        fmt=["16"],
+        adc_gain=[100.0],
+        baseline=[0],
+        write_dir=str(tmp_path),
+    )
     with pytest.raises(RecordError, match="90 of 100 samples are missing"):
         read_record(tmp_path / "empty.hea")
 
@@ -226,14 +274,17 @@ def test_wfdb_upload_with_two_records_is_refused(tmp_path):
         read_record(files)
 
 
-@pytest.mark.parametrize("line, reason", [
-    ("rec x 250 100", "number of signals"),
-    ("rec 2 fast 100", "sampling frequency"),
-    ("rec 2 25000 100", "implausible"),
-    ("rec 2 0 100", "positive"),
-    ("rec 99 250 100", "limit 64"),
-    ("rec 2 250 100000000", "implausible"),
-])
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("rec x 250 100", "number of signals"),
+        ("rec 2 fast 100", "sampling frequency"),
+        ("rec 2 25000 100", "implausible"),
+        ("rec 2 0 100", "positive"),
+        ("rec 99 250 100", "limit 64"),
+        ("rec 2 250 100000000", "implausible"),
+    ],
+)
 def test_wfdb_malformed_record_line_is_record_error(line, reason):
     header = f"{line}\nrec.dat 16 200 16 0 0 0 0 I\nrec.dat 16 200 16 0 0 0 0 II\n".encode()
     with pytest.raises(RecordError, match=reason) as err:
@@ -254,22 +305,35 @@ def test_write_wfdb_round_trip_keeps_signal_leads_and_metadata(synthetic_ecg, tm
     back = read_record(files)
     assert back.leads == ecg.leads and back.fs == ecg.fs
     peak = np.abs(ecg.signal).max()
-    np.testing.assert_allclose(back.signal, ecg.signal, atol=peak / 2 ** 15)
+    np.testing.assert_allclose(back.signal, ecg.signal, atol=peak / 2**15)
     assert (back.metadata["age"], back.metadata["sex"], back.metadata["dx"]) == (70, "M", ["426783006"])
 
 
 # ----------------------------------------------------------------------------------------------------- EDF
-def _edf_bytes(tmp_path: Path, channels: list[tuple[str, str, float, np.ndarray]],
-               annotations: list[tuple[float, float, str]] = ()) -> bytes:
+def _edf_bytes(
+    tmp_path: Path, channels: list[tuple[str, str, float, np.ndarray]], annotations: list[tuple[float, float, str]] = ()
+) -> bytes:
     """An EDF+ file written by pyedflib: channels are (label, dimension, fs, physical samples)."""
     import pyedflib
 
     path = tmp_path / "gen.edf"
     writer = pyedflib.EdfWriter(str(path), len(channels), file_type=pyedflib.FILETYPE_EDFPLUS)
-    writer.setSignalHeaders([
-        {"label": label, "dimension": dim, "sample_frequency": fs, "physical_min": float(np.floor(x.min())) - 1,
-         "physical_max": float(np.ceil(x.max())) + 1, "digital_min": -32768, "digital_max": 32767, "transducer": "",
-         "prefilter": ""} for label, dim, fs, x in channels])
+    writer.setSignalHeaders(
+        [
+            {
+                "label": label,
+                "dimension": dim,
+                "sample_frequency": fs,
+                "physical_min": float(np.floor(x.min())) - 1,
+                "physical_max": float(np.ceil(x.max())) + 1,
+                "digital_min": -32768,
+                "digital_max": 32767,
+                "transducer": "",
+                "prefilter": "",
+            }
+            for label, dim, fs, x in channels
+        ]
+    )
     for onset, duration, text in annotations:
         writer.writeAnnotation(onset, duration, text)
     writer.writeSamples([x for *_, x in channels])
@@ -279,8 +343,9 @@ def _edf_bytes(tmp_path: Path, channels: list[tuple[str, str, float, np.ndarray]
 
 def test_edf_units_labels_and_annotations(tmp_path):
     x = _signal(np.random.default_rng(20), seconds=4)
-    data = _edf_bytes(tmp_path, [("ECG II", "mV", FS, x[0]), ("EKG V1", "uV", FS, x[1] * 1000)],
-                      annotations=[(1.5, 0.0, "PVC")])
+    data = _edf_bytes(
+        tmp_path, [("ECG II", "mV", FS, x[0]), ("EKG V1", "uV", FS, x[1] * 1000)], annotations=[(1.5, 0.0, "PVC")]
+    )
     ecg = read_record(data, "upload.edf")
     assert ecg.leads == ("II", "V1") and ecg.fs == FS and ecg.signal.shape == x.shape
     np.testing.assert_allclose(ecg.signal, x, atol=1e-3)
@@ -290,9 +355,14 @@ def test_edf_units_labels_and_annotations(tmp_path):
 
 def test_edf_lower_rate_channel_is_resampled_and_non_voltage_dropped(tmp_path):
     t_fast, t_slow = np.arange(1000) / FS, np.arange(500) / (FS / 2)
-    data = _edf_bytes(tmp_path, [("II", "uV", FS, 800 * np.sin(2 * np.pi * 2 * t_fast)),
-                                 ("V1", "uV", FS / 2, 600 * np.sin(2 * np.pi * 2 * t_slow)),
-                                 ("Temp", "degC", FS / 2, 36 + 0 * t_slow)])
+    data = _edf_bytes(
+        tmp_path,
+        [
+            ("II", "uV", FS, 800 * np.sin(2 * np.pi * 2 * t_fast)),
+            ("V1", "uV", FS / 2, 600 * np.sin(2 * np.pi * 2 * t_slow)),
+            ("Temp", "degC", FS / 2, 36 + 0 * t_slow),
+        ],
+    )
     ecg = read_edf(data, "mixed.edf")
     assert ecg.leads == ("II", "V1") and ecg.fs == FS and ecg.n_samples == 1000
     np.testing.assert_allclose(ecg.signal[1][100:-100], 0.6 * np.sin(2 * np.pi * 2 * t_fast)[100:-100], atol=0.01)
@@ -305,8 +375,8 @@ def test_edf_latin1_micro_sign_in_header_is_repaired(tmp_path):
     data = bytearray(_edf_bytes(tmp_path, [("ECG I", "uV", FS, x[0] * 1000)]))
     n_signals = int(data[252:256])
     at = 256 + n_signals * 96  # first physical-dimension field
-    assert data[at:at + 2] == b"uV"
-    data[at:at + 2] = b"\xb5V"  # what many devices write, and pyedflib refuses
+    assert data[at : at + 2] == b"uV"
+    data[at : at + 2] = b"\xb5V"  # what many devices write, and pyedflib refuses
     ecg = read_edf(bytes(data), "latin1.edf")
     np.testing.assert_allclose(ecg.signal[0], x[0], atol=1e-3)
     assert ecg.metadata["header_repaired"] is True
@@ -318,9 +388,21 @@ def test_bdf_24_bit_file_is_read(tmp_path):
     x = _signal(np.random.default_rng(22), n_leads=1)[0] * 1000
     path = tmp_path / "rec.bdf"
     writer = pyedflib.EdfWriter(str(path), 1, file_type=pyedflib.FILETYPE_BDFPLUS)
-    writer.setSignalHeaders([{"label": "ECG aVL", "dimension": "uV", "sample_frequency": FS,
-                              "physical_min": -2000.0, "physical_max": 2000.0, "digital_min": -8388608,
-                              "digital_max": 8388607, "transducer": "", "prefilter": ""}])
+    writer.setSignalHeaders(
+        [
+            {
+                "label": "ECG aVL",
+                "dimension": "uV",
+                "sample_frequency": FS,
+                "physical_min": -2000.0,
+                "physical_max": 2000.0,
+                "digital_min": -8388608,
+                "digital_max": 8388607,
+                "transducer": "",
+                "prefilter": "",
+            }
+        ]
+    )
     writer.writeSamples([x])
     writer.close()
     ecg = read_record(path.read_bytes(), "upload")  # found by the BDF signature, not the name
@@ -415,8 +497,12 @@ def test_write_csv_round_trip(synthetic_ecg):
 
 # ---------------------------------------------------------------------------------------------------- JSON
 def test_json_contract_document_is_read_with_units_and_metadata():
-    doc = {"fs": 500, "leads": {"I": [100, 200, 300], "aVR": [-100, 0, 100]}, "units": "uV",
-           "metadata": {"age": 55, "sex": "F", "format": "spoofed"}}
+    doc = {
+        "fs": 500,
+        "leads": {"I": [100, 200, 300], "aVR": [-100, 0, 100]},
+        "units": "uV",
+        "metadata": {"age": 55, "sex": "F", "format": "spoofed"},
+    }
     ecg = read_record(json.dumps(doc).encode(), "rec.json")
     np.testing.assert_allclose(ecg.signal, [[0.1, 0.2, 0.3], [-0.1, 0.0, 0.1]], rtol=1e-6)
     assert ecg.fs == 500.0 and ecg.leads == ("I", "aVR")
@@ -424,8 +510,11 @@ def test_json_contract_document_is_read_with_units_and_metadata():
 
 
 def test_json_leads_as_list_of_named_objects_and_files_as_pairs():
-    doc = {"sampling_rate": 100, "leads": [{"name": "V5", "samples": [0, 1]}, {"name": "V6", "samples": [2, 3]}],
-           "units": {"V5": "mV", "V6": "uV"}}
+    doc = {
+        "sampling_rate": 100,
+        "leads": [{"name": "V5", "samples": [0, 1]}, {"name": "V6", "samples": [2, 3]}],
+        "units": {"V5": "mV", "V6": "uV"},
+    }
     ecg = read_record(files=[("rec.json", json.dumps(doc).encode())])
     assert ecg.leads == ("V5", "V6") and ecg.fs == 100.0
     np.testing.assert_allclose(ecg.signal, [[0, 1], [0.002, 0.003]], rtol=1e-6)
@@ -463,8 +552,13 @@ def test_write_json_round_trip(synthetic_ecg):
 
 # --------------------------------------------------------------------------------------------------- DICOM
 def _twelve_lead(rng: np.random.Generator, seconds: float = 2.0, fs: float = 500.0) -> ecglens.Ecg:
-    return ecglens.Ecg(signal=_signal(rng, 12, seconds, fs), fs=fs, leads=ecglens.ecg.STANDARD_12, name="twelve",
-                       metadata={"sex": "F", "date": "2021-03-04", "time": "10:11:12"})
+    return ecglens.Ecg(
+        signal=_signal(rng, 12, seconds, fs),
+        fs=fs,
+        leads=ecglens.ecg.STANDARD_12,
+        name="twelve",
+        metadata={"sex": "F", "date": "2021-03-04", "time": "10:11:12"},
+    )
 
 
 def test_dicom_round_trip_keeps_leads_rate_and_amplitude(tmp_path):
@@ -566,8 +660,10 @@ def test_write_aecg_round_trip(synthetic_ecg):
 
 
 def test_aecg_entity_declarations_are_refused():
-    bomb = b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>' \
-           b"<AnnotatedECG>&lol2;</AnnotatedECG>"
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
+        b"<AnnotatedECG>&lol2;</AnnotatedECG>"
+    )
     with pytest.raises(RecordError, match="DOCTYPE or entities"):
         read_aecg(bomb, "bomb.xml")
 
@@ -647,7 +743,7 @@ def test_zip_member_in_an_unreadable_compression_method_is_refused_by_name(synth
     data = bytearray(buffer.getvalue())
     central = data.find(b"PK\x01\x02")
     for at in (8, central + 10):  # the method field of the local header and of the central directory entry
-        data[at:at + 2] = (9).to_bytes(2, "little")  # Deflate64, which zipfile cannot decompress
+        data[at : at + 2] = (9).to_bytes(2, "little")  # Deflate64, which zipfile cannot decompress
     with pytest.raises(RecordError, match="rec.json.*compression method 9.*stored, deflate, bzip2, lzma"):
         read_record(bytes(data), "deflate64.zip")
 
@@ -660,22 +756,25 @@ def test_zip_with_one_record_file_reads_it(synthetic_ecg):
 
 
 # -------------------------------------------------------------------------------------------- validation
-@pytest.mark.parametrize("doc, reason", [
-    ({"fs": 25_000, "leads": {"I": [0, 1]}}, "implausible"),
-    ({"fs": 0, "leads": {"I": [0, 1]}}, "positive"),
-    ({"fs": -5, "leads": {"I": [0, 1]}}, "positive"),
-    ({"fs": "fast", "leads": {"I": [0, 1]}}, "not a number"),
-    ({"fs": True, "leads": {"I": [0, 1]}}, "positive"),
-    ({"fs": 100, "leads": {"I": []}}, "no samples"),
-    ({"fs": 100, "leads": {}}, "'leads' is empty"),
-    ({"fs": 100, "leads": {f"ch{i}": [0.0] for i in range(65)}}, "limit 64"),
-    ({"fs": 0.001, "leads": {"I": [0.0] * 200}}, "duration 55.6 h is implausible"),
-    ({"fs": 100, "leads": {"I": [0, 1]}, "units": "furlong"}, "unknown units 'furlong'"),
-    ({"fs": 100, "leads": {"I": [1e300, 1]}, "units": "V"}, "too large for float32"),
-    ({"fs": 100, "leads": {"I": [None, None]}}, "every sample is missing"),
-    ({"fs": 100}, "missing 'leads'"),
-    ([1, 2, 3], "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "doc, reason",
+    [
+        ({"fs": 25_000, "leads": {"I": [0, 1]}}, "implausible"),
+        ({"fs": 0, "leads": {"I": [0, 1]}}, "positive"),
+        ({"fs": -5, "leads": {"I": [0, 1]}}, "positive"),
+        ({"fs": "fast", "leads": {"I": [0, 1]}}, "not a number"),
+        ({"fs": True, "leads": {"I": [0, 1]}}, "positive"),
+        ({"fs": 100, "leads": {"I": []}}, "no samples"),
+        ({"fs": 100, "leads": {}}, "'leads' is empty"),
+        ({"fs": 100, "leads": {f"ch{i}": [0.0] for i in range(65)}}, "limit 64"),
+        ({"fs": 0.001, "leads": {"I": [0.0] * 200}}, "duration 55.6 h is implausible"),
+        ({"fs": 100, "leads": {"I": [0, 1]}, "units": "furlong"}, "unknown units 'furlong'"),
+        ({"fs": 100, "leads": {"I": [1e300, 1]}, "units": "V"}, "too large for float32"),
+        ({"fs": 100, "leads": {"I": [None, None]}}, "every sample is missing"),
+        ({"fs": 100}, "missing 'leads'"),
+        ([1, 2, 3], "expected a JSON object"),
+    ],
+)
 def test_implausible_records_are_refused_with_a_reason(doc, reason):
     with pytest.raises(RecordError, match=reason) as err:
         read_record(json.dumps(doc).encode(), "bad.json")

@@ -4,6 +4,7 @@ The property: a reader either returns a valid `Ecg` or raises `RecordError` nami
 exception, crash or hang. Hypothesis runs derandomized (a fixed example sequence) so that the suite is
 deterministic.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,8 +35,13 @@ from ecglens.formats import (
     write_wfdb,
 )
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -47,12 +53,17 @@ def _seed_record() -> Ecg:
     return Ecg(signal=signal, fs=100.0, leads=("I", "II", "V1"), name="seed", metadata={"age": 50, "sex": "F"})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _seed_files(kind: str) -> dict[str, bytes]:
     ecg = _seed_record()
-    writers = {"edf": lambda: {"seed.edf": write_edf(ecg)}, "csv": lambda: {"seed.csv": write_csv(ecg)},
-               "json": lambda: {"seed.json": write_json(ecg)}, "dicom": lambda: {"seed.dcm": write_dicom(ecg)},
-               "aecg": lambda: {"seed.xml": write_aecg(ecg)}, "wfdb": lambda: write_wfdb(ecg)}
+    writers = {
+        "edf": lambda: {"seed.edf": write_edf(ecg)},
+        "csv": lambda: {"seed.csv": write_csv(ecg)},
+        "json": lambda: {"seed.json": write_json(ecg)},
+        "dicom": lambda: {"seed.dcm": write_dicom(ecg)},
+        "aecg": lambda: {"seed.xml": write_aecg(ecg)},
+        "wfdb": lambda: write_wfdb(ecg),
+    }
     return writers[kind]()
 
 
@@ -88,19 +99,25 @@ def test_random_bytes_raise_only_record_error(data, ext):
 
 
 @FUZZ
-@given(data=st.binary(max_size=1024), magic=st.sampled_from([b"0       ", b"\xffBIOSEMI", b"PK\x03\x04",
-                                                             b"\x00" * 128 + b"DICM", b"<AnnotatedECG>", b"{"]))
+@given(
+    data=st.binary(max_size=1024),
+    magic=st.sampled_from(
+        [b"0       ", b"\xffBIOSEMI", b"PK\x03\x04", b"\x00" * 128 + b"DICM", b"<AnnotatedECG>", b"{"]
+    ),
+)
 def test_random_bytes_behind_a_format_signature_raise_only_record_error(data, magic):
     _check(read_record, magic + data, "upload.bin")
 
 
 # ---------------------------------------------------------------------------------- truncated valid files
-@pytest.mark.parametrize("kind, reader", [("edf", read_edf), ("csv", read_csv), ("json", read_json),
-                                          ("dicom", read_dicom), ("aecg", read_aecg)])
+@pytest.mark.parametrize(
+    "kind, reader",
+    [("edf", read_edf), ("csv", read_csv), ("json", read_json), ("dicom", read_dicom), ("aecg", read_aecg)],
+)
 @FUZZ
 @given(cut=st.floats(0.0, 1.0, exclude_max=True))
 def test_truncated_files_raise_only_record_error(kind, reader, cut):
-    (name, data), = _seed_files(kind).items()
+    ((name, data),) = _seed_files(kind).items()
     _check(reader, data[: int(len(data) * cut)], name)
 
 
@@ -113,12 +130,14 @@ def test_truncated_wfdb_pair_raises_only_record_error(cut, which):
 
 
 # ----------------------------------------------------------------------------------- mutated valid files
-@pytest.mark.parametrize("kind, reader", [("edf", read_edf), ("csv", read_csv), ("json", read_json),
-                                          ("dicom", read_dicom), ("aecg", read_aecg)])
+@pytest.mark.parametrize(
+    "kind, reader",
+    [("edf", read_edf), ("csv", read_csv), ("json", read_json), ("dicom", read_dicom), ("aecg", read_aecg)],
+)
 @FUZZ
 @given(edits=_edits)
 def test_mutated_files_raise_only_record_error(kind, reader, edits):
-    (name, data), = _seed_files(kind).items()
+    ((name, data),) = _seed_files(kind).items()
     _check(reader, _mutate(data, edits), name)
 
 
@@ -141,10 +160,32 @@ def test_mutated_zip_upload_raises_only_record_error(edits):
 
 
 # -------------------------------------------------------------------------------- random headers/documents
-_token = st.one_of(st.integers(-10, 10 ** 7).map(str), st.floats(allow_nan=True).map(str),
-                   st.text("abcxyz0123456789/:.-()+~_ ", max_size=12), st.sampled_from(
-                       ["16", "212", "80", "16x2", "24", "mV", "uV", "200(0)/mV", "I", "II", "seed.dat",
-                        "2014-04-15", "03:04:41", "25/12/2019", "#", "seed/2", "~"]))
+_token = st.one_of(
+    st.integers(-10, 10**7).map(str),
+    st.floats(allow_nan=True).map(str),
+    st.text("abcxyz0123456789/:.-()+~_ ", max_size=12),
+    st.sampled_from(
+        [
+            "16",
+            "212",
+            "80",
+            "16x2",
+            "24",
+            "mV",
+            "uV",
+            "200(0)/mV",
+            "I",
+            "II",
+            "seed.dat",
+            "2014-04-15",
+            "03:04:41",
+            "25/12/2019",
+            "#",
+            "seed/2",
+            "~",
+        ]
+    ),
+)
 _line = st.lists(_token, min_size=0, max_size=10).map(" ".join)
 
 
@@ -156,31 +197,53 @@ def test_random_wfdb_headers_raise_only_record_error(lines, record_line):
 
 
 @FUZZ
-@given(header=st.lists(st.sampled_from(["time", "t", "time_ms", "I", "II (uV)", "V1 [V]", "x (furlong)", "",
-                                        "sample", "aVR"]), min_size=1, max_size=5),
-       rows=st.lists(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(str),
-                                        st.sampled_from(["", "NA", "abc", "1e999", "-0"]),
-                                        st.integers(-5, 5).map(str)), max_size=6), max_size=12),
-       delimiter=st.sampled_from([",", ";", "\t"]), fs=st.sampled_from([None, 250.0]))
+@given(
+    header=st.lists(
+        st.sampled_from(["time", "t", "time_ms", "I", "II (uV)", "V1 [V]", "x (furlong)", "", "sample", "aVR"]),
+        min_size=1,
+        max_size=5,
+    ),
+    rows=st.lists(
+        st.lists(
+            st.one_of(
+                st.floats(allow_nan=True, allow_infinity=True).map(str),
+                st.sampled_from(["", "NA", "abc", "1e999", "-0"]),
+                st.integers(-5, 5).map(str),
+            ),
+            max_size=6,
+        ),
+        max_size=12,
+    ),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+    fs=st.sampled_from([None, 250.0]),
+)
 def test_random_csv_tables_raise_only_record_error(header, rows, delimiter, fs):
     text = "\n".join(delimiter.join(r) for r in [header, *rows])
     _check(read_csv, text.encode(), "random.csv", fs=fs)
 
 
 _json_value = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-10 ** 6, 10 ** 6), st.floats(allow_nan=True),
-              st.text(max_size=8)),
-    lambda children: st.one_of(st.lists(children, max_size=6), st.dictionaries(st.text(max_size=6), children,
-                                                                                max_size=5)),
-    max_leaves=30)
+    st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.text(max_size=8)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=6), st.dictionaries(st.text(max_size=6), children, max_size=5)
+    ),
+    max_leaves=30,
+)
 
 
 @FUZZ
-@given(fs=_json_value, leads=st.one_of(_json_value, st.dictionaries(
-    st.sampled_from(["I", "II", "V1", ""]), st.lists(st.one_of(st.none(), st.floats(allow_nan=True),
-                                                                st.integers(-100, 100)), max_size=20))),
-       units=st.one_of(st.none(), _json_value, st.sampled_from(["mV", "uV", "V", "bananas"])),
-       metadata=_json_value)
+@given(
+    fs=_json_value,
+    leads=st.one_of(
+        _json_value,
+        st.dictionaries(
+            st.sampled_from(["I", "II", "V1", ""]),
+            st.lists(st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-100, 100)), max_size=20),
+        ),
+    ),
+    units=st.one_of(st.none(), _json_value, st.sampled_from(["mV", "uV", "V", "bananas"])),
+    metadata=_json_value,
+)
 def test_random_json_documents_raise_only_record_error(fs, leads, units, metadata):
     doc = {"fs": fs, "leads": leads, "metadata": metadata}
     if units is not None:
@@ -189,16 +252,17 @@ def test_random_json_documents_raise_only_record_error(fs, leads, units, metadat
 
 
 @FUZZ
-@given(increment=st.one_of(st.floats(allow_nan=True), st.text(max_size=5)),
-       unit=st.sampled_from(["s", "ms", "us", "h", ""]),
-       digits=st.lists(st.one_of(st.integers(-10 ** 9, 10 ** 9).map(str), st.sampled_from(["x", "1e999", ""])),
-                       max_size=20),
-       code=st.sampled_from(["MDC_ECG_LEAD_I", "MDC_ECG_LEAD_", "TIME_ABSOLUTE", "OTHER", ""]))
+@given(
+    increment=st.one_of(st.floats(allow_nan=True), st.text(max_size=5)),
+    unit=st.sampled_from(["s", "ms", "us", "h", ""]),
+    digits=st.lists(st.one_of(st.integers(-(10**9), 10**9).map(str), st.sampled_from(["x", "1e999", ""])), max_size=20),
+    code=st.sampled_from(["MDC_ECG_LEAD_I", "MDC_ECG_LEAD_", "TIME_ABSOLUTE", "OTHER", ""]),
+)
 def test_random_aecg_documents_raise_only_record_error(increment, unit, digits, code):
     doc = f"""<AnnotatedECG xmlns="urn:hl7-org:v3"><component><series><component><sequenceSet>
       <component><sequence><code code="TIME_RELATIVE"/><value><increment value="{increment}" unit="{unit}"/>
       </value></sequence></component>
       <component><sequence><code code="{code}"/><value><origin value="0" unit="uV"/>
-      <scale value="1" unit="uV"/><digits>{' '.join(digits)}</digits></value></sequence></component>
+      <scale value="1" unit="uV"/><digits>{" ".join(digits)}</digits></value></sequence></component>
     </sequenceSet></component></series></component></AnnotatedECG>"""
     _check(read_aecg, doc.encode(), "random.xml")

@@ -1,5 +1,6 @@
 """Records shaped like other databases' files (written with wfdb, then the header text edited as those databases
 write it): readable faults are warnings, ``strict=True`` refuses them; reference annotations are read."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,15 +17,22 @@ def _beats(n: int, fs: float, leads: int = 1) -> np.ndarray:
     """[samples, leads] in mV: a spike train at 75 bpm on a small sine, different per lead."""
     t = np.arange(n) / fs
     x = 0.05 * np.sin(2 * np.pi * 0.3 * t)
-    spikes = np.exp(-(((t % 0.8) - 0.4) / 0.012) ** 2)
+    spikes = np.exp(-((((t % 0.8) - 0.4) / 0.012) ** 2))
     return np.stack([x + (1.0 - 0.3 * i) * spikes for i in range(leads)], axis=1)
 
 
 def _write(folder: Path, name: str, signal: np.ndarray, fs: float, leads: list[str]) -> dict[str, bytes]:
     import wfdb
 
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * len(leads), sig_name=leads, p_signal=signal, fmt=["16"] * len(leads),
-                write_dir=str(folder))
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * len(leads),
+        sig_name=leads,
+        p_signal=signal,
+        fmt=["16"] * len(leads),
+        write_dir=str(folder),
+    )
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.stem == name}
 
 
@@ -45,8 +53,9 @@ def _signal_field(line: str, index: int, value: str) -> str:
 def cinc2017(tmp_path):
     """A CinC 2017-style single-lead "ECG" record at 300 Hz: checksum 0 and an ISO date on the record line."""
     files = _write(tmp_path, "A00001", _beats(3000, 300.0), 300.0, ["ECG"])
-    return _edit(files, "A00001.hea", lambda lines: [lines[0] + " 2014-04-15 05:05:05",
-                                                     _signal_field(lines[1], 6, "0")])
+    return _edit(
+        files, "A00001.hea", lambda lines: [lines[0] + " 2014-04-15 05:05:05", _signal_field(lines[1], 6, "0")]
+    )
 
 
 def test_placeholder_checksum_and_iso_date_read_with_a_warning(cinc2017):
@@ -105,8 +114,9 @@ def test_signal_lines_without_initial_value_read_with_a_warning_and_channel_name
         read_record(files, strict=True)
 
 
-def _mat_record(folder: Path, name: str, signal: np.ndarray, fs: float, leads: list[str],
-                date: str = "") -> dict[str, bytes]:
+def _mat_record(
+    folder: Path, name: str, signal: np.ndarray, fs: float, leads: list[str], date: str = ""
+) -> dict[str, bytes]:
     """A CinC 2017 / 2021-style pair: ``val`` (int16 [leads, samples]) in a MATLAB v4 .mat, format 16+24."""
     digital = np.round(signal.T * 1000).astype(np.int16)
     scipy.io.savemat(str(folder / f"{name}.mat"), {"val": digital}, format="4")
@@ -135,8 +145,14 @@ def test_mat_pair_twelve_leads_reads_every_lead(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- annotations
-def _write_annotations(folder: Path, name: str, samples: list[int], symbols: list[str],
-                       aux: list[str] | None = None, extension: str = "atr") -> bytes:
+def _write_annotations(
+    folder: Path,
+    name: str,
+    samples: list[int],
+    symbols: list[str],
+    aux: list[str] | None = None,
+    extension: str = "atr",
+) -> bytes:
     import wfdb
 
     wfdb.wrann(name, extension, np.array(samples), symbol=symbols, aux_note=aux, write_dir=str(folder))
@@ -144,13 +160,20 @@ def _write_annotations(folder: Path, name: str, samples: list[int], symbols: lis
 
 
 def test_annotations_give_beats_with_aami_classes_and_rhythm_episodes(tmp_path):
-    data = _write_annotations(tmp_path, "rec", [10, 100, 300, 500, 700, 900],
-                              ["+", "N", "V", "+", "A", "N"], ["(N", "", "", "(AFIB", "", ""])
+    data = _write_annotations(
+        tmp_path, "rec", [10, 100, 300, 500, 700, 900], ["+", "N", "V", "+", "A", "N"], ["(N", "", "", "(AFIB", "", ""]
+    )
     ann = read_annotations(data, "rec.atr", fs=100.0, duration_s=12.0)
     assert [(b["time_s"], b["symbol"], b["aami"]) for b in ann.beats] == [
-        (1.0, "N", "N"), (3.0, "V", "V"), (7.0, "A", "S"), (9.0, "N", "N")]
-    assert ann.rhythms == [{"start_s": 0.1, "end_s": 5.0, "label": "N", "name": "normal sinus rhythm"},
-                           {"start_s": 5.0, "end_s": 12.0, "label": "AFIB", "name": "atrial fibrillation"}]
+        (1.0, "N", "N"),
+        (3.0, "V", "V"),
+        (7.0, "A", "S"),
+        (9.0, "N", "N"),
+    ]
+    assert ann.rhythms == [
+        {"start_s": 0.1, "end_s": 5.0, "label": "N", "name": "normal sinus rhythm"},
+        {"start_s": 5.0, "end_s": 12.0, "label": "AFIB", "name": "atrial fibrillation"},
+    ]
     assert ann.beat_counts() == {"N": 2, "V": 1, "S": 1} and ann.warnings == []
     assert [b["symbol"] for b in ann.beats_between(2.0, 8.0)] == ["V", "A"]
 

@@ -1,4 +1,5 @@
 """Record readers on the real PhysioNet files in ../shared/data (skipped where the folder is absent)."""
+
 from __future__ import annotations
 
 import io
@@ -14,11 +15,57 @@ from tests.conftest import shared_path
 
 pytestmark = pytest.mark.realdata
 
-MITDB = [100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 111, 112, 113, 114, 115, 116, 117, 118, 119, 121, 122,
-         123, 124, 200, 201, 202, 203, 205, 207, 208, 209, 210, 212, 213, 214, 215, 217, 219, 220, 221, 222, 223,
-         228, 230, 231, 232, 233, 234]
-CINC = [f"E075{i:02d}" for i in range(20)] + [f"HR060{i:02d}" for i in range(10)] + \
-       [f"JS200{i:02d}" for i in range(20)]
+MITDB = [
+    100,
+    101,
+    102,
+    103,
+    104,
+    105,
+    106,
+    107,
+    108,
+    109,
+    111,
+    112,
+    113,
+    114,
+    115,
+    116,
+    117,
+    118,
+    119,
+    121,
+    122,
+    123,
+    124,
+    200,
+    201,
+    202,
+    203,
+    205,
+    207,
+    208,
+    209,
+    210,
+    212,
+    213,
+    214,
+    215,
+    217,
+    219,
+    220,
+    221,
+    222,
+    223,
+    228,
+    230,
+    231,
+    232,
+    233,
+    234,
+]
+CINC = [f"E075{i:02d}" for i in range(20)] + [f"HR060{i:02d}" for i in range(10)] + [f"JS200{i:02d}" for i in range(20)]
 
 
 def _median_peak_to_peak(row: np.ndarray, fs: float, window_s: float = 2.0) -> float:
@@ -131,8 +178,11 @@ def test_edf_generator_file_reads_voltage_channels_in_millivolts():
 
 
 def test_edf_annotation_only_file_is_refused_with_its_annotation_count():
-    with pytest.raises(RecordError, match=r"test_edfann\.edf: no signal channels \(the file holds only \d+ "
-                                          r"annotations\)"):
+    with pytest.raises(
+        RecordError,
+        match=r"test_edfann\.edf: no signal channels \(the file holds only \d+ "
+        r"annotations\)",
+    ):
         read_record(shared_path("edf", "test_edfann.edf"))
 
 

@@ -1,5 +1,6 @@
 """The browser groups uploads as the server does: the same annotation extensions and signal-file extensions, and
 the picker offers every one of them (checked on the source, without a browser)."""
+
 from __future__ import annotations
 
 import re

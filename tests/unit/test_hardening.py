@@ -1,4 +1,5 @@
 """Hardening: the data mix, the refusal of models we cannot fine-tune, and a smoke run on a tiny TorchScript model."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,21 @@ from ecglens.classifiers.card import ModelCard, card_path_for
 from ecglens.classifiers.train import Calibrated
 from ecglens.datasets.mitdb import CLASS_NAMES
 from ecglens.errors import ClassifierError
-from ecglens.hardening import (AdversarialPool, ArraySampler, HardenConfig, HardeningMix, file_sha256, harden,
-                               harden_module, hardened_card, highpass_length, load_trainable, quick_signal_power,
-                               save_hardened, validation_warnings)
+from ecglens.hardening import (
+    AdversarialPool,
+    ArraySampler,
+    HardenConfig,
+    HardeningMix,
+    file_sha256,
+    harden,
+    harden_module,
+    hardened_card,
+    highpass_length,
+    load_trainable,
+    quick_signal_power,
+    save_hardened,
+    validation_warnings,
+)
 
 FS = 200.0
 WINDOW_S = 2.0
@@ -26,9 +39,13 @@ class TinyNet(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = torch.nn.Sequential(torch.nn.Conv1d(2, 6, 9, stride=4, padding=4), torch.nn.BatchNorm1d(6),
-                                        torch.nn.ReLU(), torch.nn.Conv1d(6, 8, 5, stride=2, padding=2),
-                                        torch.nn.ReLU())
+        self.conv = torch.nn.Sequential(
+            torch.nn.Conv1d(2, 6, 9, stride=4, padding=4),
+            torch.nn.BatchNorm1d(6),
+            torch.nn.ReLU(),
+            torch.nn.Conv1d(6, 8, 5, stride=2, padding=2),
+            torch.nn.ReLU(),
+        )
         self.head = torch.nn.Linear(8, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,8 +54,16 @@ class TinyNet(torch.nn.Module):
 
 
 def _card(name: str) -> ModelCard:
-    return ModelCard(name=name, classes=list(CLASS_NAMES), sampling_rate=FS, leads=["MLII", "V1"], window_s=WINDOW_S,
-                     multilabel=True, output="probabilities", version="3")
+    return ModelCard(
+        name=name,
+        classes=list(CLASS_NAMES),
+        sampling_rate=FS,
+        leads=["MLII", "V1"],
+        window_s=WINDOW_S,
+        multilabel=True,
+        output="probabilities",
+        version="3",
+    )
 
 
 def _save(module: torch.nn.Module, path, name: str = "tiny", script: bool = True):
@@ -101,8 +126,13 @@ def test_data_mix_keeps_labels_and_draws_noise_at_nstdb_levels():
     # Noisy rows: the added noise sits at the drawn SNR against the (clean) window's power proxy.
     batch = rows[0]
     noisy = np.flatnonzero(batch.source == 1)
-    assert noisy.size and set(batch.kind[noisy]) <= {"baseline_wander", "powerline", "muscle", "electrode_motion",
-                                                     "gaussian"}
+    assert noisy.size and set(batch.kind[noisy]) <= {
+        "baseline_wander",
+        "powerline",
+        "muscle",
+        "electrode_motion",
+        "gaussian",
+    }
     levels = np.asarray(config.snr_levels_db)
     assert np.all(np.min(np.abs(batch.snr_db[noisy, None] - levels[None]), axis=1) <= config.snr_jitter_db + 1e-9)
     assert np.all(np.isnan(batch.snr_db[batch.source != 1]))
@@ -160,8 +190,9 @@ def _tiny_run(tiny_model, seed: int = 0):
     parent = load_trainable(tiny_model)
     X, Y = _windows(24, np.random.default_rng(10))
     vX, vY = _windows(12, np.random.default_rng(11))
-    config = HardenConfig(seed=seed, epochs=2, steps_per_epoch=3, batch_size=8, threads=1, agent_windows=2,
-                          agent_budget=24)
+    config = HardenConfig(
+        seed=seed, epochs=2, steps_per_epoch=3, batch_size=8, threads=1, agent_windows=2, agent_budget=24
+    )
     return parent, harden_module(parent, ArraySampler(X, Y), vX, vY, config, log=None)
 
 
@@ -172,8 +203,13 @@ def test_smoke_hardening_writes_model_and_card_with_parent_and_recipe(tiny_model
     out = save_hardened(result, card, tmp_path / "tiny_hardened.pt")
     written = json.loads(card_path_for(out).read_text())
     assert written["parent"] == "tiny@3"
-    assert written["training"]["parent"] == {"name": "tiny", "version": "3", "sha256": file_sha256(tiny_model),
-                                             "file": "tiny.pt", "architecture": ""}
+    assert written["training"]["parent"] == {
+        "name": "tiny",
+        "version": "3",
+        "sha256": file_sha256(tiny_model),
+        "file": "tiny.pt",
+        "architecture": "",
+    }
     recipe = written["training"]
     assert recipe["seed"] == 0 and recipe["epochs"] == 2 and recipe["lr"] == HardenConfig().lr
     assert set(recipe["data_mix"]["shares"]) == {"clean", "noise", "adversarial"}
@@ -222,16 +258,17 @@ def test_hardening_is_deterministic_under_seed(tiny_model):
 
 
 def test_hardening_job_refuses_models_whose_weights_we_do_not_hold(tmp_path):
-    from ecglens.service.hardening_job import run_hardening_job
     from ecglens.service.config import Settings
     from ecglens.service.db import Model, utcnow
+    from ecglens.service.hardening_job import run_hardening_job
     from ecglens.service.runtime import Runtime
 
     runtime = Runtime(Settings(_env_file=None, data_dir=tmp_path / "var", database_url="", broker_url=""))
     try:
         with runtime.sessions() as session:
-            session.add(Model(name="remote", kind="http", spec="https://models.example/ecg", card={},
-                              created_at=utcnow()))
+            session.add(
+                Model(name="remote", kind="http", spec="https://models.example/ecg", card={}, created_at=utcnow())
+            )
             session.add(Model(name="remote-hardened-s0", kind="onnx", spec="x.onnx", card={}, created_at=utcnow()))
             session.commit()
         with pytest.raises(LookupError, match="'absent' is not registered"):
@@ -260,17 +297,25 @@ def test_shipped_hardened_model_records_its_parent_recipe_and_ds2_figures():
     assert card.training["agent_pool"]["windows_explained"] > 0
     assert set(card.metrics["ds2"]) == set(CLASS_NAMES)
     assert set(card.metrics["hardening_ds2"]["targets"]["flip_snr_gain_db"]) == {
-        "baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian"}
+        "baseline_wander",
+        "powerline",
+        "muscle",
+        "electrode_motion",
+        "gaussian",
+    }
     clf = load_classifier(path, device="cpu")
     assert clf.predict_proba(np.zeros((1, 2, 3600), np.float32)).shape == (1, 4)
 
 
 def test_kind_weights_set_the_share_of_each_noise_kind():
     X, Y = _windows(8, np.random.default_rng(1))
-    config = HardenConfig(mix=(0.0, 1.0, 0.0), kind_weights={"baseline_wander": 3.0, "muscle": 0.0,
-                                                             "electrode_motion": 0.0, "gaussian": 0.0})
-    kinds = np.concatenate([HardeningMix(ArraySampler(X, Y), None, FS, config).draw(100, np.random.default_rng(s)).kind
-                            for s in range(4)])
+    config = HardenConfig(
+        mix=(0.0, 1.0, 0.0),
+        kind_weights={"baseline_wander": 3.0, "muscle": 0.0, "electrode_motion": 0.0, "gaussian": 0.0},
+    )
+    kinds = np.concatenate(
+        [HardeningMix(ArraySampler(X, Y), None, FS, config).draw(100, np.random.default_rng(s)).kind for s in range(4)]
+    )
     share = np.mean(kinds == "baseline_wander")
     assert abs(share - 0.75) < 0.06 and set(kinds) == {"baseline_wander", "powerline"}
     with pytest.raises(ValueError, match="must map kinds"):
@@ -291,10 +336,12 @@ def test_baseline_removal_front_end_ignores_slow_drift_and_exports(tiny_model, t
     assert moved_wrapped < 0.2 * moved_parent
     # Hardening with the front end exports it inside the module, and the card says so.
     vX, vY = _windows(12, np.random.default_rng(11))
-    config = HardenConfig(epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0, baseline_removal_s=0.5,
-                          export_highpass_hz=0.0)  # the moving average alone
-    result = harden_module(load_trainable(tiny_model), ArraySampler(X, _windows(6, np.random.default_rng(4))[1]),
-                           vX, vY, config, log=None)
+    config = HardenConfig(
+        epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0, baseline_removal_s=0.5, export_highpass_hz=0.0
+    )  # the moving average alone
+    result = harden_module(
+        load_trainable(tiny_model), ArraySampler(X, _windows(6, np.random.default_rng(4))[1]), vX, vY, config, log=None
+    )
     card = hardened_card(parent, result, "tiny_filtered")
     out = save_hardened(result, card, tmp_path / "tiny_filtered.pt")
     assert torch.jit.load(str(out)).net.original_name == "BaselineRemoved"
@@ -305,8 +352,16 @@ def test_highpass_front_end_removes_a_slow_drift_and_keeps_the_qrs(tmp_path):
     from ecglens.hardening import with_highpass
 
     fs, seconds = 360.0, 10.0
-    card = ModelCard(name="tiny360", classes=list(CLASS_NAMES), sampling_rate=fs, leads=["MLII", "V1"],
-                     window_s=seconds, multilabel=True, output="probabilities", version="1")
+    card = ModelCard(
+        name="tiny360",
+        classes=list(CLASS_NAMES),
+        sampling_rate=fs,
+        leads=["MLII", "V1"],
+        window_s=seconds,
+        multilabel=True,
+        output="probabilities",
+        version="1",
+    )
     torch.manual_seed(0)
     path = tmp_path / "tiny360.pt"
     torch.jit.save(torch.jit.script(Calibrated(TinyNet(), [1.0] * 4, [0.0] * 4).eval()), str(path))
@@ -317,18 +372,20 @@ def test_highpass_front_end_removes_a_slow_drift_and_keeps_the_qrs(tmp_path):
     qrs = sum(np.exp(-0.5 * ((t - c) / 0.015) ** 2) for c in beats)  # 1-mV QRS-like beats, 35 ms wide at half height
     drift = 1.5 * np.sin(2 * np.pi * 0.3 * t + 0.7)  # 0.3 Hz respiration-like drift, 1.5 mV
     rng = np.random.default_rng(3)
-    x = np.stack([qrs + drift, 0.5 * qrs - drift]).astype(np.float32)[None] + rng.normal(0, 0.01, (1, 2, len(t))).astype(np.float32)
+    x = np.stack([qrs + drift, 0.5 * qrs - drift]).astype(np.float32)[None] + rng.normal(
+        0, 0.01, (1, 2, len(t))
+    ).astype(np.float32)
     out = front.filtered(torch.from_numpy(x)).numpy()[0]
     assert out.shape == x.shape[1:]
     # Drift: what is left at 0.3 Hz is under 1 % of its power (-20 dB), edges included (reflect padding).
     residual = out[0] - (qrs - qrs.mean())
-    assert np.mean(residual ** 2) < 0.01 * np.mean(drift ** 2)
+    assert np.mean(residual**2) < 0.01 * np.mean(drift**2)
     # QRS: linear phase, so each beat's peak stays in place and within 5 % of its height above its neighbourhood.
     for c in beats[1:-1]:
         i = int(round(c * fs))
-        near = out[0, i - 40:i + 41]
+        near = out[0, i - 40 : i + 41]
         assert abs(int(np.argmax(near)) - 40) <= 1
-        assert abs(near.max() - np.median(out[0, i - 144:i + 145]) - 1.0) < 0.05
+        assert abs(near.max() - np.median(out[0, i - 144 : i + 145]) - 1.0) < 0.05
     # The filter is part of the scripted model; a filter longer than twice the window is refused.
     assert front.original_name == "HighPassed"
     with pytest.raises(ValueError, match="needs windows of more than"):
@@ -338,8 +395,9 @@ def test_highpass_front_end_removes_a_slow_drift_and_keeps_the_qrs(tmp_path):
 def test_hardening_with_the_highpass_exports_it_and_says_so(tiny_model, tmp_path):
     X, Y = _windows(6, np.random.default_rng(4))
     vX, vY = _windows(12, np.random.default_rng(11))
-    config = HardenConfig(epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0, highpass_hz=0.67,
-                          highpass_taps=201)  # 1 s at the tiny model's 200 Hz (its windows are 2 s)
+    config = HardenConfig(
+        epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0, highpass_hz=0.67, highpass_taps=201
+    )  # 1 s at the tiny model's 200 Hz (its windows are 2 s)
     result = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, config, log=None)
     card = hardened_card(load_trainable(tiny_model), result, "tiny_highpassed")
     out = save_hardened(result, card, tmp_path / "tiny_highpassed.pt")
@@ -354,15 +412,20 @@ def test_hardening_with_the_highpass_exports_it_and_says_so(tiny_model, tmp_path
 def test_l2sp_and_frozen_batch_norm_keep_the_fine_tune_near_its_parent(tiny_model):
     X, Y = _windows(24, np.random.default_rng(10))
     vX, vY = _windows(12, np.random.default_rng(11))
-    base = dict(epochs=1, steps_per_epoch=6, batch_size=8, agent_windows=0, lr=1e-2, weight_decay=0.0,
-                export_highpass_hz=0.0)  # compare the bare network with its parent
+    base = dict(
+        epochs=1, steps_per_epoch=6, batch_size=8, agent_windows=0, lr=1e-2, weight_decay=0.0, export_highpass_hz=0.0
+    )  # compare the bare network with its parent
     parent_state = {k: v.clone() for k, v in load_trainable(tiny_model).module.net.state_dict().items()}
 
     def distance(**kw) -> tuple[float, dict]:
-        state = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**base, **kw),
-                              log=None).module.net.state_dict()
-        d = sum(float(((state[k] - parent_state[k]) ** 2).sum()) for k in state if "running" not in k
-                and "num_batches" not in k)
+        state = harden_module(
+            load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**base, **kw), log=None
+        ).module.net.state_dict()
+        d = sum(
+            float(((state[k] - parent_state[k]) ** 2).sum())
+            for k in state
+            if "running" not in k and "num_batches" not in k
+        )
         return d, state
 
     free, free_state = distance()
@@ -414,8 +477,9 @@ def test_soup_is_the_average_of_its_members_fine_tunes(tiny_model):
     base = dict(epochs=1, steps_per_epoch=3, batch_size=8, agent_windows=0)
 
     def net_state(**kw) -> dict:
-        result = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**base, **kw),
-                               log=None)
+        result = harden_module(
+            load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**base, **kw), log=None
+        )
         return result.module.net.state_dict()
 
     a, b, soup = net_state(seed=4, soup=1), net_state(seed=5, soup=1), net_state(seed=4, soup=2)
@@ -440,12 +504,12 @@ def test_the_export_high_pass_comes_after_recalibration_and_keeps_the_thresholds
     X, Y = _windows(24, np.random.default_rng(10))
     vX, vY = _windows(12, np.random.default_rng(11))
     common = dict(epochs=1, steps_per_epoch=2, batch_size=8, agent_windows=0)
-    bare = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY,
-                         HardenConfig(**common, export_highpass_hz=0.0), log=None)
-    filtered = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**common),
-                             log=None)
+    bare = harden_module(
+        load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**common, export_highpass_hz=0.0), log=None
+    )
+    filtered = harden_module(load_trainable(tiny_model), ArraySampler(X, Y), vX, vY, HardenConfig(**common), log=None)
     assert filtered.thresholds == bare.thresholds  # same fine-tune, same recalibration: the filter comes after
-    assert filtered.config.highpass_taps == 601     # 3 s at the tiny model's 200 Hz (its 2-s windows allow < 800)
+    assert filtered.config.highpass_taps == 601  # 3 s at the tiny model's 200 Hz (its 2-s windows allow < 800)
     card = hardened_card(load_trainable(tiny_model), filtered, "tiny_export")
     assert "at export" in card.training["front_end"]
     t = np.arange(N) / FS
@@ -460,9 +524,13 @@ def test_validation_warnings_name_auc_drops_and_thresholds_the_data_does_not_set
     def fig(auc, threshold=0.5, support=10):
         return {"auc": auc, "threshold": threshold, "support": support}
 
-    figures = {"parent": {"clean": {"V": fig(0.90), "AF": fig(1.0)}, "noisy": {"V": fig(0.80), "AF": fig(0.99)}},
-               "hardened": {"clean": {"V": fig(0.895), "AF": fig(1.0, 0.746, 73)},
-                            "noisy": {"V": fig(0.70), "AF": fig(0.995)}}}
+    figures = {
+        "parent": {"clean": {"V": fig(0.90), "AF": fig(1.0)}, "noisy": {"V": fig(0.80), "AF": fig(0.99)}},
+        "hardened": {
+            "clean": {"V": fig(0.895), "AF": fig(1.0, 0.746, 73)},
+            "noisy": {"V": fig(0.70), "AF": fig(0.995)},
+        },
+    }
     warnings = validation_warnings(figures, thresholds_from_validation=True)
     assert len(warnings) == 2
     assert warnings[0].startswith("V: noisy validation AUC fell from 0.800 (parent) to 0.700")
@@ -482,7 +550,12 @@ def test_folds_refuse_validation_and_both_af_records_and_tabulate_the_benchmark_
         with pytest.raises(ValueError, match="cannot be held out"):
             folds.run_fold(1, records, tmp_path, "t", {}, 1)
     gain = {"gain_db": 7.25, "gain_ci95_db": [3.0, 9.5], "trials": 40}
-    row = {"fold": 1, "records": ["101", "108"], "cases": 32, "score": {"original": 0.7, "hardened": 0.9},
-           "targets": {"ventricular_auc_delta": -0.004, "breakable_flip_snr_db": {k: gain for k in folds.KINDS}}}
+    row = {
+        "fold": 1,
+        "records": ["101", "108"],
+        "cases": 32,
+        "score": {"original": 0.7, "hardened": 0.9},
+        "targets": {"ventricular_auc_delta": -0.004, "breakable_flip_snr_db": {k: gain for k in folds.KINDS}},
+    }
     text = folds.table([row])
     assert "| 1 | 101,108 | 32 | -0.0040 | 7.2 [3.0, 9.5] (n=40) |" in text and "0.700 → 0.900" in text

@@ -1,4 +1,5 @@
 """The hardening package's place in the layers: a library that never imports the service, nor torch on import."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,13 @@ BACKEND = Path(__file__).resolve().parents[2] / "backend"
 def _modules_after(statement: str) -> set[str]:
     """The modules loaded in a fresh interpreter after ``statement``."""
     code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(BACKEND), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(BACKEND), "PATH": "/usr/bin:/bin"},
+    )
     return set(out.stdout.split())
 
 
@@ -21,4 +27,3 @@ def test_hardening_imports_neither_the_service_nor_torch():
     assert "ecglens.hardening.trainer" in loaded
     assert not {m for m in loaded if m.startswith("ecglens.service")}
     assert "torch" not in loaded
-

@@ -1,4 +1,5 @@
 """Confidence intervals for benchmark figures (`ecglens.intervals`)."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Metric definitions pinned on hand-computed tiny cases."""
+
 from __future__ import annotations
 
 import math
@@ -59,7 +60,7 @@ def test_snr_db_of_noise_with_known_energy_ratio_ignores_the_signal_mean():
     t = np.arange(1000) / 100.0
     clean = 5.0 + np.sin(2 * np.pi * 1.0 * t)  # the 5 mV offset is not signal energy
     noise = np.random.default_rng(1).standard_normal(1000)
-    noise *= np.sqrt(np.sum((clean - clean.mean()) ** 2) / 100.0 / np.sum(noise ** 2))  # energy ratio 100
+    noise *= np.sqrt(np.sum((clean - clean.mean()) ** 2) / 100.0 / np.sum(noise**2))  # energy ratio 100
     assert snr_db(clean, clean + noise) == pytest.approx(20.0, abs=1e-9)
 
 
@@ -85,13 +86,16 @@ def test_snr_and_l2_refuse_mismatched_shapes():
         snr_db(np.zeros((2, 10)), np.zeros((2, 11)))
 
 
-@pytest.mark.parametrize(("span", "hit"), [
-    ((1.9, 2.1), True),       # holds the beat
-    ((2.25, 2.5), True),      # starts exactly at beat + tolerance: touching the window counts
-    ((1.5, 1.75), False),     # ends exactly at beat - tolerance (a segment's end is exclusive)
-    ((1.51, 1.76), True),     # ends just inside the window
-    ((2.26, 2.5), False),     # starts past beat + tolerance
-])
+@pytest.mark.parametrize(
+    ("span", "hit"),
+    [
+        ((1.9, 2.1), True),  # holds the beat
+        ((2.25, 2.5), True),  # starts exactly at beat + tolerance: touching the window counts
+        ((1.5, 1.75), False),  # ends exactly at beat - tolerance (a segment's end is exclusive)
+        ((1.51, 1.76), True),  # ends just inside the window
+        ((2.26, 2.5), False),  # starts past beat + tolerance
+    ],
+)
 def test_pointing_game_window_edges(span, hit):
     # Binary fractions, so the edges are exact in floating point.
     assert pointing_game(span, beat_time_s=2.0, tolerance_s=0.25) is hit
@@ -113,9 +117,11 @@ def test_deletion_auc_of_perfect_and_reversed_rankings_match_hand_computation(ev
     clean, clf, grid = evidence
     # k = 0..4 cells flattened; perfect order removes cell 0 (0.6) then cell 1 (0.4).
     assert deletion_auc(clean, [0, 1, 2, 3], grid, clf, "finding", steps=5) == pytest.approx(
-        0.25 * ((1 + 0.4) / 2 + (0.4 + 0) / 2))
+        0.25 * ((1 + 0.4) / 2 + (0.4 + 0) / 2)
+    )
     assert deletion_auc(clean, [3, 2, 1, 0], grid, clf, "finding", steps=5) == pytest.approx(
-        0.25 * (1 + 1 + (1 + 0.6) / 2 + 0.6 / 2))
+        0.25 * (1 + 1 + (1 + 0.6) / 2 + 0.6 / 2)
+    )
 
 
 def test_insertion_auc_rewards_restoring_the_evidence_first(evidence):

@@ -1,6 +1,7 @@
 """The one-page PDF report, rendered to PNG by poppler's pdftoppm and read back: it is one page, not blank, says
 what it must (diagnosis, model card, record hash, score), lays out 12 leads on the standard grid, and shades the
 critical segments where the explanation put them."""
+
 from __future__ import annotations
 
 import io
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import ecglens
-from ecglens.ecg import STANDARD_12, Ecg
+from ecglens.ecg import Ecg
 from ecglens.report import DISTORTION_COLOURS, ECG_H_MM, ECG_Y_MM, render_report, row_layout
 from ecglens.reports.summary import summarize
 from ecglens.robustness import robustness
@@ -22,8 +23,10 @@ DPI = 72  # one pixel per point: page coordinates are pixel coordinates
 MM = 72 / 25.4
 SHA = "0123456789abcdef" * 4
 
-needs_poppler = pytest.mark.skipif(shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
-                                   reason="poppler-utils (pdftoppm, pdftotext) not installed")
+needs_poppler = pytest.mark.skipif(
+    shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
+    reason="poppler-utils (pdftoppm, pdftotext) not installed",
+)
 
 
 class SmoothClassifier:
@@ -61,8 +64,9 @@ def twelve_lead() -> tuple[Ecg, dict]:
     import neurokit2 as nk
 
     df = nk.ecg_simulate(duration=10, sampling_rate=250, heart_rate=70, method="multileads", random_state=3)
-    ecg = Ecg(df.to_numpy().T.astype(np.float32), 250.0, tuple(df.columns), name="sim12",
-              metadata={"date": "2023-04-05"})
+    ecg = Ecg(
+        df.to_numpy().T.astype(np.float32), 250.0, tuple(df.columns), name="sim12", metadata={"date": "2023-04-05"}
+    )
     return ecg, _analyse(ecg)
 
 
@@ -77,9 +81,17 @@ def two_lead() -> tuple[Ecg, dict]:
 
 
 def _render(ecg: Ecg, result: dict, **kwargs) -> bytes:
-    return render_report(ecg, result, model_name="smooth", model_version="2.1", record_sha256=SHA,
-                         analysis_id="a1b2c3", analysed_at="2024-05-01T12:00:00.000000Z",
-                         created=datetime(2024, 5, 2, 9, 30, tzinfo=timezone.utc), **kwargs)
+    return render_report(
+        ecg,
+        result,
+        model_name="smooth",
+        model_version="2.1",
+        record_sha256=SHA,
+        analysis_id="a1b2c3",
+        analysed_at="2024-05-01T12:00:00.000000Z",
+        created=datetime(2024, 5, 2, 9, 30, tzinfo=timezone.utc),
+        **kwargs,
+    )
 
 
 def _png(pdf: bytes, folder: Path) -> np.ndarray:
@@ -87,8 +99,12 @@ def _png(pdf: bytes, folder: Path) -> np.ndarray:
     from PIL import Image
 
     (folder / "report.pdf").write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-r", str(DPI), "-png", str(folder / "report.pdf"), str(folder / "page")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["pdftoppm", "-r", str(DPI), "-png", str(folder / "report.pdf"), str(folder / "page")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     pages = sorted(folder.glob("page*.png"))
     assert len(pages) == 1
     return np.asarray(Image.open(io.BytesIO(pages[0].read_bytes())).convert("RGB"))
@@ -96,8 +112,9 @@ def _png(pdf: bytes, folder: Path) -> np.ndarray:
 
 def _text(pdf: bytes, folder: Path) -> str:
     (folder / "t.pdf").write_bytes(pdf)
-    out = subprocess.run(["pdftotext", "-layout", str(folder / "t.pdf"), "-"], check=True, capture_output=True,
-                         timeout=60)
+    out = subprocess.run(
+        ["pdftotext", "-layout", str(folder / "t.pdf"), "-"], check=True, capture_output=True, timeout=60
+    )
     return out.stdout.decode("utf-8", errors="replace")
 
 
@@ -153,12 +170,12 @@ def _band(image: np.ndarray, ecg: Ecg, row: int, x0_mm: float, x1_mm: float) -> 
     top_pt, bottom_pt = rows[row][:2]
     a = int(page_h_pt - (ECG_Y_MM * MM + top_pt)) + 2
     b = int(page_h_pt - (ECG_Y_MM * MM + bottom_pt)) - 2
-    return image[a:b, int(x0_mm * MM) + 1:int(x1_mm * MM) - 1]
+    return image[a:b, int(x0_mm * MM) + 1 : int(x1_mm * MM) - 1]
 
 
 def _tinted(pixels: np.ndarray, colour: str) -> float:
     """Share of pixels whose colour leans to ``colour`` (hex) the way a translucent fill of it over paper does."""
-    target = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+    target = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=float)
     lean = target - target.mean()
     px = pixels.astype(float)
     return float(((px - px.mean(axis=2, keepdims=True)) @ lean / (lean @ lean) > 0.25).mean())
@@ -178,7 +195,7 @@ def test_critical_segments_are_shaded_where_they_are(two_lead, tmp_path):
     other_lead = _band(image, ecg, 0, 8 + 25 * seg["start_s"], 8 + 25 * seg["end_s"])
     covered = np.zeros(100, dtype=bool)
     for s in segments:
-        covered[int(s["start_s"] * 25):int(np.ceil(s["end_s"] * 25))] = True
+        covered[int(s["start_s"] * 25) : int(np.ceil(s["end_s"] * 25))] = True
     # The longest stretch no segment touches (in 1-mm = 0.04-s steps).
     edges = np.flatnonzero(np.diff(np.concatenate([[1], covered.astype(int), [1]])))
     starts, ends = edges[::2], edges[1::2]
@@ -212,8 +229,10 @@ def test_report_of_an_unfinished_analysis_is_refused(two_lead):
 def test_text_outside_the_pdf_fonts_does_not_break_the_report(two_lead, tmp_path):
     ecg, result = two_lead
     explanation = result["explanation"]
-    renamed = {"explanation": {**explanation, "diagnosis": {**explanation["diagnosis"], "label": "QT \u2191 \u03b2"}},
-               "robustness": result["robustness"]}
+    renamed = {
+        "explanation": {**explanation, "diagnosis": {**explanation["diagnosis"], "label": "QT \u2191 \u03b2"}},
+        "robustness": result["robustness"],
+    }
     text = _text(_render(ecg, renamed, record_name="\u5fc3\u96fb\u56f3"), tmp_path)
     assert "QT ? ?" in text and "Record ???" in text
 
@@ -226,11 +245,20 @@ def _flat_words(text: str) -> str:
 def test_report_carries_the_account_patient_fields_and_clinical_basics(twelve_lead, tmp_path):
     ecg, result = twelve_lead
     account = summarize(result, ecg=ecg)
-    patient = {"id": None, "age": 77, "sex": "F",
-               "diagnoses": [{"code": "427084000", "display": "sinus tachycardia", "system": "snomed"}]}
-    basics = {"heart_rate_bpm": 70.2, "intervals_ms": {"RR": 855.0, "PR": 160.0, "QRS": 92.0, "QT": 380.0,
-                                                        "QTc": 410.9},
-              "lead": "II", "start_s": 0.0, "end_s": 10.0, "qtc_formula": "Bazett"}
+    patient = {
+        "id": None,
+        "age": 77,
+        "sex": "F",
+        "diagnoses": [{"code": "427084000", "display": "sinus tachycardia", "system": "snomed"}],
+    }
+    basics = {
+        "heart_rate_bpm": 70.2,
+        "intervals_ms": {"RR": 855.0, "PR": 160.0, "QRS": 92.0, "QT": 380.0, "QTc": 410.9},
+        "lead": "II",
+        "start_s": 0.0,
+        "end_s": 10.0,
+        "qtc_formula": "Bazett",
+    }
     text = _flat_words(_text(_render(ecg, result, summary=account, patient=patient, basics=basics), tmp_path))
     assert "Patient 77 y, F; header diagnoses: sinus tachycardia (427084000)" in text
     assert "HR 70 bpm, RR 855, PR 160, QRS 92, QT 380, QTc 411 ms (QTc Bazett; lead II, 0-10 s)" in text
@@ -270,7 +298,7 @@ def test_long_class_names_are_not_cut_and_leads_are_named_as_the_record_names_th
 def test_rows_grow_for_tall_complexes_instead_of_cutting_them():
     fs = 250.0
     t = np.arange(int(10 * fs)) / fs
-    normal = np.exp(-((t % 1.0) - 0.5) ** 2 / (2 * 0.01 ** 2)).astype(np.float32)
+    normal = np.exp(-(((t % 1.0) - 0.5) ** 2) / (2 * 0.01**2)).astype(np.float32)
     tall = Ecg(np.stack([normal * 3.5, normal * 0.8, -normal * 2.5]), fs, ("I", "II", "V1"))
     h = ECG_H_MM * MM
     rows, gain = row_layout(tall, (0.0, 10.0), h)

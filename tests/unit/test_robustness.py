@@ -5,6 +5,7 @@ maximum normalised cross-correlation with it over the window; p(bump) = sigmoid(
 record is a 30-s, 250 Hz simulated ECG with that wavelet at 14.2 s (ncc ~0.97 there, ~0.72 elsewhere), so the
 diagnosis "bump" is made in the window 10-20 s and realistic noise, by lowering the correlation, flips it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -106,8 +107,13 @@ def test_more_noise_lowers_probability_on_average(report) -> None:
 
 def test_broadband_noise_flips_and_flip_snr_is_consistent_with_levels(report) -> None:
     by_kind = {d.distortion: d for d in report.distortions}
-    assert [d.distortion for d in report.distortions] == ["baseline_wander", "powerline", "muscle",
-                                                          "electrode_motion", "gaussian"]
+    assert [d.distortion for d in report.distortions] == [
+        "baseline_wander",
+        "powerline",
+        "muscle",
+        "electrode_motion",
+        "gaussian",
+    ]
     for kind in ("muscle", "gaussian", "powerline"):
         d = by_kind[kind]
         assert d.flip_snr_db is not None and -12.0 <= d.flip_snr_db <= 40.0
@@ -149,8 +155,11 @@ def test_bisection_flip_snr_matches_brute_force_scan(record: Ecg, multilabel: bo
         if transitions <= 1:
             if outcome.any():
                 highest = grid[int(np.argmax(outcome))]
-                assert found.flip_snr_db is not None and abs(found.flip_snr_db - highest) <= 0.5, \
-                    (found.distortion, found.flip_snr_db, highest)
+                assert found.flip_snr_db is not None and abs(found.flip_snr_db - highest) <= 0.5, (
+                    found.distortion,
+                    found.flip_snr_db,
+                    highest,
+                )
                 matched += 1
             else:
                 assert found.flip_snr_db is None
@@ -201,8 +210,7 @@ def test_bisection_stops_at_the_budget(record: Ecg) -> None:
 
 def test_powerline_skipped_when_mains_cannot_exist_at_classifier_rate() -> None:
     rec = bump_record(fs=100.0)
-    out = robustness(rec, BumpClassifier(fs=100.0), mains_hz=60.0, seeds=1,
-                     distortions=["powerline", "gaussian"])
+    out = robustness(rec, BumpClassifier(fs=100.0), mains_hz=60.0, seeds=1, distortions=["powerline", "gaussian"])
     assert [d.distortion for d in out.distortions] == ["gaussian"]
     assert "Nyquist" in out.extra["skipped"]["powerline"]
 

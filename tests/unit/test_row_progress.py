@@ -1,5 +1,6 @@
 """A job's classifier answers big batches in chunks and reports each (`ecglens.jobs.RowProgress`), so the progress
 bar moves inside a long batched call; the answers are the classifier's own."""
+
 import numpy as np
 
 import ecglens.service.app  # noqa: F401 - the service imports the jobs module (they import each other)

@@ -1,4 +1,5 @@
 """`ecglens.screen`: every window of a whole recording, in batched calls, with any classifier's window and rate."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,7 @@ def _record(seconds: float, spikes_s: list[float], fs: float = 250.0) -> Ecg:
     t = np.arange(int(seconds * fs)) / fs
     x = 0.2 * np.sin(2 * np.pi * 1.2 * t)
     for s in spikes_s:  # 40 ms wide, so resampling to 100 Hz keeps its height
-        x[int(s * fs):int(s * fs) + int(0.04 * fs)] = 3.0
+        x[int(s * fs) : int(s * fs) + int(0.04 * fs)] = 3.0
     return Ecg(signal=x[None].astype(np.float32), fs=fs, leads=("II",), name="spiky")
 
 
@@ -86,11 +87,17 @@ def test_several_findings_are_explained_each_at_its_most_probable_window():
 
         def predict_proba(self, batch):
             peak = np.abs(batch).max(axis=(1, 2))
-            return np.stack([np.where(peak < 1, 0.9, 0.1), np.clip((peak - 1.0) / 2.0, 0, 1),
-                             np.where((peak > 1.2) & (peak < 2.0), 0.8, 0.0)], axis=1)
+            return np.stack(
+                [
+                    np.where(peak < 1, 0.9, 0.1),
+                    np.clip((peak - 1.0) / 2.0, 0, 1),
+                    np.where((peak > 1.2) & (peak < 2.0), 0.8, 0.0),
+                ],
+                axis=1,
+            )
 
     ecg = _record(50.0, [15.0])
-    ecg.signal[0, int(42 * 250):int(42 * 250) + 10] = 1.5
+    ecg.signal[0, int(42 * 250) : int(42 * 250) + 10] = 1.5
     result = ecglens.screen(ecg, TwoFindings())
     assert result.findings() == ["ectopy", "tall"]  # equal burden: the higher peak probability first
     assert result.windows_to_explain() == [("ectopy", 10.0), ("tall", 40.0)]
@@ -123,8 +130,15 @@ def test_the_screen_command_prints_burden_windows_and_the_readers_warnings(tmp_p
     from ecglens.cli import main
 
     x = _record(30.0, [12.0], fs=360.0).signal[0]
-    wfdb.wrsamp("holter", fs=360, units=["mV", "mV"], sig_name=["MLII", "V1"], p_signal=np.stack([x, 0.5 * x], 1),
-                fmt=["16", "16"], write_dir=str(tmp_path))
+    wfdb.wrsamp(
+        "holter",
+        fs=360,
+        units=["mV", "mV"],
+        sig_name=["MLII", "V1"],
+        p_signal=np.stack([x, 0.5 * x], 1),
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
     header = (tmp_path / "holter.hea").read_text().splitlines()
     header[1] = " ".join(header[1].split()[:6] + ["0"] + header[1].split()[7:])  # the CinC placeholder checksum
     (tmp_path / "holter.hea").write_text("\n".join(header) + "\n")

@@ -1,6 +1,7 @@
 """The clinician's account of an analysis (`ecglens.reports.summary`), the clinical basics measured on the ECG
 (`ecglens.reports.basics`), the header's patient fields (`ecglens.reports.patient`) and the adversarial result's
 list of distorted stretches (`ecglens.explanation.noise_spans`)."""
+
 from __future__ import annotations
 
 import copy
@@ -17,28 +18,58 @@ LEVELS = [24.0, 18.0, 12.0, 6.0, 0.0, -6.0]
 THRESHOLDS = {"normal": 0.654, "ventricular ectopy": 0.471, "supraventricular ectopy": 0.102}
 
 
-def _result(*, adv_snr: float | None = 13.8, adv_label: str = "supraventricular ectopy",
-            flips: tuple = (None, -9.0), score: float = 0.98) -> dict:
+def _result(
+    *,
+    adv_snr: float | None = 13.8,
+    adv_label: str = "supraventricular ectopy",
+    flips: tuple = (None, -9.0),
+    score: float = 0.98,
+) -> dict:
     """A finished multilabel analysis like E07503's: normal, also supraventricular ectopy above threshold."""
-    adversarial = None if adv_snr is None else {
-        "snr_db": adv_snr, "l2": 2.3, "flipped": True, "label": adv_label, "distorted_s": 0.75, "span_snr_db": 2.5,
-        "spans": [{"lead": "MLII", "start_s": 0.0, "end_s": 0.75, "noise_rms_mv": 0.11, "snr_db": 2.0}]}
+    adversarial = (
+        None
+        if adv_snr is None
+        else {
+            "snr_db": adv_snr,
+            "l2": 2.3,
+            "flipped": True,
+            "label": adv_label,
+            "distorted_s": 0.75,
+            "span_snr_db": 2.5,
+            "spans": [{"lead": "MLII", "start_s": 0.0, "end_s": 0.75, "noise_rms_mv": 0.11, "snr_db": 2.0}],
+        }
+    )
     rates = {str(lv): (0.34 if lv == -6.0 and score < 1 else 0.0) for lv in LEVELS}
     return {
         "explanation": {
-            "diagnosis": {"label": "normal", "findings": ["normal", "supraventricular ectopy"],
-                          "probabilities": {"normal": 0.917, "ventricular ectopy": 0.187,
-                                            "supraventricular ectopy": 0.138}},
-            "segments": [{"lead": "MLII", "start_s": 7.75, "end_s": 9.25, "score": 1.0, "distortion": "muscle"},
-                         {"lead": "MLII", "start_s": 2.0, "end_s": 2.5, "score": 0.6, "distortion": "gaussian"}],
-            "adversarial": adversarial, "queries": 497, "start_s": 0.0, "fs": 360.0, "leads": ["MLII", "V1"],
+            "diagnosis": {
+                "label": "normal",
+                "findings": ["normal", "supraventricular ectopy"],
+                "probabilities": {"normal": 0.917, "ventricular ectopy": 0.187, "supraventricular ectopy": 0.138},
+            },
+            "segments": [
+                {"lead": "MLII", "start_s": 7.75, "end_s": 9.25, "score": 1.0, "distortion": "muscle"},
+                {"lead": "MLII", "start_s": 2.0, "end_s": 2.5, "score": 0.6, "distortion": "gaussian"},
+            ],
+            "adversarial": adversarial,
+            "queries": 497,
+            "start_s": 0.0,
+            "fs": 360.0,
+            "leads": ["MLII", "V1"],
         },
         "robustness": {
-            "label": "normal", "score": score, "snr_levels_db": LEVELS,
-            "distortions": [{"distortion": kind, "flip_snr_db": flip,
-                             "probability_at_snr": {str(lv): 0.9 for lv in LEVELS},
-                             "flip_rate_at_snr": rates}
-                            for kind, flip in zip(("baseline_wander", "powerline"), flips)],
+            "label": "normal",
+            "score": score,
+            "snr_levels_db": LEVELS,
+            "distortions": [
+                {
+                    "distortion": kind,
+                    "flip_snr_db": flip,
+                    "probability_at_snr": {str(lv): 0.9 for lv in LEVELS},
+                    "flip_rate_at_snr": rates,
+                }
+                for kind, flip in zip(("baseline_wander", "powerline"), flips)
+            ],
             "extra": {"window_s": 10.0, "seeds": 3, "flip_rule": "probability of normal below 0.654"},
         },
     }
@@ -95,15 +126,27 @@ def test_a_flip_needing_noise_as_strong_as_the_ecg_means_robust_to_realistic_noi
 
 def test_no_flip_within_the_budget_is_said_plainly():
     account = summarize(_result(adv_snr=None))
-    assert "No noise the search tried within its query budget (497 classifier queries) changed normal" in \
-        _statement(account, "local_flip")
+    assert "No noise the search tried within its query budget (497 classifier queries) changed normal" in _statement(
+        account, "local_flip"
+    )
     assert account["local_flip"]["flipped"] is False
 
 
 def test_the_basis_names_leads_as_the_record_does_and_what_each_segment_covers():
-    beats = [Beat(r_s=t, qrs_on_s=t - 0.04, qrs_off_s=t + 0.05, p_on_s=t - 0.2, p_off_s=t - 0.1, t_off_s=t + 0.35,
-                  rr_before_s=rr, premature=premature, wide=wide)
-             for t, rr, premature, wide in ((7.3, 0.8, False, False), (8.0, 0.55, True, True), (8.8, 0.8, False, False))]
+    beats = [
+        Beat(
+            r_s=t,
+            qrs_on_s=t - 0.04,
+            qrs_off_s=t + 0.05,
+            p_on_s=t - 0.2,
+            p_off_s=t - 0.1,
+            t_off_s=t + 0.35,
+            rr_before_s=rr,
+            premature=premature,
+            wide=wide,
+        )
+        for t, rr, premature, wide in ((7.3, 0.8, False, False), (8.0, 0.55, True, True), (8.8, 0.8, False, False))
+    ]
     account = summarize(_result(), record_leads=["I", "II", "V1"], beats=beats)
     basis = _statement(account, "basis")
     assert "1.50 s of lead II at 7.75" in basis and "MLII" not in basis
@@ -128,14 +171,17 @@ def test_noise_spans_list_every_distorted_stretch_with_its_snr():
     t = np.arange(n) / fs
     clean = np.stack([np.sin(2 * np.pi * t), 0.5 * np.sin(2 * np.pi * t)]).astype(np.float32)
     noise = np.zeros_like(clean)
-    noise[0, 50:100] = 0.1          # cells 2 and 3 (0.25 s cells): one stretch
-    noise[0, 175:200] = 0.5         # cell 7, apart
-    noise[1, 300:325] = 0.2         # lead 2, cell 12
+    noise[0, 50:100] = 0.1  # cells 2 and 3 (0.25 s cells): one stretch
+    noise[0, 175:200] = 0.5  # cell 7, apart
+    noise[1, 300:325] = 0.2  # lead 2, cell 12
     adv = Adversarial(signal=clean + noise, noise=noise, snr_db=5.0, l2=1.0, flipped=True, label="x")
     bounds = [[i * 0.25, (i + 1) * 0.25] for i in range(16)]
     out = noise_spans(adv, fs, ("II", "V1"), 100.0, bounds)
     assert [(s["lead"], s["start_s"], s["end_s"]) for s in out["spans"]] == [
-        ("II", 100.5, 101.0), ("II", 101.75, 102.0), ("V1", 103.0, 103.25)]
+        ("II", 100.5, 101.0),
+        ("II", 101.75, 102.0),
+        ("V1", 103.0, 103.25),
+    ]
     assert out["distorted_s"] == pytest.approx(1.0)
     first = out["spans"][0]
     centred = clean[0] - clean[0].mean()
@@ -144,8 +190,7 @@ def test_noise_spans_list_every_distorted_stretch_with_its_snr():
     # Without a grid, runs of non-zero samples.
     assert len(noise_spans(adv, fs, ("II", "V1"), 0.0)["spans"]) == 3
     silent = Adversarial(signal=clean, noise=np.zeros_like(clean), snr_db=np.inf, l2=0.0, flipped=False, label="x")
-    assert noise_spans(silent, fs, ("II", "V1"), 0.0, bounds) == {"spans": [], "distorted_s": 0.0,
-                                                                  "span_snr_db": None}
+    assert noise_spans(silent, fs, ("II", "V1"), 0.0, bounds) == {"spans": [], "distorted_s": 0.0, "span_snr_db": None}
 
 
 @pytest.fixture(scope="module")
@@ -178,12 +223,16 @@ def test_patient_fields_from_cinc_mitbih_and_free_text_headers():
     cinc = {"age": 77, "sex": "F", "dx": ["253352002", "427084000"], "comments": ["Age: 77", "Sex: Female"]}
     fields = patient_fields(cinc)
     assert (fields["age"], fields["sex"], fields["id"]) == (77, "F", None)
-    assert fields["diagnoses"][1] == {"code": "427084000", "display": "sinus tachycardia",
-                                      "system": "http://snomed.info/sct"}
+    assert fields["diagnoses"][1] == {
+        "code": "427084000",
+        "display": "sinus tachycardia",
+        "system": "http://snomed.info/sct",
+    }
     assert fields["diagnoses"][0]["display"] is None  # an unlisted code stays a code
     mitbih = patient_fields({"comments": ["51 F 1129 654 x2", "Pronestyl"]})
     assert (mitbih["age"], mitbih["sex"]) == (51, "F")
     assert patient_id({"header_fields": {"Patient ID": "PT-7"}}) == "PT-7"
     assert patient_id({"header_fields": {"MRN": "unknown"}}) is None and patient_id(None) is None
-    assert patient_fields({"dx": ["Sinus rhythm"]})["diagnoses"] == [{"code": "Sinus rhythm",
-                                                                     "display": "Sinus rhythm", "system": None}]
+    assert patient_fields({"dx": ["Sinus rhythm"]})["diagnoses"] == [
+        {"code": "Sinus rhythm", "display": "Sinus rhythm", "system": None}
+    ]

@@ -1,4 +1,5 @@
 """ECGLENS_TORCH_THREADS: one knob for torch's CPU threads in the CLI, the API and the workers."""
+
 from __future__ import annotations
 
 import subprocess
@@ -37,8 +38,10 @@ def test_configure_sets_torch_once_it_is_imported():
 
 
 def test_before_torch_is_imported_only_the_openmp_variable_is_set():
-    code = ("import os, sys; from ecglens.threads import configure_torch_threads; configure_torch_threads(2); "
-            "assert 'torch' not in sys.modules; print(os.environ['OMP_NUM_THREADS'])")
+    code = (
+        "import os, sys; from ecglens.threads import configure_torch_threads; configure_torch_threads(2); "
+        "assert 'torch' not in sys.modules; print(os.environ['OMP_NUM_THREADS'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "2"

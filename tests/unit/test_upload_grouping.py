@@ -1,4 +1,5 @@
 """`ecglens.service.grouping`: which uploaded files make one record, and the role of each."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,15 @@ def _wfdb(folder, name: str, seconds: float = 2.0) -> dict[str, bytes]:
     import wfdb
 
     t = np.arange(int(seconds * 250)) / 250
-    wfdb.wrsamp(name, fs=250, units=["mV"], sig_name=["II"], p_signal=np.sin(2 * np.pi * t)[:, None], fmt=["16"],
-                write_dir=str(folder))
+    wfdb.wrsamp(
+        name,
+        fs=250,
+        units=["mV"],
+        sig_name=["II"],
+        p_signal=np.sin(2 * np.pi * t)[:, None],
+        fmt=["16"],
+        write_dir=str(folder),
+    )
     return {f"{name}.hea": (folder / f"{name}.hea").read_bytes(), f"{name}.dat": (folder / f"{name}.dat").read_bytes()}
 
 
@@ -36,8 +44,15 @@ def test_a_multi_segment_record_is_one_group_and_reads(tmp_path):
 
 
 def test_records_and_other_formats_keep_upload_order():
-    files = _files({"a.csv": b"x", "r.hea": b"r 1 250 10\nr.dat 16 200 16 0 0 0 0 II\n", "r.dat": b"\x00" * 20,
-                    "r.atr": b"\x00\x00", "b.edf": b"x"})
+    files = _files(
+        {
+            "a.csv": b"x",
+            "r.hea": b"r 1 250 10\nr.dat 16 200 16 0 0 0 0 II\n",
+            "r.dat": b"\x00" * 20,
+            "r.atr": b"\x00\x00",
+            "b.edf": b"x",
+        }
+    )
     assert _names(group_files(files)) == [["a.csv"], ["r.hea", "r.dat", "r.atr"], ["b.edf"]]
 
 
@@ -48,8 +63,15 @@ def test_with_one_header_a_stray_wfdb_file_goes_to_it_so_its_reader_can_say_why(
 
 def test_with_several_headers_a_stray_wfdb_file_is_refused_by_name():
     header = "{0} 1 250 10\n{0}.dat 16 200 16 0 0 0 0 II\n"
-    files = _files({"a.hea": header.format("a").encode(), "a.dat": b"\x00" * 20, "b.hea": header.format("b").encode(),
-                    "b.dat": b"\x00" * 20, "c.qrs": b"\x00\x00"})
+    files = _files(
+        {
+            "a.hea": header.format("a").encode(),
+            "a.dat": b"\x00" * 20,
+            "b.hea": header.format("b").encode(),
+            "b.dat": b"\x00" * 20,
+            "c.qrs": b"\x00\x00",
+        }
+    )
     with pytest.raises(UploadError, match="c.qrs: belongs to none of the records"):
         group_files(files)
 

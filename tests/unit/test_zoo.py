@@ -1,5 +1,6 @@
 """The development zoo: committed members load as black boxes, the split holds what the issue asks, and training is
 deterministic (a few steps, never the committed weights)."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +8,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from shared_data import shared_path
 
 from ecglens import load_classifier
 from ecglens.classifiers import zoo
-from shared_data import shared_path
 
 
 def test_the_zoo_is_as_varied_as_the_issue_asks_and_its_split_holds_out_a_recurrent_and_a_one_lead_member():

@@ -18,12 +18,14 @@ one hand-written policy, so the benchmark can measure what a schedule-free, budg
   best-first search keeps splitting the group with the largest drop, so the deepest measured group leads), then by
   depth, then by the energy dropout removes from it (a QRS before a flat stretch).
 """
+
 from __future__ import annotations
 
 import heapq
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +49,7 @@ class Group:
     def cells(self, n_windows: int) -> list[int]:
         return [lead * n_windows + w for lead in self.leads for w in range(self.w0, self.w1)]
 
-    def children(self) -> tuple["Group", "Group"] | None:
+    def children(self) -> tuple[Group, Group] | None:
         """Time halves while the group spans more than one window, then lead halves; None for one cell."""
         if self.w1 - self.w0 > 1:
             mid = (self.w0 + self.w1 + 1) // 2
@@ -68,8 +70,12 @@ class Step:
     probability: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "cells": self.cells, "queries": self.queries,
-                "probability": round(float(self.probability), 4)}
+        return {
+            "action": self.action,
+            "cells": self.cells,
+            "queries": self.queries,
+            "probability": round(float(self.probability), 4),
+        }
 
 
 @dataclass
@@ -85,7 +91,7 @@ class AnytimeEpisode:
         grid = self.ep.grid
         self.flat = cell_medians(grid, self.ep.clean)
         self.energy = cell_energy(grid, self.ep.clean - self.flat)
-        self.drop = np.zeros(grid.n_cells)      # drop (over p0) of the finest probed group holding each cell
+        self.drop = np.zeros(grid.n_cells)  # drop (over p0) of the finest probed group holding each cell
         self.depth = np.zeros(grid.n_cells, dtype=int)
         root = Group(tuple(range(grid.n_leads)), 0, grid.n_windows)
         self._frontier: list[tuple[float, int, int, Group]] = [(-np.inf, 0, 0, root)]  # (-drop, -depth, tie, group)
@@ -126,8 +132,9 @@ class AnytimeEpisode:
             if kid.children() is not None:
                 heapq.heappush(self._frontier, (-float(d), neg_depth - 1, self._tie, kid))
                 self._tie += 1
-        return Step("split", len(group.cells(n_w)), self.counter.queries - q0,
-                    float(probs[:, self.ep.target.index].min()))
+        return Step(
+            "split", len(group.cells(n_w)), self.counter.queries - q0, float(probs[:, self.ep.target.index].min())
+        )
 
     # ---------------------------------------------------------------------------------------------- best so far
     def cell_scores(self) -> np.ndarray:
@@ -147,9 +154,16 @@ def hand_policy(episode: AnytimeEpisode) -> str:
     return "split" if episode.legal()["split"] else "stop"
 
 
-def explain_anytime(ecg: Ecg, classifier: Classifier, *, query_budget: int = 500, seed: int = 0,
-                    policy: Callable[[AnytimeEpisode], str] = hand_policy, segment_s: float = 0.25,
-                    distortions: Sequence[str] | None = None):
+def explain_anytime(
+    ecg: Ecg,
+    classifier: Classifier,
+    *,
+    query_budget: int = 500,
+    seed: int = 0,
+    policy: Callable[[AnytimeEpisode], str] = hand_policy,
+    segment_s: float = 0.25,
+    distortions: Sequence[str] | None = None,
+):
     """Explain ``classifier``'s first finding on ``ecg`` with the anytime loop (localisation only: no flip yet).
 
     Returns an `Explanation` (``method="anytime-dropout"``, ``adversarial=None``) whose ``extra["trace"]`` lists
@@ -165,17 +179,38 @@ def explain_anytime(ecg: Ecg, classifier: Classifier, *, query_budget: int = 500
     targets = diagnosed_targets(probs0, classifier)
     grid = make_grid(x, fs, segment_s=segment_s)
     kinds = tuple(distortions) if distortions else KINDS
-    ep = Episode(x, fs, probs0, targets[0], np.random.default_rng(seed), kinds=kinds, grid=grid,
-                 query_budget=query_budget)
+    ep = Episode(
+        x, fs, probs0, targets[0], np.random.default_rng(seed), kinds=kinds, grid=grid, query_budget=query_budget
+    )
     run = AnytimeEpisode(ep, counter)
     while True:
         action = policy(run)
         run.step(action)
         if action == "stop":
             break
-    result = EpisodeResult(ep, run.cell_scores(), [], {}, {}, counter.queries,
-                           extra={"found_by": None, "localization": [s.to_dict() for s in run.trace]})
-    out = _build_explanation(ecg, classifier, x, probs0, targets, result, [result], counter, grid,
-                             window_start_s, "anytime-dropout", None, t0)
+    result = EpisodeResult(
+        ep,
+        run.cell_scores(),
+        [],
+        {},
+        {},
+        counter.queries,
+        extra={"found_by": None, "localization": [s.to_dict() for s in run.trace]},
+    )
+    out = _build_explanation(
+        ecg,
+        classifier,
+        x,
+        probs0,
+        targets,
+        result,
+        [result],
+        counter,
+        grid,
+        window_start_s,
+        "anytime-dropout",
+        None,
+        t0,
+    )
     out.extra["trace"] = [s.to_dict() for s in run.trace]
     return out

@@ -3,9 +3,11 @@
 Everything is preallocated with shape ``[n_steps, n_envs, ...]``; `RolloutBuffer.get` flattens the first two
 axes and yields shuffled minibatches as `RolloutSamples`, shuffled with the caller's generator (never global state).
 """
+
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -14,14 +16,14 @@ import torch
 class RolloutSamples(NamedTuple):
     """One minibatch, flattened over steps and environments (``B = batch size``)."""
 
-    cells: torch.Tensor          # float32 [B, n_cells, n_cell_features]
-    globals: torch.Tensor        # float32 [B, n_global_features]
-    mask: torch.Tensor           # bool [B, n_cells]
-    actions: torch.Tensor        # long [B, 2]: cell, action type
-    old_values: torch.Tensor     # float32 [B]
-    old_log_prob: torch.Tensor   # float32 [B]
-    advantages: torch.Tensor     # float32 [B]
-    returns: torch.Tensor        # float32 [B]
+    cells: torch.Tensor  # float32 [B, n_cells, n_cell_features]
+    globals: torch.Tensor  # float32 [B, n_global_features]
+    mask: torch.Tensor  # bool [B, n_cells]
+    actions: torch.Tensor  # long [B, 2]: cell, action type
+    old_values: torch.Tensor  # float32 [B]
+    old_log_prob: torch.Tensor  # float32 [B]
+    advantages: torch.Tensor  # float32 [B]
+    returns: torch.Tensor  # float32 [B]
 
 
 class RolloutBuffer:
@@ -43,8 +45,17 @@ class RolloutBuffer:
     ``rewards``, ``episode_starts``, ``values``, ``log_probs``, ``advantages``, ``returns``.
     """
 
-    def __init__(self, n_steps: int, n_envs: int, n_cells: int, n_cell_features: int, n_global_features: int,
-                 *, gamma: float = 0.99, gae_lambda: float = 0.95):
+    def __init__(
+        self,
+        n_steps: int,
+        n_envs: int,
+        n_cells: int,
+        n_cell_features: int,
+        n_global_features: int,
+        *,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+    ):
         self.n_steps, self.n_envs = int(n_steps), int(n_envs)
         self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
         self.cells = np.zeros((n_steps, n_envs, n_cells, n_cell_features), dtype=np.float32)
@@ -66,8 +77,15 @@ class RolloutBuffer:
     def full(self) -> bool:
         return self.pos >= self.n_steps
 
-    def add(self, obs: dict[str, np.ndarray], actions: np.ndarray, rewards: np.ndarray,
-            episode_starts: np.ndarray, values: np.ndarray, log_probs: np.ndarray) -> None:
+    def add(
+        self,
+        obs: dict[str, np.ndarray],
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        episode_starts: np.ndarray,
+        values: np.ndarray,
+        log_probs: np.ndarray,
+    ) -> None:
         """Store one step of all environments. ``episode_starts[i]`` is 1 when ``obs`` row ``i`` begins an
         episode (so no value flows back across the boundary)."""
         if self.full:
@@ -115,5 +133,5 @@ class RolloutBuffer:
             "returns": self.returns.reshape(total),
         }
         for start in range(0, total, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             yield RolloutSamples(**{k: torch.as_tensor(v[idx]) for k, v in flat.items()})

@@ -1,4 +1,5 @@
 """``ecglens explain | robustness | train-agent``: the agent's subcommands (registered by ``ecglens.cli``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,61 +14,109 @@ from ecglens.errors import RecordError
 
 def register(subparsers: Any) -> None:
     """Add ``explain``, ``robustness`` and ``train-agent`` to the ``ecglens`` command."""
-    p = subparsers.add_parser("explain", help="explain a classifier's diagnosis of a record",
-                              description="Critical segments and the minimal realistic distortion that flips the "
-                                          "diagnosis, found by the RL agent.")
+    p = subparsers.add_parser(
+        "explain",
+        help="explain a classifier's diagnosis of a record",
+        description="Critical segments and the minimal realistic distortion that flips the "
+        "diagnosis, found by the RL agent.",
+    )
     _record_args(p)
-    p.add_argument("--budget", type=_positive_int, default=500, metavar="N",
-                   help="query budget: classifier rows, hard cap (default: 500)")
+    p.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=500,
+        metavar="N",
+        help="query budget: classifier rows, hard cap (default: 500)",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="noise seed (default: 0)")
-    p.add_argument("--start-s", type=float, default=None, metavar="T",
-                   help="start (s) of the window to explain in a long record (default: the most abnormal one)")
-    p.add_argument("--distortions", default=None, metavar="a,b",
-                   help="distortion kinds allowed, comma-separated (default: all: baseline_wander, powerline, "
-                        "muscle, electrode_motion, gaussian)")
+    p.add_argument(
+        "--start-s",
+        type=float,
+        default=None,
+        metavar="T",
+        help="start (s) of the window to explain in a long record (default: the most abnormal one)",
+    )
+    p.add_argument(
+        "--distortions",
+        default=None,
+        metavar="a,b",
+        help="distortion kinds allowed, comma-separated (default: all: baseline_wander, powerline, "
+        "muscle, electrode_motion, gaussian)",
+    )
     p.add_argument("--segment-s", type=float, default=0.25, metavar="S", help="cell length in s (default: 0.25)")
     p.add_argument("--beat-aligned", action="store_true", help="one cell per QRS complex")
-    p.add_argument("--policy", default=None, metavar="PATH",
-                   help="policy weights, or 'greedy' for the greedy scan (default: models/agent_policy.pt)")
+    p.add_argument(
+        "--policy",
+        default=None,
+        metavar="PATH",
+        help="policy weights, or 'greedy' for the greedy scan (default: models/agent_policy.pt)",
+    )
     p.add_argument("--json", action="store_true", help="print the full Explanation JSON")
     p.set_defaults(func=explain_command)
 
     p = subparsers.add_parser("robustness", help="SNR at which realistic noise flips the diagnosis")
     _record_args(p)
     p.add_argument("--seed", type=int, default=0, metavar="S", help="noise seed (default: 0)")
-    p.add_argument("--start-s", type=float, default=None, metavar="T",
-                   help="start (s) of the window to test in a long record (default: the most abnormal one)")
-    p.add_argument("--distortions", default=None, metavar="a,b",
-                   help="distortion kinds to test, comma-separated (default: all five)")
+    p.add_argument(
+        "--start-s",
+        type=float,
+        default=None,
+        metavar="T",
+        help="start (s) of the window to test in a long record (default: the most abnormal one)",
+    )
+    p.add_argument(
+        "--distortions",
+        default=None,
+        metavar="a,b",
+        help="distortion kinds to test, comma-separated (default: all five)",
+    )
     p.add_argument("--json", action="store_true", help="print the full RobustnessReport JSON")
     p.set_defaults(func=robustness_command)
 
-    p = subparsers.add_parser("train-agent", help="train the agent's policy with PPO on MIT-BIH DS1",
-                              description="PPO training of the cell-ranking policy against a classifier on "
-                                          "MIT-BIH DS1 windows (never DS2).")
-    p.add_argument("--model", default="builtin", metavar="SPEC", help="classifier to train against "
-                   "(default: builtin)")
+    p = subparsers.add_parser(
+        "train-agent",
+        help="train the agent's policy with PPO on MIT-BIH DS1",
+        description="PPO training of the cell-ranking policy against a classifier on MIT-BIH DS1 windows (never DS2).",
+    )
+    p.add_argument("--model", default="builtin", metavar="SPEC", help="classifier to train against (default: builtin)")
     p.add_argument("--data", default=None, metavar="DIR", help="MIT-BIH folder (default: ../shared/data/mitdb)")
     p.add_argument("--out", default=None, metavar="PATH", help="policy file (default: models/agent_policy.pt)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default: 0)")
-    p.add_argument("--steps", type=_positive_int, default=200_000, metavar="N",
-                   help="environment steps, all episodes together (default: 200000, about 20 min on one core)")
-    p.add_argument("--minutes", type=float, default=25.0, metavar="N",
-                   help="wall-time safety cap; the card records the steps done (default: 25)")
-    p.add_argument("--n-envs", type=_positive_int, default=16, metavar="N",
-                   help="parallel episodes (default: 16)")
-    p.add_argument("--records", default=None, metavar="a,b",
-                   help="DS1 records to train on, comma-separated (default: DS1 minus the held-out 119, 208, "
-                        "215, 223)")
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=200_000,
+        metavar="N",
+        help="environment steps, all episodes together (default: 200000, about 20 min on one core)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=25.0,
+        metavar="N",
+        help="wall-time safety cap; the card records the steps done (default: 25)",
+    )
+    p.add_argument("--n-envs", type=_positive_int, default=16, metavar="N", help="parallel episodes (default: 16)")
+    p.add_argument(
+        "--records",
+        default=None,
+        metavar="a,b",
+        help="DS1 records to train on, comma-separated (default: DS1 minus the held-out 119, 208, 215, 223)",
+    )
     p.set_defaults(func=train_agent_command)
 
 
 def _record_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("record", metavar="RECORD", help="record file (WFDB .hea, EDF, CSV, JSON, DICOM, aECG XML, .zip)")
-    p.add_argument("record_files", nargs="*", metavar="RECORD_FILES",
-                   help="further files of the same record (e.g. the WFDB .dat)")
-    p.add_argument("--model", default="builtin", metavar="SPEC",
-                   help="classifier: builtin, a .pt / .onnx file or an http(s):// endpoint (default: builtin)")
+    p.add_argument(
+        "record_files", nargs="*", metavar="RECORD_FILES", help="further files of the same record (e.g. the WFDB .dat)"
+    )
+    p.add_argument(
+        "--model",
+        default="builtin",
+        metavar="SPEC",
+        help="classifier: builtin, a .pt / .onnx file or an http(s):// endpoint (default: builtin)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -105,9 +154,17 @@ def explain_command(args: argparse.Namespace) -> int:
 
     ecg = read_cli_record(args.record, args.record_files)
     classifier = load_classifier(args.model)
-    result = explain(ecg, classifier, distortions=args.distortions, query_budget=args.budget, seed=args.seed,
-                     start_s=args.start_s, segment_s=args.segment_s, beat_aligned=args.beat_aligned,
-                     policy=args.policy)
+    result = explain(
+        ecg,
+        classifier,
+        distortions=args.distortions,
+        query_budget=args.budget,
+        seed=args.seed,
+        start_s=args.start_s,
+        segment_s=args.segment_s,
+        beat_aligned=args.beat_aligned,
+        policy=args.policy,
+    )
     if args.json:
         json.dump(result.to_dict(), sys.stdout)
         sys.stdout.write("\n")
@@ -119,10 +176,12 @@ def explain_command(args: argparse.Namespace) -> int:
 def _explanation_summary(result: Any, name: str) -> str:
     d = result.diagnosis
     probs = ", ".join(f"{k} {v:.2f}" for k, v in d.probabilities.items())
-    lines = [f"record {name}: window {result.start_s:.2f} s, {len(result.leads)} leads at {result.fs:g} Hz",
-             f"diagnosis: {d.label} (findings: {', '.join(d.findings) or 'none'}; {probs})",
-             f"method: {result.method}" + (f" (fallback: {result.fallback_reason})" if result.fallback_reason else ""),
-             f"queries: {result.queries}, elapsed: {result.elapsed_s:.2f} s"]
+    lines = [
+        f"record {name}: window {result.start_s:.2f} s, {len(result.leads)} leads at {result.fs:g} Hz",
+        f"diagnosis: {d.label} (findings: {', '.join(d.findings) or 'none'}; {probs})",
+        f"method: {result.method}" + (f" (fallback: {result.fallback_reason})" if result.fallback_reason else ""),
+        f"queries: {result.queries}, elapsed: {result.elapsed_s:.2f} s",
+    ]
     adv = result.adversarial
     if adv is not None:
         lines.append(f"flipped to {adv.label} at SNR {adv.snr_db:.1f} dB (L2 {adv.l2:.3f} mV)")
@@ -146,8 +205,10 @@ def robustness_command(args: argparse.Namespace) -> int:
         json.dump(report.to_dict(), sys.stdout)
         sys.stdout.write("\n")
         return 0
-    print(f"record {ecg.name or args.record}: {report.label}, robustness score {report.score:.2f} "
-          f"({report.queries} queries, {report.elapsed_s:.2f} s)")
+    print(
+        f"record {ecg.name or args.record}: {report.label}, robustness score {report.score:.2f} "
+        f"({report.queries} queries, {report.elapsed_s:.2f} s)"
+    )
     for d in report.distortions:
         flip = "holds at every level" if d.flip_snr_db is None else f"flips at {d.flip_snr_db:g} dB"
         print(f"  {d.distortion:>16}: {flip}")
@@ -161,12 +222,22 @@ def train_agent_command(args: argparse.Namespace) -> int:
 
     def log(row: dict[str, float]) -> None:
         flip = row.get("rollout/flip_rate")
-        print(f"  steps {int(row['time/steps']):>8}  {row['time/elapsed_s']:7.0f} s  reward "
-              f"{row['rollout/reward_mean']:+.3f}  flip rate {'-' if flip is None else f'{flip:.2f}'}",
-              flush=True)
+        print(
+            f"  steps {int(row['time/steps']):>8}  {row['time/elapsed_s']:7.0f} s  reward "
+            f"{row['rollout/reward_mean']:+.3f}  flip rate {'-' if flip is None else f'{flip:.2f}'}",
+            flush=True,
+        )
 
-    out = train_agent(args.model, data_dir=args.data, out=args.out, seed=args.seed, minutes=args.minutes,
-                      steps=args.steps,
-                      n_envs=args.n_envs, records=args.records.split(",") if args.records else None, log=log)
+    out = train_agent(
+        args.model,
+        data_dir=args.data,
+        out=args.out,
+        seed=args.seed,
+        minutes=args.minutes,
+        steps=args.steps,
+        n_envs=args.n_envs,
+        records=args.records.split(",") if args.records else None,
+        log=log,
+    )
     print(f"policy written to {out} (card {out.with_suffix('.json')}) in {time.perf_counter() - t0:.0f} s")
     return 0

@@ -19,11 +19,12 @@ Reward of one step (docs/agent.md): the drop of the diagnosed class's probabilit
 (L2 in units of the clean input's L2), minus an energy cost, minus a cost per query, plus a bonus on the step
 that flips the diagnosis (and the same malus on a step that un-flips it).
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -34,11 +35,9 @@ KINDS: tuple[str, ...] = ("baseline_wander", "powerline", "muscle", "electrode_m
 LEVELS_DB: tuple[float, ...] = (18.0, 12.0, 6.0, 0.0, -6.0)
 
 # Dynamic per-cell features appended to the signal features (see `Episode.observe_cells`).
-DYNAMIC_FEATURES = ("distorted", "strength", *(f"kind_{k}" for k in KINDS), "probed", "last_drop",
-                    "last_drop_per_l2")
+DYNAMIC_FEATURES = ("distorted", "strength", *(f"kind_{k}" for k in KINDS), "probed", "last_drop", "last_drop_per_l2")
 CELL_FEATURES = SIGNAL_FEATURES + DYNAMIC_FEATURES
-GLOBAL_FEATURES = ("p", "p0", "threshold", "p_over_p0", "queries_used", "flipped", "distorted_share",
-                   "l2", "log_cells")
+GLOBAL_FEATURES = ("p", "p0", "threshold", "p_over_p0", "queries_used", "flipped", "distorted_share", "l2", "log_cells")
 _TAPER_ALPHA = 0.5  # Tukey taper on each cell's noise: no steps at cell edges (a step is not a realistic artifact)
 
 
@@ -111,14 +110,22 @@ def diagnosed_targets(probs: np.ndarray, classifier: Classifier) -> list[Target]
     return [Target(i, names[i], float(probs[i]) / 2.0, True)]
 
 
-def noise_bank(n_leads: int, n_samples: int, fs: float, rng: np.random.Generator,
-               kinds: Sequence[str] = KINDS, *, mains_hz: float = 50.0) -> np.ndarray:
+def noise_bank(
+    n_leads: int,
+    n_samples: int,
+    fs: float,
+    rng: np.random.Generator,
+    kinds: Sequence[str] = KINDS,
+    *,
+    mains_hz: float = 50.0,
+) -> np.ndarray:
     """float32 ``[kinds, leads, samples]``: one zero-mean unit-RMS realisation per kind and lead
     (`ecglens.distortions.noise_batch`)."""
     from ecglens import distortions
 
-    return np.stack([distortions.noise_batch(k, n_leads, n_samples, fs, rng, mains_hz=mains_hz)
-                     for k in kinds]).astype(np.float32)
+    return np.stack([distortions.noise_batch(k, n_leads, n_samples, fs, rng, mains_hz=mains_hz) for k in kinds]).astype(
+        np.float32
+    )
 
 
 def lead_power(signal: np.ndarray, fs: float) -> np.ndarray:
@@ -158,11 +165,23 @@ class Episode:
         Precomputed `cell_features` (training caches them per window). Default: computed.
     """
 
-    def __init__(self, signal: np.ndarray, fs: float, probs0: np.ndarray, target: Target,
-                 rng: np.random.Generator, *, kinds: Sequence[str] = KINDS,
-                 levels_db: Sequence[float] = LEVELS_DB, grid: SegmentGrid | None = None,
-                 segment_s: float = 0.25, beat_aligned: bool = False, query_budget: int = 500,
-                 signal_features: np.ndarray | None = None, mains_hz: float = 50.0):
+    def __init__(
+        self,
+        signal: np.ndarray,
+        fs: float,
+        probs0: np.ndarray,
+        target: Target,
+        rng: np.random.Generator,
+        *,
+        kinds: Sequence[str] = KINDS,
+        levels_db: Sequence[float] = LEVELS_DB,
+        grid: SegmentGrid | None = None,
+        segment_s: float = 0.25,
+        beat_aligned: bool = False,
+        query_budget: int = 500,
+        signal_features: np.ndarray | None = None,
+        mains_hz: float = 50.0,
+    ):
         unknown = [k for k in kinds if k not in KINDS]
         if unknown or not kinds:
             raise ValueError(f"unknown distortion kinds {unknown}; valid: {', '.join(KINDS)}")
@@ -171,11 +190,11 @@ class Episode:
         self.target = target
         self.kinds = tuple(kinds)
         self.levels_db = tuple(float(x) for x in levels_db)
-        self.grid = grid if grid is not None else make_grid(self.clean, fs, segment_s=segment_s,
-                                                            beat_aligned=beat_aligned)
+        self.grid = (
+            grid if grid is not None else make_grid(self.clean, fs, segment_s=segment_s, beat_aligned=beat_aligned)
+        )
         self.query_budget = int(query_budget)
-        self.signal_features = (signal_features if signal_features is not None
-                                else cell_features(self.clean, self.grid))
+        self.signal_features = signal_features if signal_features is not None else cell_features(self.clean, self.grid)
         n_leads, n_samples = self.clean.shape
         self.mains_hz = float(mains_hz)
         self._unit = self._unit_noise(noise_bank(n_leads, n_samples, fs, rng, self.kinds, mains_hz=mains_hz))
@@ -188,7 +207,7 @@ class Episode:
         self._cell_leads = np.repeat(np.arange(n_leads), self.grid.n_windows)
         widths = np.diff(self.grid.bounds, axis=1).ravel()
         self._cell_width = np.tile(widths, n_leads).astype(np.float64)
-        self.kind = np.full(n_cells, -1, dtype=int)    # index into self.kinds, -1 = clean
+        self.kind = np.full(n_cells, -1, dtype=int)  # index into self.kinds, -1 = clean
         self.level = np.zeros(n_cells, dtype=int)
         self.gain = np.ones(n_cells, dtype=np.float64)  # amplitude factor on top of the level (cleanup only)
         self.probed = np.zeros(n_cells, dtype=bool)
@@ -216,8 +235,9 @@ class Episode:
 
         lead, a, b = self.grid.cell_span(cell)
         n = self.clean.shape[1]
-        return _tapered_unit(distortions.noise_batch(self.kinds[kind], 1, n, self.fs, rng,
-                                                     mains_hz=self.mains_hz)[0, a:b])
+        return _tapered_unit(
+            distortions.noise_batch(self.kinds[kind], 1, n, self.fs, rng, mains_hz=self.mains_hz)[0, a:b]
+        )
 
     def cell_rms(self, cell: int) -> float:
         """RMS (mV) of ``cell``'s current distortion as the energy bookkeeping counts it (0 when clean)."""
@@ -234,7 +254,7 @@ class Episode:
         """float64 ``[n_cells]`` distortion energy per cell for a state (default: the current one)."""
         kind = self.kind if kind is None else kind
         level = self.level if level is None else level
-        e = self.amp[self._cell_leads, level] ** 2 * self._cell_width * self.gain ** 2
+        e = self.amp[self._cell_leads, level] ** 2 * self._cell_width * self.gain**2
         return np.where(kind >= 0, e, 0.0)
 
     def l2(self, kind: np.ndarray | None = None, level: np.ndarray | None = None) -> float:
@@ -244,7 +264,7 @@ class Episode:
     def snr_db(self) -> float:
         """10 log10(energy of the mean-removed clean input / energy of the current distortion); inf if none."""
         e = self.energies().sum()
-        return float("inf") if e <= 0 else float(10 * np.log10(self.signal_l2 ** 2 / e))
+        return float("inf") if e <= 0 else float(10 * np.log10(self.signal_l2**2 / e))
 
     # ------------------------------------------------------------------ state
     def signal(self) -> np.ndarray:
@@ -261,8 +281,14 @@ class Episode:
 
     def snapshot(self) -> dict[str, np.ndarray | list[int]]:
         """The distortion state and last answer (not what probes taught), for `restore`."""
-        return {"kind": self.kind.copy(), "level": self.level.copy(), "gain": self.gain.copy(),
-                "noise": self.noise.copy(), "probs": self.probs.copy(), "order": list(self.order)}
+        return {
+            "kind": self.kind.copy(),
+            "level": self.level.copy(),
+            "gain": self.gain.copy(),
+            "noise": self.noise.copy(),
+            "probs": self.probs.copy(),
+            "order": list(self.order),
+        }
 
     def restore(self, state: dict[str, np.ndarray | list[int]]) -> None:
         """Go back to a `snapshot`."""
@@ -344,8 +370,7 @@ class Episode:
     def distorted_cells(self) -> np.ndarray:
         return np.flatnonzero(self.kind >= 0)
 
-    def record_probe(self, cells: Sequence[int], probs: np.ndarray, base_p: float,
-                     delta_l2: Sequence[float]) -> None:
+    def record_probe(self, cells: Sequence[int], probs: np.ndarray, base_p: float, delta_l2: Sequence[float]) -> None:
         """Remember what probing ``cells`` did: drop of the target probability (over p0) and drop per L2."""
         probs = np.atleast_2d(probs)
         scale = max(self.p0, 1e-3)
@@ -363,18 +388,35 @@ class Episode:
         kind_onehot = np.zeros((self.grid.n_cells, len(KINDS)), dtype=np.float32)
         on = self.kind >= 0
         kind_onehot[np.flatnonzero(on), [KINDS.index(self.kinds[k]) for k in self.kind[on]]] = 1.0
-        dyn = np.column_stack([on.astype(np.float32), np.where(on, (self.level + 1) / n_levels, 0.0),
-                               kind_onehot, self.probed.astype(np.float32), self.last_drop,
-                               self.last_drop_per_l2 / 10.0]).astype(np.float32)
+        dyn = np.column_stack(
+            [
+                on.astype(np.float32),
+                np.where(on, (self.level + 1) / n_levels, 0.0),
+                kind_onehot,
+                self.probed.astype(np.float32),
+                self.last_drop,
+                self.last_drop_per_l2 / 10.0,
+            ]
+        ).astype(np.float32)
         return np.concatenate([self.signal_features, dyn], axis=1)
 
     def observe_global(self) -> np.ndarray:
         """float32 ``[len(GLOBAL_FEATURES)]``."""
         thr = self.target.threshold if self.target.multilabel else 0.5
-        return np.array([self.p, self.p0, thr, self.p / max(self.p0, 1e-3),
-                         min(1.0, self.queries / max(1, self.query_budget)), float(self.flipped),
-                         float((self.kind >= 0).mean()), min(2.0, self.l2() / self.signal_l2),
-                         np.log(self.grid.n_cells) / 5.0], dtype=np.float32)
+        return np.array(
+            [
+                self.p,
+                self.p0,
+                thr,
+                self.p / max(self.p0, 1e-3),
+                min(1.0, self.queries / max(1, self.query_budget)),
+                float(self.flipped),
+                float((self.kind >= 0).mean()),
+                min(2.0, self.l2() / self.signal_l2),
+                np.log(self.grid.n_cells) / 5.0,
+            ],
+            dtype=np.float32,
+        )
 
 
 class VecSegmentGridEnv:
@@ -407,11 +449,24 @@ class VecSegmentGridEnv:
     with beat-aligned grids; padding is masked).
     """
 
-    def __init__(self, classifier: Classifier, inputs: np.ndarray, *, n_envs: int = 8, seed: int = 0,
-                 max_steps: int = 32, reward: RewardConfig | None = None, kinds: Sequence[str] = KINDS,
-                 levels_db: Sequence[float] = LEVELS_DB, segment_s: float = 0.25, beat_aligned: bool = False,
-                 only_findings: bool = True, probs: np.ndarray | None = None, batch_size: int = 256,
-                 localize_budget: int = 0):
+    def __init__(
+        self,
+        classifier: Classifier,
+        inputs: np.ndarray,
+        *,
+        n_envs: int = 8,
+        seed: int = 0,
+        max_steps: int = 32,
+        reward: RewardConfig | None = None,
+        kinds: Sequence[str] = KINDS,
+        levels_db: Sequence[float] = LEVELS_DB,
+        segment_s: float = 0.25,
+        beat_aligned: bool = False,
+        only_findings: bool = True,
+        probs: np.ndarray | None = None,
+        batch_size: int = 256,
+        localize_budget: int = 0,
+    ):
         self.classifier = classifier
         self.inputs = np.asarray(inputs, dtype=np.float32)
         self.fs = float(classifier.sampling_rate)
@@ -425,13 +480,21 @@ class VecSegmentGridEnv:
         self.n_types = len(self.kinds) * len(self.levels_db) + 1
         self.localize_budget = int(localize_budget)
         if probs is None:
-            probs = np.concatenate([classifier.predict_proba(self.inputs[i:i + batch_size])
-                                    for i in range(0, len(self.inputs), batch_size)])
+            probs = np.concatenate(
+                [
+                    classifier.predict_proba(self.inputs[i : i + batch_size])
+                    for i in range(0, len(self.inputs), batch_size)
+                ]
+            )
         self.probs = np.asarray(probs, dtype=np.float64)
         self.targets = [diagnosed_targets(p, classifier)[0] for p in self.probs]
-        pool = [i for i, t in enumerate(self.targets)
-                if not only_findings or (t.multilabel and self.probs[i, t.index] >= t.threshold and
-                                         not _is_normal(t.label)) or (not t.multilabel and t.index != 0)]
+        pool = [
+            i
+            for i, t in enumerate(self.targets)
+            if not only_findings
+            or (t.multilabel and self.probs[i, t.index] >= t.threshold and not _is_normal(t.label))
+            or (not t.multilabel and t.index != 0)
+        ]
         if not pool:  # a classifier that reports no finding anywhere: learn to flip whatever it says
             pool = list(range(len(self.inputs)))
         if not pool:
@@ -482,7 +545,7 @@ class VecSegmentGridEnv:
             ep.queries += 1
             d_l2 = (ep.l2() - l2_prev) / ep.signal_l2
             drop = p_prev - ep.p
-            ep.record_probe([cell], probs[i:i + 1], p_prev, [d_l2])
+            ep.record_probe([cell], probs[i : i + 1], p_prev, [d_l2])
             ratio = np.clip(drop / (cfg.l2_floor + abs(d_l2)), -cfg.ratio_clip, cfg.ratio_clip)
             r = cfg.ratio_weight * ratio - cfg.energy_cost * d_l2 - cfg.query_cost
             if ep.flipped and not flipped_prev:
@@ -494,9 +557,13 @@ class VecSegmentGridEnv:
             self.episode_returns[i] += r
             if ep.flipped or self.steps[i] >= self.max_steps:
                 dones[i] = True
-                infos[i] = {"episode_return": float(self.episode_returns[i]), "flipped": ep.flipped,
-                            "steps": int(self.steps[i]), "snr_db": ep.snr_db(),
-                            "truncated": not ep.flipped}
+                infos[i] = {
+                    "episode_return": float(self.episode_returns[i]),
+                    "flipped": ep.flipped,
+                    "steps": int(self.steps[i]),
+                    "snr_db": ep.snr_db(),
+                    "truncated": not ep.flipped,
+                }
                 self.finished.append(infos[i])
                 self.episodes[i] = self._new_episode()
                 self.steps[i] = 0
@@ -522,17 +589,31 @@ class VecSegmentGridEnv:
             grid = make_grid(x, self.fs, segment_s=self.segment_s, beat_aligned=self.beat_aligned)
             self._grids[i] = (grid, cell_features(x, grid))
         grid, feats = self._grids[i]
-        ep = Episode(self.inputs[i], self.fs, self.probs[i], self.targets[i], self.rng, kinds=self.kinds,
-                     levels_db=self.levels_db, grid=grid, signal_features=feats,
-                     query_budget=self.max_steps + self.localize_budget)
+        ep = Episode(
+            self.inputs[i],
+            self.fs,
+            self.probs[i],
+            self.targets[i],
+            self.rng,
+            kinds=self.kinds,
+            levels_db=self.levels_db,
+            grid=grid,
+            signal_features=feats,
+            query_budget=self.max_steps + self.localize_budget,
+        )
         if self.localize_budget:
             if i not in self._probed:  # dropout probes are deterministic: measure each input once
                 from ecglens.agent.localize import coarse_to_fine
                 from ecglens.classifiers.base import QueryCounter
 
                 coarse_to_fine(ep, QueryCounter(self.classifier), self.localize_budget)
-                self._probed[i] = (ep.probed.copy(), ep.last_drop.copy(), ep.last_drop_per_l2.copy(),
-                                   ep.max_drop.copy(), ep.queries)
+                self._probed[i] = (
+                    ep.probed.copy(),
+                    ep.last_drop.copy(),
+                    ep.last_drop_per_l2.copy(),
+                    ep.max_drop.copy(),
+                    ep.queries,
+                )
             probed, last, per_l2, max_drop, queries = self._probed[i]
             ep.probed, ep.last_drop, ep.last_drop_per_l2 = probed.copy(), last.copy(), per_l2.copy()
             ep.max_drop, ep.queries = max_drop.copy(), queries

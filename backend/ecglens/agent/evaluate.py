@@ -7,6 +7,7 @@ flip and SNR of the minimal distortion, queries and time.
 
     python -m ecglens.agent.evaluate --model builtin [--policy models/agent_policy.pt] [--cases 40]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,14 +19,16 @@ import numpy as np
 V_LABEL = "ventricular ectopy"
 
 
-def held_out_cases(classifier: Any, max_cases: int = 40, records: tuple[str, ...] | None = None,
-                   data_dir: str | None = None) -> list[tuple[Any, float]]:
+def held_out_cases(
+    classifier: Any, max_cases: int = 40, records: tuple[str, ...] | None = None, data_dir: str | None = None
+) -> list[tuple[Any, float]]:
     """``(Ecg window, beat time s)`` for held-out DS1 windows with exactly one V/E beat flagged by the classifier."""
     from ecglens.agent.train import HELD_OUT_DS1
     from ecglens.datasets.mitdb import load_windows
 
-    windows = load_windows(list(records or HELD_OUT_DS1), data_dir, window_s=float(classifier.window_s),
-                           leads=tuple(classifier.lead_names))
+    windows = load_windows(
+        list(records or HELD_OUT_DS1), data_dir, window_s=float(classifier.window_s), leads=tuple(classifier.lead_names)
+    )
     one_v = np.flatnonzero(windows.count_beats(("V", "E")) == 1)
     if len(one_v) == 0:
         return []
@@ -35,8 +38,11 @@ def held_out_cases(classifier: Any, max_cases: int = 40, records: tuple[str, ...
     probs = classifier.predict_proba(windows.X[one_v])
     flagged = one_v[probs[:, col] >= thr]
     # Evenly spread over the flagged windows (records stay mixed), deterministic.
-    pick = flagged[np.linspace(0, len(flagged) - 1, min(max_cases, len(flagged))).round().astype(int)] \
-        if len(flagged) else flagged
+    pick = (
+        flagged[np.linspace(0, len(flagged) - 1, min(max_cases, len(flagged))).round().astype(int)]
+        if len(flagged)
+        else flagged
+    )
     cases = []
     for i in pick:
         samples, symbols = windows.beats(int(i))
@@ -45,8 +51,15 @@ def held_out_cases(classifier: Any, max_cases: int = 40, records: tuple[str, ...
     return cases
 
 
-def evaluate(classifier: Any, policy: Any = None, *, max_cases: int = 40, small_budget: int = 25,
-             large_budget: int = 500, seed: int = 0) -> dict[str, Any]:
+def evaluate(
+    classifier: Any,
+    policy: Any = None,
+    *,
+    max_cases: int = 40,
+    small_budget: int = 25,
+    large_budget: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Run the agent on the held-out cases; returns per-case rows and the summary figures."""
     from ecglens.agent.grid import make_grid
     from ecglens.agent.search import explain
@@ -62,12 +75,20 @@ def evaluate(classifier: Any, policy: Any = None, *, max_cases: int = 40, small_
         auc = deletion_auc(ecg.signal, ranking, grid, classifier, col)
         t0 = time.perf_counter()
         large = explain(ecg, classifier, query_budget=large_budget, seed=seed, policy=policy)
-        rows.append({"case": ecg.name, "label": small.diagnosis.label, "method": small.method,
-                     "hit": pointing_game(small, beat_s - small.start_s) if small.segments else False,
-                     "deletion_auc": auc, "queries_small": small.queries,
-                     "flipped": large.adversarial is not None,
-                     "snr_db": large.adversarial.snr_db if large.adversarial else None,
-                     "queries_large": large.queries, "elapsed_s": time.perf_counter() - t0})
+        rows.append(
+            {
+                "case": ecg.name,
+                "label": small.diagnosis.label,
+                "method": small.method,
+                "hit": pointing_game(small, beat_s - small.start_s) if small.segments else False,
+                "deletion_auc": auc,
+                "queries_small": small.queries,
+                "flipped": large.adversarial is not None,
+                "snr_db": large.adversarial.snr_db if large.adversarial else None,
+                "queries_large": large.queries,
+                "elapsed_s": time.perf_counter() - t0,
+            }
+        )
     if not rows:
         return {"cases": 0, "rows": []}
     snrs = [r["snr_db"] for r in rows if r["snr_db"] is not None]

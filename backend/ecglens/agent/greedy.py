@@ -6,10 +6,11 @@ energy, until the diagnosis flips or the budget is spent (Sarkar et al., AAAI 20
 training and makes no assumption about the input shape, which is why it is the fallback, and it is what the
 learned policy must beat on queries.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -17,10 +18,17 @@ from ecglens.agent.env import Episode
 from ecglens.classifiers.base import QueryCounter
 
 
-def greedy_scan(ep: Episode, counter: QueryCounter, budget: int, *, top_fraction: float = 0.05,
-                start_level: int | None = None, max_level: int | None = None,
-                candidates: np.ndarray | None = None,
-                progress: Callable[[int], None] | None = None) -> None:
+def greedy_scan(
+    ep: Episode,
+    counter: QueryCounter,
+    budget: int,
+    *,
+    top_fraction: float = 0.05,
+    start_level: int | None = None,
+    max_level: int | None = None,
+    candidates: np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
     """Distort ``ep`` greedily until its diagnosis flips or ``budget`` queries of ``counter`` are spent.
 
     Parameters
@@ -68,7 +76,7 @@ def greedy_scan(ep: Episode, counter: QueryCounter, budget: int, *, top_fraction
         base_p, base_l2 = ep.p, ep.l2()
         probs = ep.probe(counter, changes)
         gains = base_p - probs[:, ep.target.index]
-        d_energy = np.array([_energy_after(ep, ch) - base_l2 ** 2 for ch in changes])
+        d_energy = np.array([_energy_after(ep, ch) - base_l2**2 for ch in changes])
         ep.record_probe(cells, probs, base_p, np.sqrt(np.maximum(d_energy, 0)) / ep.signal_l2)
         if progress:
             progress(counter.queries)

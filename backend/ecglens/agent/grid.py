@@ -9,6 +9,7 @@ The features are computed from the signal alone (never from the classifier): ene
 to the nearest R-peak, prematurity of the beat and how unusual the beat's morphology is on that lead. They are
 what lets the policy rank cells *before* it spends a single query.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,15 +24,15 @@ _QRS_BEFORE_S = 0.10
 _QRS_AFTER_S = 0.15
 
 SIGNAL_FEATURES = (
-    "log_energy",        # log of the cell's mean-removed RMS over the lead's RMS
-    "log_slope",         # log of the cell's largest sample-to-sample slope over the lead's
-    "qrs_overlap",       # share of the cell inside a QRS span
-    "r_distance",        # distance from the cell to the nearest R-peak, in median RR intervals (capped at 1)
-    "beat_deviation",    # morphology distance of the nearest beat from the lead's median beat (0 = typical)
+    "log_energy",  # log of the cell's mean-removed RMS over the lead's RMS
+    "log_slope",  # log of the cell's largest sample-to-sample slope over the lead's
+    "qrs_overlap",  # share of the cell inside a QRS span
+    "r_distance",  # distance from the cell to the nearest R-peak, in median RR intervals (capped at 1)
+    "beat_deviation",  # morphology distance of the nearest beat from the lead's median beat (0 = typical)
     "beat_prematurity",  # 1 - RR before the nearest beat / median RR (positive = premature)
-    "beat_amplitude",    # log of the nearest beat's peak-to-peak over the lead's median beat's
-    "time_position",     # cell centre / input length, in [0, 1]
-    "lead_energy",       # log of the lead's RMS over the mean lead RMS
+    "beat_amplitude",  # log of the nearest beat's peak-to-peak over the lead's median beat's
+    "time_position",  # cell centre / input length, in [0, 1]
+    "lead_energy",  # log of the lead's RMS over the mean lead RMS
 )
 
 
@@ -90,7 +91,7 @@ class SegmentGrid:
         out = np.zeros((self.n_leads, self.n_samples), dtype=np.float32)
         values = np.asarray(cell_values, dtype=np.float32).reshape(self.n_leads, self.n_windows)
         for w, (a, b) in enumerate(self.bounds):
-            out[:, a:b] = values[:, w:w + 1]
+            out[:, a:b] = values[:, w : w + 1]
         return out
 
 
@@ -106,8 +107,7 @@ def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
     if signal.shape[1] < int(fs):  # neurokit2 needs about a second of signal
         return np.zeros(0, dtype=int)
     # Clean only the two leads with the steepest robust slopes (QRS complexes); cleaning all 12 costs ~0.1 s.
-    slopes = [float(np.percentile(np.abs(np.diff(lead)), 99)) if np.all(np.isfinite(lead)) else -1.0
-              for lead in signal]
+    slopes = [float(np.percentile(np.abs(np.diff(lead)), 99)) if np.all(np.isfinite(lead)) else -1.0 for lead in signal]
     best, best_ptp = None, 0.0
     for i in np.argsort(slopes)[::-1][:2]:
         lead = signal[i]
@@ -127,8 +127,14 @@ def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
     return np.unique(peaks[(peaks >= 0) & (peaks < signal.shape[1])])
 
 
-def make_grid(signal: np.ndarray, fs: float, *, segment_s: float = 0.25, beat_aligned: bool = False,
-              r_peaks: np.ndarray | None = None) -> SegmentGrid:
+def make_grid(
+    signal: np.ndarray,
+    fs: float,
+    *,
+    segment_s: float = 0.25,
+    beat_aligned: bool = False,
+    r_peaks: np.ndarray | None = None,
+) -> SegmentGrid:
     """The segment grid over a ``[leads, samples]`` input.
 
     Parameters
@@ -169,8 +175,14 @@ def make_grid(signal: np.ndarray, fs: float, *, segment_s: float = 0.25, beat_al
         # lead is shorter when the input is not a whole number of windows.
         cuts = list(range(0, n_samples, step)) + [n_samples]
     bounds = np.array([[a, b] for a, b in zip(cuts[:-1], cuts[1:]) if b > a], dtype=int)
-    return SegmentGrid(fs=float(fs), n_leads=int(n_leads), n_samples=int(n_samples), bounds=bounds,
-                       r_peaks=np.asarray(r_peaks, dtype=int), beat_aligned=bool(beat_aligned and len(r_peaks)))
+    return SegmentGrid(
+        fs=float(fs),
+        n_leads=int(n_leads),
+        n_samples=int(n_samples),
+        bounds=bounds,
+        r_peaks=np.asarray(r_peaks, dtype=int),
+        beat_aligned=bool(beat_aligned and len(r_peaks)),
+    )
 
 
 def _fill(a: int, b: int, step: int) -> list[int]:
@@ -190,7 +202,7 @@ def cell_features(signal: np.ndarray, grid: SegmentGrid) -> np.ndarray:
     x = x - np.median(x, axis=1, keepdims=True)
     fs, n_leads, n_samples = grid.fs, grid.n_leads, grid.n_samples
     eps = 1e-6
-    lead_rms = np.sqrt(np.mean(x ** 2, axis=1)) + eps
+    lead_rms = np.sqrt(np.mean(x**2, axis=1)) + eps
     slope = np.abs(np.diff(x, axis=1, prepend=x[:, :1]))
     lead_slope = np.percentile(slope, 99, axis=1) + eps
 
@@ -201,15 +213,16 @@ def cell_features(signal: np.ndarray, grid: SegmentGrid) -> np.ndarray:
 
     qrs_mask = np.zeros(n_samples, dtype=bool)
     for r in peaks:
-        qrs_mask[max(0, int(r - 0.06 * fs)):min(n_samples, int(r + 0.08 * fs))] = True
+        qrs_mask[max(0, int(r - 0.06 * fs)) : min(n_samples, int(r + 0.08 * fs))] = True
 
     n_w = grid.n_windows
     feats = np.zeros((n_leads, n_w, len(SIGNAL_FEATURES)), dtype=np.float64)
     for w, (a, b) in enumerate(grid.bounds):
         piece = x[:, a:b]
         centre = 0.5 * (a + b)
-        feats[:, w, 0] = np.log(np.sqrt(np.mean((piece - piece.mean(axis=1, keepdims=True)) ** 2, axis=1))
-                                / lead_rms + eps)
+        feats[:, w, 0] = np.log(
+            np.sqrt(np.mean((piece - piece.mean(axis=1, keepdims=True)) ** 2, axis=1)) / lead_rms + eps
+        )
         feats[:, w, 1] = np.log(slope[:, a:b].max(axis=1) / lead_slope + eps)
         feats[:, w, 2] = qrs_mask[a:b].mean()
         if len(peaks):
@@ -228,8 +241,9 @@ def cell_features(signal: np.ndarray, grid: SegmentGrid) -> np.ndarray:
     return feats.reshape(n_leads * n_w, -1).astype(np.float32)
 
 
-def _beat_stats(x: np.ndarray, peaks: np.ndarray, fs: float,
-                median_rr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _beat_stats(
+    x: np.ndarray, peaks: np.ndarray, fs: float, median_rr: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-beat morphology deviation ``[leads, beats]``, prematurity ``[beats]`` and log amplitude ratio
     ``[leads, beats]`` against the lead's median beat."""
     n_leads, n_samples = x.shape
@@ -241,10 +255,10 @@ def _beat_stats(x: np.ndarray, peaks: np.ndarray, fs: float,
         return dev, prem, amp
     before, after = int(_BEAT_BEFORE_S * fs), int(_BEAT_AFTER_S * fs)
     padded = np.pad(x, ((0, 0), (before, after)), mode="edge")
-    beats = np.stack([padded[:, r:r + before + after] for r in peaks], axis=1)  # [leads, beats, span]
+    beats = np.stack([padded[:, r : r + before + after] for r in peaks], axis=1)  # [leads, beats, span]
     beats = beats - np.median(beats, axis=2, keepdims=True)
     template = np.median(beats, axis=1, keepdims=True)
-    norm = np.sqrt(np.mean(template ** 2, axis=2)) + 1e-6  # [leads, 1]
+    norm = np.sqrt(np.mean(template**2, axis=2)) + 1e-6  # [leads, 1]
     dev = np.sqrt(np.mean((beats - template) ** 2, axis=2)) / norm
     amp = np.log((np.ptp(beats, axis=2) + 1e-6) / (np.ptp(template, axis=2) + 1e-6))
     rr_before = np.diff(peaks, prepend=peaks[0] - median_rr)

@@ -31,10 +31,11 @@ share of the drop, with the search's top cell first. Every drop is also written
 into the episode's probe features (`Episode.record_probe`), which is what the learned policy reads when it then
 searches for the minimal flipping distortion.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -101,9 +102,17 @@ class Sensitivity:
         return np.clip(out, 0.0, 1.0) * (1 - 1e-3) + 1e-3 * (n - ranks) / max(n, 1)
 
 
-def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_windows: int = 4,
-                   top_blocks: int | None = None, alone: bool = True, check_order: bool = True,
-                   report: Callable[[int], None] | None = None) -> Sensitivity:
+def coarse_to_fine(
+    ep: Episode,
+    counter: QueryCounter,
+    budget: int,
+    *,
+    block_windows: int = 4,
+    top_blocks: int | None = None,
+    alone: bool = True,
+    check_order: bool = True,
+    report: Callable[[int], None] | None = None,
+) -> Sensitivity:
     """Measure the sensitivity of ``ep``'s diagnosis to dropout, group by group, in at most ``budget`` queries.
 
     Parameters
@@ -142,8 +151,9 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     # budget is too small for them (the windows take at most half of what the blocks leave). With both, on DS1 at
     # budget 500: built-in 0.288 -> 0.280, GRU 0.074 -> 0.076, so there the queries stay with the leads.
     alone_fits = alone and (budget - n_blocks) // 2 >= alone_room
-    reserve = (ORDER_QUERIES if check_order and not alone_fits and budget - ORDER_QUERIES >= n_blocks + block_windows
-               else 0)
+    reserve = (
+        ORDER_QUERIES if check_order and not alone_fits and budget - ORDER_QUERIES >= n_blocks + block_windows else 0
+    )
 
     def left() -> int:
         return counter.left_before(start + budget - reserve)
@@ -202,25 +212,25 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     if left() < len(blocks):
         return done()
     d_blocks = measure([cells_of(b) for b in blocks])
-    levels.append({"level": "blocks", "windows": [[b[0], b[-1] + 1] for b in blocks],
-                   "drops": d_blocks.round(4).tolist()})
+    levels.append(
+        {"level": "blocks", "windows": [[b[0], b[-1] + 1] for b in blocks], "drops": d_blocks.round(4).tolist()}
+    )
     order = np.argsort(-d_blocks, kind="stable")
     for rank, b in enumerate(order):  # rank 0 (largest drop) scores highest
         score[cells_of(blocks[b])] = 1.0 + (len(blocks) - rank) / len(blocks)
         drop[cells_of(blocks[b])] = d_blocks[b]
+
     # 2. windows of the top blocks, widened by one window each side
     def windows_of(n_top: int) -> list[int]:
-        return sorted({w for b in order[:n_top] for w in range(max(0, blocks[b][0] - 1),
-                                                                min(n_w, blocks[b][-1] + 2))})
+        return sorted({w for b in order[:n_top] for w in range(max(0, blocks[b][0] - 1), min(n_w, blocks[b][-1] + 2))})
 
-    n_top = top_blocks or max(1, next((k for k in range(len(blocks), 0, -1)
-                                       if len(windows_of(k)) <= left() // 2), 1))
+    n_top = top_blocks or max(1, next((k for k in range(len(blocks), 0, -1) if len(windows_of(k)) <= left() // 2), 1))
     windows = windows_of(n_top)
     if left() < len(windows):
         # Too few queries for the widened block (a small budget shared by several findings): probe the windows
         # nearest the top block's centre that fit, rather than leave the explanation at block resolution.
         centre = (blocks[order[0]][0] + blocks[order[0]][-1]) / 2
-        windows = sorted(sorted(windows, key=lambda w: (abs(w - centre), w))[:left()])
+        windows = sorted(sorted(windows, key=lambda w: (abs(w - centre), w))[: left()])
     if not windows:
         return done()
     d_windows = measure([cells_of([w]) for w in windows])
@@ -241,8 +251,11 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
     if n_leads == 1:
         return done()
     for w in ranked:
-        first = [[l] for l in range(n_leads)] if n_leads <= 4 else [list(range(n_leads // 2)),
-                                                                   list(range(n_leads // 2, n_leads))]
+        first = (
+            [[l] for l in range(n_leads)]
+            if n_leads <= 4
+            else [list(range(n_leads // 2)), list(range(n_leads // 2, n_leads))]
+        )
         if left() < len(first):
             break
         groups, best, depth = first, None, 0
@@ -253,19 +266,23 @@ def coarse_to_fine(ep: Episode, counter: QueryCounter, budget: int, *, block_win
                 for c in cells_of([w], g):
                     # Within the window, leads order by their own drop; the bonus stays below the gap to the
                     # next window (0.9 of it over all depths), so the window's rank keeps its place.
-                    score[c] += 0.9 / len(ranked) * 0.5 ** depth * 0.5 * (1.0 + float(np.clip(v, -1, 1)))
+                    score[c] += 0.9 / len(ranked) * 0.5**depth * 0.5 * (1.0 + float(np.clip(v, -1, 1)))
                     drop[c] = v
             best = groups[int(np.argmax(d))]
             if len(best) == 1 or left() < 2:
                 break
-            groups = [best[:len(best) // 2], best[len(best) // 2:]]
+            groups = [best[: len(best) // 2], best[len(best) // 2 :]]
         levels.append({"level": "leads", "window": int(w), "best_leads": [int(l) for l in best]})
     return done()
 
 
-
-def _checked_order(ep: Episode, probe: Callable[[list[np.ndarray]], np.ndarray], sens: Sensitivity,
-                   flat: np.ndarray, energy: np.ndarray) -> tuple[np.ndarray, dict]:
+def _checked_order(
+    ep: Episode,
+    probe: Callable[[list[np.ndarray]], np.ndarray],
+    sens: Sensitivity,
+    flat: np.ndarray,
+    energy: np.ndarray,
+) -> tuple[np.ndarray, dict]:
     """Every cell in the order that drops the evidence fastest, of three checked with one query each.
 
     The top twentieth of `Sensitivity.own_order` (what a reader meets first; the deletion metric's first step)
@@ -288,17 +305,21 @@ def _checked_order(ep: Episode, probe: Callable[[list[np.ndarray]], np.ndarray],
     head, rest = own[:k], own[k:]
     position = np.empty(own.size, dtype=int)
     position[own] = np.arange(own.size)
-    candidates = {"estimate": rest,
-                  "energy, high first": rest[np.lexsort((position[rest], -energy[rest]))],
-                  "energy, low first": rest[np.lexsort((position[rest], energy[rest]))]}
+    candidates = {
+        "estimate": rest,
+        "energy, high first": rest[np.lexsort((position[rest], -energy[rest]))],
+        "energy, low first": rest[np.lexsort((position[rest], energy[rest]))],
+    }
     half = rest.size // 2
     signal = ep.signal()
     rows = [np.where(cell_mask(grid, np.concatenate([head, c[:half]])), flat, signal) for c in candidates.values()]
     p = probe(rows)[:, ep.target.index]
     best = int(np.argmin(p))  # the first (the estimate) on a tie
     name = list(candidates)[best]
-    return (np.concatenate([head, candidates[name]]),
-            {"level": "order", "candidates": list(candidates), "probabilities": p.round(4).tolist(), "chosen": name})
+    return (
+        np.concatenate([head, candidates[name]]),
+        {"level": "order", "candidates": list(candidates), "probabilities": p.round(4).tolist(), "chosen": name},
+    )
 
 
 def _lead_shares(finest: dict[int, tuple[float, frozenset, int]], grid) -> tuple[np.ndarray, dict]:
@@ -310,7 +331,7 @@ def _lead_shares(finest: dict[int, tuple[float, frozenset, int]], grid) -> tuple
     for c, (v, leads, windows) in finest.items():
         if len(leads) == 1 and windows == 1:
             by_window.setdefault(c % n_w, {})[c // n_w] = max(v, 0.0)
-    for w, d in by_window.items():
+    for d in by_window.values():
         total = sum(d.values())
         if len(d) == n_leads and total > 0:
             for lead, v in d.items():
@@ -334,9 +355,15 @@ def _split(cells: Sequence[int], lead_weight: np.ndarray, energy: np.ndarray, n_
     return out
 
 
-def _estimate(finest: dict[int, tuple[float, frozenset, int]], whole: dict[int, float], grid,
-              group_of: dict[int, tuple[int, ...]], energy: np.ndarray, share: np.ndarray,
-              by_window: dict[int, dict[int, float]]) -> np.ndarray:
+def _estimate(
+    finest: dict[int, tuple[float, frozenset, int]],
+    whole: dict[int, float],
+    grid,
+    group_of: dict[int, tuple[int, ...]],
+    energy: np.ndarray,
+    share: np.ndarray,
+    by_window: dict[int, dict[int, float]],
+) -> np.ndarray:
     """Each cell's own share of the drop: its finest group's drop split over its leads by the leads' measured
     shares (single-lead probes), so a weak lead of a strong window ranks below the strong lead of the next
     window, and within a lead over the group's windows by the energy dropout removes from each (a window holding
@@ -347,8 +374,11 @@ def _estimate(finest: dict[int, tuple[float, frozenset, int]], whole: dict[int, 
     n_leads, n_w = grid.n_leads, grid.n_windows
     # Drops do not add up: single-lead probes of a window sum to kappa times its all-lead drop; coarser groups
     # are scaled by the same kappa so that extrapolated cells compare with measured ones.
-    ratios = [sum(by_window[w].values()) / whole[w] for w in by_window
-              if len(by_window[w]) == n_leads and whole.get(w, 0.0) > 0]
+    ratios = [
+        sum(by_window[w].values()) / whole[w]
+        for w in by_window
+        if len(by_window[w]) == n_leads and whole.get(w, 0.0) > 0
+    ]
     kappa = float(np.clip(np.median(ratios), 0.0, 1.0)) if ratios else 1.0
     est = np.zeros(grid.n_cells)
     parts: dict[tuple[int, ...], dict[int, float]] = {}  # each group's split, computed once for all its cells
@@ -361,8 +391,9 @@ def _estimate(finest: dict[int, tuple[float, frozenset, int]], whole: dict[int, 
     return est
 
 
-def _with_alone(est: np.ndarray, gains: dict[int, float], blocks: list[list[int]], grid,
-                energy: np.ndarray, lead_share: np.ndarray) -> np.ndarray:
+def _with_alone(
+    est: np.ndarray, gains: dict[int, float], blocks: list[list[int]], grid, energy: np.ndarray, lead_share: np.ndarray
+) -> np.ndarray:
     """The estimate (relative to its largest) plus each cell's share of its block's gain alone (relative to the
     largest share), the gain split over leads by their measured shares (`_lead_shares`; a lead the classifier
     does not read gets none) and within a lead over windows by dropout energy.

@@ -9,12 +9,14 @@ classifiers. It never sees classifier gradients or internals: only the probabili
 
 The action distribution is factored: ``pi(cell, type | s) = pi(cell | s) * pi(type | s, cell)``.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,8 +64,7 @@ class SegmentPolicy(nn.Module):
     def __init__(self, card: PolicyCard | None = None):
         super().__init__()
         self.card = card or PolicyCard()
-        fc, fg, h, t = len(self.card.cell_features), len(self.card.global_features), self.card.hidden, \
-            self.card.n_types
+        fc, fg, h, t = len(self.card.cell_features), len(self.card.global_features), self.card.hidden, self.card.n_types
         self.embed = nn.Sequential(nn.Linear(fc + fg, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh())
         self.score_head = nn.Sequential(nn.Linear(2 * h, h), nn.Tanh(), nn.Linear(h, 1))
         self.type_head = nn.Sequential(nn.Linear(2 * h, h), nn.Tanh(), nn.Linear(h, t))
@@ -71,8 +72,9 @@ class SegmentPolicy(nn.Module):
         self._distorted = self.card.cell_features.index("distorted")
 
     # ------------------------------------------------------------------ core
-    def encode(self, cells: torch.Tensor, glob: torch.Tensor,
-               mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(
+        self, cells: torch.Tensor, glob: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cell embeddings ``[B, C, h]``, context ``[B, h]`` and cell logits ``[B, C]`` (padding at -inf)."""
         b, c, _ = cells.shape
         x = torch.cat([cells, glob[:, None, :].expand(b, c, glob.shape[-1])], dim=-1)
@@ -83,8 +85,14 @@ class SegmentPolicy(nn.Module):
         logits = logits.masked_fill(~mask, float("-inf"))
         return emb, ctx, logits
 
-    def type_logits(self, emb: torch.Tensor, ctx: torch.Tensor, cells: torch.Tensor,
-                    chosen: torch.Tensor, type_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def type_logits(
+        self,
+        emb: torch.Tensor,
+        ctx: torch.Tensor,
+        cells: torch.Tensor,
+        chosen: torch.Tensor,
+        type_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Action-type logits ``[B, n_types]`` for the chosen cells ``[B]``; remove is masked on clean cells and
         ``type_mask`` ``[n_types]`` (bool, True = allowed) masks kinds the caller did not allow."""
         idx = chosen.view(-1, 1, 1).expand(-1, 1, emb.shape[-1])
@@ -101,8 +109,9 @@ class SegmentPolicy(nn.Module):
         return self.value_head(torch.cat([ctx, glob], dim=-1)).squeeze(-1)
 
     # ------------------------------------------------------------------ PPO interface
-    def act(self, obs: dict[str, torch.Tensor], *, deterministic: bool = False,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def act(
+        self, obs: dict[str, torch.Tensor], *, deterministic: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample (or take the mode of) actions. Returns ``actions`` long ``[B, 2]`` (cell, type),
         ``log_prob`` ``[B]``, ``value`` ``[B]``."""
         cells, glob, mask = obs["cells"], obs["globals"], obs["mask"]
@@ -110,12 +119,14 @@ class SegmentPolicy(nn.Module):
         cell = _pick(cell_logits, deterministic, generator)
         t_logits = self.type_logits(emb, ctx, cells, cell)
         atype = _pick(t_logits, deterministic, generator)
-        log_prob = (torch.log_softmax(cell_logits, -1).gather(1, cell[:, None]).squeeze(1)
-                    + torch.log_softmax(t_logits, -1).gather(1, atype[:, None]).squeeze(1))
+        log_prob = torch.log_softmax(cell_logits, -1).gather(1, cell[:, None]).squeeze(1) + torch.log_softmax(
+            t_logits, -1
+        ).gather(1, atype[:, None]).squeeze(1)
         return torch.stack([cell, atype], 1), log_prob, self.value(ctx, glob)
 
-    def evaluate_actions(self, obs: dict[str, torch.Tensor],
-                         actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def evaluate_actions(
+        self, obs: dict[str, torch.Tensor], actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(value [B], log_prob [B], entropy [B])`` of given actions ``[B, 2]`` under the current weights."""
         cells, glob, mask = obs["cells"], obs["globals"], obs["mask"]
         emb, ctx, cell_logits = self.encode(cells, glob, mask)
@@ -137,8 +148,9 @@ class SegmentPolicy(nn.Module):
         return logits[0].double().numpy()
 
     @torch.no_grad()
-    def score_actions(self, cells: np.ndarray, glob: np.ndarray,
-                      type_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def score_actions(
+        self, cells: np.ndarray, glob: np.ndarray, type_mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One forward pass for one state: cell logits ``[n_cells]`` and, for every cell, action-type logits
         ``[n_cells, n_types]`` (remove at -inf on clean cells; types outside ``type_mask`` at -inf)."""
         c = torch.as_tensor(cells, dtype=torch.float32)[None]
@@ -152,16 +164,22 @@ class SegmentPolicy(nn.Module):
         return logits[0].double().numpy(), t_logits.double().numpy()
 
     @torch.no_grad()
-    def choose_types(self, cells: np.ndarray, glob: np.ndarray, chosen: Sequence[int],
-                     type_mask: np.ndarray | None = None) -> np.ndarray:
+    def choose_types(
+        self, cells: np.ndarray, glob: np.ndarray, chosen: Sequence[int], type_mask: np.ndarray | None = None
+    ) -> np.ndarray:
         """The most probable action type for each of ``chosen`` cells: int ``[len(chosen)]``."""
         c = torch.as_tensor(cells, dtype=torch.float32)[None]
         g = torch.as_tensor(glob, dtype=torch.float32)[None]
         emb, ctx, _ = self.encode(c, g, torch.ones(c.shape[:2], dtype=torch.bool))
         k = len(chosen)
         tm = None if type_mask is None else torch.as_tensor(type_mask, dtype=torch.bool)
-        logits = self.type_logits(emb.expand(k, -1, -1), ctx.expand(k, -1), c.expand(k, -1, -1),
-                                  torch.as_tensor(list(chosen), dtype=torch.long), tm)
+        logits = self.type_logits(
+            emb.expand(k, -1, -1),
+            ctx.expand(k, -1),
+            c.expand(k, -1, -1),
+            torch.as_tensor(list(chosen), dtype=torch.long),
+            tm,
+        )
         return logits.argmax(-1).numpy()
 
     # ------------------------------------------------------------------ persistence
@@ -212,8 +230,10 @@ def policy_misfit(policy: SegmentPolicy, n_leads: int, n_samples: int, fs: float
     if list(card.cell_features) != list(CELL_FEATURES) or list(card.global_features) != list(GLOBAL_FEATURES):
         return "the policy was trained on other features than this version computes"
     if window_s < card.min_window_s or fs < card.min_fs:
-        return (f"the policy needs inputs of at least {card.min_window_s:g} s at {card.min_fs:g} Hz or more; "
-                f"the classifier takes {n_leads} x {n_samples} samples ({window_s:g} s at {fs:g} Hz)")
+        return (
+            f"the policy needs inputs of at least {card.min_window_s:g} s at {card.min_fs:g} Hz or more; "
+            f"the classifier takes {n_leads} x {n_samples} samples ({window_s:g} s at {fs:g} Hz)"
+        )
     return None
 
 

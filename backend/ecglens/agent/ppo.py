@@ -4,11 +4,13 @@
 every environment into the `RolloutBuffer`, compute GAE, log, then `PPO.train` (ratio, clipped surrogate, value
 loss, entropy bonus, gradient clipping) for ``n_epochs`` over shuffled minibatches.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,8 +62,7 @@ class PPO:
         Seeds torch's sampling generator and the minibatch shuffling. Default: 0.
     """
 
-    def __init__(self, policy: SegmentPolicy, env: VecSegmentGridEnv, config: PPOConfig | None = None,
-                 seed: int = 0):
+    def __init__(self, policy: SegmentPolicy, env: VecSegmentGridEnv, config: PPOConfig | None = None, seed: int = 0):
         self.policy = policy
         self.env = env
         self.config = config or PPOConfig()
@@ -75,8 +76,13 @@ class PPO:
         self._episode_starts = np.ones(env.n_envs, dtype=np.float32)
 
     # ------------------------------------------------------------------ loop
-    def learn(self, total_timesteps: int, *, time_limit_s: float | None = None,
-              callback: Callable[[dict[str, float]], None] | None = None) -> "PPO":
+    def learn(
+        self,
+        total_timesteps: int,
+        *,
+        time_limit_s: float | None = None,
+        callback: Callable[[dict[str, float]], None] | None = None,
+    ) -> PPO:
         """Alternate rollouts and training until ``total_timesteps`` environment steps (all environments
         together) or ``time_limit_s`` seconds of wall time have passed."""
         start = time.perf_counter()
@@ -103,8 +109,15 @@ class PPO:
         cfg, env = self.config, self.env
         assert self._obs is not None
         n_cells = self._obs["cells"].shape[1]
-        buffer = RolloutBuffer(cfg.n_steps, env.n_envs, n_cells, self._obs["cells"].shape[2],
-                               self._obs["globals"].shape[1], gamma=cfg.gamma, gae_lambda=cfg.gae_lambda)
+        buffer = RolloutBuffer(
+            cfg.n_steps,
+            env.n_envs,
+            n_cells,
+            self._obs["cells"].shape[2],
+            self._obs["globals"].shape[1],
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+        )
         self.policy.eval()
         self._finished_from = len(env.finished)
         dones = np.zeros(env.n_envs, dtype=bool)
@@ -112,8 +125,14 @@ class PPO:
             obs_t = _to_tensors(self._obs, n_cells)
             actions, log_prob, values = self.policy.act(obs_t, generator=self.generator)
             new_obs, rewards, dones, _ = env.step(actions.numpy())
-            buffer.add(_pad(self._obs, n_cells), actions.numpy(), rewards, self._episode_starts,
-                       values.numpy(), log_prob.numpy())
+            buffer.add(
+                _pad(self._obs, n_cells),
+                actions.numpy(),
+                rewards,
+                self._episode_starts,
+                values.numpy(),
+                log_prob.numpy(),
+            )
             self._obs = new_obs
             self._episode_starts = dones.astype(np.float32)
         _, _, last_values = self.policy.act(_to_tensors(self._obs, n_cells), deterministic=True)
@@ -126,8 +145,9 @@ class PPO:
         """One PPO update over ``buffer``; returns the mean losses under ``train/...`` keys."""
         cfg = self.config
         self.policy.train()
-        logs: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl",
-                                                         "clip_fraction")}
+        logs: dict[str, list[float]] = {
+            k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+        }
         for _ in range(cfg.n_epochs):
             for batch in buffer.get(cfg.batch_size, self.rng):
                 obs = {"cells": batch.cells, "globals": batch.globals, "mask": batch.mask}
@@ -166,9 +186,11 @@ class PPO:
         return {f"train/{k}": float(np.mean(v)) for k, v in logs.items()}
 
     def _rollout_log(self, buffer: RolloutBuffer) -> dict[str, float]:
-        done = self.env.finished[getattr(self, "_finished_from", 0):]
-        out: dict[str, Any] = {"rollout/reward_mean": float(buffer.rewards.mean()),
-                               "rollout/episodes": float(len(done))}
+        done = self.env.finished[getattr(self, "_finished_from", 0) :]
+        out: dict[str, Any] = {
+            "rollout/reward_mean": float(buffer.rewards.mean()),
+            "rollout/episodes": float(len(done)),
+        }
         if done:
             out["rollout/ep_return_mean"] = float(np.mean([d["episode_return"] for d in done]))
             out["rollout/flip_rate"] = float(np.mean([d["flipped"] for d in done]))
@@ -185,11 +207,17 @@ def _pad(obs: dict[str, np.ndarray], n_cells: int) -> dict[str, np.ndarray]:
     if c > n_cells:
         raise ValueError(f"observation has {c} cells, the rollout buffer holds {n_cells}")
     pad = n_cells - c
-    return {"cells": np.pad(obs["cells"], ((0, 0), (0, pad), (0, 0))), "globals": obs["globals"],
-            "mask": np.pad(obs["mask"], ((0, 0), (0, pad)))}
+    return {
+        "cells": np.pad(obs["cells"], ((0, 0), (0, pad), (0, 0))),
+        "globals": obs["globals"],
+        "mask": np.pad(obs["mask"], ((0, 0), (0, pad))),
+    }
 
 
 def _to_tensors(obs: dict[str, np.ndarray], n_cells: int) -> dict[str, torch.Tensor]:
     obs = _pad(obs, n_cells)
-    return {"cells": torch.as_tensor(obs["cells"]), "globals": torch.as_tensor(obs["globals"]),
-            "mask": torch.as_tensor(obs["mask"])}
+    return {
+        "cells": torch.as_tensor(obs["cells"]),
+        "globals": torch.as_tensor(obs["globals"]),
+        "mask": torch.as_tensor(obs["mask"]),
+    }

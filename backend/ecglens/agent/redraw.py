@@ -12,9 +12,10 @@ budget is spent. Kinds, cells and the per-cell amplitude ratios never change, so
 realistic distortion of the same kinds. On 120 DS1 one-PVC windows at budget 500 the margin rounds and the
 restarts (with the budget the policy's capped passes used to take) raised the flip SNR by 0.45 dB on average.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,9 +23,17 @@ from ecglens.agent.env import Episode
 from ecglens.classifiers.base import QueryCounter
 
 
-def redraw_quieter(ep: Episode, counter: QueryCounter, end: int, rng: np.random.Generator, *,
-                   draws: int = 20, step_db: float = 1.5, min_step_db: float = 0.4,
-                   report: Callable[[int], None] | None = None) -> int:
+def redraw_quieter(
+    ep: Episode,
+    counter: QueryCounter,
+    end: int,
+    rng: np.random.Generator,
+    *,
+    draws: int = 20,
+    step_db: float = 1.5,
+    min_step_db: float = 0.4,
+    report: Callable[[int], None] | None = None,
+) -> int:
     """Raise the SNR of ``ep``'s flipping distortion by redrawing realisations; returns the rounds accepted.
 
     Parameters

@@ -27,22 +27,24 @@ episode per diagnosed finding under the query budget:
 
 Every classifier row goes through a `QueryCounter` with the budget as a hard cap.
 """
+
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ecglens.agent.broad import broad_flip
 from ecglens.agent.env import KINDS, Episode, Target, _is_normal, diagnosed_targets
 from ecglens.agent.greedy import greedy_scan
+from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
 from ecglens.agent.localize import DROPOUT, Sensitivity, coarse_to_fine
 from ecglens.agent.redraw import redraw_quieter
-from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
 from ecglens.classifiers.fit import fit_record, input_leads, window_starts
 from ecglens.ecg import Ecg
@@ -50,14 +52,14 @@ from ecglens.errors import RecordError
 from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 
 SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
-_MIN_GAIN = 0.01         # a probe is committed only when it lowers the probability by 1% of p0 or more
+_MIN_GAIN = 0.01  # a probe is committed only when it lowers the probability by 1% of p0 or more
 _GREEDY_FIRST_QUERIES = 200  # from this many queries left after the localisation the scan finds the first flip
 _GREEDY_PASS_QUERIES = 200  # the capped scan for a quieter flip needs this many queries left
-_BROAD_RESERVE = 40      # queries a broad-noise flip must leave for its cleanup
-_REDRAW_SHARE = 0.15     # of what the first flip leaves, kept for redrawn realisations (DS1: 0.08-0.4 tried)
+_BROAD_RESERVE = 40  # queries a broad-noise flip must leave for its cleanup
+_REDRAW_SHARE = 0.15  # of what the first flip leaves, kept for redrawn realisations (DS1: 0.08-0.4 tried)
 _CELL_BISECTION_STEPS = 3  # then per-cell amplitude bisection steps (resolution 1/8 of the cell's amplitude)
-_BISECTION_STEPS = 5     # joint amplitude bisection steps in the cleanup (resolution 1/32)
-_FEW_CELLS = 12          # the cleanup removes cells one by one from here down; above, in chunks first
+_BISECTION_STEPS = 5  # joint amplitude bisection steps in the cleanup (resolution 1/32)
+_FEW_CELLS = 12  # the cleanup removes cells one by one from here down; above, in chunks first
 
 
 @dataclass
@@ -73,10 +75,19 @@ class EpisodeResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def explain(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] | str | None = None,
-            query_budget: int = 500, seed: int = 0, start_s: float | None = None, segment_s: float = 0.25,
-            beat_aligned: bool = False, policy: Any = None,
-            progress: Callable[[float], None] | None = None) -> Explanation:
+def explain(
+    ecg: Ecg,
+    classifier: Classifier,
+    *,
+    distortions: Sequence[str] | str | None = None,
+    query_budget: int = 500,
+    seed: int = 0,
+    start_s: float | None = None,
+    segment_s: float = 0.25,
+    beat_aligned: bool = False,
+    policy: Any = None,
+    progress: Callable[[float], None] | None = None,
+) -> Explanation:
     """Explain ``classifier``'s diagnosis of ``ecg``: critical segments and the minimal flipping distortion.
 
     Parameters
@@ -136,22 +147,37 @@ def explain(ecg: Ecg, classifier: Classifier, *, distortions: Sequence[str] | st
             break
         # The first (most probable) finding may use all but a small reserve (a fifth, at most 10 per other
         # finding); the others share what it leaves.
-        share = (left - min(left // 5, 10 * (len(targets) - 1)) if j == 0 else left // (len(targets) - j))
-        ep = Episode(x, fs, probs0, target, np.random.default_rng([seed, j]), kinds=kinds, grid=grid,
-                     signal_features=feats, query_budget=query_budget)
-        results.append(_run_episode(ep, counter, share, chosen_policy, report,
-                                    np.random.default_rng([seed, j, 1])))
+        share = left - min(left // 5, 10 * (len(targets) - 1)) if j == 0 else left // (len(targets) - j)
+        ep = Episode(
+            x,
+            fs,
+            probs0,
+            target,
+            np.random.default_rng([seed, j]),
+            kinds=kinds,
+            grid=grid,
+            signal_features=feats,
+            query_budget=query_budget,
+        )
+        results.append(_run_episode(ep, counter, share, chosen_policy, report, np.random.default_rng([seed, j, 1])))
     if progress:
         progress(1.0)
     main = results[0] if results else None
-    explanation = _build_explanation(ecg, classifier, x, probs0, targets, main, results, counter, grid,
-                                     window_start_s, method, fallback_reason, t0)
+    explanation = _build_explanation(
+        ecg, classifier, x, probs0, targets, main, results, counter, grid, window_start_s, method, fallback_reason, t0
+    )
     return explanation
 
 
 # ---------------------------------------------------------------------------------------------------- episode
-def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
-                 report: Callable[[int], None], rng: np.random.Generator) -> EpisodeResult:
+def _run_episode(
+    ep: Episode,
+    counter: QueryCounter,
+    budget: int,
+    policy: Any,
+    report: Callable[[int], None],
+    rng: np.random.Generator,
+) -> EpisodeResult:
     start_q = counter.queries
     end = start_q + budget
     prior = None
@@ -191,14 +217,25 @@ def _run_episode(ep: Episode, counter: QueryCounter, budget: int, policy: Any,
     # search that needs no further cell choices) until the budget is spent.
     if ep.flipped:
         reserve = int(_REDRAW_SHARE * max(0, end - counter.queries))
-        contributions, found_by = _quieter_flip(ep, counter, end - reserve, candidates, report, contributions,
-                                                found_by)
+        contributions, found_by = _quieter_flip(ep, counter, end - reserve, candidates, report, contributions, found_by)
     if ep.flipped and redraw_quieter(ep, counter, end - len(ep.distorted_cells()), rng, report=report):
         contributions = verify_minimal(ep, counter, end, report) or contributions
     scores = _final_scores(ep, sens, contributions, prior)
-    return EpisodeResult(ep, scores, list(ep.order), contributions, probe_kind, counter.queries - start_q,
-                         extra={"target": ep.target.label, "flipped": ep.flipped, "snr_db": ep.snr_db(),
-                                "found_by": found_by, "localization": sens.levels})
+    return EpisodeResult(
+        ep,
+        scores,
+        list(ep.order),
+        contributions,
+        probe_kind,
+        counter.queries - start_q,
+        extra={
+            "target": ep.target.label,
+            "flipped": ep.flipped,
+            "snr_db": ep.snr_db(),
+            "found_by": found_by,
+            "localization": sens.levels,
+        },
+    )
 
 
 def _scan_candidates(ranked: np.ndarray, measured: bool, share: int) -> np.ndarray | None:
@@ -222,17 +259,24 @@ def _localization_budget(budget: int) -> int:
     return max(23, budget // 5)
 
 
-def _final_scores(ep: Episode, sens: Sensitivity, contributions: dict[int, float],
-                  prior: np.ndarray | None) -> np.ndarray:
+def _final_scores(
+    ep: Episode, sens: Sensitivity, contributions: dict[int, float], prior: np.ndarray | None
+) -> np.ndarray:
     """Cell scores: the coarse-to-fine sensitivity when it measured anything, else `score_cells`."""
     if sens.queries == 0:
         return score_cells(ep, contributions, prior)
     return sens.ranked_scores()
 
 
-def _quieter_flip(ep: Episode, counter: QueryCounter, end: int, candidates: np.ndarray | None,
-                  report: Callable[[int], None], contributions: dict[int, float],
-                  found_by: str | None) -> tuple[dict[int, float], str | None]:
+def _quieter_flip(
+    ep: Episode,
+    counter: QueryCounter,
+    end: int,
+    candidates: np.ndarray | None,
+    report: Callable[[int], None],
+    contributions: dict[int, float],
+    found_by: str | None,
+) -> tuple[dict[int, float], str | None]:
     """One search for a flip at a higher SNR; the better of it and the current flip is kept.
 
     Starts again from the clean input with every distortion capped one level below the strongest level of the
@@ -246,8 +290,14 @@ def _quieter_flip(ep: Episode, counter: QueryCounter, end: int, candidates: np.n
         return contributions, found_by
     best = (ep.snapshot(), ep.snr_db())
     ep.restore_clean()
-    greedy_scan(ep, counter, left - _cleanup_reserve(left), max_level=int(ep.level[cells].max()) - 1,
-                candidates=candidates, progress=report)
+    greedy_scan(
+        ep,
+        counter,
+        left - _cleanup_reserve(left),
+        max_level=int(ep.level[cells].max()) - 1,
+        candidates=candidates,
+        progress=report,
+    )
     if ep.flipped:
         found = minimize(ep, counter, end, report)
         if ep.flipped and ep.snr_db() > best[1]:
@@ -261,8 +311,16 @@ def _cleanup_reserve(budget: int) -> int:
     return min(40, budget // 5)
 
 
-def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, probe_kind: dict[int, int],
-                  report: Callable[[int], None], *, max_probes: int | None = None) -> np.ndarray:
+def policy_search(
+    ep: Episode,
+    counter: QueryCounter,
+    end: int,
+    policy: Any,
+    probe_kind: dict[int, int],
+    report: Callable[[int], None],
+    *,
+    max_probes: int | None = None,
+) -> np.ndarray:
     """Propose-and-probe with the learned policy until ``ep`` flips or queries reach ``end - reserve``.
 
     Each round: the policy ranks the cells and picks a distortion for each; the top ``k`` proposals not yet
@@ -280,7 +338,7 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
     prior = policy.rank_cells(ep.observe_cells(), ep.observe_global())
     min_level = 0
     proposed = np.zeros(ep.grid.n_cells, dtype=bool)  # proposed in this breadth-first round
-    tried: set[tuple[int, int, int]] = set()            # probes made since the last commit
+    tried: set[tuple[int, int, int]] = set()  # probes made since the last commit
     while not ep.flipped:
         room = counter.left_before(search_end)
         if room < 2:
@@ -344,9 +402,15 @@ def policy_search(ep: Episode, counter: QueryCounter, end: int, policy: Any, pro
     return prior
 
 
-def _first_untried(ep: Episode, cell: int, type_logits: np.ndarray, decode: Callable[[int], tuple[int, int]],
-                   min_level: int, tried: set[tuple[int, int, int]],
-                   top_level: int | None = None) -> tuple[int, int, int] | None:
+def _first_untried(
+    ep: Episode,
+    cell: int,
+    type_logits: np.ndarray,
+    decode: Callable[[int], tuple[int, int]],
+    min_level: int,
+    tried: set[tuple[int, int, int]],
+    top_level: int | None = None,
+) -> tuple[int, int, int] | None:
     """The policy's most preferred change for ``cell`` that is new (not tried, not the cell's current state)."""
     for t in np.argsort(-type_logits, kind="stable"):
         if not np.isfinite(type_logits[t]):
@@ -379,8 +443,9 @@ def _type_decoder(policy: Any, ep: Episode) -> tuple[Callable[[int], tuple[int, 
     return decode, allowed
 
 
-def _proposal(ep: Episode, cell: int, kind: int, level: int, min_level: int,
-              top_level: int | None = None) -> tuple[int, int, int] | None:
+def _proposal(
+    ep: Episode, cell: int, kind: int, level: int, min_level: int, top_level: int | None = None
+) -> tuple[int, int, int] | None:
     """The change ``(cell, kind, level)`` to probe; an add is at least ``min_level`` and never weakens a
     distorted cell; kind -1 removes. None when the add would pass ``top_level``."""
     n_levels = len(ep.levels_db)
@@ -409,8 +474,9 @@ def _commit(ep: Episode, changes: list[tuple[int, int, int]], probs: np.ndarray)
 
 
 # ---------------------------------------------------------------------------------------------------- cleanup
-def minimize(ep: Episode, counter: QueryCounter, end: int,
-             report: Callable[[int], None] | None = None) -> dict[int, float]:
+def minimize(
+    ep: Episode, counter: QueryCounter, end: int, report: Callable[[int], None] | None = None
+) -> dict[int, float]:
     """Make ``ep``'s flipping distortion minimal; returns each remaining cell's contribution.
 
     1. Drop distortions the flip does not need. A flip over more than `_FEW_CELLS` cells (a broad one) is
@@ -429,6 +495,7 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
     Stops early, keeping the flip, when fewer than the needed queries are left before ``end``.
     Contributions: cell -> rise of the diagnosed class's probability when the cell alone is removed.
     """
+
     def room() -> int:
         return counter.left_before(end)
 
@@ -469,8 +536,12 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
     for c in [int(c) for c in ep.distorted_cells()]:
         if not ep.flipped or ep.kind[c] < 0:
             continue
-        options = [(c, k, lv) for lv in range(int(ep.level[c]) + 1) for k in range(len(ep.kinds))
-                   if (k, lv) != (int(ep.kind[c]), int(ep.level[c]))]
+        options = [
+            (c, k, lv)
+            for lv in range(int(ep.level[c]) + 1)
+            for k in range(len(ep.kinds))
+            if (k, lv) != (int(ep.kind[c]), int(ep.level[c]))
+        ]
         if not options or len(options) > room() - _BISECTION_STEPS - len(ep.distorted_cells()):
             continue
         probs = ep.probe(counter, [[o] for o in options])
@@ -513,8 +584,9 @@ def minimize(ep: Episode, counter: QueryCounter, end: int,
     return verify_minimal(ep, counter, end, report)
 
 
-def _remove_chunks(ep: Episode, counter: QueryCounter, end: int, report: Callable[[int], None] | None,
-                   *, few: int = _FEW_CELLS) -> None:
+def _remove_chunks(
+    ep: Episode, counter: QueryCounter, end: int, report: Callable[[int], None] | None, *, few: int = _FEW_CELLS
+) -> None:
     """Thin out a flip over many cells by removing chunks of them (Zeller's ddmin, one call per round).
 
     Splits the distorted cells into chunks (2 at first), probes the removal of each in one call, removes every
@@ -558,11 +630,13 @@ def _drop_groups(ep: Episode, counter: QueryCounter, end: int, groups: list[list
     return 1
 
 
-def verify_minimal(ep: Episode, counter: QueryCounter, end: int,
-                   report: Callable[[int], None] | None = None) -> dict[int, float]:
+def verify_minimal(
+    ep: Episode, counter: QueryCounter, end: int, report: Callable[[int], None] | None = None
+) -> dict[int, float]:
     """Probe every single removal; take one that keeps the flip and repeat, so that at the end removing any
     remaining cell un-flips. Returns each cell's contribution (rise of the diagnosed class's probability when
     it alone is removed); empty when the budget ran out first."""
+
     def room() -> int:
         return counter.left_before(end)
 
@@ -582,8 +656,6 @@ def verify_minimal(ep: Episode, counter: QueryCounter, end: int,
     if report:
         report(counter.queries)
     return contributions
-
-
 
 
 # ---------------------------------------------------------------------------------------------------- scoring
@@ -631,8 +703,9 @@ def _parse_kinds(distortions: Sequence[str] | str | None) -> tuple[str, ...]:
     items = [d for d in items if d]
     unknown = [d for d in items if d not in KINDS]
     if unknown or not items:
-        raise ValueError(f"unknown distortion kind(s) {', '.join(unknown) or '(none given)'}; "
-                         f"valid: {', '.join(KINDS)}")
+        raise ValueError(
+            f"unknown distortion kind(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(KINDS)}"
+        )
     return tuple(dict.fromkeys(items))
 
 
@@ -649,20 +722,20 @@ def _window(ecg: Ecg, counter: QueryCounter, start_s: float | None) -> tuple[np.
     sig = fitted.signal
     if fitted.n_samples <= n:
         x = np.zeros((fitted.n_leads, n), dtype=np.float32)
-        x[:, :fitted.n_samples] = sig
+        x[:, : fitted.n_samples] = sig
         return x, counter.predict_proba(x[None])[0], 0.0
     if start_s is not None:
         a = int(round(start_s * fs))
         if not 0 <= a < fitted.n_samples:
             raise ValueError(f"start_s {start_s} s is outside the {fitted.duration_s:.2f} s record")
         a = min(a, fitted.n_samples - n)
-        x = sig[:, a:a + n].copy()
+        x = sig[:, a : a + n].copy()
         return x, counter.predict_proba(x[None])[0], a / fs
     starts = window_starts(fitted.n_samples, n)
     cap = max(1, (counter.remaining or 1) // 2)  # never spend more than half the budget on choosing
     if len(starts) > cap:
         starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, cap).round().astype(int)]
-    batch = np.stack([sig[:, a:a + n] for a in starts])
+    batch = np.stack([sig[:, a : a + n] for a in starts])
     probs = counter.predict_proba(batch)
     names = tuple(counter.class_names)
     thresholds = counter.thresholds
@@ -701,16 +774,29 @@ def _resolve_policy(policy: Any, shape: tuple[int, int], fs: float) -> tuple[Any
     return (None, reason) if reason else (policy, None)
 
 
-def _build_explanation(ecg: Ecg, classifier: Classifier, x: np.ndarray, probs0: np.ndarray,
-                       targets: list[Target], main: EpisodeResult | None, results: list[EpisodeResult],
-                       counter: QueryCounter, grid: SegmentGrid, window_start_s: float, method: str,
-                       fallback_reason: str | None, t0: float) -> Explanation:
+def _build_explanation(
+    ecg: Ecg,
+    classifier: Classifier,
+    x: np.ndarray,
+    probs0: np.ndarray,
+    targets: list[Target],
+    main: EpisodeResult | None,
+    results: list[EpisodeResult],
+    counter: QueryCounter,
+    grid: SegmentGrid,
+    window_start_s: float,
+    method: str,
+    fallback_reason: str | None,
+    t0: float,
+) -> Explanation:
     names = tuple(classifier.class_names)
     leads = input_leads(ecg, classifier)
-    diagnosis = Diagnosis(label=targets[0].label,
-                          probabilities={n: float(p) for n, p in zip(names, probs0)},
-                          findings=[t.label for t in targets if probs0[t.index] >= t.threshold and t.multilabel]
-                          or ([targets[0].label] if not targets[0].multilabel else []))
+    diagnosis = Diagnosis(
+        label=targets[0].label,
+        probabilities={n: float(p) for n, p in zip(names, probs0)},
+        findings=[t.label for t in targets if probs0[t.index] >= t.threshold and t.multilabel]
+        or ([targets[0].label] if not targets[0].multilabel else []),
+    )
     fs = float(classifier.sampling_rate)
     if main is None:
         scores = np.zeros(grid.n_cells)
@@ -722,27 +808,47 @@ def _build_explanation(ecg: Ecg, classifier: Classifier, x: np.ndarray, probs0: 
         adversarial = _adversarial(main.episode, classifier) if main.episode.flipped else None
     saliency = grid.to_samples(scores)
     extra: dict[str, Any] = {
-        "grid": {"n_leads": grid.n_leads, "n_windows": grid.n_windows, "beat_aligned": grid.beat_aligned,
-                 "bounds_s": (grid.bounds / fs).round(4).tolist()},
+        "grid": {
+            "n_leads": grid.n_leads,
+            "n_windows": grid.n_windows,
+            "beat_aligned": grid.beat_aligned,
+            "bounds_s": (grid.bounds / fs).round(4).tolist(),
+        },
         "calls": counter.calls,
-        "findings": [{"label": r.episode.target.label, "flipped": r.episode.flipped,
-                      "found_by": r.extra.get("found_by") if r.episode.flipped else None,
-                      "snr_db": r.episode.snr_db() if r.episode.flipped else None, "queries": r.queries,
-                      "segments": [s.to_dict() for s in _segments(r, grid, leads, window_start_s)[:5]]}
-                     for r in results],
+        "findings": [
+            {
+                "label": r.episode.target.label,
+                "flipped": r.episode.flipped,
+                "found_by": r.extra.get("found_by") if r.episode.flipped else None,
+                "snr_db": r.episode.snr_db() if r.episode.flipped else None,
+                "queries": r.queries,
+                "segments": [s.to_dict() for s in _segments(r, grid, leads, window_start_s)[:5]],
+            }
+            for r in results
+        ],
     }
     if main is not None and not main.episode.flipped:
         extra["best_probability"] = main.episode.p
     if main is not None:
         extra["localization"] = main.extra.get("localization", [])
-    return Explanation(diagnosis=diagnosis, segments=segments, saliency=saliency, adversarial=adversarial,
-                       queries=counter.queries, elapsed_s=time.perf_counter() - t0, method=method,
-                       fallback_reason=fallback_reason, fs=fs, leads=leads, start_s=float(window_start_s),
-                       cell_scores=scores.astype(np.float32), extra=extra)
+    return Explanation(
+        diagnosis=diagnosis,
+        segments=segments,
+        saliency=saliency,
+        adversarial=adversarial,
+        queries=counter.queries,
+        elapsed_s=time.perf_counter() - t0,
+        method=method,
+        fallback_reason=fallback_reason,
+        fs=fs,
+        leads=leads,
+        start_s=float(window_start_s),
+        cell_scores=scores.astype(np.float32),
+        extra=extra,
+    )
 
 
-def _segments(result: EpisodeResult, grid: SegmentGrid, leads: tuple[str, ...],
-              offset_s: float) -> list[Segment]:
+def _segments(result: EpisodeResult, grid: SegmentGrid, leads: tuple[str, ...], offset_s: float) -> list[Segment]:
     """Cells scoring at least `SEGMENT_THRESHOLD`, adjacent windows of a lead merged, highest score first."""
     ep, scores = result.episode, result.cell_scores
     out: list[Segment] = []
@@ -764,10 +870,15 @@ def _segments(result: EpisodeResult, grid: SegmentGrid, leads: tuple[str, ...],
             fallback = DROPOUT if result.extra.get("localization") else "none"
             _, a, _ = grid.cell_span(run[0])
             _, _, b = grid.cell_span(run[-1])
-            out.append(Segment(lead=leads[lead] if lead < len(leads) else str(lead),
-                               start_s=offset_s + a / grid.fs, end_s=offset_s + b / grid.fs,
-                               score=float(scores[best]),
-                               distortion=ep.kinds[kind] if kind >= 0 else fallback))
+            out.append(
+                Segment(
+                    lead=leads[lead] if lead < len(leads) else str(lead),
+                    start_s=offset_s + a / grid.fs,
+                    end_s=offset_s + b / grid.fs,
+                    score=float(scores[best]),
+                    distortion=ep.kinds[kind] if kind >= 0 else fallback,
+                )
+            )
             w += 1
     out.sort(key=lambda s: (-s.score, s.lead, s.start_s))
     return out
@@ -784,5 +895,6 @@ def _adversarial(ep: Episode, classifier: Classifier) -> Adversarial:
     else:
         label = names[int(np.argmax(probs))]
     noise = (signal - ep.clean).astype(np.float32)
-    return Adversarial(signal=signal.astype(np.float32), noise=noise, snr_db=ep.snr_db(), l2=ep.l2(),
-                       flipped=ep.flipped, label=label)
+    return Adversarial(
+        signal=signal.astype(np.float32), noise=noise, snr_db=ep.snr_db(), l2=ep.l2(), flipped=ep.flipped, label=label
+    )

@@ -4,12 +4,14 @@ Only DS1 (de Chazal et al. 2004) is used: most records for training, a few held 
 `ecglens.agent.evaluate`; DS2 is never touched here. The policy and its card (training data, classifier,
 hyperparameters, seed, training time, reward-curve summary) are written to ``models/agent_policy.pt`` / ``.json``.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,25 +32,37 @@ def training_records() -> tuple[str, ...]:
     return tuple(r for r in DS1 if r not in HELD_OUT_DS1)
 
 
-def load_inputs(classifier: Classifier, records: Sequence[str], data_dir: str | Path | None = None,
-                hop_s: float | None = None) -> np.ndarray:
+def load_inputs(
+    classifier: Classifier, records: Sequence[str], data_dir: str | Path | None = None, hop_s: float | None = None
+) -> np.ndarray:
     """float32 ``[n, leads, samples]`` MIT-BIH windows of ``records`` fitted to ``classifier``'s input
     (its window length and leads; resampled when its rate is not 360 Hz)."""
     from ecglens.classifiers.fit import fit_record
     from ecglens.datasets.mitdb import load_windows
 
-    windows = load_windows(list(records), data_dir, window_s=float(classifier.window_s), hop_s=hop_s,
-                           leads=tuple(classifier.lead_names))
+    windows = load_windows(
+        list(records), data_dir, window_s=float(classifier.window_s), hop_s=hop_s, leads=tuple(classifier.lead_names)
+    )
     if abs(windows.fs - float(classifier.sampling_rate)) < 1e-9:
         return windows.X
     return np.stack([fit_record(windows.ecg(i), classifier).signal for i in range(len(windows))])
 
 
-def train_policy(classifier: Classifier, inputs: np.ndarray, *, seed: int = 0, minutes: float = 20.0,
-                 total_timesteps: int = 10**7, n_envs: int = 16, config: PPOConfig | None = None,
-                 reward: RewardConfig | None = None, max_steps: int = 24, hidden: int = 64,
-                 localize_budget: int = 23,
-                 log: Callable[[dict[str, float]], None] | None = None) -> tuple[SegmentPolicy, dict[str, Any]]:
+def train_policy(
+    classifier: Classifier,
+    inputs: np.ndarray,
+    *,
+    seed: int = 0,
+    minutes: float = 20.0,
+    total_timesteps: int = 10**7,
+    n_envs: int = 16,
+    config: PPOConfig | None = None,
+    reward: RewardConfig | None = None,
+    max_steps: int = 24,
+    hidden: int = 64,
+    localize_budget: int = 23,
+    log: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[SegmentPolicy, dict[str, Any]]:
     """PPO-train a fresh `SegmentPolicy` against ``classifier`` on ``inputs``.
 
     Parameters
@@ -87,8 +101,15 @@ def train_policy(classifier: Classifier, inputs: np.ndarray, *, seed: int = 0, m
     config = config or PPOConfig()
     reward = reward or RewardConfig()
     policy = SegmentPolicy(PolicyCard(hidden=hidden))
-    env = VecSegmentGridEnv(classifier, inputs, n_envs=n_envs, seed=seed, max_steps=max_steps, reward=reward,
-                            localize_budget=localize_budget)
+    env = VecSegmentGridEnv(
+        classifier,
+        inputs,
+        n_envs=n_envs,
+        seed=seed,
+        max_steps=max_steps,
+        reward=reward,
+        localize_budget=localize_budget,
+    )
     algo = PPO(policy, env, config, seed=seed)
     t0 = time.perf_counter()
     algo.learn(total_timesteps, time_limit_s=minutes * 60.0, callback=log)
@@ -117,8 +138,16 @@ def _curve_summary(history: list[dict[str, float]], points: int = 10) -> dict[st
     if not history:
         return {}
     idx = sorted(set(np.linspace(0, len(history) - 1, min(points, len(history))).round().astype(int).tolist()))
-    keys = ("time/steps", "rollout/reward_mean", "rollout/ep_return_mean", "rollout/flip_rate",
-            "rollout/ep_steps_mean", "rollout/flip_snr_db_median", "train/entropy")
+    keys = (
+        "time/steps",
+        "rollout/reward_mean",
+        "rollout/ep_return_mean",
+        "rollout/flip_rate",
+        "rollout/ep_steps_mean",
+        "rollout/flip_snr_db_median",
+        "train/entropy",
+    )
+
     def value(row: dict[str, float], key: str) -> float | None:
         v = float(row.get(key, float("nan")))
         return round(v, 4) if np.isfinite(v) else None  # JSON has no NaN
@@ -126,10 +155,18 @@ def _curve_summary(history: list[dict[str, float]], points: int = 10) -> dict[st
     return {k.split("/")[1]: [value(history[i], k) for i in idx] for k in keys}
 
 
-def train_agent(model: str = "builtin", *, data_dir: str | Path | None = None, out: str | Path | None = None,
-                seed: int = 0, minutes: float = 25.0, steps: int = 200_000, n_envs: int = 16,
-                records: Sequence[str] | None = None,
-                log: Callable[[dict[str, float]], None] | None = None) -> Path:
+def train_agent(
+    model: str = "builtin",
+    *,
+    data_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    minutes: float = 25.0,
+    steps: int = 200_000,
+    n_envs: int = 16,
+    records: Sequence[str] | None = None,
+    log: Callable[[dict[str, float]], None] | None = None,
+) -> Path:
     """Train on DS1 (minus the held-out records) against ``model`` and save policy + card; returns the path.
 
     Training stops after ``steps`` environment steps (so the same seed gives the same policy), or earlier when
@@ -149,23 +186,37 @@ def train_agent(model: str = "builtin", *, data_dir: str | Path | None = None, o
         raise ValueError(f"records {', '.join(outside)} are not in DS1; the agent is trained on DS1 only")
     classifier = load_classifier(model, device="cpu")
     inputs = load_inputs(classifier, records, data_dir)
-    policy, summary = train_policy(classifier, inputs, seed=seed, minutes=minutes, total_timesteps=steps,
-                                   n_envs=n_envs, log=log)
+    policy, summary = train_policy(
+        classifier, inputs, seed=seed, minutes=minutes, total_timesteps=steps, n_envs=n_envs, log=log
+    )
     out = Path(out) if out else default_policy_path()
     card = getattr(classifier, "card", None)
-    policy.save(out, extra={
-        "name": "agent_policy",
-        "description": "PPO-trained cell-ranking policy for ECG Lens's RL explainer (input-shape agnostic).",
-        "classifier": {"spec": str(model), "name": getattr(card, "name", str(model)),
-                       "sha256": _model_digest(model),
-                       "classes": list(classifier.class_names), "sampling_rate": classifier.sampling_rate,
-                       "leads": list(classifier.lead_names), "window_s": classifier.window_s},
-        "data": {"source": "MIT-BIH Arrhythmia Database (PhysioNet), DS1 of de Chazal et al. 2004",
-                 "records": list(records), "held_out_ds1": list(HELD_OUT_DS1), "window_s": classifier.window_s,
-                 "licence": "ODC-By 1.0", "citation": "Moody & Mark, IEEE EMB Mag 20(3):45-50 (2001); "
-                 "Goldberger et al., Circulation 101(23):e215-e220 (2000)"},
-        "training": summary,
-    })
+    policy.save(
+        out,
+        extra={
+            "name": "agent_policy",
+            "description": "PPO-trained cell-ranking policy for ECG Lens's RL explainer (input-shape agnostic).",
+            "classifier": {
+                "spec": str(model),
+                "name": getattr(card, "name", str(model)),
+                "sha256": _model_digest(model),
+                "classes": list(classifier.class_names),
+                "sampling_rate": classifier.sampling_rate,
+                "leads": list(classifier.lead_names),
+                "window_s": classifier.window_s,
+            },
+            "data": {
+                "source": "MIT-BIH Arrhythmia Database (PhysioNet), DS1 of de Chazal et al. 2004",
+                "records": list(records),
+                "held_out_ds1": list(HELD_OUT_DS1),
+                "window_s": classifier.window_s,
+                "licence": "ODC-By 1.0",
+                "citation": "Moody & Mark, IEEE EMB Mag 20(3):45-50 (2001); "
+                "Goldberger et al., Circulation 101(23):e215-e220 (2000)",
+            },
+            "training": summary,
+        },
+    )
     return out
 
 

@@ -12,25 +12,39 @@ under the peer's query budget.
 
 Classes load on first use (captum and ART are slow to import; `ecglens.metrics` needs only `cells`).
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
 _WHERE = {
-    "Attribution": "base", "PerturbationBaseline": "base",
-    "OcclusionBaseline": "captum_peers", "FeatureAblationBaseline": "captum_peers",
-    "ShapleyValueSamplingBaseline": "captum_peers", "KernelShapBaseline": "captum_peers",
-    "LimeBaseline": "captum_peers", "GreedyScanBaseline": "greedy", "RandomBaseline": "random_ranking",
-    "SquareAttackBaseline": "attacks", "SimBABaseline": "attacks", "HopSkipJumpBaseline": "attacks",
+    "Attribution": "base",
+    "PerturbationBaseline": "base",
+    "OcclusionBaseline": "captum_peers",
+    "FeatureAblationBaseline": "captum_peers",
+    "ShapleyValueSamplingBaseline": "captum_peers",
+    "KernelShapBaseline": "captum_peers",
+    "LimeBaseline": "captum_peers",
+    "GreedyScanBaseline": "greedy",
+    "RandomBaseline": "random_ranking",
+    "SquareAttackBaseline": "attacks",
+    "SimBABaseline": "attacks",
+    "HopSkipJumpBaseline": "attacks",
     "OracleBaseline": "oracle",
 }
 # Peer names (``Peer.name``, as the benchmark reports them) -> class names, in report order.
 PEER_CLASSES: dict[str, str] = {
-    "occlusion": "OcclusionBaseline", "feature-ablation": "FeatureAblationBaseline",
-    "shapley-sampling": "ShapleyValueSamplingBaseline", "kernel-shap": "KernelShapBaseline",
-    "lime": "LimeBaseline", "greedy-scan": "GreedyScanBaseline", "random": "RandomBaseline",
-    "square-attack": "SquareAttackBaseline", "simba": "SimBABaseline", "hopskipjump": "HopSkipJumpBaseline",
+    "occlusion": "OcclusionBaseline",
+    "feature-ablation": "FeatureAblationBaseline",
+    "shapley-sampling": "ShapleyValueSamplingBaseline",
+    "kernel-shap": "KernelShapBaseline",
+    "lime": "LimeBaseline",
+    "greedy-scan": "GreedyScanBaseline",
+    "random": "RandomBaseline",
+    "square-attack": "SquareAttackBaseline",
+    "simba": "SimBABaseline",
+    "hopskipjump": "HopSkipJumpBaseline",
     "oracle": "OracleBaseline",
 }
 

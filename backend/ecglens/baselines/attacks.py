@@ -12,13 +12,15 @@ search", ECCV 2020; Guo et al., "Simple black-box adversarial attacks", ICML 201
 Wainwright, "HopSkipJumpAttack: a query-efficient decision-based attack", IEEE S&P 2020; Nicolae et al.,
 "Adversarial Robustness Toolbox v1.0.0", arXiv:1807.01069.
 """
+
 from __future__ import annotations
 
 import contextlib
-from abc import abstractmethod
 import logging
 import math
-from typing import Any, Iterator
+from abc import abstractmethod
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -93,8 +95,15 @@ class _ArtAttackBaseline(PerturbationBaseline):
     distortion = "adversarial"
     default_budget = 2000
 
-    def _attribute(self, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, target: Target,
-                   rng: np.random.Generator, **kwargs: Any) -> Attribution:
+    def _attribute(
+        self,
+        signal: np.ndarray,
+        grid: SegmentGrid,
+        counter: QueryCounter,
+        target: Target,
+        rng: np.random.Generator,
+        **kwargs: Any,
+    ) -> Attribution:
         from art.estimators.classification import BlackBoxClassifierNeuralNetwork
 
         to_art, to_signal = self._layout(signal.shape)
@@ -102,11 +111,14 @@ class _ArtAttackBaseline(PerturbationBaseline):
         x = to_art(signal[None])
         span = float(signal.max() - signal.min()) or 1.0
         estimator = BlackBoxClassifierNeuralNetwork(
-            view, input_shape=x.shape[1:], nb_classes=2, channels_first=True,
-            clip_values=(float(signal.min()) - span, float(signal.max()) + span))
+            view,
+            input_shape=x.shape[1:],
+            nb_classes=2,
+            channels_first=True,
+            clip_values=(float(signal.min()) - span, float(signal.max()) + span),
+        )
         last = None
-        with _numpy_global_seed(int(rng.integers(2 ** 31))), _quiet_art(), np.errstate(divide="ignore",
-                                                                                       invalid="ignore"):
+        with _numpy_global_seed(int(rng.integers(2**31))), _quiet_art(), np.errstate(divide="ignore", invalid="ignore"):
             try:
                 for attack, options in self._attacks(estimator, signal, grid, counter, to_art):
                     last = attack.generate(x, **options)
@@ -120,8 +132,9 @@ class _ArtAttackBaseline(PerturbationBaseline):
             perturbation = to_signal(last)[0] - signal
         else:
             perturbation = np.zeros_like(signal)
-        return Attribution(cell_scores=cell_energy(grid, perturbation), adversarial=view.best,
-                           extra={"attack": type(self).__name__})
+        return Attribution(
+            cell_scores=cell_energy(grid, perturbation), adversarial=view.best, extra={"attack": type(self).__name__}
+        )
 
     def _layout(self, shape: tuple[int, int]):
         """ART's input layout: ``[n, leads, samples]`` as is (override for image-only attacks)."""
@@ -147,8 +160,7 @@ class SquareAttackBaseline(_ArtAttackBaseline):
 
     name = "square-attack"
 
-    def __init__(self, classifier, *, snr_levels_db: tuple[float, ...] = (24.0, 18.0, 12.0, 6.0, 0.0),
-                 **kwargs: Any):
+    def __init__(self, classifier, *, snr_levels_db: tuple[float, ...] = (24.0, 18.0, 12.0, 6.0, 0.0), **kwargs: Any):
         super().__init__(classifier, **kwargs)
         self.snr_levels_db = tuple(snr_levels_db)
 
@@ -173,8 +185,18 @@ class SquareAttackBaseline(_ArtAttackBaseline):
         share = (counter.remaining or 2000) // len(self.snr_levels_db)
         for level in self.snr_levels_db:
             # About three rows per iteration (robustness check, current and new loss).
-            yield SquareAttack(estimator, norm=2, eps=norm * 10 ** (-level / 20), max_iter=max(1, share // 3),
-                               nb_restarts=1, batch_size=self.batch_size, verbose=False), {}
+            yield (
+                SquareAttack(
+                    estimator,
+                    norm=2,
+                    eps=norm * 10 ** (-level / 20),
+                    max_iter=max(1, share // 3),
+                    nb_restarts=1,
+                    batch_size=self.batch_size,
+                    verbose=False,
+                ),
+                {},
+            )
 
 
 class SimBABaseline(_ArtAttackBaseline):
@@ -198,8 +220,18 @@ class SimBABaseline(_ArtAttackBaseline):
         left = counter.remaining or 2000
         eps = float(signal.std()) * self.epsilon_rel or 0.01
         # Two rows per iteration, one for the initial prediction.
-        yield SimBA(estimator, attack="px", order="random", epsilon=eps, max_iter=max(1, (left - 1) // 2),
-                    batch_size=1, verbose=False), {}
+        yield (
+            SimBA(
+                estimator,
+                attack="px",
+                order="random",
+                epsilon=eps,
+                max_iter=max(1, (left - 1) // 2),
+                batch_size=1,
+                verbose=False,
+            ),
+            {},
+        )
 
 
 class HopSkipJumpBaseline(_ArtAttackBaseline):
@@ -229,8 +261,19 @@ class HopSkipJumpBaseline(_ArtAttackBaseline):
         # Start from the record with every cell flattened (no beats at all: surely not the finding); ART checks
         # it with one query and falls back to its own uniform-noise starts if it does not flip.
         start = to_art(cell_medians(grid, signal)[None])
-        yield HopSkipJump(estimator, norm=2, max_iter=100, max_eval=self.max_eval, init_eval=self.init_eval,
-                          init_size=100, batch_size=self.batch_size, verbose=False), {"x_adv_init": start}
+        yield (
+            HopSkipJump(
+                estimator,
+                norm=2,
+                max_iter=100,
+                max_eval=self.max_eval,
+                init_eval=self.init_eval,
+                init_size=100,
+                batch_size=self.batch_size,
+                verbose=False,
+            ),
+            {"x_adv_init": start},
+        )
 
 
 @contextlib.contextmanager

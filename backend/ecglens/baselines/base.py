@@ -5,6 +5,7 @@ through one `QueryCounter` (with the peer's query budget as a hard cap), times t
 scores and any flipping distortion into the same `Explanation` the agent returns, with ``method`` set to the
 peer's name. So the benchmark treats the agent and the peers alike.
 """
+
 from __future__ import annotations
 
 import time
@@ -62,8 +63,16 @@ class PerturbationBaseline(ABC):
     distortion = "flatten"
     default_budget: int | None = None
 
-    def __init__(self, classifier: Classifier, *, segment_s: float = 0.25, query_budget: int | None = None,
-                 batch_size: int = 64, seed: int = 0, top_segments: int = 5):
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        segment_s: float = 0.25,
+        query_budget: int | None = None,
+        batch_size: int = 64,
+        seed: int = 0,
+        top_segments: int = 5,
+    ):
         self.classifier = classifier
         self.segment_s = segment_s
         self.query_budget = query_budget if query_budget is not None else self.default_budget
@@ -108,8 +117,15 @@ class PerturbationBaseline(ABC):
 
     # -- the hook a peer overrides --------------------------------------------------------------------------
     @abstractmethod
-    def _attribute(self, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, target: Target,
-                   rng: np.random.Generator, **kwargs: Any) -> Attribution:
+    def _attribute(
+        self,
+        signal: np.ndarray,
+        grid: SegmentGrid,
+        counter: QueryCounter,
+        target: Target,
+        rng: np.random.Generator,
+        **kwargs: Any,
+    ) -> Attribution:
         """Score the cells of ``grid`` for ``target``, querying only through ``counter``."""
 
     # -- shared helpers -------------------------------------------------------------------------------------
@@ -128,7 +144,7 @@ class PerturbationBaseline(ABC):
             fitted = fit_record(ecg_window, self.classifier)
             signal = np.zeros((fitted.n_leads, n), dtype=np.float32)
             piece = fitted.signal[:, :n]
-            signal[:, :piece.shape[1]] = piece
+            signal[:, : piece.shape[1]] = piece
             return signal, fs, tuple(fitted.leads), 0.0
         signal = np.asarray(ecg_window, dtype=np.float32)
         leads = tuple(self.classifier.lead_names)
@@ -136,8 +152,9 @@ class PerturbationBaseline(ABC):
             leads = leads if signal.shape[0] == len(leads) else tuple(f"lead {k + 1}" for k in range(len(signal)))
         expected = (len(leads), n)
         if signal.shape != expected:
-            raise ValueError(f"input must be [leads, samples] = {list(expected)} for this classifier, "
-                             f"got {list(signal.shape)}")
+            raise ValueError(
+                f"input must be [leads, samples] = {list(expected)} for this classifier, got {list(signal.shape)}"
+            )
         return signal, fs, leads, 0.0
 
     def _target(self, probs: np.ndarray, target: int | str | None) -> Target:
@@ -152,12 +169,23 @@ class PerturbationBaseline(ABC):
             index = int(target)
             if not 0 <= index < len(names):
                 raise ValueError(f"class index {target} outside 0..{len(names) - 1}")
-        return Target(index, names[index], self.threshold_of[index], bool(getattr(self.classifier, "multilabel",
-                                                                                    False)))
+        return Target(
+            index, names[index], self.threshold_of[index], bool(getattr(self.classifier, "multilabel", False))
+        )
 
-    def _explanation(self, signal: np.ndarray, grid: SegmentGrid, probs: np.ndarray, target: Target,
-                     result: Attribution, queries: int, elapsed: float, fs: float, leads: tuple[str, ...],
-                     start_s: float) -> Explanation:
+    def _explanation(
+        self,
+        signal: np.ndarray,
+        grid: SegmentGrid,
+        probs: np.ndarray,
+        target: Target,
+        result: Attribution,
+        queries: int,
+        elapsed: float,
+        fs: float,
+        leads: tuple[str, ...],
+        start_s: float,
+    ) -> Explanation:
         names = list(self.classifier.class_names)
         scores = np.nan_to_num(np.asarray(result.cell_scores, dtype=np.float64).ravel(), nan=0.0)
         if scores.size != grid.n_cells:
@@ -166,23 +194,53 @@ class PerturbationBaseline(ABC):
         unit = np.clip(scores / top, 0.0, 1.0) if top > 0 else np.zeros_like(scores)
         ranking = ranking_from_scores(scores)
         segments = []
-        for c in ranking[:self.top_segments]:
+        for c in ranking[: self.top_segments]:
             if unit[c] <= 0:
                 break
             lead, a_s, b_s = grid.cell_times(int(c))
-            segments.append(Segment(lead=leads[lead], start_s=start_s + a_s, end_s=start_s + b_s,
-                                    score=float(unit[c]), distortion=self.distortion))
-        diagnosis = Diagnosis(label=target.label, probabilities={n: float(p) for n, p in zip(names, probs)},
-                              findings=[n for i, n in enumerate(names) if probs[i] >= self.threshold_of[i]])
+            segments.append(
+                Segment(
+                    lead=leads[lead],
+                    start_s=start_s + a_s,
+                    end_s=start_s + b_s,
+                    score=float(unit[c]),
+                    distortion=self.distortion,
+                )
+            )
+        diagnosis = Diagnosis(
+            label=target.label,
+            probabilities={n: float(p) for n, p in zip(names, probs)},
+            findings=[n for i, n in enumerate(names) if probs[i] >= self.threshold_of[i]],
+        )
         adversarial = None
         if result.adversarial is not None:
             adv = np.asarray(result.adversarial, dtype=np.float32)
             # The peer reports a flip its own (counted) query saw, so no further look is needed.
-            adversarial = Adversarial(signal=adv, noise=adv - signal, snr_db=snr_db(signal, adv),
-                                      l2=l2(signal, adv), flipped=True, label=f"not {target.label}")
-        extra = {"target": target.label, "grid": {"n_leads": grid.n_leads, "n_samples": grid.n_samples,
-                                                  "fs": grid.fs, "segment_s": self.segment_s},
-                 "query_budget": self.query_budget, **(result.extra or {})}
-        return Explanation(diagnosis=diagnosis, segments=segments, saliency=grid.to_samples(unit),
-                           adversarial=adversarial, queries=int(queries), elapsed_s=float(elapsed),
-                           method=self.name, fs=fs, leads=leads, start_s=start_s, cell_scores=scores, extra=extra)
+            adversarial = Adversarial(
+                signal=adv,
+                noise=adv - signal,
+                snr_db=snr_db(signal, adv),
+                l2=l2(signal, adv),
+                flipped=True,
+                label=f"not {target.label}",
+            )
+        extra = {
+            "target": target.label,
+            "grid": {"n_leads": grid.n_leads, "n_samples": grid.n_samples, "fs": grid.fs, "segment_s": self.segment_s},
+            "query_budget": self.query_budget,
+            **(result.extra or {}),
+        }
+        return Explanation(
+            diagnosis=diagnosis,
+            segments=segments,
+            saliency=grid.to_samples(unit),
+            adversarial=adversarial,
+            queries=int(queries),
+            elapsed_s=float(elapsed),
+            method=self.name,
+            fs=fs,
+            leads=leads,
+            start_s=start_s,
+            cell_scores=scores,
+            extra=extra,
+        )

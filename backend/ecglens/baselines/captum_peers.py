@@ -18,9 +18,11 @@ Castro, Gómez & Tejada, "Polynomial calculation of the Shapley value based on s
 Lundberg & Lee, "A unified approach to interpreting model predictions", NeurIPS 2017 (KernelSHAP); Ribeiro,
 Singh & Guestrin, "Why should I trust you?", KDD 2016 (LIME); Kokhlikyan et al., "Captum", arXiv:2009.07896.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +39,7 @@ def black_box_forward(counter: QueryCounter) -> Callable[[torch.Tensor], torch.T
 
     Every row goes through ``counter`` (and is counted there); no gradient ever flows.
     """
+
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         batch = inputs.detach().cpu().numpy().astype(np.float32, copy=False)
         return torch.from_numpy(np.asarray(counter.predict_proba(batch), dtype=np.float32))
@@ -49,21 +52,30 @@ class _CaptumBaseline(PerturbationBaseline):
 
     captum_class: Any = None
 
-    def _attribute(self, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, target: Target,
-                   rng: np.random.Generator, **kwargs: Any) -> Attribution:
+    def _attribute(
+        self,
+        signal: np.ndarray,
+        grid: SegmentGrid,
+        counter: QueryCounter,
+        target: Target,
+        rng: np.random.Generator,
+        **kwargs: Any,
+    ) -> Attribution:
         method = self.captum_class(black_box_forward(counter))
         inputs = torch.from_numpy(signal[None].copy())
         baselines = torch.from_numpy(cell_medians(grid, signal)[None])
         options = self._options(grid, counter)
         # Sampling peers draw from torch's global generator; seed it from ours and restore it after.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2 ** 31)))
+            torch.manual_seed(int(rng.integers(2**31)))
             with torch.no_grad():
-                attr = method.attribute(inputs, baselines=baselines, target=target.index,
-                                        perturbations_per_eval=self.batch_size, **options)
+                attr = method.attribute(
+                    inputs, baselines=baselines, target=target.index, perturbations_per_eval=self.batch_size, **options
+                )
         attr = attr.detach().cpu().numpy()[0].astype(np.float64)
-        return Attribution(cell_scores=self._pool(attr, grid), extra={"captum": self.captum_class.__name__,
-                                                                      **_jsonable(options)})
+        return Attribution(
+            cell_scores=self._pool(attr, grid), extra={"captum": self.captum_class.__name__, **_jsonable(options)}
+        )
 
     def _options(self, grid: SegmentGrid, counter: QueryCounter) -> dict[str, Any]:
         return {"feature_mask": torch.from_numpy(feature_mask(grid)[None])}
@@ -102,7 +114,6 @@ class OcclusionBaseline(_CaptumBaseline):
         window = max(1, int(round(self.window_s * grid.fs)))
         stride = max(1, int(round(self.stride_s * grid.fs)))
         return {"sliding_window_shapes": (1, window), "strides": (1, stride)}
-
 
 
 class FeatureAblationBaseline(_CaptumBaseline):

@@ -4,9 +4,10 @@ The agent, the peers and the metrics share that grid, so a ranking from any of t
 These helpers only read ``grid.bounds`` (the time windows shared by all leads) and the lead-major numbering
 ``cell = lead * n_windows + window``, so fixed and beat-aligned grids both work.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def flatten(grid: SegmentGrid, signal: np.ndarray, cells: Iterable[int]) -> np.n
 def cell_energy(grid: SegmentGrid, x: np.ndarray) -> np.ndarray:
     """float64 ``[n_cells]``: sum of squares of ``x`` (``[leads, samples]``, e.g. a distortion) in each cell."""
     x = _check(grid, x).astype(np.float64)
-    return np.bincount(feature_mask(grid).ravel(), weights=(x ** 2).ravel(), minlength=grid.n_cells)
+    return np.bincount(feature_mask(grid).ravel(), weights=(x**2).ravel(), minlength=grid.n_cells)
 
 
 def cell_means(grid: SegmentGrid, x: np.ndarray) -> np.ndarray:

@@ -6,9 +6,11 @@ lowered the target probability most per unit of added energy, until the finding 
 As in the reference, the peer uses Gaussian noise only and stops there: no cleanup of distortion that no longer
 pays (that is part of our method).
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,16 +39,30 @@ class GreedyScanBaseline(PerturbationBaseline):
     distortion = "gaussian"
     default_budget = 2000
 
-    def __init__(self, classifier, *, kinds: Sequence[str] = ("gaussian",), top_fraction: float = 0.05,
-                 **kwargs: Any):
+    def __init__(self, classifier, *, kinds: Sequence[str] = ("gaussian",), top_fraction: float = 0.05, **kwargs: Any):
         super().__init__(classifier, **kwargs)
         self.kinds = tuple(kinds)
         self.top_fraction = top_fraction
 
-    def _attribute(self, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, target: Target,
-                   rng: np.random.Generator, **kwargs: Any) -> Attribution:
-        ep = Episode(signal, grid.fs, kwargs["clean_probs"], target, rng, kinds=self.kinds, grid=grid,
-                     signal_features=np.zeros((grid.n_cells, 0), dtype=np.float32))
+    def _attribute(
+        self,
+        signal: np.ndarray,
+        grid: SegmentGrid,
+        counter: QueryCounter,
+        target: Target,
+        rng: np.random.Generator,
+        **kwargs: Any,
+    ) -> Attribution:
+        ep = Episode(
+            signal,
+            grid.fs,
+            kwargs["clean_probs"],
+            target,
+            rng,
+            kinds=self.kinds,
+            grid=grid,
+            signal_features=np.zeros((grid.n_cells, 0), dtype=np.float32),
+        )
         left = counter.remaining if counter.remaining is not None else self.default_budget
         greedy_scan(ep, counter, left, top_fraction=self.top_fraction)
         scores = ep.last_drop.astype(np.float64)
@@ -54,5 +70,8 @@ class GreedyScanBaseline(PerturbationBaseline):
         for rank, c in enumerate(ep.order):
             scores[c] = top + 1.0 + (len(ep.order) - rank)
         adversarial = ep.signal().astype(np.float32) if ep.flipped else None
-        return Attribution(cell_scores=scores, adversarial=adversarial,
-                           extra={"cells_distorted": len(ep.order), "kinds": list(self.kinds)})
+        return Attribution(
+            cell_scores=scores,
+            adversarial=adversarial,
+            extra={"cells_distorted": len(ep.order), "kinds": list(self.kinds)},
+        )

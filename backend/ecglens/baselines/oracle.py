@@ -7,9 +7,11 @@ finding (a batched ladder of levels first, since loud noise may itself look abno
 flips at the highest SNR. It bounds what knowing *where* buys; a method
 that beats it found a cheaper place or noise than the beat itself.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.signal.windows import tukey
@@ -44,9 +46,17 @@ class OracleBaseline(PerturbationBaseline):
     distortion = "oracle"
     default_budget = 100
 
-    def __init__(self, classifier, *, kinds: Sequence[str] = ("gaussian", "muscle", "powerline"),
-                 half_width_s: float = 0.15, snr_range_db: tuple[float, float] = (-20.0, 40.0),
-                 ladder_step_db: float = 6.0, bisection_steps: int = 8, **kwargs: Any):
+    def __init__(
+        self,
+        classifier,
+        *,
+        kinds: Sequence[str] = ("gaussian", "muscle", "powerline"),
+        half_width_s: float = 0.15,
+        snr_range_db: tuple[float, float] = (-20.0, 40.0),
+        ladder_step_db: float = 6.0,
+        bisection_steps: int = 8,
+        **kwargs: Any,
+    ):
         super().__init__(classifier, **kwargs)
         self.kinds = tuple(kinds)
         self.half_width_s = half_width_s
@@ -54,8 +64,15 @@ class OracleBaseline(PerturbationBaseline):
         self.ladder_step_db = ladder_step_db
         self.bisection_steps = bisection_steps
 
-    def _attribute(self, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, target: Target,
-                   rng: np.random.Generator, **kwargs: Any) -> Attribution:
+    def _attribute(
+        self,
+        signal: np.ndarray,
+        grid: SegmentGrid,
+        counter: QueryCounter,
+        target: Target,
+        rng: np.random.Generator,
+        **kwargs: Any,
+    ) -> Attribution:
         from ecglens import distortions
 
         if kwargs.get("beat_time_s") is None:
@@ -85,18 +102,22 @@ class OracleBaseline(PerturbationBaseline):
         span = np.zeros_like(signal)
         span[:, a:b] = 1.0  # without a flip, the cells it was told about still rank first
         scores = cell_energy(grid, best - signal if best is not None else span)
-        return Attribution(cell_scores=scores, adversarial=best,
-                           extra={"flip_snr_db_by_kind": {k: (None if v is None else round(float(v), 3))
-                                                          for k, v in tried.items()}})
+        return Attribution(
+            cell_scores=scores,
+            adversarial=best,
+            extra={"flip_snr_db_by_kind": {k: (None if v is None else round(float(v), 3)) for k, v in tried.items()}},
+        )
 
-    def _bisect(self, signal: np.ndarray, unit: np.ndarray, e_signal: float, counter: QueryCounter,
-                target: Target) -> float | None:
+    def _bisect(
+        self, signal: np.ndarray, unit: np.ndarray, e_signal: float, counter: QueryCounter, target: Target
+    ) -> float | None:
         """Highest SNR (dB) in range at which ``signal + scaled unit`` flips, or None when no level does.
 
         A classifier need not be monotone in noise (loud noise can look like ectopy), so a ladder of levels
         ``ladder_step_db`` apart is asked first in one call; the bisection then runs between the highest level
         that flips and the one above it.
         """
+
         def noisy(snr: float) -> np.ndarray:
             return (signal + unit * np.sqrt(e_signal * 10 ** (-snr / 10))).astype(np.float32)
 

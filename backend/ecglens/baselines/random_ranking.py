@@ -1,4 +1,5 @@
 """`RandomBaseline`: a uniformly random cell ranking — the floor every explainer must beat."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,6 +18,13 @@ class RandomBaseline(PerturbationBaseline):
     name = "random"
     default_budget = 1
 
-    def _attribute(self, signal: np.ndarray, grid: SegmentGrid, counter: QueryCounter, target: Target,
-                   rng: np.random.Generator, **kwargs: Any) -> Attribution:
+    def _attribute(
+        self,
+        signal: np.ndarray,
+        grid: SegmentGrid,
+        counter: QueryCounter,
+        target: Target,
+        rng: np.random.Generator,
+        **kwargs: Any,
+    ) -> Attribution:
         return Attribution(cell_scores=rng.random(grid.n_cells))

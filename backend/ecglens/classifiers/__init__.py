@@ -4,6 +4,7 @@
 ``"transfer_gru"``), a TorchScript ``.pt`` path, an ``.onnx`` path, or an ``http(s)://`` endpoint. File models
 carry their model card beside them (same stem, ``.json``).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,16 @@ from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
 from ecglens.classifiers.card import ModelCard, card_path_for
 from ecglens.errors import ClassifierError
 
-__all__ = ["Classifier", "QueryCounter", "ModelCard", "card_path_for", "input_samples", "load_classifier",
-           "models_dir", "BUILTIN"]
+__all__ = [
+    "Classifier",
+    "QueryCounter",
+    "ModelCard",
+    "card_path_for",
+    "input_samples",
+    "load_classifier",
+    "models_dir",
+    "BUILTIN",
+]
 
 BUILTIN = "builtin"
 _TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
@@ -27,8 +36,9 @@ def models_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[3] / "models"
 
 
-def load_classifier(spec: Any, *, card: str | Path | ModelCard | None = None, device: str = "auto",
-                    batch_size: int = 256, **kwargs: Any) -> Classifier:
+def load_classifier(
+    spec: Any, *, card: str | Path | ModelCard | None = None, device: str = "auto", batch_size: int = 256, **kwargs: Any
+) -> Classifier:
     """A `Classifier` for ``spec``.
 
     Parameters
@@ -70,8 +80,10 @@ def load_classifier(spec: Any, *, card: str | Path | ModelCard | None = None, de
                 break
         else:
             if text == BUILTIN or not path.exists():
-                raise ClassifierError(f"{models_dir() / (name + '.pt')}: model {name!r} not found "
-                                      f"(train it with `ecglens train-classifier`)")
+                raise ClassifierError(
+                    f"{models_dir() / (name + '.pt')}: model {name!r} not found "
+                    f"(train it with `ecglens train-classifier`)"
+                )
     suffix = path.suffix.lower()
     if suffix in _TORCHSCRIPT_SUFFIXES:
         from ecglens.classifiers.torchscript import TorchScriptClassifier
@@ -81,6 +93,8 @@ def load_classifier(spec: Any, *, card: str | Path | ModelCard | None = None, de
         from ecglens.classifiers.onnx import OnnxClassifier
 
         return OnnxClassifier(path, card, device=device, batch_size=batch_size, **kwargs)
-    raise ClassifierError(f"{text}: unknown classifier spec; expected 'builtin', a model name under "
-                          f"{models_dir()}, a TorchScript file ({', '.join(_TORCHSCRIPT_SUFFIXES)}), an .onnx "
-                          f"file or an http(s):// URL")
+    raise ClassifierError(
+        f"{text}: unknown classifier spec; expected 'builtin', a model name under "
+        f"{models_dir()}, a TorchScript file ({', '.join(_TORCHSCRIPT_SUFFIXES)}), an .onnx "
+        f"file or an http(s):// URL"
+    )

@@ -1,5 +1,6 @@
 """`CardClassifier`: what every file- or endpoint-backed adapter shares. The card gives the input shape, scale and
 output semantics; a subclass only turns a scaled float32 chunk into raw outputs (`_forward`)."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -72,12 +73,16 @@ class CardClassifier(ABC):
             if batch.ndim == 3 and batch.shape[1] >= 1 and batch.shape[2] == self.n_samples:
                 want = tuple(batch.shape[1:])
             else:
-                raise ClassifierError(f"{self.source}: input must be [n, leads, {self.n_samples}] (any leads, at "
-                                      f"{self.sampling_rate:g} Hz), got {list(batch.shape)}")
+                raise ClassifierError(
+                    f"{self.source}: input must be [n, leads, {self.n_samples}] (any leads, at "
+                    f"{self.sampling_rate:g} Hz), got {list(batch.shape)}"
+                )
         if batch.ndim != 3 or tuple(batch.shape[1:]) != want:
-            raise ClassifierError(f"{self.source}: input must be [n, {want[0]}, {want[1]}] "
-                                  f"({', '.join(self.lead_names)} at {self.sampling_rate:g} Hz), "
-                                  f"got {list(batch.shape)}")
+            raise ClassifierError(
+                f"{self.source}: input must be [n, {want[0]}, {want[1]}] "
+                f"({', '.join(self.lead_names)} at {self.sampling_rate:g} Hz), "
+                f"got {list(batch.shape)}"
+            )
         if not np.isfinite(batch).all():
             raise ClassifierError(f"{self.source}: input holds NaN or infinite samples")
         return batch
@@ -94,11 +99,13 @@ class CardClassifier(ABC):
         scale = np.float32(self.card.input_scale)
         outs = []
         for a in range(0, batch.shape[0], self.batch_size):
-            chunk = batch[a:a + self.batch_size]
+            chunk = batch[a : a + self.batch_size]
             raw = np.asarray(self._forward(chunk * scale if scale != 1 else chunk), dtype=np.float64)
             if raw.shape != (chunk.shape[0], len(self.class_names)):
-                raise ClassifierError(f"{self.source}: answered shape {list(raw.shape)} for {chunk.shape[0]} "
-                                      f"inputs, the card promises [{chunk.shape[0]}, {len(self.class_names)}]")
+                raise ClassifierError(
+                    f"{self.source}: answered shape {list(raw.shape)} for {chunk.shape[0]} "
+                    f"inputs, the card promises [{chunk.shape[0]}, {len(self.class_names)}]"
+                )
             outs.append(to_probabilities(raw, self.card))
         out = np.concatenate(outs)
         if not np.isfinite(out).all():

@@ -23,6 +23,7 @@ compensatory pause: ventricular).
 The CNN's time-pooled mean and max per lead are pooled again over leads (mean and max), so a finding on any single
 lead can carry the output, and joined with the RR features in a two-layer head.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,9 @@ def _bandpass_taps(fs: float, taps: int = 21) -> np.ndarray:
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-                         nn.BatchNorm1d(c_out), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False), nn.BatchNorm1d(c_out), nn.ReLU()
+    )
 
 
 class AnyLeadNet(nn.Module):
@@ -64,8 +66,15 @@ class AnyLeadNet(nn.Module):
         Dropout before the head's layers. Default: 0.2.
     """
 
-    def __init__(self, n_classes: int = 4, fs: float = 360.0, decimation: int = 4,
-                 widths: tuple[int, ...] = (8, 16, 24, 32, 32), hidden: int = 32, dropout: float = 0.2):
+    def __init__(
+        self,
+        n_classes: int = 4,
+        fs: float = 360.0,
+        decimation: int = 4,
+        widths: tuple[int, ...] = (8, 16, 24, 32, 32),
+        hidden: int = 32,
+        dropout: float = 0.2,
+    ):
         super().__init__()
         self.decimation = int(decimation)
         self.floor = AMPLITUDE_FLOOR_MV
@@ -82,8 +91,9 @@ class AnyLeadNet(nn.Module):
         self.cnn = nn.Sequential(*layers)
         self.rr_norm = nn.BatchNorm1d(N_RR_FEATURES)
         d = 4 * widths[-1] + N_RR_FEATURES
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden, n_classes))
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+        )
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """``[n, leads, samples]`` mV -> ``[n, leads, samples // decimation]``, each lead mean 0, robust range 1."""
@@ -93,7 +103,7 @@ class AnyLeadNet(nn.Module):
         low = low.reshape(n, leads, -1)
         m = low.shape[2]
         blocks = max(1, m // self.block)
-        cut = low[:, :, :blocks * self.block].reshape(n, leads, blocks, -1)
+        cut = low[:, :, : blocks * self.block].reshape(n, leads, blocks, -1)
         ranges = cut.amax(dim=3) - cut.amin(dim=3)
         spread = ranges.sort(dim=2).values[:, :, (blocks - 1) // 2]
         return low / spread.clamp(min=self.floor).unsqueeze(2)
@@ -110,7 +120,7 @@ class AnyLeadNet(nn.Module):
         energy = nn.functional.avg_pool1d(energy, w, 1, w // 2, count_include_pad=False)[:, 0]
         span = 2 * self.block  # 2-s blocks: each holds a beat down to 30 bpm
         blocks = max(1, t // span)
-        peaks = energy[:, :blocks * span].reshape(n, blocks, -1).amax(dim=2)
+        peaks = energy[:, : blocks * span].reshape(n, blocks, -1).amax(dim=2)
         top = peaks.sort(dim=1).values[:, (blocks - 1) // 2]
         r = self.refractory
         local = nn.functional.max_pool1d(energy.unsqueeze(1), 2 * r + 1, 1, r)[:, 0]
@@ -139,43 +149,60 @@ class AnyLeadNet(nn.Module):
         kp = pair.sum(dim=1)
         kf, kpf = k.float().clamp(min=1.0), kp.float().clamp(min=1.0)
         d_sorted = torch.where(pair, d, torch.full_like(d, big)).sort(dim=1).values
-        d_med = torch.where(kp > 0, d_sorted.gather(1, ((kp - 1).clamp(min=0) // 2).unsqueeze(1))[:, 0],
-                            torch.zeros_like(med))
+        d_med = torch.where(
+            kp > 0, d_sorted.gather(1, ((kp - 1).clamp(min=0) // 2).unsqueeze(1))[:, 0], torch.zeros_like(med)
+        )
         mean_ratio = ratio.sum(dim=1) / kf
         var = (torch.where(has_rr, (ratio - mean_ratio.unsqueeze(1)) ** 2, torch.zeros_like(ratio))).sum(dim=1) / kf
-        min_ratio = torch.where(k > 0, torch.where(has_rr, ratio, torch.full_like(ratio, big)).min(dim=1).values,
-                                torch.ones_like(med))
+        min_ratio = torch.where(
+            k > 0, torch.where(has_rr, ratio, torch.full_like(ratio, big)).min(dim=1).values, torch.ones_like(med)
+        )
         max_ratio = torch.where(k > 0, ratio.max(dim=1).values, torch.ones_like(med))
         some = (k > 0).float()
         med_s = med / self.fs_low
-        features = torch.stack([
-            torch.log(med_s.clamp(0.2, 3.0)) * some,
-            (k.float() + 1.0) * med / float(t),  # ~1 when the beats cover the window at a steady rate
-            d_med, d.sum(dim=1) / kpf, ((d > 0.15) & pair).float().sum(dim=1) / kpf,
-            var.sqrt(), (min_ratio - 1.0) * some, (max_ratio - 1.0) * some,
-            ((ratio < 0.85) & has_rr).float().sum(dim=1) / kf, (k >= 3).float(),
-        ], dim=1)
+        features = torch.stack(
+            [
+                torch.log(med_s.clamp(0.2, 3.0)) * some,
+                (k.float() + 1.0) * med / float(t),  # ~1 when the beats cover the window at a steady rate
+                d_med,
+                d.sum(dim=1) / kpf,
+                ((d > 0.15) & pair).float().sum(dim=1) / kpf,
+                var.sqrt(),
+                (min_ratio - 1.0) * some,
+                (max_ratio - 1.0) * some,
+                ((ratio < 0.85) & has_rr).float().sum(dim=1) / kf,
+                (k >= 3).float(),
+            ],
+            dim=1,
+        )
         # per beat: how premature it is (RR in) and how long the pause after it (RR out), as short pulses
         nxt = torch.where(beats, idx, torch.full_like(idx, t)).flip([1]).cummin(dim=1).values.flip([1])
         nxt = torch.cat([nxt[:, 1:], torch.full_like(nxt[:, :1], t)], dim=1)  # next beat strictly after
         out_ratio = torch.where(beats & (nxt < t), ratio.gather(1, nxt.clamp(max=t - 1)), torch.zeros_like(ratio))
-        tracks = torch.stack([torch.where(has_rr, ratio - 1.0, torch.zeros_like(ratio)),
-                              torch.where(out_ratio > 0, out_ratio - 1.0, torch.zeros_like(ratio))], dim=1)
+        tracks = torch.stack(
+            [
+                torch.where(has_rr, ratio - 1.0, torch.zeros_like(ratio)),
+                torch.where(out_ratio > 0, out_ratio - 1.0, torch.zeros_like(ratio)),
+            ],
+            dim=1,
+        )
         tracks = self._spread(tracks.clamp(-1.0, 2.0))
         return features, tracks
 
     def _spread(self, tracks: torch.Tensor) -> torch.Tensor:
         """Widen each beat's one-sample value to a 9-sample pulse (100 ms at 90 Hz), keeping its sign."""
-        return nn.functional.max_pool1d(tracks.clamp(min=0.0), 9, 1, 4) \
-            - nn.functional.max_pool1d((-tracks).clamp(min=0.0), 9, 1, 4)
+        return nn.functional.max_pool1d(tracks.clamp(min=0.0), 9, 1, 4) - nn.functional.max_pool1d(
+            (-tracks).clamp(min=0.0), 9, 1, 4
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, leads, _ = x.shape
         z = self.normalise(x)
         t = z.shape[2]
         features, tracks = self.rhythm(self.detect(z))
-        inp = torch.cat([z.reshape(n * leads, 1, t),
-                         tracks.unsqueeze(1).expand(n, leads, 2, t).reshape(n * leads, 2, t)], dim=1)
+        inp = torch.cat(
+            [z.reshape(n * leads, 1, t), tracks.unsqueeze(1).expand(n, leads, 2, t).reshape(n * leads, 2, t)], dim=1
+        )
         h = self.cnn(inp)
         per_lead = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1).reshape(n, leads, -1)
         pooled = torch.cat([per_lead.mean(dim=1), per_lead.amax(dim=1), self.rr_norm(features)], dim=1)

@@ -1,4 +1,5 @@
 """The black-box `Classifier` protocol and the `QueryCounter` every explainer and baseline queries through."""
+
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
@@ -134,9 +135,7 @@ class QueryCounter:
             batch = batch[None]
         n = int(batch.shape[0])
         if self.budget is not None and self.queries + n > self.budget:
-            raise QueryBudgetExceeded(
-                f"query budget {self.budget} exceeded: {self.queries} used, {n} more asked"
-            )
+            raise QueryBudgetExceeded(f"query budget {self.budget} exceeded: {self.queries} used, {n} more asked")
         out = np.asarray(self.classifier.predict_proba(batch), dtype=np.float64)
         self.queries += n
         self.calls += 1

@@ -1,4 +1,5 @@
 """Model cards: the JSON beside a model file that says what it expects and what it answers."""
+
 from __future__ import annotations
 
 import json
@@ -56,17 +57,19 @@ class ModelCard:
         if self.output not in ("probabilities", "logits"):
             raise ClassifierError(f"model card {self.name!r}: output must be 'probabilities' or 'logits'")
         if self.lead_rule not in LEAD_RULES:
-            raise ClassifierError(f"model card {self.name!r}: lead_rule must be one of {', '.join(LEAD_RULES)}, "
-                                  f"got {self.lead_rule!r}")
+            raise ClassifierError(
+                f"model card {self.name!r}: lead_rule must be one of {', '.join(LEAD_RULES)}, got {self.lead_rule!r}"
+            )
         if self.input_units != "mV":
             raise ClassifierError(f"model card {self.name!r}: input_units must be 'mV', got {self.input_units!r}")
         self.leads = [normalize_lead(lead) for lead in self.leads]
-        self.lead_stand_ins = {normalize_lead(k): [normalize_lead(x) for x in v]
-                               for k, v in (self.lead_stand_ins or {}).items()}
+        self.lead_stand_ins = {
+            normalize_lead(k): [normalize_lead(x) for x in v] for k, v in (self.lead_stand_ins or {}).items()
+        }
         self.thresholds = {c: float(self.thresholds.get(c, 0.5)) for c in self.classes}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         known = set(cls.__dataclass_fields__)
         missing = {"name", "classes", "sampling_rate", "leads", "window_s"} - set(data)
         if missing:
@@ -77,7 +80,7 @@ class ModelCard:
         return cls(**fields)
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelCard":
+    def load(cls, path: str | Path) -> ModelCard:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

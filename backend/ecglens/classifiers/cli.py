@@ -1,4 +1,5 @@
 """``ecglens train-classifier``: train the built-in (or a transfer) classifier on MIT-BIH DS1 and report DS2."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,15 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     from ecglens.classifiers import load_classifier
     from ecglens.classifiers.card import ModelCard, card_path_for
     from ecglens.classifiers.evaluate import format_table
-    from ecglens.classifiers.train import (ARCH_EPOCHS, TrainConfig, ds2_metrics, export_onnx, save_model, split_ds1,
-                                           train_classifier)
+    from ecglens.classifiers.train import (
+        ARCH_EPOCHS,
+        TrainConfig,
+        ds2_metrics,
+        export_onnx,
+        save_model,
+        split_ds1,
+        train_classifier,
+    )
 
     if args.threads is None:
         args.threads = 1 if args.arch == "anylead" else 2
@@ -50,8 +58,12 @@ def train_classifier_command(args: argparse.Namespace) -> int:
         return 0 if not diffs else 1
     if args.arch == "anylead":
         return _train_anylead(args, out)
-    config = TrainConfig(arch=args.arch, seed=args.seed, threads=args.threads,
-                         epochs=args.epochs or ARCH_EPOCHS.get(args.arch, TrainConfig.epochs))
+    config = TrainConfig(
+        arch=args.arch,
+        seed=args.seed,
+        threads=args.threads,
+        epochs=args.epochs or ARCH_EPOCHS.get(args.arch, TrainConfig.epochs),
+    )
     t0 = time.perf_counter()
     train_spans, val_spans = split_ds1(args.data)
     result = train_classifier(train_spans, val_spans, config)
@@ -77,8 +89,13 @@ def _train_anylead(args: argparse.Namespace, out: Path) -> int:
     from ecglens.classifiers.card import card_path_for
     from ecglens.classifiers.evaluate import format_table
     from ecglens.classifiers.train import export_torchscript, split_ds1
-    from ecglens.classifiers.train_anylead import (AnyLeadConfig, build_anylead_card, cinc2021_metrics,
-                                                   ds2_lead_set_metrics, train_anylead)
+    from ecglens.classifiers.train_anylead import (
+        AnyLeadConfig,
+        build_anylead_card,
+        cinc2021_metrics,
+        ds2_lead_set_metrics,
+        train_anylead,
+    )
     from ecglens.datasets.mitdb import default_data_dir
 
     config = AnyLeadConfig(seed=args.seed, threads=args.threads, epochs=args.epochs or AnyLeadConfig.epochs)
@@ -106,21 +123,39 @@ def _train_anylead(args: argparse.Namespace, out: Path) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``train-classifier`` to the ``ecglens`` command."""
-    p = subparsers.add_parser("train-classifier", help="train the built-in classifier on MIT-BIH DS1, report DS2",
-                              description=__doc__)
+    p = subparsers.add_parser(
+        "train-classifier", help="train the built-in classifier on MIT-BIH DS1, report DS2", description=__doc__
+    )
     p.add_argument("--data", default=None, help="folder with the MIT-BIH records (default: ../shared/data/mitdb)")
-    p.add_argument("--out", default=None,
-                   help="TorchScript output; its card goes beside it (default: models/builtin.pt for anylead, "
-                        "models/transfer_<arch>.pt for other architectures)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="TorchScript output; its card goes beside it (default: models/builtin.pt for anylead, "
+        "models/transfer_<arch>.pt for other architectures)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--arch", default="anylead", choices=["anylead", "resnet1d", "gru"],
-                   help="architecture (default: anylead, the built-in; resnet1d: the former 2-lead built-in)")
-    p.add_argument("--cinc", default=None,
-                   help="folder of CinC 2021 records for the out-of-database check (default: cinc2021 beside --data)")
+    p.add_argument(
+        "--arch",
+        default="anylead",
+        choices=["anylead", "resnet1d", "gru"],
+        help="architecture (default: anylead, the built-in; resnet1d: the former 2-lead built-in)",
+    )
+    p.add_argument(
+        "--cinc",
+        default=None,
+        help="folder of CinC 2021 records for the out-of-database check (default: cinc2021 beside --data)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs of 100 steps (default: the recipe's)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: 1 for anylead, as it was trained; 2 for the others)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 for anylead, as it was trained; 2 for the others)",
+    )
     p.add_argument("--onnx", action="store_true", help="also export an ONNX copy (always for non-resnet1d)")
-    p.add_argument("--evaluate-only", action="store_true",
-                   help="load the model at --out, recompute its DS2 figures and compare them with its card")
+    p.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="load the model at --out, recompute its DS2 figures and compare them with its card",
+    )
     p.set_defaults(func=train_classifier_command)

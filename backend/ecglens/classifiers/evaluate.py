@@ -1,17 +1,20 @@
 """Per-class figures of a multi-label classifier on labelled windows: AUC, sensitivity and specificity at the
 card's operating threshold, support."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ecglens.classifiers.base import Classifier
 
 
-def class_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
-                  thresholds: dict[str, float]) -> dict[str, dict[str, Any]]:
+def class_metrics(
+    y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], thresholds: dict[str, float]
+) -> dict[str, dict[str, Any]]:
     """Figures per class.
 
     Parameters
@@ -44,7 +47,9 @@ def class_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[s
             "auc": round(float(roc_auc_score(y, p)), 4) if pos and neg else None,
             "sensitivity": round(float((called & y).sum() / pos), 4) if pos else None,
             "specificity": round(float((~called & ~y).sum() / neg), 4) if neg else None,
-            "threshold": round(t, 4), "support": pos, "n": int(len(y)),
+            "threshold": round(t, 4),
+            "support": pos,
+            "n": int(len(y)),
         }
     return out
 
@@ -62,29 +67,34 @@ def unset_threshold_warnings(figures: dict[str, dict[str, Any]]) -> list[str]:
     (``class_metrics`` figures, AUC >= `SEPARATED_AUC`): Youden's J is then flat across the gap between the classes,
     or set by a few windows, and the lowest positive is taken, so sensitivity on other patients may be far lower
     (the built-in model's AF threshold: validation AUC 0.9998, sensitivity 0.99; DS2 sensitivity 0.47)."""
-    return [f"{cls}: the {f['support']} validation positives are (almost) perfectly separated (AUC "
-            f"{f['auc']:.4f}), so the threshold ({f['threshold']:.3g}, near the lowest positive's probability) is "
-            "hardly set by the data; sensitivity on other patients may be far lower. Check it on your own data."
-            for cls, f in ((c, figures[c]) for c in separated_classes(figures))
-            if f.get("support") and "threshold" in f]
+    return [
+        f"{cls}: the {f['support']} validation positives are (almost) perfectly separated (AUC "
+        f"{f['auc']:.4f}), so the threshold ({f['threshold']:.3g}, near the lowest positive's probability) is "
+        "hardly set by the data; sensitivity on other patients may be far lower. Check it on your own data."
+        for cls, f in ((c, figures[c]) for c in separated_classes(figures))
+        if f.get("support") and "threshold" in f
+    ]
 
 
 def evaluate(classifier: Classifier, X: np.ndarray, Y: np.ndarray, batch_size: int = 512) -> dict[str, dict]:
     """`class_metrics` of ``classifier`` on windows ``X`` (float32 ``[n, leads, samples]`` mV), targets ``Y``."""
-    probs = np.concatenate([classifier.predict_proba(X[a:a + batch_size]) for a in range(0, len(X), batch_size)])
+    probs = np.concatenate([classifier.predict_proba(X[a : a + batch_size]) for a in range(0, len(X), batch_size)])
     return class_metrics(Y, probs, classifier.class_names, dict(classifier.thresholds))
 
 
 def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of `class_metrics` output, one row per class."""
+
     def cell(v: Any) -> str:
         return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
     head = f"{'class':<30} {'AUC':>7} {'sens':>7} {'spec':>7} {'thresh':>7} {'support':>8} {'n':>6}"
     rows = [head, "-" * len(head)]
     for name, m in metrics.items():
-        rows.append(f"{name:<30} {cell(m['auc']):>7} {cell(m['sensitivity']):>7} {cell(m['specificity']):>7} "
-                    f"{cell(m['threshold']):>7} {m['support']:>8} {m['n']:>6}")
+        rows.append(
+            f"{name:<30} {cell(m['auc']):>7} {cell(m['sensitivity']):>7} {cell(m['specificity']):>7} "
+            f"{cell(m['threshold']):>7} {m['support']:>8} {m['n']:>6}"
+        )
     return "\n".join(rows)
 
 
@@ -107,8 +117,9 @@ def snomed_labels(codes: Sequence[str], class_names: Sequence[str]) -> np.ndarra
     return np.asarray([normal if name == "normal" else found.get(name, False) for name in class_names], np.float32)
 
 
-def cinc2021_windows(folder: str | Path, fs: float, window_s: float,
-                     class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[str, ...]]]:
+def cinc2021_windows(
+    folder: str | Path, fs: float, window_s: float, class_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[str, ...]]]:
     """The first ``window_s`` of every CinC 2021 record (``*.hea`` + ``.mat``) in ``folder``, resampled to ``fs``.
 
     Returns ``(X [n, leads, samples] float32 mV, Y [n, classes], record names, lead names per record)``;
@@ -127,11 +138,12 @@ def cinc2021_windows(folder: str | Path, fs: float, window_s: float,
             key, _, value = line.partition(":")
             if key.strip().lower() == "dx":
                 codes += [c.strip() for c in value.split(",") if c.strip()]
-        ecg = Ecg(signal=np.nan_to_num(rec.p_signal.T).astype(np.float32), fs=float(rec.fs),
-                  leads=tuple(rec.sig_name)).resample(fs)
+        ecg = Ecg(
+            signal=np.nan_to_num(rec.p_signal.T).astype(np.float32), fs=float(rec.fs), leads=tuple(rec.sig_name)
+        ).resample(fs)
         x = np.zeros((ecg.n_leads, n), np.float32)
         piece = ecg.signal[:, :n]
-        x[:, :piece.shape[1]] = piece
+        x[:, : piece.shape[1]] = piece
         if xs and x.shape != xs[0].shape:
             continue
         xs.append(x)

@@ -1,4 +1,5 @@
 """Fitting a record to a classifier's input: resample, map leads, cut into windows."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,9 @@ def fit_record(ecg: Ecg, classifier: Classifier) -> Ecg:
         rows.append(ecg.leads.index(alternatives[0]))
         used[normalize_lead(lead)] = alternatives[0]
     metadata = dict(ecg.metadata, lead_stand_ins=used) if used else ecg.metadata
-    fitted = ecg.replace(signal=ecg.signal[rows], leads=tuple(normalize_lead(x) for x in classifier.lead_names),
-                         metadata=metadata)
+    fitted = ecg.replace(
+        signal=ecg.signal[rows], leads=tuple(normalize_lead(x) for x in classifier.lead_names), metadata=metadata
+    )
     return fitted.resample(classifier.sampling_rate)
 
 
@@ -76,6 +78,6 @@ def windows(ecg: Ecg, classifier: Classifier, hop_s: float | None = None) -> tup
     starts = window_starts(fitted.n_samples, n, hop)
     batch = np.zeros((len(starts), fitted.n_leads, n), dtype=np.float32)
     for i, a in enumerate(starts):
-        piece = fitted.signal[:, a:a + n]
-        batch[i, :, :piece.shape[1]] = piece
+        piece = fitted.signal[:, a : a + n]
+        batch[i, :, : piece.shape[1]] = piece
     return batch, [a / fitted.fs for a in starts]

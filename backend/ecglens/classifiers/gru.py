@@ -4,6 +4,7 @@ A short convolutional front end shortens the strip (3600 -> 113 steps of 89 ms),
 order, and attention-free mean + max pooling over time feeds a linear layer. Same input and preprocessing as the
 built-in model (lead means removed, mV kept).
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,14 +30,18 @@ class ConvGRU(nn.Module):
     Input float32 ``[n, n_leads, samples]`` in mV; output ``[n, n_classes]`` logits.
     """
 
-    def __init__(self, n_leads: int = 2, n_classes: int = 4, channels: int = 32, hidden: int = 32,
-                 dropout: float = 0.1):
+    def __init__(
+        self, n_leads: int = 2, n_classes: int = 4, channels: int = 32, hidden: int = 32, dropout: float = 0.1
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = n_leads
         for kernel, stride in ((15, 4), (9, 2), (9, 2), (5, 2)):
-            layers += [nn.Conv1d(c_in, channels, kernel, stride=stride, padding=kernel // 2, bias=False),
-                       nn.BatchNorm1d(channels), nn.ReLU()]
+            layers += [
+                nn.Conv1d(c_in, channels, kernel, stride=stride, padding=kernel // 2, bias=False),
+                nn.BatchNorm1d(channels),
+                nn.ReLU(),
+            ]
             c_in = channels
         self.front = nn.Sequential(*layers)
         self.gru = nn.GRU(channels, hidden, batch_first=True, bidirectional=True)

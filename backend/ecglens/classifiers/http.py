@@ -11,6 +11,7 @@ Protocol (JSON over HTTP, UTF-8):
 - Errors: any non-2xx answer. 429, 502, 503 and 504 and transport failures (refused connection, timeout) are
   retried with exponential backoff; others fail at once with the status and the start of the body.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,17 @@ class HttpClassifier(CardClassifier):
         Extra request headers (e.g. ``{"Authorization": "Bearer ..."}``). Default: None.
     """
 
-    def __init__(self, url: str, card: str | Path | ModelCard | None = None, *, timeout_s: float = 30.0,
-                 retries: int = 3, backoff_s: float = 0.25, batch_size: int = 256,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        card: str | Path | ModelCard | None = None,
+        *,
+        timeout_s: float = 30.0,
+        retries: int = 3,
+        backoff_s: float = 0.25,
+        batch_size: int = 256,
+        headers: dict[str, str] | None = None,
+    ):
         import httpx
 
         self.url = url.rstrip("/")
@@ -112,11 +121,19 @@ class HttpClassifier(CardClassifier):
 def card_of(classifier: Classifier) -> dict[str, Any]:
     """The card a server publishes for ``classifier``: it answers probabilities of unscaled mV inputs."""
     card = getattr(classifier, "card", None)
-    data = card.to_dict() if isinstance(card, ModelCard) else {
-        "name": type(classifier).__name__, "classes": list(classifier.class_names),
-        "sampling_rate": classifier.sampling_rate, "leads": list(classifier.lead_names),
-        "window_s": classifier.window_s, "multilabel": bool(getattr(classifier, "multilabel", False)),
-        "thresholds": dict(getattr(classifier, "thresholds", {}) or {})}
+    data = (
+        card.to_dict()
+        if isinstance(card, ModelCard)
+        else {
+            "name": type(classifier).__name__,
+            "classes": list(classifier.class_names),
+            "sampling_rate": classifier.sampling_rate,
+            "leads": list(classifier.lead_names),
+            "window_s": classifier.window_s,
+            "multilabel": bool(getattr(classifier, "multilabel", False)),
+            "thresholds": dict(getattr(classifier, "thresholds", {}) or {}),
+        }
+    )
     data.update(output="probabilities", input_scale=1.0)
     return data
 
@@ -179,7 +196,7 @@ class ClassifierServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "ClassifierServer":
+    def start(self) -> ClassifierServer:
         self._thread.start()
         return self
 
@@ -187,7 +204,7 @@ class ClassifierServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "ClassifierServer":
+    def __enter__(self) -> ClassifierServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

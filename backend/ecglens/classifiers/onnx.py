@@ -1,4 +1,5 @@
 """`OnnxClassifier`: an ONNX model (``.onnx``) run with onnxruntime, its model card beside it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,15 @@ class OnnxClassifier(CardClassifier):
         onnxruntime intra-op threads. Default: None (onnxruntime's choice).
     """
 
-    def __init__(self, path: str | Path, card: str | Path | ModelCard | None = None, *, device: str = "auto",
-                 batch_size: int = 256, threads: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        card: str | Path | ModelCard | None = None,
+        *,
+        device: str = "auto",
+        batch_size: int = 256,
+        threads: int | None = None,
+    ):
         import onnxruntime as ort
 
         path = Path(path)
@@ -39,7 +47,7 @@ class OnnxClassifier(CardClassifier):
         super().__init__(card, str(path), batch_size)
         available = ort.get_available_providers()
         wants_gpu = device.startswith("cuda") or (device == "auto" and "CUDAExecutionProvider" in available)
-        providers = (["CUDAExecutionProvider"] if wants_gpu and "CUDAExecutionProvider" in available else [])
+        providers = ["CUDAExecutionProvider"] if wants_gpu and "CUDAExecutionProvider" in available else []
         providers.append("CPUExecutionProvider")
         options = ort.SessionOptions()
         if threads:

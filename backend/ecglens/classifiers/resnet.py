@@ -3,6 +3,7 @@
 The only preprocessing is removing each lead's mean (the DC offset of the amplifier): amplitudes stay in mV, so
 noise at a given SNR changes what the network sees as much as it would change a clinician's reading.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,8 +24,11 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv1d(c_out, c_out, kernel, padding=pad, bias=False)
         self.bn2 = nn.BatchNorm1d(c_out)
         self.drop = nn.Dropout(dropout)
-        self.short = nn.Sequential(nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm1d(c_out)) \
-            if (stride != 1 or c_in != c_out) else nn.Identity()
+        self.short = (
+            nn.Sequential(nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm1d(c_out))
+            if (stride != 1 or c_in != c_out)
+            else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.bn1(self.conv1(x)))
@@ -55,11 +59,21 @@ class ResNet1d(nn.Module):
     Input float32 ``[n, n_leads, samples]`` in mV; output ``[n, n_classes]`` logits.
     """
 
-    def __init__(self, n_leads: int = 2, n_classes: int = 4, widths: tuple[int, ...] = (16, 24, 32, 48, 64),
-                 kernel: int = 7, dropout: float = 0.2, stem_stride: int = 4):
+    def __init__(
+        self,
+        n_leads: int = 2,
+        n_classes: int = 4,
+        widths: tuple[int, ...] = (16, 24, 32, 48, 64),
+        kernel: int = 7,
+        dropout: float = 0.2,
+        stem_stride: int = 4,
+    ):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv1d(n_leads, widths[0], 15, stride=stem_stride, padding=7, bias=False),
-                                  nn.BatchNorm1d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv1d(n_leads, widths[0], 15, stride=stem_stride, padding=7, bias=False),
+            nn.BatchNorm1d(widths[0]),
+            nn.ReLU(),
+        )
         self.blocks = nn.Sequential(*[ResidualBlock(a, b, kernel, 2, dropout) for a, b in zip(widths, widths[1:])])
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(2 * widths[-1], n_classes)

@@ -1,4 +1,5 @@
 """`TorchScriptClassifier`: a TorchScript module file (``.pt``) with its model card beside it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,14 @@ class TorchScriptClassifier(CardClassifier):
         Rows per forward call. Default: 256.
     """
 
-    def __init__(self, path: str | Path, card: str | Path | ModelCard | None = None, *, device: str = "auto",
-                 batch_size: int = 256):
+    def __init__(
+        self,
+        path: str | Path,
+        card: str | Path | ModelCard | None = None,
+        *,
+        device: str = "auto",
+        batch_size: int = 256,
+    ):
         import torch
 
         path = Path(path)
@@ -49,8 +56,10 @@ class TorchScriptClassifier(CardClassifier):
             for param in self.module.parameters():  # a black box: nothing here ever needs gradients
                 param.requires_grad_(False)
         except Exception as exc:  # torch raises RuntimeError / ValueError of many kinds for bad files
-            raise ClassifierError(f"{path}: not a loadable TorchScript model ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+            raise ClassifierError(
+                f"{path}: not a loadable TorchScript model ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
 
     def _forward(self, chunk: np.ndarray) -> np.ndarray:
         import torch

@@ -20,13 +20,15 @@ Recipe (`train_classifier`):
    threshold per class maximising Youden's J (sensitivity + specificity - 1) on the validation windows.
 6. Export: TorchScript module answering calibrated probabilities, model card beside it with DS2 figures.
 """
+
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,13 +46,12 @@ CLASS_MIX = (0.3, 0.3, 0.25, 0.15)  # normal, V, S, AF share of each training ba
 DATA_ATTRIBUTION = {
     "dataset": "MIT-BIH Arrhythmia Database",
     "citation": "Moody GB, Mark RG. The impact of the MIT-BIH Arrhythmia Database. IEEE Eng Med Biol "
-                "20(3):45-50 (2001)",
-    "physionet": "Goldberger AL et al. PhysioBank, PhysioToolkit, and PhysioNet. Circulation "
-                 "101(23):e215-e220 (2000)",
+    "20(3):45-50 (2001)",
+    "physionet": "Goldberger AL et al. PhysioBank, PhysioToolkit, and PhysioNet. Circulation 101(23):e215-e220 (2000)",
     "licence": "Open Data Commons Attribution License v1.0 (ODC-By 1.0)",
     "url": "https://physionet.org/content/mitdb/1.0.0/",
     "split": "inter-patient DS1 (train/validation) / DS2 (test), de Chazal et al. IEEE TBME 51(7) (2004); paced "
-             "records 102, 104, 107, 217 excluded",
+    "records 102, 104, 107, 217 excluded",
 }
 
 
@@ -119,7 +120,8 @@ class WindowSampler:
                 "v": rec.beat_sample[np.isin(rec.beat_symbol, AAMI_CLASSES["V"])],
                 "s": rec.beat_sample[np.isin(rec.beat_symbol, AAMI_CLASSES["S"])],
                 "not_n": rec.beat_sample[~np.isin(rec.beat_symbol, AAMI_CLASSES["N"])],
-                "beat": rec.beat_sample, "flutter": rec.flutter_wave_sample,
+                "beat": rec.beat_sample,
+                "flutter": rec.flutter_wave_sample,
                 "af_cum": np.concatenate([[0], np.cumsum(af, dtype=np.int64)]),
             }
             self._index.append(helpers)
@@ -143,8 +145,14 @@ class WindowSampler:
         normal = (count("beat") > 0) & (count("not_n") == 0) & ~af & (count("flutter") == 0)
         return np.stack([normal, count("v") > 0, count("s") > 0, af], axis=1).astype(np.float32)
 
-    def draw(self, batch: int, rng: np.random.Generator, mix: Sequence[float] = CLASS_MIX,
-             jitter: int = 180, stretch: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def draw(
+        self,
+        batch: int,
+        rng: np.random.Generator,
+        mix: Sequence[float] = CLASS_MIX,
+        jitter: int = 180,
+        stretch: float = 0.0,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(X [batch, leads, window] float32 mV, Y [batch, 4])``, class-balanced by ``mix``.
 
         ``stretch`` > 0 time-scales each window by a factor in ``[1 - stretch, 1 + stretch]`` (heart rate and
@@ -159,7 +167,7 @@ class WindowSampler:
             k, sp = int(self.cand_span[j]), self.spans[int(self.cand_span[j])]
             n = min(sp.hi - sp.lo, int(round(self.window * (1 + stretch * rng.uniform(-1, 1)))))
             start = int(np.clip(self.cand_start[j] + rng.integers(-jitter, jitter + 1), sp.lo, sp.hi - n))
-            piece = sp.rec.signal[:, start:start + n]
+            piece = sp.rec.signal[:, start : start + n]
             if n != self.window:
                 grid = np.linspace(0, n - 1, self.window)
                 piece = np.stack([np.interp(grid, np.arange(n), lead) for lead in piece])
@@ -172,7 +180,7 @@ class WindowSampler:
         xs, ys = [], []
         for k, sp in enumerate(self.spans):
             starts = np.arange(sp.lo, sp.hi - self.window + 1, hop, dtype=np.int64)
-            xs.append(np.stack([sp.rec.signal[:, a:a + self.window] for a in starts]))
+            xs.append(np.stack([sp.rec.signal[:, a : a + self.window] for a in starts]))
             ys.append(self.labels(k, starts))
         return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
 
@@ -213,7 +221,7 @@ def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[list[float], list[floa
             b_out.append(0.0)
             continue
 
-        def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
+        def loss(p: np.ndarray, z: np.ndarray = z, t: np.ndarray = t) -> tuple[float, np.ndarray]:
             s = p[0] * z + p[1]
             q = 1 / (1 + np.exp(-s))
             nll = np.mean(np.logaddexp(0, s) - t * s) + 1e-4 * p[0] ** 2
@@ -286,12 +294,13 @@ def _ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
 def _logits(net: nn.Module, X: np.ndarray, batch: int = 256) -> np.ndarray:
     net.eval()
     with torch.inference_mode():
-        out = [net(torch.from_numpy(X[a:a + batch])).numpy() for a in range(0, len(X), batch)]
+        out = [net(torch.from_numpy(X[a : a + batch])).numpy() for a in range(0, len(X), batch)]
     return np.concatenate(out)
 
 
-def split_ds1(data_dir: str | Path | None = None, leads: Sequence[str] = ("MLII", "V1"),
-              records: Sequence[str] = DS1) -> tuple[list[Span], list[Span]]:
+def split_ds1(
+    data_dir: str | Path | None = None, leads: Sequence[str] = ("MLII", "V1"), records: Sequence[str] = DS1
+) -> tuple[list[Span], list[Span]]:
     """``(train_spans, val_spans)`` of DS1 per the module docstring, step 1."""
     train, val = [], []
     for name in records:
@@ -307,8 +316,12 @@ def split_ds1(data_dir: str | Path | None = None, leads: Sequence[str] = ("MLII"
     return train, val
 
 
-def train_classifier(train_spans: Sequence[Span], val_spans: Sequence[Span], config: TrainConfig | None = None,
-                     log: Callable[[str], None] | None = print) -> TrainResult:
+def train_classifier(
+    train_spans: Sequence[Span],
+    val_spans: Sequence[Span],
+    config: TrainConfig | None = None,
+    log: Callable[[str], None] | None = print,
+) -> TrainResult:
     """Train, select, calibrate and threshold a network (module docstring, steps 2-5).
 
     Deterministic for a given ``config.seed`` and thread count (seeded generators, deterministic algorithms).
@@ -347,12 +360,21 @@ def train_classifier(train_spans: Sequence[Span], val_spans: Sequence[Span], con
         m = class_metrics(val_y, probs, CLASS_NAMES, {})
         aucs = [v["auc"] for v in m.values() if v["auc"] is not None]
         score = float(np.mean(aucs)) if aucs else -float(np.mean(losses))
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_mean_auc": score,
-                        **{f"val_auc/{k}": (v["auc"] or 0.0) for k, v in m.items()},
-                        "elapsed_s": time.perf_counter() - t0})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "val_mean_auc": score,
+                **{f"val_auc/{k}": (v["auc"] or 0.0) for k, v in m.items()},
+                "elapsed_s": time.perf_counter() - t0,
+            }
+        )
         if log:
-            log(f"epoch {epoch + 1:3d}  loss {np.mean(losses):.4f}  val AUC "
-                + " ".join(f"{(v['auc'] or 0):.4f}" for v in m.values()) + f"  ({time.perf_counter() - t0:.0f} s)")
+            log(
+                f"epoch {epoch + 1:3d}  loss {np.mean(losses):.4f}  val AUC "
+                + " ".join(f"{(v['auc'] or 0):.4f}" for v in m.values())
+                + f"  ({time.perf_counter() - t0:.0f} s)"
+            )
         if score > best_score:
             best_score, best = score, {k: v.detach().clone() for k, v in ema.state_dict().items()}
     net.load_state_dict(best)
@@ -361,8 +383,14 @@ def train_classifier(train_spans: Sequence[Span], val_spans: Sequence[Span], con
     model = Calibrated(net, a, b).eval()
     probs = _logits(model, val_x)
     thresholds = youden_thresholds(probs, val_y, CLASS_NAMES)
-    return TrainResult(model, thresholds, class_metrics(val_y, probs, CLASS_NAMES, thresholds), history,
-                       time.perf_counter() - t0, config)
+    return TrainResult(
+        model,
+        thresholds,
+        class_metrics(val_y, probs, CLASS_NAMES, thresholds),
+        history,
+        time.perf_counter() - t0,
+        config,
+    )
 
 
 def export_torchscript(model: nn.Module, path: str | Path) -> None:
@@ -376,52 +404,88 @@ def export_torchscript(model: nn.Module, path: str | Path) -> None:
 def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor) -> None:
     """Save ``model`` as ONNX at ``path`` with a dynamic batch axis (input "ecg", output "probabilities")."""
     model.eval()
-    torch.onnx.export(model, (example,), str(path), input_names=["ecg"], output_names=["probabilities"],
-                      dynamic_axes={"ecg": {0: "n"}, "probabilities": {0: "n"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=["ecg"],
+        output_names=["probabilities"],
+        dynamic_axes={"ecg": {0: "n"}, "probabilities": {0: "n"}},
+        opset_version=17,
+        dynamo=False,
+    )
 
 
-def build_card(name: str, result: TrainResult, test_metrics: dict[str, dict] | None, *,
-               description: str = "") -> ModelCard:
+def build_card(
+    name: str, result: TrainResult, test_metrics: dict[str, dict] | None, *, description: str = ""
+) -> ModelCard:
     """The model card of a trained model (module docstring) with its DS2 figures."""
     cfg = result.config
     params = sum(p.numel() for p in result.model.parameters())
     return ModelCard(
-        name=name, version="1", classes=list(CLASS_NAMES), sampling_rate=cfg.fs, leads=list(cfg.leads),
-        window_s=cfg.window_s, input_units="mV", output="probabilities", multilabel=True,
-        thresholds={k: round(v, 6) for k, v in result.thresholds.items()}, input_scale=1.0,
+        name=name,
+        version="1",
+        classes=list(CLASS_NAMES),
+        sampling_rate=cfg.fs,
+        leads=list(cfg.leads),
+        window_s=cfg.window_s,
+        input_units="mV",
+        output="probabilities",
+        multilabel=True,
+        thresholds={k: round(v, 6) for k, v in result.thresholds.items()},
+        input_scale=1.0,
         architecture=f"{cfg.arch}: {type(result.model.net).__name__}, {params} parameters",
-        description=description or "Multi-label 10-s rhythm-strip classifier (MLII + V1, 360 Hz): normal, "
+        description=description
+        or "Multi-label 10-s rhythm-strip classifier (MLII + V1, 360 Hz): normal, "
         "ventricular ectopy, supraventricular ectopy, atrial fibrillation/flutter. Outputs calibrated probabilities.",
         intended_use="Research and demonstration of ECG Lens (explanations and robustness of black-box ECG "
         "classifiers). Not a medical device; not for diagnosis. Trained on 22 Holter patients of one database "
         "(MIT-BIH, 1975-79, mostly MLII/V1): expect lower accuracy on 12-lead resting ECGs, other leads standing "
         "in for V1, paced rhythms (excluded from training) and rare rhythms (ventricular flutter, AV blocks).",
-        data=dict(DATA_ATTRIBUTION, train_records=[r for r in DS1 if r not in VAL_RECORDS],
-                  validation=f"records {', '.join(VAL_RECORDS)} and the last {1 - AF_TRAIN_FRACTION:.0%} of "
-                             f"{', '.join(AF_SPLIT_RECORDS)}", test_records=list(DS2),
-                  second_lead="V1 where recorded; otherwise the record's other lead (V2: 103, 117; V4: 124; "
-                              "V5: 100, 114, 123)",
-                  labels="datasets.mitdb.load_windows: V = any V/E beat; S = any A/a/J/S beat; AF = (AFIB/(AFL "
-                         "over >50% of the window; normal = >=1 beat, all AAMI N, not AF, no flutter wave"),
-        metrics={"test_set": "MIT-BIH DS2, non-overlapping 10-s windows (hop 10 s)",
-                 "ds2": test_metrics or {}, "ds1_validation": result.val_metrics,
-                 "params": params},
-        training={"recipe": "ecglens.classifiers.train (module docstring)", "arch": cfg.arch, "seed": cfg.seed,
-                  "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch, "batch_size": cfg.batch_size,
-                  "lr": cfg.lr, "weight_decay": cfg.weight_decay, "optimizer": "AdamW, one-cycle",
-                  "ema": cfg.ema, "time_stretch": cfg.stretch, "lead2_dropout": cfg.lead2_dropout,
-                  "loss": "binary cross-entropy, class-balanced sampling " + str(CLASS_MIX),
-                  "calibration": "Platt scaling per class on DS1 validation",
-                  "thresholds": "Youden's J per class on DS1 validation", "threads": cfg.threads,
-                  "train_seconds": round(result.train_seconds, 1),
-                  "best_epoch": int(np.argmax([h["val_mean_auc"] for h in result.history]) + 1)
-                  if result.history else None},
+        data=dict(
+            DATA_ATTRIBUTION,
+            train_records=[r for r in DS1 if r not in VAL_RECORDS],
+            validation=f"records {', '.join(VAL_RECORDS)} and the last {1 - AF_TRAIN_FRACTION:.0%} of "
+            f"{', '.join(AF_SPLIT_RECORDS)}",
+            test_records=list(DS2),
+            second_lead="V1 where recorded; otherwise the record's other lead (V2: 103, 117; V4: 124; "
+            "V5: 100, 114, 123)",
+            labels="datasets.mitdb.load_windows: V = any V/E beat; S = any A/a/J/S beat; AF = (AFIB/(AFL "
+            "over >50% of the window; normal = >=1 beat, all AAMI N, not AF, no flutter wave",
+        ),
+        metrics={
+            "test_set": "MIT-BIH DS2, non-overlapping 10-s windows (hop 10 s)",
+            "ds2": test_metrics or {},
+            "ds1_validation": result.val_metrics,
+            "params": params,
+        },
+        training={
+            "recipe": "ecglens.classifiers.train (module docstring)",
+            "arch": cfg.arch,
+            "seed": cfg.seed,
+            "epochs": cfg.epochs,
+            "steps_per_epoch": cfg.steps_per_epoch,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "optimizer": "AdamW, one-cycle",
+            "ema": cfg.ema,
+            "time_stretch": cfg.stretch,
+            "lead2_dropout": cfg.lead2_dropout,
+            "loss": "binary cross-entropy, class-balanced sampling " + str(CLASS_MIX),
+            "calibration": "Platt scaling per class on DS1 validation",
+            "thresholds": "Youden's J per class on DS1 validation",
+            "threads": cfg.threads,
+            "train_seconds": round(result.train_seconds, 1),
+            "best_epoch": int(np.argmax([h["val_mean_auc"] for h in result.history]) + 1) if result.history else None,
+        },
         extra={"known_issues": unset_threshold_warnings(result.val_metrics)},
     )
 
 
-def save_model(result: TrainResult, out: str | Path, test_metrics: dict[str, dict] | None,
-               name: str | None = None) -> ModelCard:
+def save_model(
+    result: TrainResult, out: str | Path, test_metrics: dict[str, dict] | None, name: str | None = None
+) -> ModelCard:
     """Write ``out`` (TorchScript) and its card (``out`` with ``.json``); returns the card."""
     out = Path(out)
     export_torchscript(result.model, out)
@@ -430,8 +494,9 @@ def save_model(result: TrainResult, out: str | Path, test_metrics: dict[str, dic
     return card
 
 
-def ds2_metrics(classifier: Any, data_dir: str | Path | None = None,
-                cache_dir: str | Path | None = None) -> dict[str, dict]:
+def ds2_metrics(
+    classifier: Any, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
+) -> dict[str, dict]:
     """Per-class DS2 figures of ``classifier`` on non-overlapping 10-s windows (the card's ``metrics.ds2``)."""
     from ecglens.classifiers.evaluate import evaluate
     from ecglens.datasets.mitdb import load_windows

@@ -19,20 +19,29 @@ shares):
 5. Platt scaling per class and Youden thresholds on the validation windows of all three lead sets together, so one
    threshold serves every lead set. Batch norm is folded into the convolutions for export (`fold_batch_norm`).
 """
+
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ecglens.classifiers.train import (Calibrated, Span, TrainResult, WindowSampler, _ema_update, _logits, fit_platt,
-                                       youden_thresholds)
 from ecglens.classifiers.evaluate import class_metrics
+from ecglens.classifiers.train import (
+    Calibrated,
+    Span,
+    TrainResult,
+    WindowSampler,
+    _ema_update,
+    _logits,
+    fit_platt,
+    youden_thresholds,
+)
 from ecglens.datasets.mitdb import CLASS_NAMES
 from ecglens.distortions import KINDS, noise_batch
 
@@ -79,7 +88,7 @@ def synthesise_leads(xb: np.ndarray, n_leads: int, rng: np.random.Generator, con
     out = np.empty((b, n_leads, t), dtype=np.float32)
     for i in range(b):
         order = rng.permutation(2)
-        originals = list(order[:min(2, n_leads)])
+        originals = list(order[: min(2, n_leads)])
         if n_leads <= 2 and rng.random() < 0.2:  # sometimes one projection stands for a recorded channel
             originals = originals[:-1]
         rows, scale = [], []
@@ -136,8 +145,12 @@ def fold_batch_norm(net: nn.Module) -> nn.Module:
     return net
 
 
-def train_anylead(train_spans: Sequence[Span], val_spans: Sequence[Span], config: AnyLeadConfig | None = None,
-                  log: Callable[[str], None] | None = print) -> TrainResult:
+def train_anylead(
+    train_spans: Sequence[Span],
+    val_spans: Sequence[Span],
+    config: AnyLeadConfig | None = None,
+    log: Callable[[str], None] | None = print,
+) -> TrainResult:
     """Train, select, calibrate and threshold an `AnyLeadNet` (module docstring). Deterministic per seed and
     thread count."""
     from ecglens.classifiers.anylead import AnyLeadNet
@@ -180,13 +193,23 @@ def train_anylead(train_spans: Sequence[Span], val_spans: Sequence[Span], config
             per_set.append([v["auc"] or 0.0 for v in m.values()])
         aucs = np.asarray(per_set)
         score = float(aucs.mean())
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_mean_auc": score,
-                        **{f"val_auc/{k}": float(aucs[:, c].mean()) for c, k in enumerate(CLASS_NAMES)},
-                        "elapsed_s": time.perf_counter() - t0})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "val_mean_auc": score,
+                **{f"val_auc/{k}": float(aucs[:, c].mean()) for c, k in enumerate(CLASS_NAMES)},
+                "elapsed_s": time.perf_counter() - t0,
+            }
+        )
         if log:
-            log(f"epoch {epoch + 1:3d}  loss {np.mean(losses):.4f}  val AUC (mean of lead sets) "
-                + " ".join(f"{a:.4f}" for a in aucs.mean(axis=0)) + f"  per set "
-                + " ".join(f"{a:.4f}" for a in aucs.mean(axis=1)) + f"  ({time.perf_counter() - t0:.0f} s)")
+            log(
+                f"epoch {epoch + 1:3d}  loss {np.mean(losses):.4f}  val AUC (mean of lead sets) "
+                + " ".join(f"{a:.4f}" for a in aucs.mean(axis=0))
+                + "  per set "
+                + " ".join(f"{a:.4f}" for a in aucs.mean(axis=1))
+                + f"  ({time.perf_counter() - t0:.0f} s)"
+            )
         if score > best_score:
             best_score, best = score, {k: v.detach().clone() for k, v in ema.state_dict().items()}
     net.load_state_dict(best)
@@ -214,8 +237,10 @@ def ds2_lead_set_metrics(classifier, data_dir=None, cache_dir=None) -> dict[str,
     from ecglens.datasets.mitdb import DS2, load_windows
 
     w = load_windows(DS2, data_dir, window_s=classifier.window_s, leads=("MLII", "V1"), cache_dir=cache_dir)
-    return {name: evaluate(classifier, np.ascontiguousarray(w.X[:, list(rows)]), w.Y)
-            for name, rows in DS2_LEAD_SETS.items()}
+    return {
+        name: evaluate(classifier, np.ascontiguousarray(w.X[:, list(rows)]), w.Y)
+        for name, rows in DS2_LEAD_SETS.items()
+    }
 
 
 def cinc2021_metrics(classifier, folder) -> dict[str, object]:
@@ -225,21 +250,28 @@ def cinc2021_metrics(classifier, folder) -> dict[str, object]:
 
     X, Y, names, _ = cinc2021_windows(folder, classifier.sampling_rate, classifier.window_s, classifier.class_names)
     probs = classifier.predict_proba(X)
-    return {"records": len(names), "leads": 12,
-            "figures": class_metrics(Y, probs, classifier.class_names, dict(classifier.thresholds))}
+    return {
+        "records": len(names),
+        "leads": 12,
+        "figures": class_metrics(Y, probs, classifier.class_names, dict(classifier.thresholds)),
+    }
 
 
 def low_sensitivity_notes(ds2: dict[str, dict], below: float = 0.6) -> list[str]:
     """A note per lead set and class whose DS2 sensitivity at the card's threshold is under ``below``."""
-    return [f"On MIT-BIH DS2 ({lead_set}) the {cls} sensitivity at its threshold is {f['sensitivity']:.2f} "
-            f"(specificity {f['specificity']:.2f}, AUC {f['auc']:.3f}): the threshold chosen on DS1 validation does "
-            "not carry over; pick one on your own data."
-            for lead_set, figures in ds2.items() for cls, f in figures.items()
-            if f.get("sensitivity") is not None and f["sensitivity"] < below]
+    return [
+        f"On MIT-BIH DS2 ({lead_set}) the {cls} sensitivity at its threshold is {f['sensitivity']:.2f} "
+        f"(specificity {f['specificity']:.2f}, AUC {f['auc']:.3f}): the threshold chosen on DS1 validation does "
+        "not carry over; pick one on your own data."
+        for lead_set, figures in ds2.items()
+        for cls, f in figures.items()
+        if f.get("sensitivity") is not None and f["sensitivity"] < below
+    ]
 
 
-def build_anylead_card(name: str, result: TrainResult, ds2: dict[str, dict] | None,
-                       cinc: dict[str, object] | None = None):
+def build_anylead_card(
+    name: str, result: TrainResult, ds2: dict[str, dict] | None, cinc: dict[str, object] | None = None
+):
     """The built-in's model card: lead rule "any", DS1 validation and DS2 figures per lead set, CinC 2021 check."""
     from ecglens.classifiers.card import ModelCard
     from ecglens.classifiers.evaluate import unset_threshold_warnings
@@ -254,11 +286,20 @@ def build_anylead_card(name: str, result: TrainResult, ds2: dict[str, dict] | No
         warnings += [f"{lead_set}: {w}" for w in unset_threshold_warnings(figures)]
     warnings += low_sensitivity_notes(ds2)
     return ModelCard(
-        name=name, version="2", classes=list(CLASS_NAMES), sampling_rate=cfg.fs, leads=list(cfg.leads),
-        lead_rule="any", window_s=cfg.window_s, input_units="mV", output="probabilities", multilabel=True,
-        thresholds={k: round(v, 6) for k, v in result.thresholds.items()}, input_scale=1.0,
+        name=name,
+        version="2",
+        classes=list(CLASS_NAMES),
+        sampling_rate=cfg.fs,
+        leads=list(cfg.leads),
+        lead_rule="any",
+        window_s=cfg.window_s,
+        input_units="mV",
+        output="probabilities",
+        multilabel=True,
+        thresholds={k: round(v, 6) for k, v in result.thresholds.items()},
+        input_scale=1.0,
         architecture=f"anylead: AnyLeadNet (one single-lead CNN shared by all leads, RR-interval features, pooled "
-                     f"over leads), {params} parameters",
+        f"over leads), {params} parameters",
         description="Multi-label 10-s classifier for any lead set (1 lead of any name, 2 leads, 12 leads; 360 Hz, "
         "records are resampled): normal, ventricular ectopy, supraventricular ectopy, atrial fibrillation/flutter. "
         "Every lead is normalised to its own amplitude and seen by the same network; RR-interval features come "
@@ -268,33 +309,53 @@ def build_anylead_card(name: str, result: TrainResult, ds2: dict[str, dict] | No
         "(MIT-BIH, 1975-79, 2 leads: MLII and V1, V2, V4 or V5; other leads only as synthetic projections of "
         "those two): expect lower accuracy on 12-lead resting ECGs, paced rhythms (excluded from training) and "
         "rare rhythms (ventricular flutter, AV blocks). Atrial fibrillation/flutter was learned from 2 patients.",
-        data=dict(DATA_ATTRIBUTION, train_records=[r for r in DS1 if r not in VAL_RECORDS],
-                  validation=f"records {', '.join(VAL_RECORDS)} and the last {1 - AF_TRAIN_FRACTION:.0%} of "
-                             f"{', '.join(AF_SPLIT_RECORDS)}", test_records=list(DS2),
-                  leads="both channels of every record (MLII; V1, or V2: 103, 117; V4: 124; V5: 100, 114, 123), "
-                        "and random projections of the two as further leads (1 to 12 leads per input)",
-                  labels="datasets.mitdb.load_windows: V = any V/E beat; S = any A/a/J/S beat; AF = (AFIB/(AFL "
-                         "over >50% of the window; normal = >=1 beat, all AAMI N, not AF, no flutter wave",
-                  out_of_database="PhysioNet/CinC Challenge 2021 (Reyna et al., Computing in Cardiology 48, 2021; "
-                                  "CC BY 4.0), 50 12-lead records (Georgia, PTB-XL, Chapman-Shaoxing/Ningbo); labels "
-                                  "from SNOMED-CT codes (evaluate.SNOMED_FINDINGS)"),
-        metrics={"test_set": "MIT-BIH DS2, non-overlapping 10-s windows (hop 10 s); ds2 = both channels",
-                 "ds2": ds2.get("MLII+V1", {}), "ds2_by_lead_set": ds2,
-                 "ds1_validation": result.val_metrics.get("MLII+V1", {}),
-                 "ds1_validation_by_lead_set": result.val_metrics,
-                 "cinc2021": cinc or {}, "params": params},
-        training={"recipe": "ecglens.classifiers.train_anylead (module docstring)", "arch": cfg.arch,
-                  "seed": cfg.seed, "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch,
-                  "batch_size": cfg.batch_size, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
-                  "optimizer": "AdamW, one-cycle", "ema": cfg.ema, "time_stretch": cfg.stretch,
-                  "lead_counts": [list(x) for x in cfg.lead_counts], "noise_p": cfg.noise_p,
-                  "snr_db": list(cfg.snr_db), "polarity_flip_p": cfg.flip_p, "lead_off_p": cfg.lead_off_p,
-                  "loss": "binary cross-entropy, class-balanced sampling (0.3, 0.3, 0.25, 0.15)",
-                  "selection": "best mean DS1-validation AUC over the lead sets MLII+V1, MLII, second lead",
-                  "calibration": "Platt scaling per class on DS1 validation (all three lead sets)",
-                  "thresholds": "Youden's J per class on DS1 validation (all three lead sets)",
-                  "threads": cfg.threads, "train_seconds": round(result.train_seconds, 1),
-                  "best_epoch": int(np.argmax([h["val_mean_auc"] for h in result.history]) + 1)
-                  if result.history else None},
+        data=dict(
+            DATA_ATTRIBUTION,
+            train_records=[r for r in DS1 if r not in VAL_RECORDS],
+            validation=f"records {', '.join(VAL_RECORDS)} and the last {1 - AF_TRAIN_FRACTION:.0%} of "
+            f"{', '.join(AF_SPLIT_RECORDS)}",
+            test_records=list(DS2),
+            leads="both channels of every record (MLII; V1, or V2: 103, 117; V4: 124; V5: 100, 114, 123), "
+            "and random projections of the two as further leads (1 to 12 leads per input)",
+            labels="datasets.mitdb.load_windows: V = any V/E beat; S = any A/a/J/S beat; AF = (AFIB/(AFL "
+            "over >50% of the window; normal = >=1 beat, all AAMI N, not AF, no flutter wave",
+            out_of_database="PhysioNet/CinC Challenge 2021 (Reyna et al., Computing in Cardiology 48, 2021; "
+            "CC BY 4.0), 50 12-lead records (Georgia, PTB-XL, Chapman-Shaoxing/Ningbo); labels "
+            "from SNOMED-CT codes (evaluate.SNOMED_FINDINGS)",
+        ),
+        metrics={
+            "test_set": "MIT-BIH DS2, non-overlapping 10-s windows (hop 10 s); ds2 = both channels",
+            "ds2": ds2.get("MLII+V1", {}),
+            "ds2_by_lead_set": ds2,
+            "ds1_validation": result.val_metrics.get("MLII+V1", {}),
+            "ds1_validation_by_lead_set": result.val_metrics,
+            "cinc2021": cinc or {},
+            "params": params,
+        },
+        training={
+            "recipe": "ecglens.classifiers.train_anylead (module docstring)",
+            "arch": cfg.arch,
+            "seed": cfg.seed,
+            "epochs": cfg.epochs,
+            "steps_per_epoch": cfg.steps_per_epoch,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "optimizer": "AdamW, one-cycle",
+            "ema": cfg.ema,
+            "time_stretch": cfg.stretch,
+            "lead_counts": [list(x) for x in cfg.lead_counts],
+            "noise_p": cfg.noise_p,
+            "snr_db": list(cfg.snr_db),
+            "polarity_flip_p": cfg.flip_p,
+            "lead_off_p": cfg.lead_off_p,
+            "loss": "binary cross-entropy, class-balanced sampling (0.3, 0.3, 0.25, 0.15)",
+            "selection": "best mean DS1-validation AUC over the lead sets MLII+V1, MLII, second lead",
+            "calibration": "Platt scaling per class on DS1 validation (all three lead sets)",
+            "thresholds": "Youden's J per class on DS1 validation (all three lead sets)",
+            "threads": cfg.threads,
+            "train_seconds": round(result.train_seconds, 1),
+            "best_epoch": int(np.argmax([h["val_mean_auc"] for h in result.history]) + 1) if result.history else None,
+        },
         extra={"known_issues": warnings},
     )

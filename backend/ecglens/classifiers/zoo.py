@@ -16,15 +16,17 @@ DS1 records) are the explainer's development cases; DS2 appears only in the figu
 ``ecglens train-zoo`` retrains every member (or ``--only NAME``) deterministically: a fixed number of steps per
 member (no time-based stopping), one torch thread, seeded draws.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +36,7 @@ from ecglens.classifiers.card import ModelCard
 
 VAL_RECORDS: tuple[str, ...] = ("116", "118", "124", "215", "220")
 BINARY_CLASSES: tuple[str, ...] = ("other", "ventricular ectopy")
-FINDINGS: tuple[str, ...] = ("normal", "ventricular ectopy", "supraventricular ectopy",
-                             "atrial fibrillation/flutter")
+FINDINGS: tuple[str, ...] = ("normal", "ventricular ectopy", "supraventricular ectopy", "atrial fibrillation/flutter")
 NORMS = {"raw": 0, "median": 1, "zscore": 2}
 SOURCE_FS = 360.0
 
@@ -45,12 +46,12 @@ class MemberSpec:
     """One zoo member: what it reads and how it is built."""
 
     name: str
-    arch: str            # cnn | resnet | gru | lstm | transformer | rrmorph
+    arch: str  # cnn | resnet | gru | lstm | transformer | rrmorph
     fs: float
     leads: tuple[str, ...]
-    norm: str            # raw | median | zscore
-    task: str            # binary | findings
-    split: str           # train | heldout
+    norm: str  # raw | median | zscore
+    task: str  # binary | findings
+    split: str  # train | heldout
     window_s: float = 10.0
     steps: int = 700
     width: int = 24
@@ -60,23 +61,22 @@ ZOO: tuple[MemberSpec, ...] = (
     # Steps: what one torch thread on the shared 2-core machine trains in under 2 min (seconds on each card).
     MemberSpec("cnn250_2l_z_find", "cnn", 250, ("MLII", "V1"), "zscore", "findings", "train", steps=700),
     MemberSpec("cnn500_1l_raw_bin", "cnn", 500, ("MLII",), "raw", "binary", "train", steps=330),
-    MemberSpec("cnn125_2l_med_bin", "cnn", 125, ("MLII", "V1"), "median", "binary", "train", window_s=8.0,
-               steps=600),
-    MemberSpec("resnet360_2l_raw_find", "resnet", 360, ("MLII", "V1"), "raw", "findings", "train", steps=150,
-               width=16),
+    MemberSpec("cnn125_2l_med_bin", "cnn", 125, ("MLII", "V1"), "median", "binary", "train", window_s=8.0, steps=600),
+    MemberSpec("resnet360_2l_raw_find", "resnet", 360, ("MLII", "V1"), "raw", "findings", "train", steps=150, width=16),
     MemberSpec("resnet180_1l_z_bin", "resnet", 180, ("MLII",), "zscore", "binary", "train", steps=420),
     MemberSpec("gru360_2l_raw_find", "gru", 360, ("MLII", "V1"), "raw", "findings", "train", steps=300),
     MemberSpec("lstm250_1l_med_bin", "lstm", 250, ("MLII",), "median", "binary", "train", steps=380),
-    MemberSpec("transformer180_2l_med_find", "transformer", 180, ("MLII", "V1"), "median", "findings", "train",
-               steps=280),
+    MemberSpec(
+        "transformer180_2l_med_find", "transformer", 180, ("MLII", "V1"), "median", "findings", "train", steps=280
+    ),
     MemberSpec("rrmorph360_2l_raw_bin", "rrmorph", 360, ("MLII", "V1"), "raw", "binary", "train", steps=1200),
     # Held out: never used to train the policy or to choose anything.
     MemberSpec("cnn250_2l_raw_bin", "cnn", 250, ("MLII", "V1"), "raw", "binary", "heldout", steps=600, width=32),
     MemberSpec("gru125_1l_med_find", "gru", 125, ("MLII",), "median", "findings", "heldout", steps=450),
-    MemberSpec("transformer250_1l_z_bin", "transformer", 250, ("MLII",), "zscore", "binary", "heldout",
-               steps=200),
-    MemberSpec("resnet500_2l_med_find", "resnet", 500, ("MLII", "V1"), "median", "findings", "heldout",
-               window_s=6.0, steps=250),
+    MemberSpec("transformer250_1l_z_bin", "transformer", 250, ("MLII",), "zscore", "binary", "heldout", steps=200),
+    MemberSpec(
+        "resnet500_2l_med_find", "resnet", 500, ("MLII", "V1"), "median", "findings", "heldout", window_s=6.0, steps=250
+    ),
     MemberSpec("rrmorph250_1l_z_find", "rrmorph", 250, ("MLII",), "zscore", "findings", "heldout", steps=1200),
 )
 SPLIT: dict[str, str] = {m.name: m.split for m in ZOO}
@@ -128,8 +128,9 @@ class Normalise(nn.Module):
 
 
 def _conv(c_in: int, c_out: int, k: int, s: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv1d(c_in, c_out, k, stride=s, padding=k // 2, bias=False), nn.BatchNorm1d(c_out),
-                         nn.ReLU())
+    return nn.Sequential(
+        nn.Conv1d(c_in, c_out, k, stride=s, padding=k // 2, bias=False), nn.BatchNorm1d(c_out), nn.ReLU()
+    )
 
 
 def _stride_for(fs: float, target_hz: float) -> list[int]:
@@ -240,8 +241,9 @@ class RRMorph(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, leads, t = x.shape
         d = x[:, 0, 1:] - x[:, 0, :-1]
-        e = nn.functional.avg_pool1d((d * d).unsqueeze(1), self.smooth, 1, self.smooth // 2,
-                                     count_include_pad=False).squeeze(1)
+        e = nn.functional.avg_pool1d(
+            (d * d).unsqueeze(1), self.smooth, 1, self.smooth // 2, count_include_pad=False
+        ).squeeze(1)
         peak = nn.functional.max_pool1d(e.unsqueeze(1), self.refractory, 1, self.refractory // 2).squeeze(1)
         is_peak = (e >= peak) & (e > 0.15 * e.amax(dim=1, keepdim=True))
         score = torch.where(is_peak, e, torch.zeros_like(e))
@@ -263,8 +265,11 @@ class RRMorph(nn.Module):
         for lead in range(leads):
             sig = x[:, lead].unsqueeze(1).expand(n, k, t)
             sketches.append(torch.gather(sig, 2, sample))
-        feats = torch.cat([pre.unsqueeze(2), post.unsqueeze(2), (pre / mean_rr).unsqueeze(2),
-                           (post / mean_rr).unsqueeze(2)] + sketches, dim=2)
+        feats = torch.cat(
+            [pre.unsqueeze(2), post.unsqueeze(2), (pre / mean_rr).unsqueeze(2), (post / mean_rr).unsqueeze(2)]
+            + sketches,
+            dim=2,
+        )
         h = self.mlp(feats)
         mask = valid.unsqueeze(2)
         pooled_max = torch.where(mask, h, torch.full_like(h, -1e4)).amax(dim=1)
@@ -323,18 +328,23 @@ class Sampler:
             self.signals.append(np.ascontiguousarray(sig, dtype=np.float32))
             starts = np.arange(0, rec.n_samples - n360 - 1, int(0.25 * SOURCE_FS), dtype=np.int64)
             codes, names = rec.rhythm_per_sample()
-            af_cum = np.concatenate([[0], np.cumsum(np.isin(codes, [names.index(a) for a in AF_RHYTHMS
-                                                                    if a in names]))])
+            af_cum = np.concatenate(
+                [[0], np.cumsum(np.isin(codes, [names.index(a) for a in AF_RHYTHMS if a in names]))]
+            )
 
-            def count(samples: np.ndarray) -> np.ndarray:
+            def count(samples: np.ndarray, starts: np.ndarray = starts) -> np.ndarray:
                 return np.searchsorted(samples, starts + n360) - np.searchsorted(samples, starts)
 
             sym = rec.beat_symbol
             v = count(rec.beat_sample[np.isin(sym, AAMI_CLASSES["V"])]) > 0
             s = count(rec.beat_sample[np.isin(sym, AAMI_CLASSES["S"])]) > 0
             af = (af_cum[starts + n360] - af_cum[starts]) / n360 > 0.5
-            normal = ((count(rec.beat_sample) > 0) & (count(rec.beat_sample[~np.isin(sym, AAMI_CLASSES["N"])]) == 0)
-                      & ~af & (count(rec.flutter_wave_sample) == 0))
+            normal = (
+                (count(rec.beat_sample) > 0)
+                & (count(rec.beat_sample[~np.isin(sym, AAMI_CLASSES["N"])]) == 0)
+                & ~af
+                & (count(rec.flutter_wave_sample) == 0)
+            )
             y = np.stack([normal, v, s, af], axis=1).astype(np.float32)
             first = np.minimum(np.round(starts * fs / SOURCE_FS).astype(np.int64), sig.shape[1] - self.n)
             cand.append((np.full(len(starts), r), first, y))
@@ -345,7 +355,7 @@ class Sampler:
         self.neg = np.flatnonzero(self.y[:, 1] == 0)
 
     def windows(self, index: np.ndarray) -> np.ndarray:
-        return np.stack([self.signals[self.rec[i]][:, self.start[i]:self.start[i] + self.n] for i in index])
+        return np.stack([self.signals[self.rec[i]][:, self.start[i] : self.start[i] + self.n] for i in index])
 
     def draw(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         half = batch // 2
@@ -374,7 +384,7 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor
 
 def _probabilities(model: nn.Module, x: np.ndarray, task: str) -> np.ndarray:
     with torch.inference_mode():
-        out = torch.cat([model(torch.from_numpy(x[a:a + 256])) for a in range(0, len(x), 256)])
+        out = torch.cat([model(torch.from_numpy(x[a : a + 256])) for a in range(0, len(x), 256)])
     return (torch.softmax(out, 1) if task == "binary" else torch.sigmoid(out)).numpy()
 
 
@@ -396,12 +406,20 @@ def _fixed_windows(records: Sequence[str], spec: MemberSpec) -> tuple[np.ndarray
         from scipy.signal import resample_poly
 
         g = gcd(int(spec.fs), int(SOURCE_FS))
-        x = resample_poly(x, int(spec.fs) // g, int(SOURCE_FS) // g, axis=2)[..., :int(round(spec.window_s * spec.fs))]
+        x = resample_poly(x, int(spec.fs) // g, int(SOURCE_FS) // g, axis=2)[..., : int(round(spec.window_s * spec.fs))]
     return np.ascontiguousarray(x, dtype=np.float32), w.Y
 
 
-def train_member(spec: MemberSpec, out_dir: Path, *, seed: int = 0, batch: int = 48, log: Any = print,
-                 records: Sequence[str] | None = None, evaluate: bool = True) -> dict[str, Any]:
+def train_member(
+    spec: MemberSpec,
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    batch: int = 48,
+    log: Any = print,
+    records: Sequence[str] | None = None,
+    evaluate: bool = True,
+) -> dict[str, Any]:
     """Train one member on DS1 minus `VAL_RECORDS`, export TorchScript + card into ``out_dir``; the card's figures.
 
     ``records`` replaces the training records and ``evaluate=False`` skips the card's DS1-validation / DS2
@@ -450,40 +468,68 @@ def train_member(spec: MemberSpec, out_dir: Path, *, seed: int = 0, batch: int =
             else:
                 thresholds[name] = 0.5
     metrics: dict[str, Any] = {}
-    for label, eval_records in ((("ds1_validation", VAL_RECORDS), ("ds2", DS2)) if evaluate else ()):
+    for label, eval_records in (("ds1_validation", VAL_RECORDS), ("ds2", DS2)) if evaluate else ():
         x, y = _fixed_windows(eval_records, spec)
         p = _probabilities(model, x, spec.task)
         pv = p[:, 1]
         thr_v = thresholds.get("ventricular ectopy", 0.5)
         flagged = pv >= thr_v
-        metrics[label] = {"windows": int(len(y)), "ventricular_auc": _auc(y[:, 1], pv),
-                          "ventricular_sensitivity": float(flagged[y[:, 1] > 0].mean()) if y[:, 1].any() else None,
-                          "ventricular_specificity": float((~flagged)[y[:, 1] == 0].mean())}
+        metrics[label] = {
+            "windows": int(len(y)),
+            "ventricular_auc": _auc(y[:, 1], pv),
+            "ventricular_sensitivity": float(flagged[y[:, 1] > 0].mean()) if y[:, 1].any() else None,
+            "ventricular_specificity": float((~flagged)[y[:, 1] == 0].mean()),
+        }
     scripted = torch.jit.script(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{spec.name}.pt"
     torch.jit.save(scripted, str(path))
     n_params = int(sum(p.numel() for p in model.parameters()))
     card = ModelCard(
-        name=spec.name, classes=list(BINARY_CLASSES if spec.task == "binary" else FINDINGS),
-        sampling_rate=float(spec.fs), leads=list(spec.leads), window_s=float(spec.window_s), output="logits",
-        multilabel=spec.task == "findings", thresholds=thresholds, architecture=f"{spec.arch} ({n_params} parameters)",
+        name=spec.name,
+        classes=list(BINARY_CLASSES if spec.task == "binary" else FINDINGS),
+        sampling_rate=float(spec.fs),
+        leads=list(spec.leads),
+        window_s=float(spec.window_s),
+        output="logits",
+        multilabel=spec.task == "findings",
+        thresholds=thresholds,
+        architecture=f"{spec.arch} ({n_params} parameters)",
         description=f"ECG Lens development-zoo member ({spec.split}): {spec.arch}, {spec.fs:g} Hz, "
-                    f"{'+'.join(spec.leads)}, {spec.norm} input, {spec.task}. A test black box, not a clinical model.",
+        f"{'+'.join(spec.leads)}, {spec.norm} input, {spec.task}. A test black box, not a clinical model.",
         intended_use="Developing and benchmarking explainers only (ecglens issue 16); not for diagnosis.",
-        data={"train_records": train_records, "validation_records": list(VAL_RECORDS), "source": "MIT-BIH "
-              "Arrhythmia Database DS1 (de Chazal et al. 2004), ODC-By 1.0; DS2 only for the figures below"},
+        data={
+            "train_records": train_records,
+            "validation_records": list(VAL_RECORDS),
+            "source": "MIT-BIH "
+            "Arrhythmia Database DS1 (de Chazal et al. 2004), ODC-By 1.0; DS2 only for the figures below",
+        },
         metrics=metrics,
-        training={"steps": spec.steps, "batch": batch, "seed": seed, "optimizer": "AdamW one-cycle 3e-3",
-                  "balanced": "half of each batch holds a V/E beat", "cpu_seconds": round(train_cpu_s, 1),
-                  "wall_seconds": round(train_s, 1), "load_average": round(os.getloadavg()[0], 1),
-                  "torch_threads": torch.get_num_threads()},
-        extra={"zoo": asdict(spec)})
+        training={
+            "steps": spec.steps,
+            "batch": batch,
+            "seed": seed,
+            "optimizer": "AdamW one-cycle 3e-3",
+            "balanced": "half of each batch holds a V/E beat",
+            "cpu_seconds": round(train_cpu_s, 1),
+            "wall_seconds": round(train_s, 1),
+            "load_average": round(os.getloadavg()[0], 1),
+            "torch_threads": torch.get_num_threads(),
+        },
+        extra={"zoo": asdict(spec)},
+    )
     card.save(path.with_suffix(".json"))
-    log(f"{spec.name}: {n_params} params, {train_cpu_s:.0f} s CPU ({train_s:.0f} s wall) training; "
-        + "; ".join(f"{k} V AUC {v['ventricular_auc']}" for k, v in metrics.items()))
-    return {"name": spec.name, "split": spec.split, "params": n_params, "train_cpu_s": round(train_cpu_s, 1),
-            "metrics": metrics}
+    log(
+        f"{spec.name}: {n_params} params, {train_cpu_s:.0f} s CPU ({train_s:.0f} s wall) training; "
+        + "; ".join(f"{k} V AUC {v['ventricular_auc']}" for k, v in metrics.items())
+    )
+    return {
+        "name": spec.name,
+        "split": spec.split,
+        "params": n_params,
+        "train_cpu_s": round(train_cpu_s, 1),
+        "metrics": metrics,
+    }
 
 
 def write_zoo_card(out_dir: Path) -> Path:
@@ -492,33 +538,55 @@ def write_zoo_card(out_dir: Path) -> Path:
     for spec in ZOO:
         card_file = out_dir / f"{spec.name}.json"
         card = json.loads(card_file.read_text()) if card_file.exists() else {}
-        rows.append({**asdict(spec), "architecture": card.get("architecture"), "metrics": card.get("metrics", {}),
-                     "train_s": card.get("training", {}).get("cpu_seconds")})
-    (out_dir / "zoo.json").write_text(json.dumps({
-        "split": {"train": [m.name for m in members("train")], "heldout": [m.name for m in members("heldout")]},
-        "train_records": [r for r in __import__("ecglens.datasets.mitdb", fromlist=["DS1"]).DS1
-                          if r not in VAL_RECORDS],
-        "validation_records": list(VAL_RECORDS), "members": rows}, indent=1) + "\n")
+        rows.append(
+            {
+                **asdict(spec),
+                "architecture": card.get("architecture"),
+                "metrics": card.get("metrics", {}),
+                "train_s": card.get("training", {}).get("cpu_seconds"),
+            }
+        )
+    (out_dir / "zoo.json").write_text(
+        json.dumps(
+            {
+                "split": {"train": [m.name for m in members("train")], "heldout": [m.name for m in members("heldout")]},
+                "train_records": [
+                    r for r in __import__("ecglens.datasets.mitdb", fromlist=["DS1"]).DS1 if r not in VAL_RECORDS
+                ],
+                "validation_records": list(VAL_RECORDS),
+                "members": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
     def fmt(v: Any) -> str:
         return "–" if v is None else f"{v:.3f}"
 
-    lines = ["# ECG Lens development zoo", "",
-             "Small black boxes for developing and testing the explainer (issue 16). Not clinical models.",
-             "Rebuild: `ecglens train-zoo` (deterministic; one torch thread). Code: "
-             "`backend/ecglens/classifiers/zoo.py`.", "",
-             "Split: the agent's policy is trained, and every design choice is scored, on `train` members only; "
-             "`heldout` members are never used for training or any choice. Every member trains on MIT-BIH DS1 "
-             f"minus the validation records {', '.join(VAL_RECORDS)}; those are the explainers' development "
-             "cases; DS2 figures below are for the report only.", "",
-             "| member | split | architecture | rate (Hz) | leads | input | output | window (s) | train (CPU s) | "
-             "V AUC DS1-val | V AUC DS2 |", "|" + "---|" * 11]
+    lines = [
+        "# ECG Lens development zoo",
+        "",
+        "Small black boxes for developing and testing the explainer (issue 16). Not clinical models.",
+        "Rebuild: `ecglens train-zoo` (deterministic; one torch thread). Code: `backend/ecglens/classifiers/zoo.py`.",
+        "",
+        "Split: the agent's policy is trained, and every design choice is scored, on `train` members only; "
+        "`heldout` members are never used for training or any choice. Every member trains on MIT-BIH DS1 "
+        f"minus the validation records {', '.join(VAL_RECORDS)}; those are the explainers' development "
+        "cases; DS2 figures below are for the report only.",
+        "",
+        "| member | split | architecture | rate (Hz) | leads | input | output | window (s) | train (CPU s) | "
+        "V AUC DS1-val | V AUC DS2 |",
+        "|" + "---|" * 11,
+    ]
     for r in rows:
         m = r["metrics"]
-        lines.append(f"| {r['name']} | {r['split']} | {r['architecture']} | {r['fs']:g} | {'+'.join(r['leads'])} | "
-                     f"{r['norm']} | {r['task']} | {r['window_s']:g} | {r['train_s']} | "
-                     f"{fmt(m.get('ds1_validation', {}).get('ventricular_auc'))} | "
-                     f"{fmt(m.get('ds2', {}).get('ventricular_auc'))} |")
+        lines.append(
+            f"| {r['name']} | {r['split']} | {r['architecture']} | {r['fs']:g} | {'+'.join(r['leads'])} | "
+            f"{r['norm']} | {r['task']} | {r['window_s']:g} | {r['train_s']} | "
+            f"{fmt(m.get('ds1_validation', {}).get('ventricular_auc'))} | "
+            f"{fmt(m.get('ds2', {}).get('ventricular_auc'))} |"
+        )
     path = out_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -9,24 +9,69 @@ References: Moody & Mark, IEEE Eng. Med. Biol. Mag. 20(3):45-50 (2001); de Chaza
 51(7):1196-1206 (2004) for the DS1 / DS2 split; ANSI/AAMI EC57 for the beat classes; PhysioNet, Goldberger et
 al., Circulation 101(23):e215-e220 (2000). Licence of the data: ODC-By 1.0.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ecglens.ecg import Ecg, normalize_lead
 
 # Inter-patient split (de Chazal et al. 2004); the four paced records 102, 104, 107, 217 are in neither.
-DS1: tuple[str, ...] = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124",
-                        "201", "203", "205", "207", "208", "209", "215", "220", "223", "230")
-DS2: tuple[str, ...] = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212",
-                        "213", "214", "219", "221", "222", "228", "231", "232", "233", "234")
+DS1: tuple[str, ...] = (
+    "101",
+    "106",
+    "108",
+    "109",
+    "112",
+    "114",
+    "115",
+    "116",
+    "118",
+    "119",
+    "122",
+    "124",
+    "201",
+    "203",
+    "205",
+    "207",
+    "208",
+    "209",
+    "215",
+    "220",
+    "223",
+    "230",
+)
+DS2: tuple[str, ...] = (
+    "100",
+    "103",
+    "105",
+    "111",
+    "113",
+    "117",
+    "121",
+    "123",
+    "200",
+    "202",
+    "210",
+    "212",
+    "213",
+    "214",
+    "219",
+    "221",
+    "222",
+    "228",
+    "231",
+    "232",
+    "233",
+    "234",
+)
 PACED: tuple[str, ...] = ("102", "104", "107", "217")
 
 # AAMI EC57 beat classes over the MIT-BIH beat annotation symbols.
@@ -40,8 +85,12 @@ AAMI_CLASSES: dict[str, tuple[str, ...]] = {
 BEAT_SYMBOLS: frozenset[str] = frozenset(s for group in AAMI_CLASSES.values() for s in group)
 
 # The built-in classifier's outputs, in this order (the columns of `MitdbWindows.Y`).
-CLASS_NAMES: tuple[str, ...] = ("normal", "ventricular ectopy", "supraventricular ectopy",
-                                "atrial fibrillation/flutter")
+CLASS_NAMES: tuple[str, ...] = (
+    "normal",
+    "ventricular ectopy",
+    "supraventricular ectopy",
+    "atrial fibrillation/flutter",
+)
 AF_RHYTHMS: tuple[str, ...] = ("AFIB", "AFL")
 FS_HZ = 360.0
 _CACHE_VERSION = 1
@@ -63,8 +112,11 @@ def default_data_dir() -> Path:
     for path in candidates:
         if (path / "100.hea").exists():
             return path
-    raise FileNotFoundError("MIT-BIH records not found in " + ", ".join(str(p) for p in candidates)
-                            + " (set ECGLENS_SHARED_DATA to the shared data folder)")
+    raise FileNotFoundError(
+        "MIT-BIH records not found in "
+        + ", ".join(str(p) for p in candidates)
+        + " (set ECGLENS_SHARED_DATA to the shared data folder)"
+    )
 
 
 def _default_cache_dir() -> Path:
@@ -122,7 +174,7 @@ class MitdbRecord:
         codes = np.zeros(self.n_samples, dtype=np.int16)
         for k, start in enumerate(self.rhythm_sample):
             end = self.rhythm_sample[k + 1] if k + 1 < len(self.rhythm_sample) else self.n_samples
-            codes[max(0, int(start)):max(0, int(end))] = labels.index(str(self.rhythm_label[k]))
+            codes[max(0, int(start)) : max(0, int(end))] = labels.index(str(self.rhythm_label[k]))
         return codes, labels
 
     def labels(self, start: int, n: int) -> np.ndarray:
@@ -131,8 +183,7 @@ class MitdbRecord:
         return _window_labels(self, start, n, codes, names)
 
 
-def load_record(name: str, data_dir: str | Path | None = None, *,
-                leads: Sequence[str] = ("MLII", "V1")) -> MitdbRecord:
+def load_record(name: str, data_dir: str | Path | None = None, *, leads: Sequence[str] = ("MLII", "V1")) -> MitdbRecord:
     """Read one MIT-BIH record and its reference annotations (``.atr``).
 
     Parameters
@@ -183,10 +234,15 @@ def load_record(name: str, data_dir: str | Path | None = None, *,
     aux = np.asarray([(a or "").strip("\x00 ") for a in ann.aux_note])
     is_rhythm = (symbols == "+") & np.char.startswith(aux.astype(str), "(")
     return MitdbRecord(
-        name=str(name), signal=signal, fs=float(rec.fs), leads=tuple(wanted),
+        name=str(name),
+        signal=signal,
+        fs=float(rec.fs),
+        leads=tuple(wanted),
         source_leads=tuple(channels[r] for r in rows),
-        beat_sample=samples[is_beat], beat_symbol=symbols[is_beat].astype("<U1"),
-        rhythm_sample=samples[is_rhythm], rhythm_label=np.char.lstrip(aux[is_rhythm].astype(str), "("),
+        beat_sample=samples[is_beat],
+        beat_symbol=symbols[is_beat].astype("<U1"),
+        rhythm_sample=samples[is_rhythm],
+        rhythm_label=np.char.lstrip(aux[is_rhythm].astype(str), "("),
         flutter_wave_sample=samples[symbols == "!"],
     )
 
@@ -195,11 +251,11 @@ def _window_labels(rec: MitdbRecord, start: int, n: int, codes: np.ndarray, name
     lo, hi = np.searchsorted(rec.beat_sample, [start, start + n])
     symbols = set(rec.beat_symbol[lo:hi].tolist())
     af_codes = [names.index(r) for r in AF_RHYTHMS if r in names]
-    af = bool(af_codes) and float(np.isin(codes[start:start + n], af_codes).mean()) > 0.5
+    af = bool(af_codes) and float(np.isin(codes[start : start + n], af_codes).mean()) > 0.5
     v = bool(symbols & set(AAMI_CLASSES["V"]))
     s = bool(symbols & set(AAMI_CLASSES["S"]))
     fl_lo, fl_hi = np.searchsorted(rec.flutter_wave_sample, [start, start + n])
-    normal = (bool(symbols) and symbols <= set(AAMI_CLASSES["N"]) and not af and fl_hi == fl_lo)
+    normal = bool(symbols) and symbols <= set(AAMI_CLASSES["N"]) and not af and fl_hi == fl_lo
     return np.asarray([normal, v, s, af], dtype=np.float32)
 
 
@@ -263,13 +319,20 @@ class MitdbWindows:
     def ecg(self, i: int) -> Ecg:
         """Window ``i`` as an `Ecg` named ``"<record>@<start sample>"`` (metadata: record, start, beats)."""
         samples, symbols = self.beats(i)
-        meta = {"record": str(self.record[i]), "start_sample": int(self.start[i]), "rhythm": str(self.rhythm[i]),
-                "beat_samples": samples.tolist(), "beat_symbols": symbols.tolist(),
-                "source_leads": str(self.source_leads[i]), "source": "mitdb"}
-        return Ecg(signal=self.X[i], fs=self.fs, leads=self.leads, metadata=meta,
-                   name=f"{self.record[i]}@{int(self.start[i])}")
+        meta = {
+            "record": str(self.record[i]),
+            "start_sample": int(self.start[i]),
+            "rhythm": str(self.rhythm[i]),
+            "beat_samples": samples.tolist(),
+            "beat_symbols": symbols.tolist(),
+            "source_leads": str(self.source_leads[i]),
+            "source": "mitdb",
+        }
+        return Ecg(
+            signal=self.X[i], fs=self.fs, leads=self.leads, metadata=meta, name=f"{self.record[i]}@{int(self.start[i])}"
+        )
 
-    def subset(self, index: np.ndarray | Sequence[int]) -> "MitdbWindows":
+    def subset(self, index: np.ndarray | Sequence[int]) -> MitdbWindows:
         """The windows at ``index`` (integer indices or a boolean mask), beats carried along."""
         index = np.asarray(index)
         if index.dtype == bool:
@@ -278,27 +341,48 @@ class MitdbWindows:
         flat = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
         counts = np.asarray([len(p) for p in parts], dtype=np.int64)
         return MitdbWindows(
-            X=self.X[index], Y=self.Y[index], record=self.record[index], start=self.start[index],
-            rhythm=self.rhythm[index], beat_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            beat_sample=self.beat_sample[flat], beat_symbol=self.beat_symbol[flat],
-            source_leads=self.source_leads[index], fs=self.fs, leads=self.leads, class_names=self.class_names)
+            X=self.X[index],
+            Y=self.Y[index],
+            record=self.record[index],
+            start=self.start[index],
+            rhythm=self.rhythm[index],
+            beat_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            beat_sample=self.beat_sample[flat],
+            beat_symbol=self.beat_symbol[flat],
+            source_leads=self.source_leads[index],
+            fs=self.fs,
+            leads=self.leads,
+            class_names=self.class_names,
+        )
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in ("X", "Y", "record", "start", "rhythm", "beat_offsets", "beat_sample",
-                                              "beat_symbol", "source_leads")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "X",
+                "Y",
+                "record",
+                "start",
+                "rhythm",
+                "beat_offsets",
+                "beat_sample",
+                "beat_symbol",
+                "source_leads",
+            )
+        }
 
 
 def record_windows(rec: MitdbRecord, window: int, hop: int) -> MitdbWindows:
     """All full windows of ``window`` samples every ``hop`` samples of one record, labelled."""
     starts = np.arange(0, rec.n_samples - window + 1, hop, dtype=np.int64)
     codes, names = rec.rhythm_per_sample()
-    X = np.stack([rec.signal[:, a:a + window] for a in starts]).astype(np.float32)
+    X = np.stack([rec.signal[:, a : a + window] for a in starts]).astype(np.float32)
     Y = np.stack([_window_labels(rec, int(a), window, codes, names) for a in starts])
     rhythm = []
     offsets = [0]
     beat_parts, symbol_parts = [], []
     for a in starts:
-        counts = np.bincount(codes[a:a + window], minlength=len(names))
+        counts = np.bincount(codes[a : a + window], minlength=len(names))
         rhythm.append(names[int(np.argmax(counts))])
         lo, hi = np.searchsorted(rec.beat_sample, [a, a + window])
         beat_parts.append(rec.beat_sample[lo:hi] - a)
@@ -306,11 +390,18 @@ def record_windows(rec: MitdbRecord, window: int, hop: int) -> MitdbWindows:
         offsets.append(offsets[-1] + hi - lo)
     n = len(starts)
     return MitdbWindows(
-        X=X, Y=Y, record=np.full(n, rec.name, dtype="<U8"), start=starts, rhythm=np.asarray(rhythm, dtype="<U8"),
+        X=X,
+        Y=Y,
+        record=np.full(n, rec.name, dtype="<U8"),
+        start=starts,
+        rhythm=np.asarray(rhythm, dtype="<U8"),
         beat_offsets=np.asarray(offsets, dtype=np.int64),
         beat_sample=np.concatenate(beat_parts).astype(np.int64) if n else np.zeros(0, np.int64),
         beat_symbol=np.concatenate(symbol_parts).astype("<U1") if n else np.zeros(0, "<U1"),
-        source_leads=np.full(n, ",".join(rec.source_leads), dtype="<U16"), fs=rec.fs, leads=rec.leads)
+        source_leads=np.full(n, ",".join(rec.source_leads), dtype="<U16"),
+        fs=rec.fs,
+        leads=rec.leads,
+    )
 
 
 def concat_windows(parts: Sequence[MitdbWindows]) -> MitdbWindows:
@@ -323,17 +414,30 @@ def concat_windows(parts: Sequence[MitdbWindows]) -> MitdbWindows:
         total += int(p.beat_offsets[-1])
     first = parts[0]
     return MitdbWindows(
-        X=np.concatenate([p.X for p in parts]), Y=np.concatenate([p.Y for p in parts]),
-        record=np.concatenate([p.record for p in parts]), start=np.concatenate([p.start for p in parts]),
-        rhythm=np.concatenate([p.rhythm for p in parts]), beat_offsets=np.concatenate(offsets),
+        X=np.concatenate([p.X for p in parts]),
+        Y=np.concatenate([p.Y for p in parts]),
+        record=np.concatenate([p.record for p in parts]),
+        start=np.concatenate([p.start for p in parts]),
+        rhythm=np.concatenate([p.rhythm for p in parts]),
+        beat_offsets=np.concatenate(offsets),
         beat_sample=np.concatenate([p.beat_sample for p in parts]),
         beat_symbol=np.concatenate([p.beat_symbol for p in parts]),
-        source_leads=np.concatenate([p.source_leads for p in parts]), fs=first.fs, leads=first.leads)
+        source_leads=np.concatenate([p.source_leads for p in parts]),
+        fs=first.fs,
+        leads=first.leads,
+    )
 
 
-def load_windows(records: Sequence[str], data_dir: str | Path | None = None, *, window_s: float = 10.0,
-                 hop_s: float | None = None, leads: Sequence[str] = ("MLII", "V1"),
-                 cache_dir: str | Path | None = None, cache: bool = True) -> MitdbWindows:
+def load_windows(
+    records: Sequence[str],
+    data_dir: str | Path | None = None,
+    *,
+    window_s: float = 10.0,
+    hop_s: float | None = None,
+    leads: Sequence[str] = ("MLII", "V1"),
+    cache_dir: str | Path | None = None,
+    cache: bool = True,
+) -> MitdbWindows:
     """Labelled windows of MIT-BIH records.
 
     Each record is cut into full windows of ``window_s`` seconds every ``hop_s`` seconds (the tail shorter than a
@@ -377,9 +481,20 @@ def load_windows(records: Sequence[str], data_dir: str | Path | None = None, *, 
     if window_s <= 0 or hop_s <= 0:
         raise ValueError(f"window_s and hop_s must be positive, got {window_s} and {hop_s}")
     leads = tuple(normalize_lead(lead) for lead in leads)
-    key = json.dumps({"v": _CACHE_VERSION, "records": [str(r) for r in records], "window_s": window_s,
-                      "hop_s": hop_s, "leads": leads, "data": str(data_dir.resolve())}, sort_keys=True)
-    path = Path(cache_dir or _default_cache_dir()) / "mitdb" / f"windows-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    key = json.dumps(
+        {
+            "v": _CACHE_VERSION,
+            "records": [str(r) for r in records],
+            "window_s": window_s,
+            "hop_s": hop_s,
+            "leads": leads,
+            "data": str(data_dir.resolve()),
+        },
+        sort_keys=True,
+    )
+    path = (
+        Path(cache_dir or _default_cache_dir()) / "mitdb" / f"windows-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    )
     if cache and path.exists():
         try:
             with np.load(path) as z:

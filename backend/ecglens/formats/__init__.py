@@ -7,6 +7,7 @@ in mV, ``fs`` in Hz, canonical lead names, header metadata kept apart).
 reference annotations (beats, rhythm episodes). Every malformed input raises
 `RecordError` naming the file and what is wrong; nothing else escapes a reader.
 """
+
 from __future__ import annotations
 
 from ecglens.formats.aecg import read_aecg, write_aecg
@@ -21,8 +22,27 @@ from ecglens.formats.wfdb import read_wfdb, write_wfdb
 from ecglens.formats.write import WRITERS, write_record
 
 __all__ = [
-    "read_record", "read_any", "detect_format", "supported_formats", "FORMATS", "write_record", "WRITERS",
-    "read_wfdb", "write_wfdb", "read_edf", "write_edf", "read_csv", "write_csv", "read_json", "write_json",
-    "read_dicom", "write_dicom", "read_aecg", "write_aecg", "read_fhir", "write_fhir",
-    "read_annotations", "Annotations",
+    "read_record",
+    "read_any",
+    "detect_format",
+    "supported_formats",
+    "FORMATS",
+    "write_record",
+    "WRITERS",
+    "read_wfdb",
+    "write_wfdb",
+    "read_edf",
+    "write_edf",
+    "read_csv",
+    "write_csv",
+    "read_json",
+    "write_json",
+    "read_dicom",
+    "write_dicom",
+    "read_aecg",
+    "write_aecg",
+    "read_fhir",
+    "write_fhir",
+    "read_annotations",
+    "Annotations",
 ]

@@ -5,30 +5,41 @@ channel is in; `build_ecg` then applies the checks all formats share (size limit
 missing samples), converts to millivolts, canonicalises lead names and assembles the metadata, so that the rules
 are enforced in one place.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ecglens.ecg import STANDARD_12, Ecg, normalize_lead
 from ecglens.errors import RecordError
 
-MAX_FS_HZ = 20_000.0              # above this a "sampling rate" is a header error, not an ECG
+MAX_FS_HZ = 20_000.0  # above this a "sampling rate" is a header error, not an ECG
 MAX_LEADS = 64
-MAX_DURATION_S = 48 * 3600.0      # two days of Holter
-MAX_VALUES = 200_000_000          # leads x samples held in memory (800 MB as float32)
-MAX_MISSING_FRACTION = 0.5        # more missing than this in one lead and the lead is not worth interpolating
+MAX_DURATION_S = 48 * 3600.0  # two days of Holter
+MAX_VALUES = 200_000_000  # leads x samples held in memory (800 MB as float32)
+MAX_MISSING_FRACTION = 0.5  # more missing than this in one lead and the lead is not worth interpolating
 
 _KNOWN_LEADS = frozenset(normalize_lead(n) for n in STANDARD_12 + ("MLI", "MLII", "MLIII", "V", "X", "Y", "Z"))
 
 # Units -> factor to millivolts. Keys are lower-cased with micro signs folded to "u".
 _TO_MV = {
-    "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0,
-    "uv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3, "mcv": 1e-3,
-    "v": 1e3, "volt": 1e3, "volts": 1e3,
-    "nv": 1e-6, "nanovolt": 1e-6, "nanovolts": 1e-6,
+    "mv": 1.0,
+    "millivolt": 1.0,
+    "millivolts": 1.0,
+    "uv": 1e-3,
+    "microvolt": 1e-3,
+    "microvolts": 1e-3,
+    "mcv": 1e-3,
+    "v": 1e3,
+    "volt": 1e3,
+    "volts": 1e3,
+    "nv": 1e-6,
+    "nanovolt": 1e-6,
+    "nanovolts": 1e-6,
 }
 
 
@@ -99,11 +110,11 @@ def check_size(filename: str, n_leads: int, n_samples: int, fs: float) -> None:
         raise RecordError(filename, "no samples (empty signal)")
     duration = n_samples / fs
     if duration > MAX_DURATION_S:
-        raise RecordError(filename, f"duration {duration / 3600:.1f} h is implausible (limit "
-                                    f"{MAX_DURATION_S / 3600:g} h)")
+        raise RecordError(
+            filename, f"duration {duration / 3600:.1f} h is implausible (limit {MAX_DURATION_S / 3600:g} h)"
+        )
     if n_leads * n_samples > MAX_VALUES:
-        raise RecordError(filename, f"record too large: {n_leads} x {n_samples} samples "
-                                    f"(limit {MAX_VALUES:,} values)")
+        raise RecordError(filename, f"record too large: {n_leads} x {n_samples} samples (limit {MAX_VALUES:,} values)")
 
 
 def fill_missing(x: np.ndarray, label: str, filename: str) -> tuple[np.ndarray, int]:
@@ -132,8 +143,10 @@ def fill_missing(x: np.ndarray, label: str, filename: str) -> tuple[np.ndarray, 
     if n_missing == x.size:
         raise RecordError(filename, f"lead {label}: every sample is missing")
     if n_missing > MAX_MISSING_FRACTION * x.size:
-        raise RecordError(filename, f"lead {label}: {n_missing} of {x.size} samples are missing "
-                                    f"(more than {MAX_MISSING_FRACTION:.0%})")
+        raise RecordError(
+            filename,
+            f"lead {label}: {n_missing} of {x.size} samples are missing (more than {MAX_MISSING_FRACTION:.0%})",
+        )
     good = np.flatnonzero(~missing)
     filled = x.copy()
     filled[missing] = np.interp(np.flatnonzero(missing), good, x[good])

@@ -7,11 +7,13 @@ turns those into a `RecordError` that still names the file and the format it was
 a decoded record that cannot be an ECG (`check_plausible`): a rate outside `MIN_FS_HZ`-`MAX_FS_HZ`, samples
 beyond `MAX_SWING_MV` around their baseline or `MAX_ABS_MV` in all, lead names like "None".
 """
+
 from __future__ import annotations
 
 import functools
 import unicodedata
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -51,14 +53,14 @@ def guarded(fmt: str) -> Callable[[F], F]:
         def wrapper(source: Any = None, filename: str | None = None, *args: Any, **kwargs: Any) -> Any:
             try:
                 ecg = reader(source, filename, *args, **kwargs)
-                check_plausible(ecg, display_name(source, filename) if not isinstance(source, Mapping) else
-                                (filename or "<upload>"))
+                check_plausible(
+                    ecg, display_name(source, filename) if not isinstance(source, Mapping) else (filename or "<upload>")
+                )
                 return ecg
             except RecordError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the boundary: library errors become RecordError
-                name = "<upload>" if isinstance(source, Mapping) and not filename else \
-                    display_name(source, filename)
+                name = "<upload>" if isinstance(source, Mapping) and not filename else display_name(source, filename)
                 raise RecordError(name, f"not a readable {fmt} file: {describe(exc)}") from exc
 
         return wrapper  # type: ignore[return-value]
@@ -78,13 +80,16 @@ def check_plausible(ecg: Any, name: str) -> None:
     """
     fs = float(ecg.fs)
     if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
-        raise RecordError(name, f"sampling rate {fs:g} Hz is implausible for an ECG (accepted: "
-                                f"{MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz)")
+        raise RecordError(
+            name, f"sampling rate {fs:g} Hz is implausible for an ECG (accepted: {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz)"
+        )
     for lead in ecg.leads:
         text = str(lead)
         if text.strip().lower() in _PLACEHOLDER_LEADS:
-            raise RecordError(name, f"lead name {text!r} is a placeholder, not a lead: the file does not say "
-                                    "which lead this channel is")
+            raise RecordError(
+                name,
+                f"lead name {text!r} is a placeholder, not a lead: the file does not say which lead this channel is",
+            )
         if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
             raise RecordError(name, f"lead name {text[:40]!r} holds control characters")
     signal = np.asarray(ecg.signal)
@@ -97,11 +102,18 @@ def check_plausible(ecg: Any, name: str) -> None:
         baseline = float(np.median(row[::step]))
         peak = float(np.max(np.abs(row)))
         swing = float(max(np.max(row) - baseline, baseline - np.min(row)))
-        units = ("no units given, taken as mV: if they are µV or another unit, say so in the file"
-                 if lead in assumed else "after conversion to mV")
+        units = (
+            "no units given, taken as mV: if they are µV or another unit, say so in the file"
+            if lead in assumed
+            else "after conversion to mV"
+        )
         if peak > MAX_ABS_MV:
-            raise RecordError(name, f"lead {lead}: samples reach {peak:.3g} mV ({units}); an ECG stays within "
-                                    f"{MAX_ABS_MV:g} mV")
+            raise RecordError(
+                name, f"lead {lead}: samples reach {peak:.3g} mV ({units}); an ECG stays within {MAX_ABS_MV:g} mV"
+            )
         if swing > MAX_SWING_MV:
-            raise RecordError(name, f"lead {lead}: samples swing {swing:.3g} mV around their baseline ({units}); "
-                                    f"an ECG stays within {MAX_SWING_MV:g} mV")
+            raise RecordError(
+                name,
+                f"lead {lead}: samples swing {swing:.3g} mV around their baseline ({units}); "
+                f"an ECG stays within {MAX_SWING_MV:g} mV",
+            )

@@ -1,10 +1,12 @@
 """Header text shared by several formats: dates and times in the many spellings files use, and free-text
 ``key: value`` comments (WFDB ``# Age: 78``, ``# <sex>: M <diagnoses>: (none)``) parsed into metadata keys."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 _DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%d-%b-%Y", "%d-%b-%y", "%d.%m.%y", "%Y%m%d")
 _TIME_FORMATS = ("%H:%M:%S.%f", "%H:%M:%S", "%H:%M", "%H.%M.%S")

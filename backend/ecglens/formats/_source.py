@@ -4,6 +4,7 @@ A reader may get a path, bytes (with the upload's file name), a binary file obje
 (``{"100.hea": b"...", "100.dat": b"..."}``) or a .zip holding them. Everything becomes ``{basename: bytes}`` so
 that every reader parses memory, never the caller's file system, and pairs are matched by record name.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -14,26 +15,38 @@ import struct
 import unicodedata
 import zipfile
 import zlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ecglens.errors import RecordError
 
 # Limits on what one upload may hold; beyond them a record is refused instead of exhausting memory.
-MAX_FILE_BYTES = 1 << 30          # 1 GiB for any one file
-MAX_ZIP_MEMBERS = 512             # files inside one .zip
-MAX_ZIP_BYTES = 1 << 30           # total uncompressed size of a .zip
+MAX_FILE_BYTES = 1 << 30  # 1 GiB for any one file
+MAX_ZIP_MEMBERS = 512  # files inside one .zip
+MAX_ZIP_BYTES = 1 << 30  # total uncompressed size of a .zip
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 # Compression methods zipfile decompresses; a member stored otherwise (e.g. Deflate64, method 9) is refused by
 # name before it is opened.
-ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
-               zipfile.ZIP_LZMA: "lzma"}
+ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
 # Decompressors raise their own types (zlib.error, lzma.LZMAError; bz2 raises OSError, a missing bz2/lzma module
 # RuntimeError): the upload is refused as bad input.
 ZIP_READ_ERRORS: tuple[type[BaseException], ...] = (
-    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, RuntimeError, zlib.error)
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    ValueError,
+    EOFError,
+    RuntimeError,
+    zlib.error,
+)
 try:
     import lzma
 
@@ -99,8 +112,11 @@ def read_bytes(source: Any, filename: str | None = None) -> tuple[str, bytes, Pa
             raise RecordError(name, "file object did not return bytes")
         data = bytes(data)
     else:
-        raise RecordError(name, f"cannot read a {type(source).__name__}: expected a path, bytes, a binary file "
-                                "object, or a mapping of file names to bytes")
+        raise RecordError(
+            name,
+            f"cannot read a {type(source).__name__}: expected a path, bytes, a binary file "
+            "object, or a mapping of file names to bytes",
+        )
     if len(data) > MAX_FILE_BYTES:
         raise RecordError(name, f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
     return name, data, path
@@ -150,8 +166,9 @@ def is_zip(data: bytes) -> bool:
     return data[:4] in ZIP_MAGIC
 
 
-def unzip(data: bytes, name: str, *, max_bytes: int = MAX_ZIP_BYTES,
-          max_members: int = MAX_ZIP_MEMBERS) -> dict[str, bytes]:
+def unzip(
+    data: bytes, name: str, *, max_bytes: int = MAX_ZIP_BYTES, max_members: int = MAX_ZIP_MEMBERS
+) -> dict[str, bytes]:
     """The files inside a .zip as ``{basename: bytes}``; folders, ``__MACOSX`` and dot-files are skipped.
 
     Refuses encrypted members, nested zips, more than ``max_members`` files or more than ``max_bytes``
@@ -208,8 +225,11 @@ def iter_zip(data: bytes, name: str, *, max_bytes: int, max_members: int):
         if info.flag_bits & 0x1:
             raise RecordError(where, "is encrypted")
         if info.compress_type not in ZIP_METHODS:
-            raise RecordError(where, f"uses zip compression method {info.compress_type}, which cannot be read; "
-                                     f"re-create the zip with one of: {', '.join(ZIP_METHODS.values())}")
+            raise RecordError(
+                where,
+                f"uses zip compression method {info.compress_type}, which cannot be read; "
+                f"re-create the zip with one of: {', '.join(ZIP_METHODS.values())}",
+            )
         if total + info.file_size > max_bytes:
             raise ZipTooLarge(name, f"zip expands to more than {max_bytes / 2**20:g} MiB")
         content = extract_member(archive, info, max_bytes - total, where)
@@ -223,8 +243,8 @@ def _check_directory(data: bytes, name: str, max_members: int) -> None:
     at = data.rfind(b"PK\x05\x06", max(0, len(data) - (1 << 16) - 22))
     if at < 0 or len(data) < at + 22:
         return  # no classic end record (or zip64 only): zipfile decides, the count is checked after parsing
-    entries = int.from_bytes(data[at + 10:at + 12], "little")
-    cd_size = int.from_bytes(data[at + 12:at + 16], "little")
+    entries = int.from_bytes(data[at + 10 : at + 12], "little")
+    cd_size = int.from_bytes(data[at + 12 : at + 16], "little")
     if entries != 0xFFFF and entries > max_members:
         raise RecordError(name, f"zip holds {entries} entries (limit {max_members})")
     # 46 bytes of fixed header per entry plus a name, extra field and comment of up to ~1 KiB in practice.
@@ -272,8 +292,9 @@ def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, 
                 if len(head) < 4:
                     raise RecordError(where, "truncated lzma header")
                 props = stream.read(int.from_bytes(head[2:4], "little"))
-                decompress = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[
-                    lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)])  # noqa: SLF001 - as zipfile does
+                decompress = lzma.LZMADecompressor(
+                    lzma.FORMAT_RAW, filters=[lzma._decode_filter_properties(lzma.FILTER_LZMA1, props)]
+                )  # noqa: SLF001 - as zipfile does
             parts: list[bytes] = []
             size, crc = 0, 0
             pending = b""

@@ -9,12 +9,14 @@ Median beats under ``derivedSeries`` are used only when a file has no rhythm ser
 XML is parsed with the standard library, so documents declaring a DOCTYPE or entities are refused outright:
 that is where entity-expansion ("billion laughs") and external-entity attacks live, and aECG needs neither.
 """
+
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -110,8 +112,9 @@ def read_aecg(source: Any, filename: str | None = None) -> Ecg:
     display, data, _ = read_bytes(source, filename)
     root = parse_xml(data, display)
     if _local(root.tag) != "AnnotatedECG":
-        raise RecordError(display, f"not an HL7 aECG document: root element is <{_local(root.tag)}>, "
-                                   "expected <AnnotatedECG>")
+        raise RecordError(
+            display, f"not an HL7 aECG document: root element is <{_local(root.tag)}>, expected <AnnotatedECG>"
+        )
     found = list(_sequence_sets(root))
     rhythm = [s for s, derived in found if not derived]
     if not found:
@@ -153,8 +156,16 @@ def read_aecg(source: Any, filename: str | None = None) -> Ecg:
     meta["series"] = "rhythm" if rhythm else "derived"
     if skipped:
         meta["skipped_sequences"] = skipped
-    return build_ecg(channels, fs, labels, ["mV"] * len(channels), filename=display, fmt="HL7 aECG",
-                     name=record_stem(display), metadata=meta)
+    return build_ecg(
+        channels,
+        fs,
+        labels,
+        ["mV"] * len(channels),
+        filename=display,
+        fmt="HL7 aECG",
+        name=record_stem(display),
+        metadata=meta,
+    )
 
 
 def _children_seq(sequence_set: ET.Element) -> Iterator[ET.Element]:
@@ -236,8 +247,10 @@ def write_aecg(ecg: Ecg, path: str | Path | None = None, *, resolution_uv: float
     root = ET.Element(f"{{{HL7}}}AnnotatedECG")
     el(root, "id", root="2.25.0")
     el(root, "code", code="93000", codeSystem="2.16.840.1.113883.6.12")
-    stamp = (str(ecg.metadata.get("date", "") or "2000-01-01").replace("-", "")[:8]
-             + str(ecg.metadata.get("time", "") or "00:00:00").replace(":", "")[:6])
+    stamp = (
+        str(ecg.metadata.get("date", "") or "2000-01-01").replace("-", "")[:8]
+        + str(ecg.metadata.get("time", "") or "00:00:00").replace(":", "")[:6]
+    )
     effective = el(root, "effectiveTime")
     el(effective, "low", value=stamp)
     series = el(el(root, "component"), "series")

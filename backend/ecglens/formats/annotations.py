@@ -5,6 +5,7 @@ of an upload are read from a private temporary folder, beats get their AAMI EC57
 (``+`` with ``(AFIB``, ``(N``, ...) become episodes that last until the next rhythm change or the end of the record,
 and anything a reader cannot use is a `RecordError` naming the file, never a silent drop.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -20,22 +21,71 @@ from ecglens.formats._guard import describe
 
 # Annotator names PhysioNet databases use as file extensions (reference beats, detector output, rhythm, ST).
 ANNOTATION_EXTENSIONS: tuple[str, ...] = (
-    "atr", "ari", "ann", "all", "man", "qrs", "ecg", "pu", "pu0", "pu1", "apn", "st", "sta", "stb", "stc",
-    "wqrs", "gqrs", "sqrs", "xqrs", "jqrs", "cnt", "event", "arou", "resp", "trigger")
+    "atr",
+    "ari",
+    "ann",
+    "all",
+    "man",
+    "qrs",
+    "ecg",
+    "pu",
+    "pu0",
+    "pu1",
+    "apn",
+    "st",
+    "sta",
+    "stb",
+    "stc",
+    "wqrs",
+    "gqrs",
+    "sqrs",
+    "xqrs",
+    "jqrs",
+    "cnt",
+    "event",
+    "arou",
+    "resp",
+    "trigger",
+)
 
 # AAMI EC57 classes over every WFDB beat code (MIT-BIH's and the rarer ones: B, r, n, ?).
 AAMI_CLASS: dict[str, str] = {
-    "N": "N", "L": "N", "R": "N", "B": "N", "e": "N", "j": "N",
-    "A": "S", "a": "S", "J": "S", "S": "S", "n": "S",
-    "V": "V", "E": "V", "r": "V",
+    "N": "N",
+    "L": "N",
+    "R": "N",
+    "B": "N",
+    "e": "N",
+    "j": "N",
+    "A": "S",
+    "a": "S",
+    "J": "S",
+    "S": "S",
+    "n": "S",
+    "V": "V",
+    "E": "V",
+    "r": "V",
     "F": "F",
-    "/": "Q", "f": "Q", "Q": "Q", "?": "Q",
+    "/": "Q",
+    "f": "Q",
+    "Q": "Q",
+    "?": "Q",
 }
 RHYTHM_NAMES: dict[str, str] = {
-    "AB": "atrial bigeminy", "AFIB": "atrial fibrillation", "AFL": "atrial flutter", "B": "ventricular bigeminy",
-    "BII": "2° heart block", "IVR": "idioventricular rhythm", "N": "normal sinus rhythm", "NOD": "nodal rhythm",
-    "P": "paced rhythm", "PREX": "pre-excitation (WPW)", "SBR": "sinus bradycardia", "SVTA": "SVT",
-    "T": "ventricular trigeminy", "VFL": "ventricular flutter", "VT": "ventricular tachycardia",
+    "AB": "atrial bigeminy",
+    "AFIB": "atrial fibrillation",
+    "AFL": "atrial flutter",
+    "B": "ventricular bigeminy",
+    "BII": "2° heart block",
+    "IVR": "idioventricular rhythm",
+    "N": "normal sinus rhythm",
+    "NOD": "nodal rhythm",
+    "P": "paced rhythm",
+    "PREX": "pre-excitation (WPW)",
+    "SBR": "sinus bradycardia",
+    "SVTA": "SVT",
+    "T": "ventricular trigeminy",
+    "VFL": "ventricular flutter",
+    "VT": "ventricular tachycardia",
 }
 
 
@@ -74,9 +124,16 @@ class Annotations:
         return [b for b in self.beats if start_s <= b["time_s"] < end_s]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"filename": self.filename, "annotator": self.annotator, "fs": self.fs, "beats": self.beats,
-                "rhythms": self.rhythms, "events": self.events, "beat_counts": self.beat_counts(),
-                "warnings": self.warnings}
+        return {
+            "filename": self.filename,
+            "annotator": self.annotator,
+            "fs": self.fs,
+            "beats": self.beats,
+            "rhythms": self.rhythms,
+            "events": self.events,
+            "beat_counts": self.beat_counts(),
+            "warnings": self.warnings,
+        }
 
 
 def read_annotations(data: bytes, filename: str, fs: float, duration_s: float | None = None) -> Annotations:
@@ -110,8 +167,9 @@ def read_annotations(data: bytes, filename: str, fs: float, duration_s: float | 
     # MIT-format annotations carry no signature, but always end with a zero word: without it, arbitrary bytes
     # would decode as annotations.
     if len(data) < 2 or len(data) % 2 or data[-2:] != b"\x00\x00":
-        raise RecordError(filename, "not a WFDB annotation file: it does not end with the end-of-annotations "
-                                    "marker (two zero bytes)")
+        raise RecordError(
+            filename, "not a WFDB annotation file: it does not end with the end-of-annotations marker (two zero bytes)"
+        )
     with tempfile.TemporaryDirectory(prefix="ecglens-ann-") as folder:
         Path(folder, f"record.{annotator}").write_bytes(data)
         try:
@@ -134,8 +192,7 @@ def read_annotations(data: bytes, filename: str, fs: float, duration_s: float | 
     for k, (sample, symbol) in enumerate(zip(samples.tolist(), symbols)):
         t = round(sample / rate, 4)
         if symbol in AAMI_CLASS:
-            out.beats.append({"time_s": t, "symbol": symbol, "aami": AAMI_CLASS[symbol],
-                              "channel": int(channels[k])})
+            out.beats.append({"time_s": t, "symbol": symbol, "aami": AAMI_CLASS[symbol], "channel": int(channels[k])})
         elif symbol == "+" and notes[k].startswith("("):
             if current is not None:
                 current["end_s"] = t
@@ -150,8 +207,10 @@ def read_annotations(data: bytes, filename: str, fs: float, duration_s: float | 
     if duration_s is not None:
         late = int(np.sum(samples / rate > duration_s + 1e-9))
         if late:
-            out.warnings.append(f"{late} annotation{'s' if late > 1 else ''} after the record's end "
-                                f"({duration_s:.1f} s): the file may belong to another record")
+            out.warnings.append(
+                f"{late} annotation{'s' if late > 1 else ''} after the record's end "
+                f"({duration_s:.1f} s): the file may belong to another record"
+            )
     return out
 
 
@@ -181,8 +240,9 @@ def segment_coverage(annotations: list[Annotations], segments: list[dict[str, An
         for ann in annotations:
             for beat in ann.beats:
                 if a <= beat["time_s"] <= b:
-                    beats.append({"file": ann.filename, "time_s": beat["time_s"], "symbol": beat["symbol"],
-                                  "aami": beat["aami"]})
+                    beats.append(
+                        {"file": ann.filename, "time_s": beat["time_s"], "symbol": beat["symbol"], "aami": beat["aami"]}
+                    )
                     covered[(ann.filename, beat["time_s"])] = beat["aami"]
             mid = (a + b) / 2
             for episode in ann.rhythms:

@@ -16,6 +16,7 @@
 
 Errors name the file and the line (and column) at fault.
 """
+
 from __future__ import annotations
 
 import csv as _csv
@@ -32,9 +33,22 @@ from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs, unit_to_mv
 from ecglens.formats._guard import guarded
 from ecglens.formats._source import basename, read_bytes, record_stem
 
-_TIME_COLUMNS = {"time": 1.0, "t": 1.0, "time_s": 1.0, "times": 1.0, "seconds": 1.0, "sec": 1.0, "s": 1.0,
-                 "time_ms": 1e-3, "timems": 1e-3, "ms": 1e-3, "milliseconds": 1e-3, "timestamp": 1.0,
-                 "elapsed": 1.0, "elapsed_time": 1.0}
+_TIME_COLUMNS = {
+    "time": 1.0,
+    "t": 1.0,
+    "time_s": 1.0,
+    "times": 1.0,
+    "seconds": 1.0,
+    "sec": 1.0,
+    "s": 1.0,
+    "time_ms": 1e-3,
+    "timems": 1e-3,
+    "ms": 1e-3,
+    "milliseconds": 1e-3,
+    "timestamp": 1.0,
+    "elapsed": 1.0,
+    "elapsed_time": 1.0,
+}
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3, "milliseconds": 1e-3}
 _INDEX_COLUMNS = {"sample", "samples", "index", "idx", "n", "sample_index", "sample_number", ""}
 _MISSING = {"", "nan", "na", "n/a", "null", "none", "-"}
@@ -108,8 +122,10 @@ def read_csv(source: Any, filename: str | None = None, *, fs: float | None = Non
     if header and not header[-1].strip() and len(header) > 1:
         header = header[:-1]  # a trailing delimiter
     if all(_is_number(cell) for cell in header):
-        raise RecordError(display, f"line {header_at}: expected a header row of lead names, got numbers "
-                                   "(add a first row such as 'I,II,V1')")
+        raise RecordError(
+            display,
+            f"line {header_at}: expected a header row of lead names, got numbers (add a first row such as 'I,II,V1')",
+        )
     if len(header) > MAX_LEADS + 2:
         raise RecordError(display, f"line {header_at}: {len(header)} columns (limit {MAX_LEADS} leads)")
 
@@ -133,8 +149,9 @@ def read_csv(source: Any, filename: str | None = None, *, fs: float | None = Non
         raise RecordError(display, f"line {header_at}: no lead columns (header: {', '.join(header)})")
     for name, unit in zip(names, units):
         if unit_to_mv(unit) is None:
-            raise RecordError(display, f"line {header_at}: column {name!r} has unknown units {unit!r} "
-                                       "(expected mV, uV or V)")
+            raise RecordError(
+                display, f"line {header_at}: column {name!r} has unknown units {unit!r} (expected mV, uV or V)"
+            )
 
     matrix, line_numbers = _fast_table(lines, header_at, len(header), delimiter)
     if matrix is None:  # the careful path, which names the line and column at fault
@@ -153,11 +170,13 @@ def read_csv(source: Any, filename: str | None = None, *, fs: float | None = Non
         text = settings.get("fs") or settings.get("sampling_rate") or settings.get("sampling_frequency") or ""
         rate = check_fs(re.sub(r"\s*hz\s*$", "", text, flags=re.IGNORECASE), display)
     else:
-        raise RecordError(display, "no sampling rate: pass fs (Hz) or add a time column named time, t, time_s "
-                                   "or time_ms")
+        raise RecordError(
+            display, "no sampling rate: pass fs (Hz) or add a time column named time, t, time_s or time_ms"
+        )
     channels = [matrix[:, c] for c in lead_cols]
-    return build_ecg(channels, rate, names, units, filename=display, fmt="CSV", name=record_stem(display),
-                     metadata=meta)
+    return build_ecg(
+        channels, rate, names, units, filename=display, fmt="CSV", name=record_stem(display), metadata=meta
+    )
 
 
 def _is_number(cell: str) -> bool:
@@ -168,8 +187,7 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _fast_table(lines: list[str], header_at: int, width: int,
-                delimiter: str) -> tuple[np.ndarray | None, list[int]]:
+def _fast_table(lines: list[str], header_at: int, width: int, delimiter: str) -> tuple[np.ndarray | None, list[int]]:
     """The numeric table by pandas' C parser when every data row is plainly well formed, else ``(None, [])``.
 
     Only unquoted rows with exactly ``width`` fields and no comment or blank lines take this path (pandas
@@ -185,8 +203,15 @@ def _fast_table(lines: list[str], header_at: int, width: int,
     import pandas as pd
 
     try:
-        frame = pd.read_csv(io.StringIO("\n".join(body)), sep=delimiter, header=None, dtype=np.float64,
-                            na_values=sorted(_MISSING - {""}), keep_default_na=True, engine="c")
+        frame = pd.read_csv(
+            io.StringIO("\n".join(body)),
+            sep=delimiter,
+            header=None,
+            dtype=np.float64,
+            na_values=sorted(_MISSING - {""}),
+            keep_default_na=True,
+            engine="c",
+        )
     except (ValueError, pd.errors.ParserError, OverflowError):
         return None, []
     if frame.shape != (len(body), width):
@@ -194,8 +219,9 @@ def _fast_table(lines: list[str], header_at: int, width: int,
     return frame.to_numpy(dtype=np.float64), list(range(header_at + 1, header_at + 1 + len(body)))
 
 
-def _rows(lines: list[str], header_at: int, width: int, delimiter: str,
-          display: str) -> tuple[list[list[str]], list[int]]:
+def _rows(
+    lines: list[str], header_at: int, width: int, delimiter: str, display: str
+) -> tuple[list[list[str]], list[int]]:
     """Data rows as lists of cells with their 1-based line numbers; a wrong cell count names its line."""
     body = lines[header_at:]
     numbers, kept = [], []
@@ -248,8 +274,11 @@ def _rate_from_time(t: np.ndarray, column: str, numbers: list[int], display: str
     drift = np.abs(t - (t[0] + period * np.arange(t.size)))
     if drift.max() > 0.6 * period:
         at = numbers[int(np.argmax(drift))]
-        raise RecordError(display, f"line {at}: time column {column!r} is not evenly spaced (off by "
-                                   f"{drift.max():.4g} s at a {period:.4g} s step); pass fs to ignore it")
+        raise RecordError(
+            display,
+            f"line {at}: time column {column!r} is not evenly spaced (off by "
+            f"{drift.max():.4g} s at a {period:.4g} s step); pass fs to ignore it",
+        )
     rate = 1.0 / period
     # Printed times carry rounding: 359.9999996 Hz is 360 Hz written with 9 digits.
     if abs(rate - round(rate)) < 1e-6 * rate:

@@ -6,6 +6,7 @@ ChannelSensitivityUnitsSequence (UCUM ``uV`` / ``mV``), as DICOM PS3.3 C.10.9.1.
 from ChannelSourceSequence: MDC (``2:1`` = lead I) and SCP-ECG (``5.6.3-9-1``) code values, else the code
 meaning (``Lead aVR``), else the channel label. Patient names and IDs are not copied into the metadata.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,13 +26,34 @@ from ecglens.formats._header import parse_age, parse_date, parse_sex, parse_time
 from ecglens.formats._source import basename, read_bytes, record_stem
 
 # IEEE 11073-10102 MDC lead numbers (DICOM CID 3001 writes them as "2:<n>", SCP-ECG as "5.6.3-9-<n>").
-_MDC_LEADS = {1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6", 16: "X", 17: "Y", 18: "Z",
-              61: "III", 62: "aVR", 63: "aVL", 64: "aVF"}
+_MDC_LEADS = {
+    1: "I",
+    2: "II",
+    3: "V1",
+    4: "V2",
+    5: "V3",
+    6: "V4",
+    7: "V5",
+    8: "V6",
+    16: "X",
+    17: "Y",
+    18: "Z",
+    61: "III",
+    62: "aVR",
+    63: "aVL",
+    64: "aVF",
+}
 _LEAD_CODES = {lead: n for n, lead in _MDC_LEADS.items()}
 _SOP_12_LEAD = "1.2.840.10008.5.1.4.1.1.9.1.1"
 _SOP_GENERAL = "1.2.840.10008.5.1.4.1.1.9.1.2"
-_DTYPES = {(8, "SB"): np.int8, (8, "UB"): np.uint8, (16, "SS"): np.int16, (16, "US"): np.uint16,
-           (32, "SL"): np.int32, (32, "UL"): np.uint32}
+_DTYPES = {
+    (8, "SB"): np.int8,
+    (8, "UB"): np.uint8,
+    (16, "SS"): np.int16,
+    (16, "US"): np.uint16,
+    (32, "SL"): np.int32,
+    (32, "UL"): np.uint32,
+}
 
 
 def is_dicom(data: bytes) -> bool:
@@ -123,8 +145,9 @@ def read_dicom(source: Any, filename: str | None = None) -> Ecg:
 def _read_dataset(ds: Any, display: str) -> Ecg:
     groups = list(ds.get("WaveformSequence") or [])
     if not groups:
-        raise RecordError(display, "DICOM file has no waveform (WaveformSequence is missing); only ECG "
-                                   "waveform objects are supported")
+        raise RecordError(
+            display, "DICOM file has no waveform (WaveformSequence is missing); only ECG waveform objects are supported"
+        )
     index = _pick_group(groups, display)
     group = groups[index]
     n_channels = int(group.get("NumberOfWaveformChannels", 0) or 0)
@@ -135,13 +158,19 @@ def _read_dataset(ds: Any, display: str) -> Ecg:
     interpretation = str(group.get("WaveformSampleInterpretation", "") or "")
     dtype = _DTYPES.get((bits, interpretation))
     if dtype is None:
-        raise RecordError(display, f"waveform sample encoding {bits} bits / {interpretation!r} is not supported "
-                                   "(8/16/32-bit SB, UB, SS, US, SL, UL)")
+        raise RecordError(
+            display,
+            f"waveform sample encoding {bits} bits / {interpretation!r} is not supported "
+            "(8/16/32-bit SB, UB, SS, US, SL, UL)",
+        )
     raw_bytes = group.get("WaveformData")
     need = n_channels * n_samples * np.dtype(dtype).itemsize
     if raw_bytes is None or len(raw_bytes) < need:
-        raise RecordError(display, f"WaveformData holds {len(raw_bytes or b'')} bytes, {n_channels} channels x "
-                                   f"{n_samples} samples need {need}")
+        raise RecordError(
+            display,
+            f"WaveformData holds {len(raw_bytes or b'')} bytes, {n_channels} channels x "
+            f"{n_samples} samples need {need}",
+        )
     raw = np.frombuffer(bytes(raw_bytes[:need]), dtype=np.dtype(dtype).newbyteorder("<"))
     raw = raw.reshape(n_samples, n_channels).astype(np.float64)
     definitions = list(group.get("ChannelDefinitionSequence") or [])
@@ -151,8 +180,12 @@ def _read_dataset(ds: Any, display: str) -> Ecg:
     channels, labels, units = [], [], []
     for i, channel in enumerate(definitions):
         sensitivity = _number(channel.get("ChannelSensitivity"), 1.0, f"channel {i + 1} sensitivity", display)
-        correction = _number(channel.get("ChannelSensitivityCorrectionFactor"), 1.0,
-                             f"channel {i + 1} sensitivity correction factor", display)
+        correction = _number(
+            channel.get("ChannelSensitivityCorrectionFactor"),
+            1.0,
+            f"channel {i + 1} sensitivity correction factor",
+            display,
+        )
         baseline = _number(channel.get("ChannelBaseline"), 0.0, f"channel {i + 1} baseline", display)
         unit_seq = channel.get("ChannelSensitivityUnitsSequence") or []
         unit = str(unit_seq[0].get("CodeValue", "") or "") if unit_seq else ""
@@ -164,8 +197,9 @@ def _read_dataset(ds: Any, display: str) -> Ecg:
     meta["multiplex_group"] = str(group.get("MultiplexGroupLabel", "") or index)
     if len(groups) > 1:
         meta["multiplex_groups"] = len(groups)
-    return build_ecg(channels, fs, labels, units, filename=display, fmt="DICOM",
-                     name=record_stem(display), metadata=meta)
+    return build_ecg(
+        channels, fs, labels, units, filename=display, fmt="DICOM", name=record_stem(display), metadata=meta
+    )
 
 
 def _metadata(ds: Any, display: str) -> dict[str, Any]:
@@ -223,8 +257,9 @@ def write_dicom(ecg: Ecg, path: str | Path | None = None) -> bytes:
     day, clock = str(ecg.metadata.get("date", "")), str(ecg.metadata.get("time", ""))
     now = datetime.now()
     ds.ContentDate = (day if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) else now.strftime("%Y-%m-%d")).replace("-", "")
-    ds.ContentTime = (clock[:8] if re.fullmatch(r"\d{2}:\d{2}:\d{2}.*", clock) else
-                      now.strftime("%H:%M:%S")).replace(":", "")
+    ds.ContentTime = (clock[:8] if re.fullmatch(r"\d{2}:\d{2}:\d{2}.*", clock) else now.strftime("%H:%M:%S")).replace(
+        ":", ""
+    )
     if ecg.metadata.get("sex") in ("M", "F"):
         ds.PatientSex = ecg.metadata["sex"]
 

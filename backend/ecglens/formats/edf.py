@@ -6,6 +6,7 @@ EDF+ annotations go to ``metadata["annotations"]``. Headers with bytes outside p
 forbids them, yet ``µV`` written as Latin-1 is common) are repaired before pyedflib, which refuses them, sees
 them; patient names and birth dates are not copied into the metadata.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -46,8 +47,9 @@ def _repair_header(data: bytes, filename: str) -> tuple[bytes, bool]:
         raise RecordError(filename, f"EDF header declares {n_signals} signals (limit {MAX_LEADS})")
     size = 256 * (n_signals + 1)
     if len(data) < size:
-        raise RecordError(filename, f"EDF header is truncated: {n_signals} signals need {size} header bytes, "
-                                    f"file has {len(data)}")
+        raise RecordError(
+            filename, f"EDF header is truncated: {n_signals} signals need {size} header bytes, file has {len(data)}"
+        )
     header = bytearray(data[:size])
     start = 256 + n_signals * 96  # label (16) + transducer (80) come first
     for i in range(n_signals):
@@ -157,8 +159,16 @@ def _read_open(reader: Any, display: str, repaired: bool) -> Ecg:
         meta["resampled_channels"] = resampled
     if repaired:
         meta["header_repaired"] = True
-    return build_ecg(channels, top, [labels[i] for i in keep], [units[i] for i in keep], filename=display,
-                     fmt="EDF", name=record_stem(display), metadata=meta)
+    return build_ecg(
+        channels,
+        top,
+        [labels[i] for i in keep],
+        [units[i] for i in keep],
+        filename=display,
+        fmt="EDF",
+        name=record_stem(display),
+        metadata=meta,
+    )
 
 
 def _safe_header(reader: Any) -> dict[str, Any]:
@@ -175,8 +185,9 @@ def _annotations(reader: Any) -> list[dict[str, Any]]:
         return []
     out = []
     for onset, duration, text in list(zip(onsets, durations, texts))[:MAX_ANNOTATIONS]:
-        out.append({"onset_s": float(onset), "duration_s": float(duration) if duration >= 0 else None,
-                    "text": str(text)})
+        out.append(
+            {"onset_s": float(onset), "duration_s": float(duration) if duration >= 0 else None, "text": str(text)}
+        )
     return out
 
 
@@ -208,9 +219,19 @@ def write_edf(ecg: Ecg, path: str | Path | None = None) -> bytes:
             headers = []
             for lead, row in zip(ecg.leads, signal_uv):
                 low, high = float(np.floor(row.min())) - 1.0, float(np.ceil(row.max())) + 1.0
-                headers.append({"label": f"ECG {lead}"[:16], "dimension": "uV", "sample_frequency": ecg.fs,
-                                "physical_min": low, "physical_max": high,
-                                "digital_min": -32768, "digital_max": 32767, "transducer": "", "prefilter": ""})
+                headers.append(
+                    {
+                        "label": f"ECG {lead}"[:16],
+                        "dimension": "uV",
+                        "sample_frequency": ecg.fs,
+                        "physical_min": low,
+                        "physical_max": high,
+                        "digital_min": -32768,
+                        "digital_max": 32767,
+                        "transducer": "",
+                        "prefilter": "",
+                    }
+                )
             writer.setSignalHeaders(headers)
             writer.writeSamples([row for row in signal_uv])
         finally:

@@ -23,12 +23,14 @@ Lead codes: IEEE 11073 MDC in the partition-2 context-free form, ``131328 + n`` 
 (`ecglens.formats.dicom`), the MDC reference ids (``MDC_ECG_LEAD_II``), the LOINC lead parts (``LP7386-8`` =
 Lead I), else the coding's display or the code's text. Patient references are not copied into the metadata.
 """
+
 from __future__ import annotations
 
 import json as _json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -45,13 +47,24 @@ MDC_SYSTEM = "urn:oid:2.16.840.1.113883.6.24"
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 OBSERVATION_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
-MDC_ECG_ELEC_POTL = 131328          # partition 2 (2 << 16) + term 256: "ECG electrical potential"
-_MDC_LEAD_BASE = 131072             # partition 2 + term 0: MDC_ECG_LEAD_<n> = 131072 + n
+MDC_ECG_ELEC_POTL = 131328  # partition 2 (2 << 16) + term 256: "ECG electrical potential"
+_MDC_LEAD_BASE = 131072  # partition 2 + term 0: MDC_ECG_LEAD_<n> = 131072 + n
 
 # LOINC parts for the 12 leads (LP7383-5 ... LP7394-2, the value set FHIR ECG profiles bind component.code to).
-LOINC_LEADS = {"LP7386-8": "I", "LP7387-6": "II", "LP7388-4": "III", "LP7385-0": "aVR", "LP7384-3": "aVL",
-               "LP7383-5": "aVF", "LP7389-2": "V1", "LP7390-0": "V2", "LP7391-8": "V3", "LP7392-6": "V4",
-               "LP7393-4": "V5", "LP7394-2": "V6"}
+LOINC_LEADS = {
+    "LP7386-8": "I",
+    "LP7387-6": "II",
+    "LP7388-4": "III",
+    "LP7385-0": "aVR",
+    "LP7384-3": "aVL",
+    "LP7383-5": "aVF",
+    "LP7389-2": "V1",
+    "LP7390-0": "V2",
+    "LP7391-8": "V3",
+    "LP7392-6": "V4",
+    "LP7393-4": "V5",
+    "LP7394-2": "V6",
+}
 _LOINC_BY_LEAD = {lead: code for code, lead in LOINC_LEADS.items()}
 _MDC_NUMBER_BY_LEAD = {lead: n for n, lead in _MDC_LEADS.items()}
 _MARKERS = {"E", "L", "U"}
@@ -114,8 +127,13 @@ def lead_code(lead: str) -> dict[str, Any]:
     codings: list[dict[str, str]] = []
     if name in _MDC_NUMBER_BY_LEAD:
         mdc = name.upper() if name in STANDARD_12 else name
-        codings.append({"system": MDC_SYSTEM, "code": str(MDC_ECG_ELEC_POTL + _MDC_NUMBER_BY_LEAD[name]),
-                        "display": f"MDC_ECG_ELEC_POTL_{mdc}"})
+        codings.append(
+            {
+                "system": MDC_SYSTEM,
+                "code": str(MDC_ECG_ELEC_POTL + _MDC_NUMBER_BY_LEAD[name]),
+                "display": f"MDC_ECG_ELEC_POTL_{mdc}",
+            }
+        )
     if name in _LOINC_BY_LEAD:
         codings.append({"system": LOINC_SYSTEM, "code": _LOINC_BY_LEAD[name], "display": f"Lead {name}"})
     out: dict[str, Any] = {"coding": codings} if codings else {}
@@ -167,8 +185,10 @@ def read_fhir(source: Any, filename: str | None = None) -> Ecg:
     kind = doc.get("resourceType")
     if kind != "Observation":
         got = f"resourceType {kind!r}" if kind is not None else "no resourceType"
-        raise RecordError(display, f"{got}: expected a FHIR Observation with component.valueSampledData "
-                                   "(one component per lead)"[:300])
+        raise RecordError(
+            display,
+            f"{got}: expected a FHIR Observation with component.valueSampledData (one component per lead)"[:300],
+        )
     waveforms = _waveforms(doc, display)
     period = None
     channels, labels, units, skipped = [], [], [], []
@@ -185,8 +205,11 @@ def read_fhir(source: Any, filename: str | None = None) -> Ecg:
         if period is None:
             period = this_period
         elif abs(this_period - period) > 1e-9 * period:
-            raise RecordError(display, f"{where} ({name}): period {this_period:g} ms differs from {period:g} ms "
-                                       "of the first lead; one sampling rate per record")
+            raise RecordError(
+                display,
+                f"{where} ({name}): period {this_period:g} ms differs from {period:g} ms "
+                "of the first lead; one sampling rate per record",
+            )
         rows, unit, n_limited = _samples(sampled, f"{where} ({name})", display)
         if len(channels) + len(rows) > MAX_LEADS:
             raise RecordError(display, f"more than {MAX_LEADS} leads")
@@ -206,8 +229,9 @@ def read_fhir(source: Any, filename: str | None = None) -> Ecg:
         meta["skipped_components"] = skipped
     if limits:
         meta["limit_markers"] = limits
-    return build_ecg(channels, fs, labels, units, filename=display, fmt="FHIR", name=record_stem(display),
-                     metadata=meta)
+    return build_ecg(
+        channels, fs, labels, units, filename=display, fmt="FHIR", name=record_stem(display), metadata=meta
+    )
 
 
 def _waveforms(doc: Mapping[str, Any], display: str) -> list[tuple[str, Any, Any]]:
@@ -217,8 +241,9 @@ def _waveforms(doc: Mapping[str, Any], display: str) -> list[tuple[str, Any, Any
     if components is None:
         if "valueSampledData" in doc:
             return [("observation", doc.get("code"), doc["valueSampledData"])]
-        raise RecordError(display, "no waveform: the Observation has no component (one per lead, each with "
-                                   "valueSampledData)")
+        raise RecordError(
+            display, "no waveform: the Observation has no component (one per lead, each with valueSampledData)"
+        )
     if not isinstance(components, list):
         raise RecordError(display, "component must be a list")
     if not components:
@@ -292,8 +317,10 @@ def _with_markers(tokens: list[str], where: str, display: str) -> np.ndarray:
         try:
             out[i] = float(token)
         except ValueError:
-            raise RecordError(display, f"{where}: data value {token[:20]!r} (sample {i}) is neither a decimal nor "
-                                       "one of the markers E, L, U") from None
+            raise RecordError(
+                display,
+                f"{where}: data value {token[:20]!r} (sample {i}) is neither a decimal nor one of the markers E, L, U",
+            ) from None
     return out
 
 
@@ -310,8 +337,11 @@ def _limit_values(tokens: list[str], lower: Any, upper: Any) -> np.ndarray:
 def _metadata(doc: Mapping[str, Any], display: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"source_files": [basename(display)]}
     period = doc.get("effectivePeriod")
-    stamp = doc.get("effectiveDateTime") or doc.get("effectiveInstant") or (
-        period.get("start") if isinstance(period, Mapping) else None)
+    stamp = (
+        doc.get("effectiveDateTime")
+        or doc.get("effectiveInstant")
+        or (period.get("start") if isinstance(period, Mapping) else None)
+    )
     if isinstance(stamp, str):
         date = parse_date(stamp[:10])
         if date:
@@ -342,23 +372,28 @@ def write_fhir(ecg: Ecg, path: str | Path | None = None, *, resolution_uv: float
     components = []
     for lead, row in zip(ecg.leads, ecg.signal.astype(np.float64)):
         steps = np.round(row * 1000.0 / resolution_uv).astype(np.int64)
-        components.append({
-            "code": lead_code(lead),
-            "valueSampledData": {
-                "origin": {"value": 0, "unit": "uV", "system": UCUM_SYSTEM, "code": "uV"},
-                "period": 1000.0 / ecg.fs,
-                "factor": float(resolution_uv),
-                "dimensions": 1,
-                "data": " ".join(map(str, steps.tolist())),
-            },
-        })
+        components.append(
+            {
+                "code": lead_code(lead),
+                "valueSampledData": {
+                    "origin": {"value": 0, "unit": "uV", "system": UCUM_SYSTEM, "code": "uV"},
+                    "period": 1000.0 / ecg.fs,
+                    "factor": float(resolution_uv),
+                    "dimensions": 1,
+                    "data": " ".join(map(str, steps.tolist())),
+                },
+            }
+        )
     doc: dict[str, Any] = {
         "resourceType": "Observation",
         "status": "final",
-        "category": [{"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": "procedure",
-                                  "display": "Procedure"}]}],
-        "code": {"coding": [{"system": MDC_SYSTEM, "code": str(MDC_ECG_ELEC_POTL), "display": "MDC_ECG_ELEC_POTL"}],
-                 "text": "ECG"},
+        "category": [
+            {"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": "procedure", "display": "Procedure"}]}
+        ],
+        "code": {
+            "coding": [{"system": MDC_SYSTEM, "code": str(MDC_ECG_ELEC_POTL), "display": "MDC_ECG_ELEC_POTL"}],
+            "text": "ECG",
+        },
         "component": components,
     }
     # The date only: a FHIR dateTime with a time of day needs a time zone, which records do not carry.

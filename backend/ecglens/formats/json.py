@@ -6,11 +6,13 @@
 marks a missing sample) or is a list of ``{"name": ..., "samples": [...]}``; ``units`` is optional (``mV``
 default, ``uV``, ``V``), one string or one per lead; ``metadata`` and ``name`` are optional.
 """
+
 from __future__ import annotations
 
 import json as _json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +41,7 @@ def parse_json(data: bytes, display: str) -> Any:
 
 def _samples(values: Any, lead: str, display: str) -> np.ndarray:
     if not isinstance(values, list):
-        raise RecordError(display, f"lead {lead!r}: samples must be a list of numbers, got "
-                                   f"{type(values).__name__}")
+        raise RecordError(display, f"lead {lead!r}: samples must be a list of numbers, got {type(values).__name__}")
     bad = next((v for v in values if v is not None and type(v) not in (int, float)), _NOTHING)
     if bad is not _NOTHING:
         raise RecordError(display, f"lead {lead!r}: {bad!r} is not a number")
@@ -114,8 +115,9 @@ def read_json(source: Any, filename: str | None = None, *, fs: float | None = No
     meta["source_files"] = [basename(display)]
     channels = [_samples(values, name, display) for name, values in pairs]
     name = doc.get("name") or meta.get("record_name") or record_stem(display)
-    return build_ecg(channels, rate, [n for n, _ in pairs], units, filename=display, fmt="JSON", name=str(name),
-                     metadata=meta)
+    return build_ecg(
+        channels, rate, [n for n, _ in pairs], units, filename=display, fmt="JSON", name=str(name), metadata=meta
+    )
 
 
 def write_json(ecg: Ecg, path: str | Path | None = None, *, decimals: int = 6) -> bytes:

@@ -5,12 +5,14 @@ a FHIR ``resourceType``), then the file extension, then weaker content hints (a 
 line, delimited text). Several files at once (a mapping, or a .zip) are one WFDB record matched by the names in
 its header, or a single file of any other format.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePath
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
@@ -35,14 +37,38 @@ FORMATS: dict[str, tuple[Callable[..., Ecg], str]] = {
     "fhir": (read_fhir, "FHIR R4 Observation with valueSampledData (.json)"),
 }
 ALIASES = {
-    "mit": "wfdb", "physionet": "wfdb", "hea": "wfdb", "edf+": "edf", "edfplus": "edf", "bdf": "edf",
-    "tsv": "csv", "txt": "csv", "text": "csv", "dcm": "dicom", "hl7": "aecg", "xml": "aecg", "hl7aecg": "aecg",
-    "hl7 aecg": "aecg", "fhir+json": "fhir", "fhir r4": "fhir",
+    "mit": "wfdb",
+    "physionet": "wfdb",
+    "hea": "wfdb",
+    "edf+": "edf",
+    "edfplus": "edf",
+    "bdf": "edf",
+    "tsv": "csv",
+    "txt": "csv",
+    "text": "csv",
+    "dcm": "dicom",
+    "hl7": "aecg",
+    "xml": "aecg",
+    "hl7aecg": "aecg",
+    "hl7 aecg": "aecg",
+    "fhir+json": "fhir",
+    "fhir r4": "fhir",
 }
 EXTENSIONS = {
-    ".hea": "wfdb", ".dat": "wfdb", ".mat": "wfdb", ".edf": "edf", ".bdf": "edf", ".rec": "edf",
-    ".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".dcm": "dicom", ".dicom": "dicom",
-    ".xml": "aecg", ".zip": "zip",
+    ".hea": "wfdb",
+    ".dat": "wfdb",
+    ".mat": "wfdb",
+    ".edf": "edf",
+    ".bdf": "edf",
+    ".rec": "edf",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".json": "json",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".xml": "aecg",
+    ".zip": "zip",
 }
 _TAKES_FS = {"csv", "json"}
 _WFDB_RECORD_LINE = re.compile(rb"^[\w\-.+]+(/\d+)?[ \t]+\d+([ \t]|$)")
@@ -58,8 +84,9 @@ def canonical_format(name: str, filename: str | None = None) -> str:
     key = str(name).strip().lower()
     key = ALIASES.get(key, key)
     if key not in FORMATS:
-        raise RecordError(filename, f"unknown format {name!r}; valid: {', '.join(FORMATS)} "
-                                    f"(aliases: {', '.join(sorted(ALIASES))})")
+        raise RecordError(
+            filename, f"unknown format {name!r}; valid: {', '.join(FORMATS)} (aliases: {', '.join(sorted(ALIASES))})"
+        )
     return key
 
 
@@ -148,16 +175,22 @@ def read_record(
     except RecordError:
         raise
     except Exception as exc:  # noqa: BLE001 - the promise: only RecordError leaves this function
-        name = filename or ("<upload>" if isinstance(path_or_bytes, Mapping) or path_or_bytes is None else
-                            str(path_or_bytes) if isinstance(path_or_bytes, (str, PurePath)) else "<bytes>")
+        name = filename or (
+            "<upload>"
+            if isinstance(path_or_bytes, Mapping) or path_or_bytes is None
+            else str(path_or_bytes)
+            if isinstance(path_or_bytes, (str, PurePath))
+            else "<bytes>"
+        )
         raise RecordError(name, f"could not read: {describe(exc)}") from exc
 
 
 read_any = read_record
 
 
-def _read(source: Any, filename: str | None, files: Any, fs: float | None, format: str | None,
-          strict: bool = False) -> Ecg:
+def _read(
+    source: Any, filename: str | None, files: Any, fs: float | None, format: str | None, strict: bool = False
+) -> Ecg:
     chosen = canonical_format(format, filename) if format else None
     if isinstance(source, Mapping) or (source is None and files is not None):
         uploads = read_files(source if isinstance(source, Mapping) else files)
@@ -196,18 +229,22 @@ def _read_one(kind: str, data: bytes, name: str, fs: float | None) -> Ecg:
     return reader(data, name)
 
 
-def _read_many(uploads: dict[str, bytes], display: str, fs: float | None, chosen: str | None,
-               strict: bool = False) -> Ecg:
+def _read_many(
+    uploads: dict[str, bytes], display: str, fs: float | None, chosen: str | None, strict: bool = False
+) -> Ecg:
     """Several files: one WFDB record (header + the files it names), or exactly one file of another format."""
     if chosen in (None, "wfdb") and any(n.lower().endswith(".hea") for n in uploads):
         return read_wfdb(uploads, display if display != "<upload>" else None, strict=strict)
     if len(uploads) == 1:
-        (name, data), = uploads.items()
+        ((name, data),) = uploads.items()
         kind = chosen or detect_format(data, name)
         if kind is None or kind == "zip":
             raise RecordError(name, f"unrecognised file format; supported: {supported_formats()}")
         if kind == "wfdb":
             raise RecordError(name, "a WFDB signal file needs its .hea header: upload both, or a .zip of them")
         return _read_one(kind, data, name, fs)
-    raise RecordError(display, f"{len(uploads)} files ({', '.join(sorted(uploads))}) but no WFDB header "
-                               "(.hea): upload one record file, or a WFDB header with its signal files")
+    raise RecordError(
+        display,
+        f"{len(uploads)} files ({', '.join(sorted(uploads))}) but no WFDB header "
+        "(.hea): upload one record file, or a WFDB header with its signal files",
+    )

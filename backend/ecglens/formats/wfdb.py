@@ -15,16 +15,18 @@ and MATLAB ``.mat`` as in the CinC challenges). What this module adds around it:
 - invalid samples become NaN, then are interpolated and counted (`_build.fill_missing`);
 - channels in non-voltage units (mmHg, %, bpm) are dropped and listed in the metadata.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -40,8 +42,20 @@ _SAFE_NAME = re.compile(r"^[\w\-.+~]+$")
 _FORMAT_FIELD = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
 # WFDB storage formats wfdb-python decodes, with their bits per sample (None: compressed, size unknown).
 _BITS_PER_SAMPLE: dict[str, float | None] = {
-    "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12, "310": 32 / 3, "311": 32 / 3,
-    "508": None, "516": None, "524": None}
+    "8": 8,
+    "16": 16,
+    "24": 24,
+    "32": 32,
+    "61": 16,
+    "80": 8,
+    "160": 16,
+    "212": 12,
+    "310": 32 / 3,
+    "311": 32 / 3,
+    "508": None,
+    "516": None,
+    "524": None,
+}
 _RECORD_NAME = re.compile(r"^[\w\-.+]+$")
 
 
@@ -49,7 +63,7 @@ _RECORD_NAME = re.compile(r"^[\w\-.+]+$")
 class _Header:
     """What this module needs from a header before wfdb reads it."""
 
-    text: str                       # sanitised header wfdb will parse
+    text: str  # sanitised header wfdb will parse
     record_name: str
     n_signals: int
     fs: float
@@ -115,15 +129,19 @@ def _parse_header(raw: bytes, filename: str) -> _Header:
         n_samples = int(extra[0])
         kept.append(extra[0])
         extra = extra[1:]
-    header = _Header(text="", record_name=record_name, n_signals=n_signals, fs=fs, n_samples=n_samples,
-                     comments=comments)
+    header = _Header(
+        text="", record_name=record_name, n_signals=n_signals, fs=fs, n_samples=n_samples, comments=comments
+    )
     # Whatever follows is base time and date, in whichever spelling the writer chose; wfdb only takes
     # "HH:MM:SS DD/MM/YYYY", so they are parsed here and left off the line wfdb sees.
     if extra:
         header.raw_datetime = " ".join(extra)
         # ISO 8601 date-times ("2014-04-15T05:05:05") are a date and a time in one token.
-        tokens = [part for token in extra for part in (token.split("T", 1) if re.match(r"^\d{4}-\d\d-\d\dT", token)
-                                                        else [token])]
+        tokens = [
+            part
+            for token in extra
+            for part in (token.split("T", 1) if re.match(r"^\d{4}-\d\d-\d\dT", token) else [token])
+        ]
         for token in tokens:
             moment, day = parse_time(token), parse_date(token)
             header.time = header.time or moment
@@ -137,20 +155,23 @@ def _parse_header(raw: bytes, filename: str) -> _Header:
         out_lines += [line for _, line in following]
     else:
         if len(following) < n_signals:
-            raise RecordError(filename, f"header declares {n_signals} signals but has {len(following)} signal "
-                                        "lines")
+            raise RecordError(filename, f"header declares {n_signals} signals but has {len(following)} signal lines")
         for number, line in following[:n_signals]:
             fields = line.split()
             if len(fields) < 2:
-                raise RecordError(filename, f"header line {number}: signal line needs at least a file name and "
-                                            f"a format, got {line!r}")
+                raise RecordError(
+                    filename, f"header line {number}: signal line needs at least a file name and a format, got {line!r}"
+                )
             header.signal_files.append(_plain_name(fields[0], filename, number))
             spec = _FORMAT_FIELD.match(fields[1])
             if not spec:
                 raise RecordError(filename, f"header line {number}: storage format {fields[1]!r} is not valid")
             if spec.group(1) not in _BITS_PER_SAMPLE:
-                raise RecordError(filename, f"header line {number}: storage format {spec.group(1)} is not one "
-                                            f"of the WFDB formats ({', '.join(_BITS_PER_SAMPLE)})")
+                raise RecordError(
+                    filename,
+                    f"header line {number}: storage format {spec.group(1)} is not one "
+                    f"of the WFDB formats ({', '.join(_BITS_PER_SAMPLE)})",
+                )
             header.formats.append(spec.group(1))
             header.samples_per_frame.append(max(1, int(spec.group(2) or 1)))
             header.byte_offsets.append(int(spec.group(4) or 0))
@@ -188,8 +209,11 @@ def _pick_header(files: Mapping[str, bytes], display: str) -> str:
     headers = sorted(name for name in files if name.lower().endswith(".hea"))
     if not headers:
         signal = sorted(files)
-        raise RecordError(display, f"no WFDB header (.hea) among the files ({', '.join(signal)}); a WFDB record "
-                                   "needs its .hea header and the signal files it names")
+        raise RecordError(
+            display,
+            f"no WFDB header (.hea) among the files ({', '.join(signal)}); a WFDB record "
+            "needs its .hea header and the signal files it names",
+        )
     segments: set[str] = set()
     if len(headers) > 1:
         for name in headers:
@@ -200,8 +224,11 @@ def _pick_header(files: Mapping[str, bytes], display: str) -> str:
     top = [name for name in headers if name not in segments]
     if len(top) != 1:
         listed = ", ".join(top[:5]) + (f" and {len(top) - 5} more" if len(top) > 5 else "")
-        raise RecordError(display, f"the upload holds {len(top)} WFDB records ({listed}); send one record "
-                                   "(its .hea and the signal files it names)")
+        raise RecordError(
+            display,
+            f"the upload holds {len(top)} WFDB records ({listed}); send one record "
+            "(its .hea and the signal files it names)",
+        )
     return top[0]
 
 
@@ -306,21 +333,28 @@ def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>", *, st
     absent = sorted(set(needed) - set(files))
     if absent:
         others = sorted(set(files) - set(headers)) or ["none"]
-        raise RecordError(header_name, f"names signal file {', '.join(absent)}, which is not in the upload "
-                                       f"(other files: {', '.join(others)}); header and signal files must "
-                                       "belong to the same record")
+        raise RecordError(
+            header_name,
+            f"names signal file {', '.join(absent)}, which is not in the upload "
+            f"(other files: {', '.join(others)}); header and signal files must "
+            "belong to the same record",
+        )
     if header.n_signals == 0:
         raise RecordError(header_name, "header declares no signals")
     if header.n_samples:
-        check_size(header_name, header.n_signals, header.n_samples * max(header.samples_per_frame or [1]),
-                   header.fs * max(header.samples_per_frame or [1]))
+        check_size(
+            header_name,
+            header.n_signals,
+            header.n_samples * max(header.samples_per_frame or [1]),
+            header.fs * max(header.samples_per_frame or [1]),
+        )
     if not header.segments:
         _check_file_sizes(header, files, header_name)
 
     stem = header_name[: -len(".hea")]
     with tempfile.TemporaryDirectory(prefix="ecglens-wfdb-") as folder:
         for name, h in headers.items():
-            Path(folder, f"{name[:-len('.hea')]}.hea").write_text(h.text, encoding="ascii")
+            Path(folder, f"{name[: -len('.hea')]}.hea").write_text(h.text, encoding="ascii")
         for name in set(needed):
             Path(folder, name).write_bytes(files[name])
         try:
@@ -329,31 +363,46 @@ def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>", *, st
                 if header.segments:
                     channels, fs, labels, units, extra = _read_multi_segment(os.path.join(folder, stem))
                 else:
-                    channels, fs, labels, units, extra = _read_single(os.path.join(folder, stem), header,
-                                                                      header_name, strict, notes)
+                    channels, fs, labels, units, extra = _read_single(
+                        os.path.join(folder, stem), header, header_name, strict, notes
+                    )
         except RecordError:
             raise
         except Exception as exc:  # noqa: BLE001 - wfdb's own errors on files that do not fit their header
-            raise RecordError(header_name, f"could not decode the signal files ({', '.join(sorted(set(needed)))})"
-                                           f": {describe(exc)}") from exc
+            raise RecordError(
+                header_name, f"could not decode the signal files ({', '.join(sorted(set(needed)))}): {describe(exc)}"
+            ) from exc
 
     meta = _metadata(header, header_name, sorted({*headers, *needed}))
     meta.update(extra)
     if notes:
         meta["warnings"] = notes
-    return build_ecg(channels, fs, labels, units, filename=header_name, fmt="WFDB", name=header.record_name,
-                     metadata=meta, drop_non_voltage=True)
+    return build_ecg(
+        channels,
+        fs,
+        labels,
+        units,
+        filename=header_name,
+        fmt="WFDB",
+        name=header.record_name,
+        metadata=meta,
+        drop_non_voltage=True,
+    )
 
 
 def _header_warnings(header: _Header, filename: str, strict: bool) -> list[str]:
     """What in a readable header departs from the WFDB specification: warnings, or with ``strict`` a refusal."""
     notes = []
     if header.unparsed_datetime:
-        notes.append(f"base time / date {' '.join(header.unparsed_datetime)!r} on the record line is in no "
-                     "spelling this reader knows; it is kept as written (raw_datetime) and not used")
+        notes.append(
+            f"base time / date {' '.join(header.unparsed_datetime)!r} on the record line is in no "
+            "spelling this reader knows; it is kept as written (raw_datetime) and not used"
+        )
     for number in header.no_initial_value:
-        notes.append(f"signal line {number} ends before its initial value, so it has no checksum either: the "
-                     "signal file could not be verified against the header")
+        notes.append(
+            f"signal line {number} ends before its initial value, so it has no checksum either: the "
+            "signal file could not be verified against the header"
+        )
     if strict and notes:
         raise RecordError(filename, f"{notes[0]} (strict reading)")
     return notes
@@ -364,8 +413,9 @@ def _check_file_sizes(header: _Header, files: Mapping[str, bytes], header_name: 
     if not header.n_samples:
         return
     need: dict[str, float] = {}
-    for name, fmt, spf, offset in zip(header.signal_files, header.formats, header.samples_per_frame,
-                                      header.byte_offsets):
+    for name, fmt, spf, offset in zip(
+        header.signal_files, header.formats, header.samples_per_frame, header.byte_offsets
+    ):
         bits = _BITS_PER_SAMPLE[fmt]
         if bits is None:
             return
@@ -373,14 +423,17 @@ def _check_file_sizes(header: _Header, files: Mapping[str, bytes], header_name: 
     for name, bits in need.items():
         size, wanted = len(files[name]), int(bits // 8)
         if size < wanted:
-            raise RecordError(header_name, f"signal file {name} holds {size} bytes but the header's "
-                                           f"{header.n_samples} samples need {wanted}: the file is truncated or "
-                                           "belongs to another record")
+            raise RecordError(
+                header_name,
+                f"signal file {name} holds {size} bytes but the header's "
+                f"{header.n_samples} samples need {wanted}: the file is truncated or "
+                "belongs to another record",
+            )
 
 
-def _read_single(record_path: str, header: _Header, filename: str, strict: bool = False,
-                 notes: list[str] | None = None) -> tuple[list[np.ndarray], float, list[str], list[str],
-                                                          dict[str, Any]]:
+def _read_single(
+    record_path: str, header: _Header, filename: str, strict: bool = False, notes: list[str] | None = None
+) -> tuple[list[np.ndarray], float, list[str], list[str], dict[str, Any]]:
     """Digital samples, checksums verified, converted to physical units and brought to one rate; a checksum
     that does not match is appended to ``notes`` (refused with ``strict``)."""
     import wfdb
@@ -392,9 +445,12 @@ def _read_single(record_path: str, header: _Header, filename: str, strict: bool 
         raise RecordError(filename, "no samples could be read from the signal files")
     for i, x in enumerate(digital):
         if record.sig_len and len(x) != record.sig_len * spf[i]:
-            raise RecordError(filename, f"signal {i + 1} has {len(x)} samples, header declares "
-                                        f"{record.sig_len * spf[i]}: the signal file is truncated or "
-                                        "does not belong to this header")
+            raise RecordError(
+                filename,
+                f"signal {i + 1} has {len(x)} samples, header declares "
+                f"{record.sig_len * spf[i]}: the signal file is truncated or "
+                "does not belong to this header",
+            )
     labels = [str(name) if name else "" for name in (record.sig_name or [""] * record.n_sig)]
     if record.checksum:
         actual = record.calc_checksum(expanded=True)
@@ -403,17 +459,24 @@ def _read_single(record_path: str, header: _Header, filename: str, strict: bool 
                 continue
             label = labels[i] or str(i + 1)
             if strict:
-                raise RecordError(filename, f"checksum mismatch for signal {label} ({record.file_name[i]}): "
-                                            "the signal file does not belong to this header, or is corrupt")
+                raise RecordError(
+                    filename,
+                    f"checksum mismatch for signal {label} ({record.file_name[i]}): "
+                    "the signal file does not belong to this header, or is corrupt",
+                )
             if notes is None:
                 continue
             if int(want) == 0:
-                notes.append(f"signal {label} ({record.file_name[i]}): the header's checksum is 0, a placeholder "
-                             f"some datasets write (the samples sum to {int(got) % 65536}); not verified")
+                notes.append(
+                    f"signal {label} ({record.file_name[i]}): the header's checksum is 0, a placeholder "
+                    f"some datasets write (the samples sum to {int(got) % 65536}); not verified"
+                )
             else:
-                notes.append(f"signal {label} ({record.file_name[i]}): checksum mismatch (header {int(want)}, "
-                             f"samples {int(got) % 65536}); the signal file may be corrupt or belong to another "
-                             "record")
+                notes.append(
+                    f"signal {label} ({record.file_name[i]}): checksum mismatch (header {int(want)}, "
+                    f"samples {int(got) % 65536}); the signal file may be corrupt or belong to another "
+                    "record"
+                )
     physical = record.dac(expanded=True, return_res=64)
     units = [str(u) if u else "" for u in (record.units or [""] * record.n_sig)]
     top = max(spf)
@@ -430,8 +493,9 @@ def _read_single(record_path: str, header: _Header, filename: str, strict: bool 
         channels.append(x)
     extra: dict[str, Any] = {}
     if top > 1 and len(set(spf)) > 1:
-        extra["resampled_channels"] = {labels[i]: f"{record.fs * spf[i]:g} Hz -> {record.fs * top:g} Hz"
-                                       for i in range(len(spf)) if spf[i] != top}
+        extra["resampled_channels"] = {
+            labels[i]: f"{record.fs * spf[i]:g} Hz -> {record.fs * top:g} Hz" for i in range(len(spf)) if spf[i] != top
+        }
     if top > 1:  # annotation sample numbers count frames, not samples at the resampled rate
         extra["frame_fs"] = float(record.fs)
     if missing:
@@ -447,8 +511,13 @@ def _read_multi_segment(record_path: str) -> tuple[list[np.ndarray], float, list
     signal = np.asarray(record.p_signal, dtype=np.float64)
     labels = [str(name) if name else "" for name in (record.sig_name or [""] * signal.shape[1])]
     units = [str(u) if u else "" for u in (record.units or [""] * signal.shape[1])]
-    return [signal[:, i] for i in range(signal.shape[1])], float(record.fs), labels, units, {
-        "segments": int(getattr(record, "n_seg", 0) or 0)}
+    return (
+        [signal[:, i] for i in range(signal.shape[1])],
+        float(record.fs),
+        labels,
+        units,
+        {"segments": int(getattr(record, "n_seg", 0) or 0)},
+    )
 
 
 def _metadata(header: _Header, header_name: str, source_files: list[str]) -> dict[str, Any]:
@@ -509,9 +578,17 @@ def write_wfdb(
     except ValueError:
         base = {}
     with tempfile.TemporaryDirectory(prefix="ecglens-wfdb-") as folder:
-        wfdb.wrsamp(name, fs=ecg.fs, units=["mV"] * ecg.n_leads, sig_name=list(ecg.leads),
-                    p_signal=ecg.signal.T.astype(np.float64), fmt=[fmt] * ecg.n_leads,
-                    comments=comments or None, write_dir=folder, **base)
+        wfdb.wrsamp(
+            name,
+            fs=ecg.fs,
+            units=["mV"] * ecg.n_leads,
+            sig_name=list(ecg.leads),
+            p_signal=ecg.signal.T.astype(np.float64),
+            fmt=[fmt] * ecg.n_leads,
+            comments=comments or None,
+            write_dir=folder,
+            **base,
+        )
         out = {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
     if directory is not None:
         for file_name, data in out.items():

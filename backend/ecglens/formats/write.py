@@ -1,8 +1,9 @@
 """`write_record`: export an `Ecg` in any writable format as ``{file name: bytes}`` (for downloads)."""
+
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from ecglens.ecg import Ecg
 from ecglens.formats.aecg import write_aecg

@@ -25,23 +25,71 @@ The recipe (`harden`):
 Modules, each importing only those above it: `config` → `parent` → `frontends` → `mix` → `card` → `trainer` →
 `cli`. The service's hardening job (registry, blobs, database) is `ecglens.service.hardening_job`.
 """
+
 from __future__ import annotations
 
-from ecglens.hardening.card import (AUC_DROP_WARN, HardenResult, front_end_text, hardened_card, save_hardened,
-                                    thresholds_text, validation_warnings)
-from ecglens.hardening.config import (MAINS_HZ, SOURCES, THRESHOLD_RULES, HardenConfig, check_threshold_rule,
-                                      hardened_name)
+from ecglens.hardening.card import (
+    AUC_DROP_WARN,
+    HardenResult,
+    front_end_text,
+    hardened_card,
+    save_hardened,
+    thresholds_text,
+    validation_warnings,
+)
+from ecglens.hardening.config import (
+    MAINS_HZ,
+    SOURCES,
+    THRESHOLD_RULES,
+    HardenConfig,
+    check_threshold_rule,
+    hardened_name,
+)
 from ecglens.hardening.frontends import highpass_length, highpass_taps, with_baseline_removal, with_highpass
-from ecglens.hardening.mix import (AdversarialPool, ArraySampler, HardeningMix, MixBatch, WindowSource,
-                                   adversarial_pool, mitdb_sources, noisy_copies, quick_signal_power)
+from ecglens.hardening.mix import (
+    AdversarialPool,
+    ArraySampler,
+    HardeningMix,
+    MixBatch,
+    WindowSource,
+    adversarial_pool,
+    mitdb_sources,
+    noisy_copies,
+    quick_signal_power,
+)
 from ecglens.hardening.parent import Trainable, file_sha256, load_trainable
 from ecglens.hardening.trainer import harden, harden_module
 
 __all__ = [
-    "AUC_DROP_WARN", "MAINS_HZ", "SOURCES", "THRESHOLD_RULES", "AdversarialPool", "ArraySampler", "HardenConfig",
-    "HardenResult", "HardeningMix", "MixBatch", "Trainable", "WindowSource", "adversarial_pool",
-    "check_threshold_rule", "file_sha256", "front_end_text", "harden", "harden_module", "hardened_card",
-    "hardened_name", "highpass_length", "highpass_taps", "load_trainable", "mitdb_sources", "noisy_copies",
-    "quick_signal_power", "save_hardened", "thresholds_text", "validation_warnings", "with_baseline_removal",
+    "AUC_DROP_WARN",
+    "MAINS_HZ",
+    "SOURCES",
+    "THRESHOLD_RULES",
+    "AdversarialPool",
+    "ArraySampler",
+    "HardenConfig",
+    "HardenResult",
+    "HardeningMix",
+    "MixBatch",
+    "Trainable",
+    "WindowSource",
+    "adversarial_pool",
+    "check_threshold_rule",
+    "file_sha256",
+    "front_end_text",
+    "harden",
+    "harden_module",
+    "hardened_card",
+    "hardened_name",
+    "highpass_length",
+    "highpass_taps",
+    "load_trainable",
+    "mitdb_sources",
+    "noisy_copies",
+    "quick_signal_power",
+    "save_hardened",
+    "thresholds_text",
+    "validation_warnings",
+    "with_baseline_removal",
     "with_highpass",
 ]

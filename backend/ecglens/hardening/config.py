@@ -1,5 +1,6 @@
 """The hardening recipe's settings: `HardenConfig`, the data-mix source codes, the threshold rules, and the
 hardened model's default registry name."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -4,9 +4,11 @@ FIR high-pass, `HighPassed`; a moving-average baseline removal, `BaselineRemoved
 torch (and `ecglens.classifiers.train`, which imports it) is imported where used, so that importing the package
 does not import torch.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.signal import firwin
@@ -68,7 +70,7 @@ def _high_passed_class() -> Any:
             padded = F.pad(x, (half, half), mode="reflect")
             size = padded.shape[-1] + k - 1  # linear (not circular) convolution
             full = torch.fft.irfft(torch.fft.rfft(padded, n=size) * torch.fft.rfft(self.taps, n=size), n=size)
-            return full[..., 2 * half:2 * half + n].contiguous()
+            return full[..., 2 * half : 2 * half + n].contiguous()
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.net(self.filtered(x))
@@ -104,8 +106,10 @@ def with_highpass(parent: Trainable, cutoff_hz: float, taps: int | None = None) 
     h = torch.from_numpy(highpass_taps(cutoff_hz, parent.card.sampling_rate, taps).copy())
     window = int(round(parent.card.window_s * parent.card.sampling_rate))
     if window <= h.numel() // 2:
-        raise ValueError(f"{parent.path}: a {h.numel()}-tap high-pass needs windows of more than {h.numel() // 2} "
-                         f"samples; the card's window has {window}")
+        raise ValueError(
+            f"{parent.path}: a {h.numel()}-tap high-pass needs windows of more than {h.numel() // 2} "
+            f"samples; the card's window has {window}"
+        )
     wrap = _high_passed_class()
     return _with_front_end(parent, lambda net: wrap(net, h))
 

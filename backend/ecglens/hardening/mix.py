@@ -1,11 +1,13 @@
 """The training data of a hardening: window sources (in memory, or the parent's MIT-BIH DS1 split), the agent's
 pool of minimal flips, and `HardeningMix`, which draws batches of clean, noisy and agent-distorted rows."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.signal import resample_poly
@@ -67,15 +69,26 @@ class AdversarialPool:
     def summary(self) -> dict[str, Any]:
         """JSON-able figures for the card."""
         finite = self.snr_db[np.isfinite(self.snr_db)]
-        return {"windows_explained": int(self.tried), "flipped": len(self), "agent_queries": int(self.queries),
-                "method": self.method,
-                "median_flip_snr_db": round(float(np.median(finite)), 2) if finite.size else None,
-                "label_counts": [int(v) for v in (self.Y > 0.5).sum(axis=0)] if len(self) else []}
+        return {
+            "windows_explained": int(self.tried),
+            "flipped": len(self),
+            "agent_queries": int(self.queries),
+            "method": self.method,
+            "median_flip_snr_db": round(float(np.median(finite)), 2) if finite.size else None,
+            "label_counts": [int(v) for v in (self.Y > 0.5).sum(axis=0)] if len(self) else [],
+        }
 
 
-def adversarial_pool(classifier: Any, source: WindowSource, n_windows: int, rng: np.random.Generator, *,
-                     query_budget: int = 300, seed: int = 0,
-                     progress: Callable[[float], None] | None = None) -> AdversarialPool:
+def adversarial_pool(
+    classifier: Any,
+    source: WindowSource,
+    n_windows: int,
+    rng: np.random.Generator,
+    *,
+    query_budget: int = 300,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+) -> AdversarialPool:
     """Run `ecglens.explain` against ``classifier`` on ``n_windows`` windows drawn from ``source``.
 
     Parameters
@@ -103,13 +116,18 @@ def adversarial_pool(classifier: Any, source: WindowSource, n_windows: int, rng:
     if n_windows <= 0:
         leads, n = len(classifier.lead_names), int(round(classifier.window_s * classifier.sampling_rate))
         empty = np.zeros((0, leads, n), np.float32)
-        return AdversarialPool(empty, empty.copy(), np.zeros((0, len(classifier.class_names)), np.float32),
-                               np.zeros(0), 0, 0, "none")
+        return AdversarialPool(
+            empty, empty.copy(), np.zeros((0, len(classifier.class_names)), np.float32), np.zeros(0), 0, 0, "none"
+        )
     X, Y = source.draw(n_windows, rng)
     keep_x, keep_noise, keep_y, snrs, queries, methods = [], [], [], [], 0, set()
     for i in range(n_windows):
-        ecg = Ecg(signal=X[i], fs=float(classifier.sampling_rate), leads=tuple(classifier.lead_names),
-                  name=f"train-window-{i}")
+        ecg = Ecg(
+            signal=X[i],
+            fs=float(classifier.sampling_rate),
+            leads=tuple(classifier.lead_names),
+            name=f"train-window-{i}",
+        )
         exp = explain(ecg, classifier, query_budget=query_budget, seed=seed * 100_003 + i)
         queries += int(exp.queries)
         methods.add(exp.method)
@@ -126,8 +144,11 @@ def adversarial_pool(classifier: Any, source: WindowSource, n_windows: int, rng:
         X=np.stack(keep_x) if keep_x else np.zeros(shape, np.float32),
         noise=np.stack(keep_noise) if keep_noise else np.zeros(shape, np.float32),
         Y=np.stack(keep_y) if keep_y else np.zeros((0, Y.shape[1]), np.float32),
-        snr_db=np.asarray(snrs, dtype=np.float64), tried=n_windows, queries=queries,
-        method="+".join(sorted(methods)))
+        snr_db=np.asarray(snrs, dtype=np.float64),
+        tried=n_windows,
+        queries=queries,
+        method="+".join(sorted(methods)),
+    )
 
 
 @dataclass
@@ -212,8 +233,9 @@ class HardeningMix:
             rows = np.arange(n_clean, n_clean + n_noise)
             pick = rng.choice(len(self.kinds), size=n_noise, p=self.kind_p)
             levels = np.asarray(self.config.snr_levels_db, dtype=np.float64)
-            snr[rows] = rng.choice(levels, size=n_noise) + rng.uniform(-self.config.snr_jitter_db,
-                                                                       self.config.snr_jitter_db, size=n_noise)
+            snr[rows] = rng.choice(levels, size=n_noise) + rng.uniform(
+                -self.config.snr_jitter_db, self.config.snr_jitter_db, size=n_noise
+            )
             leads, n = X.shape[1], X.shape[2]
             for k, (kind, mains) in enumerate(self.kinds):
                 mine = rows[pick == k]
@@ -233,8 +255,14 @@ class HardeningMix:
             parts_y.append(self.pool.Y[i])
             clean.append(self.pool.X[i])
         source = np.concatenate([np.zeros(n_clean, np.int8), np.ones(n_noise, np.int8), np.full(n_adv, 2, np.int8)])
-        return MixBatch(np.concatenate(parts_x).astype(np.float32), np.concatenate(parts_y).astype(np.float32),
-                        np.concatenate(clean).astype(np.float32), source, snr, kinds)
+        return MixBatch(
+            np.concatenate(parts_x).astype(np.float32),
+            np.concatenate(parts_y).astype(np.float32),
+            np.concatenate(clean).astype(np.float32),
+            source,
+            snr,
+            kinds,
+        )
 
 
 def quick_signal_power(X: np.ndarray) -> np.ndarray:
@@ -251,8 +279,9 @@ def quick_signal_power(X: np.ndarray) -> np.ndarray:
     return np.where(power > 0, power, np.var(X, axis=-1) + 1e-8)
 
 
-def noisy_copies(X: np.ndarray, fs: float, seed: int, kinds: Sequence[str] = KINDS,
-                 levels_db: Sequence[float] = NSTDB_SNR_LEVELS_DB) -> np.ndarray:
+def noisy_copies(
+    X: np.ndarray, fs: float, seed: int, kinds: Sequence[str] = KINDS, levels_db: Sequence[float] = NSTDB_SNR_LEVELS_DB
+) -> np.ndarray:
     """``X`` with seeded noise, window ``i`` getting kind ``i % len(kinds)`` at level ``(i // len(kinds)) %
     len(levels)`` (nst-style SNR per lead): a fixed noisy validation set. float32, the shape of ``X``."""
     rng = np.random.default_rng([seed, 7])
@@ -269,8 +298,9 @@ def noisy_copies(X: np.ndarray, fs: float, seed: int, kinds: Sequence[str] = KIN
 
 
 # -------------------------------------------------------------------------------------------------- MIT-BIH
-def mitdb_sources(parent: Trainable, data_dir: str | Path | None = None, *, hold_out: Sequence[str] = ()
-                  ) -> tuple[WindowSource, np.ndarray, np.ndarray]:
+def mitdb_sources(
+    parent: Trainable, data_dir: str | Path | None = None, *, hold_out: Sequence[str] = ()
+) -> tuple[WindowSource, np.ndarray, np.ndarray]:
     """The parent's DS1 training sampler and DS1 validation windows (``classifiers.train.split_ds1``) at its
     input leads, window and rate; records in ``hold_out`` are left out of both (for patient-wise recipe
     experiments on DS1). Raises ClassifierError when its classes are not the MIT-BIH ones, ValueError when a
@@ -279,13 +309,16 @@ def mitdb_sources(parent: Trainable, data_dir: str | Path | None = None, *, hold
 
     card = parent.card
     if tuple(card.classes) != CLASS_NAMES:
-        raise ClassifierError(f"{parent.path}: hardening on MIT-BIH needs the classes {list(CLASS_NAMES)} "
-                              f"(its training data's labels), the card has {card.classes}")
+        raise ClassifierError(
+            f"{parent.path}: hardening on MIT-BIH needs the classes {list(CLASS_NAMES)} "
+            f"(its training data's labels), the card has {card.classes}"
+        )
     unknown = sorted(set(hold_out) - set(DS1))
     if unknown:
         raise ValueError(f"hold-out records {unknown} are not DS1 records ({', '.join(DS1)})")
-    train_spans, val_spans = split_ds1(data_dir, leads=tuple(card.leads),
-                                       records=tuple(r for r in DS1 if r not in set(hold_out)))
+    train_spans, val_spans = split_ds1(
+        data_dir, leads=tuple(card.leads), records=tuple(r for r in DS1 if r not in set(hold_out))
+    )
     window = int(round(card.window_s * FS_HZ))
     sampler: WindowSource = WindowSampler(train_spans, window)
     val_X, val_Y = WindowSampler(val_spans, window).grid_windows(window)

@@ -1,4 +1,5 @@
 """The parent: a classifier whose weights we hold, loaded as a trainable TorchScript module."""
+
 from __future__ import annotations
 
 import hashlib
@@ -63,16 +64,24 @@ def load_trainable(spec: str | Path) -> Trainable:
 
     clf = load_classifier(spec, device="cpu")
     if not isinstance(clf, TorchScriptClassifier):
-        raise ClassifierError(f"{getattr(clf, 'source', spec)}: cannot harden a {type(clf).__name__}: hardening "
-                              f"fine-tunes weights, so it needs the built-in model or a TorchScript (.pt) file")
+        raise ClassifierError(
+            f"{getattr(clf, 'source', spec)}: cannot harden a {type(clf).__name__}: hardening "
+            f"fine-tunes weights, so it needs the built-in model or a TorchScript (.pt) file"
+        )
     path = Path(clf.source)
     module = torch.jit.load(str(path), map_location="cpu")
     params = [p for p in module.parameters() if p.is_floating_point()]
     if not params:
-        raise ClassifierError(f"{path}: no trainable floating-point parameters (a frozen or quantised TorchScript "
-                              f"module?); hardening needs a model whose weights can be fine-tuned")
+        raise ClassifierError(
+            f"{path}: no trainable floating-point parameters (a frozen or quantised TorchScript "
+            f"module?); hardening needs a model whose weights can be fine-tuned"
+        )
     for p in params:
         p.requires_grad_(True)
-    calibrated = (getattr(module, "original_name", "") == "Calibrated" and hasattr(module, "net")
-                  and hasattr(module, "a") and hasattr(module, "b"))
+    calibrated = (
+        getattr(module, "original_name", "") == "Calibrated"
+        and hasattr(module, "net")
+        and hasattr(module, "a")
+        and hasattr(module, "b")
+    )
     return Trainable(module, clf.card, path, file_sha256(path), calibrated)

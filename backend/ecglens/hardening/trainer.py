@@ -5,13 +5,15 @@ distillation towards the parent, a uniform soup of fine-tunes, recalibration on 
 torch (and `ecglens.classifiers.train`, which imports it) is imported where used, so that importing the package
 does not import torch.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +26,15 @@ from ecglens.distortions import KINDS
 from ecglens.hardening.card import HardenResult, hardened_card, save_hardened
 from ecglens.hardening.config import HardenConfig, check_threshold_rule
 from ecglens.hardening.frontends import highpass_length, with_baseline_removal, with_highpass
-from ecglens.hardening.mix import (AdversarialPool, HardeningMix, MixBatch, WindowSource, adversarial_pool,
-                                   mitdb_sources, noisy_copies)
+from ecglens.hardening.mix import (
+    AdversarialPool,
+    HardeningMix,
+    MixBatch,
+    WindowSource,
+    adversarial_pool,
+    mitdb_sources,
+    noisy_copies,
+)
 from ecglens.hardening.parent import Trainable, load_trainable
 
 
@@ -61,8 +70,10 @@ class _EmaWeights:
 def _soup(states: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The uniform average of state dicts (floating-point entries; others, e.g. batch counters, from the first)."""
     first = states[0]
-    return {k: (sum(st[k] for st in states) / len(states)).to(v.dtype) if v.is_floating_point() else v.clone()
-            for k, v in first.items()}
+    return {
+        k: (sum(st[k] for st in states) / len(states)).to(v.dtype) if v.is_floating_point() else v.clone()
+        for k, v in first.items()
+    }
 
 
 def _outputs(module: Any, X: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -71,8 +82,10 @@ def _outputs(module: Any, X: np.ndarray, batch: int = 256) -> np.ndarray:
 
     module.eval()
     with torch.no_grad():  # not inference_mode: these weights are trained again after an evaluation
-        out = [module(torch.from_numpy(np.ascontiguousarray(X[a:a + batch]))).double().numpy()
-               for a in range(0, len(X), batch)]
+        out = [
+            module(torch.from_numpy(np.ascontiguousarray(X[a : a + batch]))).double().numpy()
+            for a in range(0, len(X), batch)
+        ]
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -113,8 +126,17 @@ def _loss(parent: Trainable, out: Any, y: Any) -> Any:
     return -((y[has] / mass[has]) * log_p[has]).sum(dim=1).mean()
 
 
-def _batch_loss(parent: Trainable, out: Any, batch: MixBatch, config: HardenConfig, *, teacher: Any | None,
-                scale: float, params: Sequence[Any], anchor: Sequence[Any] | None) -> Any:
+def _batch_loss(
+    parent: Trainable,
+    out: Any,
+    batch: MixBatch,
+    config: HardenConfig,
+    *,
+    teacher: Any | None,
+    scale: float,
+    params: Sequence[Any],
+    anchor: Sequence[Any] | None,
+) -> Any:
     """The fine-tuning loss of one batch: the label loss of the trainable part's raw outputs ``out``
     ``[batch, classes]``, plus ``config.distill`` times the loss against ``teacher``'s answer on each row's clean
     window (when a teacher is given), plus the L2-SP penalty towards ``anchor`` (when given)."""
@@ -148,8 +170,9 @@ def _mean_auc(figures: dict[str, dict]) -> float:
     return float(np.mean(aucs)) if aucs else 0.0
 
 
-def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "parent"
-                 ) -> tuple[dict[str, float], list[str]]:
+def _recalibrate(
+    parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "parent"
+) -> tuple[dict[str, float], list[str]]:
     """Refit the Platt scaling (a `Calibrated` module) on validation windows, and set the per-class thresholds by
     ``rule`` (`HardenConfig.thresholds`).
 
@@ -179,10 +202,17 @@ def _recalibrate(parent: Trainable, X: np.ndarray, Y: np.ndarray, rule: str = "p
     return {c: float(parent.card.thresholds[c]) if c in kept else picked[c] for c in parent.card.classes}, kept
 
 
-def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val_Y: np.ndarray,
-                  config: HardenConfig | None = None, *, log: Callable[[str], None] | None = print,
-                  progress: Callable[[float], None] | None = None,
-                  pool: AdversarialPool | None = None) -> HardenResult:
+def harden_module(
+    parent: Trainable,
+    train: WindowSource,
+    val_X: np.ndarray,
+    val_Y: np.ndarray,
+    config: HardenConfig | None = None,
+    *,
+    log: Callable[[str], None] | None = print,
+    progress: Callable[[float], None] | None = None,
+    pool: AdversarialPool | None = None,
+) -> HardenResult:
     """Fine-tune ``parent`` on the hardening mix (the package docstring, steps 2-5). ``parent.module`` is changed in
     place and returned in the result.
 
@@ -216,8 +246,9 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
     report = progress or (lambda _f: None)
     card = parent.card
     if val_Y.shape[1] != len(card.classes):
-        raise ValueError(f"{parent.path}: validation targets have {val_Y.shape[1]} columns, the card "
-                         f"{len(card.classes)} classes")
+        raise ValueError(
+            f"{parent.path}: validation targets have {val_Y.shape[1]} columns, the card {len(card.classes)} classes"
+        )
     check_threshold_rule(config.thresholds)  # now, not after minutes of fine-tuning
     threads_before, det_before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(config.threads)
@@ -230,20 +261,32 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
         clf = TorchScriptClassifier(parent.path, card, device="cpu")
         n = input_samples(clf)
         if val_X.shape[1:] != (len(card.leads), n):
-            raise ValueError(f"{parent.path}: validation windows are {list(val_X.shape[1:])}, the card wants "
-                             f"[{len(card.leads)}, {n}]")
+            raise ValueError(
+                f"{parent.path}: validation windows are {list(val_X.shape[1:])}, the card wants "
+                f"[{len(card.leads)}, {n}]"
+            )
         if pool is None:
-            pool = adversarial_pool(clf, train, config.agent_windows, np.random.default_rng([config.seed, 2]),
-                                    query_budget=config.agent_budget, seed=config.seed,
-                                    progress=lambda f: report(0.3 * f))
+            pool = adversarial_pool(
+                clf,
+                train,
+                config.agent_windows,
+                np.random.default_rng([config.seed, 2]),
+                query_budget=config.agent_budget,
+                seed=config.seed,
+                progress=lambda f: report(0.3 * f),
+            )
         timing["agent_pool"] = time.perf_counter() - t0
-        say(f"agent pool: {len(pool)} of {pool.tried} training windows flipped ({pool.method}, "
-            f"{pool.queries} queries, {timing['agent_pool']:.0f} s)")
+        say(
+            f"agent pool: {len(pool)} of {pool.tried} training windows flipped ({pool.method}, "
+            f"{pool.queries} queries, {timing['agent_pool']:.0f} s)"
+        )
         mix = HardeningMix(train, pool, card.sampling_rate, config)
 
         val_noisy = noisy_copies(val_X, card.sampling_rate, config.seed, [k for k, _ in mix.kinds] or KINDS)
-        before = {"clean": _val_figures(parent, val_X, val_Y, card.thresholds),
-                  "noisy": _val_figures(parent, val_noisy, val_Y, card.thresholds)}
+        before = {
+            "clean": _val_figures(parent, val_X, val_Y, card.thresholds),
+            "noisy": _val_figures(parent, val_noisy, val_Y, card.thresholds),
+        }
 
         if config.highpass_hz > 0 or config.export_highpass_hz > 0:
             config.highpass_taps = highpass_length(card, config.highpass_taps)  # recorded on the card
@@ -283,8 +326,9 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
                 for _ in range(config.steps_per_epoch):
                     b = mix.draw(config.batch_size, rng_k)
                     x = augment(torch.from_numpy(b.X), card.sampling_rate, gen) * scale
-                    loss = _batch_loss(parent, net(x), b, config, teacher=teacher, scale=scale, params=params,
-                                       anchor=anchor)
+                    loss = _batch_loss(
+                        parent, net(x), b, config, teacher=teacher, scale=scale, params=params, anchor=anchor
+                    )
                     opt.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -296,12 +340,22 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
                     clean = _val_figures(parent, val_X, val_Y, card.thresholds)
                     noisy = _val_figures(parent, val_noisy, val_Y, card.thresholds)
                 score = (_mean_auc(clean) + _mean_auc(noisy)) / 2
-                history.append({"member": member + 1, "seed": seed_k, "epoch": epoch + 1,
-                                "loss": float(np.mean(losses)) if losses else 0.0,
-                                "val_mean_auc_clean": _mean_auc(clean), "val_mean_auc_noisy": _mean_auc(noisy),
-                                "score": score, "elapsed_s": time.perf_counter() - t1})
-                say(f"member {member + 1} epoch {epoch + 1:3d}  loss {history[-1]['loss']:.4f}  val AUC clean "
-                    f"{_mean_auc(clean):.4f}  noisy {_mean_auc(noisy):.4f}  ({time.perf_counter() - t1:.0f} s)")
+                history.append(
+                    {
+                        "member": member + 1,
+                        "seed": seed_k,
+                        "epoch": epoch + 1,
+                        "loss": float(np.mean(losses)) if losses else 0.0,
+                        "val_mean_auc_clean": _mean_auc(clean),
+                        "val_mean_auc_noisy": _mean_auc(noisy),
+                        "score": score,
+                        "elapsed_s": time.perf_counter() - t1,
+                    }
+                )
+                say(
+                    f"member {member + 1} epoch {epoch + 1:3d}  loss {history[-1]['loss']:.4f}  val AUC clean "
+                    f"{_mean_auc(clean):.4f}  noisy {_mean_auc(noisy):.4f}  ({time.perf_counter() - t1:.0f} s)"
+                )
                 if score > best_score:
                     best_score, best = score, {k: v.clone() for k, v in ema.state.items()}
                 done = member * config.epochs + epoch + 1
@@ -316,25 +370,47 @@ def harden_module(parent: Trainable, train: WindowSource, val_X: np.ndarray, val
             # After the recalibration, so the Platt buffers and thresholds carry over unchanged.
             parent = with_highpass(parent, config.export_highpass_hz, config.highpass_taps)
         parent.module.eval()
-        after = {"clean": _val_figures(parent, val_X, val_Y, thresholds),
-                 "noisy": _val_figures(parent, val_noisy, val_Y, thresholds)}
+        after = {
+            "clean": _val_figures(parent, val_X, val_Y, thresholds),
+            "noisy": _val_figures(parent, val_noisy, val_Y, thresholds),
+        }
         timing["total"] = time.perf_counter() - t0
-        figures = {"validation_windows": int(len(val_X)),
-                   "noisy_validation": "the same windows, window i with kind i mod 5 at NSTDB level (i div 5) mod "
-                                       "6 (nst-style SNR per lead), seeded by the recipe seed",
-                   "parent": before, "hardened": after}
+        figures = {
+            "validation_windows": int(len(val_X)),
+            "noisy_validation": "the same windows, window i with kind i mod 5 at NSTDB level (i div 5) mod "
+            "6 (nst-style SNR per lead), seeded by the recipe seed",
+            "parent": before,
+            "hardened": after,
+        }
         report(1.0)
-        return HardenResult(parent.module, thresholds, pool, history, figures,
-                            {k: round(v, 1) for k, v in timing.items()}, config, dict(mix.skipped), kept_thresholds)
+        return HardenResult(
+            parent.module,
+            thresholds,
+            pool,
+            history,
+            figures,
+            {k: round(v, 1) for k, v in timing.items()},
+            config,
+            dict(mix.skipped),
+            kept_thresholds,
+        )
     finally:
         torch.set_num_threads(threads_before)
         torch.use_deterministic_algorithms(det_before)
 
 
-def harden(spec: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
-           config: HardenConfig | None = None, name: str | None = None, log: Callable[[str], None] | None = print,
-           progress: Callable[[float], None] | None = None, hold_out: Sequence[str] = (),
-           pool: AdversarialPool | None = None) -> ModelCard:
+def harden(
+    spec: str | Path,
+    out: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    config: HardenConfig | None = None,
+    name: str | None = None,
+    log: Callable[[str], None] | None = print,
+    progress: Callable[[float], None] | None = None,
+    hold_out: Sequence[str] = (),
+    pool: AdversarialPool | None = None,
+) -> ModelCard:
     """Harden the classifier ``spec`` on its MIT-BIH DS1 training data and write ``out`` + card.
 
     Parameters
@@ -369,8 +445,10 @@ def harden(spec: str | Path, out: str | Path, *, data_dir: str | Path | None = N
         raise ValueError(f"{out}: the hardened model is TorchScript; give a .pt path")
     train, val_X, val_Y = mitdb_sources(parent, data_dir, hold_out=hold_out)
     result = harden_module(parent, train, val_X, val_Y, config, log=log, progress=progress, pool=pool)
-    data = {"hardening_data": "DS1 training windows (classifiers.train.split_ds1); agent pool from the same "
-                              "training windows; validation = the DS1 validation split; DS2 untouched"}
+    data = {
+        "hardening_data": "DS1 training windows (classifiers.train.split_ds1); agent pool from the same "
+        "training windows; validation = the DS1 validation split; DS2 untouched"
+    }
     if hold_out:
         data["held_out_records"] = sorted(hold_out)
     card = hardened_card(parent, result, name or out.stem, data=data)

@@ -2,6 +2,7 @@
 
 ``upgrade(url)`` is what `ecglens db upgrade` and the service start-up call.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

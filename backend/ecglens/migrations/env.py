@@ -1,4 +1,5 @@
 """Alembic environment: online migrations against the URL put in ``config.attributes["url"]``."""
+
 from __future__ import annotations
 
 from alembic import context

@@ -7,15 +7,17 @@ over beats of the values in a physiological range (PR 60-400 ms, QRS 40-250 ms, 
 is a delineation miss, not a finding), reported when at least `MIN_BEATS` beats give one. QTc is Bazett's
 (QT / sqrt(RR in s)) of the median QT and median RR. A long record is measured on its first `WINDOW_S` seconds.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +85,7 @@ def delineate(signal: np.ndarray, fs: float, offset_s: float = 0.0) -> list[Beat
     def wave(key: str) -> list[float | None]:
         values = list(waves.get(key) or [])
         values += [None] * (len(peaks) - len(values))
-        return [None if v is None or not np.isfinite(v) else offset_s + float(v) / fs for v in values[:len(peaks)]]
+        return [None if v is None or not np.isfinite(v) else offset_s + float(v) / fs for v in values[: len(peaks)]]
 
     r = offset_s + peaks / fs
     rr = np.diff(r)
@@ -99,12 +101,25 @@ def delineate(signal: np.ndarray, fs: float, offset_s: float = 0.0) -> list[Beat
         width = widths[i]
         # Wide: from 120 ms and clearly wider than the strip's typical beat (a wide beat among narrow ones; when
         # every beat is wide, the QRS interval says so, not the beat).
-        wide = bool(width is not None and typical is not None and WIDE_QRS_MS <= width <= RANGES_MS["QRS"][1]
-                    and width >= typical + WIDER_BY_MS)
-        beats.append(Beat(r_s=float(t), qrs_on_s=qrs_on[i], qrs_off_s=qrs_off[i], p_on_s=p_on[i], p_off_s=p_off[i],
-                          t_off_s=t_off[i], rr_before_s=before,
-                          premature=bool(before is not None and median_rr and before < PREMATURE_SHARE * median_rr),
-                          wide=wide))
+        wide = bool(
+            width is not None
+            and typical is not None
+            and WIDE_QRS_MS <= width <= RANGES_MS["QRS"][1]
+            and width >= typical + WIDER_BY_MS
+        )
+        beats.append(
+            Beat(
+                r_s=float(t),
+                qrs_on_s=qrs_on[i],
+                qrs_off_s=qrs_off[i],
+                p_on_s=p_on[i],
+                p_off_s=p_off[i],
+                t_off_s=t_off[i],
+                rr_before_s=before,
+                premature=bool(before is not None and median_rr and before < PREMATURE_SHARE * median_rr),
+                wide=wide,
+            )
+        )
     return beats
 
 
@@ -122,19 +137,23 @@ def intervals(beats: Sequence[Beat]) -> tuple[float | None, dict[str, float | No
         return None, out
     out["RR"] = round(1000 * float(np.median(rr)), 1)
     rate = round(60.0 / float(np.mean(rr)), 1)
-    out["PR"] = _median_ms([1000 * (b.qrs_on_s - b.p_on_s) for b in beats
-                            if b.p_on_s is not None and b.qrs_on_s is not None], "PR")
-    out["QRS"] = _median_ms([1000 * (b.qrs_off_s - b.qrs_on_s) for b in beats
-                             if b.qrs_on_s is not None and b.qrs_off_s is not None], "QRS")
-    out["QT"] = _median_ms([1000 * (b.t_off_s - b.qrs_on_s) for b in beats
-                            if b.t_off_s is not None and b.qrs_on_s is not None], "QT")
+    out["PR"] = _median_ms(
+        [1000 * (b.qrs_on_s - b.p_on_s) for b in beats if b.p_on_s is not None and b.qrs_on_s is not None], "PR"
+    )
+    out["QRS"] = _median_ms(
+        [1000 * (b.qrs_off_s - b.qrs_on_s) for b in beats if b.qrs_on_s is not None and b.qrs_off_s is not None], "QRS"
+    )
+    out["QT"] = _median_ms(
+        [1000 * (b.t_off_s - b.qrs_on_s) for b in beats if b.t_off_s is not None and b.qrs_on_s is not None], "QT"
+    )
     if out["QT"] is not None:
         out["QTc"] = round(out["QT"] / math.sqrt(out["RR"] / 1000.0), 1)
     return rate, out
 
 
-def clinical_basics(signal: np.ndarray, fs: float, leads: Sequence[str], *, start_s: float = 0.0,
-                    window_s: float = WINDOW_S) -> dict[str, Any]:
+def clinical_basics(
+    signal: np.ndarray, fs: float, leads: Sequence[str], *, start_s: float = 0.0, window_s: float = WINDOW_S
+) -> dict[str, Any]:
     """Heart rate and intervals of a record (``[leads, samples]`` in mV) over ``window_s`` from ``start_s``.
 
     Returns ``{"heart_rate_bpm", "intervals_ms": {"RR", "PR", "QRS", "QT", "QTc"}, "lead", "start_s", "end_s",
@@ -146,13 +165,21 @@ def clinical_basics(signal: np.ndarray, fs: float, leads: Sequence[str], *, star
     b = min(x.shape[1], a + int(round(window_s * fs)))
     beats = delineate(np.asarray(x[row, a:b], dtype=np.float64), fs, offset_s=a / fs)
     rate, values = intervals(beats)
-    return {"heart_rate_bpm": rate, "intervals_ms": values, "lead": str(leads[row]) if len(leads) else None,
-            "start_s": round(a / fs, 3), "end_s": round(b / fs, 3), "beats": len(beats),
-            "qtc_formula": "Bazett", "method": METHOD}
+    return {
+        "heart_rate_bpm": rate,
+        "intervals_ms": values,
+        "lead": str(leads[row]) if len(leads) else None,
+        "start_s": round(a / fs, 3),
+        "end_s": round(b / fs, 3),
+        "beats": len(beats),
+        "qtc_formula": "Bazett",
+        "method": METHOD,
+    }
 
 
-def cached_basics(cache_dir: Path, record_id: str, signal: np.ndarray, fs: float,
-                  leads: Sequence[str]) -> dict[str, Any]:
+def cached_basics(
+    cache_dir: Path, record_id: str, signal: np.ndarray, fs: float, leads: Sequence[str]
+) -> dict[str, Any]:
     """`clinical_basics` of a stored record, kept beside its signal cache (``<id>.basics.json``) after the
     first call: delineating a minute of ECG takes about a second."""
     path = Path(cache_dir) / f"{record_id}.basics.json"

@@ -4,10 +4,12 @@ codes named where the code is a common one) and a patient identifier when the he
 The readers keep header fields in ``Ecg.metadata`` (``age``, ``sex``, ``dx``, ``header_fields``; see
 `ecglens.formats._header.parse_comments`); the service stores them as the record's ``header``.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 SNOMED_SYSTEM = "http://snomed.info/sct"
 # Names of the SNOMED CT codes most often found on CinC 2021 / PTB-XL headers (the challenge's scored classes
@@ -91,8 +93,12 @@ def patient_fields(header: Mapping[str, Any] | None) -> dict[str, Any]:
     sex = header.get("sex")
     if age is None and sex in (None, ""):
         age, sex = _mitbih_age_sex(header.get("comments"))
-    return {"id": patient_id(header), "age": age if isinstance(age, (int, float)) else None,
-            "sex": str(sex) if sex not in (None, "") else None, "diagnoses": diagnoses(header)}
+    return {
+        "id": patient_id(header),
+        "age": age if isinstance(age, (int, float)) else None,
+        "sex": str(sex) if sex not in (None, "") else None,
+        "diagnoses": diagnoses(header),
+    }
 
 
 def _mitbih_age_sex(comments: Any) -> tuple[int | None, str | None]:

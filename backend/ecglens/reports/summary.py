@@ -18,9 +18,11 @@ It makes five statements, each with its numbers and what they mean:
 The two tests answer different questions, so a diagnosis can flip under targeted noise and still hold under
 every whole-window level tested: statement 4 says so when it happens.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,11 +33,18 @@ MINUS = "\u2212"
 # A flip needing this much noise or more (SNR at or below it) is one realistic recordings do not reach.
 REALISTIC_SNR_DB = 0.0
 MAX_BASIS_SEGMENTS = 3
-NOT_A_DIAGNOSIS = ("This is what a classifier answered and why; it is not a diagnosis by a clinician. Read the "
-                   "ECG yourself.")
-_DISTORTION_WORDS = {"baseline_wander": "baseline wander", "powerline": "powerline interference",
-                     "muscle": "muscle artifact", "electrode_motion": "electrode motion",
-                     "gaussian": "Gaussian noise", "dropout": "signal dropout", "none": "no distortion type"}
+NOT_A_DIAGNOSIS = (
+    "This is what a classifier answered and why; it is not a diagnosis by a clinician. Read the ECG yourself."
+)
+_DISTORTION_WORDS = {
+    "baseline_wander": "baseline wander",
+    "powerline": "powerline interference",
+    "muscle": "muscle artifact",
+    "electrode_motion": "electrode motion",
+    "gaussian": "Gaussian noise",
+    "dropout": "signal dropout",
+    "none": "no distortion type",
+}
 
 
 def db(value: float) -> str:
@@ -73,11 +82,13 @@ def flip_text(flip_snr_db: float | None, levels: Sequence[float]) -> tuple[str, 
         return "holds", f"holds at every level tested (down to {db_level(lowest)}) for most random draws"
     flip = float(flip_snr_db)
     if flip < lowest:
-        return f"< {db_level(lowest)}", (f"flips, for most random draws, only below the strongest level tested "
-                                         f"({db_level(lowest)})")
+        return f"< {db_level(lowest)}", (
+            f"flips, for most random draws, only below the strongest level tested ({db_level(lowest)})"
+        )
     if flip > highest:
-        return f"> {db_level(highest)}", (f"flips, for most random draws, already above the mildest level tested "
-                                          f"({db_level(highest)})")
+        return f"> {db_level(highest)}", (
+            f"flips, for most random draws, already above the mildest level tested ({db_level(highest)})"
+        )
     return db(flip), f"flips at {db(flip)} (median over the random draws)"
 
 
@@ -102,8 +113,14 @@ def covered(beats: Sequence[Beat], start_s: float, end_s: float) -> str | None:
         traits = [w for w, on in (("premature", beat.premature), ("wide-QRS", beat.wide)) if on]
         return f"{'a ' + ', '.join(traits) + ' beat' if traits else 'the beat'} at {beat.r_s:.1f} s"
 
-    qrs = [b for b in beats if overlaps(b.qrs_on_s if b.qrs_on_s is not None else b.r_s - 0.05,
-                                        b.qrs_off_s if b.qrs_off_s is not None else b.r_s + 0.05)]
+    qrs = [
+        b
+        for b in beats
+        if overlaps(
+            b.qrs_on_s if b.qrs_on_s is not None else b.r_s - 0.05,
+            b.qrs_off_s if b.qrs_off_s is not None else b.r_s + 0.05,
+        )
+    ]
     if qrs:
         if len(qrs) == 1:
             return f"the QRS complex of {beat_words(qrs[0])}"
@@ -149,7 +166,7 @@ def _thresholds(result: Mapping[str, Any], given: Mapping[str, float] | None) ->
     prefix = f"probability of {label} below "
     if label and rule.startswith(prefix):
         try:
-            out.setdefault(label, float(rule[len(prefix):].split()[0]))
+            out.setdefault(label, float(rule[len(prefix) :].split()[0]))
         except ValueError:
             pass
     return out
@@ -164,8 +181,14 @@ def _multilabel(result: Mapping[str, Any]) -> bool:
     return len(dx.get("findings") or []) != 1
 
 
-def summarize(result: Mapping[str, Any], *, ecg: Any = None, record_leads: Sequence[str] | None = None,
-              beats: Sequence[Beat] | None = None, thresholds: Mapping[str, float] | None = None) -> dict[str, Any]:
+def summarize(
+    result: Mapping[str, Any],
+    *,
+    ecg: Any = None,
+    record_leads: Sequence[str] | None = None,
+    beats: Sequence[Beat] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """The account of one finished analysis.
 
     Parameters
@@ -203,18 +226,34 @@ def summarize(result: Mapping[str, Any], *, ecg: Any = None, record_leads: Seque
     basis = _basis(explanation.get("segments") or [], leads, beats or [])
     statements.append(_basis_statement(basis, label))
     local = _local_flip(explanation, findings, leads, _multilabel(result))
-    statements.append({"key": "local_flip", "title": "Targeted test (the smallest change found)",
-                       "text": local.pop("text")})
+    statements.append(
+        {"key": "local_flip", "title": "Targeted test (the smallest change found)", "text": local.pop("text")}
+    )
     whole = _robustness(robustness, local)
-    statements.append({"key": "robustness", "title": "Untargeted test (random noise over the whole window)",
-                       "text": whole.pop("text")})
+    statements.append(
+        {
+            "key": "robustness",
+            "title": "Untargeted test (random noise over the whole window)",
+            "text": whole.pop("text"),
+        }
+    )
     statements.append({"key": "caveat", "title": "What this is", "text": NOT_A_DIAGNOSIS})
     others = [f["label"] for f in findings[1:]]
     headline = label + (f" (also reported: {', '.join(others)})" if others else "")
-    return {"headline": headline, "label": label, "text": " ".join(s["text"] if s["key"] in ("diagnosis", "basis", "caveat") else f"{s['title']}: {s['text']}"
-                                 for s in statements),
-            "statements": statements, "findings": findings, "basis": basis, "local_flip": local,
-            "robustness": whole, "window": {"start_s": start, "end_s": round(start + window_s, 4)}}
+    return {
+        "headline": headline,
+        "label": label,
+        "text": " ".join(
+            s["text"] if s["key"] in ("diagnosis", "basis", "caveat") else f"{s['title']}: {s['text']}"
+            for s in statements
+        ),
+        "statements": statements,
+        "findings": findings,
+        "basis": basis,
+        "local_flip": local,
+        "robustness": whole,
+        "window": {"start_s": start, "end_s": round(start + window_s, 4)},
+    }
 
 
 def _diagnosis_statement(findings: list[dict[str, Any]], multilabel: bool) -> dict[str, Any]:
@@ -222,48 +261,69 @@ def _diagnosis_statement(findings: list[dict[str, Any]], multilabel: bool) -> di
     prob = _probability(main)
     text = f"The classifier's finding is {main['label']}" + (f" ({prob})" if prob else "") + "."
     if len(findings) > 1:
-        others = "; ".join(f"{f['label']}" + (f" ({_probability(f)})" if _probability(f) else "")
-                           for f in findings[1:])
+        others = "; ".join(f"{f['label']}" + (f" ({_probability(f)})" if _probability(f) else "") for f in findings[1:])
         text += f" Also above its threshold: {others}. The explanation below is about {main['label']}."
     elif multilabel:
         text += " No other finding is above its threshold."
     return {"key": "diagnosis", "title": "Diagnosis", "text": text}
 
 
-def _basis(segments: Sequence[Mapping[str, Any]], leads: list[str] | None,
-           beats: Sequence[Beat]) -> list[dict[str, Any]]:
+def _basis(
+    segments: Sequence[Mapping[str, Any]], leads: list[str] | None, beats: Sequence[Beat]
+) -> list[dict[str, Any]]:
     out = []
     for seg in segments:
         a, b = float(seg["start_s"]), float(seg["end_s"])
-        out.append({"lead": shown_lead(str(seg.get("lead")), leads), "model_lead": str(seg.get("lead")),
-                    "start_s": a, "end_s": b, "score": float(seg.get("score", 0.0)),
-                    "distortion": str(seg.get("distortion")), "covers": covered(beats, a, b)})
+        out.append(
+            {
+                "lead": shown_lead(str(seg.get("lead")), leads),
+                "model_lead": str(seg.get("lead")),
+                "start_s": a,
+                "end_s": b,
+                "score": float(seg.get("score", 0.0)),
+                "distortion": str(seg.get("distortion")),
+                "covers": covered(beats, a, b),
+            }
+        )
     return out
 
 
 def _basis_statement(basis: list[dict[str, Any]], label: str) -> dict[str, Any]:
     if not basis:
-        return {"key": "basis", "title": "Where the decision rests",
-                "text": f"No part of the ECG was found on which {label} rests more than on the rest."}
+        return {
+            "key": "basis",
+            "title": "Where the decision rests",
+            "text": f"No part of the ECG was found on which {label} rests more than on the rest.",
+        }
     parts = []
     for seg in basis[:MAX_BASIS_SEGMENTS]:
         span = seg["end_s"] - seg["start_s"]
         where = f"{span:.2f} s of lead {seg['lead']} at {seg['start_s']:.2f}{MINUS}{seg['end_s']:.2f} s"
         parts.append(where + (f", {seg['covers']}" if seg["covers"] else ""))
     more = len(basis) - MAX_BASIS_SEGMENTS
-    text = (f"The decision rests most on {parts[0]}" + "".join(f"; then on {p}" for p in parts[1:])
-            + (f"; and {more} less critical segment{'s' if more > 1 else ''}" if more > 0 else "") + ".")
+    text = (
+        f"The decision rests most on {parts[0]}"
+        + "".join(f"; then on {p}" for p in parts[1:])
+        + (f"; and {more} less critical segment{'s' if more > 1 else ''}" if more > 0 else "")
+        + "."
+    )
     return {"key": "basis", "title": "Where the decision rests", "text": text}
 
 
-def _local_flip(explanation: Mapping[str, Any], findings: list[dict[str, Any]], leads: list[str] | None,
-                multilabel: bool) -> dict[str, Any]:
+def _local_flip(
+    explanation: Mapping[str, Any], findings: list[dict[str, Any]], leads: list[str] | None, multilabel: bool
+) -> dict[str, Any]:
     label = findings[0]["label"]
     adv = explanation.get("adversarial")
     if not isinstance(adv, Mapping) or not adv.get("flipped"):
-        return {"flipped": False, "snr_db": None, "robust_to_realistic_noise": True, "spans": [],
-                "text": f"No noise the search tried within its query budget ({int(explanation.get('queries', 0))} "
-                        f"classifier queries) changed {label}."}
+        return {
+            "flipped": False,
+            "snr_db": None,
+            "robust_to_realistic_noise": True,
+            "spans": [],
+            "text": f"No noise the search tried within its query budget ({int(explanation.get('queries', 0))} "
+            f"classifier queries) changed {label}.",
+        }
     snr = adv.get("snr_db")
     after = str(adv.get("label") or "")
     spans = [{**s, "lead": shown_lead(str(s.get("lead")), leads)} for s in adv.get("spans") or []]
@@ -271,35 +331,49 @@ def _local_flip(explanation: Mapping[str, Any], findings: list[dict[str, Any]], 
     if multilabel:
         change = f"{label} is no longer reported"
         if after and after != label and after != "no finding":
-            change += (f"; {after}, already reported, remains" if after in others
-                       else f" and {after} is reported instead")
+            change += (
+                f"; {after}, already reported, remains" if after in others else f" and {after} is reported instead"
+            )
         elif after == "no finding":
             change += " and no finding remains above its threshold"
     else:
         change = f"the most probable class becomes {after}"
     where = ""
     if spans:
-        shown_leads = sorted({s["lead"] for s in spans}, key=lambda x: (leads or []).index(x)
-                             if leads and x in leads else 99)
+        shown_leads = sorted(
+            {s["lead"] for s in spans}, key=lambda x: (leads or []).index(x) if leads and x in leads else 99
+        )
         first, last = min(s["start_s"] for s in spans), max(s["end_s"] for s in spans)
         total = float(adv.get("distorted_s") or sum(s["end_s"] - s["start_s"] for s in spans))
-        where = (f" on {len(spans)} stretch{'es' if len(spans) > 1 else ''} of lead{'s' if len(shown_leads) > 1 else ''} "
-                 f"{', '.join(shown_leads)} ({total:.2f} s in all, between {first:.2f} and {last:.2f} s)")
+        where = (
+            f" on {len(spans)} stretch{'es' if len(spans) > 1 else ''} of lead{'s' if len(shown_leads) > 1 else ''} "
+            f"{', '.join(shown_leads)} ({total:.2f} s in all, between {first:.2f} and {last:.2f} s)"
+        )
     text = f"With noise added{where}, {change}."
     robust = snr is not None and float(snr) <= REALISTIC_SNR_DB
     if snr is not None:
-        text += (f" The noise's energy against the ECG's over the whole window is {db(snr)} SNR")
+        text += f" The noise's energy against the ECG's over the whole window is {db(snr)} SNR"
         span_snr = adv.get("span_snr_db")
         if span_snr is not None:
             text += f" ({db(span_snr)} inside the noisy stretches)"
         if robust:
-            text += (": the noise has to be as strong as the ECG itself, far beyond realistic recording noise, so "
-                     f"{label} is robust to realistic noise there.")
+            text += (
+                ": the noise has to be as strong as the ECG itself, far beyond realistic recording noise, so "
+                f"{label} is robust to realistic noise there."
+            )
         else:
-            text += (": noise this weak can occur in real recordings, so this reading of the classifier is "
-                     "fragile there.")
-    return {"flipped": True, "snr_db": snr, "span_snr_db": adv.get("span_snr_db"), "label_after": after,
-            "robust_to_realistic_noise": robust, "spans": spans, "text": text}
+            text += (
+                ": noise this weak can occur in real recordings, so this reading of the classifier is fragile there."
+            )
+    return {
+        "flipped": True,
+        "snr_db": snr,
+        "span_snr_db": adv.get("span_snr_db"),
+        "label_after": after,
+        "robust_to_realistic_noise": robust,
+        "spans": spans,
+        "text": text,
+    }
 
 
 def _robustness(robustness: Mapping[str, Any] | None, local: Mapping[str, Any]) -> dict[str, Any]:
@@ -313,22 +387,37 @@ def _robustness(robustness: Mapping[str, Any] | None, local: Mapping[str, Any]) 
     for item in robustness.get("distortions") or []:
         flip = item.get("flip_snr_db")
         short, long = flip_text(flip, levels)
-        rows.append({"distortion": str(item.get("distortion")), "name": distortion_words(item.get("distortion")),
-                     "flip_snr_db": flip, "in_tested_range": flip is None or (min(levels) <= float(flip) <= max(levels)
-                                                                             if levels else True),
-                     "short": short, "text": long})
+        rows.append(
+            {
+                "distortion": str(item.get("distortion")),
+                "name": distortion_words(item.get("distortion")),
+                "flip_snr_db": flip,
+                "in_tested_range": flip is None or (min(levels) <= float(flip) <= max(levels) if levels else True),
+                "short": short,
+                "text": long,
+            }
+        )
     seeds = int(extra.get("seeds") or 0)
     trials = len(rows) * len(levels) * seeds if seeds else None
     span = f"{db_level(max(levels))} to {db_level(min(levels))}" if levels else "the stress-test levels"
-    text = (f"With random realistic noise over the whole {window_s:g}-s window ({len(rows)} noise "
-            f"types, SNR {span}{f', {trials} noisy versions' if trials else ''}), the diagnosis held in "
-            f"{100 * score:.0f}% of them (robustness score {score:.2f}, 1 = always held).")
+    text = (
+        f"With random realistic noise over the whole {window_s:g}-s window ({len(rows)} noise "
+        f"types, SNR {span}{f', {trials} noisy versions' if trials else ''}), the diagnosis held in "
+        f"{100 * score:.0f}% of them (robustness score {score:.2f}, 1 = always held)."
+    )
     flipping = [r for r in rows if r["flip_snr_db"] is not None]
     if not flipping:
-        text += (" It held at every level tested for every noise type" if score >= 1.0 else
-                 " For every noise type, most random draws held at every level tested")
-        text += (" — although the targeted noise above changes it: noise aimed at the critical segments finds "
-                 "what random noise over the whole window does not." if local.get("flipped") else ".")
+        text += (
+            " It held at every level tested for every noise type"
+            if score >= 1.0
+            else " For every noise type, most random draws held at every level tested"
+        )
+        text += (
+            " — although the targeted noise above changes it: noise aimed at the critical segments finds "
+            "what random noise over the whole window does not."
+            if local.get("flipped")
+            else "."
+        )
     else:
         worst = max(flipping, key=lambda r: float(r["flip_snr_db"]))
         text += f" The most harmful noise type is {worst['name']}: the diagnosis {worst['text']}."
@@ -336,15 +425,20 @@ def _robustness(robustness: Mapping[str, Any] | None, local: Mapping[str, Any]) 
             text += " That is noise weaker than the ECG, as real recordings can carry."
     mildest = _mildest_flipping_level(robustness)
     if score < 1.0 and mildest is not None:
-        text += (f" The first noisy versions that changed it are at {db_level(mildest)}"
-                 + (" (noise at least as strong as the ECG)." if mildest <= REALISTIC_SNR_DB else "."))
+        text += f" The first noisy versions that changed it are at {db_level(mildest)}" + (
+            " (noise at least as strong as the ECG)." if mildest <= REALISTIC_SNR_DB else "."
+        )
     return {"score": score, "levels_db": levels, "rows": rows, "text": text}
 
 
 def _mildest_flipping_level(robustness: Mapping[str, Any]) -> float | None:
     """The highest SNR level at which any noisy version flipped, or None."""
-    levels = [float(k) for item in robustness.get("distortions") or []
-              for k, rate in (item.get("flip_rate_at_snr") or {}).items() if float(rate) > 0]
+    levels = [
+        float(k)
+        for item in robustness.get("distortions") or []
+        for k, rate in (item.get("flip_rate_at_snr") or {}).items()
+        if float(rate) > 0
+    ]
     return max(levels) if levels else None
 
 

@@ -4,13 +4,14 @@ Routes live under ``/api/v1`` (``/healthz`` and ``/metrics`` also at the root), 
 from the Python plotly package at ``/static/vendor/plotly.min.js``, and the static frontend at ``/`` when
 ``frontend/index.html`` exists. Migrations run when the app is built.
 """
+
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 import anyio
 from fastapi import APIRouter, FastAPI
@@ -21,23 +22,34 @@ from fastapi.staticfiles import StaticFiles
 import ecglens
 from ecglens.jobs import LocalExecutor, make_executor, resume_unfinished
 from ecglens.service.config import Settings
-from ecglens.threads import configure_torch_threads
 from ecglens.service.db import Model, utcnow
 from ecglens.service.metrics import MetricsRegistry
-from ecglens.service.middleware import (AdmissionMiddleware, AuditMiddleware, BodyLimitMiddleware,
-                                        MetricsMiddleware, SecurityHeadersMiddleware)
+from ecglens.service.middleware import (
+    AdmissionMiddleware,
+    AuditMiddleware,
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+    SecurityHeadersMiddleware,
+)
 from ecglens.service.progress import ProgressHub
 from ecglens.service.routes import analyses, audit, exports, health, keys, metrics, models, records
 from ecglens.service.runtime import Runtime
+from ecglens.threads import configure_torch_threads
 
 log = logging.getLogger("ecglens.service")
 API_PREFIX = "/api/v1"
 REPO_FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 _TAGS = [
-    {"name": "records", "description": "Upload ECG records (WFDB, EDF, CSV, JSON, DICOM, HL7 aECG, FHIR, zip) and "
-                                       "read them back for display."},
-    {"name": "analyses", "description": "Explain + robustness jobs on a record with a registered classifier, and "
-                                        "their exports (FHIR Observation, PDF report)."},
+    {
+        "name": "records",
+        "description": "Upload ECG records (WFDB, EDF, CSV, JSON, DICOM, HL7 aECG, FHIR, zip) and "
+        "read them back for display.",
+    },
+    {
+        "name": "analyses",
+        "description": "Explain + robustness jobs on a record with a registered classifier, and "
+        "their exports (FHIR Observation, PDF report).",
+    },
     {"name": "models", "description": "The classifier registry, and admin hardening jobs."},
     {"name": "audit", "description": "Who did what: the hash-chained audit log (auditor, admin)."},
     {"name": "keys", "description": "API keys (admin)."},
@@ -69,17 +81,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime.stopping.set()
         left = await anyio.to_thread.run_sync(lambda: executor.shutdown(timeout_s=settings.shutdown_timeout_s))
         if left:
-            log.warning("shutdown: %d job(s) still running after %.0f s, put back in the queue: %s", len(left),
-                        settings.shutdown_timeout_s, ", ".join(left))
+            log.warning(
+                "shutdown: %d job(s) still running after %.0f s, put back in the queue: %s",
+                len(left),
+                settings.shutdown_timeout_s,
+                ", ".join(left),
+            )
         try:
             runtime.audit.checkpoint()
         except Exception:  # noqa: BLE001 - the database may be what failed; say so and exit anyway
             log.exception("shutdown: could not write the audit checkpoint")
         runtime.close()
 
-    app = FastAPI(title="ECG Lens", version=ecglens.__version__, lifespan=lifespan, openapi_tags=_TAGS,
-                  description="Explain and stress-test black-box ECG classifiers. Authenticate with "
-                              "`Authorization: Bearer <API key>` (create one with `ecglens create-key`).")
+    app = FastAPI(
+        title="ECG Lens",
+        version=ecglens.__version__,
+        lifespan=lifespan,
+        openapi_tags=_TAGS,
+        description="Explain and stress-test black-box ECG classifiers. Authenticate with "
+        "`Authorization: Bearer <API key>` (create one with `ecglens create-key`).",
+    )
     app.state.runtime = runtime
     app.state.executor = executor
     app.state.metrics = MetricsRegistry()
@@ -94,8 +115,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Added innermost first: metrics see everything, the audit sees the final status, the limit wraps the body.
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
-                           allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(AuditMiddleware, runtime=runtime)
     app.add_middleware(SecurityHeadersMiddleware)  # outside the audit: its 503 gets the headers too
@@ -104,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     plotly_js = _plotly_js()
     if plotly_js is not None:
+
         @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
         def plotly_min_js() -> FileResponse:
             return FileResponse(plotly_js, media_type="text/javascript")

@@ -9,6 +9,7 @@ key where the database's administrators cannot read it (the API's environment, f
 protects nothing. Events carry who (key id, name, role), what (action, object type and id, record), when (UTC),
 from where (client address) and the outcome (HTTP status), never signal values or record header fields.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,10 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -28,8 +30,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from ecglens.service.db import AuditEvent, AuditHead, utcnow
 
 # The columns the hash covers, in canonical order.
-HASHED_FIELDS = ("seq", "at", "actor_key_id", "actor_name", "role", "action", "object_type", "object_id",
-                 "record_id", "client", "status")
+HASHED_FIELDS = (
+    "seq",
+    "at",
+    "actor_key_id",
+    "actor_name",
+    "role",
+    "action",
+    "object_type",
+    "object_id",
+    "record_id",
+    "client",
+    "status",
+)
 _append_lock = threading.Lock()
 
 
@@ -48,18 +61,36 @@ def genesis(key: bytes) -> str:
     return hmac.new(key, b"ecglens audit genesis", hashlib.sha256).hexdigest()
 
 
-def append(sessions: sessionmaker[Session], key: bytes, *, action: str, status: int, actor_key_id: str | None = None,
-           actor_name: str | None = None, role: str | None = None, object_type: str | None = None,
-           object_id: str | None = None, record_id: str | None = None, client: str | None = None) -> int:
+def append(
+    sessions: sessionmaker[Session],
+    key: bytes,
+    *,
+    action: str,
+    status: int,
+    actor_key_id: str | None = None,
+    actor_name: str | None = None,
+    role: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    record_id: str | None = None,
+    client: str | None = None,
+) -> int:
     """Append one event in its own transaction; return its seq.
 
     Concurrent writers (threads, or processes sharing the database) are serialised by a lock in-process and,
     across processes, by the unique ``seq``: a writer that lost the race retries on the new head.
     """
-    fields = {"action": action[:60], "status": int(status), "actor_key_id": actor_key_id,
-              "actor_name": actor_name[:200] if actor_name else actor_name, "role": role,
-              "object_type": object_type, "object_id": object_id[:200] if object_id else object_id,
-              "record_id": record_id, "client": client[:100] if client else client}
+    fields = {
+        "action": action[:60],
+        "status": int(status),
+        "actor_key_id": actor_key_id,
+        "actor_name": actor_name[:200] if actor_name else actor_name,
+        "role": role,
+        "object_type": object_type,
+        "object_id": object_id[:200] if object_id else object_id,
+        "record_id": record_id,
+        "client": client[:100] if client else client,
+    }
     with _append_lock:
         for _attempt in range(20):
             with sessions() as session:
@@ -151,8 +182,7 @@ class AuditLog:
         Checkpoint when an appended event's seq is a multiple of this. Default: 100.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], key: bytes, checkpoint_file: Path | None,
-                 every: int = 100):
+    def __init__(self, sessions: sessionmaker[Session], key: bytes, checkpoint_file: Path | None, every: int = 100):
         self.sessions, self.key, self.checkpoint_file, self.every = sessions, key, checkpoint_file, every
 
     def append(self, **fields: Any) -> int:
@@ -188,8 +218,13 @@ class ChainStatus:
         return {"ok": self.ok, "events": self.events, "first_bad_seq": self.first_bad_seq, "reason": self.reason}
 
 
-def verify(session: Session, key: bytes, batch: int = 5000, checkpoint_file: Path | None = None,
-           expect: tuple[int, str] | None = None) -> ChainStatus:
+def verify(
+    session: Session,
+    key: bytes,
+    batch: int = 5000,
+    checkpoint_file: Path | None = None,
+    expect: tuple[int, str] | None = None,
+) -> ChainStatus:
     """Walk the whole chain in seq order and check every link, hash and the head under the audit ``key``, and
     the chain's end against the keyed checkpoints in ``checkpoint_file`` (and ``expect``, a ``(seq, hash)``
     kept elsewhere, e.g. from the log).
@@ -212,7 +247,8 @@ def verify(session: Session, key: bytes, batch: int = 5000, checkpoint_file: Pat
     last = 0
     while True:
         rows: Iterable[AuditEvent] = session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)).all()
+            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+        ).all()
         rows = list(rows)
         if not rows:
             break
@@ -222,8 +258,13 @@ def verify(session: Session, key: bytes, batch: int = 5000, checkpoint_file: Pat
                 return ChainStatus(False, n, prev_seq + 1, f"event {prev_seq + 1} is missing (next is {row.seq})")
             if row.prev_hash != prev_hash:
                 if row.seq == 1:
-                    return ChainStatus(False, n, 1, "event 1: the chain was not started under this audit key "
-                                                    "(ECGLENS_AUDIT_KEY or DATA_DIR/audit-key)")
+                    return ChainStatus(
+                        False,
+                        n,
+                        1,
+                        "event 1: the chain was not started under this audit key "
+                        "(ECGLENS_AUDIT_KEY or DATA_DIR/audit-key)",
+                    )
                 return ChainStatus(False, n, row.seq, f"event {row.seq}: prev_hash does not match event {prev_seq}")
             event = {k: getattr(row, k) for k in HASHED_FIELDS}
             if not hmac.compare_digest(chain_hash(prev_hash, event, key), row.hash):
@@ -237,10 +278,15 @@ def verify(session: Session, key: bytes, batch: int = 5000, checkpoint_file: Pat
     if beyond:
         seq, what = max(beyond)
         if prev_seq == 0:
-            return ChainStatus(False, n, 1, f"the audit log is empty but the {what} names event {seq}: "
-                                            "the log was wiped")
-        return ChainStatus(False, n, prev_seq + 1, f"the {what} names event {seq} but the chain ends at "
-                                                   f"{prev_seq}: its newest events were cut")
+            return ChainStatus(
+                False, n, 1, f"the audit log is empty but the {what} names event {seq}: the log was wiped"
+            )
+        return ChainStatus(
+            False,
+            n,
+            prev_seq + 1,
+            f"the {what} names event {seq} but the chain ends at {prev_seq}: its newest events were cut",
+        )
     for digest, what in anchors.get(0, ()):
         if prev_seq == 0 and digest != genesis(key):
             return ChainStatus(False, n, None, f"the {what} of the empty log was not made under this key")
@@ -251,8 +297,13 @@ def verify(session: Session, key: bytes, batch: int = 5000, checkpoint_file: Pat
         bad = prev_seq + 1 if head.seq > prev_seq else head.seq
         return ChainStatus(False, n, bad, f"audit head names event {head.seq} but the chain ends at {prev_seq}")
     if checkpoint_file is not None and prev_seq and not checkpoint_file.exists():
-        return ChainStatus(False, n, None, f"{checkpoint_file} is missing: nothing anchors the chain's end "
-                                           f"(removed? every server writes one at start)")
+        return ChainStatus(
+            False,
+            n,
+            None,
+            f"{checkpoint_file} is missing: nothing anchors the chain's end "
+            f"(removed? every server writes one at start)",
+        )
     return ChainStatus(True, n)
 
 

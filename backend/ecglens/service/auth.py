@@ -4,6 +4,7 @@ The secret is 256 random bits (``secrets.token_urlsafe(32)``), so one SHA-256 is
 hash here (nothing to brute-force) and keeps each request's check cheap. The key id in the clear lets a
 request find its row without scanning.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,16 @@ def create_key(session: Session, role: str, name: str, created_by: str | None = 
         raise ValueError("a key needs a name")
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    session.add(ApiKey(id=key_id, name=name[:200], role=role, secret_hash=hash_secret(secret),
-                       created_by=created_by, created_at=utcnow()))
+    session.add(
+        ApiKey(
+            id=key_id,
+            name=name[:200],
+            role=role,
+            secret_hash=hash_secret(secret),
+            created_by=created_by,
+            created_at=utcnow(),
+        )
+    )
     session.commit()
     return NewKey(id=key_id, name=name, role=role, token=f"{_PREFIX}_{key_id}_{secret}")
 
@@ -122,8 +131,9 @@ class AuthThrottle:
         now = time.monotonic()
         with self._lock:
             if len(self._failures) >= self.MAX_ENTRIES:
-                for subject in sorted(self._failures, key=lambda s: self._failures[s][-1] if self._failures[s]
-                                      else 0.0)[: self.MAX_ENTRIES // 10]:
+                for subject in sorted(
+                    self._failures, key=lambda s: self._failures[s][-1] if self._failures[s] else 0.0
+                )[: self.MAX_ENTRIES // 10]:
                     del self._failures[subject]
             for subject in self._subjects(key_id, client):
                 self._failures.setdefault(subject, deque(maxlen=self.limits[subject[0]] + 1)).append(now)

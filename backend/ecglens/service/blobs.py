@@ -3,6 +3,7 @@
 The same upload twice is one blob (and two records). Writes go to a temporary file first and are renamed into
 place, so a blob file is either complete or absent.
 """
+
 from __future__ import annotations
 
 import hashlib

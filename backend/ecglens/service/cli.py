@@ -2,6 +2,7 @@
 
 Registered by `ecglens.cli` through ``register(subparsers)``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,11 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audit = subparsers.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
     audit_sub.required = True
-    verify = audit_sub.add_parser("verify", help="check the audit hash chain and its end against the keyed "
-                                                 "checkpoints; exit 1 naming the first bad event")
-    verify.add_argument("--checkpoint", default=None, metavar="SEQ:HASH",
-                        help="also check against a checkpoint kept outside the data directory (from the log's "
-                             "'audit checkpoint seq=... hash=...' lines)")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="check the audit hash chain and its end against the keyed checkpoints; exit 1 naming the first bad event",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="SEQ:HASH",
+        help="also check against a checkpoint kept outside the data directory (from the log's "
+        "'audit checkpoint seq=... hash=...' lines)",
+    )
     verify.set_defaults(func=cmd_audit_verify)
 
     db = subparsers.add_parser("db", help="database tools")
@@ -78,12 +85,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     key_file = ensure_admin_key(Runtime(settings))
     if key_file is not None:
         print(f"ecglens: the first admin API key is in {key_file} (readable by this user only)", flush=True)
-    print(f"ecglens: data in {settings.data_dir}; executor: "
-          f"{'celery ' + settings.broker_url if settings.broker_url else 'in-process'}; "
-          f"API docs at http://{args.host}:{args.port}/docs", flush=True)
+    print(
+        f"ecglens: data in {settings.data_dir}; executor: "
+        f"{'celery ' + settings.broker_url if settings.broker_url else 'in-process'}; "
+        f"API docs at http://{args.host}:{args.port}/docs",
+        flush=True,
+    )
     app = create_app(settings)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False,
-                            timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_s)))
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        proxy_headers=False,
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_s)),
+    )
     _Server(config, app.state.runtime).run()
     return 0
 
@@ -123,8 +139,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if args.checkpoint:
         seq, _, digest = args.checkpoint.partition(":")
         if not seq.isdigit() or len(digest) != 64:
-            print("ecglens audit verify: --checkpoint takes SEQ:HASH (a number and a 64-hex-digit hash)",
-                  file=sys.stderr)
+            print(
+                "ecglens audit verify: --checkpoint takes SEQ:HASH (a number and a 64-hex-digit hash)", file=sys.stderr
+            )
             return 2
         expect = (int(seq), digest.lower())
     try:
@@ -135,8 +152,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     with runtime.sessions() as session:
         status = verify(session, key, checkpoint_file=runtime.settings.audit_checkpoint_file, expect=expect)
     if status.ok:
-        print(f"audit log ok: {status.events} events, chain intact"
-              + ("" if runtime.settings.audit_checkpoint_file.exists() else " (no checkpoints yet)"))
+        print(
+            f"audit log ok: {status.events} events, chain intact"
+            + ("" if runtime.settings.audit_checkpoint_file.exists() else " (no checkpoints yet)")
+        )
         return 0
     where = f"at event {status.first_bad_seq}" if status.first_bad_seq is not None else ""
     print(f"audit log BROKEN {where}: {status.reason}".replace("  ", " "), file=sys.stderr)
@@ -144,9 +163,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from ecglens.service.db import init_db
-
     from sqlalchemy.exc import SQLAlchemyError
+
+    from ecglens.service.db import init_db
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 Every setting has a default that runs a single-machine server (``make run``): SQLite and blobs under
 ``./var``, the in-process executor, CORS off.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ Tables: ``api_keys``, ``blobs``, ``records``, ``analyses``, ``models``, ``harden
 The schema is owned by the Alembic migrations in ``ecglens/migrations``; `init_db` runs them at start-up.
 Record metadata (the reader's header fields) is stored in ``records.header`` and never logged or audited.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, select)
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 

@@ -3,6 +3,7 @@
 Every endpoint declares its access with `Access(action, object_type, roles)`: it names the audit action first
 (so refused requests are audited too), then authenticates the bearer key (401) and checks its role (403).
 """
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -18,8 +19,8 @@ from ecglens.service.runtime import Runtime
 
 # Who may do what (the role x endpoint matrix; tests/api/test_roles.py walks it).
 EVERYONE = (CLINICIAN, AUDITOR, ADMIN, SERVICE)
-UPLOADERS = (CLINICIAN, ADMIN, SERVICE)             # upload records, start analyses
-SIGNAL_READERS = (CLINICIAN, ADMIN, SERVICE)        # samples and results (service: its own only)
+UPLOADERS = (CLINICIAN, ADMIN, SERVICE)  # upload records, start analyses
+SIGNAL_READERS = (CLINICIAN, ADMIN, SERVICE)  # samples and results (service: its own only)
 AUDIT_READERS = (AUDITOR, ADMIN)
 ADMINS = (ADMIN,)
 
@@ -51,21 +52,27 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 def _authenticate(request: Request, session: Session, creds: HTTPAuthorizationCredentials | None) -> ApiKey:
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key (Authorization: Bearer <key>)",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key (Authorization: Bearer <key>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     runtime: Runtime = request.app.state.runtime
     key_id = token_key_id(creds.credentials)
     client = request.client.host if request.client else None
     wait = runtime.auth_throttle.retry_after(key_id, client)
     if wait > 0:
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                            f"too many failed authentications for this key or address; retry in {wait:.0f} s",
-                            headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed authentications for this key or address; retry in {wait:.0f} s",
+            headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+        )
     key = authenticate(session, creds.credentials)
     if key is None:
         runtime.auth_throttle.failed(key_id, client)
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
     # Detached with every column loaded, and the read transaction ended: the key stays usable while the
     # session's connection goes back to the pool until the endpoint needs one.
     session.expunge(key)
@@ -74,8 +81,9 @@ def _authenticate(request: Request, session: Session, creds: HTTPAuthorizationCr
     return key
 
 
-def current_key(request: Request, session: SessionDep,
-                creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+def current_key(
+    request: Request, session: SessionDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ApiKey:
     """The active key of the caller (401 when absent or invalid)."""
     return _authenticate(request, session, creds)
 
@@ -96,15 +104,17 @@ def Access(action: str | None, object_type: str | None, roles: tuple[str, ...]) 
         Roles allowed.
     """
 
-    def check(request: Request, session: SessionDep,
-              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+    def check(
+        request: Request, session: SessionDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> ApiKey:
         if action is not None:
             request.state.audit = {"action": action, "object_type": object_type}
         key = _authenticate(request, session, creds)
         if key.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"role {key.role!r} may not {action or 'use this endpoint'} "
-                                f"(allowed: {', '.join(roles)})")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"role {key.role!r} may not {action or 'use this endpoint'} (allowed: {', '.join(roles)})",
+            )
         return key
 
     return Depends(check)

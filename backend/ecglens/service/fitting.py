@@ -6,10 +6,12 @@ such as II for MLII, its card's ``lead_stand_ins``, or any lead set at all) are 
 be loaded here, its stored card is asked the same question. Job failures get the same treatment: the reason
 stored on a failed analysis is a sentence, not an exception's text.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -63,15 +65,17 @@ def check_fit(model: Model, leads: Sequence[str], fs: float) -> tuple[bool, list
 
     classifier = _classifier(model)
     needs = [str(x) for x in getattr(classifier, "lead_names", ())]
-    blank = Ecg(signal=np.zeros((len(leads), max(2, int(fs))), dtype=np.float32), fs=float(fs),
-                leads=tuple(leads))
+    blank = Ecg(signal=np.zeros((len(leads), max(2, int(fs))), dtype=np.float32), fs=float(fs), leads=tuple(leads))
     try:
         fit_record(blank, classifier)
     except (KeyError, RecordError, ValueError):
         missing = _missing(classifier, leads) or needs
         plural = "s" if len(missing) > 1 else ""
-        return False, needs, (f"it needs lead{plural} {', '.join(missing)}, and the record has "
-                              f"{', '.join(leads) or 'no leads'}")
+        return (
+            False,
+            needs,
+            (f"it needs lead{plural} {', '.join(missing)}, and the record has {', '.join(leads) or 'no leads'}"),
+        )
     return True, needs, None
 
 
@@ -91,9 +95,11 @@ def advice_for(leads: Sequence[str], fitting: Sequence[str]) -> str:
     """What would analyse a record with ``leads``, given the registered models that fit it."""
     if fitting:
         return f"Models that fit this record: {', '.join(fitting)}."
-    return (f"No registered model fits this record: an administrator can register one whose model card lists "
-            f"leads this record has ({', '.join(leads)}), or upload a recording with the leads a registered "
-            "model needs.")
+    return (
+        f"No registered model fits this record: an administrator can register one whose model card lists "
+        f"leads this record has ({', '.join(leads)}), or upload a recording with the leads a registered "
+        "model needs."
+    )
 
 
 def refusal(session: Session, record: Record, model: Model) -> str | None:
@@ -101,8 +107,11 @@ def refusal(session: Session, record: Record, model: Model) -> str | None:
     ok, _, reason = check_fit(model, record.leads, record.fs)
     if ok:
         return None
-    others = [m.name for m in session.scalars(select(Model).where(Model.name != model.name)).all()
-              if check_fit(m, record.leads, record.fs)[0]]
+    others = [
+        m.name
+        for m in session.scalars(select(Model).where(Model.name != model.name)).all()
+        if check_fit(m, record.leads, record.fs)[0]
+    ]
     return f"Model {model.name!r} cannot analyse record {record.name!r}: {reason}. {advice_for(record.leads, others)}"
 
 
@@ -112,5 +121,7 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, (RecordError, ClassifierError, QueryBudgetExceeded, LookupError)):
         text = str(exc).strip("'\"")
         return text[:2000]
-    return (f"The analysis stopped on an internal error ({type(exc).__name__}); the server log has the details. "
-            "Try again, or with another model.")
+    return (
+        f"The analysis stopped on an internal error ({type(exc).__name__}); the server log has the details. "
+        "Try again, or with another model."
+    )

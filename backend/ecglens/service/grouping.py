@@ -6,6 +6,7 @@ record are not records of their own. Every other file (EDF, CSV, JSON, DICOM, XM
 is dropped: a WFDB file that no header takes, or a file of a record that its reader did not use and that is not
 an annotation file, is refused by name.
 """
+
 from __future__ import annotations
 
 from pathlib import PurePath
@@ -77,15 +78,20 @@ def group_files(files: list[UploadFile]) -> list[RecordGroup]:
                 owner[f.filename] = h.filename
     groups: dict[str, RecordGroup] = {}
     ordered: list[RecordGroup] = []
-    orphans = [f for f in files if f.filename not in owner and f not in tops and
-               (is_wfdb_part(f.filename) or f.filename in segment_headers)]
+    orphans = [
+        f
+        for f in files
+        if f.filename not in owner and f not in tops and (is_wfdb_part(f.filename) or f.filename in segment_headers)
+    ]
     if orphans and not tops:
         first = orphans[0].filename
         raise UploadError(f"{first}: WFDB file without its header {_stem(first)}.hea in the upload")
     if orphans and len(tops) > 1:
-        raise UploadError(f"{orphans[0].filename}: belongs to none of the records in the upload (no header "
-                          f"{_stem(orphans[0].filename)}.hea, and none of {', '.join(h.filename for h in tops)} "
-                          "names it)")
+        raise UploadError(
+            f"{orphans[0].filename}: belongs to none of the records in the upload (no header "
+            f"{_stem(orphans[0].filename)}.hea, and none of {', '.join(h.filename for h in tops)} "
+            "names it)"
+        )
     for f in files:
         if f in tops:
             groups[f.filename] = RecordGroup(f)
@@ -118,8 +124,10 @@ def file_roles(group: RecordGroup, ecg: Ecg) -> dict[str, str]:
             roles[f.filename] = "annotation"
         else:
             named = ", ".join(sorted(used)) or "no files"
-            raise UploadError(f"{f.filename}: not part of record {ecg.name or group.main.filename} (its header "
-                              f"uses {named}) and not an annotation file; upload it with its own header")
+            raise UploadError(
+                f"{f.filename}: not part of record {ecg.name or group.main.filename} (its header "
+                f"uses {named}) and not an annotation file; upload it with its own header"
+            )
     return roles
 
 
@@ -144,5 +152,8 @@ def read_group_annotations(group: RecordGroup, ecg: Ecg, roles: dict[str, str]) 
 def stored_annotations(record: Any, blobs: Any) -> list[Annotations]:
     """A stored record's annotation files (``files`` entries with role ``annotation``), parsed from the blobs."""
     fs = float((record.header or {}).get("frame_fs") or record.fs)
-    return [read_annotations(blobs.get(f["sha256"]), f["filename"], fs, record.duration_s)
-            for f in record.files if f.get("role") == "annotation"]
+    return [
+        read_annotations(blobs.get(f["sha256"]), f["filename"], fs, record.duration_s)
+        for f in record.files
+        if f.get("role") == "annotation"
+    ]

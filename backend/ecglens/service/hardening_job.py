@@ -1,11 +1,13 @@
 """The hardening job: harden a registered model and register the result beside it (`run_hardening_job`, run by
 `ecglens.jobs.run_hardening` for ``POST /api/v1/models/{name}/harden``). The recipe is `ecglens.hardening`; this
 module adds what touches the service: the model registry, the blob store and the model folder."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ecglens.classifiers.card import card_path_for
 from ecglens.errors import ClassifierError
@@ -13,11 +15,20 @@ from ecglens.hardening import HardenConfig, harden, hardened_name
 from ecglens.service.db import Model, utcnow
 
 
-def run_hardening_job(runtime: Any, model_name: str, *, new_name: str | None = None, created_by: str | None = None,
-                      seed: int = 0, epochs: int | None = None, agent_windows: int | None = None,
-                      data_dir: str | Path | None = None,
-                      progress: Callable[[float], None] | None = None, soup: int | None = None,
-                      job_id: str | None = None) -> dict[str, Any]:
+def run_hardening_job(
+    runtime: Any,
+    model_name: str,
+    *,
+    new_name: str | None = None,
+    created_by: str | None = None,
+    seed: int = 0,
+    epochs: int | None = None,
+    agent_windows: int | None = None,
+    data_dir: str | Path | None = None,
+    progress: Callable[[float], None] | None = None,
+    soup: int | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
     """Harden a registered model and register the result beside it (for ``POST /api/v1/models/{id}/harden``).
 
     The parent row is left as it is; the new model is a ``torchscript`` row named ``new_name`` whose file lives in
@@ -66,13 +77,21 @@ def run_hardening_job(runtime: Any, model_name: str, *, new_name: str | None = N
         existing = session.get(Model, new_name)
         if existing is not None:
             if job_id and ((existing.card or {}).get("training") or {}).get("hardening_job") == job_id:
-                return {"name": existing.name, "kind": existing.kind, "spec": existing.spec,
-                        "sha256": existing.sha256, "parent": model_name, "card": existing.card}
+                return {
+                    "name": existing.name,
+                    "kind": existing.kind,
+                    "spec": existing.spec,
+                    "sha256": existing.sha256,
+                    "parent": model_name,
+                    "card": existing.card,
+                }
             raise ValueError(f"model {new_name!r} is already registered")
         kind, spec = row.kind, row.spec
     if kind not in ("builtin", "torchscript"):
-        raise ClassifierError(f"model {model_name!r} is {kind}: hardening fine-tunes weights, so it needs the "
-                              f"built-in model or a TorchScript upload")
+        raise ClassifierError(
+            f"model {model_name!r} is {kind}: hardening fine-tunes weights, so it needs the "
+            f"built-in model or a TorchScript upload"
+        )
     config = HardenConfig(seed=seed)
     if epochs:
         config.epochs = int(epochs)
@@ -95,10 +114,23 @@ def run_hardening_job(runtime: Any, model_name: str, *, new_name: str | None = N
     finally:
         tmp.unlink(missing_ok=True)
         card_path_for(tmp).unlink(missing_ok=True)
-    new = Model(name=new_name, kind="torchscript", spec=str(path), card=card.to_dict(), sha256=sha,
-                created_by=created_by, created_at=utcnow())
+    new = Model(
+        name=new_name,
+        kind="torchscript",
+        spec=str(path),
+        card=card.to_dict(),
+        sha256=sha,
+        created_by=created_by,
+        created_at=utcnow(),
+    )
     with runtime.sessions() as session:
         session.add(new)
         session.commit()
-    return {"name": new_name, "kind": "torchscript", "spec": str(path), "sha256": sha, "parent": model_name,
-            "card": card.to_dict()}
+    return {
+        "name": new_name,
+        "kind": "torchscript",
+        "spec": str(path),
+        "sha256": sha,
+        "parent": model_name,
+        "card": card.to_dict(),
+    }

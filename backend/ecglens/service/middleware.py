@@ -1,4 +1,5 @@
 """ASGI middleware: the upload size limit (enforced while the body streams), the audit trail and request metrics."""
+
 from __future__ import annotations
 
 import json
@@ -97,24 +98,35 @@ class AuditMiddleware:
             return True
         key = state.get("key")
         params = scope.get("path_params") or {}
-        object_id = state.get("audit_object_id") or next((str(params[p]) for p in _OBJECT_PARAMS if p in params),
-                                                          None)
+        object_id = state.get("audit_object_id") or next((str(params[p]) for p in _OBJECT_PARAMS if p in params), None)
         record_id = state.get("audit_record_id") or (object_id if spec["object_type"] == "record" else None)
         if record_id is not None and (len(record_id) > 32 or "," in record_id):
             record_id = None  # several records ("id1,id2" in object_id), or not an id: no single record column
         client = scope.get("client")
-        fields = dict(action=spec["action"], status=status, object_type=spec["object_type"], object_id=object_id,
-                      record_id=record_id, client=f"{client[0]}" if client else None,
-                      actor_key_id=getattr(key, "id", None), actor_name=getattr(key, "name", None),
-                      role=getattr(key, "role", None))
+        fields = dict(
+            action=spec["action"],
+            status=status,
+            object_type=spec["object_type"],
+            object_id=object_id,
+            record_id=record_id,
+            client=f"{client[0]}" if client else None,
+            actor_key_id=getattr(key, "id", None),
+            actor_name=getattr(key, "name", None),
+            role=getattr(key, "role", None),
+        )
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(AUDIT_THREADS)
         try:
             await anyio.to_thread.run_sync(lambda: self.runtime.audit.append(**fields), limiter=self._limiter)
             return True
         except Exception as exc:  # noqa: BLE001 - logged (no content) and the request refused
-            log.error("audit: could not append event %s (status %d): %s: %s; the request is refused with 503",
-                      spec["action"], status, type(exc).__name__, str(exc)[:200])
+            log.error(
+                "audit: could not append event %s (status %d): %s: %s; the request is refused with 503",
+                spec["action"],
+                status,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
             return False
 
 
@@ -124,14 +136,24 @@ class _AuditRefused(Exception):
 
 # Threads for audit appends (they are serialised anyway; a few keep the queue short).
 AUDIT_THREADS = 4
-_AUDIT_FAILED = json.dumps({"detail": "the audit log could not record this request, so it was refused; "
-                                      "try again (the server log says why)"}).encode()
+_AUDIT_FAILED = json.dumps(
+    {"detail": "the audit log could not record this request, so it was refused; try again (the server log says why)"}
+).encode()
 
 
 async def _send_audit_failure(send: Send) -> None:
-    await send({"type": "http.response.start", "status": 503,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(_AUDIT_FAILED)).encode()),
-                            (b"cache-control", b"no-store"), (b"retry-after", b"5")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(_AUDIT_FAILED)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"retry-after", b"5"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": _AUDIT_FAILED, "more_body": False})
 
 
@@ -158,8 +180,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, timed_send)
         finally:
             template = _route_template(scope)
-            self.registry.observe_request(scope.get("method", "GET"), template, status,
-                                          time.perf_counter() - started)
+            self.registry.observe_request(scope.get("method", "GET"), template, status, time.perf_counter() - started)
 
 
 def _route_template(scope: Scope) -> str:
@@ -175,14 +196,18 @@ def _route_template(scope: Scope) -> str:
 
 # The frontend loads its own scripts and plotly.js from this origin and talks only to it; plotly and the
 # templates set inline styles, hence 'unsafe-inline' for styles only (never for scripts).
-FRONTEND_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-                "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-                "form-action 'self'; frame-ancestors 'none'")
+FRONTEND_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 # FastAPI's /docs and /redoc pages load Swagger UI / ReDoc from jsdelivr and start them with an inline script.
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com "
-            "https://cdn.redoc.ly; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
-            "base-uri 'none'; frame-ancestors 'none'")
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com "
+    "https://cdn.redoc.ly; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 _DOCS_PATHS = ("/docs", "/redoc")
 # Health data (records, signals, results, the audit log): never kept by a browser or proxy cache.
 _NO_STORE_PREFIXES = ("/api/", "/metrics", "/healthz")
@@ -201,9 +226,13 @@ class SecurityHeadersMiddleware:
             return
         path = scope.get("path", "")
         csp = DOCS_CSP if path.startswith(_DOCS_PATHS) else FRONTEND_CSP
-        extra = [(b"content-security-policy", csp.encode()), (b"x-content-type-options", b"nosniff"),
-                 (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"),
-                 (b"cross-origin-opener-policy", b"same-origin")]
+        extra = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
         if path.startswith(_NO_STORE_PREFIXES):
             extra.append((b"cache-control", b"no-store"))
 

@@ -6,6 +6,7 @@ watching key was revoked, in two queries per tick, on one pooled connection that
 the streams wait on an asyncio event and hold no thread and no connection while they wait. A revoked key's
 streams end at the next tick, and all of them end when the server shuts down.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -96,16 +97,20 @@ class ProgressHub:
         if tick is not None:
             tick.set()
 
-    def _read(self, ids: list[str], keys: list[str]) -> tuple[dict[str, tuple[str, float, str | None] | None],
-                                                              set[str]]:
+    def _read(
+        self, ids: list[str], keys: list[str]
+    ) -> tuple[dict[str, tuple[str, float, str | None] | None], set[str]]:
         out: dict[str, tuple[str, float, str | None] | None] = dict.fromkeys(ids)
         with self.runtime.sessions() as session:
             rows = session.execute(
                 select(Analysis.id, Analysis.status, Analysis.progress, Analysis.error, Record.deleted_at)
-                .join(Record, Record.id == Analysis.record_id).where(Analysis.id.in_(ids))).all()
+                .join(Record, Record.id == Analysis.record_id)
+                .where(Analysis.id.in_(ids))
+            ).all()
             for analysis_id, status, progress, error, deleted_at in rows:
                 # A record deleted while its analysis is followed ends the stream like a missing analysis.
                 out[analysis_id] = None if deleted_at is not None else (status, float(progress), error)
-            revoked = set(session.scalars(select(ApiKey.id).where(ApiKey.id.in_(keys),
-                                                                  ApiKey.revoked_at.is_not(None))).all())
+            revoked = set(
+                session.scalars(select(ApiKey.id).where(ApiKey.id.in_(keys), ApiKey.revoked_at.is_not(None))).all()
+            )
         return out, revoked

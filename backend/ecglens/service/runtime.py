@@ -3,6 +3,7 @@
 One `Runtime` per process; the app keeps it on ``app.state.runtime``, a Celery worker builds its own from the
 same ``ECGLENS_*`` settings.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,12 @@ class Runtime:
         private_sqlite_file(self.settings.db_url)
         if self.migrate:
             init_db(self.settings.db_url)
-        return make_engine(self.settings.db_url, pool_size=self.settings.db_pool_size, max_overflow=0,
-                           pool_timeout=self.settings.db_pool_timeout_s)
+        return make_engine(
+            self.settings.db_url,
+            pool_size=self.settings.db_pool_size,
+            max_overflow=0,
+            pool_timeout=self.settings.db_pool_timeout_s,
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
@@ -60,8 +65,9 @@ class Runtime:
         """The audit appends' own pool: appends are serialised in-process, so two connections are plenty, and no
         request can hold them."""
         self.engine  # noqa: B018 - migrated first
-        return make_engine(self.settings.db_url, pool_size=2, max_overflow=0,
-                           pool_timeout=self.settings.db_pool_timeout_s)
+        return make_engine(
+            self.settings.db_url, pool_size=2, max_overflow=0, pool_timeout=self.settings.db_pool_timeout_s
+        )
 
     @cached_property
     def audit_sessions(self) -> sessionmaker[Session]:
@@ -84,8 +90,10 @@ class Runtime:
             return given.encode()
         path = self.settings.audit_key_file
         if not path.exists() and not create:
-            raise FileNotFoundError(f"no audit key: set ECGLENS_AUDIT_KEY or restore {path}; the chain cannot be "
-                                    "verified without the key it was written under")
+            raise FileNotFoundError(
+                f"no audit key: set ECGLENS_AUDIT_KEY or restore {path}; the chain cannot be "
+                "verified without the key it was written under"
+            )
         if not path.exists():
             tmp = path.with_name(f".audit-key.{os.getpid()}.{secrets.token_hex(4)}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -99,23 +107,29 @@ class Runtime:
                 tmp.unlink()
         key = path.read_text().strip()
         if len(key) < 16:
-            raise RuntimeError(f"{path}: audit key shorter than 16 characters; remove the file to make a new one "
-                               "(the existing audit chain will then no longer verify)")
+            raise RuntimeError(
+                f"{path}: audit key shorter than 16 characters; remove the file to make a new one "
+                "(the existing audit chain will then no longer verify)"
+            )
         return key.encode()
 
     @cached_property
-    def auth_throttle(self) -> "AuthThrottle":
+    def auth_throttle(self) -> AuthThrottle:
         from ecglens.service.auth import AuthThrottle
 
         return AuthThrottle(self.settings.auth_failures_per_minute)
 
     @cached_property
-    def audit(self) -> "AuditLog":
+    def audit(self) -> AuditLog:
         """This process's audit log: appends on `audit_sessions`, keyed checkpoints in the data directory."""
         from ecglens.service.audit import AuditLog
 
-        return AuditLog(self.audit_sessions, self.audit_key, self.settings.audit_checkpoint_file,
-                        every=self.settings.audit_checkpoint_every)
+        return AuditLog(
+            self.audit_sessions,
+            self.audit_key,
+            self.settings.audit_checkpoint_file,
+            every=self.settings.audit_checkpoint_every,
+        )
 
     def close(self) -> None:
         for name in ("audit_engine", "engine"):

@@ -1,4 +1,5 @@
 """Request and response bodies (pydantic v2), one family per resource, with OpenAPI examples."""
+
 from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
@@ -81,11 +82,26 @@ class RecordPublic(BaseModel):
     clinician or an admin (``GET /records/{id}``) adds its ``patient`` fields, and every single-record read the
     clinical basics measured on the ECG (``heart_rate_bpm``, ``intervals_ms``, how in ``basics``)."""
 
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
-        "id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10", "name": "100", "filename": "100.hea", "format": "wfdb",
-        "fs": 360.0, "leads": ["MLII", "V5"], "n_samples": 650000, "duration_s": 1805.56,
-        "files": [{"filename": "100.hea", "sha256": "ab" * 32, "size": 143, "container": None}],
-        "created_by": "9c1f0e2d3b4a5968", "created_at": "2024-05-01T12:00:00.000000Z"}]})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10",
+                    "name": "100",
+                    "filename": "100.hea",
+                    "format": "wfdb",
+                    "fs": 360.0,
+                    "leads": ["MLII", "V5"],
+                    "n_samples": 650000,
+                    "duration_s": 1805.56,
+                    "files": [{"filename": "100.hea", "sha256": "ab" * 32, "size": 143, "container": None}],
+                    "created_by": "9c1f0e2d3b4a5968",
+                    "created_at": "2024-05-01T12:00:00.000000Z",
+                }
+            ]
+        },
+    )
 
     id: str
     name: str
@@ -96,15 +112,21 @@ class RecordPublic(BaseModel):
     n_samples: int
     duration_s: float
     files: list[RecordFile]
-    warnings: list[str] = Field(default_factory=list, description="What the reader read despite a fault in the "
-                                "files (a checksum mismatch, an unknown date spelling, ...), one sentence each.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the reader read despite a fault in the "
+        "files (a checksum mismatch, an unknown date spelling, ...), one sentence each.",
+    )
     created_by: str | None
     created_at: str
     latest_analysis: LatestAnalysis | None = None
     heart_rate_bpm: float | None = None
     intervals_ms: Intervals | None = None
-    basics: dict[str, Any] | None = Field(default=None, description="How the basics were measured: lead, "
-                                          "start_s / end_s of the measured stretch, beats, QTc formula, method.")
+    basics: dict[str, Any] | None = Field(
+        default=None,
+        description="How the basics were measured: lead, "
+        "start_s / end_s of the measured stretch, beats, QTc formula, method.",
+    )
     patient: Patient | None = None
 
 
@@ -120,11 +142,20 @@ class RecordAnnotations(BaseModel):
 class ModelFit(BaseModel):
     """Whether a registered model can analyse a record; when not, ``reason`` says why and ``advice`` what would."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "model": "builtin", "fits": False, "needs": ["MLII", "V1"],
-        "reason": "needs lead V1, and the record has I, II",
-        "advice": "No registered model fits this record: register one whose model card lists leads the record "
-                  "has (I, II)."}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "builtin",
+                    "fits": False,
+                    "needs": ["MLII", "V1"],
+                    "reason": "needs lead V1, and the record has I, II",
+                    "advice": "No registered model fits this record: register one whose model card lists leads the record "
+                    "has (I, II).",
+                }
+            ]
+        }
+    )
 
     model: str
     fits: bool
@@ -137,10 +168,24 @@ class SignalWindow(BaseModel):
     """Samples for display, in mV. Undecimated: ``t0`` + ``dt`` give each sample's time; min/max-decimated
     (``decimated`` true): ``times[lead]`` gives each kept point's time in seconds from the record's start."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10", "fs": 360.0, "leads": ["MLII"], "start_s": 0.0,
-        "end_s": 0.01, "t0": 0.0, "dt": 0.0027778, "decimated": False, "times": None,
-        "values": {"MLII": [-0.145, -0.145, -0.145, -0.145]}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10",
+                    "fs": 360.0,
+                    "leads": ["MLII"],
+                    "start_s": 0.0,
+                    "end_s": 0.01,
+                    "t0": 0.0,
+                    "dt": 0.0027778,
+                    "decimated": False,
+                    "times": None,
+                    "values": {"MLII": [-0.145, -0.145, -0.145, -0.145]},
+                }
+            ]
+        }
+    )
 
     record_id: str
     fs: float
@@ -158,14 +203,27 @@ class SignalWindow(BaseModel):
 class AnalysisCreate(BaseModel):
     """What to analyse and how."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10", "model": "builtin",
-        "distortions": ["baseline_wander", "powerline"], "query_budget": 500, "seed": 0, "start_s": 12.0}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10",
+                    "model": "builtin",
+                    "distortions": ["baseline_wander", "powerline"],
+                    "query_budget": 500,
+                    "seed": 0,
+                    "start_s": 12.0,
+                }
+            ]
+        },
+    )
 
     record_id: str = Field(min_length=1, max_length=64)
     model: str = Field(default="builtin", min_length=1, max_length=200)
-    distortions: list[str] | None = Field(default=None, max_length=20,
-                                          description="Distortion kinds; null = all the explainer knows.")
+    distortions: list[str] | None = Field(
+        default=None, max_length=20, description="Distortion kinds; null = all the explainer knows."
+    )
     query_budget: int = Field(default=500, ge=1, le=100_000, description="Most classifier rows the explainer uses.")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     start_s: float | None = Field(default=None, ge=0, description="Window start in s; null = explainer picks.")
@@ -182,14 +240,33 @@ class AnalysisPublic(BaseModel):
     """A job's state; when done, ``explanation`` and ``robustness`` hold the result JSON (see explanation.py), with
     the record's ``screening``, the explained ``windows`` and, for annotated records, ``annotations``."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "7d1e0c5b9a8f4e3d2c1b0a9f8e7d6c5b", "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10",
-        "model": "builtin", "distortions": None, "query_budget": 500, "seed": 0, "start_s": None,
-        "status": "done", "progress": 100.0, "error": None, "queries": 812, "attempts": 1,
-        "created_by": "9c1f0e2d3b4a5968", "created_at": "2024-05-01T12:00:00.000000Z",
-        "started_at": "2024-05-01T12:00:00.100000Z", "finished_at": "2024-05-01T12:00:09.900000Z",
-        "duration_s": 9.8, "explanation": {"diagnosis": {"label": "N"}, "segments": []},
-        "robustness": {"label": "N", "score": 0.8}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "7d1e0c5b9a8f4e3d2c1b0a9f8e7d6c5b",
+                    "record_id": "3f2c0a9e5b6d4c1e8f7a6b5c4d3e2f10",
+                    "model": "builtin",
+                    "distortions": None,
+                    "query_budget": 500,
+                    "seed": 0,
+                    "start_s": None,
+                    "status": "done",
+                    "progress": 100.0,
+                    "error": None,
+                    "queries": 812,
+                    "attempts": 1,
+                    "created_by": "9c1f0e2d3b4a5968",
+                    "created_at": "2024-05-01T12:00:00.000000Z",
+                    "started_at": "2024-05-01T12:00:00.100000Z",
+                    "finished_at": "2024-05-01T12:00:09.900000Z",
+                    "duration_s": 9.8,
+                    "explanation": {"diagnosis": {"label": "N"}, "segments": []},
+                    "robustness": {"label": "N", "score": 0.8},
+                }
+            ]
+        }
+    )
 
     id: str
     record_id: str
@@ -211,25 +288,51 @@ class AnalysisPublic(BaseModel):
     explanation: dict[str, Any] | None = None
     robustness: dict[str, Any] | None = None
     screening: dict[str, Any] | None = Field(
-        default=None, description="The model over every window of the record (`ecglens.screening.Screening`): "
-                                  "classes, starts_s, window_s, probabilities [windows][classes], present, burden.")
+        default=None,
+        description="The model over every window of the record (`ecglens.screening.Screening`): "
+        "classes, starts_s, window_s, probabilities [windows][classes], present, burden.",
+    )
     windows: list[dict[str, Any]] | None = Field(
-        default=None, description="Each explained window: {finding, start_s, explanation}; the first is "
-                                  "``explanation``. By default the most probable window of each finding (up to 3).")
+        default=None,
+        description="Each explained window: {finding, start_s, explanation}; the first is "
+        "``explanation``. By default the most probable window of each finding (up to 3).",
+    )
     annotations: dict[str, Any] | None = Field(
-        default=None, description="When the record has reference annotations: the annotated beats each explained "
-                                  "window's critical segments cover ({files, windows: [{finding, segments}]}).")
-    summary: dict[str, Any] | None = Field(default=None, description="The plain-language account of the result "
-                                           "(ecglens.reports.summary): headline, text, statements and their "
-                                           "numbers; the PDF report and the FHIR Observation say the same.")
+        default=None,
+        description="When the record has reference annotations: the annotated beats each explained "
+        "window's critical segments cover ({files, windows: [{finding, segments}]}).",
+    )
+    summary: dict[str, Any] | None = Field(
+        default=None,
+        description="The plain-language account of the result "
+        "(ecglens.reports.summary): headline, text, statements and their "
+        "numbers; the PDF report and the FHIR Observation say the same.",
+    )
 
 
 # --- models ----------------------------------------------------------------------------------------------
 class ModelPublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "builtin", "kind": "builtin", "card": {"name": "builtin", "classes": ["N", "S", "V", "F", "Q"],
-                                                       "sampling_rate": 360, "leads": ["MLII"], "window_s": 10},
-        "sha256": None, "created_by": None, "created_at": "2024-05-01T12:00:00.000000Z", "endpoint": None}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "builtin",
+                    "kind": "builtin",
+                    "card": {
+                        "name": "builtin",
+                        "classes": ["N", "S", "V", "F", "Q"],
+                        "sampling_rate": 360,
+                        "leads": ["MLII"],
+                        "window_s": 10,
+                    },
+                    "sha256": None,
+                    "created_by": None,
+                    "created_at": "2024-05-01T12:00:00.000000Z",
+                    "endpoint": None,
+                }
+            ]
+        }
+    )
 
     name: str
     kind: Literal["builtin", "torchscript", "onnx", "http"]
@@ -247,22 +350,38 @@ MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
 class HardenCreate(BaseModel):
     """How to harden a model (`ecglens.hardening`); every field optional."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "new_name": "builtin-hardened-s0", "seed": 0, "epochs": 6, "agent_windows": 64}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"new_name": "builtin-hardened-s0", "seed": 0, "epochs": 6, "agent_windows": 64}]
+        },
+    )
 
-    new_name: str | None = Field(default=None, pattern=MODEL_NAME_PATTERN,
-                                 description="Registry name of the hardened model (1-100 letters, digits, '_', '.', "
-                                             "'-'); null = '{parent}-hardened-s{seed}'.")
+    new_name: str | None = Field(
+        default=None,
+        pattern=MODEL_NAME_PATTERN,
+        description="Registry name of the hardened model (1-100 letters, digits, '_', '.', "
+        "'-'); null = '{parent}-hardened-s{seed}'.",
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seeds the pool, the data mix and torch.")
-    epochs: int | None = Field(default=None, ge=1, le=100,
-                               description="Fine-tuning epochs; null = the recipe's (`HardenConfig.epochs`).")
-    agent_windows: int | None = Field(default=None, ge=0, le=10_000,
-                                      description="DS1 training windows the agent explains for its pool of "
-                                                  "minimal flips; 0 = noise only; null = the recipe's "
-                                                  "(`HardenConfig.agent_windows`).")
-    soup: int | None = Field(default=None, ge=1, le=8,
-                             description="Fine-tunes averaged into the hardened model (a model soup); 1 is "
-                                         "fastest; null = the recipe's (`HardenConfig.soup`).")
+    epochs: int | None = Field(
+        default=None, ge=1, le=100, description="Fine-tuning epochs; null = the recipe's (`HardenConfig.epochs`)."
+    )
+    agent_windows: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="DS1 training windows the agent explains for its pool of "
+        "minimal flips; 0 = noise only; null = the recipe's "
+        "(`HardenConfig.agent_windows`).",
+    )
+    soup: int | None = Field(
+        default=None,
+        ge=1,
+        le=8,
+        description="Fine-tunes averaged into the hardened model (a model soup); 1 is "
+        "fastest; null = the recipe's (`HardenConfig.soup`).",
+    )
 
 
 class HardeningParams(BaseModel):
@@ -276,15 +395,35 @@ class HardeningJobPublic(BaseModel):
     """A hardening job's state; when done, ``result`` names the new model (listed by ``GET /models``) with its
     card's identity, DS1-validation figures before / after and recipe."""
 
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
-        "id": "5a0c9e1d2b3f4a5e6d7c8b9a0f1e2d3c", "parent_model": "builtin", "new_model": "builtin-hardened-s0",
-        "status": "done", "progress": 100.0, "error": None,
-        "params": {"seed": 0, "epochs": 6, "agent_windows": 64},
-        "result": {"name": "builtin-hardened-s0", "kind": "torchscript", "sha256": "ab" * 32, "parent": "builtin",
-                   "card": {"name": "builtin-hardened-s0", "parent": "builtin@1"}},
-        "attempts": 1, "created_by": "9c1f0e2d3b4a5968", "created_at": "2024-05-01T12:00:00.000000Z",
-        "started_at": "2024-05-01T12:00:00.100000Z", "finished_at": "2024-05-01T12:17:00.000000Z",
-        "duration_s": 1019.9}]})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5a0c9e1d2b3f4a5e6d7c8b9a0f1e2d3c",
+                    "parent_model": "builtin",
+                    "new_model": "builtin-hardened-s0",
+                    "status": "done",
+                    "progress": 100.0,
+                    "error": None,
+                    "params": {"seed": 0, "epochs": 6, "agent_windows": 64},
+                    "result": {
+                        "name": "builtin-hardened-s0",
+                        "kind": "torchscript",
+                        "sha256": "ab" * 32,
+                        "parent": "builtin",
+                        "card": {"name": "builtin-hardened-s0", "parent": "builtin@1"},
+                    },
+                    "attempts": 1,
+                    "created_by": "9c1f0e2d3b4a5968",
+                    "created_at": "2024-05-01T12:00:00.000000Z",
+                    "started_at": "2024-05-01T12:00:00.100000Z",
+                    "finished_at": "2024-05-01T12:17:00.000000Z",
+                    "duration_s": 1019.9,
+                }
+            ]
+        },
+    )
 
     id: str
     parent_model: str
@@ -304,8 +443,9 @@ class HardeningJobPublic(BaseModel):
 
 # --- keys ------------------------------------------------------------------------------------------------
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "service",
-                                                                               "name": "ward-7 HIS"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"role": "service", "name": "ward-7 HIS"}]}
+    )
 
     role: Role
     name: str = Field(min_length=1, max_length=200)
@@ -346,8 +486,9 @@ class AuditEventPublic(BaseModel):
 
 
 class ChainStatusPublic(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"ok": True, "events": 1234,
-                                                               "first_bad_seq": None, "reason": None}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ok": True, "events": 1234, "first_bad_seq": None, "reason": None}]}
+    )
 
     ok: bool
     events: int

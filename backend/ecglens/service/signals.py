@@ -4,6 +4,7 @@ A record's decoded float32 ``[leads, samples]`` signal is cached as ``cache/<rec
 from the blobs, rebuilt from them when missing) and memory-mapped on read, so a window of a 30-minute record is
 served without decoding the whole file again.
 """
+
 from __future__ import annotations
 
 import os

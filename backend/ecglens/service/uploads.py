@@ -5,6 +5,7 @@ WFDB files are grouped by record name and by the names in their headers (``100.h
 `ecglens.read_record`; a `RecordError` (unknown format, mismatched WFDB pair, corrupt data) becomes `UploadError`
 with the reader's message, and the API answers 422.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from typing import Any
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
 from ecglens.formats._source import MAX_ZIP_MEMBERS, ZipTooLarge, is_zip, iter_zip
+
 
 class UploadError(ValueError):
     """An upload that cannot become records. ``status`` is the HTTP status to answer (422 or 413)."""
@@ -67,16 +69,18 @@ def expand_zips(files: list[UploadFile], max_bytes: int, max_members: int = MAX_
             continue
         found = 0
         try:
-            for member, data in iter_zip(f.data, f.filename, max_bytes=max_bytes - total,
-                                         max_members=max_members - members):
+            for member, data in iter_zip(
+                f.data, f.filename, max_bytes=max_bytes - total, max_members=max_members - members
+            ):
                 if is_zip(data):
                     raise UploadError(f"{f.filename}: {member}: nested zip archives are not supported")
                 total += len(data)
                 found += 1
                 out.append(UploadFile(safe_name(member), data, container=f.filename))
         except ZipTooLarge:
-            raise UploadError(f"{f.filename}: archive expands past the upload limit of "
-                              f"{max_bytes / 2**20:g} MiB", 413) from None
+            raise UploadError(
+                f"{f.filename}: archive expands past the upload limit of {max_bytes / 2**20:g} MiB", 413
+            ) from None
         except RecordError as exc:  # corrupt, encrypted, too many members, a bad name: bad input, 422
             raise UploadError(str(exc) if str(exc).startswith(f.filename) else f"{f.filename}: {exc}") from None
         members += found
@@ -105,8 +109,20 @@ def read_group(group: RecordGroup) -> Ecg:
         return read_record(group.main.data, filename=group.main.filename, files=files)
     except RecordError as exc:
         raise UploadError(str(exc)) from None
-    except (ValueError, KeyError, IndexError, TypeError, OverflowError, EOFError, OSError, UnicodeError,
-            MemoryError, AttributeError, AssertionError, ZeroDivisionError) as exc:
+    except (
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        OverflowError,
+        EOFError,
+        OSError,
+        UnicodeError,
+        MemoryError,
+        AttributeError,
+        AssertionError,
+        ZeroDivisionError,
+    ) as exc:
         # A reader should raise RecordError; anything else on bad bytes is still the upload's fault.
         raise UploadError(f"{group.main.filename}: could not be read ({type(exc).__name__}: {exc})") from None
 

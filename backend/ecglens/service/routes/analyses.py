@@ -1,4 +1,5 @@
 """``/analyses``: start an explain + robustness job, read its state and result, follow its progress (SSE)."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,16 @@ from sqlalchemy import func, select
 
 from ecglens.reports.summary import analysis_summary
 from ecglens.service.db import DONE, FAILED, QUEUED, Analysis, ApiKey, Model, Record, new_id, utcnow
-from ecglens.service.deps import (EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
-                                  audit_object, not_found, owns)
+from ecglens.service.deps import (
+    EVERYONE,
+    SIGNAL_READERS,
+    UPLOADERS,
+    Access,
+    SessionDep,
+    audit_object,
+    not_found,
+    owns,
+)
 from ecglens.service.progress import ProgressHub
 from ecglens.service.schemas import AnalysisCreate, AnalysisCreated, AnalysisPublic, ListOf, Problem
 
@@ -31,10 +40,18 @@ def public(row: Analysis, with_result: bool) -> AnalysisPublic:
     return AnalysisPublic(**fields, **{k: (result or {}).get(k) for k in extras}, summary=summary)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=AnalysisCreated,
-             responses={**_ERRORS, 422: {"model": Problem}})
-def create_analysis(body: AnalysisCreate, request: Request, session: SessionDep,
-                    key: Annotated[ApiKey, Access("analysis.create", "analysis", UPLOADERS)]) -> AnalysisCreated:
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AnalysisCreated,
+    responses={**_ERRORS, 422: {"model": Problem}},
+)
+def create_analysis(
+    body: AnalysisCreate,
+    request: Request,
+    session: SessionDep,
+    key: Annotated[ApiKey, Access("analysis.create", "analysis", UPLOADERS)],
+) -> AnalysisCreated:
     """Queue an analysis of a record with a registered model; poll ``GET /analyses/{id}`` or follow
     ``/analyses/{id}/events``."""
     audit_object(request, record_id=body.record_id[:32])
@@ -45,16 +62,27 @@ def create_analysis(body: AnalysisCreate, request: Request, session: SessionDep,
     if model is None:
         raise HTTPException(404, f"model {body.model[:80]!r} is not registered (see GET /api/v1/models)")
     if body.start_s is not None and body.start_s >= record.duration_s:
-        raise HTTPException(422, f"start_s {body.start_s:g} s is past the end of the {record.duration_s:.1f} s "
-                                 "record")
+        raise HTTPException(422, f"start_s {body.start_s:g} s is past the end of the {record.duration_s:.1f} s record")
     from ecglens.service.fitting import refusal
 
     problem = refusal(session, record, model)
     if problem:
         raise HTTPException(422, problem)
-    row = Analysis(id=new_id(), record_id=record.id, model=body.model, distortions=body.distortions,
-                   query_budget=body.query_budget, seed=body.seed, start_s=body.start_s, status=QUEUED,
-                   progress=0.0, queries=0, attempts=0, created_by=key.id, created_at=utcnow())
+    row = Analysis(
+        id=new_id(),
+        record_id=record.id,
+        model=body.model,
+        distortions=body.distortions,
+        query_budget=body.query_budget,
+        seed=body.seed,
+        start_s=body.start_s,
+        status=QUEUED,
+        progress=0.0,
+        queries=0,
+        attempts=0,
+        created_by=key.id,
+        created_at=utcnow(),
+    )
     session.add(row)
     session.commit()
     audit_object(request, object_id=row.id)
@@ -63,11 +91,14 @@ def create_analysis(body: AnalysisCreate, request: Request, session: SessionDep,
 
 
 @router.get("", response_model=ListOf[AnalysisPublic], responses=_ERRORS)
-def read_analyses(request: Request, session: SessionDep,
-                  key: Annotated[ApiKey, Access("analysis.list", "analysis", EVERYONE)],
-                  record_id: Annotated[str | None, Query(max_length=64)] = None,
-                  skip: Annotated[int, Query(ge=0)] = 0,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> ListOf[AnalysisPublic]:
+def read_analyses(
+    request: Request,
+    session: SessionDep,
+    key: Annotated[ApiKey, Access("analysis.list", "analysis", EVERYONE)],
+    record_id: Annotated[str | None, Query(max_length=64)] = None,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ListOf[AnalysisPublic]:
     """Jobs, newest first, without results (read one job for its result); filter by ``record_id``."""
     query = select(Analysis).where(Analysis.record_id.in_(select(Record.id).where(Record.deleted_at.is_(None))))
     if record_id is not None:
@@ -93,8 +124,12 @@ def _get_analysis(session: SessionDep, key: ApiKey, analysis_id: str) -> Analysi
 
 
 @router.get("/{analysis_id}", response_model=AnalysisPublic, responses=_ERRORS)
-def read_analysis(analysis_id: str, request: Request, session: SessionDep,
-                  key: Annotated[ApiKey, Access("analysis.read", "analysis", EVERYONE)]) -> AnalysisPublic:
+def read_analysis(
+    analysis_id: str,
+    request: Request,
+    session: SessionDep,
+    key: Annotated[ApiKey, Access("analysis.read", "analysis", EVERYONE)],
+) -> AnalysisPublic:
     """Status, progress 0-100, the error when failed, and when done the Explanation and RobustnessReport
     (auditors get the job's metadata without the result)."""
     row = _get_analysis(session, key, analysis_id)
@@ -102,19 +137,26 @@ def read_analysis(analysis_id: str, request: Request, session: SessionDep,
     return public(row, with_result=key.role in SIGNAL_READERS)
 
 
-@router.get("/{analysis_id}/events", responses={**_ERRORS, 200: {"content": {"text/event-stream": {}},
-                                                                  "description": "server-sent events"}})
-def read_analysis_events(analysis_id: str, request: Request, session: SessionDep,
-                         key: Annotated[ApiKey, Access("analysis.events", "analysis", SIGNAL_READERS)]
-                         ) -> StreamingResponse:
+@router.get(
+    "/{analysis_id}/events",
+    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+)
+def read_analysis_events(
+    analysis_id: str,
+    request: Request,
+    session: SessionDep,
+    key: Annotated[ApiKey, Access("analysis.events", "analysis", SIGNAL_READERS)],
+) -> StreamingResponse:
     """Server-sent events: ``progress`` ({status, progress}) whenever it changes, then one ``done`` or
     ``failed`` event (with ``error``) and the stream ends. It also ends, with a ``revoked`` event, when the
     calling key is revoked, and when the record is deleted or the server shuts down."""
     row = _get_analysis(session, key, analysis_id)
     audit_object(request, record_id=row.record_id)
-    return StreamingResponse(_events(request.app.state.progress, analysis_id, key.id),
-                             media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _events(request.app.state.progress, analysis_id, key.id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _events(hub: ProgressHub, analysis_id: str, key_id: str) -> AsyncIterator[str]:

@@ -1,4 +1,5 @@
 """``/audit``: the audit log (filters; JSON or CSV export) and its hash-chain check."""
+
 from __future__ import annotations
 
 import csv
@@ -19,17 +20,23 @@ _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}}
 _COLUMNS = list(AuditEventPublic.model_fields)
 
 
-@router.get("", response_model=ListOf[AuditEventPublic],
-            responses={**_ERRORS, 200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}})
-def read_audit(session: SessionDep, key: Annotated[ApiKey, Access("audit.read", "audit", AUDIT_READERS)],
-               actor: Annotated[str | None, Query(max_length=200, description="Key id or key name.")] = None,
-               action: Annotated[str | None, Query(max_length=60, examples=["record.read"])] = None,
-               record: Annotated[str | None, Query(max_length=64, description="Record id.")] = None,
-               since: Annotated[str | None, Query(max_length=32, examples=["2024-05-01T00:00:00Z"])] = None,
-               until: Annotated[str | None, Query(max_length=32)] = None,
-               format: Annotated[Literal["json", "csv"], Query()] = "json",  # noqa: A002 - the public name
-               skip: Annotated[int, Query(ge=0)] = 0,
-               limit: Annotated[int, Query(ge=1, le=100_000)] = 1000):
+@router.get(
+    "",
+    response_model=ListOf[AuditEventPublic],
+    responses={**_ERRORS, 200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}},
+)
+def read_audit(
+    session: SessionDep,
+    key: Annotated[ApiKey, Access("audit.read", "audit", AUDIT_READERS)],
+    actor: Annotated[str | None, Query(max_length=200, description="Key id or key name.")] = None,
+    action: Annotated[str | None, Query(max_length=60, examples=["record.read"])] = None,
+    record: Annotated[str | None, Query(max_length=64, description="Record id.")] = None,
+    since: Annotated[str | None, Query(max_length=32, examples=["2024-05-01T00:00:00Z"])] = None,
+    until: Annotated[str | None, Query(max_length=32)] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",  # noqa: A002 - the public name
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+):
     """Events in order (oldest first). ``since`` / ``until`` are UTC ISO times (inclusive / exclusive)."""
     query = select(AuditEvent)
     if actor:
@@ -50,8 +57,9 @@ def read_audit(session: SessionDep, key: Annotated[ApiKey, Access("audit.read", 
         writer = csv.DictWriter(out, fieldnames=_COLUMNS)
         writer.writeheader()
         writer.writerows(events)
-        return Response(out.getvalue(), media_type="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+        return Response(
+            out.getvalue(), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="audit.csv"'}
+        )
     return ListOf[AuditEventPublic](data=[AuditEventPublic(**e) for e in events], count=count)
 
 
@@ -62,9 +70,11 @@ def _iso(text: str) -> str:
 
 
 @router.get("/verify", response_model=ChainStatusPublic, responses=_ERRORS)
-def verify_audit(session: SessionDep, runtime: RuntimeDep,
-                 key: Annotated[ApiKey, Access("audit.verify", "audit", AUDIT_READERS)]) -> ChainStatusPublic:
+def verify_audit(
+    session: SessionDep, runtime: RuntimeDep, key: Annotated[ApiKey, Access("audit.verify", "audit", AUDIT_READERS)]
+) -> ChainStatusPublic:
     """Check the whole keyed hash chain, and its end against the keyed checkpoints in the data directory: ok, or
     the first bad event and why."""
-    return ChainStatusPublic(**audit.verify(session, runtime.audit_key,
-                                            checkpoint_file=runtime.settings.audit_checkpoint_file).to_dict())
+    return ChainStatusPublic(
+        **audit.verify(session, runtime.audit_key, checkpoint_file=runtime.settings.audit_checkpoint_file).to_dict()
+    )

@@ -1,4 +1,5 @@
 """``/healthz`` (no key): the database answers and which executor runs jobs."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
@@ -20,5 +21,4 @@ def read_health(request: Request, runtime: RuntimeDep) -> Health:
     except Exception:  # noqa: BLE001 - health reports, never raises
         db_ok = False
     executor = type(request.app.state.executor).__name__
-    return Health(status="ok" if db_ok else "degraded", database=db_ok, executor=executor,
-                  version=ecglens.__version__)
+    return Health(status="ok" if db_ok else "degraded", database=db_ok, executor=executor, version=ecglens.__version__)

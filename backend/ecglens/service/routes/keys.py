@@ -1,4 +1,5 @@
 """``/keys``: API keys (admin): create (the token is shown once), list, revoke."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -16,8 +17,9 @@ _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Prob
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated, responses=_ERRORS)
-def create_api_key(body: KeyCreate, request: Request, session: SessionDep,
-                   key: Annotated[ApiKey, Access("key.create", "key", ADMINS)]) -> KeyCreated:
+def create_api_key(
+    body: KeyCreate, request: Request, session: SessionDep, key: Annotated[ApiKey, Access("key.create", "key", ADMINS)]
+) -> KeyCreated:
     """A new key; its ``token`` is in this answer only."""
     new = create_key(session, body.role, body.name, created_by=key.id)
     audit_object(request, object_id=new.id)
@@ -26,8 +28,7 @@ def create_api_key(body: KeyCreate, request: Request, session: SessionDep,
 
 
 @router.get("", response_model=ListOf[KeyPublic], responses=_ERRORS)
-def read_api_keys(session: SessionDep, key: Annotated[ApiKey, Access("key.list", "key", ADMINS)]
-                  ) -> ListOf[KeyPublic]:
+def read_api_keys(session: SessionDep, key: Annotated[ApiKey, Access("key.list", "key", ADMINS)]) -> ListOf[KeyPublic]:
     rows = session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
     return ListOf[KeyPublic](data=[KeyPublic.model_validate(r) for r in rows], count=len(rows))
 
@@ -39,8 +40,9 @@ def read_own_key(key: Annotated[ApiKey, Access("key.whoami", "key", EVERYONE)]) 
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
-def revoke_api_key(key_id: str, session: SessionDep,
-                   key: Annotated[ApiKey, Access("key.revoke", "key", ADMINS)]) -> None:
+def revoke_api_key(
+    key_id: str, session: SessionDep, key: Annotated[ApiKey, Access("key.revoke", "key", ADMINS)]
+) -> None:
     """Revoke a key (it stops working at once; the row stays for the audit trail)."""
     row = session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None:

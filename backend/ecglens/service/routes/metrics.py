@@ -1,5 +1,6 @@
 """``/metrics``: Prometheus text. Needs an admin or service key unless ``ECGLENS_METRICS_PUBLIC`` is true
 (the figures are aggregate counts, never record data)."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -16,10 +17,15 @@ router = APIRouter(tags=["metrics"])
 _check = Access(None, None, (ADMIN, SERVICE)).dependency
 
 
-@router.get("/metrics", response_class=PlainTextResponse,
-            responses={200: {"content": {"text/plain; version=0.0.4": {}}}})
-async def read_metrics(request: Request, runtime: RuntimeDep, session: SessionDep,
-                       creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> PlainTextResponse:
+@router.get(
+    "/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain; version=0.0.4": {}}}}
+)
+async def read_metrics(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> PlainTextResponse:
     """Requests, latency, analyses by status, queue depth, job durations, classifier queries."""
     if not runtime.settings.metrics_public:
         _check(request, session, creds)

@@ -1,4 +1,5 @@
 """``/records``: upload (multipart files or zips), list, read, signal window for display, soft delete."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -6,50 +7,100 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.datastructures import UploadFile as StarletteUpload
 from sqlalchemy import func, or_, select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecglens.formats.fhir import is_fhir
 from ecglens.reports.basics import cached_basics
 from ecglens.reports.patient import patient_fields
-from ecglens.service.db import Analysis, ApiKey, Blob, Record, new_id, utcnow
 from ecglens.service.auth import ADMIN, CLINICIAN
-from ecglens.service.deps import (ADMINS, EVERYONE, SIGNAL_READERS, UPLOADERS, Access, RuntimeDep, SessionDep,
-                                  audit_object, not_found, owns)
-from ecglens.service.runtime import Runtime
+from ecglens.service.db import Analysis, ApiKey, Blob, Record, new_id, utcnow
+from ecglens.service.deps import (
+    ADMINS,
+    EVERYONE,
+    SIGNAL_READERS,
+    UPLOADERS,
+    Access,
+    RuntimeDep,
+    SessionDep,
+    audit_object,
+    not_found,
+    owns,
+)
 from ecglens.service.grouping import file_roles, read_group_annotations, stored_annotations
-from ecglens.service.schemas import (Intervals, LatestAnalysis, ListOf, ModelFit, Patient, Problem, RecordAnnotations,
-                                     RecordPublic,
-                                     SignalWindow)
+from ecglens.service.runtime import Runtime
+from ecglens.service.schemas import (
+    Intervals,
+    LatestAnalysis,
+    ListOf,
+    ModelFit,
+    Patient,
+    Problem,
+    RecordAnnotations,
+    RecordPublic,
+    SignalWindow,
+)
 from ecglens.service.signals import cached_signal, minmax_decimate, write_cache
-from ecglens.service.uploads import (UploadError, UploadFile, expand_zips, group_records, jsonable_header,
-                                     read_group, record_format, safe_name)
+from ecglens.service.uploads import (
+    UploadError,
+    UploadFile,
+    expand_zips,
+    group_records,
+    jsonable_header,
+    read_group,
+    record_format,
+    safe_name,
+)
 
 router = APIRouter(prefix="/records", tags=["records"])
 # Who reads a record's patient fields: the people caring for the patient (an auditor audits, a service key is a
 # machine).
 PATIENT_READERS = (CLINICIAN, ADMIN)
 _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
-_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                               "description": "One or more record files or .zip archives. A "
-                                                              "WFDB header takes the signal files it names "
-                                                              "(.dat, .mat) and the annotation files of its "
-                                                              "record name (.atr, .qrs, ...): see docs/formats.md."}},
-    "required": ["files"]}},
-    "application/fhir+json": {"schema": {"type": "object", "description": "One FHIR R4 Observation with "
-                                         "component.valueSampledData, one component per lead."}}}}}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One or more record files or .zip archives. A "
+                            "WFDB header takes the signal files it names "
+                            "(.dat, .mat) and the annotation files of its "
+                            "record name (.atr, .qrs, ...): see docs/formats.md.",
+                        }
+                    },
+                    "required": ["files"],
+                }
+            },
+            "application/fhir+json": {
+                "schema": {
+                    "type": "object",
+                    "description": "One FHIR R4 Observation with component.valueSampledData, one component per lead.",
+                }
+            },
+        },
+    }
+}
 FHIR_TYPES = ("application/fhir+json", "application/json+fhir")  # the second is the DSTU2/STU3 spelling
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ListOf[RecordPublic],
-             openapi_extra=_UPLOAD_BODY,
-             responses={**_ERRORS, 413: {"model": Problem}, 422: {"model": Problem,
-                                                                   "description": "the reader's message"}})
-async def create_records(request: Request, runtime: RuntimeDep,
-                         key: Annotated[ApiKey, Access("record.create", "record", UPLOADERS)]) -> ListOf[RecordPublic]:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ListOf[RecordPublic],
+    openapi_extra=_UPLOAD_BODY,
+    responses={**_ERRORS, 413: {"model": Problem}, 422: {"model": Problem, "description": "the reader's message"}},
+)
+async def create_records(
+    request: Request, runtime: RuntimeDep, key: Annotated[ApiKey, Access("record.create", "record", UPLOADERS)]
+) -> ListOf[RecordPublic]:
     """Upload one or more records: multipart field ``files`` (any field name is accepted), each a record file
     or a zip of them; or one FHIR R4 Observation as the body with ``Content-Type: application/fhir+json``.
     Answers the records created, in upload order; nothing is stored when any file is bad."""
@@ -57,8 +108,9 @@ async def create_records(request: Request, runtime: RuntimeDep,
     if content_type in FHIR_TYPES:
         files = [UploadFile("observation.json", await request.body())]
         if not is_fhir(files[0].data):
-            raise HTTPException(422, f"{content_type} body is not a FHIR resource (a JSON object with "
-                                     "resourceType \"Observation\")")
+            raise HTTPException(
+                422, f'{content_type} body is not a FHIR resource (a JSON object with resourceType "Observation")'
+            )
         return await _create(request, runtime, key, files)
     try:
         form = await request.form(max_files=1000, max_fields=100)
@@ -83,8 +135,9 @@ async def _create(request: Request, runtime: Runtime, key: ApiKey, files: list[U
         records = await run_in_threadpool(_store_upload, runtime, files, key)
     except UploadError as exc:
         raise HTTPException(exc.status, str(exc)) from None
-    audit_object(request, object_id=",".join(r.id for r in records)[:200],
-                 record_id=records[0].id if len(records) == 1 else None)
+    audit_object(
+        request, object_id=",".join(r.id for r in records)[:200], record_id=records[0].id if len(records) == 1 else None
+    )
     return ListOf[RecordPublic](data=[RecordPublic.model_validate(r) for r in records], count=len(records))
 
 
@@ -109,17 +162,37 @@ def _store_upload(runtime: Runtime, files: list[UploadFile], key: ApiKey) -> lis
                 if session.get(Blob, sha) is None:
                     session.add(Blob(sha256=sha, size=len(f.data)))
                     session.flush()
-                entry = {"filename": f.filename, "sha256": sha, "size": len(f.data), "container": f.container,
-                         "role": roles[f.filename]}
+                entry = {
+                    "filename": f.filename,
+                    "sha256": sha,
+                    "size": len(f.data),
+                    "container": f.container,
+                    "role": roles[f.filename],
+                }
                 if f.filename in annotations:
                     ann = annotations[f.filename]
-                    entry.update(annotator=ann.annotator, beats=len(ann.beats), rhythm_episodes=len(ann.rhythms),
-                                 beat_counts=ann.beat_counts(), warnings=ann.warnings)
+                    entry.update(
+                        annotator=ann.annotator,
+                        beats=len(ann.beats),
+                        rhythm_episodes=len(ann.rhythms),
+                        beat_counts=ann.beat_counts(),
+                        warnings=ann.warnings,
+                    )
                 entries.append(entry)
-            row = Record(id=new_id(), name=(ecg.name or group.main.filename.rsplit(".", 1)[0])[:255],
-                         filename=group.main.filename, format=record_format(ecg, group.main.filename), fs=ecg.fs,
-                         leads=list(ecg.leads), n_samples=ecg.n_samples, duration_s=round(ecg.duration_s, 6),
-                         files=entries, header=jsonable_header(ecg.metadata), created_by=key.id, created_at=utcnow())
+            row = Record(
+                id=new_id(),
+                name=(ecg.name or group.main.filename.rsplit(".", 1)[0])[:255],
+                filename=group.main.filename,
+                format=record_format(ecg, group.main.filename),
+                fs=ecg.fs,
+                leads=list(ecg.leads),
+                n_samples=ecg.n_samples,
+                duration_s=round(ecg.duration_s, 6),
+                files=entries,
+                header=jsonable_header(ecg.metadata),
+                created_by=key.id,
+                created_at=utcnow(),
+            )
             write_cache(runtime.settings.cache_dir, row.id, ecg.signal)
             session.add(row)
             rows.append(row)
@@ -128,15 +201,19 @@ def _store_upload(runtime: Runtime, files: list[UploadFile], key: ApiKey) -> lis
 
 
 @router.get("", response_model=ListOf[RecordPublic], responses=_ERRORS)
-def read_records(session: SessionDep, key: Annotated[ApiKey, Access("record.list", "record", EVERYONE)],
-                 skip: Annotated[int, Query(ge=0)] = 0,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                 q: Annotated[str | None, Query(max_length=200,
-                                                description="Case-insensitive text in the name or file name.")] = None,
-                 since: Annotated[datetime | None, Query(description="Uploaded at or after (ISO time; UTC "
-                                                                     "when no zone is given).")] = None,
-                 until: Annotated[datetime | None, Query(description="Uploaded before (ISO time).")] = None,
-                 ) -> ListOf[RecordPublic]:
+def read_records(
+    session: SessionDep,
+    key: Annotated[ApiKey, Access("record.list", "record", EVERYONE)],
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Case-insensitive text in the name or file name.")
+    ] = None,
+    since: Annotated[
+        datetime | None, Query(description="Uploaded at or after (ISO time; UTC when no zone is given).")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Uploaded before (ISO time).")] = None,
+) -> ListOf[RecordPublic]:
     """Records not deleted, newest first (a service key sees its own only), each with its latest analysis."""
     query = select(Record).where(Record.deleted_at.is_(None))
     if key.role == "service":
@@ -183,8 +260,12 @@ def _get_record(session: SessionDep, key: ApiKey, record_id: str) -> Record:
 
 
 @router.get("/{record_id}", response_model=RecordPublic, responses=_ERRORS)
-def read_record(record_id: str, session: SessionDep, runtime: RuntimeDep,
-                key: Annotated[ApiKey, Access("record.read", "record", EVERYONE)]) -> RecordPublic:
+def read_record(
+    record_id: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    key: Annotated[ApiKey, Access("record.read", "record", EVERYONE)],
+) -> RecordPublic:
     """One record's metadata (no samples); for the roles that may read its samples, the clinical basics measured
     on the ECG (heart rate and RR / PR / QRS / QT / QTc in ms, neurokit2 delineation of the first 30 s); for
     clinicians and admins, the header's patient fields (age, sex, diagnoses, patient id)."""
@@ -193,22 +274,27 @@ def read_record(record_id: str, session: SessionDep, runtime: RuntimeDep,
     if key.role in SIGNAL_READERS:  # measured on the samples, so for those who may read them
         signal = cached_signal(row, runtime.blobs, runtime.settings.cache_dir)
         basics = cached_basics(runtime.settings.cache_dir, row.id, signal, row.fs, row.leads)
-        extra = {"heart_rate_bpm": basics.get("heart_rate_bpm"),
-                 "intervals_ms": Intervals(**(basics.get("intervals_ms") or {})),
-                 "basics": {k: v for k, v in basics.items() if k not in ("heart_rate_bpm", "intervals_ms")}}
+        extra = {
+            "heart_rate_bpm": basics.get("heart_rate_bpm"),
+            "intervals_ms": Intervals(**(basics.get("intervals_ms") or {})),
+            "basics": {k: v for k, v in basics.items() if k not in ("heart_rate_bpm", "intervals_ms")},
+        }
     if key.role in PATIENT_READERS:
         extra["patient"] = Patient(**patient_fields(row.header))
     return RecordPublic.model_validate(row).model_copy(update=extra)
 
 
 @router.get("/{record_id}/signal", response_model=SignalWindow, responses=_ERRORS)
-def read_signal(record_id: str, session: SessionDep, runtime: RuntimeDep,
-                key: Annotated[ApiKey, Access("record.signal", "record", SIGNAL_READERS)],
-                leads: Annotated[str | None, Query(description="Comma-separated lead names; default all.",
-                                                   max_length=500)] = None,
-                start_s: Annotated[float, Query(ge=0)] = 0.0,
-                end_s: Annotated[float | None, Query(gt=0, description="Default: the record's end.")] = None,
-                max_points: Annotated[int, Query(ge=2, le=200_000)] = 5000) -> SignalWindow:
+def read_signal(
+    record_id: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    key: Annotated[ApiKey, Access("record.signal", "record", SIGNAL_READERS)],
+    leads: Annotated[str | None, Query(description="Comma-separated lead names; default all.", max_length=500)] = None,
+    start_s: Annotated[float, Query(ge=0)] = 0.0,
+    end_s: Annotated[float | None, Query(gt=0, description="Default: the record's end.")] = None,
+    max_points: Annotated[int, Query(ge=2, le=200_000)] = 5000,
+) -> SignalWindow:
     """Samples (mV) of ``leads`` between ``start_s`` and ``end_s``; more than ``max_points`` per lead are
     min/max-decimated (each bucket keeps its extremes, so peaks survive)."""
     row = _get_record(session, key, record_id)
@@ -226,16 +312,28 @@ def read_signal(record_id: str, session: SessionDep, runtime: RuntimeDep,
     window = np.asarray(signal[rows, a:b], dtype=np.float32)
     idx, values = minmax_decimate(window, max_points)
     decimated = window.shape[1] > max_points
-    times = ({x: np.round((a + idx[i]) / row.fs, 6).tolist() for i, x in enumerate(names)} if decimated else None)
-    return SignalWindow(record_id=row.id, fs=row.fs, leads=names, start_s=a / row.fs, end_s=b / row.fs,
-                        t0=a / row.fs, dt=1.0 / row.fs, decimated=decimated, times=times,
-                        values={x: np.round(values[i].astype(float), 5).tolist() for i, x in enumerate(names)})
+    times = {x: np.round((a + idx[i]) / row.fs, 6).tolist() for i, x in enumerate(names)} if decimated else None
+    return SignalWindow(
+        record_id=row.id,
+        fs=row.fs,
+        leads=names,
+        start_s=a / row.fs,
+        end_s=b / row.fs,
+        t0=a / row.fs,
+        dt=1.0 / row.fs,
+        decimated=decimated,
+        times=times,
+        values={x: np.round(values[i].astype(float), 5).tolist() for i, x in enumerate(names)},
+    )
 
 
 @router.get("/{record_id}/annotations", response_model=RecordAnnotations, responses=_ERRORS)
-def read_annotations(record_id: str, session: SessionDep, runtime: RuntimeDep,
-                     key: Annotated[ApiKey, Access("record.annotations", "record", SIGNAL_READERS)]
-                     ) -> RecordAnnotations:
+def read_annotations(
+    record_id: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    key: Annotated[ApiKey, Access("record.annotations", "record", SIGNAL_READERS)],
+) -> RecordAnnotations:
     """The reference annotations uploaded with the record (``.atr``, ``.qrs``, ...): every beat with its label and
     AAMI class, rhythm episodes and other events, times in seconds from the record's start."""
     row = _get_record(session, key, record_id)
@@ -244,8 +342,9 @@ def read_annotations(record_id: str, session: SessionDep, runtime: RuntimeDep,
 
 
 @router.get("/{record_id}/models", response_model=ListOf[ModelFit], responses=_ERRORS)
-def read_record_models(record_id: str, session: SessionDep,
-                       key: Annotated[ApiKey, Access("record.models", "record", EVERYONE)]) -> ListOf[ModelFit]:
+def read_record_models(
+    record_id: str, session: SessionDep, key: Annotated[ApiKey, Access("record.models", "record", EVERYONE)]
+) -> ListOf[ModelFit]:
     """Every registered model and whether it can analyse this record; when not, why, and what would."""
     from ecglens.service.fitting import model_fits
 
@@ -255,8 +354,9 @@ def read_record_models(record_id: str, session: SessionDep,
 
 
 @router.delete("/{record_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
-def delete_record(record_id: str, session: SessionDep,
-                  key: Annotated[ApiKey, Access("record.delete", "record", ADMINS)]) -> None:
+def delete_record(
+    record_id: str, session: SessionDep, key: Annotated[ApiKey, Access("record.delete", "record", ADMINS)]
+) -> None:
     """Soft delete: the record disappears from the API; its row and blobs stay (and the audit log says who)."""
     row = _get_record(session, key, record_id)
     row.deleted_at, row.deleted_by = utcnow(), key.id
