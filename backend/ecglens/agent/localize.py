@@ -7,8 +7,7 @@ queries instead of the 40-80 a window-by-window or cell-by-cell scan needs (grou
 
 Why dropout and not the five noise kinds: on DS1 windows with one PVC, masking with strong muscle noise moved the
 built-in model's ventricular-ectopy probability most 0.25-0.5 s *after* the R-peak (a tall ectopic QRS stays
-readable under noise; its T wave does not), so the top cell hit the beat in 0.63 of cases, against 0.97 with
-dropout. The noise kinds are what the agent then uses to find the minimal flipping distortion (`search.py`).
+readable under noise; its T wave does not): docs/decisions/explainer-dropout-localisation.md. The noise kinds are what the agent then uses to find the minimal flipping distortion (`search.py`).
 
 Levels (each probed in one batched classifier call):
 
@@ -84,8 +83,7 @@ class Sensitivity:
         A cell's value is its estimate (its measured drop without one), capped by the value of every cell ranked
         above it, over the top cell's; a small rank term keeps values distinct. Ranking by the estimate rather
         than by the search order puts the weak lead of a strong window below the strong lead of the next
-        window (DS1, 120 one-PVC windows, budget 25: deletion AUC 0.311 -> 0.299 on the built-in CNN,
-        0.126 -> 0.103 on the unseen GRU; pointing game unchanged). When the order check chose another order
+        window (chosen on DS1; the figures are in the commit history). When the order check chose another order
         (`order`), the cells take the same values rank by rank in that order.
         """
         n = self.score.size
@@ -148,8 +146,8 @@ def coarse_to_fine(
     n_blocks = -(-n_w // block_windows)
     alone_room = 2 * (n_blocks + 1)  # the blocks-alone level runs when the leads keep as many queries as it takes
     # The order check stands in for the blocks-alone probes, which see the same partly flattened record, where the
-    # budget is too small for them (the windows take at most half of what the blocks leave). With both, on DS1 at
-    # budget 500: built-in 0.288 -> 0.280, GRU 0.074 -> 0.076, so there the queries stay with the leads.
+    # budget is too small for them (the windows take at most half of what the blocks leave). Running both helped
+    # one classifier and hurt the other on DS1 at budget 500, so there the queries stay with the leads.
     alone_fits = alone and (budget - n_blocks) // 2 >= alone_room
     reserve = (
         ORDER_QUERIES if check_order and not alone_fits and budget - ORDER_QUERIES >= n_blocks + block_windows else 0
@@ -291,13 +289,9 @@ def _checked_order(
     probability of the diagnosed class is lowest wins (the estimate's on a tie).
 
     Why: the estimate ranks the cells after the top ones from probes of the whole record, and which way the
-    classifier leans once much of the record is flat differs by classifier (60 DS1 one-PVC windows: the rest by
-    energy high first gave a deletion AUC of 0.369 against the estimate's 0.305 with the built-in CNN, but 0.078
-    against 0.088 with the GRU; `benchmarks/deletion_headroom.py`); the check measures it. All DS1 one-PVC
-    windows, budget 25, the three queries taken from the levels above: 0.306 -> 0.298 (built-in, 230 windows),
-    0.083 -> 0.074 (GRU, 293); pointing game unchanged. Checking two or three points of the curve instead of one
-    (40 windows), or more orders (nearest the top first, its lead first: 60 windows; the learned policy's cell
-    scores: all windows) did not lower it further.
+    classifier leans once much of the record is flat differs by classifier (energy high first is the better
+    order for one and the worse for another; `benchmarks/deletion_headroom.py`), so the check measures it
+    instead of assuming. Chosen on DS1; what was tried beside it is in the commit history.
     """
     grid = ep.grid
     own = sens.own_order()
@@ -367,10 +361,8 @@ def _estimate(
     """Each cell's own share of the drop: its finest group's drop split over its leads by the leads' measured
     shares (single-lead probes), so a weak lead of a strong window ranks below the strong lead of the next
     window, and within a lead over the group's windows by the energy dropout removes from each (a window holding
-    a QRS complex carries more of what a classifier reads than a stretch of flat baseline). The energy split,
-    against an even one, on DS1 one-PVC windows at budget 25: deletion AUC 0.299 -> 0.293 (built-in CNN) and
-    0.103 -> 0.089 (GRU) over 120 windows of all of DS1, 0.346 -> 0.336 and 0.100 -> 0.089 on the validation
-    records alone; pointing game unchanged. ``share`` and ``by_window``: `_lead_shares`."""
+    a QRS complex carries more of what a classifier reads than a stretch of flat baseline; chosen on DS1 against
+    an even split). ``share`` and ``by_window``: `_lead_shares`."""
     n_leads, n_w = grid.n_leads, grid.n_windows
     # Drops do not add up: single-lead probes of a window sum to kappa times its all-lead drop; coarser groups
     # are scaled by the same kappa so that extrapolated cells compare with measured ones.
@@ -400,10 +392,8 @@ def _with_alone(
 
     Why: a probe that drops a block out of the whole record and one that puts it back alone into a record
     dropped out are the two ends of the coalitions a Shapley value averages over; the deletion metric flattens
-    more and more of the record, where what a block does alone matters. DS1 one-PVC windows, budget 500, 120
-    windows: deletion AUC 0.291 -> 0.280 (built-in), 0.090 -> 0.074 (GRU), flips and their SNR unchanged; on
-    the validation records alone 0.335 -> 0.331 and 0.083 -> 0.071. (Averaging the two in probability units
-    instead gave about half of that.)
+    more and more of the record, where what a block does alone matters (chosen on DS1; the figures are in the
+    commit history).
     """
     n_w = grid.n_windows
     alone = np.zeros_like(est)
