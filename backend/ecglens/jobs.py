@@ -272,7 +272,9 @@ def requeue(runtime: Runtime, table: JobTable, job_id: str) -> None:
 
 class ProgressWriter:
     """The progress callback given to explain / robustness: maps their fraction into ``[lo, hi]`` percent and
-    writes it (and the heartbeat) to the database at most every ``interval_s`` seconds.
+    writes it (and the heartbeat) to the database at most every ``interval_s`` seconds. The bar never moves back:
+    an analysis feeds one writer from two sources (the explainer's own stages and the rows answered over the query
+    budget), which need not agree.
 
     Accepts ``progress(fraction)`` with fraction in [0, 1], or ``progress(done, total)``. ``table`` is the job's
     table (`Analysis` or `HardeningJob`). Default: Analysis.
@@ -292,6 +294,7 @@ class ProgressWriter:
         self.interval_s = interval_s
         self.table = table
         self._last = 0.0
+        self._frac = 0.0  # the furthest fraction reported so far
 
     def __call__(self, done: Any = None, total: Any = None, *args: Any, **kwargs: Any) -> None:
         if self.runtime.stopping.is_set():
@@ -300,7 +303,8 @@ class ProgressWriter:
             frac = float(done) / float(total) if total else float(done if done is not None else 0.0)
         except (TypeError, ValueError, ZeroDivisionError):
             return
-        frac = min(max(frac, 0.0), 1.0)
+        frac = min(max(frac, self._frac), 1.0)
+        self._frac = frac
         now = time.monotonic()
         if now - self._last < self.interval_s and frac < 1.0:
             return

@@ -207,7 +207,7 @@ def iter_zip(data: bytes, name: str, *, max_bytes: int, max_members: int):
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except _ZIP_PARSE_ERRORS as exc:  # a directory zipfile cannot parse (NotImplementedError: "zip file version")
+    except _ZIP_PARSE_ERRORS as exc:  # a directory zipfile cannot parse, e.g. one that claims a later zip version
         raise RecordError(name, f"not a readable zip archive: {exc}") from None
     if len(infos) > max_members:
         raise RecordError(name, f"zip holds {len(infos)} entries (limit {max_members})")
