@@ -80,7 +80,7 @@ def test_with_little_room_broad_noise_comes_before_the_policy():
 
 
 def test_chunked_removal_thins_a_whole_record_flip_to_the_bump_in_few_queries():
-    from ecglens.agent.search import _FEW_CELLS, _remove_chunks
+    from ecglens.agent.cleanup import _FEW_CELLS, _remove_chunks
 
     clf = BumpClassifier()
     ep = _episode(clf)

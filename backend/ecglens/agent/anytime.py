@@ -170,7 +170,8 @@ def explain_anytime(
     the steps taken.
     """
     from ecglens.agent.env import KINDS
-    from ecglens.agent.search import EpisodeResult, _build_explanation, _window
+    from ecglens.agent.result import EpisodeResult, build_explanation
+    from ecglens.agent.search import _window
 
     t0 = time.perf_counter()
     counter = QueryCounter(classifier, budget=int(query_budget))
@@ -197,7 +198,7 @@ def explain_anytime(
         counter.queries,
         extra={"found_by": None, "localization": [s.to_dict() for s in run.trace]},
     )
-    out = _build_explanation(
+    out = build_explanation(
         ecg,
         classifier,
         x,
