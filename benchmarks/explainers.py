@@ -265,9 +265,9 @@ def select_cases(
 
     Returns the cases (round-robin over records, seeded order within a record) and how many windows qualified.
     """
-    from ecglens.agent.env import diagnosed_targets
     from ecglens.classifiers.fit import fit_record
     from ecglens.datasets import DS2, load_windows
+    from ecglens.targets import diagnosed_targets
 
     windows = load_windows(records or DS2, window_s=float(classifier.window_s))
     one_pvc = np.flatnonzero(windows.count_beats(VENTRICULAR) == 1)

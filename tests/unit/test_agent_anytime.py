@@ -8,8 +8,9 @@ import pytest
 from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
 
 from ecglens.agent.anytime import CLEANUP_QUERIES, MAX_ROWS, AnytimeEpisode, Group, explain_anytime
-from ecglens.agent.env import Episode, diagnosed_targets
+from ecglens.agent.env import Episode
 from ecglens.classifiers.base import QueryCounter
+from ecglens.targets import diagnosed_targets
 
 
 def _run(budget: int) -> tuple[AnytimeEpisode, BumpClassifier]:

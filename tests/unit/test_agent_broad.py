@@ -7,10 +7,11 @@ from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier,
 
 import ecglens
 from ecglens.agent.broad import broad_flip
-from ecglens.agent.env import Episode, diagnosed_targets
+from ecglens.agent.env import Episode
 from ecglens.agent.search import _scan_candidates
 from ecglens.classifiers.base import QueryCounter
 from ecglens.metrics import snr_db
+from ecglens.targets import diagnosed_targets
 
 
 def _episode(clf) -> Episode:

@@ -42,16 +42,17 @@ from typing import Any
 import numpy as np
 
 from ecglens.agent.cleanup import minimize
-from ecglens.agent.env import KINDS, Episode, diagnosed_targets
+from ecglens.agent.env import KINDS, Episode
 from ecglens.agent.grid import cell_features, make_grid
 from ecglens.agent.redraw import RedrawState, redraw_round
 from ecglens.agent.result import EpisodeResult, build_explanation, segments_of
-from ecglens.agent.search import _parse_kinds, _window
+from ecglens.agent.search import _parse_kinds
 from ecglens.baselines.cells import cell_energy, cell_mask, cell_medians
 from ecglens.classifiers.base import Classifier, QueryCounter
 from ecglens.classifiers.fit import input_leads
 from ecglens.ecg import Ecg
 from ecglens.explanation import Explanation, Segment
+from ecglens.targets import diagnosed_targets, explained_window
 
 MAX_ROWS = 16  # the largest batched call one action may make
 CLEANUP_QUERIES = 64  # the cleanup macro-action's rows in all
@@ -567,7 +568,7 @@ def explain_anytime(
     t0 = time.perf_counter()
     policy = policy or hand_policy
     counter = QueryCounter(classifier, budget=int(query_budget))
-    x, probs0, window_start_s = _window(ecg, counter, start_s)
+    x, probs0, window_start_s = explained_window(ecg, counter, start_s)
     fs = float(classifier.sampling_rate)
     targets = diagnosed_targets(probs0, classifier)
     grid = make_grid(x, fs, segment_s=segment_s, beat_aligned=beat_aligned)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ecglens.agent.grid import SIGNAL_FEATURES, SegmentGrid, cell_features, make_grid
 from ecglens.classifiers.base import Classifier
+from ecglens.targets import Target, diagnosed_targets, is_normal
 
 KINDS: tuple[str, ...] = ("baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian")
 LEVELS_DB: tuple[float, ...] = (18.0, 12.0, 6.0, 0.0, -6.0)
@@ -64,50 +65,6 @@ class RewardConfig:
     def bonus(self, snr_db: float) -> float:
         """The flip bonus for a flip at ``snr_db`` dB."""
         return self.flip_bonus * (0.25 + 0.75 * float(np.clip(snr_db / self.flip_snr_full_db, 0.0, 1.0)))
-
-
-@dataclass(frozen=True)
-class Target:
-    """The diagnosed class an episode tries to flip.
-
-    index : column of the class in ``predict_proba``.
-    label : its name.
-    threshold : the probability below which the diagnosis counts as flipped (multilabel), else unused.
-    multilabel : multilabel rule (probability below ``threshold``) or argmax rule (another class wins).
-    """
-
-    index: int
-    label: str
-    threshold: float
-    multilabel: bool
-
-    def flipped(self, probs: np.ndarray) -> np.ndarray:
-        """bool ``[n]`` for probability rows ``[n, classes]``."""
-        probs = np.atleast_2d(probs)
-        if self.multilabel:
-            return probs[:, self.index] < self.threshold
-        return np.argmax(probs, axis=1) != self.index
-
-
-def diagnosed_targets(probs: np.ndarray, classifier: Classifier) -> list[Target]:
-    """The findings to explain, most probable first, for one probability row ``[classes]``.
-
-    Multilabel: every class at or above its threshold (flip = falls below it); with none, the most probable
-    class, flipped when it falls below half its probability. Mutually exclusive classes: the argmax class
-    (flip = another class becomes the argmax).
-    """
-    names = tuple(classifier.class_names)
-    probs = np.asarray(probs, dtype=np.float64).ravel()
-    if not getattr(classifier, "multilabel", False):
-        i = int(np.argmax(probs))
-        return [Target(i, names[i], 0.5, False)]
-    thresholds = getattr(classifier, "thresholds", {}) or {}
-    thr = np.array([float(thresholds.get(n, 0.5)) for n in names])
-    found = [int(i) for i in np.argsort(-probs, kind="stable") if probs[i] >= thr[i]]
-    if found:
-        return [Target(i, names[i], float(thr[i]), True) for i in found]
-    i = int(np.argmax(probs))
-    return [Target(i, names[i], float(probs[i]) / 2.0, True)]
 
 
 def noise_bank(
@@ -492,7 +449,7 @@ class VecSegmentGridEnv:
             i
             for i, t in enumerate(self.targets)
             if not only_findings
-            or (t.multilabel and self.probs[i, t.index] >= t.threshold and not _is_normal(t.label))
+            or (t.multilabel and self.probs[i, t.index] >= t.threshold and not is_normal(t.label))
             or (not t.multilabel and t.index != 0)
         ]
         if not pool:  # a classifier that reports no finding anywhere: learn to flip whatever it says
@@ -635,9 +592,3 @@ def _tapered_unit(piece: np.ndarray) -> np.ndarray:
     piece = piece * _taper(int(piece.shape[-1]))
     rms = np.sqrt(np.mean(piece.astype(np.float64) ** 2, axis=-1, keepdims=True)) + 1e-12
     return (piece / rms).astype(np.float32)
-
-
-def _is_normal(label: str) -> bool:
-    """Whether a class name means "no finding" (normal / sinus rhythm)."""
-    name = label.strip().lower()
-    return name in ("n", "nsr", "norm", "normal", "sinus rhythm", "normal sinus rhythm") or name.startswith("normal")

@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from ecglens.agent.env import Episode, Target
+from ecglens.agent.env import Episode
 from ecglens.agent.grid import SegmentGrid
 from ecglens.agent.localize import DROPOUT
 from ecglens.classifiers.base import Classifier, QueryCounter
 from ecglens.classifiers.fit import input_leads
 from ecglens.ecg import Ecg
 from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
+from ecglens.targets import Target
 
 SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
 

@@ -40,17 +40,16 @@ import numpy as np
 
 from ecglens.agent.broad import broad_flip
 from ecglens.agent.cleanup import minimize, verify_minimal
-from ecglens.agent.env import KINDS, Episode, _is_normal, diagnosed_targets
+from ecglens.agent.env import KINDS, Episode
 from ecglens.agent.greedy import greedy_scan
 from ecglens.agent.grid import cell_features, make_grid
 from ecglens.agent.localize import Sensitivity, coarse_to_fine
 from ecglens.agent.redraw import redraw_quieter
 from ecglens.agent.result import EpisodeResult, build_explanation
-from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
-from ecglens.classifiers.fit import fit_record, window_starts
+from ecglens.classifiers.base import Classifier, QueryCounter
 from ecglens.ecg import Ecg
-from ecglens.errors import RecordError
 from ecglens.explanation import Explanation
+from ecglens.targets import diagnosed_targets, explained_window
 
 _MIN_GAIN = 0.01  # a probe is committed only when it lowers the probability by 1% of p0 or more
 _GREEDY_FIRST_QUERIES = 200  # from this many queries left after the localisation the scan finds the first flip
@@ -112,7 +111,7 @@ def explain(
         raise ValueError(f"query_budget must be at least 2 (diagnosis and one probe), got {query_budget}")
     kinds = _parse_kinds(distortions)
     counter = QueryCounter(classifier, budget=int(query_budget))
-    x, probs0, window_start_s = _window(ecg, counter, start_s)
+    x, probs0, window_start_s = explained_window(ecg, counter, start_s)
     fs = float(classifier.sampling_rate)
     targets = diagnosed_targets(probs0, classifier)
     chosen_policy, fallback_reason = _resolve_policy(policy, x.shape, fs)
@@ -506,44 +505,6 @@ def _parse_kinds(distortions: Sequence[str] | str | None) -> tuple[str, ...]:
             f"unknown distortion kind(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(KINDS)}"
         )
     return tuple(dict.fromkeys(items))
-
-
-def _window(ecg: Ecg, counter: QueryCounter, start_s: float | None) -> tuple[np.ndarray, np.ndarray, float]:
-    """The ``[leads, samples]`` input to explain, the diagnosis on it ``[classes]``, and its start (s)."""
-    try:
-        fitted = fit_record(ecg, counter)
-    except KeyError as exc:
-        raise RecordError(ecg.name or None, str(exc).strip("'\"")) from None
-    if not np.all(np.isfinite(fitted.signal)):
-        raise RecordError(ecg.name or None, "signal holds NaN or infinite samples")
-    n = input_samples(counter)
-    fs = fitted.fs
-    sig = fitted.signal
-    if fitted.n_samples <= n:
-        x = np.zeros((fitted.n_leads, n), dtype=np.float32)
-        x[:, : fitted.n_samples] = sig
-        return x, counter.predict_proba(x[None])[0], 0.0
-    if start_s is not None:
-        a = int(round(start_s * fs))
-        if not 0 <= a < fitted.n_samples:
-            raise ValueError(f"start_s {start_s} s is outside the {fitted.duration_s:.2f} s record")
-        a = min(a, fitted.n_samples - n)
-        x = sig[:, a : a + n].copy()
-        return x, counter.predict_proba(x[None])[0], a / fs
-    starts = window_starts(fitted.n_samples, n)
-    cap = max(1, (counter.remaining or 1) // 2)  # never spend more than half the budget on choosing
-    if len(starts) > cap:
-        starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, cap).round().astype(int)]
-    batch = np.stack([sig[:, a : a + n] for a in starts])
-    probs = counter.predict_proba(batch)
-    names = tuple(counter.class_names)
-    thresholds = counter.thresholds
-    thr = np.array([thresholds.get(c, 0.5) for c in names])
-    abnormal = np.array([not _is_normal(c) for c in names])
-    cols = abnormal if abnormal.any() else np.ones_like(abnormal)
-    score = (probs[:, cols] / (thr[cols] if counter.multilabel else 1.0)).max(axis=1)
-    best = int(np.argmax(score))
-    return batch[best], probs[best], starts[best] / fs
 
 
 @functools.lru_cache(maxsize=4)

@@ -27,10 +27,11 @@ import numpy as np
 
 from ecglens.agent.action_policy import ActionPolicy, ActionPolicyCard, default_action_policy_path
 from ecglens.agent.anytime import ACTIONS, FEATURES, AnytimeEpisode
-from ecglens.agent.env import Episode, Target, diagnosed_targets
+from ecglens.agent.env import Episode
 from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
 from ecglens.metrics import deletion_auc, road_deletion_auc
+from ecglens.targets import Target, diagnosed_targets
 
 BUDGETS = (10, 25, 50, 100, 200, 500)  # the budgets the explanation is judged at (benchmarks/explainers.py)
 EPISODE_BUDGET = BUDGETS[-1]
