@@ -407,11 +407,14 @@ def _run_method(
     from ecglens.baselines import peer
 
     _, peer_name, budget = METHODS[key]
-    if peer_name is None and key.startswith("anytime-"):
-        from ecglens.agent.anytime import explain_anytime
-
-        return explain_anytime(case.ecg, classifier, query_budget=budget, seed=seed)
     if peer_name is None:
+        family = key.split("-")[0]
+        if family == "scheduled":  # the staged search that ecglens.explain ran before the anytime agent
+            from ecglens.agent.search import explain as explain_scheduled
+
+            return explain_scheduled(case.ecg, classifier, query_budget=budget, seed=seed)
+        if family == "hand":
+            return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy="hand")
         return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy=policy)
     kwargs = {"beat_time_s": case.beat_time_s} if peer_name == "oracle" else {}
     cls = peer(peer_name)
@@ -486,8 +489,8 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
 
 
 # Today's hand-written schedule (`ecglens.explain` until the learned agent replaces it) at the issue's budgets.
-SCHEDULED_SET = [f"scheduled-{b}" for b in (10, 25, 50, 100, 200, 500)]
-ANYTIME_SET = [f"anytime-{b}" for b in (10, 25, 50, 100, 200, 500)]
+BUDGETS = (10, 25, 50, 100, 200, 500)
+SETS = {name: [f"{name}-{b}" for b in BUDGETS] for name in ("scheduled", "agent", "hand", "policy")}
 CAPTUM_PEERS = ("occlusion", "feature-ablation", "shapley-sampling", "kernel-shap", "lime")
 
 
@@ -565,7 +568,40 @@ def uncertainty_table(rows: list[Row], methods: list[str]) -> str:
                 )
                 cells += [format(diff, fmt), format_ci(*ci, fmt)]
             lines.append(f"| {_budget(large)} − {_budget(small)} | " + " | ".join(cells) + " |")
+    lines += _versus_table(by_method, "agent", "scheduled")
     return "\n".join(lines)
+
+
+def _versus_table(by_method: dict[str, dict[tuple[str, int], Row]], a: str, b: str) -> list[str]:
+    """Family ``a`` minus family ``b`` at each budget both ran, paired over the same cases: pointing, both deletion
+    AUCs, flipped share and flip SNR (an unflipped case counts as -10 dB, below any flip the tables report)."""
+    from ecglens.intervals import format_ci, paired_difference_ci
+
+    budgets = [n for n in BUDGETS if f"{a}-{n}" in by_method and f"{b}-{n}" in by_method]
+    if not budgets:
+        return []
+    out = [
+        "",
+        f"| {a} − {b}, paired | pointing | deletion AUC | ROAD AUC | flipped | flip SNR (dB; unflipped = −10) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in budgets:
+        x, y = by_method[f"{a}-{n}"], by_method[f"{b}-{n}"]
+        common = sorted(set(x) & set(y))
+        cells = []
+        for field, fmt in (("pointing", "+.2f"), ("deletion_auc", "+.3f"), ("road_auc", "+.3f"), ("flipped", "+.2f")):
+            diff, ci = paired_difference_ci(
+                [float(getattr(x[c], field)) for c in common], [float(getattr(y[c], field)) for c in common]
+            )
+            cells.append(f"{format(diff, fmt)} {format_ci(*ci, fmt)}")
+
+        def snr(r: Row) -> float:
+            return float(r.snr_db) if r.flipped and r.snr_db is not None else -10.0
+
+        diff, ci = paired_difference_ci([snr(x[c]) for c in common], [snr(y[c]) for c in common])
+        cells.append(f"{diff:+.1f} {format_ci(*ci, '+.1f')}")
+        out.append(f"| budget {n} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _budget(key: str) -> int | None:
@@ -757,10 +793,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--methods",
         default="all",
-        help=f"comma-separated subset of: {', '.join(METHODS)}; policy-N "
-        "or scheduled-N runs ecglens.explain at budget N; "
-        "'scheduled' = scheduled-10,25,50,100,200,500; "
-        "anytime-N / 'anytime': the anytime loop (agent/anytime.py)",
+        help=f"comma-separated subset of: {', '.join(METHODS)}; policy-N runs ecglens.explain at budget N, "
+        "agent-N the anytime agent with its learned policy, hand-N with the fixed order, scheduled-N the "
+        "staged search it replaced; 'agent', 'hand', 'scheduled', 'policy' = that family at 10,25,50,100,200,500",
     )
     p.add_argument("--target", default=None, help="class to explain (default: the ventricular one)")
     p.add_argument(
@@ -841,13 +876,16 @@ def _methods(spec: str) -> list[str]:
     if spec == "all":
         return list(METHODS)
     keys = [k.strip() for k in spec.split(",") if k.strip()]
-    keys = [k2 for k in keys for k2 in (SCHEDULED_SET if k == "scheduled" else ANYTIME_SET if k == "anytime" else [k])]
-    for k in keys:  # policy-N / scheduled-N: ecglens.explain at any budget N >= 2
-        m = re.fullmatch(r"(policy|scheduled|anytime)-(\d+)", k)
+    keys = [k2 for k in keys for k2 in SETS.get(k, [k])]
+    for k in keys:  # policy-N / agent-N / hand-N / scheduled-N: an explain at any budget N >= 2
+        m = re.fullmatch(r"(policy|scheduled|agent|hand)-(\d+)", k)
         if m and k not in METHODS and int(m.group(2)) >= 2:
-            label = {"policy": "ecglens.explain", "scheduled": "scheduled", "anytime": "anytime loop (dropout only)"}[
-                m.group(1)
-            ]
+            label = {
+                "policy": "ecglens.explain",
+                "scheduled": "scheduled (staged search)",
+                "agent": "agent (learned policy)",
+                "hand": "agent (fixed order)",
+            }[m.group(1)]
             METHODS[k] = (f"{label}, budget {int(m.group(2))}", None, int(m.group(2)))
     unknown = [k for k in keys if k not in METHODS]
     if unknown:

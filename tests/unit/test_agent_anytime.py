@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
+from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier, bump_ecg
 
 from ecglens.agent.anytime import CLEANUP_QUERIES, MAX_ROWS, AnytimeEpisode, Group, explain_anytime
 from ecglens.agent.env import Episode
@@ -138,3 +138,9 @@ def test_partial_segments_are_streamed_as_the_ranking_sharpens():
     assert seen and all(isinstance(s, list) for s in seen)
     last, final = seen[-1][0], e.segments[0]  # the last partial answer is the final ranking
     assert (last.lead, last.start_s, last.end_s) == (final.lead, final.start_s, final.end_s)
+
+
+def test_a_classifier_that_local_noise_cannot_move_falls_to_broad_noise_over_every_cell():
+    e = explain_anytime(bump_ecg(), QualityClassifier(), query_budget=150, seed=0)
+    assert e.adversarial is not None and e.adversarial.flipped and e.queries <= 150
+    assert e.extra["findings"][0]["found_by"].startswith("broad_")
