@@ -137,16 +137,16 @@ function setProgress(els, status, progress) {
 }
 
 /**
- * The shading while an analysis runs: each progress event's `segments` (the explainer's current best, in the
+ * The shading while an analysis runs: each progress event's `segments` (the explainer's current best in the
  * explained window `window`) replace that window's, and every window's latest are drawn. The view moves once, to
- * the first window that has segments (where the result will show). Returns whether the shading changed.
+ * the window of the first segments (the job explains the result's window first). `partial` maps a window index
+ * to its segments (one Map per followed analysis). Returns whether the shading changed.
  */
 export function showPartial(viewer, partial, d) {
   if (!Array.isArray(d?.segments) || !d.window) return false;
   const index = Number(d.window.index) || 0;
-  const first = partial.size === 0;
-  const before = JSON.stringify(partial.get(index) ?? []);
-  if (!first && before === JSON.stringify(d.segments)) return false;
+  if (partial.has(index) && JSON.stringify(partial.get(index)) === JSON.stringify(d.segments)) return false;
+  const first = ![...partial.values()].some((segments) => segments.length);
   partial.set(index, d.segments);
   const drawn = viewer.setSegments([...partial.values()].flat(), null);
   const start = Number(d.window.start_s);

@@ -119,3 +119,30 @@ def test_progress_event_segments_are_shaded_before_the_result_which_then_replace
     _wait_shaded(page, _spans(final))
     assert _shaded(page) == _spans(final)
     assert page.console_log.errors == []
+
+
+def test_each_windows_latest_segments_are_drawn_and_the_view_moves_once(server, browser_page):
+    page = browser_page
+    sign_in(page, server)
+    out = page.evaluate("""async () => {
+        const { showPartial } = await import('/js/analysis.js');
+        const drawn = [], moves = [];
+        const viewer = { setSegments: async (s) => { drawn.push(s.map((x) => x.lead + '@' + x.start_s)); },
+                         showExplained: async (t) => { moves.push(t); } };
+        const seg = (lead, start_s) => ({ lead, start_s, end_s: start_s + 0.25, score: 0.5, distortion: 'dropout' });
+        const w = (index, start_s) => ({ index, count: 2, finding: 'V', start_s });
+        const partial = new Map();
+        const changed = [
+            showPartial(viewer, partial, { status: 'running', progress: 5, window: null, segments: [] }),
+            showPartial(viewer, partial, { status: 'running', progress: 9, window: w(0, 20), segments: [seg('II', 21)] }),
+            showPartial(viewer, partial, { status: 'running', progress: 12, window: w(0, 20), segments: [seg('II', 21)] }),
+            showPartial(viewer, partial, { status: 'running', progress: 20, window: w(0, 20),
+                                           segments: [seg('II', 22), seg('V1', 21)] }),
+            showPartial(viewer, partial, { status: 'running', progress: 50, window: w(1, 40), segments: [seg('II', 41)] }),
+        ];
+        return { changed, drawn, moves };
+    }""")
+    assert out["changed"] == [False, True, False, True, True]  # no window yet; the same segments again
+    assert out["drawn"] == [["II@21"], ["II@22", "V1@21"], ["II@22", "V1@21", "II@41"]]  # each window's latest
+    assert out["moves"] == [20]  # to the first window with segments, once
+    assert page.console_log.errors == []
