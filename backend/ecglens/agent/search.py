@@ -87,6 +87,7 @@ def explain(
     beat_aligned: bool = False,
     policy: Any = None,
     progress: Callable[[float], None] | None = None,
+    partial: Callable[[list[Segment]], None] | None = None,
 ) -> Explanation:
     """Explain ``classifier``'s diagnosis of ``ecg``: critical segments and the minimal flipping distortion.
 
@@ -114,6 +115,10 @@ def explain(
         ``models/agent_policy.pt`` when present and fitting, else the greedy scan).
     progress : callable or None
         Called with a float in [0, 1] as the budget is used, and with 1.0 at the end. Default: None.
+    partial : callable or None
+        Called with the current best segments (`Segment` list, as the explanation's ``segments``: seconds from
+        the record's start) whenever they change while the search runs: today once, when the first finding's
+        localisation has measured and ranked the cells (not at all when it measured nothing). Default: None.
 
     Returns
     -------
@@ -140,6 +145,10 @@ def explain(
         if progress:
             progress(min(1.0, counter.queries / query_budget))
 
+    def localized(result: EpisodeResult) -> None:
+        if partial:
+            partial(_segments(result, grid, input_leads(ecg, classifier), window_start_s))
+
     results: list[EpisodeResult] = []
     for j, target in enumerate(targets):
         left = counter.remaining or 0
@@ -159,7 +168,8 @@ def explain(
             signal_features=feats,
             query_budget=query_budget,
         )
-        results.append(_run_episode(ep, counter, share, chosen_policy, report, np.random.default_rng([seed, j, 1])))
+        rng = np.random.default_rng([seed, j, 1])
+        results.append(_run_episode(ep, counter, share, chosen_policy, report, rng, localized if j == 0 else None))
     if progress:
         progress(1.0)
     main = results[0] if results else None
@@ -177,12 +187,16 @@ def _run_episode(
     policy: Any,
     report: Callable[[int], None],
     rng: np.random.Generator,
+    ranked_hook: Callable[[EpisodeResult], None] | None = None,
 ) -> EpisodeResult:
     start_q = counter.queries
     end = start_q + budget
     prior = None
     probe_kind: dict[int, int] = {}
     sens = coarse_to_fine(ep, counter, _localization_budget(budget), report=report)
+    if ranked_hook is not None and sens.queries:  # the cells as ranked here are the final scores (`_final_scores`)
+        extra = {"localization": sens.levels}
+        ranked_hook(EpisodeResult(ep, sens.ranked_scores(), [], {}, {}, counter.queries - start_q, extra))
     ranked = np.argsort(-sens.score, kind="stable") if sens.queries else np.arange(ep.grid.n_cells)
     left = end - counter.queries
     candidates = _scan_candidates(ranked, sens.queries > 0, left // 2)
