@@ -5,9 +5,10 @@ every executor calls.
 broker for `ecglens.worker` processes. Either way `run_analysis(analysis_id)` claims the job in the database,
 loads the record and the classifier (once per model per process), screens the whole record (`ecglens.screen`),
 runs `ecglens.explain` on the most probable window of each finding (or on the window asked for) and
-`ecglens.robustness` on the first, with a progress callback that writes progress to the database, and stores the
-result JSON, or marks the job failed with the reason in words (`service.fitting.failure_reason`). It is idempotent: a job already done or failed is left alone, and a job
-whose worker died (no progress for ``job_lease_s``) is taken over.
+`ecglens.robustness` on the first, with a progress callback that writes progress to the database (and, while
+it explains, the current best segments: `ProgressWriter.partial`), and stores the result JSON, or marks the job
+failed with the reason in words (`service.fitting.failure_reason`). It is idempotent: a job already done or failed
+is left alone, and a job whose worker died (no progress for ``job_lease_s``) is taken over.
 
 Hardening jobs (``POST /models/{name}/harden``, table ``hardening_jobs``) follow the same pattern:
 `run_hardening(job_id)` claims the row, runs `ecglens.service.hardening_job.run_hardening_job` on the MIT-BIH folder of
@@ -25,7 +26,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
+from ecglens.explanation import Segment
 from ecglens.service.config import Settings
 from ecglens.service.db import DONE, FAILED, QUEUED, RUNNING, Analysis, HardeningJob, Model, Record, utcnow
 from ecglens.service.runtime import Runtime
@@ -49,6 +51,9 @@ MAX_EXPLAINED_WINDOWS = 3
 # Classifier rows per call while a job runs: a big batch (choosing the window of a 30-min record, a localisation
 # level) is answered in chunks this size, each one moving the progress bar.
 PROGRESS_CHUNK_ROWS = 16
+# Seconds between two writes of the explainer's current best segments (`ProgressWriter.partial`); the last is
+# always written.
+PARTIAL_INTERVAL_S = 0.3
 CELERY_TASK = "ecglens.run_analysis"
 HARDEN_CELERY_TASK = "ecglens.run_hardening"
 JobTable = type[Analysis] | type[HardeningJob]
@@ -245,6 +250,7 @@ def _take(runtime: Runtime, table: JobTable, job_id: str, worker: str | None) ->
                 worker=(worker or worker_name())[:200],
                 progress=0.0,
                 error=None,
+                **_no_partial(table),
             )
         ).rowcount
         session.commit()
@@ -265,9 +271,14 @@ def requeue(runtime: Runtime, table: JobTable, job_id: str) -> None:
         session.execute(
             update(table)
             .where(table.id == job_id, table.status == RUNNING)
-            .values(status=QUEUED, heartbeat_at=None, worker=None, progress=0.0)
+            .values(status=QUEUED, heartbeat_at=None, worker=None, progress=0.0, **_no_partial(table))
         )
         session.commit()
+
+
+def _no_partial(table: JobTable) -> dict[str, Any]:
+    """The values that drop an analysis' partial segments (a job that ends or starts again shows none)."""
+    return {"partial": None} if table is Analysis else {}
 
 
 class ProgressWriter:
@@ -278,6 +289,12 @@ class ProgressWriter:
 
     Accepts ``progress(fraction)`` with fraction in [0, 1], or ``progress(done, total)``. ``table`` is the job's
     table (`Analysis` or `HardeningJob`). Default: Analysis.
+
+    For an analysis, `partial` is `explain`'s ``partial`` callback: it stores the current best segments with the
+    job's progress, as ``{"window": window, "segments": [...]}`` in ``analyses.partial``, at most every
+    ``partial_interval_s`` seconds (default `PARTIAL_INTERVAL_S`); one held back is written at the next progress
+    call past the interval, and `flush` writes it at once. ``window`` names the window explained: ``{"index",
+    "count", "finding", "start_s"}``.
     """
 
     def __init__(
@@ -289,12 +306,18 @@ class ProgressWriter:
         interval_s: float = 0.5,
         *,
         table: JobTable = Analysis,
+        window: dict[str, Any] | None = None,
+        partial_interval_s: float = PARTIAL_INTERVAL_S,
     ):
         self.runtime, self.analysis_id, self.lo, self.hi = runtime, analysis_id, lo, hi
         self.interval_s = interval_s
         self.table = table
+        self.window, self.partial_interval_s = window, partial_interval_s
         self._last = 0.0
         self._frac = 0.0  # the furthest fraction reported so far
+        self._held: list[dict[str, Any]] | None = None  # segments not written yet
+        self._written: list[dict[str, Any]] | None = None
+        self._partial_at = -float("inf")
 
     def __call__(self, done: Any = None, total: Any = None, *args: Any, **kwargs: Any) -> None:
         if self.runtime.stopping.is_set():
@@ -306,6 +329,8 @@ class ProgressWriter:
         frac = min(max(frac, self._frac), 1.0)
         self._frac = frac
         now = time.monotonic()
+        if self._held is not None and now - self._partial_at >= self.partial_interval_s:
+            self.flush()
         if now - self._last < self.interval_s and frac < 1.0:
             return
         self._last = now
@@ -318,6 +343,31 @@ class ProgressWriter:
                 update(t)
                 .where(t.id == self.analysis_id, t.status == RUNNING)
                 .values(progress=round(percent, 1), heartbeat_at=utcnow())
+            )
+            session.commit()
+
+    def partial(self, segments: Sequence[Segment]) -> None:
+        """Hold ``segments`` (the explainer's current best) and write them unless the last write is under
+        ``partial_interval_s`` old; the same segments as the last written are not written again."""
+        held = [s.to_dict() for s in segments]
+        if held == (self._held if self._held is not None else self._written):
+            return
+        self._held = held
+        if time.monotonic() - self._partial_at >= self.partial_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the segments held back, if any."""
+        if self._held is None:
+            return
+        segments, self._held = self._held, None
+        self._partial_at = time.monotonic()
+        self._written = segments
+        with self.runtime.sessions() as session:
+            session.execute(
+                update(Analysis)
+                .where(Analysis.id == self.analysis_id, Analysis.status == RUNNING)
+                .values(partial={"window": self.window, "segments": segments}, heartbeat_at=utcnow())
             )
             session.commit()
 
@@ -395,7 +445,9 @@ def _explain_and_stress(
     step = (EXPLAIN_SHARE - SCREEN_SHARE) / len(chosen)
     windows = []
     for k, (finding, start_s) in enumerate(chosen):
-        window_progress = ProgressWriter(runtime, analysis_id, SCREEN_SHARE + k * step, SCREEN_SHARE + (k + 1) * step)
+        window = {"index": k, "count": len(chosen), "finding": finding, "start_s": float(start_s)}
+        lo = SCREEN_SHARE + k * step
+        window_progress = ProgressWriter(runtime, analysis_id, lo, lo + step, window=window)
         # Rows answered over the query budget: the explainer's own measure of its progress, at a finer grain.
         counted = RowProgress(clf, lambda rows, p=window_progress: p(min(1.0, rows / max(1, job.query_budget))))
         explanation = ecglens.explain(
@@ -406,7 +458,10 @@ def _explain_and_stress(
             seed=job.seed,
             start_s=start_s,
             progress=window_progress,
+            partial=window_progress.partial,
         )
+        window_progress.partial(explanation.segments)  # the window's last partial segments are its final ones
+        window_progress.flush()
         windows.append(
             {
                 "finding": finding or explanation.diagnosis.label,
@@ -505,6 +560,7 @@ def _finish(
         values["queries"] = queries
     if status == DONE:
         values.update(progress=100.0, result=result)
+    values.update(_no_partial(table))
     with runtime.sessions() as session:
         session.execute(update(table).where(table.id == analysis_id, table.status == RUNNING).values(**values))
         session.commit()

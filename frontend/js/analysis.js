@@ -136,11 +136,33 @@ function setProgress(els, status, progress) {
   wrap.dataset.status = status;
 }
 
-/** Follow one analysis: progress events until done or failed, then show its result. */
+/**
+ * The shading while an analysis runs: each progress event's `segments` (the explainer's current best in the
+ * explained window `window`) replace that window's, and every window's latest are drawn. The view moves once, to
+ * the window of the first segments (the job explains the result's window first). `partial` maps a window index
+ * to its segments (one Map per followed analysis). Returns whether the shading changed.
+ */
+export function showPartial(viewer, partial, d) {
+  if (!Array.isArray(d?.segments) || !d.window) return false;
+  const index = Number(d.window.index) || 0;
+  if (partial.has(index) && JSON.stringify(partial.get(index)) === JSON.stringify(d.segments)) return false;
+  const first = ![...partial.values()].some((segments) => segments.length);
+  partial.set(index, d.segments);
+  const drawn = viewer.setSegments([...partial.values()].flat(), null);
+  const start = Number(d.window.start_s);
+  const moved = first && d.segments.length && Number.isFinite(start) ? viewer.showExplained(start) : null;
+  // Not awaited (the next event may come first); a redraw that fails leaves the previous shading.
+  Promise.all([drawn, moved]).catch((err) => console.warn("segments not redrawn:", err));
+  return true;
+}
+
+/** Follow one analysis: progress events until done or failed (redrawing the shading from each event's
+ * segments), then show its result, whose segments replace them. */
 async function follow(id, state, viewer, els, controller) {
   state.analysisId = id;
   let analysis = await api(`/analyses/${encodeURIComponent(id)}`, { signal: controller.signal });
   setProgress(els, analysis.status, analysis.progress);
+  const partial = new Map();  // window index -> its current best segments
   if (analysis.status === "queued" || analysis.status === "running") {
     try {
       await streamEvents(`/analyses/${encodeURIComponent(id)}/events`, ({ event, data }) => {
@@ -148,6 +170,7 @@ async function follow(id, state, viewer, els, controller) {
         const d = typeof data === "object" && data ? data : {};
         const status = d.status ?? (event === "message" || event === "progress" ? "running" : event);
         setProgress(els, status, d.progress);
+        if (event === "progress") showPartial(viewer, partial, d);
       }, { signal: controller.signal });
     } catch (err) {
       if (err.name === "AbortError") return;
@@ -160,7 +183,10 @@ async function follow(id, state, viewer, els, controller) {
   if (state.analysisId !== id) return;
   if (analysis.status === "done") {
     await showResult(analysis, viewer, els, await state.models);
-  } else if (analysis.status === "failed") {
+  } else if (analysis.status === "failed" && partial.size) {
+    await viewer.setSegments([], null);  // no result replaces them: a failed search's segments are no finding
+  }
+  if (analysis.status === "failed") {
     els.result.innerHTML = `<p class="alert" role="alert">The analysis failed: ${esc(analysis.error || "no reason given")}</p>`;
   }
 }

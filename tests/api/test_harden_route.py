@@ -319,7 +319,7 @@ def test_migration_0002_adds_hardening_jobs_and_downgrades_to_0001_cleanly(tmp_p
             )
         assert "hardening_jobs" not in sa.inspect(engine).get_table_names()
 
-        upgrade(url)
+        upgrade(url, "0002")
         inspector = sa.inspect(engine)
         assert "hardening_jobs" in inspector.get_table_names()
         columns = {c["name"] for c in inspector.get_columns("hardening_jobs")}

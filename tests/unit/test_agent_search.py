@@ -14,6 +14,7 @@ from ecglens.agent.search import explain, score_cells
 from ecglens.classifiers.base import QueryCounter
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
+from ecglens.explanation import Segment
 from ecglens.targets import diagnosed_targets
 
 
@@ -132,6 +133,26 @@ def test_progress_is_reported_between_zero_and_one_ending_at_one():
     seen: list[float] = []
     explain(bump_ecg(), BumpClassifier(), query_budget=100, seed=0, policy="greedy", progress=seen.append)
     assert seen and seen[-1] == 1.0 and all(0.0 <= v <= 1.0 for v in seen)
+
+
+@pytest.mark.parametrize("budget", [60, 500])
+def test_partial_segments_arrive_in_record_time_and_end_as_the_explanations(budget):
+    long = bump_ecg(duration_s=30.0, bump_at_s=16.1)
+    seen: list[list[Segment]] = []
+    result = explain(long, BumpClassifier(), query_budget=budget, seed=0, policy="greedy", partial=seen.append)
+    assert seen and all(isinstance(s, Segment) for call in seen for s in call)
+    window_s = 2000 / FS
+    assert all(result.start_s <= s.start_s < s.end_s <= result.start_s + window_s for call in seen for s in call)
+
+    def spans(segments):  # the distortion named may be refined once the flip is found; where and how much may not
+        return [(s.lead, s.start_s, s.end_s, s.score) for s in segments]
+
+    top = seen[-1][0]
+    assert spans(seen[-1]) == spans(result.segments) and top.lead == "MLII" and top.start_s <= 16.1 <= top.end_s
+    quiet = explain(long, BumpClassifier(), query_budget=budget, seed=0, policy="greedy").to_dict()
+    loud = result.to_dict()
+    quiet.pop("elapsed_s"), loud.pop("elapsed_s")
+    assert loud == quiet  # the hook only watches: same queries, same explanation
 
 
 def test_record_missing_a_classifier_lead_is_a_record_error():

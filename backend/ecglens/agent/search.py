@@ -45,10 +45,11 @@ from ecglens.agent.greedy import greedy_scan
 from ecglens.agent.grid import cell_features, make_grid
 from ecglens.agent.localize import Sensitivity, coarse_to_fine
 from ecglens.agent.redraw import redraw_quieter
-from ecglens.agent.result import EpisodeResult, build_explanation
+from ecglens.agent.result import EpisodeResult, build_explanation, segments_of
 from ecglens.classifiers.base import Classifier, QueryCounter
+from ecglens.classifiers.fit import input_leads
 from ecglens.ecg import Ecg
-from ecglens.explanation import Explanation
+from ecglens.explanation import Explanation, Segment
 from ecglens.targets import diagnosed_targets, explained_window
 
 _MIN_GAIN = 0.01  # a probe is committed only when it lowers the probability by 1% of p0 or more
@@ -70,6 +71,7 @@ def explain(
     beat_aligned: bool = False,
     policy: Any = None,
     progress: Callable[[float], None] | None = None,
+    partial: Callable[[list[Segment]], None] | None = None,
 ) -> Explanation:
     """Explain ``classifier``'s diagnosis of ``ecg``: critical segments and the minimal flipping distortion.
 
@@ -97,6 +99,10 @@ def explain(
         ``models/agent_policy.pt`` when present and fitting, else the greedy scan).
     progress : callable or None
         Called with a float in [0, 1] as the budget is used, and with 1.0 at the end. Default: None.
+    partial : callable or None
+        Called with the current best segments (`Segment` list, as the explanation's ``segments``: seconds from
+        the record's start) whenever they change while the search runs: today once, when the first finding's
+        localisation has measured and ranked the cells (not at all when it measured nothing). Default: None.
 
     Returns
     -------
@@ -123,6 +129,10 @@ def explain(
         if progress:
             progress(min(1.0, counter.queries / query_budget))
 
+    def localized(result: EpisodeResult) -> None:
+        if partial:
+            partial(segments_of(result, grid, input_leads(ecg, classifier), window_start_s))
+
     results: list[EpisodeResult] = []
     for j, target in enumerate(targets):
         left = counter.remaining or 0
@@ -142,7 +152,8 @@ def explain(
             signal_features=feats,
             query_budget=query_budget,
         )
-        results.append(_run_episode(ep, counter, share, chosen_policy, report, np.random.default_rng([seed, j, 1])))
+        rng = np.random.default_rng([seed, j, 1])
+        results.append(_run_episode(ep, counter, share, chosen_policy, report, rng, localized if j == 0 else None))
     if progress:
         progress(1.0)
     main = results[0] if results else None
@@ -160,12 +171,16 @@ def _run_episode(
     policy: Any,
     report: Callable[[int], None],
     rng: np.random.Generator,
+    ranked_hook: Callable[[EpisodeResult], None] | None = None,
 ) -> EpisodeResult:
     start_q = counter.queries
     end = start_q + budget
     prior = None
     probe_kind: dict[int, int] = {}
     sens = coarse_to_fine(ep, counter, _localization_budget(budget), report=report)
+    if ranked_hook is not None and sens.queries:  # the cells as ranked here are the final scores (`_final_scores`)
+        extra = {"localization": sens.levels}
+        ranked_hook(EpisodeResult(ep, sens.ranked_scores(), [], {}, {}, counter.queries - start_q, extra))
     ranked = np.argsort(-sens.score, kind="stable") if sens.queries else np.arange(ep.grid.n_cells)
     left = end - counter.queries
     candidates = _scan_candidates(ranked, sens.queries > 0, left // 2)

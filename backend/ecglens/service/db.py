@@ -105,7 +105,9 @@ class JobState:
 
 class Analysis(JobState, Base):
     """One explain + robustness job on a record. ``result`` is the JSON text of
-    ``{"explanation": ..., "robustness": ...}`` once done; ``error`` says why when failed."""
+    ``{"explanation": ..., "robustness": ...}`` once done; ``error`` says why when failed. ``partial``, while it
+    runs, is ``{"window": {"index", "count", "finding", "start_s"}, "segments": [...]}``: the explainer's current
+    best segments (as the result's) in the window being explained; None before the first and once the job ends."""
 
     __tablename__ = "analyses"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -117,6 +119,7 @@ class Analysis(JobState, Base):
     start_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     result: Mapped[str | None] = mapped_column(Text, nullable=True)
     queries: Mapped[int] = mapped_column(Integer, default=0)
+    partial: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     def result_dict(self) -> dict[str, Any] | None:
         return json.loads(self.result) if self.result else None

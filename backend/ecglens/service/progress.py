@@ -5,6 +5,9 @@ request's connection. Here one task per process reads the state of every watched
 watching key was revoked, in two queries per tick, on one pooled connection that it gives back between ticks;
 the streams wait on an asyncio event and hold no thread and no connection while they wait. A revoked key's
 streams end at the next tick, and all of them end when the server shuts down.
+
+A state is `JobView`: status, progress, error, and while the job explains, its partial segments
+(``analyses.partial``, written by `ecglens.jobs.ProgressWriter.partial`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import anyio
 from sqlalchemy import select
@@ -21,6 +25,15 @@ from ecglens.service.db import Analysis, ApiKey, Record
 from ecglens.service.runtime import Runtime
 
 log = logging.getLogger("ecglens.service")
+
+
+class JobView(NamedTuple):
+    """One analysis as a tick read it. ``partial``: ``{"window": {...}, "segments": [...]}`` or None."""
+
+    status: str
+    progress: float
+    error: str | None
+    partial: dict[str, Any] | None = None
 
 
 @dataclass
@@ -42,7 +55,7 @@ class ProgressHub:
 
     def __init__(self, runtime: Runtime, poll_s: float = 0.25):
         self.runtime, self.poll_s = runtime, poll_s
-        self.states: dict[str, tuple[str, float, str | None] | None] = {}
+        self.states: dict[str, JobView | None] = {}
         self.revoked: set[str] = set()
         self._analyses: Counter[str] = Counter()
         self._keys: Counter[str] = Counter()
@@ -97,19 +110,19 @@ class ProgressHub:
         if tick is not None:
             tick.set()
 
-    def _read(
-        self, ids: list[str], keys: list[str]
-    ) -> tuple[dict[str, tuple[str, float, str | None] | None], set[str]]:
-        out: dict[str, tuple[str, float, str | None] | None] = dict.fromkeys(ids)
+    def _read(self, ids: list[str], keys: list[str]) -> tuple[dict[str, JobView | None], set[str]]:
+        out: dict[str, JobView | None] = dict.fromkeys(ids)
         with self.runtime.sessions() as session:
             rows = session.execute(
-                select(Analysis.id, Analysis.status, Analysis.progress, Analysis.error, Record.deleted_at)
+                select(
+                    Analysis.id, Analysis.status, Analysis.progress, Analysis.error, Analysis.partial, Record.deleted_at
+                )
                 .join(Record, Record.id == Analysis.record_id)
                 .where(Analysis.id.in_(ids))
             ).all()
-            for analysis_id, status, progress, error, deleted_at in rows:
+            for analysis_id, status, progress, error, partial, deleted_at in rows:
                 # A record deleted while its analysis is followed ends the stream like a missing analysis.
-                out[analysis_id] = None if deleted_at is not None else (status, float(progress), error)
+                out[analysis_id] = None if deleted_at is not None else JobView(status, float(progress), error, partial)
             revoked = set(
                 session.scalars(select(ApiKey.id).where(ApiKey.id.in_(keys), ApiKey.revoked_at.is_not(None))).all()
             )

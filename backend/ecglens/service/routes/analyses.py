@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
@@ -22,7 +22,7 @@ from ecglens.service.deps import (
     not_found,
     owns,
 )
-from ecglens.service.progress import ProgressHub
+from ecglens.service.progress import JobView, ProgressHub
 from ecglens.service.schemas import AnalysisCreate, AnalysisCreated, AnalysisPublic, ListOf, Problem
 
 router = APIRouter(prefix="/analyses", tags=["analyses"])
@@ -147,8 +147,10 @@ def read_analysis_events(
     session: SessionDep,
     key: Annotated[ApiKey, Access("analysis.events", "analysis", SIGNAL_READERS)],
 ) -> StreamingResponse:
-    """Server-sent events: ``progress`` ({status, progress}) whenever it changes, then one ``done`` or
-    ``failed`` event (with ``error``) and the stream ends. It also ends, with a ``revoked`` event, when the
+    """Server-sent events: ``progress`` ({status, progress, window, segments}) whenever one of them changes, then
+    one ``done`` or ``failed`` event (with ``error``) and the stream ends. ``segments`` are the explainer's current
+    best in ``window`` ({index, count, finding, start_s}: which of the windows the job explains), in the shape of
+    the result's segments; ``[]`` and null before the first. It also ends, with a ``revoked`` event, when the
     calling key is revoked, and when the record is deleted or the server shuts down."""
     row = _get_analysis(session, key, analysis_id)
     audit_object(request, record_id=row.record_id)
@@ -161,7 +163,7 @@ def read_analysis_events(
 
 async def _events(hub: ProgressHub, analysis_id: str, key_id: str) -> AsyncIterator[str]:
     watch = hub.subscribe(analysis_id, key_id)
-    last: tuple[str, float] | None = None
+    last: JobView | None = None
     idle = 0.0
     try:
         while True:
@@ -176,14 +178,15 @@ async def _events(hub: ProgressHub, analysis_id: str, key_id: str) -> AsyncItera
             state = hub.states[analysis_id]
             if state is None:
                 return
-            status_, progress, error = state
-            if (status_, progress) != last:
-                last, idle = (status_, progress), 0.0
-                payload = {"id": analysis_id, "status": status_, "progress": progress}
-                if status_ in (DONE, FAILED):
-                    payload["error"] = error
-                    yield f"event: {status_}\ndata: {json.dumps(payload)}\n\n"
+            if state != last:
+                last, idle = state, 0.0
+                payload: dict[str, Any] = {"id": analysis_id, "status": state.status, "progress": state.progress}
+                if state.status in (DONE, FAILED):
+                    payload["error"] = state.error
+                    yield f"event: {state.status}\ndata: {json.dumps(payload)}\n\n"
                     return
+                partial = state.partial or {}
+                payload.update(window=partial.get("window"), segments=partial.get("segments") or [])
                 yield f"event: progress\ndata: {json.dumps(payload)}\n\n"
             else:
                 idle += hub.poll_s
