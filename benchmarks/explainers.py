@@ -124,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     methods = _methods(args.methods)
-    if args.policy:  # a named policy that cannot be loaded must not turn into the greedy fallback unnoticed
-        from ecglens.agent.policy import load_policy
+    if args.policy:  # a named policy that cannot be loaded must not turn into the fixed order unnoticed
+        from ecglens.agent.action_policy import load_action_policy
 
         try:
-            load_policy(args.policy)
+            load_action_policy(args.policy)
         except (OSError, ValueError) as exc:
             print(f"explainers: error: --policy {args.policy}: {exc}", file=sys.stderr)
             return 2
@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         rows_by_model[name] = rows
     heldout = {name: rows for name, rows in rows_by_model.items() if _zoo_split(name) == "heldout"}
+    if args.with_raw:  # the earlier run's methods are in the rows too
+        seen = dict.fromkeys(r.method for rows in heldout.values() for r in rows if r.method not in methods)
+        methods = methods + _methods(",".join(seen))
     if len(heldout) >= 2:
         report = zoo_mean_report(heldout, methods, args)
         print(report)
@@ -208,6 +211,13 @@ def run_model(spec: str, args: argparse.Namespace, methods: list[str]) -> tuple[
             f"case {i + 1}/{len(cases)} {case.record}@{case.start_sample}: {time.perf_counter() - tc:.1f} s",
             file=sys.stderr,
         )
+    if args.with_raw:  # the same cases' rows of an earlier run of other methods, into one set of tables
+        path = RESULTS / "raw" / f"explainers-{model_name}{_split_suffix(args.records)}{args.with_raw}.jsonl"
+        cases_run = {(c.record, c.start_sample) for c in cases[:done]}
+        earlier = [Row(**json.loads(line)) for line in path.read_text().splitlines()]
+        earlier = [r for r in earlier if r.method not in methods and (r.record, r.start_sample) in cases_run]
+        methods = methods + _methods(",".join(dict.fromkeys(r.method for r in earlier)))
+        rows = rows + earlier
     table = summarise(rows, methods)
     report = _report(
         table,
@@ -415,7 +425,9 @@ def _run_method(
             return explain_scheduled(case.ecg, classifier, query_budget=budget, seed=seed)
         if family == "hand":
             return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy="hand")
-        return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy=policy)
+        if family == "agent":  # the learned action policy (or the one --policy names)
+            return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy=policy or "learned")
+        return explain(case.ecg, classifier, query_budget=budget, seed=seed)
     kwargs = {"beat_time_s": case.beat_time_s} if peer_name == "oracle" else {}
     cls = peer(peer_name)
     options = {}
@@ -815,6 +827,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run nothing: read each model's per-case rows from results/raw/ and write the mean table",
     )
+    p.add_argument(
+        "--with-raw",
+        default=None,
+        metavar="SUFFIX",
+        help="add the per-case rows of an earlier run written with --suffix=SUFFIX (same model, records, seed, "
+        "so the same cases) for the methods this run does not repeat",
+    )
     p.add_argument("--verbose", action="store_true", help="per-method timings on stderr")
     p.add_argument(
         "--budget-scale",
@@ -826,8 +845,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--policy",
         default=None,
-        help="agent policy file for ecglens.explain (default: its own, models/agent_policy.pt when "
-        "present); name a copy to pin it for a long run",
+        help="action policy file for the agent-N methods (default: the committed models/agent_actions.pt); "
+        "name a copy to pin it for a long run",
     )
     args = p.parse_args(argv)
     if args.fast:
@@ -906,12 +925,12 @@ def _target_class(classifier, wanted: str | None) -> str:
 
 
 def _policy_line(policy: str | None) -> str:
-    """Which policy file ecglens.explain used, with a content hash (the greedy scan when there is none)."""
-    from ecglens.agent.policy import default_policy_path
+    """Which action policy file the agent-N methods used, with a content hash."""
+    from ecglens.agent.action_policy import default_action_policy_path
 
-    path = Path(policy) if policy else default_policy_path()
+    path = Path(policy) if policy else default_action_policy_path()
     if not path.exists():
-        return f"none at {path} (greedy-scan fallback)"
+        return f"none at {path} (the fixed order instead)"
     return _file_line(path)
 
 

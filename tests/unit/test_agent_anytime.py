@@ -39,20 +39,23 @@ def test_groups_halve_time_first_then_leads_and_end_at_one_cell():
 
 def test_every_split_is_one_call_of_at_most_max_rows_and_the_budget_is_a_hard_cap():
     run, clf = _run(budget=9)
-    while run.legal()["split"]:
-        run.step("split")
-    assert run.counter.queries == clf.rows <= 9 and run.counter.calls == len(run.trace)
-    assert all(s.queries <= MAX_ROWS for s in run.trace)
-    assert not run.legal()["split"] and run.legal()["stop"]
+    calls = 0
+    while run.legal()["localise"]:
+        before = run.counter.calls
+        run.step("localise")
+        calls += run.counter.calls - before
+    assert run.counter.queries == clf.rows <= 9 and run.counter.calls == calls
+    assert all(s.queries <= 2 * (run.counter.calls) for s in run.trace) and run.counter.queries == 2 * calls
+    assert not run.legal()["localise"] and run.legal()["stop"]
     with pytest.raises(ValueError, match="not legal"):
-        run.step("split")
+        run.step("localise")
 
 
 def test_the_bump_is_pointed_at_within_ten_queries_and_every_step_leaves_a_valid_ranking():
     run, _ = _run(budget=10)
     seen = []
-    while run.legal()["split"]:
-        run.step("split")
+    while run.legal()["localise"]:
+        run.step("localise")
         scores = run.cell_scores()
         assert scores.shape == (run.ep.grid.n_cells,) and np.all((scores > 0) & (scores <= 1))
         assert len(np.unique(scores)) == scores.size  # a strict ranking after every step
@@ -64,8 +67,8 @@ def test_a_smaller_budget_gives_the_prefix_of_a_larger_ones_search():
     short, _ = _run(budget=12)
     long, _ = _run(budget=60)
     for run in (short, long):
-        while run.legal()["split"]:
-            run.step("split")
+        while run.legal()["localise"]:
+            run.step("localise")
     n = len(short.trace)
     assert [s.to_dict() for s in short.trace] == [s.to_dict() for s in long.trace[:n]]
     assert len(long.trace) > n
@@ -103,8 +106,10 @@ def test_every_action_is_one_bounded_call_and_the_budget_is_never_passed():
     clf.predict_proba = counting
     e = explain_anytime(bump_ecg(), clf, query_budget=150)
     assert sum(calls) == e.queries <= 150
+    assert max(calls) <= max(MAX_ROWS, CLEANUP_QUERIES)
     for step in e.extra["trace"]:
-        limit = CLEANUP_QUERIES if step["action"] == "cleanup" else MAX_ROWS
+        # the two macro-actions: a bisection of two-row calls down one branch, and the cleanup
+        limit = {"cleanup": CLEANUP_QUERIES, "localise": 2 * 12}.get(step["action"], MAX_ROWS)
         assert step["queries"] <= limit, step
 
 

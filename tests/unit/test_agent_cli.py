@@ -73,7 +73,7 @@ def test_explain_prints_the_explanation_json_within_budget(bump_model, bump_reco
         ]
     )
     out = json.loads(capsys.readouterr().out)
-    assert rc == 0 and out["queries"] <= 300 and out["method"] == "anytime-hand"
+    assert rc == 0 and out["queries"] <= 300 and out["method"] == "anytime"
     assert out["diagnosis"]["label"] == "bump" and out["adversarial"]["flipped"]
     top = out["segments"][0]
     assert top["lead"] == "MLII" and top["start_s"] - 0.15 <= BUMP_AT_S <= top["end_s"] + 0.15

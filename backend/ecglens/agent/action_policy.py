@@ -54,7 +54,10 @@ class ActionPolicy:
 
     def __call__(self, episode: AnytimeEpisode) -> str:
         legal = episode.legal()
-        mask = np.array([legal[a] for a in ACTIONS])
+        # ``stop`` only when nothing else is legal, as in training: a budget-blind search gains nothing by stopping
+        mask = np.array([legal[a] and a != "stop" for a in ACTIONS])
+        if not mask.any():
+            return "stop"
         logits = np.where(mask, self.logits(episode.features()), -np.inf)
         return ACTIONS[int(np.argmax(logits))]
 

@@ -3,10 +3,12 @@
 - **State** (`AnytimeEpisode`): the cell grid (lead × time window), the `Episode` (per-cell signal features, what
   every probe answered, the current distortion set), the tree of dropout groups probed so far with the drop of the
   diagnosed class for each, the quietest flip so far, the queries used, the trace.
-- **Actions** (`ACTIONS`), each one batched classifier call of at most `MAX_ROWS` rows, except ``cleanup`` (a short
-  macro-action of a few such calls, at most `CLEANUP_QUERIES` rows in all):
+- **Actions** (`ACTIONS`), each one batched classifier call of at most `MAX_ROWS` rows, except ``localise`` and
+  ``cleanup`` (short macro-actions of a few such calls; the cleanup at most `CLEANUP_QUERIES` rows in all):
 
-  ``split``      drop out each half of the most promising group (time halves down to one window, then leads);
+  ``localise``   best-first bisection down one branch: drop out each half of the most promising group (time
+                 halves down to one window, then leads), two rows a call, until a single cell is measured
+                 (a macro-action of about log2(cells) calls: ~9 for a 10-s two-lead strip);
   ``widen``      the same for the next `MAX_ROWS` // 2 groups of the frontier at once (breadth for the ranking);
   ``reorder``    drop out the ranking's top k cells together for 15 values of k (the deletion curve, measured):
                  where removing one more chunk raises the probability, that chunk's cells go to the end (a
@@ -59,7 +61,7 @@ CLEANUP_QUERIES = 64  # the cleanup macro-action's rows in all
 BROAD_CELLS = 16  # cells of ``broad_top``'s region
 BROAD_LEVELS = 3  # the strongest levels ``broad_*`` tries
 MAX_RESTARTS = 3
-ACTIONS = ("split", "widen", "reorder", "broad_top", "broad_all", "scan", "cleanup", "redraw", "restart", "stop")
+ACTIONS = ("localise", "widen", "reorder", "broad_top", "broad_all", "scan", "cleanup", "redraw", "restart", "stop")
 DENSITY_POWER = 0.5  # between a group's total drop (0) and its drop per cell (1)
 _RISE = 0.05  # a rise of the probability by 5% of p0 when one more chunk goes demotes that chunk
 _SCAN_SHARE = 0.3  # the sweep of ``scan`` covers the top 30% of cells (at least 8)
@@ -172,7 +174,7 @@ class AnytimeEpisode:
             and int(ep.level[ep.distorted_cells()].max(initial=0)) >= 1
         )
         return {
-            "split": bool(self._frontier) and room >= 2,
+            "localise": bool(self._frontier) and room >= 2,
             "widen": len(self._frontier) >= 2 and room >= 4,
             "reorder": not self._reordered and room >= 4,
             "broad_top": not flipped and "broad_top" not in self.broad_tried and room >= 2,
@@ -199,8 +201,15 @@ class AnytimeEpisode:
         return 0, self.ep.p
 
     # -- dropout (the ranking)
-    def _split(self) -> tuple[int, float]:
-        return self._split_groups(1)
+    def _localise(self) -> tuple[int, float]:
+        touched, low = 0, self.ep.p0
+        while self._frontier and self.room() >= 2:
+            group = self._frontier[0][3]
+            cells, p = self._split_groups(1)
+            touched, low = max(touched, cells), min(low, p)
+            if any(kid.children() is None for kid in group.children()):
+                break  # a single cell is measured: the branch is resolved
+        return touched, low
 
     def _widen(self) -> tuple[int, float]:
         return self._split_groups(max(1, min(self.max_rows, self.room()) // 2))
@@ -475,7 +484,7 @@ FEATURES = (
 )
 
 
-_RANKING_ACTIONS = ("split", "widen", "reorder")
+_RANKING_ACTIONS = ("localise", "widen", "reorder")
 
 
 def _leaf_depth(n_windows: int, n_leads: int) -> int:
@@ -511,7 +520,7 @@ def _hand_order(episode: AnytimeEpisode) -> tuple[str, ...]:
     if ep.flipped and not episode.cleaned:
         return ("cleanup",)
     if episode.depth.max(initial=0) < _leaf_depth(ep.grid.n_windows, ep.grid.n_leads):
-        return ("split", "widen")
+        return ("localise", "widen")
     if not episode._reordered:
         return ("reorder",)
     widen_turn = sum(s.action == "widen" for s in episode.trace) * 2 < len(episode.trace) - 10
@@ -520,7 +529,7 @@ def _hand_order(episode: AnytimeEpisode) -> tuple[str, ...]:
             return ("restart", "widen", "redraw")
         return ("widen", "redraw") if widen_turn else ("redraw", "widen")
     if episode.best is None:
-        return ("broad_top", "broad_all", "scan", "widen", "split")
+        return ("broad_top", "broad_all", "scan", "widen", "localise")
     return ("widen", "scan", "broad_top", "broad_all") if widen_turn else ("scan", "broad_top", "broad_all", "widen")
 
 

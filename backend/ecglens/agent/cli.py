@@ -49,7 +49,8 @@ def register(subparsers: Any) -> None:
         "--policy",
         default=None,
         metavar="PATH",
-        help="action policy file, or 'hand' for the fixed order (default: models/agent_actions.pt)",
+        help="who chooses the agent's actions: 'hand' (the fixed order, default), 'learned' "
+        "(models/agent_actions.pt) or an action policy file",
     )
     p.add_argument("--json", action="store_true", help="print the full Explanation JSON")
     p.set_defaults(func=explain_command)
