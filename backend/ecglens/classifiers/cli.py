@@ -90,6 +90,7 @@ def _train_anylead(args: argparse.Namespace, out: Path) -> int:
     from ecglens.classifiers.evaluate import format_table
     from ecglens.classifiers.train import export_torchscript, split_ds1
     from ecglens.classifiers.train_anylead import (
+        LOCAL_RHYTHM,
         AnyLeadConfig,
         build_anylead_card,
         cinc2021_metrics,
@@ -98,7 +99,13 @@ def _train_anylead(args: argparse.Namespace, out: Path) -> int:
     )
     from ecglens.datasets.mitdb import default_data_dir
 
-    config = AnyLeadConfig(seed=args.seed, threads=args.threads, epochs=args.epochs or AnyLeadConfig.epochs)
+    recipe = LOCAL_RHYTHM if getattr(args, "recipe", "builtin") == "local-rhythm" else {}
+    config = AnyLeadConfig(
+        seed=args.seed,
+        threads=args.threads,
+        epochs=args.epochs or AnyLeadConfig.epochs,
+        **recipe,  # type: ignore
+    )
     t0 = time.perf_counter()
     train_spans, val_spans = split_ds1(args.data)
     result = train_anylead(train_spans, val_spans, config)
@@ -144,6 +151,12 @@ def register(subparsers: Any) -> None:
         "--cinc",
         default=None,
         help="folder of CinC 2021 records for the out-of-database check (default: cinc2021 beside --data)",
+    )
+    p.add_argument(
+        "--recipe",
+        default="builtin",
+        choices=["builtin", "local-rhythm"],
+        help="anylead recipe (default: builtin, the committed model's; local-rhythm: train_anylead.LOCAL_RHYTHM)",
     )
     p.add_argument("--epochs", type=int, default=None, help="epochs of 100 steps (default: the recipe's)")
     p.add_argument(
