@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import Future
 
 import pytest
-from service_helpers import register_tiny
+from service_helpers import register_tiny, wfdb_files
 from sqlalchemy import func, select, text
 
 from ecglens.service import auth
@@ -188,3 +188,13 @@ def test_records_list_shows_the_newest_of_many_analyses_and_a_service_key_only_i
         conn.execute(text("UPDATE records SET created_by = :k WHERE id = :r"), {"k": api.key_ids["service"], "r": rid})
     own = api.client.get("/api/v1/records", headers=api.auth("service")).json()["data"][0]["latest_analysis"]
     assert own["id"] == ids[2] and own["status"] == "failed"
+
+
+def test_records_list_counts_every_match_on_every_page(sqlite_api, synthetic_ecg, tmp_path):
+    api = sqlite_api
+    for name in ("p1", "p2", "p3"):
+        assert api.upload(wfdb_files(synthetic_ecg, name, tmp_path / name)).status_code == 201
+    h = api.auth("clinician")
+    for skip, limit, shown in ((0, 2, 2), (2, 2, 1), (0, 5, 3), (3, 2, 0), (9, 2, 0)):
+        page = api.client.get("/api/v1/records", params={"skip": skip, "limit": limit}, headers=h).json()
+        assert (len(page["data"]), page["count"]) == (shown, 3), (skip, limit)

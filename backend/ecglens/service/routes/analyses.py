@@ -117,13 +117,16 @@ def read_analyses(
 def _get_analysis(session: SessionDep, key: ApiKey, analysis_id: str, defer_result: bool = False) -> Analysis:
     """The analysis if the caller may see it and its record is not deleted (404 otherwise: a deleted record's
     diagnosis and saliency go with it). With ``defer_result`` its result is read only when used."""
-    row = session.get(Analysis, analysis_id, options=[defer(Analysis.result)] if defer_result else None)
-    if row is None or not owns(key, row.created_by):
+    query = (
+        select(Analysis, Record.deleted_at)
+        .join(Record, Record.id == Analysis.record_id)
+        .where(Analysis.id == analysis_id)
+        .options(*([defer(Analysis.result)] if defer_result else []))
+    )
+    found = session.execute(query).first()  # the job and whether its record is deleted, in one query
+    if found is None or not owns(key, found[0].created_by) or found[1] is not None:
         raise not_found("analysis", analysis_id)
-    record = session.get(Record, row.record_id)
-    if record is None or record.deleted_at is not None:
-        raise not_found("analysis", analysis_id)
-    return row
+    return found[0]
 
 
 @router.get("/{analysis_id}", response_model=AnalysisPublic, responses=_ERRORS)

@@ -227,8 +227,11 @@ def read_records(
         query = query.where(Record.created_at >= _stored_time(since))
     if until is not None:
         query = query.where(Record.created_at < _stored_time(until))
-    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Record.created_at.desc()).offset(skip).limit(limit)).all()
+    if len(rows) < limit and (rows or not skip):  # the page holds the last match: no count query needed
+        count = skip + len(rows)
+    else:
+        count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     latest = _latest_analyses(session, key, [r.id for r in rows])
     data = [RecordPublic.model_validate(r).model_copy(update={"latest_analysis": latest.get(r.id)}) for r in rows]
     return json_response(ListOf[RecordPublic](data=data, count=count))
