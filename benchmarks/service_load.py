@@ -160,9 +160,12 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # importing torch alone took minutes on a machine at load 10
         while True:
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                if self.pg is not None:
+                    self.pg.stop()
                 raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
