@@ -21,7 +21,8 @@ from ecglens.service.db import init_db, make_engine, make_sessionmaker, private_
 
 if TYPE_CHECKING:
     from ecglens.service.audit import AuditLog
-    from ecglens.service.auth import AuthThrottle
+    from ecglens.service.auth import AuthThrottle, KeyCache
+    from ecglens.service.responses import BodyCache
 
 
 class Runtime:
@@ -118,6 +119,20 @@ class Runtime:
         from ecglens.service.auth import AuthThrottle
 
         return AuthThrottle(self.settings.auth_failures_per_minute)
+
+    @cached_property
+    def analysis_bodies(self) -> BodyCache:
+        """Serialised bodies of finished analyses (`GET /analyses/{id}`), 16 MiB at most."""
+        from ecglens.service.responses import BodyCache
+
+        return BodyCache()
+
+    @cached_property
+    def key_cache(self) -> KeyCache:
+        """Keys recently found valid (`ecglens.service.auth.KeyCache`); revoking a key drops it here."""
+        from ecglens.service.auth import KeyCache
+
+        return KeyCache()
 
     @cached_property
     def audit(self) -> AuditLog:
