@@ -20,9 +20,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import ecglens
-from ecglens.jobs import LocalExecutor, make_executor, resume_unfinished
 from ecglens.service.config import Settings
 from ecglens.service.db import Model, utcnow
+from ecglens.service.jobs import LocalExecutor, make_executor, resume_unfinished
 from ecglens.service.metrics import MetricsRegistry
 from ecglens.service.middleware import (
     AdmissionMiddleware,

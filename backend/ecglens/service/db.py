@@ -88,7 +88,7 @@ class Record(Base):
 
 class JobState:
     """The columns every queued job shares (analyses, hardening jobs): its state, progress, failure reason and
-    the lease a worker holds while it runs (`ecglens.jobs` claims, heartbeats and finishes both kinds alike)."""
+    the lease a worker holds while it runs (`ecglens.service.jobs` claims, heartbeats and finishes both kinds alike)."""
 
     status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)

@@ -37,7 +37,7 @@ class _CardView:
 
 
 def _classifier(model: Model) -> Any:
-    from ecglens.jobs import CLASSIFIERS
+    from ecglens.service.jobs import CLASSIFIERS
 
     try:
         return CLASSIFIERS.get(model)

@@ -289,7 +289,7 @@ def create_hardening_job(
         raise HTTPException(
             409, f"model {new_name!r} is being made by hardening job {pending}; give another 'new_name'"
         )
-    from ecglens.jobs import mitdb_folder
+    from ecglens.service.jobs import mitdb_folder
 
     try:
         mitdb_folder(runtime.settings)

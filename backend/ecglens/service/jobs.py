@@ -2,7 +2,7 @@
 every executor calls.
 
 `LocalExecutor` (default) runs jobs on a thread pool in the API process; `CeleryExecutor` queues them on a Redis
-broker for `ecglens.worker` processes. Either way `run_analysis(analysis_id)` claims the job in the database,
+broker for `ecglens.service.worker` processes. Either way `run_analysis(analysis_id)` claims the job in the database,
 loads the record and the classifier (once per model per process), screens the whole record (`ecglens.screen`),
 runs `ecglens.explain` on the most probable window of each finding (or on the window asked for) and
 `ecglens.robustness` on the first, with a progress callback that writes progress to the database, and stores the
@@ -131,10 +131,10 @@ class LocalExecutor(Executor):
 
 
 class CeleryExecutor(Executor):
-    """Queues jobs on the Celery broker at ``runtime.settings.broker_url`` for `ecglens.worker` processes."""
+    """Queues jobs on the Celery broker at ``runtime.settings.broker_url`` for `ecglens.service.worker` processes."""
 
     def __init__(self, runtime: Runtime):
-        from ecglens.worker import make_celery
+        from ecglens.service.worker import make_celery
 
         self.runtime = runtime
         self.app = make_celery(runtime.settings)

@@ -1,4 +1,5 @@
-"""Celery worker for analysis and hardening jobs: ``celery -A ecglens.worker worker --pool solo --concurrency 1``.
+"""Celery worker for analysis and hardening jobs:
+``celery -A ecglens.service.worker worker --pool solo --concurrency 1``.
 
 Jobs are acknowledged late and rejected when the worker is lost, so a worker killed mid-job leaves the message
 on the broker and another worker runs the job (after the broker's visibility timeout,
@@ -55,7 +56,7 @@ def _private_files(**_kwargs) -> None:
 
 
 def _register(app: Celery, settings: Settings) -> None:
-    from ecglens.jobs import CELERY_TASK, HARDEN_CELERY_TASK
+    from ecglens.service.jobs import CELERY_TASK, HARDEN_CELERY_TASK
 
     state: dict[str, object] = {}
 
@@ -75,7 +76,7 @@ def _register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=CELERY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_analysis_task(self, analysis_id: str) -> str:
-        from ecglens.jobs import run_analysis
+        from ecglens.service.jobs import run_analysis
 
         status = run_analysis(analysis_id, runtime())
         # "busy": another live worker holds it: look again later, in case that worker dies. "queued": this
@@ -86,7 +87,7 @@ def _register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=HARDEN_CELERY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_hardening_task(self, job_id: str) -> str:
-        from ecglens.jobs import run_hardening
+        from ecglens.service.jobs import run_hardening
 
         status = run_hardening(job_id, runtime())
         if status in ("busy", "queued"):  # as for analyses
