@@ -254,7 +254,7 @@ def test_hardening_requests_are_audited_refused_ones_too(harden_api):
 
 
 def test_celery_worker_registers_the_hardening_task_acknowledged_late():
-    from ecglens.service.jobs import HARDEN_CELERY_TASK
+    from ecglens.service.broker import HARDEN_CELERY_TASK
     from ecglens.service.worker import app
 
     task = app.tasks[HARDEN_CELERY_TASK]

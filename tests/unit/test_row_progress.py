@@ -3,7 +3,6 @@ progress bar moves inside a long batched call; the answers are the classifier's 
 
 import numpy as np
 
-import ecglens.service.app  # noqa: F401 - the service imports the jobs module (they import each other)
 from ecglens.service.jobs import RowProgress
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import ecglens
+from ecglens.classifiers import BUILTIN, models_dir
 from ecglens.service.config import Settings
 from ecglens.service.db import Model, utcnow
 from ecglens.service.jobs import LocalExecutor, make_executor, resume_unfinished
@@ -151,8 +152,6 @@ def _plotly_js() -> Path | None:
 
 def _register_builtin(runtime: Runtime) -> None:
     """Put the shipped classifier in the registry as "builtin" (its card from ``models/builtin.json``)."""
-    from ecglens.classifiers import BUILTIN, models_dir
-
     card_file = models_dir() / f"{BUILTIN}.json"
     try:
         card = json.loads(card_file.read_text()) if card_file.is_file() else {}

@@ -17,6 +17,8 @@ from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_en
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from ecglens.migrations import upgrade
+
 # Analysis states, in the order a job passes through them.
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 ANALYSIS_STATES = (QUEUED, RUNNING, DONE, FAILED)
@@ -236,8 +238,6 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def init_db(url: str) -> None:
     """Bring the schema at ``url`` to the newest migration (``alembic upgrade head``)."""
-    from ecglens.migrations import upgrade
-
     upgrade(url)
 
 

@@ -22,6 +22,7 @@ from ecglens.service.deps import (
     not_found,
     owns,
 )
+from ecglens.service.fitting import refusal
 from ecglens.service.progress import ProgressHub
 from ecglens.service.schemas import AnalysisCreate, AnalysisCreated, AnalysisPublic, ListOf, Problem
 
@@ -63,7 +64,6 @@ def create_analysis(
         raise HTTPException(404, f"model {body.model[:80]!r} is not registered (see GET /api/v1/models)")
     if body.start_s is not None and body.start_s >= record.duration_s:
         raise HTTPException(422, f"start_s {body.start_s:g} s is past the end of the {record.duration_s:.1f} s record")
-    from ecglens.service.fitting import refusal
 
     problem = refusal(session, record, model)
     if problem:

@@ -15,10 +15,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ecglens.classifiers import load_classifier
+from ecglens.classifiers.base import input_samples
+from ecglens.classifiers.card import ModelCard
+from ecglens.datasets.mitdb import CLASS_NAMES
 from ecglens.errors import ClassifierError
 from ecglens.hardening import hardened_name, load_trainable
 from ecglens.service.db import QUEUED, RUNNING, ApiKey, HardeningJob, Model, new_id, utcnow
 from ecglens.service.deps import ADMINS, EVERYONE, Access, RuntimeDep, SessionDep, audit_object, not_found
+from ecglens.service.jobs import mitdb_folder
 from ecglens.service.runtime import Runtime
 from ecglens.service.schemas import (
     MODEL_NAME_PATTERN,
@@ -127,7 +132,6 @@ def _register(runtime: Runtime, fields: dict[str, Any], key: ApiKey) -> Model:
     upload = fields.get("file")
     if bool(endpoint) == bool(upload):
         raise HTTPException(422, "send either 'file' (with 'card') or 'endpoint', not both or neither")
-    from ecglens.classifiers.card import ModelCard
 
     model_card = None
     if card is not None:
@@ -198,9 +202,6 @@ def _allowed_endpoint(runtime: Runtime, url: str) -> str:
 
 def _check_loads(kind: str, spec: str, card: Any) -> dict[str, Any]:
     """Load the classifier on CPU and ask it about one blank input; its card as registered."""
-    from ecglens import load_classifier
-    from ecglens.classifiers.base import input_samples
-
     try:
         clf = load_classifier(spec, card=card if kind == "http" else None, device="cpu")
         probe = np.zeros((1, len(clf.lead_names), input_samples(clf)), dtype=np.float32)
@@ -289,7 +290,6 @@ def create_hardening_job(
         raise HTTPException(
             409, f"model {new_name!r} is being made by hardening job {pending}; give another 'new_name'"
         )
-    from ecglens.service.jobs import mitdb_folder
 
     try:
         mitdb_folder(runtime.settings)
@@ -316,8 +316,6 @@ def create_hardening_job(
 def _check_hardenable(parent: Model) -> None:
     """422 unless ``parent``'s weights can be fine-tuned on MIT-BIH: checked here so the admin learns at once,
     not minutes later from a failed job (`ecglens.service.hardening_job` and `mitdb_sources` check again)."""
-    from ecglens.datasets.mitdb import CLASS_NAMES
-
     if parent.kind not in ("builtin", "torchscript"):  # never load an HTTP endpoint or ONNX file for this
         raise HTTPException(
             422,

@@ -29,7 +29,8 @@ from ecglens.service.deps import (
     not_found,
     owns,
 )
-from ecglens.service.grouping import file_roles, read_group_annotations, stored_annotations
+from ecglens.service.fitting import model_fits
+from ecglens.service.grouping import file_roles, group_files, read_group_annotations, stored_annotations
 from ecglens.service.runtime import Runtime
 from ecglens.service.schemas import (
     Intervals,
@@ -47,7 +48,6 @@ from ecglens.service.uploads import (
     UploadError,
     UploadFile,
     expand_zips,
-    group_records,
     jsonable_header,
     read_group,
     record_format,
@@ -146,7 +146,7 @@ def _store_upload(runtime: Runtime, files: list[UploadFile], key: ApiKey) -> lis
     if not files:
         raise UploadError("no files in the upload (send multipart field 'files')")
     expanded = expand_zips(files, runtime.settings.max_upload_bytes)
-    groups = group_records(expanded)
+    groups = group_files(expanded)
     read = []
     for group in groups:
         ecg = read_group(group)
@@ -346,8 +346,6 @@ def read_record_models(
     record_id: str, session: SessionDep, key: Annotated[ApiKey, Access("record.models", "record", EVERYONE)]
 ) -> ListOf[ModelFit]:
     """Every registered model and whether it can analyse this record; when not, why, and what would."""
-    from ecglens.service.fitting import model_fits
-
     row = _get_record(session, key, record_id)
     fits = model_fits(session, row)
     return ListOf[ModelFit](data=fits, count=len(fits))
