@@ -12,8 +12,6 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecglens.classifiers import load_classifier
 from ecglens.classifiers.base import input_samples
@@ -24,6 +22,7 @@ from ecglens.hardening import hardened_name, load_trainable
 from ecglens.service.db import QUEUED, RUNNING, ApiKey, HardeningJob, Model, new_id, utcnow
 from ecglens.service.deps import ADMINS, EVERYONE, Access, RuntimeDep, SessionDep, audit_object, not_found
 from ecglens.service.jobs import mitdb_folder
+from ecglens.service.multipart import FormFile, read_form
 from ecglens.service.runtime import Runtime
 from ecglens.service.schemas import (
     MODEL_NAME_PATTERN,
@@ -107,20 +106,10 @@ async def create_model(
     """Register a classifier: a TorchScript or ONNX ``file`` with its ``card`` JSON, or an HTTP ``endpoint``
     on a host in ``ECGLENS_ALLOWED_MODEL_HOSTS`` (card optional: else fetched from ``{endpoint}/card``). The
     model is loaded and asked about one blank input before it is accepted."""
-    try:
-        form = await request.form(max_files=4, max_fields=20)
-    except StarletteHTTPException as exc:
-        if exc.status_code == 413:  # the upload limit, raised while the body streams
-            raise
-        raise HTTPException(422, f"malformed multipart body: {exc.detail}") from None
-    except Exception as exc:
-        raise HTTPException(422, f"malformed multipart body ({type(exc).__name__})") from None
-    try:
-        fields: dict[str, Any] = {}
-        for name, value in form.multi_items():
-            fields[name] = (value.filename or "", await value.read()) if isinstance(value, StarletteUpload) else value
-    finally:
-        await form.close()
+    form = await read_form(request, max_files=4, max_fields=20)
+    fields: dict[str, Any] = {
+        name: (value.filename or "", value.data) if isinstance(value, FormFile) else value for name, value in form
+    }
     row = await run_in_threadpool(_register, runtime, fields, key)
     audit_object(request, object_id=row.name)
     return public(row)

@@ -9,8 +9,6 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from sqlalchemy import func, or_, select
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecglens.formats.fhir import is_fhir
 from ecglens.reports.basics import cached_basics
@@ -31,6 +29,7 @@ from ecglens.service.deps import (
 )
 from ecglens.service.fitting import model_fits
 from ecglens.service.grouping import file_roles, group_files, read_group_annotations, stored_annotations
+from ecglens.service.multipart import FormFile, read_form
 from ecglens.service.runtime import Runtime
 from ecglens.service.schemas import (
     Intervals,
@@ -112,21 +111,8 @@ async def create_records(
                 422, f'{content_type} body is not a FHIR resource (a JSON object with resourceType "Observation")'
             )
         return await _create(request, runtime, key, files)
-    try:
-        form = await request.form(max_files=1000, max_fields=100)
-    except StarletteHTTPException as exc:
-        if exc.status_code == 413:  # the upload limit, raised while the body streams
-            raise
-        raise HTTPException(422, f"malformed multipart body: {exc.detail}") from None
-    except Exception as exc:  # malformed multipart
-        raise HTTPException(422, f"malformed multipart body ({type(exc).__name__})") from None
-    files: list[UploadFile] = []
-    try:
-        for _field, value in form.multi_items():
-            if isinstance(value, StarletteUpload):
-                files.append(UploadFile(safe_name(value.filename), await value.read()))
-    finally:
-        await form.close()
+    form = await read_form(request, max_files=1000, max_fields=100)
+    files = [UploadFile(safe_name(v.filename), v.data) for _field, v in form if isinstance(v, FormFile)]
     return await _create(request, runtime, key, files)
 
 
