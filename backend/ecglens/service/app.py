@@ -33,7 +33,7 @@ from ecglens.service.middleware import (
     SecurityHeadersMiddleware,
 )
 from ecglens.service.progress import ProgressHub
-from ecglens.service.routes import analyses, audit, exports, health, keys, metrics, models, records
+from ecglens.service.routes import analyses, audit, distortions, exports, health, keys, metrics, models, records
 from ecglens.service.runtime import Runtime
 from ecglens.threads import configure_torch_threads
 
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.progress = ProgressHub(runtime, analyses.EVENT_POLL_S)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (records, analyses, exports, models, audit, keys, health, metrics):
+    for module in (records, analyses, distortions, exports, models, audit, keys, health, metrics):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
