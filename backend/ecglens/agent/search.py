@@ -711,16 +711,11 @@ def score_cells(ep: Episode, contributions: dict[int, float], prior: np.ndarray 
 
 # ---------------------------------------------------------------------------------------------------- plumbing
 def _parse_kinds(distortions: Sequence[str] | str | None) -> tuple[str, ...]:
-    if distortions is None:
-        return KINDS
-    items = [d.strip() for d in distortions.split(",")] if isinstance(distortions, str) else list(distortions)
-    items = [d for d in items if d]
-    unknown = [d for d in items if d not in KINDS]
-    if unknown or not items:
-        raise ValueError(
-            f"unknown distortion kind(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(KINDS)}"
-        )
-    return tuple(dict.fromkeys(items))
+    # Imported here only while agent/ is being rewritten (issue 19): the import belongs at the top, and `env.KINDS`
+    # is `ecglens.distortions.KINDS` written twice.
+    from ecglens.distortions import parse_kinds
+
+    return KINDS if distortions is None else parse_kinds(distortions)
 
 
 def _window(ecg: Ecg, counter: QueryCounter, start_s: float | None) -> tuple[np.ndarray, np.ndarray, float]:

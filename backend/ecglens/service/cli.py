@@ -11,8 +11,12 @@ import os
 import sys
 from pathlib import Path
 
+from ecglens.service.app import create_app
+from ecglens.service.audit import verify
 from ecglens.service.auth import ADMIN, ROLES, create_key
 from ecglens.service.config import Settings
+from ecglens.service.db import active_keys, init_db
+from ecglens.service.runtime import Runtime
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,8 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _runtime():
-    from ecglens.service.runtime import Runtime
-
     return Runtime(Settings())
 
 
@@ -60,8 +62,6 @@ def ensure_admin_key(runtime) -> Path | None:
     """On a database with no active key, create an admin key and write it to ``DATA_DIR/admin-key.txt`` (mode
     0600); return that path. Returns the existing file's path when there are keys and the file is still there,
     else None."""
-    from ecglens.service.db import active_keys
-
     path = runtime.settings.admin_key_file
     with runtime.sessions() as session:
         if active_keys(session):
@@ -76,9 +76,6 @@ def ensure_admin_key(runtime) -> Path | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
-
-    from ecglens.service.app import create_app
-    from ecglens.service.runtime import Runtime
 
     os.umask(0o077)  # whatever this process creates (database, blobs, cache, models) is this user's only
     limit_malloc_arenas()
@@ -155,8 +152,6 @@ def cmd_create_key(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from ecglens.service.audit import verify
-
     runtime = _runtime()
     expect = None
     if args.checkpoint:
@@ -187,8 +182,6 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
-
-    from ecglens.service.db import init_db
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

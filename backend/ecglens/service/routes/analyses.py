@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import defer
 
+from ecglens.distortions import parse_kinds
 from ecglens.reports.summary import analysis_summary
 from ecglens.service.db import DONE, FAILED, QUEUED, Analysis, ApiKey, Model, Record, new_id, utcnow
 from ecglens.service.deps import (
@@ -24,6 +25,7 @@ from ecglens.service.deps import (
     not_found,
     owns,
 )
+from ecglens.service.fitting import refusal
 from ecglens.service.progress import JobView, ProgressHub
 from ecglens.service.responses import json_response
 from ecglens.service.schemas import AnalysisCreate, AnalysisCreated, AnalysisPublic, ListOf, Problem
@@ -66,7 +68,10 @@ def create_analysis(
         raise HTTPException(404, f"model {body.model[:80]!r} is not registered (see GET /api/v1/models)")
     if body.start_s is not None and body.start_s >= record.duration_s:
         raise HTTPException(422, f"start_s {body.start_s:g} s is past the end of the {record.duration_s:.1f} s record")
-    from ecglens.service.fitting import refusal
+    try:
+        distortions = None if body.distortions is None else list(parse_kinds(body.distortions))
+    except ValueError as exc:  # an unknown kind: refused now, not as a failed job
+        raise HTTPException(422, str(exc)) from None
 
     problem = refusal(session, record, model)
     if problem:
@@ -75,7 +80,7 @@ def create_analysis(
         id=new_id(),
         record_id=record.id,
         model=body.model,
-        distortions=body.distortions,
+        distortions=distortions,
         query_budget=body.query_budget,
         seed=body.seed,
         start_s=body.start_s,

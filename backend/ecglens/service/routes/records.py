@@ -9,8 +9,6 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy import Select, bindparam, func, or_, select
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecglens.formats.fhir import is_fhir
 from ecglens.reports.basics import cached_basics
@@ -29,7 +27,9 @@ from ecglens.service.deps import (
     not_found,
     owns,
 )
-from ecglens.service.grouping import file_roles, read_group_annotations, stored_annotations
+from ecglens.service.fitting import model_fits
+from ecglens.service.grouping import file_roles, group_files, read_group_annotations, stored_annotations
+from ecglens.service.multipart import FormFile, read_form
 from ecglens.service.responses import json_response
 from ecglens.service.runtime import Runtime
 from ecglens.service.schemas import (
@@ -48,7 +48,6 @@ from ecglens.service.uploads import (
     UploadError,
     UploadFile,
     expand_zips,
-    group_records,
     jsonable_header,
     read_group,
     record_format,
@@ -113,21 +112,8 @@ async def create_records(
                 422, f'{content_type} body is not a FHIR resource (a JSON object with resourceType "Observation")'
             )
         return await _create(request, runtime, key, files)
-    try:
-        form = await request.form(max_files=1000, max_fields=100)
-    except StarletteHTTPException as exc:
-        if exc.status_code == 413:  # the upload limit, raised while the body streams
-            raise
-        raise HTTPException(422, f"malformed multipart body: {exc.detail}") from None
-    except Exception as exc:  # malformed multipart
-        raise HTTPException(422, f"malformed multipart body ({type(exc).__name__})") from None
-    files: list[UploadFile] = []
-    try:
-        for _field, value in form.multi_items():
-            if isinstance(value, StarletteUpload):
-                files.append(UploadFile(safe_name(value.filename), await value.read()))
-    finally:
-        await form.close()
+    form = await read_form(request, max_files=1000, max_fields=100)
+    files = [UploadFile(safe_name(v.filename), v.data) for _field, v in form if isinstance(v, FormFile)]
     return await _create(request, runtime, key, files)
 
 
@@ -147,7 +133,7 @@ def _store_upload(runtime: Runtime, files: list[UploadFile], key: ApiKey) -> lis
     if not files:
         raise UploadError("no files in the upload (send multipart field 'files')")
     expanded = expand_zips(files, runtime.settings.max_upload_bytes)
-    groups = group_records(expanded)
+    groups = group_files(expanded)
     read = []
     for group in groups:
         ecg = read_group(group)
@@ -371,8 +357,6 @@ def read_record_models(
     record_id: str, session: SessionDep, key: Annotated[ApiKey, Access("record.models", "record", EVERYONE)]
 ) -> ListOf[ModelFit]:
     """Every registered model and whether it can analyse this record; when not, why, and what would."""
-    from ecglens.service.fitting import model_fits
-
     row = _get_record(session, key, record_id)
     fits = model_fits(session, row)
     return ListOf[ModelFit](data=fits, count=len(fits))
