@@ -9,7 +9,11 @@ Debian server binaries, as tests/api/conftest.py makes one), uploads a synthetic
   reads, errors (any non-2xx or transport error), and audit events written vs audited requests made;
 * streams: ``--streams`` progress streams held open at once, and ``/healthz`` latency meanwhile;
 * fuzz (SQLite): ``--fuzz`` hostile uploads from tests/api/upload_cases.py, counting 5xx, with the server's
-  peak memory (VmHWM of its process).
+  memory during that phase alone: its RSS when the phase starts and its peak during it (the kernel's high-water
+  mark, VmHWM, reset through ``/proc/PID/clear_refs`` when the phase starts);
+* valid upload (SQLite): a fresh server (default upload limit) takes one ``--upload-mb`` WFDB record (12 leads,
+  500 Hz, format 16, generated here); its RSS growth while the upload is parsed and stored (peak minus the RSS
+  before), divided by the upload's size.
 
 Prints a markdown table and writes it to ``benchmarks/results/service_load.md`` with the command and date.
 
@@ -129,7 +133,7 @@ class Postgres:
 
 
 class Server:
-    def __init__(self, root: Path, db: str, workers: int):
+    def __init__(self, root: Path, db: str, workers: int, max_upload_mb: float | None = 4):
         self.root, self.db = root, db
         (root / "pg").mkdir(exist_ok=True)
         self.pg = Postgres(root / "pg") if db == "postgres" else None
@@ -145,8 +149,9 @@ class Server:
             "ECGLENS_WORKERS": str(workers),
             "OMP_NUM_THREADS": "1",
             "ECGLENS_DEVICE": "cpu",
-            "ECGLENS_MAX_UPLOAD_MB": "4",
         }
+        if max_upload_mb is not None:
+            env["ECGLENS_MAX_UPLOAD_MB"] = f"{max_upload_mb:g}"
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ecglens.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
@@ -155,9 +160,12 @@ class Server:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # importing torch alone took minutes on a machine at load 10
         while True:
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                if self.pg is not None:
+                    self.pg.stop()
                 raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
@@ -186,11 +194,24 @@ class Server:
     def audit_events(self) -> int:
         return int(self.sql("SELECT COUNT(*) FROM audit_events")[0][0])
 
-    def peak_rss_mb(self) -> float:
+    def _status_mb(self, field: str) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
         return float("nan")
+
+    def peak_rss_mb(self) -> float:
+        """The process's peak RSS (VmHWM) since it started or since `reset_peak`."""
+        return self._status_mb("VmHWM")
+
+    def rss_mb(self) -> float:
+        return self._status_mb("VmRSS")
+
+    def reset_peak(self) -> float:
+        """Reset the process's RSS high-water mark to its current RSS (Linux: ``5`` to ``clear_refs``); return
+        that RSS."""
+        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+        return self.rss_mb()
 
     def stop(self) -> float:
         """SIGTERM; returns seconds until the process exited."""
@@ -230,6 +251,75 @@ def wfdb_record(folder: Path) -> dict[str, bytes]:
         write_dir=str(folder),
     )
     return {n: (folder / n).read_bytes() for n in ("bench.hea", "bench.dat")}
+
+
+def big_wfdb_record(folder: Path, megabytes: float, seed: int = 0) -> dict[str, bytes]:
+    """A 12-lead 500-Hz WFDB format-16 record of about ``megabytes`` MB of samples (ECG-like beats plus noise),
+    header with each lead's initial value and checksum; written with numpy (wfdb is slow at this size)."""
+    leads, fs = 12, 500
+    n = int(megabytes * 1e6 / (2 * leads))
+    t = np.arange(n, dtype=np.float32) / fs
+    phase = (t * 1.2) % 1.0
+    beat = 1.2 * np.exp(-(((phase - 0.3) / 0.012) ** 2)) + 0.15 * np.exp(-(((phase - 0.55) / 0.05) ** 2))
+    rng = np.random.default_rng(seed)
+    gains = np.linspace(0.3, 1.2, leads, dtype=np.float32)
+    digital = np.empty((n, leads), dtype="<i2")
+    for j in range(leads):
+        noise = rng.standard_normal(n, dtype=np.float32) * 0.02
+        digital[:, j] = np.round(200.0 * (gains[j] * beat + noise)).astype("<i2")
+    names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    lines = [f"big {leads} {fs} {n}"]
+    for j, name in enumerate(names):
+        checksum = int(digital[:, j].astype(np.int64).sum()) % 65536
+        checksum = checksum - 65536 if checksum > 32767 else checksum
+        lines.append(f"big.dat 16 200/mV 16 0 {int(digital[0, j])} {checksum} 0 {name}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"big.hea": ("\n".join(lines) + "\n").encode(), "big.dat": digital.tobytes()}
+
+
+def valid_upload(root: Path, megabytes: float) -> dict:
+    """One valid ``megabytes`` upload to a fresh SQLite server with the default upload limit: the server's RSS
+    before, its peak while the upload is parsed and stored, and the growth per uploaded byte."""
+    files = big_wfdb_record(root / "big", megabytes)
+    size = sum(len(d) for d in files.values())
+    (root / "upload").mkdir(exist_ok=True)
+    server = Server(root / "upload", "sqlite", 1, max_upload_mb=None)
+    try:
+        # One small upload first, so the readers and the upload path are imported and warm.
+        small = wfdb_record(root / "rec-small")
+        httpx.post(
+            f"{server.base}/api/v1/records",
+            headers=server.headers,
+            timeout=60,
+            files=[("files", (n, d)) for n, d in small.items()],
+        ).raise_for_status()
+        time.sleep(0.5)
+        before = server.reset_peak()
+        started = time.perf_counter()
+        response = httpx.post(
+            f"{server.base}/api/v1/records",
+            headers=server.headers,
+            timeout=300,
+            files=[("files", (n, d)) for n, d in files.items()],
+        )
+        took = time.perf_counter() - started
+        peak = server.peak_rss_mb()
+        body = response.json() if response.status_code < 300 else {}
+        record = (body.get("data") or [{}])[0]
+        return {
+            "size_mb": size / 2**20,
+            "status": response.status_code,
+            "detail": None if response.status_code < 300 else response.text[:300],
+            "samples": record.get("n_samples"),
+            "leads": len(record.get("leads") or []),
+            "rss_before_mb": before,
+            "peak_mb": peak,
+            "growth_mb": peak - before,
+            "ratio": (peak - before) / (size / 2**20),
+            "seconds": took,
+        }
+    finally:
+        server.stop()
 
 
 async def load_level(
@@ -410,6 +500,7 @@ def fuzz(server: Server, cases: int) -> dict:
     from upload_cases import upload_case
 
     statuses: dict[int, int] = {}
+    start_rss = server.reset_peak()
     with httpx.Client(base_url=server.base, headers=server.headers, timeout=120) as http:
 
         @settings(
@@ -429,7 +520,9 @@ def fuzz(server: Server, cases: int) -> dict:
         "cases": total,
         "statuses": dict(sorted(statuses.items())),
         "server_errors": sum(v for k, v in statuses.items() if k >= 500 or k < 0),
+        "start_rss_mb": start_rss,
         "peak_rss_mb": server.peak_rss_mb(),
+        "end_rss_mb": server.rss_mb(),
     }
 
 
@@ -483,16 +576,22 @@ def run_db(db: str, args: argparse.Namespace) -> dict:
         print(f"[{db}] {args.streams} open streams ...", flush=True)
         streams = asyncio.run(streams_health(server, record_id, args.streams))
         fuzzed = None
+        peak_before_fuzz = server.peak_rss_mb()  # the fuzz phase resets the high-water mark
         if args.fuzz and db == "sqlite":
             print(f"[{db}] fuzz {args.fuzz} uploads ...", flush=True)
             fuzzed = fuzz(server, args.fuzz)
-        peak = server.peak_rss_mb()
+        peak = max(server.peak_rss_mb(), peak_before_fuzz)
         stop_s = server.stop()
+        uploaded = None
+        if args.upload_mb and db == "sqlite":
+            print(f"[{db}] one valid {args.upload_mb:g} MB upload to a fresh server ...", flush=True)
+            uploaded = valid_upload(root, args.upload_mb)
         return {
             "db": db,
             "levels": levels,
             "streams": streams,
             "fuzz": fuzzed,
+            "upload": uploaded,
             "peak_rss_mb": peak,
             "sigterm_exit_s": stop_s,
         }
@@ -509,6 +608,12 @@ def render(results: list[dict], args: argparse.Namespace, command: str) -> str:
         f"# Service load and attack — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
         f"Command: `{command}`",
+        "",
+        "Machine load (1/5/15-min load average) at start "
+        + " / ".join(f"{x:.2f}" for x in getattr(args, "machine_load", ((0, 0, 0),) * 2)[0])
+        + ", at end "
+        + " / ".join(f"{x:.2f}" for x in getattr(args, "machine_load", ((0, 0, 0),) * 2)[1])
+        + ".",
         "",
         f"A real `ecglens serve` on 127.0.0.1 (in-process jobs, ECGLENS_WORKERS={args.workers}, default "
         f"pools: 40 request threads), {os.cpu_count()} CPU cores shared with other work; clients in one "
@@ -543,7 +648,7 @@ def render(results: list[dict], args: argparse.Namespace, command: str) -> str:
             f"| {r['db']} | {s['streams']} | {s['failed']} | {s['health_p50_ms']:.0f} | "
             f"{s['health_p95_ms']:.0f} | {s['health_max_ms']:.0f} |"
         )
-    lines += ["", "| db | server peak RSS MB (whole run) | SIGTERM to exit s |", "|---|---|---|"]
+    lines += ["", "| db | server peak RSS MB (load, streams and fuzz) | SIGTERM to exit s |", "|---|---|---|"]
     for r in results:
         lines.append(f"| {r['db']} | {r['peak_rss_mb']:.0f} | {r['sigterm_exit_s']:.1f} |")
     for r in results:
@@ -551,10 +656,30 @@ def render(results: list[dict], args: argparse.Namespace, command: str) -> str:
             f = r["fuzz"]
             lines += [
                 "",
-                f"Fuzzed uploads ({r['db']}, tests/api/upload_cases.py, 4 MiB upload limit): {f['cases']} "
-                f"cases, statuses {f['statuses']}, 5xx or dropped: {f['server_errors']}, server peak RSS "
-                f"{f['peak_rss_mb']:.0f} MB (including the load run before it).",
+                f"Fuzzed uploads ({r['db']}, tests/api/upload_cases.py, 4 MiB upload limit, on the server of the "
+                f"load run): {f['cases']} cases, statuses {f['statuses']}, 5xx or dropped: {f['server_errors']}.",
+                "",
+                "| db | malformed uploads | server RSS at phase start MB | peak RSS during the phase MB | RSS at end MB |",
+                "|---|---|---|---|---|",
+                f"| {r['db']} | {f['cases']} | {f['start_rss_mb']:.0f} | {f['peak_rss_mb']:.0f} | "
+                f"{f['end_rss_mb']:.0f} |",
             ]
+    for r in results:
+        if r.get("upload"):
+            u = r["upload"]
+            lines += [
+                "",
+                "One valid upload (a fresh SQLite server, default 100 MiB limit, after one small upload; WFDB "
+                "format 16, 12 leads, 500 Hz, generated by the benchmark): the server's RSS growth while it is "
+                "parsed and stored (peak minus the RSS before) per uploaded MB.",
+                "",
+                "| upload MB | status | samples x leads | RSS before MB | peak MB | growth MB | growth / size | s |",
+                "|---|---|---|---|---|---|---|---|",
+                f"| {u['size_mb']:.1f} | {u['status']} | {u['samples']} x {u['leads']} | {u['rss_before_mb']:.0f} | "
+                f"{u['peak_mb']:.0f} | {u['growth_mb']:.0f} | {u['ratio']:.2f} | {u['seconds']:.1f} |",
+            ]
+            if u["detail"]:
+                lines.append(f"\nThe upload was refused: {u['detail']}")
     lines += [
         "",
         "Per endpoint (n, p50 ms, p95 ms):",
@@ -579,12 +704,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mix", default="reads,mixed", help="reads and/or mixed (reads, analyses, streams). Default: both"
     )
+    parser.add_argument(
+        "--upload-mb", type=float, default=40.0, help="size of the valid upload (SQLite run; 0: none). Default: 40"
+    )
     parser.add_argument("--budget", type=int, default=25, help="query budget per analysis. Default: 25")
     parser.add_argument("--workers", type=int, default=1, help="ECGLENS_WORKERS of the server. Default: 1")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "service_load.md")
     args = parser.parse_args(argv)
     command = "python benchmarks/service_load.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    load_before = os.getloadavg()
     results = [run_db(db.strip(), args) for db in args.db.split(",") if db.strip()]
+    args.machine_load = (load_before, os.getloadavg())
     text = render(results, args, command.strip())
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 #
 #   api      the API server (`ecglens serve`) on API_HOST:API_PORT (default 0.0.0.0:8000); after `migrate` its own
 #            start-up check finds the schema at head and the first key made
-#   worker   one Celery worker (`celery -A ecglens.worker worker`). WORKER_CONCURRENCY=1 (default, and always
+#   worker   one Celery worker (`celery -A ecglens.service.worker worker`). WORKER_CONCURRENCY=1 (default, and always
 #            for a GPU worker): the solo pool, jobs run in the worker process itself, which loads each classifier
 #            once and keeps it on its device (CUDA is never initialised before a fork). Above 1: a prefork pool
 #            of that many CPU processes.
@@ -26,7 +26,7 @@ case "$role" in
     pool=prefork
     [ "$concurrency" = "1" ] && pool=solo
     # -n: a unique node name per container/process (the host name is the container id under compose).
-    exec celery -A ecglens.worker worker \
+    exec celery -A ecglens.service.worker worker \
       --loglevel "${WORKER_LOGLEVEL:-INFO}" \
       --pool "$pool" --concurrency "$concurrency" \
       -n "${WORKER_NAME:-worker}@%h" "$@"

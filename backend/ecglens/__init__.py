@@ -8,7 +8,8 @@ Public entry points (docs/architecture.md, "Seams"; docs/api.md for REST):
 - ``robustness(ecg, classifier, ...) -> RobustnessReport``
 - ``screen(ecg, classifier) -> Screening``  (every window of a whole recording, in batched calls)
 
-Imports are lazy so that reading a record does not pay for torch.
+Imports are lazy: every ``import ecglens.<module>`` runs this file first, so it loads nothing beyond the value
+types; the readers (wfdb, pandas, scipy), the classifiers and the explainer load when first called.
 """
 
 from __future__ import annotations

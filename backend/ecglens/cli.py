@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from ecglens.errors import ClassifierError, RecordError
+from ecglens.threads import configure_torch_threads
 
 COMMAND_MODULES = (
     "ecglens.service.cli",  # serve, create-key, audit verify
@@ -35,8 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ecglens.threads import configure_torch_threads
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -89,6 +89,10 @@ _ALIASES = {
     "white_noise": "gaussian",
     "gaussian_noise": "gaussian",
 }
+# Each kind's other names (what `parse_kinds` accepts besides the canonical name), sorted.
+ALIASES: dict[str, tuple[str, ...]] = {
+    kind: tuple(sorted(alias for alias, name in _ALIASES.items() if name == kind and alias != kind)) for kind in KINDS
+}
 # Aliases that also fix the mains frequency.
 _ALIAS_MAINS = {"powerline_50": 50.0, "powerline_60": 60.0}
 
@@ -108,11 +112,52 @@ def canonical_kind(kind: str) -> str:
     return _resolve(kind)[0]
 
 
+def parse_kinds(distortions: Sequence[str] | str | None) -> tuple[str, ...]:
+    """The canonical kinds (`KINDS`) a caller asks for: the one parser of every ``distortions`` argument (the
+    explainer, the robustness report, the REST API, the command line).
+
+    Parameters
+    ----------
+    distortions : sequence of str, comma-separated str, or None
+        Kind names or their aliases (see the module docstring; case, spaces and dashes ignored). Default: None
+        (all of `KINDS`).
+
+    Returns
+    -------
+    tuple of str
+        Canonical names in the order first asked for, each once.
+
+    Raises
+    ------
+    ValueError
+        A name that is no kind nor alias (the message lists the valid kinds and aliases), or no name at all.
+    """
+    if distortions is None:
+        return KINDS
+    items = distortions.split(",") if isinstance(distortions, str) else list(distortions)
+    items = [str(d).strip() for d in items if str(d).strip()]
+    unknown = [d for d in items if _key(d) not in _ALIASES]
+    if unknown or not items:
+        given = (
+            f"unknown distortion kind(s) {', '.join(map(repr, unknown))}" if unknown else "no distortion kinds given"
+        )
+        raise ValueError(f"{given}; {_valid()}")
+    return tuple(dict.fromkeys(_ALIASES[_key(d)] for d in items))
+
+
+def _key(kind: str) -> str:
+    return str(kind).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _valid() -> str:
+    aliases = ", ".join(sorted(k for k in _ALIASES if k not in KINDS))
+    return f"valid kinds: {', '.join(KINDS)} (aliases: {aliases})"
+
+
 def _resolve(kind: str) -> tuple[str, float | None]:
-    key = str(kind).strip().lower().replace("-", "_").replace(" ", "_")
+    key = _key(kind)
     if key not in _ALIASES:
-        aliases = ", ".join(sorted(k for k in _ALIASES if k not in KINDS))
-        raise ValueError(f"unknown distortion kind {kind!r}; valid kinds: {', '.join(KINDS)} (aliases: {aliases})")
+        raise ValueError(f"unknown distortion kind {kind!r}; {_valid()}")
     return _ALIASES[key], _ALIAS_MAINS.get(key)
 
 

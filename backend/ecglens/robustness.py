@@ -23,7 +23,7 @@ import numpy as np
 
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
 from ecglens.classifiers.fit import fit_record
-from ecglens.distortions import KINDS, NSTDB_SNR_LEVELS_DB, canonical_kind, noise_batch
+from ecglens.distortions import NSTDB_SNR_LEVELS_DB, noise_batch, parse_kinds
 from ecglens.ecg import Ecg
 from ecglens.errors import QueryBudgetExceeded
 from ecglens.explanation import Diagnosis, DistortionRobustness, RobustnessReport
@@ -100,7 +100,7 @@ def robustness(
     """
     started = time.perf_counter()
     report_progress = progress or (lambda _fraction: None)
-    kinds = _kinds(distortions)
+    kinds = list(parse_kinds(distortions))
     levels = sorted((float(x) for x in snr_levels_db), reverse=True)
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
@@ -317,18 +317,3 @@ def _median_flip(values: np.ndarray) -> float | None:
     m = len(v)
     med = v[m // 2] if m % 2 else (v[m // 2 - 1] + v[m // 2]) / 2
     return float(med) if np.isfinite(med) else None
-
-
-def _kinds(distortions: Sequence[str] | str | None) -> list[str]:
-    if distortions is None:
-        return list(KINDS)
-    if isinstance(distortions, str):
-        distortions = [d for d in distortions.split(",") if d.strip()]
-    kinds: list[str] = []
-    for d in distortions:
-        kind = canonical_kind(d)
-        if kind not in kinds:
-            kinds.append(kind)
-    if not kinds:
-        raise ValueError(f"no distortion kinds given; valid kinds: {', '.join(KINDS)}")
-    return kinds

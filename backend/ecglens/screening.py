@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ecglens.classifiers import load_classifier
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
 from ecglens.classifiers.fit import fit_record, window_starts
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
+from ecglens.formats import read_record
 
 
 def is_normal_class(label: str) -> bool:
@@ -215,8 +217,6 @@ def _cmd_screen(args: Any) -> int:
     import json
     import sys
     from pathlib import Path
-
-    from ecglens import load_classifier, read_record
 
     paths = [Path(p) for p in args.record]
     if len(paths) == 1:

@@ -4,9 +4,21 @@
 import { api, apiOffers, downloadFile, esc, streamEvents } from "./api.js";
 import { unwrapList } from "./records.js";
 import { renderRobustness } from "./robustness.js";
-import { DISTORTION_KINDS, distortionColour, distortionLabel, OVERLAY_COLOURS } from "./viewer.js";
+import { distortionColour, distortionLabel, OVERLAY_COLOURS } from "./viewer.js";
 
 const DEFAULT_BUDGET = 500;
+
+/** The distortion kinds GET /distortions offers, in the explainer's order. */
+export function distortionKinds(body) {
+  return unwrapList(body).items.map((k) => (typeof k === "string" ? k : k.name)).filter(Boolean);
+}
+
+/** One checkbox per distortion kind, all checked. */
+function kindChecks(kinds) {
+  return kinds.map((kind) => `
+          <label><input type="checkbox" name="distortions" value="${esc(kind)}" checked>
+            <span class="swatch" data-colour="${distortionColour(kind)}"></span>${esc(distortionLabel(kind))}</label>`).join("");
+}
 
 /** The model names GET /models offers (falls back to the built-in model). */
 function modelOptions(body) {
@@ -57,10 +69,7 @@ async function renderForm(target, record, state, viewer, els, controller) {
       </div>
       <div id="analysis-model-note" class="model-note"></div>
       <fieldset class="distortion-choice"><legend>Distortion types</legend>
-        <div class="checks">${DISTORTION_KINDS.map((kind) => `
-          <label><input type="checkbox" name="distortions" value="${kind}" checked>
-            <span class="swatch" data-colour="${distortionColour(kind)}"></span>${esc(distortionLabel(kind))}</label>`).join("")}
-        </div></fieldset>
+        <div class="checks" id="analysis-kinds" aria-busy="true"></div></fieldset>
       <div class="row form-actions">
         <button class="btn" type="submit" id="analysis-start">Start analysis</button>
         <span id="analysis-form-error" class="error" role="alert"></span>
@@ -75,6 +84,13 @@ async function renderForm(target, record, state, viewer, els, controller) {
   const select = target.querySelector("#analysis-model");
   const error = target.querySelector("#analysis-form-error");
   const note = target.querySelector("#analysis-model-note");
+  const checks = target.querySelector("#analysis-kinds");
+  api("/distortions").then((body) => {
+    checks.innerHTML = kindChecks(distortionKinds(body));
+    paintSwatches(checks);
+  }).catch((err) => {
+    checks.innerHTML = `<span class="error">The distortion types could not be loaded (${esc(err.message)}).</span>`;
+  }).finally(() => checks.removeAttribute("aria-busy"));
   state.models.then((body) => {
     if (!body) return;  // the built-in model stays the only choice
     select.innerHTML = modelOptions(body).map((m) => `<option value="${esc(m)}">${esc(m)}</option>`).join("");

@@ -25,8 +25,7 @@ export const DISTORTION_COLOURS = {
 };
 // Spare colours for distortion kinds without one; not the overlays' colours (below).
 const SPARE_COLOURS = ["#000000", "#999933"];
-// The distortion kinds the explainer knows (ecglens.distortions.KINDS), in its order.
-export const DISTORTION_KINDS = ["baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian"];
+// The kinds themselves come from GET /distortions (ecglens.distortions.KINDS); these are their colours and labels.
 export const DISTORTION_LABELS = {
   baseline_wander: "Baseline wander",
   powerline: "Powerline interference",

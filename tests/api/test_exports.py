@@ -214,8 +214,8 @@ def test_exports_of_a_failed_analysis_are_409_with_the_reason(sqlite_api, synthe
     v1_only = wfdb_files(synthetic_ecg.select_leads(["V1"]), "v1only", tmp_path / "v1")
     record = api.upload(v1_only).json()["data"][0]
     # POST /analyses refuses this pair up front; a job queued before (or by another route) still fails in words
-    from ecglens.jobs import run_analysis
     from ecglens.service.db import QUEUED, Analysis, new_id, utcnow
+    from ecglens.service.jobs import run_analysis
 
     created = {"id": new_id()}
     with api.runtime.sessions() as session:

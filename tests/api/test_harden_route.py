@@ -215,8 +215,8 @@ def test_harden_queues_a_job_that_fails_with_the_reason_when_the_records_are_unr
 
 
 def test_failed_job_on_a_model_that_became_unhardenable_records_the_classifier_error(harden_api):
-    from ecglens.jobs import run_hardening
     from ecglens.service.db import QUEUED, HardeningJob, new_id, utcnow
+    from ecglens.service.jobs import run_hardening
 
     _add_model(harden_api, "remote", "http", "https://models.example/ecg")
     job_id = new_id()
@@ -254,8 +254,8 @@ def test_hardening_requests_are_audited_refused_ones_too(harden_api):
 
 
 def test_celery_worker_registers_the_hardening_task_acknowledged_late():
-    from ecglens.jobs import HARDEN_CELERY_TASK
-    from ecglens.worker import app
+    from ecglens.service.broker import HARDEN_CELERY_TASK
+    from ecglens.service.worker import app
 
     task = app.tasks[HARDEN_CELERY_TASK]
     assert task.acks_late and task.reject_on_worker_lost

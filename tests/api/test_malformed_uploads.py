@@ -83,3 +83,15 @@ def test_malformed_multipart_is_422(sqlite_api):
     headers = {**sqlite_api.auth("clinician"), "Content-Type": "multipart/form-data; boundary=zz"}
     response = sqlite_api.client.post("/api/v1/records", headers=headers, content=b"--zz\r\ngarbage without end")
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize("path,role,limit", [("/api/v1/records", "clinician", 1000), ("/api/v1/models", "admin", 4)])
+def test_both_form_routes_refuse_a_bad_form_alike(sqlite_api, path, role, limit):
+    """`service.multipart.read_form` reads both forms: the same 422 for a body without a boundary and for more
+    files than the route takes."""
+    headers = {**sqlite_api.auth(role), "Content-Type": "multipart/form-data"}
+    response = sqlite_api.client.post(path, headers=headers, content=b"no boundary")
+    assert response.status_code == 422 and response.json()["detail"].startswith("malformed multipart body")
+    files = [("files", (f"f{i}.csv", b"x")) for i in range(limit + 1)]
+    response = sqlite_api.client.post(path, headers=sqlite_api.auth(role), files=files)
+    assert response.status_code == 422 and "malformed multipart body: Too many files" in response.json()["detail"]

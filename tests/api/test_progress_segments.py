@@ -47,8 +47,8 @@ def _partial(api, analysis_id: str):
 
 
 def test_partial_segments_are_throttled_the_last_always_written_and_dropped_on_requeue(sqlite_api, wfdb_record):
-    from ecglens.jobs import ProgressWriter, requeue
     from ecglens.service.db import Analysis
+    from ecglens.service.jobs import ProgressWriter, requeue
 
     api = sqlite_api
     aid = _running_analysis(api, api.upload(wfdb_record).json()["data"][0]["id"])
@@ -70,8 +70,8 @@ def test_partial_segments_are_throttled_the_last_always_written_and_dropped_on_r
 
 
 def test_running_analysis_streams_its_segments_before_the_result_exists(api, wfdb_record, tiny_model, monkeypatch):
-    from ecglens.jobs import ProgressWriter
     from ecglens.service.db import Analysis
+    from ecglens.service.jobs import ProgressWriter
 
     # The job stops right after it wrote its first partial segments, until the stream has shown them.
     seen, paused = threading.Event(), threading.Event()

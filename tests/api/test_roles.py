@@ -21,6 +21,7 @@ MATRIX = [
     ("GET", "/api/v1/analyses/{analysis_id}/events", {"clinician", "admin", "service"}),
     ("GET", "/api/v1/analyses/{analysis_id}/fhir", {"clinician", "admin", "service"}),
     ("GET", "/api/v1/analyses/{analysis_id}/report.pdf", {"clinician", "admin", "service"}),
+    ("GET", "/api/v1/distortions", ALL),
     ("GET", "/api/v1/models", ALL),
     ("POST", "/api/v1/models", {"admin"}),
     ("POST", "/api/v1/models/{name}/harden", {"admin"}),

@@ -229,6 +229,36 @@ def test_analysis_no_model_fits_is_refused_saying_why_and_what_would(api, synthe
     assert api.client.get("/api/v1/analyses", headers=api.auth("clinician")).json()["count"] == 0
 
 
+def test_distortion_kinds_are_served_in_the_explainers_order_with_their_aliases(sqlite_api):
+    from ecglens.distortions import KINDS, parse_kinds
+
+    body = sqlite_api.client.get("/api/v1/distortions", headers=sqlite_api.auth("auditor")).json()
+    assert [k["name"] for k in body["data"]] == list(KINDS) and body["count"] == len(KINDS)
+    assert "bw" in body["data"][0]["aliases"]
+    for kind in body["data"]:
+        assert all(parse_kinds([alias]) == (kind["name"],) for alias in kind["aliases"])
+
+
+def test_analysis_takes_distortion_aliases_and_refuses_unknown_kinds_naming_the_valid_ones(
+    sqlite_api, wfdb_record, tiny_model
+):
+    api = sqlite_api
+    assert register_tiny(api, tiny_model).status_code == 201
+    record = api.upload(wfdb_record).json()["data"][0]
+    ask = {"record_id": record["id"], "model": "tiny", "query_budget": 20}
+    bad = api.client.post("/api/v1/analyses", headers=api.auth("clinician"), json={**ask, "distortions": ["hum"]})
+    assert bad.status_code == 422 and "'hum'" in bad.json()["detail"]
+    assert "valid kinds: baseline_wander, powerline" in bad.json()["detail"]
+    assert api.client.get("/api/v1/analyses", headers=api.auth("clinician")).json()["count"] == 0
+    made = api.client.post(
+        "/api/v1/analyses", headers=api.auth("clinician"), json={**ask, "distortions": ["white", "BW", "gaussian"]}
+    )
+    assert made.status_code == 202, made.text
+    done = api.wait(made.json()["id"])
+    assert done["status"] == "done", done["error"]
+    assert done["distortions"] == ["gaussian", "baseline_wander"]
+
+
 def test_analysis_of_unknown_model_or_record_is_404(api, wfdb_record):
     record = api.upload(wfdb_record).json()["data"][0]
     h = api.auth("clinician")

@@ -86,6 +86,7 @@ def _upload_row(page, label: str):
 def _run_analysis(page, server) -> dict:
     """Start an analysis from the form (small budget, a few distortion types), wait for it, return its JSON."""
     page.fill("#analysis-budget", str(BUDGET))
+    page.locator('input[name="distortions"]').first.wait_for()  # the kinds come from GET /distortions
     for box in page.locator('input[name="distortions"]').all():
         if (box.get_attribute("value") in DISTORTIONS) != box.is_checked():
             box.click()

@@ -112,6 +112,7 @@ def _open_record(page, server, record_id: str) -> None:
 
 def _start(page, budget: int, distortions: list[str] | None = None) -> str:
     page.fill("#analysis-budget", str(budget))
+    page.locator('input[name="distortions"]').first.wait_for()  # the kinds come from GET /distortions
     if distortions is not None:
         for box in page.locator('input[name="distortions"]').all():
             if (box.get_attribute("value") in distortions) != box.is_checked():

@@ -130,7 +130,7 @@ def cluster(tmp_path, redis_url, slow_model, synthetic_ecg):
                 "-m",
                 "celery",
                 "-A",
-                "ecglens.worker",
+                "ecglens.service.worker",
                 "worker",
                 "--pool",
                 "solo",

@@ -260,10 +260,10 @@ def test_what_the_entrypoint_runs_is_installed_by_the_image():
             parser.parse_args(argv)
         except SystemExit:  # argparse exits when the subcommand or an option does not exist
             pytest.fail(f"`ecglens {' '.join(argv)}` (run by deploy/entrypoint.sh) is not a valid command")
-    assert "celery -A ecglens.worker worker" in text
-    import ecglens.worker
+    assert "celery -A ecglens.service.worker worker" in text
+    import ecglens.service.worker
 
-    assert ecglens.worker.app.main == "ecglens"
+    assert ecglens.service.worker.app.main == "ecglens"
 
 
 def test_healthcheck_asks_the_apps_healthz_route(tmp_path):

@@ -70,8 +70,11 @@ def test_a_smaller_budget_gives_the_prefix_of_a_larger_ones_search():
         while run.legal()["localise"]:
             run.step("localise")
     n = len(short.trace)
-    assert [s.to_dict() for s in short.trace] == [s.to_dict() for s in long.trace[:n]]
-    assert len(long.trace) > n
+    # identical up to the last action, which the smaller budget cut short
+    assert [s.to_dict() for s in short.trace[:-1]] == [s.to_dict() for s in long.trace[: n - 1]]
+    assert short.trace[-1].action == long.trace[n - 1].action
+    assert short.trace[-1].queries <= long.trace[n - 1].queries and len(long.trace) >= n
+    assert long.counter.queries > short.counter.queries
 
 
 def test_explain_anytime_returns_a_truthful_explanation_with_its_trace():

@@ -105,7 +105,7 @@ def test_explain_unreadable_record_exits_2_naming_the_file(bump_model, tmp_path,
 def test_explain_unknown_distortion_exits_2(bump_model, bump_record, capsys):
     hea, dat = bump_record
     rc = main(["explain", str(hea), str(dat), "--model", str(bump_model), "--distortions", "thunder"])
-    assert rc == 2 and "valid: baseline_wander" in capsys.readouterr().err
+    assert rc == 2 and "valid kinds: baseline_wander" in capsys.readouterr().err
 
 
 def test_robustness_prints_the_report_json(bump_model, bump_record, capsys):

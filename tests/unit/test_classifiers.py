@@ -438,6 +438,60 @@ def test_anylead_training_smoke_run_exports_a_loadable_any_lead_model(tmp_path):
         assert clf.predict_proba(np.tile(recs[1].signal[:1, :3600], (leads, 1))).shape == (1, 4)
 
 
+def test_default_anylead_network_is_the_committed_builtins():
+    # The default recipe reproduces models/builtin.pt: its weights load into the default network, same outputs.
+    from ecglens.classifiers.anylead import AnyLeadNet
+    from ecglens.classifiers.train import Calibrated
+    from ecglens.classifiers.train_anylead import fold_batch_norm
+
+    committed = torch.jit.load(str(models_dir() / "builtin.pt")).eval()
+    net = Calibrated(fold_batch_norm(AnyLeadNet(4)), [1.0] * 4, [0.0] * 4).eval()
+    net.load_state_dict(committed.state_dict(), strict=True)
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 0.3, (3, 2, 3600)).astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), committed(x), atol=1e-5, rtol=0)
+
+
+def test_anylead_local_prematurity_flags_a_premature_beat_at_any_rate():
+    from ecglens.classifiers.anylead import N_RR_FEATURES, AnyLeadNet
+
+    net = AnyLeadNet(4)
+    t = 900  # 10 s at 90 Hz
+    for rr in (45, 90):  # 120 and 60 bpm
+        steady = torch.zeros(2, t, dtype=torch.bool)
+        steady[:, torch.arange(20, t, rr)] = True
+        beats = steady.clone()
+        k = 20 + 4 * rr
+        beats[1, k] = False
+        beats[1, k - int(0.4 * rr)] = True  # one beat 40% early, then a compensatory pause
+        features, tracks = net.rhythm(beats)
+        assert features.shape == (2, N_RR_FEATURES) and tracks.shape == (2, 3, t)
+        regular, premature = features[0], features[1]
+        assert abs(float(regular[12])) < 1e-6 and float(regular[13]) == 0.0  # local prematurity: none
+        assert float(premature[10]) < -0.3 and float(premature[11]) < -0.5 and float(premature[12]) < -0.4
+        assert float(premature[13]) > 0 and float(premature[14]) > 0.5  # one premature beat, a long pause after
+        assert float(tracks[1, 2].min()) < -0.4 and float(tracks[0, 2].abs().max()) < 1e-6
+
+
+def test_operating_thresholds_come_from_held_out_patients_and_negatives_where_positives_are_separated():
+    from ecglens.classifiers.train_anylead import operating_thresholds
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    held = np.arange(n) < 3000
+    y = np.zeros((n, 2), np.float32)
+    y[:, 0] = rng.random(n) < 0.3
+    y[~held, 1] = rng.random((~held).sum()) < 0.5  # class 1: positives only in the trained-on tails
+    p = np.zeros((n, 2))
+    # class 0: easy in the tails (trained on), overlapping in the held-out patients
+    p[:, 0] = np.where(held, 0.4 * y[:, 0] + 0.6 * rng.random(n), 0.8 * y[:, 0] + 0.1 * rng.random(n))
+    p[:, 1] = np.where(y[:, 1] > 0, 0.9, 0.5 * rng.random(n) ** 4)  # separated; held-out negatives mostly low
+    t = operating_thresholds(p, y, held, ["a", "b"], specificity=0.99)
+    assert 0.35 < t["a"] < 0.65  # the held-out patients' Youden point, not the tails' (about 0.1 to 0.8)
+    negatives = p[held, 1]
+    assert t["b"] == pytest.approx(np.quantile(negatives, 0.99)) and t["b"] < 0.9
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_builtin_reproduces_its_card_ds2_figures(builtin, tmp_path):

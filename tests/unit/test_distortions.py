@@ -7,10 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal as sps
+from test_agent_support import BumpClassifier, bump_ecg
 
 from ecglens import distortions as dist
+from ecglens.agent.search import explain
 from ecglens.ecg import Ecg
 from ecglens.qrs import detect_qrs, qrs_amplitudes, signal_power, trimmed_mean
+from ecglens.robustness import robustness
 from tests.conftest import shared_path
 
 FS = 360.0
@@ -197,6 +200,39 @@ def test_aliases_name_the_same_kind(alias: str, kind: str) -> None:
     assert np.array_equal(
         dist.noise(alias, 400, FS, np.random.default_rng(1)), dist.noise(kind, 400, FS, np.random.default_rng(1))
     )
+
+
+def test_parse_kinds_takes_names_aliases_and_comma_lists_in_the_order_asked() -> None:
+    assert dist.parse_kinds(None) == dist.KINDS
+    assert dist.parse_kinds("gaussian, bw,Baseline-Wander,,") == ("gaussian", "baseline_wander")
+    assert dist.parse_kinds(["EMG", "pli", "muscle"]) == ("muscle", "powerline")
+    for kind, aliases in dist.ALIASES.items():
+        assert kind in dist.KINDS and aliases and all(dist.parse_kinds([a]) == (kind,) for a in aliases)
+
+
+@pytest.mark.parametrize("bad", ["thunder", ["gaussian", "hum", "buzz"], "", [], " , "])
+def test_parse_kinds_refuses_unknown_or_no_kinds_listing_the_valid_ones(bad) -> None:
+    with pytest.raises(ValueError) as info:
+        dist.parse_kinds(bad)
+    message = str(info.value)
+    assert "valid kinds: " + ", ".join(dist.KINDS) in message and "bw" in message
+    for name in ["thunder", "hum", "buzz"]:
+        assert (name in message) == (name in str(bad))
+
+
+def test_explainer_and_robustness_read_kinds_alike() -> None:
+    """Both take the aliases and refuse an unknown kind with the same message (`parse_kinds`)."""
+    ecg, clf = bump_ecg(), BumpClassifier()
+    with pytest.raises(ValueError) as expected:
+        dist.parse_kinds("bw,thunder")
+    for run in (explain, robustness):
+        with pytest.raises(ValueError) as info:
+            run(ecg, clf, distortions="bw,thunder")
+        assert str(info.value) == str(expected.value)
+    explained = explain(ecg, clf, distortions="white", query_budget=60)
+    assert {s.distortion for s in explained.segments} <= {"gaussian", "dropout", "none"}
+    report = robustness(ecg, clf, distortions=["white", "bw", "awgn"], seeds=1)
+    assert [d.distortion for d in report.distortions] == ["gaussian", "baseline_wander"]
 
 
 def test_bad_span_and_lead_raise_clear_errors(synthetic_ecg: Ecg) -> None:

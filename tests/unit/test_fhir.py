@@ -13,7 +13,9 @@ import pytest
 import ecglens
 from ecglens.ecg import STANDARD_12, Ecg
 from ecglens.errors import RecordError
-from ecglens.fhir_export import (
+from ecglens.formats import detect_format, read_fhir, read_record, write_fhir, write_json, write_record
+from ecglens.formats.fhir import MDC_SYSTEM, lead_code, lead_from_code
+from ecglens.reports.fhir import (
     CLASS_SYSTEM,
     COMPONENT_SYSTEM,
     PATIENT_ID_SYSTEM,
@@ -21,8 +23,6 @@ from ecglens.fhir_export import (
     SEGMENT_SCORE_URL,
     analysis_observation,
 )
-from ecglens.formats import detect_format, read_fhir, read_record, write_fhir, write_json, write_record
-from ecglens.formats.fhir import MDC_SYSTEM, lead_code, lead_from_code
 from ecglens.robustness import robustness
 
 FS = 500.0

@@ -15,7 +15,7 @@ import pytest
 
 import ecglens
 from ecglens.ecg import Ecg
-from ecglens.report import DISTORTION_COLOURS, ECG_H_MM, ECG_Y_MM, render_report, row_layout
+from ecglens.reports.pdf import DISTORTION_COLOURS, ECG_H_MM, ECG_Y_MM, render_report, row_layout
 from ecglens.reports.summary import summarize
 from ecglens.robustness import robustness
 

@@ -1,10 +1,9 @@
-"""A job's classifier answers big batches in chunks and reports each (`ecglens.jobs.RowProgress`), so the progress
-bar moves inside a long batched call; the answers are the classifier's own."""
+"""A job's classifier answers big batches in chunks and reports each (`ecglens.service.jobs.RowProgress`), so the
+progress bar moves inside a long batched call; the answers are the classifier's own."""
 
 import numpy as np
 
-import ecglens.service.app  # noqa: F401 - the service imports the jobs module (they import each other)
-from ecglens.jobs import RowProgress
+from ecglens.service.jobs import RowProgress
 
 
 class Linear:

@@ -44,14 +44,14 @@ from typing import Any
 import numpy as np
 
 from ecglens.agent.cleanup import minimize
-from ecglens.agent.env import KINDS, Episode
+from ecglens.agent.env import Episode
 from ecglens.agent.grid import cell_features, make_grid
 from ecglens.agent.redraw import RedrawState, redraw_round
 from ecglens.agent.result import EpisodeResult, build_explanation, segments_of
-from ecglens.agent.search import _parse_kinds
 from ecglens.baselines.cells import cell_energy, cell_mask, cell_medians
 from ecglens.classifiers.base import Classifier, QueryCounter
 from ecglens.classifiers.fit import input_leads
+from ecglens.distortions import parse_kinds
 from ecglens.ecg import Ecg
 from ecglens.explanation import Explanation, Segment
 from ecglens.targets import diagnosed_targets, explained_window
@@ -582,7 +582,7 @@ def explain_anytime(
     targets = diagnosed_targets(probs0, classifier)
     grid = make_grid(x, fs, segment_s=segment_s, beat_aligned=beat_aligned)
     feats = cell_features(x, grid)
-    kinds = _parse_kinds(distortions) if distortions else KINDS
+    kinds = parse_kinds(distortions)
     leads = input_leads(ecg, classifier)
     results: list[EpisodeResult] = []
     for j, target in enumerate(targets):

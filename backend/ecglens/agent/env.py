@@ -23,16 +23,18 @@ that flips the diagnosis (and the same malus on a step that un-flips it).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ecglens import distortions
 from ecglens.agent.grid import SIGNAL_FEATURES, SegmentGrid, cell_features, make_grid
-from ecglens.classifiers.base import Classifier
+from ecglens.classifiers.base import Classifier, QueryCounter
+from ecglens.distortions import KINDS
 from ecglens.targets import Target, diagnosed_targets, is_normal
 
-KINDS: tuple[str, ...] = ("baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian")
 LEVELS_DB: tuple[float, ...] = (18.0, 12.0, 6.0, 0.0, -6.0)
 
 # Dynamic per-cell features appended to the signal features (see `Episode.observe_cells`).
@@ -78,8 +80,6 @@ def noise_bank(
 ) -> np.ndarray:
     """float32 ``[kinds, leads, samples]``: one zero-mean unit-RMS realisation per kind and lead
     (`ecglens.distortions.noise_batch`)."""
-    from ecglens import distortions
-
     return np.stack([distortions.noise_batch(k, n_leads, n_samples, fs, rng, mains_hz=mains_hz) for k in kinds]).astype(
         np.float32
     )
@@ -87,8 +87,6 @@ def noise_bank(
 
 def lead_power(signal: np.ndarray, fs: float) -> np.ndarray:
     """float64 ``[leads]`` signal power (mV^2) the SNR levels refer to: the distortions module's QRS power."""
-    from ecglens import distortions
-
     power = np.asarray(distortions.signal_power(signal, fs), dtype=np.float64)
     fallback = np.var(signal, axis=1) + 1e-8  # a flat lead has no QRS power; its variance still scales noise
     return np.where(np.isfinite(power) & (power > 0), power, fallback)
@@ -188,8 +186,6 @@ class Episode:
 
     def redrawn_unit(self, cell: int, kind: int, rng: np.random.Generator) -> np.ndarray:
         """float32 ``[cell samples]``: a fresh realisation of ``kind`` for ``cell``, tapered, unit RMS."""
-        from ecglens import distortions
-
         lead, a, b = self.grid.cell_span(cell)
         n = self.clean.shape[1]
         return _tapered_unit(
@@ -423,7 +419,11 @@ class VecSegmentGridEnv:
         probs: np.ndarray | None = None,
         batch_size: int = 256,
         localize_budget: int = 0,
+        localize: Callable[[Episode, Classifier, int], Any] | None = None,
     ):
+        if localize_budget and localize is None:
+            raise ValueError("localize_budget needs the localisation to run (e.g. agent.localize.coarse_to_fine)")
+        self.localize = localize
         self.classifier = classifier
         self.inputs = np.asarray(inputs, dtype=np.float32)
         self.fs = float(classifier.sampling_rate)
@@ -560,10 +560,7 @@ class VecSegmentGridEnv:
         )
         if self.localize_budget:
             if i not in self._probed:  # dropout probes are deterministic: measure each input once
-                from ecglens.agent.localize import coarse_to_fine
-                from ecglens.classifiers.base import QueryCounter
-
-                coarse_to_fine(ep, QueryCounter(self.classifier), self.localize_budget)
+                self.localize(ep, QueryCounter(self.classifier), self.localize_budget)
                 self._probed[i] = (
                     ep.probed.copy(),
                     ep.last_drop.copy(),

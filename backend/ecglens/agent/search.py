@@ -40,7 +40,7 @@ import numpy as np
 
 from ecglens.agent.broad import broad_flip
 from ecglens.agent.cleanup import minimize, verify_minimal
-from ecglens.agent.env import KINDS, Episode
+from ecglens.agent.env import Episode
 from ecglens.agent.greedy import greedy_scan
 from ecglens.agent.grid import cell_features, make_grid
 from ecglens.agent.localize import Sensitivity, coarse_to_fine
@@ -48,6 +48,7 @@ from ecglens.agent.redraw import redraw_quieter
 from ecglens.agent.result import EpisodeResult, build_explanation, segments_of
 from ecglens.classifiers.base import Classifier, QueryCounter
 from ecglens.classifiers.fit import input_leads
+from ecglens.distortions import parse_kinds
 from ecglens.ecg import Ecg
 from ecglens.explanation import Explanation, Segment
 from ecglens.targets import diagnosed_targets, explained_window
@@ -115,7 +116,7 @@ def explain(
         raise TypeError(f"explain needs an Ecg, got {type(ecg).__name__}")
     if query_budget < 2:
         raise ValueError(f"query_budget must be at least 2 (diagnosis and one probe), got {query_budget}")
-    kinds = _parse_kinds(distortions)
+    kinds = parse_kinds(distortions)
     counter = QueryCounter(classifier, budget=int(query_budget))
     x, probs0, window_start_s = explained_window(ecg, counter, start_s)
     fs = float(classifier.sampling_rate)
@@ -509,19 +510,6 @@ def score_cells(ep: Episode, contributions: dict[int, float], prior: np.ndarray 
 
 
 # ---------------------------------------------------------------------------------------------------- plumbing
-def _parse_kinds(distortions: Sequence[str] | str | None) -> tuple[str, ...]:
-    if distortions is None:
-        return KINDS
-    items = [d.strip() for d in distortions.split(",")] if isinstance(distortions, str) else list(distortions)
-    items = [d for d in items if d]
-    unknown = [d for d in items if d not in KINDS]
-    if unknown or not items:
-        raise ValueError(
-            f"unknown distortion kind(s) {', '.join(unknown) or '(none given)'}; valid: {', '.join(KINDS)}"
-        )
-    return tuple(dict.fromkeys(items))
-
-
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str, mtime: float):
     from ecglens.agent.policy import load_policy

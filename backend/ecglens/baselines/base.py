@@ -18,6 +18,7 @@ import numpy as np
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.cells import fixed_grid, ranking_from_scores
 from ecglens.classifiers.base import Classifier, QueryCounter, follows_record_leads, input_samples
+from ecglens.classifiers.fit import fit_record
 from ecglens.ecg import Ecg
 from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 from ecglens.metrics import l2, snr_db
@@ -139,8 +140,6 @@ class PerturbationBaseline(ABC):
         n = input_samples(self.classifier)
         fs = float(self.classifier.sampling_rate)
         if isinstance(ecg_window, Ecg):
-            from ecglens.classifiers.fit import fit_record
-
             fitted = fit_record(ecg_window, self.classifier)
             signal = np.zeros((fitted.n_leads, n), dtype=np.float32)
             piece = fitted.signal[:, :n]

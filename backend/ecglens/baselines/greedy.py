@@ -19,6 +19,7 @@ from ecglens.agent.greedy import greedy_scan
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.base import Attribution, PerturbationBaseline
 from ecglens.classifiers.base import QueryCounter
+from ecglens.distortions import parse_kinds
 from ecglens.targets import Target
 
 
@@ -28,7 +29,7 @@ class GreedyScanBaseline(PerturbationBaseline):
     Parameters (besides `PerturbationBaseline`'s)
     ----------
     kinds : sequence of str
-        Distortion kinds the scan cycles through (`ecglens.agent.env.KINDS`). Default: ("gaussian",).
+        Distortion kinds the scan cycles through (`ecglens.distortions.parse_kinds`). Default: ("gaussian",).
     top_fraction : float
         Share of the cells distorted after each scan (at least one). Default: 0.05.
 
@@ -42,7 +43,7 @@ class GreedyScanBaseline(PerturbationBaseline):
 
     def __init__(self, classifier, *, kinds: Sequence[str] = ("gaussian",), top_fraction: float = 0.05, **kwargs: Any):
         super().__init__(classifier, **kwargs)
-        self.kinds = tuple(kinds)
+        self.kinds = parse_kinds(kinds)
         self.top_fraction = top_fraction
 
     def _attribute(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.signal.windows import tukey
 
+from ecglens import distortions
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.base import Attribution, PerturbationBaseline
 from ecglens.baselines.cells import cell_energy
@@ -73,8 +74,6 @@ class OracleBaseline(PerturbationBaseline):
         rng: np.random.Generator,
         **kwargs: Any,
     ) -> Attribution:
-        from ecglens import distortions
-
         if kwargs.get("beat_time_s") is None:
             raise ValueError("the oracle needs beat_time_s, the annotated beat's time in seconds")
         fs = grid.fs

@@ -13,6 +13,9 @@ from typing import Any
 
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
 from ecglens.classifiers.card import ModelCard, card_path_for
+from ecglens.classifiers.http import HttpClassifier
+from ecglens.classifiers.onnx import OnnxClassifier
+from ecglens.classifiers.torchscript import TorchScriptClassifier
 from ecglens.errors import ClassifierError
 
 __all__ = [
@@ -68,8 +71,6 @@ def load_classifier(
         raise ClassifierError(f"not a classifier spec: {spec!r}")
     text = str(spec).strip()
     if text.lower().startswith(("http://", "https://")):
-        from ecglens.classifiers.http import HttpClassifier
-
         return HttpClassifier(text, card, batch_size=batch_size, **kwargs)
     path = Path(text).expanduser()
     if text == BUILTIN or (not path.suffix and os.sep not in text and "/" not in text):
@@ -86,12 +87,8 @@ def load_classifier(
                 )
     suffix = path.suffix.lower()
     if suffix in _TORCHSCRIPT_SUFFIXES:
-        from ecglens.classifiers.torchscript import TorchScriptClassifier
-
         return TorchScriptClassifier(path, card, device=device, batch_size=batch_size)
     if suffix == ".onnx":
-        from ecglens.classifiers.onnx import OnnxClassifier
-
         return OnnxClassifier(path, card, device=device, batch_size=batch_size, **kwargs)
     raise ClassifierError(
         f"{text}: unknown classifier spec; expected 'builtin', a model name under "

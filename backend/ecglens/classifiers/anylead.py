@@ -13,12 +13,18 @@ is band-passed to 5-15 Hz (FIR), differentiated and squared, divided by its mean
 over 150 ms; local maxima at least 0.25 s apart reaching 20% of the median of the 2-s blocks' peaks are beats.
 
 RR features (record level, relative to the window's median RR so that they hold at any heart rate): the median RR
-(log seconds), beat coverage, the median and mean absolute successive RR difference, the share of successive
-differences over 15% (the classic AF cue, robust to isolated ectopics through the median), the RR coefficient of
-variation, the shortest and longest RR (prematurity, pauses) and the share of premature beats (RR < 85%).
-Per beat, two tracks beside each lead's samples tell the CNN how premature the beat is and how long the pause
-after it is, so morphology and timing of the same beat meet (premature + normal QRS: supraventricular; wide QRS +
-compensatory pause: ventricular).
+(log seconds; left out, as a constant 0, with ``rate_feature=False``: the heart rate says more about who the
+patient is than about what the beats are), beat coverage, the median and mean absolute successive RR difference,
+the share of successive differences over 15% (the classic AF cue, robust to isolated ectopics through the
+median), the RR coefficient of variation, the shortest and longest RR (prematurity, pauses) and the share of
+premature beats (RR < 85%). Then local prematurity, each beat's RR against its neighbours' rather than the
+window's median (a premature beat is short against the RR before it and the one after it, whatever the rate, and
+a run of ectopic beats does not move the reference): the smallest RR / previous RR, the smallest RR / next RR, the
+smallest RR / mean of the previous and next RR, the share of beats under 85% of that mean and the longest pause
+after a beat (next RR minus RR, in median RRs).
+Per beat, three tracks beside each lead's samples tell the CNN how premature the beat is, how long the pause
+after it is and how premature it is against its neighbours, so morphology and timing of the same beat meet
+(premature + normal QRS: supraventricular; wide QRS + compensatory pause: ventricular).
 
 The CNN's time-pooled mean and max per lead are pooled again over leads (mean and max), so a finding on any single
 lead can carry the output, and joined with the RR features in a two-layer head.
@@ -31,7 +37,10 @@ import torch
 from torch import nn
 
 AMPLITUDE_FLOOR_MV = 0.05
-N_RR_FEATURES = 10
+N_RR_FEATURES = 15  # computed by `AnyLeadNet.rhythm`; the first 10 without ``local_rhythm``
+N_TRACKS = 3  # per-beat tracks of `AnyLeadNet.rhythm`; the first 2 without ``local_rhythm``
+N_BASIC_RR_FEATURES = 10
+N_BASIC_TRACKS = 2
 
 
 def _bandpass_taps(fs: float, taps: int = 21) -> np.ndarray:
@@ -64,6 +73,11 @@ class AnyLeadNet(nn.Module):
         Width of the head's hidden layer. Default: 32.
     dropout : float
         Dropout before the head's layers. Default: 0.2.
+    local_rhythm : bool
+        Whether the network sees local prematurity: the 5 RR features and the per-beat track of each beat's RR
+        against its neighbours' (module docstring). Default: False (the committed built-in's network).
+    rate_feature : bool
+        Whether the median RR (the heart rate) is an RR feature. Default: True.
     """
 
     def __init__(
@@ -74,8 +88,13 @@ class AnyLeadNet(nn.Module):
         widths: tuple[int, ...] = (8, 16, 24, 32, 32),
         hidden: int = 32,
         dropout: float = 0.2,
+        local_rhythm: bool = False,
+        rate_feature: bool = True,
     ):
         super().__init__()
+        self.rate_feature = bool(rate_feature)
+        self.n_features = N_RR_FEATURES if local_rhythm else N_BASIC_RR_FEATURES
+        self.n_tracks = N_TRACKS if local_rhythm else N_BASIC_TRACKS
         self.decimation = int(decimation)
         self.floor = AMPLITUDE_FLOOR_MV
         self.block = max(1, int(round(float(fs) / decimation)))  # 1 s
@@ -84,13 +103,13 @@ class AnyLeadNet(nn.Module):
         self.register_buffer("band", torch.from_numpy(taps).view(1, 1, -1))
         self.integrate = max(1, int(round(0.15 * self.fs_low)) | 1)  # odd: centred
         self.refractory = max(1, int(round(0.25 * self.fs_low)))
-        layers = [_conv(3, widths[0], 7, 2)]
+        layers = [_conv(1 + self.n_tracks, widths[0], 7, 2)]
         for k, (a, b) in enumerate(zip(widths, widths[1:])):
             last = k == len(widths) - 2
             layers.append(_conv(a, b, 3 if last else 5, 1 if last else 2))
         self.cnn = nn.Sequential(*layers)
-        self.rr_norm = nn.BatchNorm1d(N_RR_FEATURES)
-        d = 4 * widths[-1] + N_RR_FEATURES
+        self.rr_norm = nn.BatchNorm1d(self.n_features)
+        d = 4 * widths[-1] + self.n_features
         self.head = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
         )
@@ -128,7 +147,7 @@ class AnyLeadNet(nn.Module):
         return (energy >= local) & (energy > left) & (energy >= 0.2 * top.unsqueeze(1)) & (top.unsqueeze(1) > 0)
 
     def rhythm(self, beats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(features [n, N_RR_FEATURES], tracks [n, 2, t])`` from a beat mask ``[n, t]`` (module docstring)."""
+        """``(features [n, N_RR_FEATURES], tracks [n, N_TRACKS, t])`` from a beat mask ``[n, t]`` (module docstring)."""
         n, t = beats.shape
         idx = torch.arange(t, device=beats.device).unsqueeze(0).expand(n, t)
         prev = torch.where(beats, idx, torch.full_like(idx, -1)).cummax(dim=1).values
@@ -160,9 +179,27 @@ class AnyLeadNet(nn.Module):
         max_ratio = torch.where(k > 0, ratio.max(dim=1).values, torch.ones_like(med))
         some = (k > 0).float()
         med_s = med / self.fs_low
+        # the RR after each beat (the next beat's RR in), and the beat's RR against its neighbours' (local
+        # prematurity: a premature beat is short against the RR before it and the one after it, whatever the
+        # window's median, so a run of ectopic beats or a slowly changing rate does not hide it)
+        nxt = torch.where(beats, idx, torch.full_like(idx, t)).flip([1]).cummin(dim=1).values.flip([1])
+        nxt = torch.cat([nxt[:, 1:], torch.full_like(nxt[:, :1], t)], dim=1)  # next beat strictly after
+        has_next = beats & (nxt < t)
+        out_ratio = torch.where(has_next, ratio.gather(1, nxt.clamp(max=t - 1)), torch.zeros_like(ratio))
+        both = has_rr & has_next
+        n_nb = pair.float() + both.float()
+        nb_mean = (torch.where(pair, prev_ratio, torch.zeros_like(ratio)) + out_ratio * both.float()) / n_nb.clamp(
+            min=1.0
+        )
+        has_local = has_rr & (n_nb > 0)
+        local = torch.where(has_local, ratio / nb_mean.clamp(min=1e-3), torch.ones_like(ratio))
+        vs_prev = torch.where(pair, ratio / prev_ratio.clamp(min=1e-3), torch.ones_like(ratio))
+        vs_next = torch.where(both, ratio / out_ratio.clamp(min=1e-3), torch.ones_like(ratio))
+        pause = torch.where(both, out_ratio - ratio, torch.zeros_like(ratio))
+        kl = has_local.sum(dim=1).float().clamp(min=1.0)
         features = torch.stack(
             [
-                torch.log(med_s.clamp(0.2, 3.0)) * some,
+                torch.log(med_s.clamp(0.2, 3.0)) * some * float(self.rate_feature),
                 (k.float() + 1.0) * med / float(t),  # ~1 when the beats cover the window at a steady rate
                 d_med,
                 d.sum(dim=1) / kpf,
@@ -172,17 +209,21 @@ class AnyLeadNet(nn.Module):
                 (max_ratio - 1.0) * some,
                 ((ratio < 0.85) & has_rr).float().sum(dim=1) / kf,
                 (k >= 3).float(),
+                (vs_prev.min(dim=1).values - 1.0).clamp(-1.0, 1.0),
+                (vs_next.min(dim=1).values - 1.0).clamp(-1.0, 1.0),
+                (local.min(dim=1).values - 1.0).clamp(-1.0, 1.0),
+                ((local < 0.85) & has_local).float().sum(dim=1) / kl,
+                pause.max(dim=1).values.clamp(0.0, 2.0),
             ],
             dim=1,
         )
-        # per beat: how premature it is (RR in) and how long the pause after it (RR out), as short pulses
-        nxt = torch.where(beats, idx, torch.full_like(idx, t)).flip([1]).cummin(dim=1).values.flip([1])
-        nxt = torch.cat([nxt[:, 1:], torch.full_like(nxt[:, :1], t)], dim=1)  # next beat strictly after
-        out_ratio = torch.where(beats & (nxt < t), ratio.gather(1, nxt.clamp(max=t - 1)), torch.zeros_like(ratio))
+        # per beat: how premature it is (RR in), how long the pause after it (RR out), and its RR against its
+        # neighbours', as short pulses
         tracks = torch.stack(
             [
                 torch.where(has_rr, ratio - 1.0, torch.zeros_like(ratio)),
                 torch.where(out_ratio > 0, out_ratio - 1.0, torch.zeros_like(ratio)),
+                torch.where(has_local, local - 1.0, torch.zeros_like(ratio)),
             ],
             dim=1,
         )
@@ -200,8 +241,10 @@ class AnyLeadNet(nn.Module):
         z = self.normalise(x)
         t = z.shape[2]
         features, tracks = self.rhythm(self.detect(z))
+        features, tracks = features[:, : self.n_features], tracks[:, : self.n_tracks]
+        c = tracks.shape[1]
         inp = torch.cat(
-            [z.reshape(n * leads, 1, t), tracks.unsqueeze(1).expand(n, leads, 2, t).reshape(n * leads, 2, t)], dim=1
+            [z.reshape(n * leads, 1, t), tracks.unsqueeze(1).expand(n, leads, c, t).reshape(n * leads, c, t)], dim=1
         )
         h = self.cnn(inp)
         per_lead = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1).reshape(n, leads, -1)

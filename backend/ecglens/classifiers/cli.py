@@ -7,10 +7,33 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ecglens.classifiers import load_classifier, models_dir
+from ecglens.classifiers.card import ModelCard, card_path_for
+from ecglens.classifiers.evaluate import format_table
+from ecglens.classifiers.train import (
+    ARCH_EPOCHS,
+    TrainConfig,
+    ds2_metrics,
+    export_onnx,
+    export_torchscript,
+    save_model,
+    split_ds1,
+    train_classifier,
+)
+from ecglens.classifiers.train_anylead import (
+    LOCAL_RHYTHM,
+    AnyLeadConfig,
+    build_anylead_card,
+    cinc2021_metrics,
+    ds2_lead_set_metrics,
+    train_anylead,
+)
+from ecglens.datasets.mitdb import default_data_dir
+
 
 def _default_out(arch: str) -> Path:
-    from ecglens.classifiers import models_dir
-
     return models_dir() / ("builtin.pt" if arch == "anylead" else f"transfer_{arch}.pt")
 
 
@@ -29,21 +52,6 @@ def _compare(card_metrics: dict[str, Any], fresh: dict[str, Any], tol: float = 1
 
 
 def train_classifier_command(args: argparse.Namespace) -> int:
-    import torch
-
-    from ecglens.classifiers import load_classifier
-    from ecglens.classifiers.card import ModelCard, card_path_for
-    from ecglens.classifiers.evaluate import format_table
-    from ecglens.classifiers.train import (
-        ARCH_EPOCHS,
-        TrainConfig,
-        ds2_metrics,
-        export_onnx,
-        save_model,
-        split_ds1,
-        train_classifier,
-    )
-
     if args.threads is None:
         args.threads = 1 if args.arch == "anylead" else 2
     torch.set_num_threads(args.threads)
@@ -85,20 +93,13 @@ def train_classifier_command(args: argparse.Namespace) -> int:
 
 def _train_anylead(args: argparse.Namespace, out: Path) -> int:
     """The built-in: `train_anylead`, then DS2 per lead set and the CinC 2021 check (when its folder exists)."""
-    from ecglens.classifiers import load_classifier
-    from ecglens.classifiers.card import card_path_for
-    from ecglens.classifiers.evaluate import format_table
-    from ecglens.classifiers.train import export_torchscript, split_ds1
-    from ecglens.classifiers.train_anylead import (
-        AnyLeadConfig,
-        build_anylead_card,
-        cinc2021_metrics,
-        ds2_lead_set_metrics,
-        train_anylead,
+    recipe = LOCAL_RHYTHM if getattr(args, "recipe", "builtin") == "local-rhythm" else {}
+    config = AnyLeadConfig(
+        seed=args.seed,
+        threads=args.threads,
+        epochs=args.epochs or AnyLeadConfig.epochs,
+        **recipe,  # type: ignore
     )
-    from ecglens.datasets.mitdb import default_data_dir
-
-    config = AnyLeadConfig(seed=args.seed, threads=args.threads, epochs=args.epochs or AnyLeadConfig.epochs)
     t0 = time.perf_counter()
     train_spans, val_spans = split_ds1(args.data)
     result = train_anylead(train_spans, val_spans, config)
@@ -144,6 +145,12 @@ def register(subparsers: Any) -> None:
         "--cinc",
         default=None,
         help="folder of CinC 2021 records for the out-of-database check (default: cinc2021 beside --data)",
+    )
+    p.add_argument(
+        "--recipe",
+        default="builtin",
+        choices=["builtin", "local-rhythm"],
+        help="anylead recipe (default: builtin, the committed model's; local-rhythm: train_anylead.LOCAL_RHYTHM)",
     )
     p.add_argument("--epochs", type=int, default=None, help="epochs of 100 steps (default: the recipe's)")
     p.add_argument(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ecglens.classifiers.base import Classifier
+from ecglens.ecg import Ecg
 
 
 def class_metrics(
@@ -126,8 +127,6 @@ def cinc2021_windows(
     records with another lead count than the first are skipped (all are 12-lead).
     """
     import wfdb
-
-    from ecglens.ecg import Ecg
 
     xs, ys, names, leads = [], [], [], []
     n = int(round(window_s * fs))

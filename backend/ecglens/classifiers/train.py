@@ -34,9 +34,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecglens.classifiers.anylead import AnyLeadNet
 from ecglens.classifiers.card import ModelCard, card_path_for
-from ecglens.classifiers.evaluate import class_metrics, unset_threshold_warnings
-from ecglens.datasets.mitdb import AAMI_CLASSES, AF_RHYTHMS, CLASS_NAMES, DS1, DS2, MitdbRecord, load_record
+from ecglens.classifiers.evaluate import class_metrics, evaluate, unset_threshold_warnings
+from ecglens.classifiers.gru import ConvGRU
+from ecglens.classifiers.resnet import ResNet1d
+from ecglens.datasets.mitdb import (
+    AAMI_CLASSES,
+    AF_RHYTHMS,
+    CLASS_NAMES,
+    DS1,
+    DS2,
+    MitdbRecord,
+    load_record,
+    load_windows,
+)
 
 VAL_RECORDS: tuple[str, ...] = ("116", "118", "124", "215", "220")
 AF_SPLIT_RECORDS: tuple[str, ...] = ("201", "203")
@@ -58,16 +70,10 @@ DATA_ATTRIBUTION = {
 def build_network(arch: str, n_leads: int = 2, n_classes: int = 4) -> nn.Module:
     """A fresh network by architecture name: "resnet1d" (built-in) or "gru" (transfer)."""
     if arch == "resnet1d":
-        from ecglens.classifiers.resnet import ResNet1d
-
         return ResNet1d(n_leads, n_classes)
     if arch == "gru":
-        from ecglens.classifiers.gru import ConvGRU
-
         return ConvGRU(n_leads, n_classes)
     if arch == "anylead":
-        from ecglens.classifiers.anylead import AnyLeadNet
-
         return AnyLeadNet(n_classes)
     raise ValueError(f"unknown architecture {arch!r}; expected one of: anylead, resnet1d, gru")
 
@@ -498,8 +504,5 @@ def ds2_metrics(
     classifier: Any, data_dir: str | Path | None = None, cache_dir: str | Path | None = None
 ) -> dict[str, dict]:
     """Per-class DS2 figures of ``classifier`` on non-overlapping 10-s windows (the card's ``metrics.ds2``)."""
-    from ecglens.classifiers.evaluate import evaluate
-    from ecglens.datasets.mitdb import load_windows
-
     w = load_windows(DS2, data_dir, window_s=classifier.window_s, leads=classifier.lead_names, cache_dir=cache_dir)
     return evaluate(classifier, w.X, w.Y)

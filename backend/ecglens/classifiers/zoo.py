@@ -32,7 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecglens.classifiers import load_classifier, models_dir
 from ecglens.classifiers.card import ModelCard
+from ecglens.datasets.mitdb import AAMI_CLASSES, AF_RHYTHMS, DS1, DS2, load_record, load_windows
 
 VAL_RECORDS: tuple[str, ...] = ("116", "118", "124", "215", "220")
 BINARY_CLASSES: tuple[str, ...] = ("other", "ventricular ectopy")
@@ -84,8 +86,6 @@ SPLIT: dict[str, str] = {m.name: m.split for m in ZOO}
 
 def zoo_dir() -> Path:
     """``models/zoo`` of the shipped models folder (`ecglens.classifiers.models_dir`)."""
-    from ecglens.classifiers import models_dir
-
     return models_dir() / "zoo"
 
 
@@ -105,8 +105,6 @@ def member_path(name: str) -> Path:
 
 def load_member(name: str, **kwargs: Any):
     """Member ``name`` as a black-box `Classifier` (``ecglens.load_classifier`` on its file)."""
-    from ecglens.classifiers import load_classifier
-
     return load_classifier(member_path(name), **kwargs)
 
 
@@ -315,8 +313,6 @@ class Sampler:
 
         from scipy.signal import resample_poly
 
-        from ecglens.datasets.mitdb import AAMI_CLASSES, AF_RHYTHMS, load_record
-
         self.fs, self.n = float(fs), int(round(window_s * fs))
         up, down = int(round(fs)), int(SOURCE_FS)
         g = gcd(up, down)
@@ -396,8 +392,6 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
 
 def _fixed_windows(records: Sequence[str], spec: MemberSpec) -> tuple[np.ndarray, np.ndarray]:
     """Non-overlapping windows of ``records`` on the member's grid, with the 4 finding labels."""
-    from ecglens.datasets.mitdb import load_windows
-
     w = load_windows(records, window_s=spec.window_s, leads=spec.leads)
     x = w.X
     if spec.fs != SOURCE_FS:
@@ -425,8 +419,6 @@ def train_member(
     ``records`` replaces the training records and ``evaluate=False`` skips the card's DS1-validation / DS2
     figures (smoke tests).
     """
-    from ecglens.datasets.mitdb import DS1, DS2
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()

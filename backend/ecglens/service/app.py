@@ -20,9 +20,10 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import ecglens
-from ecglens.jobs import LocalExecutor, make_executor, resume_unfinished
+from ecglens.classifiers import BUILTIN, models_dir
 from ecglens.service.config import Settings
 from ecglens.service.db import Model, utcnow
+from ecglens.service.jobs import LocalExecutor, make_executor, resume_unfinished
 from ecglens.service.metrics import MetricsRegistry
 from ecglens.service.middleware import (
     AdmissionMiddleware,
@@ -32,7 +33,7 @@ from ecglens.service.middleware import (
     SecurityHeadersMiddleware,
 )
 from ecglens.service.progress import ProgressHub
-from ecglens.service.routes import analyses, audit, exports, health, keys, metrics, models, records
+from ecglens.service.routes import analyses, audit, distortions, exports, health, keys, metrics, models, records
 from ecglens.service.runtime import Runtime
 from ecglens.threads import configure_torch_threads
 
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.progress = ProgressHub(runtime, analyses.EVENT_POLL_S)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (records, analyses, exports, models, audit, keys, health, metrics):
+    for module in (records, analyses, distortions, exports, models, audit, keys, health, metrics):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
@@ -151,8 +152,6 @@ def _plotly_js() -> Path | None:
 
 def _register_builtin(runtime: Runtime) -> None:
     """Put the shipped classifier in the registry as "builtin" (its card from ``models/builtin.json``)."""
-    from ecglens.classifiers import BUILTIN, models_dir
-
     card_file = models_dir() / f"{BUILTIN}.json"
     try:
         card = json.loads(card_file.read_text()) if card_file.is_file() else {}

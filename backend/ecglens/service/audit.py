@@ -19,11 +19,12 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,6 +62,31 @@ def genesis(key: bytes) -> str:
     return hmac.new(key, b"ecglens audit genesis", hashlib.sha256).hexdigest()
 
 
+def _event_fields(
+    *,
+    action: str,
+    status: int,
+    actor_key_id: str | None = None,
+    actor_name: str | None = None,
+    role: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    record_id: str | None = None,
+    client: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "action": action[:60],
+        "status": int(status),
+        "actor_key_id": actor_key_id,
+        "actor_name": actor_name[:200] if actor_name else actor_name,
+        "role": role,
+        "object_type": object_type,
+        "object_id": object_id[:200] if object_id else object_id,
+        "record_id": record_id,
+        "client": client[:100] if client else client,
+    }
+
+
 def append(
     sessions: sessionmaker[Session],
     key: bytes,
@@ -75,37 +101,54 @@ def append(
     record_id: str | None = None,
     client: str | None = None,
 ) -> int:
-    """Append one event in its own transaction; return its seq.
+    """Append one event in its own transaction; return its seq (`append_many` with one event)."""
+    fields = dict(
+        action=action,
+        status=status,
+        actor_key_id=actor_key_id,
+        actor_name=actor_name,
+        role=role,
+        object_type=object_type,
+        object_id=object_id,
+        record_id=record_id,
+        client=client,
+    )
+    return append_many(sessions, key, [fields])[0]
+
+
+def append_many(sessions: sessionmaker[Session], key: bytes, events: list[dict[str, Any]]) -> list[int]:
+    """Append ``events`` (each the keyword arguments of `append`), in order, in one transaction; return their seqs.
 
     Concurrent writers (threads, or processes sharing the database) are serialised by a lock in-process and,
-    across processes, by the unique ``seq``: a writer that lost the race retries on the new head.
+    across processes, by the unique ``seq``: a writer that lost the race retries on the new head. Core
+    statements (one head read, one multi-row insert, one head update), no ORM unit of work.
     """
-    fields = {
-        "action": action[:60],
-        "status": int(status),
-        "actor_key_id": actor_key_id,
-        "actor_name": actor_name[:200] if actor_name else actor_name,
-        "role": role,
-        "object_type": object_type,
-        "object_id": object_id[:200] if object_id else object_id,
-        "record_id": record_id,
-        "client": client[:100] if client else client,
-    }
+    if not events:
+        return []
+    rows = [_event_fields(**e) for e in events]
+    events_table, head_table = AuditEvent.__table__, AuditHead.__table__
     with _append_lock:
         for _attempt in range(20):
             with sessions() as session:
-                head = session.get(AuditHead, 1)
-                prev_seq, prev_hash = (head.seq, head.hash) if head else (0, genesis(key))
-                event = {**fields, "seq": prev_seq + 1, "at": utcnow()}
-                digest = chain_hash(prev_hash, event, key)
-                session.add(AuditEvent(**event, prev_hash=prev_hash, hash=digest))
+                head = session.execute(select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)).first()
+                prev_seq, prev_hash = (head.seq, head.hash) if head is not None else (0, genesis(key))
+                values = []
+                for offset, fields in enumerate(rows, start=1):
+                    event = {**fields, "seq": prev_seq + offset, "at": utcnow()}
+                    digest = chain_hash(prev_hash, event, key)
+                    values.append({**event, "prev_hash": prev_hash, "hash": digest})
+                    prev_hash = digest
+                last = values[-1]
+                session.execute(insert(events_table), values)
                 if head is None:
-                    session.add(AuditHead(id=1, seq=event["seq"], hash=digest))
+                    session.execute(insert(head_table).values(id=1, seq=last["seq"], hash=last["hash"]))
                 else:
-                    head.seq, head.hash = event["seq"], digest
+                    session.execute(
+                        update(head_table).where(head_table.c.id == 1).values(seq=last["seq"], hash=last["hash"])
+                    )
                 try:
                     session.commit()
-                    return event["seq"]
+                    return [v["seq"] for v in values]
                 except IntegrityError:
                     session.rollback()
         raise RuntimeError("audit log: could not append after 20 attempts")
@@ -170,6 +213,11 @@ class AuditLog:
     """The audit log of one process: appends on their own sessions (``sessions``: a pool requests cannot
     exhaust), a checkpoint every ``every`` events and on `checkpoint`.
 
+    Appends from several threads are committed together (group commit): a thread whose event is not written yet
+    takes the writer's turn and writes every event waiting then, in one transaction; each `append` returns once
+    its own event is committed, so an event is never later than its caller believes. A batch that fails is
+    retried event by event, so one bad event fails only its own caller.
+
     Parameters
     ----------
     sessions : sessionmaker
@@ -184,12 +232,36 @@ class AuditLog:
 
     def __init__(self, sessions: sessionmaker[Session], key: bytes, checkpoint_file: Path | None, every: int = 100):
         self.sessions, self.key, self.checkpoint_file, self.every = sessions, key, checkpoint_file, every
+        self._waiting: list[tuple[dict[str, Any], Future[int]]] = []
+        self._waiting_lock = threading.Lock()
+        self._writer = threading.Lock()
 
     def append(self, **fields: Any) -> int:
-        seq = append(self.sessions, self.key, **fields)
-        if self.checkpoint_file is not None and seq % self.every == 0:
+        """Append one event (the keyword arguments of `append`); return its seq once it is committed."""
+        mine: Future[int] = Future()
+        with self._waiting_lock:
+            self._waiting.append((fields, mine))
+        with self._writer:
+            if not mine.done():  # nobody wrote it while this thread waited for its turn: write all that wait
+                with self._waiting_lock:
+                    batch, self._waiting = self._waiting, []
+                self._write(batch)
+        return mine.result()
+
+    def _write(self, batch: list[tuple[dict[str, Any], Future[int]]]) -> None:
+        try:
+            seqs = append_many(self.sessions, self.key, [fields for fields, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - handed to the callers
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            for item in batch:  # one at a time: only the event that cannot be written fails
+                self._write([item])
+            return
+        for (_fields, done), seq in zip(batch, seqs, strict=True):
+            done.set_result(seq)
+        if self.checkpoint_file is not None and seqs[-1] // self.every > (seqs[0] - 1) // self.every:
             self.checkpoint()
-        return seq
 
     def head(self) -> tuple[int, str]:
         with self.sessions() as session:

@@ -2,7 +2,8 @@
 
 The secret is 256 random bits (``secrets.token_urlsafe(32)``), so one SHA-256 is as safe as a slow password
 hash here (nothing to brute-force) and keeps each request's check cheap. The key id in the clear lets a
-request find its row without scanning.
+request find its row without scanning. A key found valid is remembered for `KEY_CACHE_S` (`KeyCache`), so a
+busy client costs one key read every few seconds, not one per request.
 """
 
 from __future__ import annotations
@@ -75,6 +76,76 @@ def authenticate(session: Session, token: str) -> ApiKey | None:
     if not hmac.compare_digest(row.secret_hash, hash_secret(parts[2])):
         return None
     return row
+
+
+# Seconds a key found valid is trusted without reading its row again. Revoking through this process's API takes
+# effect at once (`KeyCache.revoke`); in another process sharing the database, within this many seconds.
+KEY_CACHE_S = 2.0
+
+
+class KeyCache:
+    """Keys recently found valid, by SHA-256 of the whole bearer token (never the token itself), for ``ttl_s``.
+
+    Only successes are kept: a wrong, unknown or revoked token is checked against the database every time (and
+    counted by `AuthThrottle`). `revoke` drops a key's entries and keeps it from being added again by a check
+    that read its row before the revocation committed. Thread-safe; at most ``max_entries`` entries (the
+    oldest dropped first). The cached rows are detached `ApiKey` objects, shared by the requests that hit them:
+    read them, never attach them to a session.
+
+    Parameters
+    ----------
+    ttl_s : float
+        How long an entry is trusted. Default: `KEY_CACHE_S`; 0 disables the cache.
+    max_entries : int
+        Default: 10,000.
+    """
+
+    def __init__(self, ttl_s: float = KEY_CACHE_S, max_entries: int = 10_000):
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._entries: dict[str, tuple[float, ApiKey]] = {}
+        self._revoked: set[str] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(token: str) -> str:
+        return hashlib.sha256(token.strip().encode()).hexdigest()
+
+    def get(self, token: str) -> ApiKey | None:
+        """The key cached for ``token`` when its entry is younger than ``ttl_s``, else None."""
+        if self.ttl_s <= 0:
+            return None
+        digest = self._digest(token)
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if time.monotonic() - entry[0] >= self.ttl_s or entry[1].id in self._revoked:
+                del self._entries[digest]
+                return None
+            return entry[1]
+
+    def put(self, token: str, key: ApiKey) -> None:
+        """Remember ``key`` as valid for ``token`` (not when ``key`` was revoked through `revoke` meanwhile)."""
+        if self.ttl_s <= 0:
+            return
+        digest = self._digest(token)
+        with self._lock:
+            if key.id in self._revoked:
+                return
+            if len(self._entries) >= self.max_entries:
+                for old in sorted(self._entries, key=lambda d: self._entries[d][0])[: self.max_entries // 10]:
+                    del self._entries[old]
+            self._entries[digest] = (time.monotonic(), key)
+
+    def revoke(self, key_id: str) -> None:
+        """Forget ``key_id`` now and never cache it again in this process."""
+        with self._lock:
+            self._revoked.add(key_id)
+            for digest in [d for d, (_t, k) in self._entries.items() if k.id == key_id]:
+                del self._entries[digest]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def token_key_id(token: str) -> str | None:

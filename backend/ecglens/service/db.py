@@ -17,6 +17,8 @@ from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_en
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from ecglens.migrations import upgrade
+
 # Analysis states, in the order a job passes through them.
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 ANALYSIS_STATES = (QUEUED, RUNNING, DONE, FAILED)
@@ -88,7 +90,7 @@ class Record(Base):
 
 class JobState:
     """The columns every queued job shares (analyses, hardening jobs): its state, progress, failure reason and
-    the lease a worker holds while it runs (`ecglens.jobs` claims, heartbeats and finishes both kinds alike)."""
+    the lease a worker holds while it runs (`ecglens.service.jobs` claims, heartbeats and finishes both kinds alike)."""
 
     status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -239,8 +241,6 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 def init_db(url: str) -> None:
     """Bring the schema at ``url`` to the newest migration (``alembic upgrade head``)."""
-    from ecglens.migrations import upgrade
-
     upgrade(url)
 
 

@@ -1,7 +1,9 @@
 """Injected dependencies: the database session, the calling key, and per-endpoint access checks.
 
 Every endpoint declares its access with `Access(action, object_type, roles)`: it names the audit action first
-(so refused requests are audited too), then authenticates the bearer key (401) and checks its role (403).
+(so refused requests are audited too), then authenticates the bearer key (401, or 429 when throttled) and checks
+its role (403). A key found valid is taken from `Runtime.key_cache` for a few seconds (`ecglens.service.auth.
+KeyCache`; revoking drops it there).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ecglens.service.auth import ADMIN, AUDITOR, CLINICIAN, SERVICE, authenticate, token_key_id
 from ecglens.service.db import ApiKey
@@ -50,7 +53,7 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def _authenticate(request: Request, session: Session, creds: HTTPAuthorizationCredentials | None) -> ApiKey:
+async def _authenticate(request: Request, creds: HTTPAuthorizationCredentials | None) -> ApiKey:
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -58,7 +61,8 @@ def _authenticate(request: Request, session: Session, creds: HTTPAuthorizationCr
             headers={"WWW-Authenticate": "Bearer"},
         )
     runtime: Runtime = request.app.state.runtime
-    key_id = token_key_id(creds.credentials)
+    token = creds.credentials
+    key_id = token_key_id(token)
     client = request.client.host if request.client else None
     wait = runtime.auth_throttle.retry_after(key_id, client)
     if wait > 0:
@@ -67,25 +71,34 @@ def _authenticate(request: Request, session: Session, creds: HTTPAuthorizationCr
             f"too many failed authentications for this key or address; retry in {wait:.0f} s",
             headers={"Retry-After": str(max(1, int(wait + 0.999)))},
         )
-    key = authenticate(session, creds.credentials)
+    key = runtime.key_cache.get(token)
     if key is None:
-        runtime.auth_throttle.failed(key_id, client)
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
-        )
-    # Detached with every column loaded, and the read transaction ended: the key stays usable while the
-    # session's connection goes back to the pool until the endpoint needs one.
-    session.expunge(key)
-    session.rollback()
+        key = await run_in_threadpool(_look_up_key, runtime, token)
+        if key is None:
+            runtime.auth_throttle.failed(key_id, client)
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+            )
+        runtime.key_cache.put(token, key)
     request.state.key = key
     return key
 
 
-def current_key(
-    request: Request, session: SessionDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+def _look_up_key(runtime: Runtime, token: str) -> ApiKey | None:
+    # A session of its own, closed before the endpoint's session opens a connection: a request still holds at
+    # most one connection at a time. The key comes back detached with every column loaded.
+    with runtime.sessions() as session:
+        key = authenticate(session, token)
+        if key is not None:
+            session.expunge(key)
+        return key
+
+
+async def current_key(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> ApiKey:
     """The active key of the caller (401 when absent or invalid)."""
-    return _authenticate(request, session, creds)
+    return await _authenticate(request, creds)
 
 
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
@@ -104,12 +117,13 @@ def Access(action: str | None, object_type: str | None, roles: tuple[str, ...]) 
         Roles allowed.
     """
 
-    def check(
-        request: Request, session: SessionDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    # Async: a key found in the cache is checked on the event loop, without a trip through a request thread.
+    async def check(
+        request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> ApiKey:
         if action is not None:
             request.state.audit = {"action": action, "object_type": object_type}
-        key = _authenticate(request, session, creds)
+        key = await _authenticate(request, creds)
         if key.role not in roles:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,

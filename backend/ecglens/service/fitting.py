@@ -17,8 +17,10 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecglens.classifiers.fit import fit_record
 from ecglens.ecg import LEAD_STAND_INS, Ecg, normalize_lead
 from ecglens.errors import ClassifierError, QueryBudgetExceeded, RecordError
+from ecglens.service.classifier_cache import CLASSIFIERS
 from ecglens.service.db import Model, Record
 from ecglens.service.schemas import ModelFit
 
@@ -37,8 +39,6 @@ class _CardView:
 
 
 def _classifier(model: Model) -> Any:
-    from ecglens.jobs import CLASSIFIERS
-
     try:
         return CLASSIFIERS.get(model)
     except Exception:  # noqa: BLE001 - a model that does not load here is judged by its card
@@ -61,8 +61,6 @@ def _missing(classifier: Any, leads: Sequence[str]) -> list[str]:
 
 def check_fit(model: Model, leads: Sequence[str], fs: float) -> tuple[bool, list[str], str | None]:
     """``(fits, leads the model asks for, reason when it does not)`` for a record with ``leads`` at ``fs`` Hz."""
-    from ecglens.classifiers.fit import fit_record
-
     classifier = _classifier(model)
     needs = [str(x) for x in getattr(classifier, "lead_names", ())]
     blank = Ecg(signal=np.zeros((len(leads), max(2, int(fs))), dtype=np.float32), fs=float(fs), leads=tuple(leads))

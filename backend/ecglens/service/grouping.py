@@ -15,6 +15,7 @@ from typing import Any
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
 from ecglens.formats.annotations import ANNOTATION_EXTENSIONS, Annotations, is_annotation_file, read_annotations
+from ecglens.formats.wfdb import _parse_header
 from ecglens.service.uploads import RecordGroup, UploadError, UploadFile
 
 # Signal-file extensions a WFDB header's files use (PTB's Frank leads are .xyz).
@@ -32,8 +33,6 @@ def _stem(name: str) -> str:
 
 
 def _header(f: UploadFile) -> Any:
-    from ecglens.formats.wfdb import _parse_header
-
     try:
         return _parse_header(f.data, f.filename)
     except RecordError:

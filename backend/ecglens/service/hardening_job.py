@@ -1,5 +1,5 @@
 """The hardening job: harden a registered model and register the result beside it (`run_hardening_job`, run by
-`ecglens.jobs.run_hardening` for ``POST /api/v1/models/{name}/harden``). The recipe is `ecglens.hardening`; this
+`ecglens.service.jobs.run_hardening` for ``POST /api/v1/models/{name}/harden``). The recipe is `ecglens.hardening`; this
 module adds what touches the service: the model registry, the blob store and the model folder."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the streams wait on an asyncio event and hold no thread and no connection while 
 streams end at the next tick, and all of them end when the server shuts down.
 
 A state is `JobView`: status, progress, error, and while the job explains, its partial segments
-(``analyses.partial``, written by `ecglens.jobs.ProgressWriter.partial`).
+(``analyses.partial``, written by `ecglens.service.jobs.ProgressWriter.partial`).
 """
 
 from __future__ import annotations

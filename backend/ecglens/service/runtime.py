@@ -10,18 +10,16 @@ import os
 import secrets
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from ecglens.service.audit import AuditLog
+from ecglens.service.auth import AuthThrottle, KeyCache
 from ecglens.service.blobs import BlobStore
 from ecglens.service.config import Settings
 from ecglens.service.db import init_db, make_engine, make_sessionmaker, private_sqlite_file
-
-if TYPE_CHECKING:
-    from ecglens.service.audit import AuditLog
-    from ecglens.service.auth import AuthThrottle
+from ecglens.service.responses import BodyCache
 
 
 class Runtime:
@@ -115,15 +113,21 @@ class Runtime:
 
     @cached_property
     def auth_throttle(self) -> AuthThrottle:
-        from ecglens.service.auth import AuthThrottle
-
         return AuthThrottle(self.settings.auth_failures_per_minute)
+
+    @cached_property
+    def analysis_bodies(self) -> BodyCache:
+        """Serialised bodies of finished analyses (`GET /analyses/{id}`), 16 MiB at most."""
+        return BodyCache()
+
+    @cached_property
+    def key_cache(self) -> KeyCache:
+        """Keys recently found valid (`ecglens.service.auth.KeyCache`); revoking a key drops it here."""
+        return KeyCache()
 
     @cached_property
     def audit(self) -> AuditLog:
         """This process's audit log: appends on `audit_sessions`, keyed checkpoints in the data directory."""
-        from ecglens.service.audit import AuditLog
-
         return AuditLog(
             self.audit_sessions,
             self.audit_key,

@@ -139,6 +139,18 @@ class RecordAnnotations(BaseModel):
     files: list[dict[str, Any]]
 
 
+class DistortionKind(BaseModel):
+    """A distortion kind an analysis may ask for (``AnalysisCreate.distortions``): its name, and the aliases
+    accepted for it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "baseline_wander", "aliases": ["baseline", "bw", "wander"]}]}
+    )
+
+    name: str
+    aliases: list[str]
+
+
 class ModelFit(BaseModel):
     """Whether a registered model can analyse a record; when not, ``reason`` says why and ``advice`` what would."""
 
@@ -222,7 +234,9 @@ class AnalysisCreate(BaseModel):
     record_id: str = Field(min_length=1, max_length=64)
     model: str = Field(default="builtin", min_length=1, max_length=200)
     distortions: list[str] | None = Field(
-        default=None, max_length=20, description="Distortion kinds; null = all the explainer knows."
+        default=None,
+        max_length=20,
+        description="Distortion kinds or their aliases (GET /distortions); null = all of them.",
     )
     query_budget: int = Field(default=500, ge=1, le=100_000, description="Most classifier rows the explainer uses.")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)

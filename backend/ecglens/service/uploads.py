@@ -15,6 +15,7 @@ from typing import Any
 
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
+from ecglens.formats import read_record
 from ecglens.formats._source import MAX_ZIP_MEMBERS, ZipTooLarge, is_zip, iter_zip
 
 
@@ -89,21 +90,8 @@ def expand_zips(files: list[UploadFile], max_bytes: int, max_members: int = MAX_
     return out
 
 
-def group_records(files: list[UploadFile]) -> list[RecordGroup]:
-    """Group files into records: a WFDB header takes the files it names and the WFDB files with its record
-    name; every other file stands alone (`ecglens.service.grouping.group_files`).
-
-    Raises `UploadError` for a WFDB data file without its header, or two files with the same name.
-    """
-    from ecglens.service.grouping import group_files
-
-    return group_files(files)
-
-
 def read_group(group: RecordGroup) -> Ecg:
     """Read one record group with `ecglens.read_record`; `RecordError` and reader crashes become `UploadError`."""
-    from ecglens import read_record
-
     files = {f.filename: f.data for f in group.files}
     try:
         return read_record(group.main.data, filename=group.main.filename, files=files)

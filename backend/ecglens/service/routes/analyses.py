@@ -6,10 +6,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
+from sqlalchemy.orm import defer
 
+from ecglens.distortions import parse_kinds
 from ecglens.reports.summary import analysis_summary
 from ecglens.service.db import DONE, FAILED, QUEUED, Analysis, ApiKey, Model, Record, new_id, utcnow
 from ecglens.service.deps import (
@@ -17,12 +19,15 @@ from ecglens.service.deps import (
     SIGNAL_READERS,
     UPLOADERS,
     Access,
+    RuntimeDep,
     SessionDep,
     audit_object,
     not_found,
     owns,
 )
+from ecglens.service.fitting import refusal
 from ecglens.service.progress import JobView, ProgressHub
+from ecglens.service.responses import json_response
 from ecglens.service.schemas import AnalysisCreate, AnalysisCreated, AnalysisPublic, ListOf, Problem
 
 router = APIRouter(prefix="/analyses", tags=["analyses"])
@@ -63,7 +68,10 @@ def create_analysis(
         raise HTTPException(404, f"model {body.model[:80]!r} is not registered (see GET /api/v1/models)")
     if body.start_s is not None and body.start_s >= record.duration_s:
         raise HTTPException(422, f"start_s {body.start_s:g} s is past the end of the {record.duration_s:.1f} s record")
-    from ecglens.service.fitting import refusal
+    try:
+        distortions = None if body.distortions is None else list(parse_kinds(body.distortions))
+    except ValueError as exc:  # an unknown kind: refused now, not as a failed job
+        raise HTTPException(422, str(exc)) from None
 
     problem = refusal(session, record, model)
     if problem:
@@ -72,7 +80,7 @@ def create_analysis(
         id=new_id(),
         record_id=record.id,
         model=body.model,
-        distortions=body.distortions,
+        distortions=distortions,
         query_budget=body.query_budget,
         seed=body.seed,
         start_s=body.start_s,
@@ -111,16 +119,19 @@ def read_analyses(
     return ListOf[AnalysisPublic](data=[public(r, with_result=False) for r in rows], count=count)
 
 
-def _get_analysis(session: SessionDep, key: ApiKey, analysis_id: str) -> Analysis:
+def _get_analysis(session: SessionDep, key: ApiKey, analysis_id: str, defer_result: bool = False) -> Analysis:
     """The analysis if the caller may see it and its record is not deleted (404 otherwise: a deleted record's
-    diagnosis and saliency go with it)."""
-    row = session.get(Analysis, analysis_id)
-    if row is None or not owns(key, row.created_by):
+    diagnosis and saliency go with it). With ``defer_result`` its result is read only when used."""
+    query = (
+        select(Analysis, Record.deleted_at)
+        .join(Record, Record.id == Analysis.record_id)
+        .where(Analysis.id == analysis_id)
+        .options(*([defer(Analysis.result)] if defer_result else []))
+    )
+    found = session.execute(query).first()  # the job and whether its record is deleted, in one query
+    if found is None or not owns(key, found[0].created_by) or found[1] is not None:
         raise not_found("analysis", analysis_id)
-    record = session.get(Record, row.record_id)
-    if record is None or record.deleted_at is not None:
-        raise not_found("analysis", analysis_id)
-    return row
+    return found[0]
 
 
 @router.get("/{analysis_id}", response_model=AnalysisPublic, responses=_ERRORS)
@@ -128,13 +139,24 @@ def read_analysis(
     analysis_id: str,
     request: Request,
     session: SessionDep,
+    runtime: RuntimeDep,
     key: Annotated[ApiKey, Access("analysis.read", "analysis", EVERYONE)],
-) -> AnalysisPublic:
+) -> Response:
     """Status, progress 0-100, the error when failed, and when done the Explanation and RobustnessReport
     (auditors get the job's metadata without the result)."""
-    row = _get_analysis(session, key, analysis_id)
+    row = _get_analysis(session, key, analysis_id, defer_result=True)
     audit_object(request, record_id=row.record_id)
-    return public(row, with_result=key.role in SIGNAL_READERS)
+    with_result = key.role in SIGNAL_READERS
+    if row.status != DONE:
+        return json_response(public(row, with_result))
+    # A finished analysis's body never changes: serialised once (its result is tens of kB of JSON to parse,
+    # summarise, validate and write again), then served from memory after the access checks above.
+    cache_key = (row.id, row.finished_at, row.attempts, with_result)
+    body = runtime.analysis_bodies.get(cache_key)
+    if body is None:
+        body = public(row, with_result).model_dump_json().encode()
+        runtime.analysis_bodies.put(cache_key, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

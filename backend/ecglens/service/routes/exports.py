@@ -10,10 +10,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from ecglens.ecg import Ecg
-from ecglens.fhir_export import analysis_observation
-from ecglens.report import render_report
 from ecglens.reports.basics import cached_basics
+from ecglens.reports.fhir import analysis_observation
 from ecglens.reports.patient import patient_fields, patient_id
+from ecglens.reports.pdf import render_report
 from ecglens.service.db import DONE, Analysis, ApiKey, Model, Record
 from ecglens.service.deps import SIGNAL_READERS, Access, RuntimeDep, SessionDep, audit_object, not_found, owns
 from ecglens.service.routes.records import PATIENT_READERS

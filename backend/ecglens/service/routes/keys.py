@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ecglens.service.auth import create_key
 from ecglens.service.db import ApiKey, utcnow
-from ecglens.service.deps import ADMINS, EVERYONE, Access, SessionDep, audit_object, not_found
+from ecglens.service.deps import ADMINS, EVERYONE, Access, RuntimeDep, SessionDep, audit_object, not_found
 from ecglens.service.schemas import KeyCreate, KeyCreated, KeyPublic, ListOf, Problem
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -41,11 +41,17 @@ def read_own_key(key: Annotated[ApiKey, Access("key.whoami", "key", EVERYONE)]) 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
 def revoke_api_key(
-    key_id: str, session: SessionDep, key: Annotated[ApiKey, Access("key.revoke", "key", ADMINS)]
+    key_id: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    key: Annotated[ApiKey, Access("key.revoke", "key", ADMINS)],
 ) -> None:
     """Revoke a key (it stops working at once; the row stays for the audit trail)."""
     row = session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None:
         raise not_found("key", key_id)
+    # Out of this process's key cache before the commit, so no request that read the row before it can put the
+    # key back (other API processes drop it within auth.KEY_CACHE_S).
+    runtime.key_cache.revoke(row.id)
     row.revoked_at = utcnow()
     session.commit()

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from ecglens.service.auth import ADMIN, SERVICE
-from ecglens.service.deps import Access, RuntimeDep, SessionDep, _bearer
+from ecglens.service.deps import Access, RuntimeDep, _bearer
 
 router = APIRouter(tags=["metrics"])
 _check = Access(None, None, (ADMIN, SERVICE)).dependency
@@ -23,11 +23,10 @@ _check = Access(None, None, (ADMIN, SERVICE)).dependency
 async def read_metrics(
     request: Request,
     runtime: RuntimeDep,
-    session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> PlainTextResponse:
     """Requests, latency, analyses by status, queue depth, job durations, classifier queries."""
     if not runtime.settings.metrics_public:
-        _check(request, session, creds)
+        await _check(request, creds)
     text = await run_in_threadpool(request.app.state.metrics.render, runtime)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

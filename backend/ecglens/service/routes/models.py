@@ -12,13 +12,17 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ecglens.classifiers import load_classifier
+from ecglens.classifiers.base import input_samples
+from ecglens.classifiers.card import ModelCard
+from ecglens.datasets.mitdb import CLASS_NAMES
 from ecglens.errors import ClassifierError
 from ecglens.hardening import hardened_name, load_trainable
 from ecglens.service.db import QUEUED, RUNNING, ApiKey, HardeningJob, Model, new_id, utcnow
 from ecglens.service.deps import ADMINS, EVERYONE, Access, RuntimeDep, SessionDep, audit_object, not_found
+from ecglens.service.jobs import mitdb_folder
+from ecglens.service.multipart import FormFile, read_form
 from ecglens.service.runtime import Runtime
 from ecglens.service.schemas import (
     MODEL_NAME_PATTERN,
@@ -102,20 +106,10 @@ async def create_model(
     """Register a classifier: a TorchScript or ONNX ``file`` with its ``card`` JSON, or an HTTP ``endpoint``
     on a host in ``ECGLENS_ALLOWED_MODEL_HOSTS`` (card optional: else fetched from ``{endpoint}/card``). The
     model is loaded and asked about one blank input before it is accepted."""
-    try:
-        form = await request.form(max_files=4, max_fields=20)
-    except StarletteHTTPException as exc:
-        if exc.status_code == 413:  # the upload limit, raised while the body streams
-            raise
-        raise HTTPException(422, f"malformed multipart body: {exc.detail}") from None
-    except Exception as exc:
-        raise HTTPException(422, f"malformed multipart body ({type(exc).__name__})") from None
-    try:
-        fields: dict[str, Any] = {}
-        for name, value in form.multi_items():
-            fields[name] = (value.filename or "", await value.read()) if isinstance(value, StarletteUpload) else value
-    finally:
-        await form.close()
+    form = await read_form(request, max_files=4, max_fields=20)
+    fields: dict[str, Any] = {
+        name: (value.filename or "", value.data) if isinstance(value, FormFile) else value for name, value in form
+    }
     row = await run_in_threadpool(_register, runtime, fields, key)
     audit_object(request, object_id=row.name)
     return public(row)
@@ -127,7 +121,6 @@ def _register(runtime: Runtime, fields: dict[str, Any], key: ApiKey) -> Model:
     upload = fields.get("file")
     if bool(endpoint) == bool(upload):
         raise HTTPException(422, "send either 'file' (with 'card') or 'endpoint', not both or neither")
-    from ecglens.classifiers.card import ModelCard
 
     model_card = None
     if card is not None:
@@ -198,9 +191,6 @@ def _allowed_endpoint(runtime: Runtime, url: str) -> str:
 
 def _check_loads(kind: str, spec: str, card: Any) -> dict[str, Any]:
     """Load the classifier on CPU and ask it about one blank input; its card as registered."""
-    from ecglens import load_classifier
-    from ecglens.classifiers.base import input_samples
-
     try:
         clf = load_classifier(spec, card=card if kind == "http" else None, device="cpu")
         probe = np.zeros((1, len(clf.lead_names), input_samples(clf)), dtype=np.float32)
@@ -289,7 +279,6 @@ def create_hardening_job(
         raise HTTPException(
             409, f"model {new_name!r} is being made by hardening job {pending}; give another 'new_name'"
         )
-    from ecglens.jobs import mitdb_folder
 
     try:
         mitdb_folder(runtime.settings)
@@ -316,8 +305,6 @@ def create_hardening_job(
 def _check_hardenable(parent: Model) -> None:
     """422 unless ``parent``'s weights can be fine-tuned on MIT-BIH: checked here so the admin learns at once,
     not minutes later from a failed job (`ecglens.service.hardening_job` and `mitdb_sources` check again)."""
-    from ecglens.datasets.mitdb import CLASS_NAMES
-
     if parent.kind not in ("builtin", "torchscript"):  # never load an HTTP endpoint or ONNX file for this
         raise HTTPException(
             422,

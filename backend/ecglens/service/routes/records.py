@@ -6,11 +6,9 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request, status
-from sqlalchemy import func, or_, select
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from sqlalchemy import Select, bindparam, func, or_, select
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecglens.formats.fhir import is_fhir
 from ecglens.reports.basics import cached_basics
@@ -29,7 +27,10 @@ from ecglens.service.deps import (
     not_found,
     owns,
 )
-from ecglens.service.grouping import file_roles, read_group_annotations, stored_annotations
+from ecglens.service.fitting import model_fits
+from ecglens.service.grouping import file_roles, group_files, read_group_annotations, stored_annotations
+from ecglens.service.multipart import FormFile, read_form
+from ecglens.service.responses import json_response
 from ecglens.service.runtime import Runtime
 from ecglens.service.schemas import (
     Intervals,
@@ -47,7 +48,6 @@ from ecglens.service.uploads import (
     UploadError,
     UploadFile,
     expand_zips,
-    group_records,
     jsonable_header,
     read_group,
     record_format,
@@ -112,21 +112,8 @@ async def create_records(
                 422, f'{content_type} body is not a FHIR resource (a JSON object with resourceType "Observation")'
             )
         return await _create(request, runtime, key, files)
-    try:
-        form = await request.form(max_files=1000, max_fields=100)
-    except StarletteHTTPException as exc:
-        if exc.status_code == 413:  # the upload limit, raised while the body streams
-            raise
-        raise HTTPException(422, f"malformed multipart body: {exc.detail}") from None
-    except Exception as exc:  # malformed multipart
-        raise HTTPException(422, f"malformed multipart body ({type(exc).__name__})") from None
-    files: list[UploadFile] = []
-    try:
-        for _field, value in form.multi_items():
-            if isinstance(value, StarletteUpload):
-                files.append(UploadFile(safe_name(value.filename), await value.read()))
-    finally:
-        await form.close()
+    form = await read_form(request, max_files=1000, max_fields=100)
+    files = [UploadFile(safe_name(v.filename), v.data) for _field, v in form if isinstance(v, FormFile)]
     return await _create(request, runtime, key, files)
 
 
@@ -146,7 +133,7 @@ def _store_upload(runtime: Runtime, files: list[UploadFile], key: ApiKey) -> lis
     if not files:
         raise UploadError("no files in the upload (send multipart field 'files')")
     expanded = expand_zips(files, runtime.settings.max_upload_bytes)
-    groups = group_records(expanded)
+    groups = group_files(expanded)
     read = []
     for group in groups:
         ecg = read_group(group)
@@ -213,7 +200,7 @@ def read_records(
         datetime | None, Query(description="Uploaded at or after (ISO time; UTC when no zone is given).")
     ] = None,
     until: Annotated[datetime | None, Query(description="Uploaded before (ISO time).")] = None,
-) -> ListOf[RecordPublic]:
+) -> Response:
     """Records not deleted, newest first (a service key sees its own only), each with its latest analysis."""
     query = select(Record).where(Record.deleted_at.is_(None))
     if key.role == "service":
@@ -226,11 +213,14 @@ def read_records(
         query = query.where(Record.created_at >= _stored_time(since))
     if until is not None:
         query = query.where(Record.created_at < _stored_time(until))
-    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Record.created_at.desc()).offset(skip).limit(limit)).all()
+    if len(rows) < limit and (rows or not skip):  # the page holds the last match: no count query needed
+        count = skip + len(rows)
+    else:
+        count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     latest = _latest_analyses(session, key, [r.id for r in rows])
     data = [RecordPublic.model_validate(r).model_copy(update={"latest_analysis": latest.get(r.id)}) for r in rows]
-    return ListOf[RecordPublic](data=data, count=count)
+    return json_response(ListOf[RecordPublic](data=data, count=count))
 
 
 def _stored_time(moment: datetime) -> str:
@@ -239,16 +229,36 @@ def _stored_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _newest_analyses(own_only: bool) -> Select:
+    """Columns of the newest analysis of each record in the expanding parameter ``ids`` (of key ``key_id`` only
+    when ``own_only``): built once; one pass over the records' analyses, Core columns only (never a result)."""
+    a = Analysis.__table__.c
+    scope = [a.record_id.in_(bindparam("ids", expanding=True))]
+    if own_only:
+        scope.append(a.created_by == bindparam("key_id"))
+    rank = func.row_number().over(partition_by=a.record_id, order_by=(a.created_at.desc(), a.id.desc()))
+    ranked = select(a.id, a.record_id, a.status, a.progress, a.created_at, rank.label("rank")).where(*scope)
+    ranked = ranked.subquery()
+    return select(ranked.c.id, ranked.c.record_id, ranked.c.status, ranked.c.progress, ranked.c.created_at).where(
+        ranked.c.rank == 1
+    )
+
+
+_NEWEST = {False: _newest_analyses(False), True: _newest_analyses(True)}
+
+
 def _latest_analyses(session: SessionDep, key: ApiKey, record_ids: list[str]) -> dict[str, LatestAnalysis]:
-    """The newest analysis per record among ``record_ids`` (a service key's own analyses only)."""
+    """The newest analysis per record among ``record_ids`` (a service key's own analyses only): four columns of
+    one analysis per record, however many a record has."""
     if not record_ids:
         return {}
-    query = select(Analysis).where(Analysis.record_id.in_(record_ids))
-    if key.role == "service":
-        query = query.where(Analysis.created_by == key.id)
+    own_only = key.role == "service"
+    params = {"ids": record_ids, **({"key_id": key.id} if own_only else {})}
     latest: dict[str, LatestAnalysis] = {}
-    for row in session.scalars(query.order_by(Analysis.created_at.desc())):
-        latest.setdefault(row.record_id, LatestAnalysis.model_validate(row))
+    for row in session.execute(_NEWEST[own_only], params):
+        latest[row.record_id] = LatestAnalysis(
+            id=row.id, status=row.status, progress=row.progress, created_at=row.created_at
+        )
     return latest
 
 
@@ -265,7 +275,7 @@ def read_record(
     session: SessionDep,
     runtime: RuntimeDep,
     key: Annotated[ApiKey, Access("record.read", "record", EVERYONE)],
-) -> RecordPublic:
+) -> Response:
     """One record's metadata (no samples); for the roles that may read its samples, the clinical basics measured
     on the ECG (heart rate and RR / PR / QRS / QT / QTc in ms, neurokit2 delineation of the first 30 s); for
     clinicians and admins, the header's patient fields (age, sex, diagnoses, patient id)."""
@@ -281,7 +291,7 @@ def read_record(
         }
     if key.role in PATIENT_READERS:
         extra["patient"] = Patient(**patient_fields(row.header))
-    return RecordPublic.model_validate(row).model_copy(update=extra)
+    return json_response(RecordPublic.model_validate(row).model_copy(update=extra))
 
 
 @router.get("/{record_id}/signal", response_model=SignalWindow, responses=_ERRORS)
@@ -294,7 +304,7 @@ def read_signal(
     start_s: Annotated[float, Query(ge=0)] = 0.0,
     end_s: Annotated[float | None, Query(gt=0, description="Default: the record's end.")] = None,
     max_points: Annotated[int, Query(ge=2, le=200_000)] = 5000,
-) -> SignalWindow:
+) -> Response:
     """Samples (mV) of ``leads`` between ``start_s`` and ``end_s``; more than ``max_points`` per lead are
     min/max-decimated (each bucket keeps its extremes, so peaks survive)."""
     row = _get_record(session, key, record_id)
@@ -313,7 +323,7 @@ def read_signal(
     idx, values = minmax_decimate(window, max_points)
     decimated = window.shape[1] > max_points
     times = {x: np.round((a + idx[i]) / row.fs, 6).tolist() for i, x in enumerate(names)} if decimated else None
-    return SignalWindow(
+    body = SignalWindow(
         record_id=row.id,
         fs=row.fs,
         leads=names,
@@ -325,6 +335,7 @@ def read_signal(
         times=times,
         values={x: np.round(values[i].astype(float), 5).tolist() for i, x in enumerate(names)},
     )
+    return json_response(body)
 
 
 @router.get("/{record_id}/annotations", response_model=RecordAnnotations, responses=_ERRORS)
@@ -346,8 +357,6 @@ def read_record_models(
     record_id: str, session: SessionDep, key: Annotated[ApiKey, Access("record.models", "record", EVERYONE)]
 ) -> ListOf[ModelFit]:
     """Every registered model and whether it can analyse this record; when not, why, and what would."""
-    from ecglens.service.fitting import model_fits
-
     row = _get_record(session, key, record_id)
     fits = model_fits(session, row)
     return ListOf[ModelFit](data=fits, count=len(fits))

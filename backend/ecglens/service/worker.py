@@ -1,4 +1,5 @@
-"""Celery worker for analysis and hardening jobs: ``celery -A ecglens.worker worker --pool solo --concurrency 1``.
+"""Celery worker for analysis and hardening jobs:
+``celery -A ecglens.service.worker worker --pool solo --concurrency 1``.
 
 Jobs are acknowledged late and rejected when the worker is lost, so a worker killed mid-job leaves the message
 on the broker and another worker runs the job (after the broker's visibility timeout,
@@ -16,35 +17,20 @@ import os
 from celery import Celery
 from celery.signals import worker_init, worker_shutting_down
 
+from ecglens.service.broker import CELERY_TASK, HARDEN_CELERY_TASK, celery_app
 from ecglens.service.config import Settings
-from ecglens.threads import configure_torch_threads
+from ecglens.service.jobs import run_analysis, run_hardening
+from ecglens.service.runtime import Runtime
 
 log = logging.getLogger("ecglens.worker")
 _RETRY_BUSY_S = 5.0
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
-    """The Celery app for ``settings.broker_url`` with the job task registered."""
+    """The Celery app for ``settings.broker_url`` (`ecglens.service.broker.celery_app`) with the job tasks
+    registered."""
     settings = settings or Settings()
-    configure_torch_threads(settings.torch_threads)
-    app = Celery("ecglens", broker=settings.broker_url or "redis://127.0.0.1:6379/0")
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        broker_connection_retry_on_startup=True,
-        # A lost worker's job is restored to the queue once its visibility timeout has passed; sweep for such
-        # jobs a few times per timeout (capped at every 10 s) rather than kombu's default 100 s.
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
-            "unacked_restore_interval": min(10, max(1, settings.visibility_timeout_s // 3)),
-            "unacked_restore_throttle": 1,
-        },
-        worker_hijack_root_logger=False,
-    )
+    app = celery_app(settings)
     _register(app, settings)
     return app
 
@@ -55,14 +41,10 @@ def _private_files(**_kwargs) -> None:
 
 
 def _register(app: Celery, settings: Settings) -> None:
-    from ecglens.jobs import CELERY_TASK, HARDEN_CELERY_TASK
-
     state: dict[str, object] = {}
 
     def runtime():
         if "runtime" not in state:
-            from ecglens.service.runtime import Runtime
-
             state["runtime"] = Runtime(settings)
         return state["runtime"]
 
@@ -75,8 +57,6 @@ def _register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=CELERY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_analysis_task(self, analysis_id: str) -> str:
-        from ecglens.jobs import run_analysis
-
         status = run_analysis(analysis_id, runtime())
         # "busy": another live worker holds it: look again later, in case that worker dies. "queued": this
         # worker is shutting down and put it back: send it again for the next worker.
@@ -86,8 +66,6 @@ def _register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=HARDEN_CELERY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
     def run_hardening_task(self, job_id: str) -> str:
-        from ecglens.jobs import run_hardening
-
         status = run_hardening(job_id, runtime())
         if status in ("busy", "queued"):  # as for analyses
             raise self.retry(countdown=_RETRY_BUSY_S)

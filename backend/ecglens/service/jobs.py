@@ -2,7 +2,7 @@
 every executor calls.
 
 `LocalExecutor` (default) runs jobs on a thread pool in the API process; `CeleryExecutor` queues them on a Redis
-broker for `ecglens.worker` processes. Either way `run_analysis(analysis_id)` claims the job in the database,
+broker for `ecglens.service.worker` processes. Either way `run_analysis(analysis_id)` claims the job in the database,
 loads the record and the classifier (once per model per process), screens the whole record (`ecglens.screen`),
 runs `ecglens.explain` on the most probable window of each finding (or on the window asked for) and
 `ecglens.robustness` on the first, with a progress callback that writes progress to the database (and, while
@@ -36,10 +36,22 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
+from ecglens.agent.explain import explain
+from ecglens.datasets.mitdb import DS1, default_data_dir
 from ecglens.explanation import Segment
+from ecglens.formats.annotations import segment_coverage
+from ecglens.reports.summary import summarize
+from ecglens.robustness import robustness
+from ecglens.screening import screen
+from ecglens.service.broker import CELERY_TASK, HARDEN_CELERY_TASK, celery_app
+from ecglens.service.classifier_cache import CLASSIFIERS, ClassifierCache
 from ecglens.service.config import Settings
 from ecglens.service.db import DONE, FAILED, QUEUED, RUNNING, Analysis, HardeningJob, Model, Record, utcnow
+from ecglens.service.fitting import failure_reason
+from ecglens.service.grouping import stored_annotations
+from ecglens.service.hardening_job import run_hardening_job
 from ecglens.service.runtime import Runtime
+from ecglens.service.signals import load_ecg
 
 log = logging.getLogger("ecglens.jobs")
 
@@ -54,8 +66,6 @@ PROGRESS_CHUNK_ROWS = 16
 # Seconds between two writes of the explainer's current best segments (`ProgressWriter.partial`); the last is
 # always written.
 PARTIAL_INTERVAL_S = 0.3
-CELERY_TASK = "ecglens.run_analysis"
-HARDEN_CELERY_TASK = "ecglens.run_hardening"
 JobTable = type[Analysis] | type[HardeningJob]
 
 
@@ -136,13 +146,11 @@ class LocalExecutor(Executor):
 
 
 class CeleryExecutor(Executor):
-    """Queues jobs on the Celery broker at ``runtime.settings.broker_url`` for `ecglens.worker` processes."""
+    """Queues jobs on the Celery broker at ``runtime.settings.broker_url`` for `ecglens.service.worker` processes."""
 
     def __init__(self, runtime: Runtime):
-        from ecglens.worker import make_celery
-
         self.runtime = runtime
-        self.app = make_celery(runtime.settings)
+        self.app = celery_app(runtime.settings)
 
     def submit(self, analysis_id: str) -> None:
         self.app.send_task(CELERY_TASK, args=[analysis_id])
@@ -162,35 +170,6 @@ def _run_logged(job_id: str, runtime: Runtime, run: Callable[[str, Runtime], str
     except Exception:  # noqa: BLE001 - a pool thread must not die silently
         log.exception("job %s crashed", job_id)
         raise
-
-
-class ClassifierCache:
-    """Each model's classifier loaded once per process and kept (keyed by model name and spec)."""
-
-    def __init__(self, device: str | None = None):
-        self.device = device  # None: the `Settings.device` of the process (ECGLENS_DEVICE), read on first load
-        self._items: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, model: Model) -> Any:
-        key = (model.name, model.spec)
-        with self._lock:
-            if key not in self._items:
-                from ecglens import load_classifier
-                from ecglens.classifiers.card import ModelCard
-
-                card = ModelCard.from_dict(model.card) if model.kind == "http" and model.card else None
-                # One forward pass per agent step: a 12-lead scan step probes ~480 rows, so batch generously.
-                device = self.device or Settings().device
-                self._items[key] = load_classifier(model.spec, card=card, device=device, batch_size=1024)
-            return self._items[key]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-CLASSIFIERS = ClassifierCache()
 
 
 def worker_name() -> str:
@@ -394,8 +373,6 @@ def run_analysis(
         Where loaded classifiers are kept. Default: the process-wide cache.
     """
     if runtime is None:
-        from ecglens.service.config import Settings
-
         runtime = Runtime(Settings())
     status, job = claim(runtime, analysis_id, worker)
     if job is None:
@@ -408,8 +385,6 @@ def run_analysis(
         log.info("analysis %s interrupted by shutdown: back in the queue", analysis_id)
         return QUEUED
     except Exception as exc:  # noqa: BLE001 - any failure is recorded on the job, never lost
-        from ecglens.service.fitting import failure_reason
-
         reason = failure_reason(exc)
         log.warning("analysis %s failed: %s: %s", analysis_id, type(exc).__name__, exc)
         _finish(runtime, analysis_id, FAILED, started, error=reason)
@@ -421,14 +396,6 @@ def run_analysis(
 def _explain_and_stress(
     runtime: Runtime, analysis_id: str, job: _Claim, classifiers: ClassifierCache
 ) -> tuple[dict[str, Any], int]:
-    import ecglens
-
-    # The function itself: once the submodule is imported, the package attribute `ecglens.robustness` is the
-    # module, not the function.
-    from ecglens.reports.summary import summarize
-    from ecglens.robustness import robustness
-    from ecglens.service.signals import load_ecg
-
     with runtime.sessions() as session:
         record = session.get(Record, job.record_id)
         model = session.get(Model, job.model)
@@ -439,7 +406,7 @@ def _explain_and_stress(
         session.expunge_all()
     ecg = load_ecg(record, runtime.blobs)
     clf = classifiers.get(model)
-    screening = ecglens.screen(ecg, clf, progress=ProgressWriter(runtime, analysis_id, 0.0, SCREEN_SHARE))
+    screening = screen(ecg, clf, progress=ProgressWriter(runtime, analysis_id, 0.0, SCREEN_SHARE))
     # A window asked for is explained alone; by default, the most probable window of each finding.
     chosen = [(None, job.start_s)] if job.start_s is not None else screening.windows_to_explain(MAX_EXPLAINED_WINDOWS)
     step = (EXPLAIN_SHARE - SCREEN_SHARE) / len(chosen)
@@ -450,7 +417,7 @@ def _explain_and_stress(
         window_progress = ProgressWriter(runtime, analysis_id, lo, lo + step, window=window)
         # Rows answered over the query budget: the explainer's own measure of its progress, at a finer grain.
         counted = RowProgress(clf, lambda rows, p=window_progress: p(min(1.0, rows / max(1, job.query_budget))))
-        explanation = ecglens.explain(
+        explanation = explain(
             ecg,
             counted,
             distortions=job.distortions,
@@ -496,9 +463,6 @@ def _explain_and_stress(
 
 def _annotation_coverage(record: Record, runtime: Runtime, windows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Which annotated beats each explained window's critical segments cover (None: no annotation files)."""
-    from ecglens.formats.annotations import segment_coverage
-    from ecglens.service.grouping import stored_annotations
-
     files = stored_annotations(record, runtime.blobs)
     if not files:
         return None
@@ -601,8 +565,6 @@ def mitdb_folder(settings: Settings) -> Path:
         The folder, or one of the DS1 records' ``.hea`` / ``.dat`` / ``.atr`` files in it, is missing; the message
         names the folder, the missing files and the setting (``ECGLENS_MITDB_DIR``).
     """
-    from ecglens.datasets.mitdb import DS1, default_data_dir
-
     if settings.mitdb_dir is None:
         try:
             folder = default_data_dir()
@@ -675,8 +637,6 @@ def run_hardening(job_id: str, runtime: Runtime | None = None, *, worker: str | 
     started = time.monotonic()
     where = ""
     try:
-        from ecglens.service.hardening_job import run_hardening_job
-
         params = job.params or {}
         folder = mitdb_folder(runtime.settings)
         # A reader's error deep in DS1 loading may not name the folder: the job's reason does.
