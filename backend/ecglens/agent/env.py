@@ -192,6 +192,19 @@ class Episode:
             distortions.noise_batch(self.kinds[kind], 1, n, self.fs, rng, mains_hz=self.mains_hz)[0, a:b]
         )
 
+    def redrawn_units(self, cells: Sequence[int], rng: np.random.Generator) -> dict[int, np.ndarray]:
+        """Fresh tapered unit-RMS realisations for many distorted cells at once: one whole-record draw per kind in
+        use (all leads), each cell cut from it; `redrawn_unit` draws a whole record per cell."""
+        n_leads, n = self.clean.shape
+        out: dict[int, np.ndarray] = {}
+        for k in sorted({int(self.kind[c]) for c in cells}):
+            bank = distortions.noise_batch(self.kinds[k], n_leads, n, self.fs, rng, mains_hz=self.mains_hz)
+            for c in cells:
+                if self.kind[c] == k:
+                    lead, a, b = self.grid.cell_span(int(c))
+                    out[int(c)] = _tapered_unit(bank[lead, a:b])
+        return out
+
     def cell_rms(self, cell: int) -> float:
         """RMS (mV) of ``cell``'s current distortion as the energy bookkeeping counts it (0 when clean)."""
         if self.kind[cell] < 0:

@@ -23,6 +23,8 @@ import numpy as np
 from ecglens.agent.env import Episode
 from ecglens.classifiers.base import QueryCounter
 
+_MANY_CELLS = 16
+
 
 @dataclass
 class RedrawState:
@@ -48,9 +50,12 @@ def redraw_round(
     for j in range(1, n):
         noise = variants[0].copy()
         chosen = cells if j % 2 else [cells[int(rng.integers(len(cells)))]]
+        # Many cells (a broad flip on 12 leads): one whole-record draw per kind instead of one per cell.
+        fresh = ep.redrawn_units(chosen, rng) if len(chosen) > _MANY_CELLS else None
         for c in chosen:
             lead, a, b = ep.grid.cell_span(c)
-            noise[lead, a:b] = ep.redrawn_unit(c, int(ep.kind[c]), rng) * np.float32(ep.cell_rms(c) * factor)
+            unit = fresh[c] if fresh is not None else ep.redrawn_unit(c, int(ep.kind[c]), rng)
+            noise[lead, a:b] = unit * np.float32(ep.cell_rms(c) * factor)
         variants.append(noise)
     if state.widen:
         variants = variants[1:]  # the current realisations are known already
