@@ -124,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     methods = _methods(args.methods)
-    if args.policy:  # a named policy that cannot be loaded must not turn into the greedy fallback unnoticed
-        from ecglens.agent.policy import load_policy
+    if args.policy:  # a named policy that cannot be loaded must not turn into the fixed order unnoticed
+        from ecglens.agent.action_policy import load_action_policy
 
         try:
-            load_policy(args.policy)
+            load_action_policy(args.policy)
         except (OSError, ValueError) as exc:
             print(f"explainers: error: --policy {args.policy}: {exc}", file=sys.stderr)
             return 2
@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         rows_by_model[name] = rows
     heldout = {name: rows for name, rows in rows_by_model.items() if _zoo_split(name) == "heldout"}
+    if args.with_raw:  # the earlier run's methods are in the rows too
+        seen = dict.fromkeys(r.method for rows in heldout.values() for r in rows if r.method not in methods)
+        methods = methods + _methods(",".join(seen))
     if len(heldout) >= 2:
         report = zoo_mean_report(heldout, methods, args)
         print(report)
@@ -208,6 +211,13 @@ def run_model(spec: str, args: argparse.Namespace, methods: list[str]) -> tuple[
             f"case {i + 1}/{len(cases)} {case.record}@{case.start_sample}: {time.perf_counter() - tc:.1f} s",
             file=sys.stderr,
         )
+    if args.with_raw:  # the same cases' rows of an earlier run of other methods, into one set of tables
+        path = RESULTS / "raw" / f"explainers-{model_name}{_split_suffix(args.records)}{args.with_raw}.jsonl"
+        cases_run = {(c.record, c.start_sample) for c in cases[:done]}
+        earlier = [Row(**json.loads(line)) for line in path.read_text().splitlines()]
+        earlier = [r for r in earlier if r.method not in methods and (r.record, r.start_sample) in cases_run]
+        methods = methods + _methods(",".join(dict.fromkeys(r.method for r in earlier)))
+        rows = rows + earlier
     table = summarise(rows, methods)
     report = _report(
         table,
@@ -265,9 +275,9 @@ def select_cases(
 
     Returns the cases (round-robin over records, seeded order within a record) and how many windows qualified.
     """
-    from ecglens.agent.env import diagnosed_targets
     from ecglens.classifiers.fit import fit_record
     from ecglens.datasets import DS2, load_windows
+    from ecglens.targets import diagnosed_targets
 
     windows = load_windows(records or DS2, window_s=float(classifier.window_s))
     one_pvc = np.flatnonzero(windows.count_beats(VENTRICULAR) == 1)
@@ -407,12 +417,17 @@ def _run_method(
     from ecglens.baselines import peer
 
     _, peer_name, budget = METHODS[key]
-    if peer_name is None and key.startswith("anytime-"):
-        from ecglens.agent.anytime import explain_anytime
-
-        return explain_anytime(case.ecg, classifier, query_budget=budget, seed=seed)
     if peer_name is None:
-        return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy=policy)
+        family = key.split("-")[0]
+        if family == "scheduled":  # the staged search that ecglens.explain ran before the anytime agent
+            from ecglens.agent.search import explain as explain_scheduled
+
+            return explain_scheduled(case.ecg, classifier, query_budget=budget, seed=seed)
+        if family == "hand":
+            return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy="hand")
+        if family == "agent":  # the learned action policy (or the one --policy names)
+            return explain(case.ecg, classifier, query_budget=budget, seed=seed, policy=policy or "learned")
+        return explain(case.ecg, classifier, query_budget=budget, seed=seed)
     kwargs = {"beat_time_s": case.beat_time_s} if peer_name == "oracle" else {}
     cls = peer(peer_name)
     options = {}
@@ -486,8 +501,8 @@ def markdown_table(table: list[dict[str, Any]]) -> str:
 
 
 # Today's hand-written schedule (`ecglens.explain` until the learned agent replaces it) at the issue's budgets.
-SCHEDULED_SET = [f"scheduled-{b}" for b in (10, 25, 50, 100, 200, 500)]
-ANYTIME_SET = [f"anytime-{b}" for b in (10, 25, 50, 100, 200, 500)]
+BUDGETS = (10, 25, 50, 100, 200, 500)
+SETS = {name: [f"{name}-{b}" for b in BUDGETS] for name in ("scheduled", "agent", "hand", "policy")}
 CAPTUM_PEERS = ("occlusion", "feature-ablation", "shapley-sampling", "kernel-shap", "lime")
 
 
@@ -565,7 +580,40 @@ def uncertainty_table(rows: list[Row], methods: list[str]) -> str:
                 )
                 cells += [format(diff, fmt), format_ci(*ci, fmt)]
             lines.append(f"| {_budget(large)} − {_budget(small)} | " + " | ".join(cells) + " |")
+    lines += _versus_table(by_method, "agent", "scheduled")
     return "\n".join(lines)
+
+
+def _versus_table(by_method: dict[str, dict[tuple[str, int], Row]], a: str, b: str) -> list[str]:
+    """Family ``a`` minus family ``b`` at each budget both ran, paired over the same cases: pointing, both deletion
+    AUCs, flipped share and flip SNR (an unflipped case counts as -10 dB, below any flip the tables report)."""
+    from ecglens.intervals import format_ci, paired_difference_ci
+
+    budgets = [n for n in BUDGETS if f"{a}-{n}" in by_method and f"{b}-{n}" in by_method]
+    if not budgets:
+        return []
+    out = [
+        "",
+        f"| {a} − {b}, paired | pointing | deletion AUC | ROAD AUC | flipped | flip SNR (dB; unflipped = −10) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in budgets:
+        x, y = by_method[f"{a}-{n}"], by_method[f"{b}-{n}"]
+        common = sorted(set(x) & set(y))
+        cells = []
+        for field, fmt in (("pointing", "+.2f"), ("deletion_auc", "+.3f"), ("road_auc", "+.3f"), ("flipped", "+.2f")):
+            diff, ci = paired_difference_ci(
+                [float(getattr(x[c], field)) for c in common], [float(getattr(y[c], field)) for c in common]
+            )
+            cells.append(f"{format(diff, fmt)} {format_ci(*ci, fmt)}")
+
+        def snr(r: Row) -> float:
+            return float(r.snr_db) if r.flipped and r.snr_db is not None else -10.0
+
+        diff, ci = paired_difference_ci([snr(x[c]) for c in common], [snr(y[c]) for c in common])
+        cells.append(f"{diff:+.1f} {format_ci(*ci, '+.1f')}")
+        out.append(f"| budget {n} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _budget(key: str) -> int | None:
@@ -757,10 +805,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--methods",
         default="all",
-        help=f"comma-separated subset of: {', '.join(METHODS)}; policy-N "
-        "or scheduled-N runs ecglens.explain at budget N; "
-        "'scheduled' = scheduled-10,25,50,100,200,500; "
-        "anytime-N / 'anytime': the anytime loop (agent/anytime.py)",
+        help=f"comma-separated subset of: {', '.join(METHODS)}; policy-N runs ecglens.explain at budget N, "
+        "agent-N the anytime agent with its learned policy, hand-N with the fixed order, scheduled-N the "
+        "staged search it replaced; 'agent', 'hand', 'scheduled', 'policy' = that family at 10,25,50,100,200,500",
     )
     p.add_argument("--target", default=None, help="class to explain (default: the ventricular one)")
     p.add_argument(
@@ -780,6 +827,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run nothing: read each model's per-case rows from results/raw/ and write the mean table",
     )
+    p.add_argument(
+        "--with-raw",
+        default=None,
+        metavar="SUFFIX",
+        help="add the per-case rows of an earlier run written with --suffix=SUFFIX (same model, records, seed, "
+        "so the same cases) for the methods this run does not repeat",
+    )
     p.add_argument("--verbose", action="store_true", help="per-method timings on stderr")
     p.add_argument(
         "--budget-scale",
@@ -791,8 +845,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--policy",
         default=None,
-        help="agent policy file for ecglens.explain (default: its own, models/agent_policy.pt when "
-        "present); name a copy to pin it for a long run",
+        help="action policy file for the agent-N methods (default: the committed models/agent_actions.pt); "
+        "name a copy to pin it for a long run",
     )
     args = p.parse_args(argv)
     if args.fast:
@@ -841,13 +895,16 @@ def _methods(spec: str) -> list[str]:
     if spec == "all":
         return list(METHODS)
     keys = [k.strip() for k in spec.split(",") if k.strip()]
-    keys = [k2 for k in keys for k2 in (SCHEDULED_SET if k == "scheduled" else ANYTIME_SET if k == "anytime" else [k])]
-    for k in keys:  # policy-N / scheduled-N: ecglens.explain at any budget N >= 2
-        m = re.fullmatch(r"(policy|scheduled|anytime)-(\d+)", k)
+    keys = [k2 for k in keys for k2 in SETS.get(k, [k])]
+    for k in keys:  # policy-N / agent-N / hand-N / scheduled-N: an explain at any budget N >= 2
+        m = re.fullmatch(r"(policy|scheduled|agent|hand)-(\d+)", k)
         if m and k not in METHODS and int(m.group(2)) >= 2:
-            label = {"policy": "ecglens.explain", "scheduled": "scheduled", "anytime": "anytime loop (dropout only)"}[
-                m.group(1)
-            ]
+            label = {
+                "policy": "ecglens.explain",
+                "scheduled": "scheduled (staged search)",
+                "agent": "agent (learned policy)",
+                "hand": "agent (fixed order)",
+            }[m.group(1)]
             METHODS[k] = (f"{label}, budget {int(m.group(2))}", None, int(m.group(2)))
     unknown = [k for k in keys if k not in METHODS]
     if unknown:
@@ -868,12 +925,12 @@ def _target_class(classifier, wanted: str | None) -> str:
 
 
 def _policy_line(policy: str | None) -> str:
-    """Which policy file ecglens.explain used, with a content hash (the greedy scan when there is none)."""
-    from ecglens.agent.policy import default_policy_path
+    """Which action policy file the agent-N methods used, with a content hash."""
+    from ecglens.agent.action_policy import default_action_policy_path
 
-    path = Path(policy) if policy else default_policy_path()
+    path = Path(policy) if policy else default_action_policy_path()
     if not path.exists():
-        return f"none at {path} (greedy-scan fallback)"
+        return f"none at {path} (the fixed order instead)"
     return _file_line(path)
 
 

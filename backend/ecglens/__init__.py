@@ -50,7 +50,7 @@ def load_classifier(spec: Any, **kwargs: Any):
 
 
 def explain(ecg: Ecg, classifier: Any, **kwargs: Any):
-    from ecglens.agent.search import explain as _explain
+    from ecglens.agent.explain import explain as _explain
 
     return _explain(ecg, classifier, **kwargs)
 

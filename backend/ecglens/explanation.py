@@ -92,8 +92,9 @@ class Explanation:
     adversarial : `Adversarial` or None when no flip was found within the budget.
     queries : classifier rows used (never above the query budget).
     elapsed_s : wall time in seconds.
-    method : "policy" (the staged search with a trained policy; `extra["findings"][i]["found_by"]` names the stage
-        that found each flip) or "greedy-scan" (fallback), or a baseline's name.
+    method : "anytime" (the anytime agent in its fixed order of actions), "agent" (its actions chosen by the
+        learned policy), or a baseline's name; `extra["trace"]` lists the
+        actions and `extra["findings"][i]["found_by"]` the action that found each flip.
     fallback_reason : why the greedy scan was used instead of the policy, else None.
     fs, leads, start_s : the explained input's sampling rate (Hz), lead names and start within the record (s).
     """
@@ -104,7 +105,7 @@ class Explanation:
     adversarial: Adversarial | None
     queries: int
     elapsed_s: float
-    method: str = "policy"
+    method: str = "anytime"
     fallback_reason: str | None = None
     fs: float = 0.0
     leads: tuple[str, ...] = ()

@@ -21,14 +21,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ecglens.agent.env import Target, diagnosed_targets
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
-from ecglens.classifiers.fit import fit_record, window_starts
+from ecglens.classifiers.fit import fit_record
 from ecglens.distortions import NSTDB_SNR_LEVELS_DB, noise_batch, parse_kinds
 from ecglens.ecg import Ecg
 from ecglens.errors import QueryBudgetExceeded
 from ecglens.explanation import Diagnosis, DistortionRobustness, RobustnessReport
 from ecglens.qrs import signal_power
+from ecglens.targets import Target, choose_target, diagnosed_targets, window_for_label
 
 SEARCH_HIGH_DB = 40.0
 SEARCH_LOW_DB = -12.0
@@ -40,7 +40,6 @@ SCORE_DEFINITION = (
 )
 
 # Class names that mean "no finding" (the same list as the explainer's env uses).
-_NORMAL_NAMES = ("n", "nsr", "norm", "normal", "sinus rhythm", "normal sinus rhythm")
 
 
 def robustness(
@@ -109,8 +108,8 @@ def robustness(
     fitted = fit_record(ecg, counter)
     n = input_samples(counter)
 
-    window, probs, window_start = _choose_window(fitted, counter, n, start_s, label)
-    target = _target(probs, counter, label)
+    window, probs, window_start = window_for_label(fitted, counter, n, start_s, label)
+    target = choose_target(probs, counter, label)
     report_progress(0.1)
 
     # One realisation per (kind, seed) and lead; the record's QRS power per lead scales it to each SNR.
@@ -318,61 +317,3 @@ def _median_flip(values: np.ndarray) -> float | None:
     m = len(v)
     med = v[m // 2] if m % 2 else (v[m // 2 - 1] + v[m // 2]) / 2
     return float(med) if np.isfinite(med) else None
-
-
-def _is_normal(label: str) -> bool:
-    name = label.strip().lower()
-    return name in _NORMAL_NAMES or name.startswith("normal")
-
-
-def _target(probs: np.ndarray, classifier: Classifier, label: str | None) -> Target:
-    """The diagnosis to test and its flip rule (the explainer's: `ecglens.agent.env.diagnosed_targets`)."""
-    targets = diagnosed_targets(probs, classifier)
-    if label is None:
-        return targets[0]
-    names = tuple(classifier.class_names)
-    if label not in names:
-        raise ValueError(f"label {label!r} is not a class of this classifier ({', '.join(names)})")
-    i = names.index(label)
-    for t in targets:
-        if t.index == i:
-            return t
-    if classifier.multilabel:
-        thr = float((classifier.thresholds or {}).get(label, 0.5))
-        return Target(i, label, thr, True)
-    return Target(i, label, 0.5, False)
-
-
-def _choose_window(
-    fitted: Ecg, counter: QueryCounter, n: int, start_s: float | None, label: str | None
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """(window float32 ``[leads, n]``, its probabilities ``[classes]``, its start in s) with one query."""
-    sig = fitted.signal
-    if sig.shape[1] < n:
-        sig = np.pad(sig, ((0, 0), (0, n - sig.shape[1])))
-    if start_s is not None:
-        a = int(round(float(start_s) * fitted.fs))
-        if not 0 <= a < max(fitted.n_samples, 1):
-            raise ValueError(f"start_s {start_s} s is outside the {fitted.duration_s:.2f} s record")
-        a = min(a, sig.shape[1] - n)
-        window = sig[:, a : a + n].copy()
-        return window, counter.predict_proba(window[None])[0], a / fitted.fs
-    starts = window_starts(sig.shape[1], n)
-    batch = np.stack([sig[:, a : a + n] for a in starts])
-    probs = counter.predict_proba(batch)
-    best = int(np.argmax([_window_score(p, counter, label) for p in probs]))
-    return batch[best].copy(), probs[best], starts[best] / fitted.fs
-
-
-def _window_score(probs: np.ndarray, classifier: Classifier, label: str | None) -> float:
-    """Higher for the window to test: a non-normal diagnosis first (+1), then its probability (over its
-    threshold for multilabel classifiers)."""
-    t = _target(probs, classifier, label)
-    p = float(probs[t.index])
-    if t.multilabel:
-        p = p / max(t.threshold, 1e-9)
-        present = probs[t.index] >= t.threshold
-    else:
-        present = int(np.argmax(probs)) == t.index
-    bonus = 1.0 if (label is not None or not _is_normal(t.label)) and present else 0.0
-    return bonus * 1e6 + p

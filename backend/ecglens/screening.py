@@ -4,7 +4,7 @@
 It works for any `Classifier`: the record is fitted to the classifier's rate and leads (`fit_record`, so lead
 stand-ins and any lead set a classifier accepts apply), cut into consecutive windows of the classifier's own
 length (the last one aligned to the record's end), and asked about in batches. A finding is present in a
-window by the explainer's rule (`agent.env.diagnosed_targets`): at or above its threshold for multilabel
+window by the explainer's rule (`targets.diagnosed_targets`): at or above its threshold for multilabel
 classifiers, the most probable class for mutually exclusive ones.
 """
 

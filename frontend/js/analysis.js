@@ -361,15 +361,21 @@ async function bindExports(target, id) {
   });
 }
 
-// Which search the explanation ran, and which of its stages found the flip (extra.findings[0].found_by).
+// Who chose the search's actions (ex.method) and which action found the flip (extra.findings[0].found_by,
+// "+redraw" when redrawn noise realisations then made it quieter).
+const METHOD = {
+  "agent": "Black-box search by the learned agent",
+  "anytime": "Black-box search by the anytime agent (fixed order of actions)",
+};
 const FOUND_BY = {
-  "greedy-scan": "flip found by the sensitivity scan",
-  "greedy-scan pass": "flip found by a quieter sensitivity scan",
-  "broad-noise": "flip found by broad noise, then thinned out",
-  "policy": "flip found by the learned agent",
+  "scan": "flip found by a scan of the top segments",
+  "broad_top": "flip found by noise over the top segments, then thinned out",
+  "broad_all": "flip found by noise over the whole strip, then thinned out",
 };
 function searchLabel(ex) {
-  const base = ex.method === "policy" ? "Black-box search" : `Black-box search (${ex.method})`;
-  const stage = FOUND_BY[ex.extra?.findings?.[0]?.found_by];
-  return stage ? `${base}, ${stage}` : base;
+  const base = METHOD[ex.method] ?? `Black-box search (${ex.method})`;
+  const found = ex.extra?.findings?.[0]?.found_by ?? "";
+  const stage = FOUND_BY[found.split("+")[0]];
+  if (!stage) return base;
+  return `${base}, ${stage}${found.endsWith("+redraw") ? " and made quieter" : ""}`;
 }

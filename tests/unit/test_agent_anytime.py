@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
+from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier, bump_ecg
 
-from ecglens.agent.anytime import MAX_ROWS, AnytimeEpisode, Group, explain_anytime
-from ecglens.agent.env import Episode, diagnosed_targets
+from ecglens.agent.anytime import CLEANUP_QUERIES, MAX_ROWS, AnytimeEpisode, Group, explain_anytime
+from ecglens.agent.env import Episode
 from ecglens.classifiers.base import QueryCounter
+from ecglens.targets import diagnosed_targets
 
 
 def _run(budget: int) -> tuple[AnytimeEpisode, BumpClassifier]:
@@ -38,20 +39,23 @@ def test_groups_halve_time_first_then_leads_and_end_at_one_cell():
 
 def test_every_split_is_one_call_of_at_most_max_rows_and_the_budget_is_a_hard_cap():
     run, clf = _run(budget=9)
-    while run.legal()["split"]:
-        run.step("split")
-    assert run.counter.queries == clf.rows <= 9 and run.counter.calls == len(run.trace)
-    assert all(s.queries <= MAX_ROWS for s in run.trace)
-    assert not run.legal()["split"] and run.legal()["stop"]
+    calls = 0
+    while run.legal()["localise"]:
+        before = run.counter.calls
+        run.step("localise")
+        calls += run.counter.calls - before
+    assert run.counter.queries == clf.rows <= 9 and run.counter.calls == calls
+    assert all(s.queries <= 2 * (run.counter.calls) for s in run.trace) and run.counter.queries == 2 * calls
+    assert not run.legal()["localise"] and run.legal()["stop"]
     with pytest.raises(ValueError, match="not legal"):
-        run.step("split")
+        run.step("localise")
 
 
 def test_the_bump_is_pointed_at_within_ten_queries_and_every_step_leaves_a_valid_ranking():
     run, _ = _run(budget=10)
     seen = []
-    while run.legal()["split"]:
-        run.step("split")
+    while run.legal()["localise"]:
+        run.step("localise")
         scores = run.cell_scores()
         assert scores.shape == (run.ep.grid.n_cells,) and np.all((scores > 0) & (scores <= 1))
         assert len(np.unique(scores)) == scores.size  # a strict ranking after every step
@@ -63,18 +67,88 @@ def test_a_smaller_budget_gives_the_prefix_of_a_larger_ones_search():
     short, _ = _run(budget=12)
     long, _ = _run(budget=60)
     for run in (short, long):
-        while run.legal()["split"]:
-            run.step("split")
+        while run.legal()["localise"]:
+            run.step("localise")
     n = len(short.trace)
-    assert [s.to_dict() for s in short.trace] == [s.to_dict() for s in long.trace[:n]]
-    assert len(long.trace) > n
+    # identical up to the last action, which the smaller budget cut short
+    assert [s.to_dict() for s in short.trace[:-1]] == [s.to_dict() for s in long.trace[: n - 1]]
+    assert short.trace[-1].action == long.trace[n - 1].action
+    assert short.trace[-1].queries <= long.trace[n - 1].queries and len(long.trace) >= n
+    assert long.counter.queries > short.counter.queries
 
 
 def test_explain_anytime_returns_a_truthful_explanation_with_its_trace():
     clf = BumpClassifier()
     e = explain_anytime(bump_ecg(), clf, query_budget=16)
-    assert e.method == "anytime-dropout" and e.adversarial is None and e.queries <= 16
-    assert e.extra["trace"][-1]["action"] == "stop"
+    assert e.method == "anytime" and e.queries <= 16
     assert sum(s["queries"] for s in e.extra["trace"]) == e.queries - 1  # all but the diagnosis
     top = e.segments[0]
     assert top.lead == "MLII" and top.start_s - 0.15 <= BUMP_AT_S <= top.end_s + 0.15
+
+
+def test_the_flip_is_confirmed_minimal_and_named_by_the_action_that_found_it():
+    clf = BumpClassifier()
+    e = explain_anytime(bump_ecg(), clf, query_budget=200)
+    assert e.adversarial is not None and e.adversarial.flipped
+    p = clf.predict_proba(e.adversarial.signal[None])[0, 1]
+    assert p < clf.thresholds["bump"]  # the classifier itself confirms the flip
+    found_by = e.extra["findings"][0]["found_by"]
+    actions = [s["action"] for s in e.extra["trace"]]
+    assert found_by.split("+")[0] in actions and "cleanup" in actions
+
+
+def test_every_action_is_one_bounded_call_and_the_budget_is_never_passed():
+    clf = BumpClassifier()
+    calls: list[int] = []
+    original = clf.predict_proba
+
+    def counting(batch):
+        calls.append(len(batch))
+        return original(batch)
+
+    clf.predict_proba = counting
+    e = explain_anytime(bump_ecg(), clf, query_budget=150)
+    assert sum(calls) == e.queries <= 150
+    assert max(calls) <= max(MAX_ROWS, CLEANUP_QUERIES)
+    for step in e.extra["trace"]:
+        # the two macro-actions: a bisection of two-row calls down one branch, and the cleanup
+        limit = {"cleanup": CLEANUP_QUERIES, "localise": 2 * 12}.get(step["action"], MAX_ROWS)
+        assert step["queries"] <= limit, step
+
+
+def test_more_budget_never_gives_a_louder_flip_or_another_start_of_the_search():
+    clf = BumpClassifier()
+    small = explain_anytime(bump_ecg(), clf, query_budget=60, seed=3)
+    large = explain_anytime(bump_ecg(), clf, query_budget=240, seed=3)
+    a, b = small.extra["trace"], large.extra["trace"]
+    n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
+    assert n > 0 and a[:n] == b[:n]
+    if n < len(a):  # they part only where the smaller budget cut an action short
+        used = 1 + sum(s["queries"] for s in a[:n])
+        assert used + b[n]["queries"] > 60 and a[n]["action"] == b[n]["action"]
+    if small.adversarial is not None:
+        assert large.adversarial is not None and large.adversarial.snr_db >= small.adversarial.snr_db - 1e-9
+
+
+def test_the_same_record_model_and_seed_give_the_same_explanation():
+    clf = BumpClassifier()
+    a = explain_anytime(bump_ecg(), clf, query_budget=120, seed=5)
+    b = explain_anytime(bump_ecg(), clf, query_budget=120, seed=5)
+    assert a.extra["trace"] == b.extra["trace"]
+    np.testing.assert_array_equal(a.saliency, b.saliency)
+    np.testing.assert_array_equal(a.adversarial.signal, b.adversarial.signal)
+
+
+def test_partial_segments_are_streamed_as_the_ranking_sharpens():
+    clf = BumpClassifier()
+    seen = []
+    e = explain_anytime(bump_ecg(), clf, query_budget=40, partial=seen.append)
+    assert seen and all(isinstance(s, list) for s in seen)
+    last, final = seen[-1][0], e.segments[0]  # the last partial answer is the final ranking
+    assert (last.lead, last.start_s, last.end_s) == (final.lead, final.start_s, final.end_s)
+
+
+def test_a_classifier_that_local_noise_cannot_move_falls_to_broad_noise_over_every_cell():
+    e = explain_anytime(bump_ecg(), QualityClassifier(), query_budget=150, seed=0)
+    assert e.adversarial is not None and e.adversarial.flipped and e.queries <= 150
+    assert e.extra["findings"][0]["found_by"].startswith("broad_")

@@ -1,16 +1,17 @@
-"""Broad noise for robust classifiers (`agent.broad`) and what `explain` does with it."""
+"""Broad noise for robust classifiers (`agent.broad`) and what the staged search (`agent.search`) does with it."""
 
 from __future__ import annotations
 
 import numpy as np
 from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier, bump_ecg
 
-import ecglens
 from ecglens.agent.broad import broad_flip
-from ecglens.agent.env import Episode, diagnosed_targets
+from ecglens.agent.env import Episode
 from ecglens.agent.search import _scan_candidates
+from ecglens.agent.search import explain as explain_scheduled
 from ecglens.classifiers.base import QueryCounter
 from ecglens.metrics import snr_db
+from ecglens.targets import diagnosed_targets
 
 
 def _episode(clf) -> Episode:
@@ -47,10 +48,10 @@ def test_broad_noise_spends_nothing_without_room_for_its_cleanup():
 
 
 def test_explain_flips_the_robust_classifier_and_says_how():
-    e = ecglens.explain(bump_ecg(), QualityClassifier(), query_budget=500, seed=0, policy="greedy")
+    e = explain_scheduled(bump_ecg(), QualityClassifier(), query_budget=500, seed=0, policy="greedy")
     assert e.adversarial is not None and e.adversarial.flipped and e.queries <= 500
     assert e.extra["findings"][0]["found_by"] in ("broad-noise", "greedy-scan pass")
-    again = ecglens.explain(bump_ecg(), QualityClassifier(), query_budget=500, seed=0, policy="greedy")
+    again = explain_scheduled(bump_ecg(), QualityClassifier(), query_budget=500, seed=0, policy="greedy")
     assert np.array_equal(e.adversarial.signal, again.adversarial.signal)
 
 
@@ -66,21 +67,21 @@ def test_scan_candidates_fit_the_share_and_need_a_measurement():
 def test_a_broad_flip_is_thinned_out_to_the_critical_cell():
     # On the bump detector the capped scan does not flip within its share; the broad flip's cleanup then
     # leaves the one cell over the bump, at a high SNR.
-    e = ecglens.explain(bump_ecg(), BumpClassifier(), query_budget=500, seed=0)
+    e = explain_scheduled(bump_ecg(), BumpClassifier(), query_budget=500, seed=0)
     assert e.adversarial is not None and e.adversarial.flipped and e.adversarial.snr_db > 15
     noisy = np.flatnonzero(np.abs(e.adversarial.signal - bump_ecg().signal).max(axis=0) > 1e-6) / FS
     assert noisy.size and abs(noisy.mean() - BUMP_AT_S) < 0.5
 
 
 def test_with_little_room_broad_noise_comes_before_the_policy():
-    e = ecglens.explain(bump_ecg(), QualityClassifier(), query_budget=150, seed=0)
+    e = explain_scheduled(bump_ecg(), QualityClassifier(), query_budget=150, seed=0)
     assert e.method == "policy" and e.queries <= 150
     assert e.adversarial is not None and e.adversarial.flipped
     assert e.extra["findings"][0]["found_by"] == "broad-noise"
 
 
 def test_chunked_removal_thins_a_whole_record_flip_to_the_bump_in_few_queries():
-    from ecglens.agent.search import _FEW_CELLS, _remove_chunks
+    from ecglens.agent.cleanup import _FEW_CELLS, _remove_chunks
 
     clf = BumpClassifier()
     ep = _episode(clf)

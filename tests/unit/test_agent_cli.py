@@ -68,12 +68,12 @@ def test_explain_prints_the_explanation_json_within_budget(bump_model, bump_reco
             "--seed",
             "1",
             "--policy",
-            "greedy",
+            "hand",
             "--json",
         ]
     )
     out = json.loads(capsys.readouterr().out)
-    assert rc == 0 and out["queries"] <= 300 and out["method"] == "greedy-scan"
+    assert rc == 0 and out["queries"] <= 300 and out["method"] == "anytime"
     assert out["diagnosis"]["label"] == "bump" and out["adversarial"]["flipped"]
     top = out["segments"][0]
     assert top["lead"] == "MLII" and top["start_s"] - 0.15 <= BUMP_AT_S <= top["end_s"] + 0.15
@@ -82,7 +82,7 @@ def test_explain_prints_the_explanation_json_within_budget(bump_model, bump_reco
 
 def test_explain_summary_names_the_diagnosis_and_segments(bump_model, bump_record, capsys):
     hea, _ = bump_record
-    rc = main(["explain", str(hea), "--model", str(bump_model), "--budget", "200", "--policy", "greedy"])
+    rc = main(["explain", str(hea), "--model", str(bump_model), "--budget", "200", "--policy", "hand"])
     out = capsys.readouterr().out
     assert rc == 0 and "diagnosis: bump" in out and "critical segments" in out and "MLII" in out
 

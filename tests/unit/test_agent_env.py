@@ -17,6 +17,7 @@ from ecglens.agent.env import (
     lead_power,
 )
 from ecglens.agent.grid import SIGNAL_FEATURES, cell_features, detect_r_peaks, make_grid
+from ecglens.agent.localize import coarse_to_fine
 
 
 def _episode(seed: int = 0, **kw) -> tuple[Episode, BumpClassifier]:
@@ -180,7 +181,9 @@ def test_training_episodes_start_localised_and_measure_each_input_once():
     clf = BumpClassifier()
     x = bump_ecg().signal
     probs = clf.predict_proba(x[None])
-    env = VecSegmentGridEnv(clf, x[None], n_envs=2, seed=0, max_steps=5, probs=probs, localize_budget=23)
+    env = VecSegmentGridEnv(
+        clf, x[None], n_envs=2, seed=0, max_steps=5, probs=probs, localize_budget=23, localize=coarse_to_fine
+    )
     clf.rows = 0
     obs = env.reset()
     probed = CELL_FEATURES.index("probed")

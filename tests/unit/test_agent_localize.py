@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from test_agent_support import BUMP_AT_S, FS, BumpClassifier, bump_ecg
 
-from ecglens.agent.env import Episode, diagnosed_targets
+from ecglens.agent.env import Episode
 from ecglens.agent.localize import Sensitivity, coarse_to_fine
 from ecglens.agent.redraw import redraw_quieter
 from ecglens.classifiers.base import QueryCounter
 from ecglens.metrics import snr_db
+from ecglens.targets import diagnosed_targets
 
 
 def _episode(signal: np.ndarray, clf, seed: int = 0) -> Episode:

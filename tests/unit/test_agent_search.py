@@ -7,13 +7,15 @@ import pytest
 import torch
 from test_agent_support import BUMP_AT_S, FS, ArgmaxBumpClassifier, BumpClassifier, bump_ecg
 
-from ecglens.agent.env import Episode, diagnosed_targets
+from ecglens.agent.cleanup import minimize
+from ecglens.agent.env import Episode
 from ecglens.agent.policy import PolicyCard, SegmentPolicy
-from ecglens.agent.search import explain, minimize, score_cells
+from ecglens.agent.search import explain, score_cells
 from ecglens.classifiers.base import QueryCounter
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
 from ecglens.explanation import Segment
+from ecglens.targets import diagnosed_targets
 
 
 def _untrained_policy(seed: int = 0) -> SegmentPolicy:

@@ -157,9 +157,9 @@ def test_art_attacks_leave_numpys_global_generator_alone(record):
 
 
 def test_art_view_answers_non_finite_proposals_without_a_query(record):
-    from ecglens.agent.env import Target
     from ecglens.baselines.attacks import _BinaryView
     from ecglens.classifiers.base import QueryCounter
+    from ecglens.targets import Target
 
     counter = QueryCounter(BumpDetector())
     view = _BinaryView(counter, record, Target(1, "bump", 0.5, True), lambda a: a)

@@ -1,22 +1,36 @@
-"""The anytime episode loop (issue 16, item 1), localisation half: state, actions of one bounded batched call each,
-and a best explanation that is valid after every step.
+"""The anytime episode loop: one finding of one record, explained step by step, each step one action.
 
-Not yet what `ecglens.explain` runs (that is still the staged schedule in `search.py`, the benchmark's
-``scheduled``). This module is the loop the learned policy is meant to drive; today it has the dropout actions and
-one hand-written policy, so the benchmark can measure what a schedule-free, budget-blind search gives at budgets
-10-500 (``anytime-N`` in `benchmarks/explainers.py`).
+- **State** (`AnytimeEpisode`): the cell grid (lead × time window), the `Episode` (per-cell signal features, what
+  every probe answered, the current distortion set), the tree of dropout groups probed so far with the drop of the
+  diagnosed class for each, the quietest flip so far, the queries used, the trace.
+- **Actions** (`ACTIONS`), each one batched classifier call of at most `MAX_ROWS` rows, except ``localise`` and
+  ``cleanup`` (short macro-actions of a few such calls; the cleanup at most `CLEANUP_QUERIES` rows in all):
 
-- **State** (`AnytimeEpisode`): the cell grid (lead × time window), the `Episode` (per-cell signal features, probe
-  features, distortion set), the tree of dropout groups probed so far with the diagnosis' drop for each, the queries
-  left, and the trace.
-- **Actions**, each one classifier call of at most ``max_rows`` rows: ``split`` (drop out each half of the most
-  promising group: time halves over all its leads down to one window, then lead halves), ``stop``. The flip
-  actions (add / remove distortion, redraw) are the next step (docs/agent.md).
-- **Budget-blind**: no action depends on the total budget, only on what the probes measured; the explanation at
-  budget B is therefore the prefix of the one at any larger budget, and more budget refines it.
-- **Best explanation** (`AnytimeEpisode.cell_scores`): every cell by the drop of the finest group holding it (the
-  best-first search keeps splitting the group with the largest drop, so the deepest measured group leads), then by
-  depth, then by the energy dropout removes from it (a QRS before a flat stretch).
+  ``localise``   best-first bisection down one branch: drop out each half of the most promising group (time
+                 halves down to one window, then leads), two rows a call, until a single cell is measured
+                 (a macro-action of about log2(cells) calls: ~9 for a 10-s two-lead strip);
+  ``widen``      the same for the next `MAX_ROWS` // 2 groups of the frontier at once (breadth for the ranking);
+  ``reorder``    drop out the ranking's top k cells together for 15 values of k (the deletion curve, measured):
+                 where removing one more chunk raises the probability, that chunk's cells go to the end (a
+                 probe of a group alone cannot see what removing it together with the evidence does);
+  ``broad_top``  every distortion kind at the three strongest allowed levels over the 16 top-ranked cells;
+  ``broad_all``  the same over every cell (a classifier that local noise cannot move);
+  ``scan``       add distortion (kind cycling, mid level) to, or strengthen it on, the next top-ranked cells of
+                 the sweep; a flip is committed, else the change with the best drop per unit of added energy;
+  ``cleanup``    make the current flip minimal (`cleanup.minimize`);
+  ``redraw``     one round of other realisations of the flip's noise at a lower amplitude (`redraw.redraw_round`);
+  ``restart``    keep the best flip, start again from the clean input with every level capped one below the
+                 strongest level of that flip (a quieter flip must spread over more, weaker cells);
+  ``stop``.
+
+- **Budget-blind**: no action reads the total budget, only what was measured and the queries used so far, so the
+  explanation at budget B is the prefix of the one at a larger budget: a larger budget never returns a coarser
+  ranking or a louder flip (the quietest flip so far is kept).
+- **Best explanation after every step** (`AnytimeEpisode.cell_scores`, `AnytimeEpisode.best`): cells ranked by the
+  best evidence density of the dropout groups holding them (drop / size ** `DENSITY_POWER`), then by the drop of
+  the finest group, its depth and the energy dropout removes; the quietest confirmed flip. This is what a job streams and what a smaller budget returns.
+- **Policy**: any callable ``(episode) -> action name`` among the legal ones; `hand_policy` is a fixed order, the
+  learned one is `action_policy.ActionPolicy` (trained with MaskablePPO, `train_actions.py`).
 """
 
 from __future__ import annotations
@@ -29,13 +43,28 @@ from typing import Any
 
 import numpy as np
 
-from ecglens.agent.env import Episode, diagnosed_targets
-from ecglens.agent.grid import make_grid
+from ecglens.agent.cleanup import minimize
+from ecglens.agent.env import Episode
+from ecglens.agent.grid import cell_features, make_grid
+from ecglens.agent.redraw import RedrawState, redraw_round
+from ecglens.agent.result import EpisodeResult, build_explanation, segments_of
 from ecglens.baselines.cells import cell_energy, cell_mask, cell_medians
 from ecglens.classifiers.base import Classifier, QueryCounter
+from ecglens.classifiers.fit import input_leads
+from ecglens.distortions import parse_kinds
 from ecglens.ecg import Ecg
+from ecglens.explanation import Explanation, Segment
+from ecglens.targets import diagnosed_targets, explained_window
 
 MAX_ROWS = 16  # the largest batched call one action may make
+CLEANUP_QUERIES = 64  # the cleanup macro-action's rows in all
+BROAD_CELLS = 16  # cells of ``broad_top``'s region
+BROAD_LEVELS = 3  # the strongest levels ``broad_*`` tries
+MAX_RESTARTS = 3
+ACTIONS = ("localise", "widen", "reorder", "broad_top", "broad_all", "scan", "cleanup", "redraw", "restart", "stop")
+DENSITY_POWER = 0.5  # between a group's total drop (0) and its drop per cell (1)
+_RISE = 0.05  # a rise of the probability by 5% of p0 when one more chunk goes demotes that chunk
+_SCAN_SHARE = 0.3  # the sweep of ``scan`` covers the top 30% of cells (at least 8)
 
 
 @dataclass(frozen=True)
@@ -62,12 +91,14 @@ class Group:
 
 @dataclass
 class Step:
-    """One entry of the trace: the action, how many cells it touched, its queries, and the best drop it saw."""
+    """One entry of the trace: the action, how many cells it touched, its queries, and the diagnosed class's
+    probability after it (the lowest a probe saw, for dropout probes)."""
 
     action: str
     cells: int
     queries: int
     probability: float
+    flipped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,7 +106,18 @@ class Step:
             "cells": self.cells,
             "queries": self.queries,
             "probability": round(float(self.probability), 4),
+            "flipped": self.flipped,
         }
+
+
+@dataclass
+class Flip:
+    """The quietest confirmed flip so far: the distortion state, its SNR and the action that found it."""
+
+    state: dict
+    snr_db: float
+    found_by: str
+    contributions: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +126,7 @@ class AnytimeEpisode:
 
     ep: Episode
     counter: QueryCounter
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     max_rows: int = MAX_ROWS
     trace: list[Step] = field(default_factory=list)
 
@@ -93,65 +136,421 @@ class AnytimeEpisode:
         self.energy = cell_energy(grid, self.ep.clean - self.flat)
         self.drop = np.zeros(grid.n_cells)  # drop (over p0) of the finest probed group holding each cell
         self.depth = np.zeros(grid.n_cells, dtype=int)
+        # The best evidence density of any probed group holding each cell: drop / size ** DENSITY_POWER. A cell
+        # keeps its group's evidence when its parts alone move the decision little (a beat read on every lead).
+        self.density = np.zeros(grid.n_cells)
+        self.demoted = np.zeros(grid.n_cells, dtype=int)  # rounds of ``reorder`` that sent the cell to the end
+        self._reordered = True  # the ranking has not changed since the last ``reorder`` (nothing to check yet)
         root = Group(tuple(range(grid.n_leads)), 0, grid.n_windows)
         self._frontier: list[tuple[float, int, int, Group]] = [(-np.inf, 0, 0, root)]  # (-drop, -depth, tie, group)
         self._tie = 1
+        self.best: Flip | None = None
+        self.top_level = len(self.ep.levels_db) - 1  # strongest level a distortion may take (``restart`` lowers it)
+        self.broad_tried: set[str] = set()
+        self.scan_steps = 0  # scans since the last restart (the kind cycles with it)
+        self.scan_idle = 0  # scans in a row without a flip
+        self._scan_seen: set[int] = set()  # cells of the current sweep already probed
+        self.cleaned = False  # the current flip is minimal (nothing committed since the cleanup)
+        self.redraw_state = RedrawState()
+        self.redraw_idle = 0  # redraw rounds in a row that kept nothing
+        self.restarts = 0
+        self.found_by: str | None = None  # the action that made the current distortion flip
 
     # ---------------------------------------------------------------------------------------------- actions
+    def room(self) -> int:
+        r = self.counter.remaining
+        return 1 << 30 if r is None else int(r)
+
     def legal(self) -> dict[str, bool]:
         """Which actions may be taken now (the mask a policy sees)."""
-        room = self.counter.remaining
-        return {"split": bool(self._frontier) and (room is None or room >= 2), "stop": True}
+        room, ep = self.room(), self.ep
+        flipped = ep.flipped
+        distorted = bool(len(ep.distorted_cells()))
+        can_restart = (
+            self.best is not None
+            and flipped
+            and self.cleaned
+            and self.restarts < MAX_RESTARTS
+            and int(ep.level[ep.distorted_cells()].max(initial=0)) >= 1
+        )
+        return {
+            "localise": bool(self._frontier) and room >= 2,
+            "widen": len(self._frontier) >= 2 and room >= 4,
+            "reorder": not self._reordered and room >= 4,
+            "broad_top": not flipped and "broad_top" not in self.broad_tried and room >= 2,
+            "broad_all": not flipped and "broad_all" not in self.broad_tried and room >= 2,
+            "scan": not flipped and room >= 2 and bool(len(self._scan_pool())),
+            "cleanup": flipped and not self.cleaned and distorted and room >= 1,
+            "redraw": flipped and self.cleaned and distorted and room >= 2,
+            "restart": can_restart,
+            "stop": True,
+        }
 
     def step(self, action: str) -> Step:
-        """Take ``action`` ("split" or "stop"); every classifier row goes through `counter`."""
+        """Take ``action``; every classifier row goes through `counter`."""
         if not self.legal().get(action, False):
             raise ValueError(f"action {action!r} is not legal now ({self.legal()})")
-        if action == "stop":
-            step = Step("stop", 0, 0, self.ep.p)
-        else:
-            step = self._split()
+        q0 = self.counter.queries
+        cells, prob = getattr(self, "_" + action)()
+        step = Step(action, cells, self.counter.queries - q0, prob, self.ep.flipped)
+        self._keep_best(action)
         self.trace.append(step)
         return step
 
-    def _split(self) -> Step:
-        neg_drop, neg_depth, _, group = heapq.heappop(self._frontier)
-        kids = group.children()
-        assert kids is not None  # leaves never enter the frontier
+    def _stop(self) -> tuple[int, float]:
+        return 0, self.ep.p
+
+    # -- dropout (the ranking)
+    def _localise(self) -> tuple[int, float]:
+        touched, low = 0, self.ep.p0
+        while self._frontier and self.room() >= 2:
+            group = self._frontier[0][3]
+            cells, p = self._split_groups(1)
+            touched, low = max(touched, cells), min(low, p)
+            if any(kid.children() is None for kid in group.children()):
+                break  # a single cell is measured: the branch is resolved
+        return touched, low
+
+    def _widen(self) -> tuple[int, float]:
+        return self._split_groups(max(1, min(self.max_rows, self.room()) // 2))
+
+    def _split_groups(self, n_groups: int) -> tuple[int, float]:
         n_w = self.ep.grid.n_windows
-        signal = self.ep.signal()
-        rows = np.stack([np.where(cell_mask(self.ep.grid, k.cells(n_w)), self.flat, signal) for k in kids])
-        q0 = self.counter.queries
+        popped = [heapq.heappop(self._frontier) for _ in range(min(n_groups, len(self._frontier)))]
+        kids = [(-nd, kid) for _, nd, _, g in popped for kid in g.children()]  # leaves never enter the frontier
+        signal = self.ep.clean  # dropout is measured on the clean input, whatever the flip search has laid
+        rows = np.stack([np.where(cell_mask(self.ep.grid, k.cells(n_w)), self.flat, signal) for _, k in kids])
         probs = self.ep.probe_rows(self.counter, rows)
-        drops = (self.ep.p - probs[:, self.ep.target.index]) / max(self.ep.p0, 1e-3)
-        for kid, d, row in zip(kids, drops, probs):
+        drops = (self.ep.p0 - probs[:, self.ep.target.index]) / max(self.ep.p0, 1e-3)
+        for (depth, kid), d, row in zip(kids, drops, probs):
             cells = kid.cells(n_w)
             self.drop[cells] = float(d)
-            self.depth[cells] = -neg_depth + 1
-            self.ep.record_probe(cells, np.tile(row, (len(cells), 1)), self.ep.p, [0.0] * len(cells))
+            self.depth[cells] = depth + 1
+            self.density[cells] = np.maximum(self.density[cells], float(d) / len(cells) ** DENSITY_POWER)
+            self.ep.record_probe(cells, np.tile(row, (len(cells), 1)), self.ep.p0, [0.0] * len(cells))
             if kid.children() is not None:
-                heapq.heappush(self._frontier, (-float(d), neg_depth - 1, self._tie, kid))
+                heapq.heappush(self._frontier, (-float(d), -(depth + 1), self._tie, kid))
                 self._tie += 1
-        return Step(
-            "split", len(group.cells(n_w)), self.counter.queries - q0, float(probs[:, self.ep.target.index].min())
-        )
+        self._reordered = False
+        touched = sum(len(g.cells(n_w)) for _, _, _, g in popped)
+        return touched, float(probs[:, self.ep.target.index].min())
+
+    def _reorder(self) -> tuple[int, float]:
+        ep = self.ep
+        n = ep.grid.n_cells
+        ranking = np.argsort(-self.cell_scores(), kind="stable")
+        rows_n = min(self.max_rows - 1, self.room(), n - 1)
+        ks = np.unique(np.round(np.linspace(0, n, rows_n + 2)[1:-1]).astype(int))
+        rows = np.stack([np.where(cell_mask(ep.grid, ranking[:k]), self.flat, ep.clean) for k in ks])
+        p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
+        before = np.concatenate([[ep.p0], p[:-1]])
+        starts = np.concatenate([[0], ks[:-1]])
+        rise = (p - before) > _RISE * max(ep.p0, 1e-3)
+        for a, b in zip(starts[rise], ks[rise]):
+            self.demoted[ranking[a:b]] += 1
+        self._reordered = True
+        return int(sum(b - a for a, b in zip(starts[rise], ks[rise]))), float(p.min())
+
+    # -- flips
+    def _broad_top(self) -> tuple[int, float]:
+        return self._broad("broad_top", np.argsort(-self.cell_scores(), kind="stable")[:BROAD_CELLS])
+
+    def _broad_all(self) -> tuple[int, float]:
+        return self._broad("broad_all", np.arange(self.ep.grid.n_cells))
+
+    def _broad(self, name: str, region: np.ndarray) -> tuple[int, float]:
+        ep = self.ep
+        self.broad_tried.add(name)
+        levels = range(max(0, self.top_level - BROAD_LEVELS + 1), self.top_level + 1)
+        configs = [(k, lv) for lv in levels for k in range(len(ep.kinds))][: min(self.max_rows, self.room())]
+        rows, energy = [], []
+        for k, lv in configs:
+            noise = np.zeros_like(ep.clean)
+            for c in region:
+                lead, a, b = ep.grid.cell_span(int(c))
+                noise[lead, a:b] = ep.cell_noise(int(c), k, lv)
+            rows.append(ep.clean + noise)
+            energy.append(float(np.square(noise, dtype=np.float64).sum()))
+        probs = ep.probe_rows(self.counter, np.stack(rows))
+        ok = np.flatnonzero(ep.target.flipped(probs))
+        if ok.size:
+            best = int(ok[np.lexsort((probs[ok, ep.target.index], np.asarray(energy)[ok]))[0]])
+            k, lv = configs[best]
+            ep.restore_clean()
+            for c in region:
+                ep.set_cell(int(c), k, lv)
+            ep.probs = probs[best]
+            self._committed(name)
+        return len(region), float(probs[:, ep.target.index].min())
+
+    def _scan_pool(self) -> np.ndarray:
+        """The sweep's cells not yet probed in it that can still take (more) distortion."""
+        ep = self.ep
+        n = ep.grid.n_cells
+        k = int(min(n, max(8, np.ceil(_SCAN_SHARE * n))))
+        ranked = np.argsort(-self.cell_scores(), kind="stable")[:k]
+        open_ = [int(c) for c in ranked if ep.kind[c] < 0 or ep.level[c] + 1 <= self.top_level]
+        pool = [c for c in open_ if c not in self._scan_seen]
+        if not pool and open_:
+            self._scan_seen.clear()  # a new sweep
+            pool = open_
+        return np.asarray(pool, dtype=int)
+
+    def _scan(self) -> tuple[int, float]:
+        ep = self.ep
+        level = min(self.top_level, (len(ep.levels_db) - 1) // 2)
+        kind = self.scan_steps % len(ep.kinds)
+        self.scan_steps += 1
+        pool = self._scan_pool()[: max(1, min(self.max_rows, self.room()) - 1)]  # one row kept for a pair
+        changes = []
+        for c in pool:
+            c = int(c)
+            self._scan_seen.add(c)
+            if ep.kind[c] < 0:
+                changes.append([(c, kind, level)])
+            else:
+                changes.append([(c, int(ep.kind[c]), int(ep.level[c]) + 1)])
+        base_p, base_e = ep.p, float(ep.energies().sum())
+        probs = ep.probe(self.counter, changes)
+        d_e = np.array([_energy_after(ep, ch) - base_e for ch in changes])
+        ep.record_probe([int(c) for c in pool], probs, base_p, np.sqrt(np.maximum(d_e, 0)) / ep.signal_l2)
+        flips = np.flatnonzero(ep.target.flipped(probs))
+        if flips.size:
+            best = int(flips[np.argmin(d_e[flips])])
+            _commit(ep, changes[best], probs[best])
+            self._committed("scan")
+            self.scan_idle = 0
+            return len(pool), ep.p
+        self.scan_idle += 1
+        gains = base_p - probs[:, ep.target.index]
+        ratio = gains / np.maximum(d_e, 1e-12)
+        order = [int(i) for i in np.argsort(-ratio, kind="stable") if gains[i] > 0]
+        if not order:
+            order = [int(np.argmax(gains))]  # nothing helped: still move, or the next sweep repeats this one
+        pair = order[:2] if len(order) > 1 and gains[order[1]] >= 0.5 * gains[order[0]] and self.room() >= 1 else []
+        if pair:
+            together = changes[pair[0]] + changes[pair[1]]
+            p_pair = ep.probe(self.counter, [together])[0]
+            if p_pair[ep.target.index] <= probs[pair[0], ep.target.index]:
+                _commit(ep, together, p_pair)
+                if ep.flipped:
+                    self._committed("scan")
+                return len(pool), ep.p
+        _commit(ep, changes[order[0]], probs[order[0]])
+        return len(pool), ep.p
+
+    def _cleanup(self) -> tuple[int, float]:
+        n = len(self.ep.distorted_cells())
+        contributions = minimize(self.ep, self.counter, self.counter.queries + CLEANUP_QUERIES)
+        self.cleaned = True
+        self._contributions = contributions
+        return n, self.ep.p
+
+    def _redraw(self) -> tuple[int, float]:
+        n = len(self.ep.distorted_cells())
+        kept = redraw_round(self.ep, self.counter, min(self.max_rows, self.room()), self.rng, self.redraw_state)
+        self.redraw_idle = 0 if kept else self.redraw_idle + 1
+        if kept and self.found_by and not self.found_by.endswith("+redraw"):
+            self.found_by += "+redraw"
+        return n, self.ep.p
+
+    def _restart(self) -> tuple[int, float]:
+        ep = self.ep
+        self.top_level = int(ep.level[ep.distorted_cells()].max()) - 1
+        self.restarts += 1
+        ep.restore_clean()
+        self.broad_tried.clear()
+        self.scan_steps = self.scan_idle = 0
+        self._scan_seen.clear()
+        self.cleaned = False
+        self.found_by = None
+        self.redraw_state = RedrawState()
+        self.redraw_idle = 0
+        return 0, ep.p
+
+    def _committed(self, action: str) -> None:
+        self.cleaned = False
+        self.found_by = action
+        self._contributions = {}
+
+    def _keep_best(self, action: str) -> None:
+        ep = self.ep
+        if not ep.flipped or not len(ep.distorted_cells()):
+            return
+        snr = ep.snr_db()
+        if self.best is None or snr > self.best.snr_db + 1e-9:
+            self.best = Flip(ep.snapshot(), snr, self.found_by or action, dict(getattr(self, "_contributions", {})))
+        elif action == "cleanup" and self.best is not None and abs(snr - self.best.snr_db) <= 1e-9:
+            self.best.contributions = dict(getattr(self, "_contributions", {}))
 
     # ---------------------------------------------------------------------------------------------- best so far
     def cell_scores(self) -> np.ndarray:
         """float64 ``[n_cells]`` in (0, 1]: the ranking of the best explanation so far (see the module notes)."""
         n = self.drop.size
-        order = np.lexsort((-self.energy, -self.depth, -self.drop))
+        order = np.lexsort((-self.energy, -self.depth, -self.drop, -self.density, self.demoted))
         scores = np.empty(n)
-        top = max(float(self.drop[order[0]]), 1e-9) if n else 1.0
-        value = np.clip(self.drop[order] / top, 0.0, 1.0)
+        top = max(float(self.density[order[0]]), 1e-9) if n else 1.0
+        value = np.clip(self.density[order] / top, 0.0, 1.0)
         value = np.minimum.accumulate(value)  # never above a cell ranked higher
         scores[order] = value * (1 - 1e-3) + 1e-3 * (n - np.arange(n)) / max(n, 1)
         return scores
 
+    def features(self) -> np.ndarray:
+        """float32 ``[len(FEATURES)]``: what a policy sees (budget-blind: queries used, never the budget)."""
+        ep = self.ep
+        q = self.counter.queries
+        n = ep.grid.n_cells
+        front = [-f[0] for f in self._frontier if np.isfinite(f[0])]
+        resolved = float((self.depth >= _leaf_depth(ep.grid.n_windows, ep.grid.n_leads)).mean())
+        best_snr = self.best.snr_db if self.best is not None else -20.0
+        return np.array(
+            [
+                np.log1p(q) / np.log(501.0),
+                float(ep.flipped),
+                float(self.best is not None),
+                np.clip(best_snr, -20.0, 40.0) / 40.0,
+                float(self.cleaned),
+                np.clip(ep.p / max(ep.p0, 1e-3), 0.0, 2.0),
+                np.clip(max(front, default=0.0), -1.0, 2.0),
+                float(np.clip(self.drop.max(initial=0.0), -1.0, 2.0)),
+                resolved,
+                min(1.0, len(self._frontier) / max(1, n)),
+                float(self._reordered),
+                min(1.0, self.scan_idle / 8.0),
+                min(1.0, self.scan_steps / 16.0),
+                float("broad_top" in self.broad_tried),
+                float("broad_all" in self.broad_tried),
+                min(1.0, self.redraw_idle / 4.0),
+                self.restarts / MAX_RESTARTS,
+                self.top_level / max(1, len(ep.levels_db) - 1),
+                float((ep.kind >= 0).mean()),
+                np.log(n) / 7.0,
+                np.log(ep.grid.n_leads) / 3.0,
+                float(ep.target.multilabel),
+            ],
+            dtype=np.float32,
+        )
 
+    def result(self) -> EpisodeResult:
+        """The best explanation so far as an `EpisodeResult` (the episode is left at the quietest flip)."""
+        contributions: dict[int, float] = {}
+        found_by = None
+        if self.best is not None:
+            self.ep.restore(self.best.state)
+            contributions, found_by = self.best.contributions, self.best.found_by
+        elif self.ep.flipped is False and len(self.ep.distorted_cells()):
+            self.ep.restore_clean()  # an unfinished search leaves no partial distortion in the answer
+        probe_kind = {int(c): int(self.ep.kind[c]) for c in self.ep.distorted_cells()}
+        return EpisodeResult(
+            self.ep,
+            self.cell_scores(),
+            list(self.ep.order),
+            contributions,
+            probe_kind,
+            self.counter.queries,
+            extra={
+                "target": self.ep.target.label,
+                "flipped": self.ep.flipped,
+                "snr_db": self.ep.snr_db() if self.ep.flipped else None,
+                "found_by": found_by,
+                "localization": [s.to_dict() for s in self.trace if s.action in _RANKING_ACTIONS],
+            },
+        )
+
+
+FEATURES = (
+    "log_queries_used",
+    "flipped",
+    "has_flip",
+    "best_snr",
+    "cleaned",
+    "p_over_p0",
+    "frontier_top_drop",
+    "top_drop",
+    "resolved_share",
+    "frontier_share",
+    "reordered",
+    "scan_idle",
+    "scan_steps",
+    "broad_top_tried",
+    "broad_all_tried",
+    "redraw_idle",
+    "restarts",
+    "level_cap",
+    "distorted_share",
+    "log_cells",
+    "log_leads",
+    "multilabel",
+)
+
+
+_RANKING_ACTIONS = ("localise", "widen", "reorder")
+
+
+def _leaf_depth(n_windows: int, n_leads: int) -> int:
+    return int(np.ceil(np.log2(max(1, n_windows)))) + int(np.ceil(np.log2(max(1, n_leads))))
+
+
+def _energy_after(ep: Episode, changes: list[tuple[int, int, int]]) -> float:
+    kind, level = ep.kind.copy(), ep.level.copy()
+    for cell, k, lv in changes:
+        kind[cell], level[cell] = k, lv
+    return float(ep.energies(kind, level).sum())
+
+
+def _commit(ep: Episode, changes: list[tuple[int, int, int]], probs: np.ndarray) -> None:
+    for cell, k, lv in changes:
+        ep.set_cell(cell, k, lv)
+    ep.probs = np.asarray(probs, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------------- policies
 def hand_policy(episode: AnytimeEpisode) -> str:
-    """The budget-blind hand-written policy: split while anything can be split, then stop."""
-    return "split" if episode.legal()["split"] else "stop"
+    """A fixed order over the actions: localise to one cell, broad noise, clean up; then widen the ranking and
+    look for quieter flips in turn (redraw, a restart when redraws stall)."""
+    legal = episode.legal()
+    for action in _hand_order(episode):
+        if legal.get(action):
+            return action
+    return "stop"
+
+
+def _hand_order(episode: AnytimeEpisode) -> tuple[str, ...]:
+    ep = episode.ep
+    if ep.flipped and not episode.cleaned:
+        return ("cleanup",)
+    if episode.depth.max(initial=0) < _leaf_depth(ep.grid.n_windows, ep.grid.n_leads):
+        return ("localise", "widen")
+    if not episode._reordered:
+        return ("reorder",)
+    widen_turn = sum(s.action == "widen" for s in episode.trace) * 2 < len(episode.trace) - 10
+    if ep.flipped:
+        if episode.redraw_idle >= 4:
+            return ("restart", "widen", "redraw")
+        return ("widen", "redraw") if widen_turn else ("redraw", "widen")
+    if episode.best is None:
+        return ("broad_top", "broad_all", "scan", "widen", "localise")
+    return ("widen", "scan", "broad_top", "broad_all") if widen_turn else ("scan", "broad_top", "broad_all", "widen")
+
+
+def run_episode(
+    episode: AnytimeEpisode,
+    policy: Callable[[AnytimeEpisode], str],
+    on_step: Callable[[AnytimeEpisode, Step], None] | None = None,
+) -> AnytimeEpisode:
+    """Let ``policy`` act until it stops, no action is legal or the budget is spent."""
+    while True:
+        legal = episode.legal()
+        if not any(v for k, v in legal.items() if k != "stop"):
+            break
+        action = policy(episode)
+        if action == "stop":
+            episode.step("stop")
+            break
+        step = episode.step(action)
+        if on_step:
+            on_step(episode, step)
+    return episode
 
 
 def explain_anytime(
@@ -160,57 +559,68 @@ def explain_anytime(
     *,
     query_budget: int = 500,
     seed: int = 0,
-    policy: Callable[[AnytimeEpisode], str] = hand_policy,
+    policy: Callable[[AnytimeEpisode], str] | None = None,
     segment_s: float = 0.25,
+    beat_aligned: bool = False,
     distortions: Sequence[str] | None = None,
-):
-    """Explain ``classifier``'s first finding on ``ecg`` with the anytime loop (localisation only: no flip yet).
+    start_s: float | None = None,
+    progress: Callable[[float], None] | None = None,
+    partial: Callable[[list[Segment]], None] | None = None,
+    method: str = "anytime",
+) -> Explanation:
+    """Explain ``classifier``'s diagnosis of ``ecg`` with the anytime loop driven by ``policy``.
 
-    Returns an `Explanation` (``method="anytime-dropout"``, ``adversarial=None``) whose ``extra["trace"]`` lists
-    the steps taken.
+    The first (most probable) finding gets all but a small reserve of the budget (a fifth, at most 10 queries
+    per other finding); the others share what it leaves. ``partial`` receives the first finding's segments
+    whenever its ranking changes; ``progress`` the fraction of the budget used.
     """
-    from ecglens.agent.env import KINDS
-    from ecglens.agent.search import EpisodeResult, _build_explanation, _window
-
     t0 = time.perf_counter()
+    policy = policy or hand_policy
     counter = QueryCounter(classifier, budget=int(query_budget))
-    x, probs0, window_start_s = _window(ecg, counter, None)
+    x, probs0, window_start_s = explained_window(ecg, counter, start_s)
     fs = float(classifier.sampling_rate)
     targets = diagnosed_targets(probs0, classifier)
-    grid = make_grid(x, fs, segment_s=segment_s)
-    kinds = tuple(distortions) if distortions else KINDS
-    ep = Episode(
-        x, fs, probs0, targets[0], np.random.default_rng(seed), kinds=kinds, grid=grid, query_budget=query_budget
-    )
-    run = AnytimeEpisode(ep, counter)
-    while True:
-        action = policy(run)
-        run.step(action)
-        if action == "stop":
+    grid = make_grid(x, fs, segment_s=segment_s, beat_aligned=beat_aligned)
+    feats = cell_features(x, grid)
+    kinds = parse_kinds(distortions)
+    leads = input_leads(ecg, classifier)
+    results: list[EpisodeResult] = []
+    for j, target in enumerate(targets):
+        left = counter.remaining or 0
+        if left < 2:
             break
-    result = EpisodeResult(
-        ep,
-        run.cell_scores(),
-        [],
-        {},
-        {},
-        counter.queries,
-        extra={"found_by": None, "localization": [s.to_dict() for s in run.trace]},
+        share = left - min(left // 5, 10 * (len(targets) - 1)) if j == 0 else left // (len(targets) - j)
+        sub = QueryCounter(counter, budget=share)
+        ep = Episode(
+            x,
+            fs,
+            probs0,
+            target,
+            np.random.default_rng([seed, j]),
+            kinds=kinds,
+            grid=grid,
+            signal_features=feats,
+            query_budget=query_budget,
+        )
+        run = AnytimeEpisode(ep, sub, rng=np.random.default_rng([seed, j, 1]))
+
+        def on_step(e: AnytimeEpisode, step: Step, first: bool = j == 0) -> None:
+            if progress:
+                progress(min(1.0, counter.queries / query_budget))
+            if partial and first and step.action in _RANKING_ACTIONS:
+                probe = EpisodeResult(e.ep, e.cell_scores(), [], {}, {}, 0, extra={"localization": [1]})
+                partial(segments_of(probe, grid, leads, window_start_s))
+
+        run_episode(run, policy, on_step)
+        result = run.result()
+        result.extra["trace"] = [s.to_dict() for s in run.trace]
+        results.append(result)
+    if progress:
+        progress(1.0)
+    main = results[0] if results else None
+    out = build_explanation(
+        ecg, classifier, x, probs0, targets, main, results, counter, grid, window_start_s, method, None, t0
     )
-    out = _build_explanation(
-        ecg,
-        classifier,
-        x,
-        probs0,
-        targets,
-        result,
-        [result],
-        counter,
-        grid,
-        window_start_s,
-        "anytime-dropout",
-        None,
-        t0,
-    )
-    out.extra["trace"] = [s.to_dict() for s in run.trace]
+    if main is not None:
+        out.extra["trace"] = main.extra["trace"]
     return out

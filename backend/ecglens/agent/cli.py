@@ -49,7 +49,8 @@ def register(subparsers: Any) -> None:
         "--policy",
         default=None,
         metavar="PATH",
-        help="policy weights, or 'greedy' for the greedy scan (default: models/agent_policy.pt)",
+        help="who chooses the agent's actions: 'hand' (the fixed order, default), 'learned' "
+        "(models/agent_actions.pt) or an action policy file",
     )
     p.add_argument("--json", action="store_true", help="print the full Explanation JSON")
     p.set_defaults(func=explain_command)
@@ -150,7 +151,7 @@ def read_cli_record(record: str, files: list[str]):
 
 def explain_command(args: argparse.Namespace) -> int:
     from ecglens import load_classifier
-    from ecglens.agent.search import explain
+    from ecglens.agent.explain import explain
 
     ecg = read_cli_record(args.record, args.record_files)
     classifier = load_classifier(args.model)

@@ -23,15 +23,18 @@ that flips the diagnosis (and the same malus on a step that un-flips it).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ecglens import distortions
 from ecglens.agent.grid import SIGNAL_FEATURES, SegmentGrid, cell_features, make_grid
-from ecglens.classifiers.base import Classifier
+from ecglens.classifiers.base import Classifier, QueryCounter
+from ecglens.distortions import KINDS
+from ecglens.targets import Target, diagnosed_targets, is_normal
 
-KINDS: tuple[str, ...] = ("baseline_wander", "powerline", "muscle", "electrode_motion", "gaussian")
 LEVELS_DB: tuple[float, ...] = (18.0, 12.0, 6.0, 0.0, -6.0)
 
 # Dynamic per-cell features appended to the signal features (see `Episode.observe_cells`).
@@ -66,50 +69,6 @@ class RewardConfig:
         return self.flip_bonus * (0.25 + 0.75 * float(np.clip(snr_db / self.flip_snr_full_db, 0.0, 1.0)))
 
 
-@dataclass(frozen=True)
-class Target:
-    """The diagnosed class an episode tries to flip.
-
-    index : column of the class in ``predict_proba``.
-    label : its name.
-    threshold : the probability below which the diagnosis counts as flipped (multilabel), else unused.
-    multilabel : multilabel rule (probability below ``threshold``) or argmax rule (another class wins).
-    """
-
-    index: int
-    label: str
-    threshold: float
-    multilabel: bool
-
-    def flipped(self, probs: np.ndarray) -> np.ndarray:
-        """bool ``[n]`` for probability rows ``[n, classes]``."""
-        probs = np.atleast_2d(probs)
-        if self.multilabel:
-            return probs[:, self.index] < self.threshold
-        return np.argmax(probs, axis=1) != self.index
-
-
-def diagnosed_targets(probs: np.ndarray, classifier: Classifier) -> list[Target]:
-    """The findings to explain, most probable first, for one probability row ``[classes]``.
-
-    Multilabel: every class at or above its threshold (flip = falls below it); with none, the most probable
-    class, flipped when it falls below half its probability. Mutually exclusive classes: the argmax class
-    (flip = another class becomes the argmax).
-    """
-    names = tuple(classifier.class_names)
-    probs = np.asarray(probs, dtype=np.float64).ravel()
-    if not getattr(classifier, "multilabel", False):
-        i = int(np.argmax(probs))
-        return [Target(i, names[i], 0.5, False)]
-    thresholds = getattr(classifier, "thresholds", {}) or {}
-    thr = np.array([float(thresholds.get(n, 0.5)) for n in names])
-    found = [int(i) for i in np.argsort(-probs, kind="stable") if probs[i] >= thr[i]]
-    if found:
-        return [Target(i, names[i], float(thr[i]), True) for i in found]
-    i = int(np.argmax(probs))
-    return [Target(i, names[i], float(probs[i]) / 2.0, True)]
-
-
 def noise_bank(
     n_leads: int,
     n_samples: int,
@@ -121,8 +80,6 @@ def noise_bank(
 ) -> np.ndarray:
     """float32 ``[kinds, leads, samples]``: one zero-mean unit-RMS realisation per kind and lead
     (`ecglens.distortions.noise_batch`)."""
-    from ecglens import distortions
-
     return np.stack([distortions.noise_batch(k, n_leads, n_samples, fs, rng, mains_hz=mains_hz) for k in kinds]).astype(
         np.float32
     )
@@ -130,8 +87,6 @@ def noise_bank(
 
 def lead_power(signal: np.ndarray, fs: float) -> np.ndarray:
     """float64 ``[leads]`` signal power (mV^2) the SNR levels refer to: the distortions module's QRS power."""
-    from ecglens import distortions
-
     power = np.asarray(distortions.signal_power(signal, fs), dtype=np.float64)
     fallback = np.var(signal, axis=1) + 1e-8  # a flat lead has no QRS power; its variance still scales noise
     return np.where(np.isfinite(power) & (power > 0), power, fallback)
@@ -231,13 +186,24 @@ class Episode:
 
     def redrawn_unit(self, cell: int, kind: int, rng: np.random.Generator) -> np.ndarray:
         """float32 ``[cell samples]``: a fresh realisation of ``kind`` for ``cell``, tapered, unit RMS."""
-        from ecglens import distortions
-
         lead, a, b = self.grid.cell_span(cell)
         n = self.clean.shape[1]
         return _tapered_unit(
             distortions.noise_batch(self.kinds[kind], 1, n, self.fs, rng, mains_hz=self.mains_hz)[0, a:b]
         )
+
+    def redrawn_units(self, cells: Sequence[int], rng: np.random.Generator) -> dict[int, np.ndarray]:
+        """Fresh tapered unit-RMS realisations for many distorted cells at once: one whole-record draw per kind in
+        use (all leads), each cell cut from it; `redrawn_unit` draws a whole record per cell."""
+        n_leads, n = self.clean.shape
+        out: dict[int, np.ndarray] = {}
+        for k in sorted({int(self.kind[c]) for c in cells}):
+            bank = distortions.noise_batch(self.kinds[k], n_leads, n, self.fs, rng, mains_hz=self.mains_hz)
+            for c in cells:
+                if self.kind[c] == k:
+                    lead, a, b = self.grid.cell_span(int(c))
+                    out[int(c)] = _tapered_unit(bank[lead, a:b])
+        return out
 
     def cell_rms(self, cell: int) -> float:
         """RMS (mV) of ``cell``'s current distortion as the energy bookkeeping counts it (0 when clean)."""
@@ -466,7 +432,11 @@ class VecSegmentGridEnv:
         probs: np.ndarray | None = None,
         batch_size: int = 256,
         localize_budget: int = 0,
+        localize: Callable[[Episode, Classifier, int], Any] | None = None,
     ):
+        if localize_budget and localize is None:
+            raise ValueError("localize_budget needs the localisation to run (e.g. agent.localize.coarse_to_fine)")
+        self.localize = localize
         self.classifier = classifier
         self.inputs = np.asarray(inputs, dtype=np.float32)
         self.fs = float(classifier.sampling_rate)
@@ -492,7 +462,7 @@ class VecSegmentGridEnv:
             i
             for i, t in enumerate(self.targets)
             if not only_findings
-            or (t.multilabel and self.probs[i, t.index] >= t.threshold and not _is_normal(t.label))
+            or (t.multilabel and self.probs[i, t.index] >= t.threshold and not is_normal(t.label))
             or (not t.multilabel and t.index != 0)
         ]
         if not pool:  # a classifier that reports no finding anywhere: learn to flip whatever it says
@@ -603,10 +573,7 @@ class VecSegmentGridEnv:
         )
         if self.localize_budget:
             if i not in self._probed:  # dropout probes are deterministic: measure each input once
-                from ecglens.agent.localize import coarse_to_fine
-                from ecglens.classifiers.base import QueryCounter
-
-                coarse_to_fine(ep, QueryCounter(self.classifier), self.localize_budget)
+                self.localize(ep, QueryCounter(self.classifier), self.localize_budget)
                 self._probed[i] = (
                     ep.probed.copy(),
                     ep.last_drop.copy(),
@@ -635,9 +602,3 @@ def _tapered_unit(piece: np.ndarray) -> np.ndarray:
     piece = piece * _taper(int(piece.shape[-1]))
     rms = np.sqrt(np.mean(piece.astype(np.float64) ** 2, axis=-1, keepdims=True)) + 1e-12
     return (piece / rms).astype(np.float32)
-
-
-def _is_normal(label: str) -> bool:
-    """Whether a class name means "no finding" (normal / sinus rhythm)."""
-    name = label.strip().lower()
-    return name in ("n", "nsr", "norm", "normal", "sinus rhythm", "normal sinus rhythm") or name.startswith("normal")

@@ -16,11 +16,65 @@ restarts (with the budget the policy's capped passes used to take) raised the fl
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from ecglens.agent.env import Episode
 from ecglens.classifiers.base import QueryCounter
+
+_MANY_CELLS = 16
+
+
+@dataclass
+class RedrawState:
+    """Where the redraw search stands between rounds: the amplitude step (dB) and whether the next round redraws
+    at the current amplitude for margin."""
+
+    step_db: float = 1.5
+    min_step_db: float = 0.4
+    step: float = 1.5
+    widen: bool = False
+
+
+def redraw_round(
+    ep: Episode, counter: QueryCounter, n: int, rng: np.random.Generator, state: RedrawState
+) -> bool | None:
+    """One round of at most ``n`` variants in one call; returns True when a quieter flip was kept, False when not,
+    None when nothing could be probed (not flipped, no distorted cell, or ``n < 2``)."""
+    cells = [int(c) for c in ep.distorted_cells()]
+    if not ep.flipped or not cells or n < 2:
+        return None
+    factor = 1.0 if state.widen else 10.0 ** (-state.step / 20.0)
+    variants = [ep.noise * np.float32(factor)]
+    for j in range(1, n):
+        noise = variants[0].copy()
+        chosen = cells if j % 2 else [cells[int(rng.integers(len(cells)))]]
+        # Many cells (a broad flip on 12 leads): one whole-record draw per kind instead of one per cell.
+        fresh = ep.redrawn_units(chosen, rng) if len(chosen) > _MANY_CELLS else None
+        for c in chosen:
+            lead, a, b = ep.grid.cell_span(c)
+            unit = fresh[c] if fresh is not None else ep.redrawn_unit(c, int(ep.kind[c]), rng)
+            noise[lead, a:b] = unit * np.float32(ep.cell_rms(c) * factor)
+        variants.append(noise)
+    if state.widen:
+        variants = variants[1:]  # the current realisations are known already
+    probs = ep.probe_rows(counter, ep.clean[None] + np.stack(variants))
+    ok = np.flatnonzero(ep.target.flipped(probs))
+    best = int(ok[np.argmin(probs[ok, ep.target.index])]) if ok.size else -1
+    if state.widen:
+        state.widen = False
+        if best >= 0 and probs[best, ep.target.index] < ep.p:
+            ep.noise, ep.probs = variants[best], probs[best]
+        return False
+    if best < 0:
+        state.step = state.step / 2.0 if state.step / 2.0 >= state.min_step_db else float(state.step_db)
+        state.widen = True
+        return False
+    ep.noise = variants[best]
+    ep.gain[cells] *= factor
+    ep.probs = probs[best]
+    return True
 
 
 def redraw_quieter(
@@ -54,44 +108,13 @@ def redraw_quieter(
     report : callable or None
         Called with ``counter.queries`` after each round. Default: None.
     """
+    state = RedrawState(step_db=float(step_db), min_step_db=float(min_step_db), step=float(step_db))
     accepted = 0
-    step = float(step_db)
-    widen = False  # this round redraws at the current amplitude, for margin
-    while ep.flipped:
-        room = counter.left_before(end)
-        if room < 2:
+    while True:
+        kept = redraw_round(ep, counter, int(min(draws, counter.left_before(end))), rng, state)
+        if kept is None:
             break
-        cells = [int(c) for c in ep.distorted_cells()]
-        if not cells:
-            break
-        n = int(min(draws, room))
-        factor = 1.0 if widen else 10.0 ** (-step / 20.0)
-        variants = [ep.noise * np.float32(factor)]
-        for j in range(1, n):
-            noise = variants[0].copy()
-            chosen = cells if j % 2 else [cells[int(rng.integers(len(cells)))]]
-            for c in chosen:
-                lead, a, b = ep.grid.cell_span(c)
-                noise[lead, a:b] = ep.redrawn_unit(c, int(ep.kind[c]), rng) * np.float32(ep.cell_rms(c) * factor)
-            variants.append(noise)
-        if widen:
-            variants = variants[1:]  # the current realisations are known already
-        probs = ep.probe_rows(counter, ep.clean[None] + np.stack(variants))
         if report:
             report(counter.queries)
-        ok = np.flatnonzero(ep.target.flipped(probs))
-        best = int(ok[np.argmin(probs[ok, ep.target.index])]) if ok.size else -1
-        if widen:
-            widen = False
-            if best >= 0 and probs[best, ep.target.index] < ep.p:
-                ep.noise, ep.probs = variants[best], probs[best]
-            continue
-        if best < 0:
-            step = step / 2.0 if step / 2.0 >= min_step_db else float(step_db)
-            widen = True
-            continue
-        ep.noise = variants[best]
-        ep.gain[cells] *= factor
-        ep.probs = probs[best]
-        accepted += 1
+        accepted += int(kept)
     return accepted

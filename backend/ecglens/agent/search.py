@@ -33,46 +33,31 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ecglens.agent.broad import broad_flip
-from ecglens.agent.env import KINDS, Episode, Target, _is_normal, diagnosed_targets
+from ecglens.agent.cleanup import minimize, verify_minimal
+from ecglens.agent.env import Episode
 from ecglens.agent.greedy import greedy_scan
-from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
-from ecglens.agent.localize import DROPOUT, Sensitivity, coarse_to_fine
+from ecglens.agent.grid import cell_features, make_grid
+from ecglens.agent.localize import Sensitivity, coarse_to_fine
 from ecglens.agent.redraw import redraw_quieter
-from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
-from ecglens.classifiers.fit import fit_record, input_leads, window_starts
+from ecglens.agent.result import EpisodeResult, build_explanation, segments_of
+from ecglens.classifiers.base import Classifier, QueryCounter
+from ecglens.classifiers.fit import input_leads
+from ecglens.distortions import parse_kinds
 from ecglens.ecg import Ecg
-from ecglens.errors import RecordError
-from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
+from ecglens.explanation import Explanation, Segment
+from ecglens.targets import diagnosed_targets, explained_window
 
-SEGMENT_THRESHOLD = 0.3  # cells scoring at least this share of the top cell become segments
 _MIN_GAIN = 0.01  # a probe is committed only when it lowers the probability by 1% of p0 or more
 _GREEDY_FIRST_QUERIES = 200  # from this many queries left after the localisation the scan finds the first flip
 _GREEDY_PASS_QUERIES = 200  # the capped scan for a quieter flip needs this many queries left
 _BROAD_RESERVE = 40  # queries a broad-noise flip must leave for its cleanup
 _REDRAW_SHARE = 0.15  # of what the first flip leaves, kept for redrawn realisations (DS1: 0.08-0.4 tried)
-_CELL_BISECTION_STEPS = 3  # then per-cell amplitude bisection steps (resolution 1/8 of the cell's amplitude)
-_BISECTION_STEPS = 5  # joint amplitude bisection steps in the cleanup (resolution 1/32)
-_FEW_CELLS = 12  # the cleanup removes cells one by one from here down; above, in chunks first
-
-
-@dataclass
-class EpisodeResult:
-    """What one episode found: the final `Episode`, scores per cell and bookkeeping."""
-
-    episode: Episode
-    cell_scores: np.ndarray
-    minimal_cells: list[int]
-    contributions: dict[int, float]
-    probe_kind: dict[int, int]
-    queries: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def explain(
@@ -131,9 +116,9 @@ def explain(
         raise TypeError(f"explain needs an Ecg, got {type(ecg).__name__}")
     if query_budget < 2:
         raise ValueError(f"query_budget must be at least 2 (diagnosis and one probe), got {query_budget}")
-    kinds = _parse_kinds(distortions)
+    kinds = parse_kinds(distortions)
     counter = QueryCounter(classifier, budget=int(query_budget))
-    x, probs0, window_start_s = _window(ecg, counter, start_s)
+    x, probs0, window_start_s = explained_window(ecg, counter, start_s)
     fs = float(classifier.sampling_rate)
     targets = diagnosed_targets(probs0, classifier)
     chosen_policy, fallback_reason = _resolve_policy(policy, x.shape, fs)
@@ -147,7 +132,7 @@ def explain(
 
     def localized(result: EpisodeResult) -> None:
         if partial:
-            partial(_segments(result, grid, input_leads(ecg, classifier), window_start_s))
+            partial(segments_of(result, grid, input_leads(ecg, classifier), window_start_s))
 
     results: list[EpisodeResult] = []
     for j, target in enumerate(targets):
@@ -173,7 +158,7 @@ def explain(
     if progress:
         progress(1.0)
     main = results[0] if results else None
-    explanation = _build_explanation(
+    explanation = build_explanation(
         ecg, classifier, x, probs0, targets, main, results, counter, grid, window_start_s, method, fallback_reason, t0
     )
     return explanation
@@ -487,191 +472,6 @@ def _commit(ep: Episode, changes: list[tuple[int, int, int]], probs: np.ndarray)
     ep.probs = np.asarray(probs, dtype=np.float64)
 
 
-# ---------------------------------------------------------------------------------------------------- cleanup
-def minimize(
-    ep: Episode, counter: QueryCounter, end: int, report: Callable[[int], None] | None = None
-) -> dict[int, float]:
-    """Make ``ep``'s flipping distortion minimal; returns each remaining cell's contribution.
-
-    1. Drop distortions the flip does not need. A flip over more than `_FEW_CELLS` cells (a broad one) is
-       thinned out in chunks first (`_remove_chunks`; on 60 DS1 windows at budgets 150-250 this raised the SNR
-       of broad flips by 1.3-3.3 dB on average, and on a 12-lead record it is what lets a 480-cell flip be
-       thinned at all). Then probe every single removal in one call; try dropping all the removable ones at
-       once (one query), else drop the one that keeps the probability lowest; repeat.
-    2. Lower amplitudes: probe each cell one level weaker in one call; keep all those that hold the flip if
-       together they still do, else the best one; repeat until nothing can be lowered. Then bisect one
-       factor on all remaining amplitudes (`_BISECTION_STEPS` queries) while the flip holds. When the budget
-       allows, each cell first tries every kind at its level or weaker (one call per cell) and keeps the
-       quietest that holds the flip.
-    3. Verify: every single removal is probed once more; a removal that keeps the flip is taken (and step 3
-       repeats), so at the end removing any remaining cell un-flips it.
-
-    Stops early, keeping the flip, when fewer than the needed queries are left before ``end``.
-    Contributions: cell -> rise of the diagnosed class's probability when the cell alone is removed.
-    """
-
-    def room() -> int:
-        return counter.left_before(end)
-
-    t = ep.target.index
-    # 0. many cells (a broad flip): drop them chunk by chunk first, finer when no chunk can go (ddmin)
-    _remove_chunks(ep, counter, end, report)
-    # 1. removals
-    while ep.flipped and 0 < len(ep.distorted_cells()) <= room():
-        cells = [int(c) for c in ep.distorted_cells()]
-        if len(cells) == 1:
-            break  # its removal un-flips by construction (the clean input is not flipped); checked in step 3
-        if not _drop_groups(ep, counter, end, [[c] for c in cells]):
-            break
-        if report:
-            report(counter.queries)
-    # 2. weaker levels
-    while ep.flipped:
-        cells = [int(c) for c in ep.distorted_cells() if ep.level[c] > 0]
-        if not cells or len(cells) > room():
-            break
-        changes = [[(c, int(ep.kind[c]), int(ep.level[c]) - 1)] for c in cells]
-        probs = ep.probe(counter, changes)
-        keep = np.flatnonzero(ep.target.flipped(probs))
-        if keep.size == 0:
-            break
-        if keep.size > 1 and room() >= 1:
-            together = [ch[0] for i, ch in enumerate(changes) if i in set(keep.tolist())]
-            p_all = ep.probe(counter, [together])[0]
-            if ep.target.flipped(p_all)[0]:
-                _commit(ep, together, p_all)
-                continue
-        best = int(keep[np.argmin(probs[keep, t])])
-        _commit(ep, changes[best], probs[best])
-        if report:
-            report(counter.queries)
-    # 2a. quieter alternatives: per cell, every kind at its level or weaker, in one call; keep the quietest
-    # alternative that holds the flip (a classifier deaf to one kind may fall to another at a lower level)
-    for c in [int(c) for c in ep.distorted_cells()]:
-        if not ep.flipped or ep.kind[c] < 0:
-            continue
-        options = [
-            (c, k, lv)
-            for lv in range(int(ep.level[c]) + 1)
-            for k in range(len(ep.kinds))
-            if (k, lv) != (int(ep.kind[c]), int(ep.level[c]))
-        ]
-        if not options or len(options) > room() - _BISECTION_STEPS - len(ep.distorted_cells()):
-            continue
-        probs = ep.probe(counter, [[o] for o in options])
-        keep = np.flatnonzero(ep.target.flipped(probs))
-        if keep.size:
-            best = int(min(keep, key=lambda i: (options[i][2], probs[i, t])))
-            _commit(ep, [options[best]], probs[best])
-        if report:
-            report(counter.queries)
-    # 2b. finer amplitude: bisect one factor on all remaining distortions while the flip holds
-    lo, hi = 0.0, 1.0
-    for _ in range(_BISECTION_STEPS):
-        if not ep.flipped or room() < 2:  # keep a query for the verification
-            break
-        mid = 0.5 * (lo + hi)
-        p_mid = np.asarray(counter.predict_proba(ep.scaled(mid / hi)[None]), dtype=np.float64)[0]
-        ep.queries += 1
-        if ep.target.flipped(p_mid)[0]:
-            ep.scale(mid / hi)
-            ep.probs = p_mid
-            hi = mid
-        else:
-            lo = mid
-    # 2c. per cell: bisect each remaining distortion's own amplitude (cells the flip leans on less shrink more)
-    for c in [int(c) for c in ep.distorted_cells()] if len(ep.distorted_cells()) > 1 else []:
-        lo, hi = 0.0, 1.0
-        for _ in range(_CELL_BISECTION_STEPS):
-            if not ep.flipped or room() < len(ep.distorted_cells()) + 1:  # keep the verification's queries
-                break
-            mid = 0.5 * (lo + hi)
-            p_mid = np.asarray(counter.predict_proba(ep.cell_scaled(c, mid / hi)[None]), dtype=np.float64)[0]
-            ep.queries += 1
-            if ep.target.flipped(p_mid)[0]:
-                ep.scale_cell(c, mid / hi)
-                ep.probs = p_mid
-                hi = mid
-            else:
-                lo = mid
-    # 3. verification: removing any remaining cell must un-flip
-    return verify_minimal(ep, counter, end, report)
-
-
-def _remove_chunks(
-    ep: Episode, counter: QueryCounter, end: int, report: Callable[[int], None] | None, *, few: int = _FEW_CELLS
-) -> None:
-    """Thin out a flip over many cells by removing chunks of them (Zeller's ddmin, one call per round).
-
-    Splits the distorted cells into chunks (2 at first), probes the removal of each in one call, removes every
-    chunk whose removal keeps the flip if together they still do (else the best one), and splits finer when no
-    chunk can go; stops at ``few`` cells, when chunks are single cells, or when the next round does not fit.
-    """
-    n_chunks = 2
-    while ep.flipped and len(ep.distorted_cells()) > few:
-        cells = [int(c) for c in ep.distorted_cells()]
-        n_chunks = min(n_chunks, len(cells))
-        if counter.left_before(end) < n_chunks + 1 + few:
-            break
-        chunks = [list(map(int, ch)) for ch in np.array_split(np.asarray(cells), n_chunks)]
-        dropped = _drop_groups(ep, counter, end, chunks)
-        if report:
-            report(counter.queries)
-        if not dropped:
-            if n_chunks >= len(cells):
-                break
-            n_chunks *= 2
-            continue
-        n_chunks = max(2, n_chunks - dropped)
-
-
-def _drop_groups(ep: Episode, counter: QueryCounter, end: int, groups: list[list[int]]) -> int:
-    """Probe dropping each group of distorted cells, in one call; drop every group whose removal keeps the flip
-    if together they still keep it (one more query), else the one that keeps the probability lowest. Returns how
-    many groups were dropped (0: none can go)."""
-    probs = ep.probe(counter, [[(c, -1, 0) for c in g] for g in groups])
-    keep = np.flatnonzero(ep.target.flipped(probs))
-    if keep.size == 0:
-        return 0
-    if keep.size > 1 and counter.left_before(end) >= 1:
-        removal = [(c, -1, 0) for i in keep for c in groups[i]]
-        together = ep.probe(counter, [removal])[0]
-        if ep.target.flipped(together)[0]:
-            _commit(ep, removal, together)
-            return int(keep.size)
-    best = int(keep[np.argmin(probs[keep, ep.target.index])])
-    _commit(ep, [(c, -1, 0) for c in groups[best]], probs[best])
-    return 1
-
-
-def verify_minimal(
-    ep: Episode, counter: QueryCounter, end: int, report: Callable[[int], None] | None = None
-) -> dict[int, float]:
-    """Probe every single removal; take one that keeps the flip and repeat, so that at the end removing any
-    remaining cell un-flips. Returns each cell's contribution (rise of the diagnosed class's probability when
-    it alone is removed); empty when the budget ran out first."""
-
-    def room() -> int:
-        return counter.left_before(end)
-
-    t = ep.target.index
-    contributions: dict[int, float] = {}
-    while ep.flipped:
-        cells = [int(c) for c in ep.distorted_cells()]
-        if not cells or len(cells) > room():
-            break
-        probs = ep.probe(counter, [[(c, -1, 0)] for c in cells])
-        keep = np.flatnonzero(ep.target.flipped(probs))
-        if keep.size == 0:
-            contributions = {c: float(probs[i, t] - ep.p) for i, c in enumerate(cells)}
-            break
-        best = int(keep[np.argmin(probs[keep, t])])
-        _commit(ep, [(cells[best], -1, 0)], probs[best])
-    if report:
-        report(counter.queries)
-    return contributions
-
-
 # ---------------------------------------------------------------------------------------------------- scoring
 def score_cells(ep: Episode, contributions: dict[int, float], prior: np.ndarray | None) -> np.ndarray:
     """float64 ``[n_cells]`` in [0, 1]: final minimal set > probed cells that lowered the probability > the rest.
@@ -710,52 +510,6 @@ def score_cells(ep: Episode, contributions: dict[int, float], prior: np.ndarray 
 
 
 # ---------------------------------------------------------------------------------------------------- plumbing
-def _parse_kinds(distortions: Sequence[str] | str | None) -> tuple[str, ...]:
-    # Imported here only while agent/ is being rewritten (issue 19): the import belongs at the top, and `env.KINDS`
-    # is `ecglens.distortions.KINDS` written twice.
-    from ecglens.distortions import parse_kinds
-
-    return KINDS if distortions is None else parse_kinds(distortions)
-
-
-def _window(ecg: Ecg, counter: QueryCounter, start_s: float | None) -> tuple[np.ndarray, np.ndarray, float]:
-    """The ``[leads, samples]`` input to explain, the diagnosis on it ``[classes]``, and its start (s)."""
-    try:
-        fitted = fit_record(ecg, counter)
-    except KeyError as exc:
-        raise RecordError(ecg.name or None, str(exc).strip("'\"")) from None
-    if not np.all(np.isfinite(fitted.signal)):
-        raise RecordError(ecg.name or None, "signal holds NaN or infinite samples")
-    n = input_samples(counter)
-    fs = fitted.fs
-    sig = fitted.signal
-    if fitted.n_samples <= n:
-        x = np.zeros((fitted.n_leads, n), dtype=np.float32)
-        x[:, : fitted.n_samples] = sig
-        return x, counter.predict_proba(x[None])[0], 0.0
-    if start_s is not None:
-        a = int(round(start_s * fs))
-        if not 0 <= a < fitted.n_samples:
-            raise ValueError(f"start_s {start_s} s is outside the {fitted.duration_s:.2f} s record")
-        a = min(a, fitted.n_samples - n)
-        x = sig[:, a : a + n].copy()
-        return x, counter.predict_proba(x[None])[0], a / fs
-    starts = window_starts(fitted.n_samples, n)
-    cap = max(1, (counter.remaining or 1) // 2)  # never spend more than half the budget on choosing
-    if len(starts) > cap:
-        starts = [starts[int(i)] for i in np.linspace(0, len(starts) - 1, cap).round().astype(int)]
-    batch = np.stack([sig[:, a : a + n] for a in starts])
-    probs = counter.predict_proba(batch)
-    names = tuple(counter.class_names)
-    thresholds = counter.thresholds
-    thr = np.array([thresholds.get(c, 0.5) for c in names])
-    abnormal = np.array([not _is_normal(c) for c in names])
-    cols = abnormal if abnormal.any() else np.ones_like(abnormal)
-    score = (probs[:, cols] / (thr[cols] if counter.multilabel else 1.0)).max(axis=1)
-    best = int(np.argmax(score))
-    return batch[best], probs[best], starts[best] / fs
-
-
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str, mtime: float):
     from ecglens.agent.policy import load_policy
@@ -781,129 +535,3 @@ def _resolve_policy(policy: Any, shape: tuple[int, int], fs: float) -> tuple[Any
         raise TypeError(f"policy must be a SegmentPolicy, a path or 'greedy', got {type(policy).__name__}")
     reason = policy_misfit(policy, shape[0], shape[1], fs)
     return (None, reason) if reason else (policy, None)
-
-
-def _build_explanation(
-    ecg: Ecg,
-    classifier: Classifier,
-    x: np.ndarray,
-    probs0: np.ndarray,
-    targets: list[Target],
-    main: EpisodeResult | None,
-    results: list[EpisodeResult],
-    counter: QueryCounter,
-    grid: SegmentGrid,
-    window_start_s: float,
-    method: str,
-    fallback_reason: str | None,
-    t0: float,
-) -> Explanation:
-    names = tuple(classifier.class_names)
-    leads = input_leads(ecg, classifier)
-    diagnosis = Diagnosis(
-        label=targets[0].label,
-        probabilities={n: float(p) for n, p in zip(names, probs0)},
-        findings=[t.label for t in targets if probs0[t.index] >= t.threshold and t.multilabel]
-        or ([targets[0].label] if not targets[0].multilabel else []),
-    )
-    fs = float(classifier.sampling_rate)
-    if main is None:
-        scores = np.zeros(grid.n_cells)
-        segments: list[Segment] = []
-        adversarial = None
-    else:
-        scores = main.cell_scores
-        segments = _segments(main, grid, leads, window_start_s)
-        adversarial = _adversarial(main.episode, classifier) if main.episode.flipped else None
-    saliency = grid.to_samples(scores)
-    extra: dict[str, Any] = {
-        "grid": {
-            "n_leads": grid.n_leads,
-            "n_windows": grid.n_windows,
-            "beat_aligned": grid.beat_aligned,
-            "bounds_s": (grid.bounds / fs).round(4).tolist(),
-        },
-        "calls": counter.calls,
-        "findings": [
-            {
-                "label": r.episode.target.label,
-                "flipped": r.episode.flipped,
-                "found_by": r.extra.get("found_by") if r.episode.flipped else None,
-                "snr_db": r.episode.snr_db() if r.episode.flipped else None,
-                "queries": r.queries,
-                "segments": [s.to_dict() for s in _segments(r, grid, leads, window_start_s)[:5]],
-            }
-            for r in results
-        ],
-    }
-    if main is not None and not main.episode.flipped:
-        extra["best_probability"] = main.episode.p
-    if main is not None:
-        extra["localization"] = main.extra.get("localization", [])
-    return Explanation(
-        diagnosis=diagnosis,
-        segments=segments,
-        saliency=saliency,
-        adversarial=adversarial,
-        queries=counter.queries,
-        elapsed_s=time.perf_counter() - t0,
-        method=method,
-        fallback_reason=fallback_reason,
-        fs=fs,
-        leads=leads,
-        start_s=float(window_start_s),
-        cell_scores=scores.astype(np.float32),
-        extra=extra,
-    )
-
-
-def _segments(result: EpisodeResult, grid: SegmentGrid, leads: tuple[str, ...], offset_s: float) -> list[Segment]:
-    """Cells scoring at least `SEGMENT_THRESHOLD`, adjacent windows of a lead merged, highest score first."""
-    ep, scores = result.episode, result.cell_scores
-    out: list[Segment] = []
-    n_w = grid.n_windows
-    for lead in range(grid.n_leads):
-        w = 0
-        while w < n_w:
-            c = lead * n_w + w
-            if scores[c] < SEGMENT_THRESHOLD or scores[c] <= 0:
-                w += 1
-                continue
-            run = [c]
-            while w + 1 < n_w and scores[lead * n_w + w + 1] >= SEGMENT_THRESHOLD:
-                w += 1
-                run.append(lead * n_w + w)
-            best = max(run, key=lambda i: scores[i])
-            kind = ep.kind[best] if ep.kind[best] >= 0 else result.probe_kind.get(best, -1)
-            # A cell outside the minimal flip that the localisation ranked: what moved the decision was dropout.
-            fallback = DROPOUT if result.extra.get("localization") else "none"
-            _, a, _ = grid.cell_span(run[0])
-            _, _, b = grid.cell_span(run[-1])
-            out.append(
-                Segment(
-                    lead=leads[lead] if lead < len(leads) else str(lead),
-                    start_s=offset_s + a / grid.fs,
-                    end_s=offset_s + b / grid.fs,
-                    score=float(scores[best]),
-                    distortion=ep.kinds[kind] if kind >= 0 else fallback,
-                )
-            )
-            w += 1
-    out.sort(key=lambda s: (-s.score, s.lead, s.start_s))
-    return out
-
-
-def _adversarial(ep: Episode, classifier: Classifier) -> Adversarial:
-    signal = ep.signal()
-    names = tuple(classifier.class_names)
-    probs = ep.probs
-    if ep.target.multilabel:
-        thresholds = getattr(classifier, "thresholds", {}) or {}
-        found = [i for i in np.argsort(-probs, kind="stable") if probs[i] >= thresholds.get(names[i], 0.5)]
-        label = names[found[0]] if found else "no finding"
-    else:
-        label = names[int(np.argmax(probs))]
-    noise = (signal - ep.clean).astype(np.float32)
-    return Adversarial(
-        signal=signal.astype(np.float32), noise=noise, snr_db=ep.snr_db(), l2=ep.l2(), flipped=ep.flipped, label=label
-    )

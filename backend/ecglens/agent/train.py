@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ecglens.agent.env import RewardConfig, VecSegmentGridEnv
+from ecglens.agent.localize import coarse_to_fine
 from ecglens.agent.policy import PolicyCard, SegmentPolicy
 from ecglens.agent.ppo import PPO, PPOConfig
 from ecglens.classifiers.base import Classifier
@@ -109,6 +110,7 @@ def train_policy(
         max_steps=max_steps,
         reward=reward,
         localize_budget=localize_budget,
+        localize=coarse_to_fine,
     )
     algo = PPO(policy, env, config, seed=seed)
     t0 = time.perf_counter()

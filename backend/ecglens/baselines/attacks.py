@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from ecglens.agent.env import Target
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.base import Attribution, PerturbationBaseline
 from ecglens.baselines.cells import cell_energy, cell_medians
 from ecglens.classifiers.base import QueryCounter
 from ecglens.errors import QueryBudgetExceeded
+from ecglens.targets import Target
 
 
 class _BinaryView:

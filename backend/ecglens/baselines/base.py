@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from ecglens.agent.env import Target, diagnosed_targets
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.cells import fixed_grid, ranking_from_scores
 from ecglens.classifiers.base import Classifier, QueryCounter, follows_record_leads, input_samples
@@ -23,6 +22,7 @@ from ecglens.classifiers.fit import fit_record
 from ecglens.ecg import Ecg
 from ecglens.explanation import Adversarial, Diagnosis, Explanation, Segment
 from ecglens.metrics import l2, snr_db
+from ecglens.targets import Target, diagnosed_targets
 
 
 @dataclass
@@ -91,7 +91,7 @@ class PerturbationBaseline(ABC):
             window taken, zero-padded when shorter) or a float32 ``[leads, samples]`` array in mV already on the classifier's input grid.
         target : int, str or None
             Class index or name whose evidence is sought. Default: the diagnosed class, as the agent picks it
-            (`ecglens.agent.env.diagnosed_targets`: the most probable finding at or above its threshold).
+            (`ecglens.targets.diagnosed_targets`: the most probable finding at or above its threshold).
             "Flipped" means what it means for the agent (`Target.flipped`): for a multi-label classifier the
             finding's probability falls below its threshold, otherwise another class becomes the most probable.
         **kwargs :

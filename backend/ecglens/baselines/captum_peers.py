@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ecglens.agent.env import Target
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.base import Attribution, PerturbationBaseline
 from ecglens.baselines.cells import cell_means, cell_medians, feature_mask
 from ecglens.classifiers.base import QueryCounter
+from ecglens.targets import Target
 
 
 def black_box_forward(counter: QueryCounter) -> Callable[[torch.Tensor], torch.Tensor]:

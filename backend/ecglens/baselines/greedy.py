@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from ecglens.agent.env import Episode, Target
+from ecglens.agent.env import Episode
 from ecglens.agent.greedy import greedy_scan
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.base import Attribution, PerturbationBaseline
 from ecglens.classifiers.base import QueryCounter
 from ecglens.distortions import parse_kinds
+from ecglens.targets import Target
 
 
 class GreedyScanBaseline(PerturbationBaseline):

@@ -17,11 +17,11 @@ import numpy as np
 from scipy.signal.windows import tukey
 
 from ecglens import distortions
-from ecglens.agent.env import Target
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.base import Attribution, PerturbationBaseline
 from ecglens.baselines.cells import cell_energy
 from ecglens.classifiers.base import QueryCounter
+from ecglens.targets import Target
 
 
 class OracleBaseline(PerturbationBaseline):

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ecglens.agent.env import Target
 from ecglens.agent.grid import SegmentGrid
 from ecglens.baselines.base import Attribution, PerturbationBaseline
 from ecglens.classifiers.base import QueryCounter
+from ecglens.targets import Target
 
 
 class RandomBaseline(PerturbationBaseline):

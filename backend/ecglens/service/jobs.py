@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
-from ecglens.agent.search import explain
+from ecglens.agent.explain import explain
 from ecglens.datasets.mitdb import DS1, default_data_dir
 from ecglens.explanation import Segment
 from ecglens.formats.annotations import segment_coverage

@@ -1,0 +1,121 @@
+"""`ecglens.explain`: the anytime agent (`anytime.py`), its actions chosen by a policy.
+
+By default the fixed order `anytime.hand_policy` chooses (``method="anytime"``); ``policy="learned"`` (or a path,
+or an `ActionPolicy`) lets the learned action policy (`action_policy.py`, ``models/agent_actions.pt``) choose
+(``method="agent"``). The default is the fixed order because on the benchmark (docs/agent.md) the committed
+learned policy does not yet match it: its flips stay loud at budgets up to 200.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ecglens.agent.action_policy import ActionPolicy, default_action_policy_path, load_action_policy
+from ecglens.agent.anytime import AnytimeEpisode, explain_anytime, hand_policy
+from ecglens.ecg import Ecg
+from ecglens.explanation import Explanation, Segment
+
+AGENT = "agent"  # ``Explanation.method`` when the learned policy chose the actions
+HAND = "anytime"  # ... when the fixed order did
+
+
+def explain(
+    ecg: Ecg,
+    classifier: Any,
+    *,
+    distortions: Sequence[str] | str | None = None,
+    query_budget: int = 500,
+    seed: int = 0,
+    start_s: float | None = None,
+    segment_s: float = 0.25,
+    beat_aligned: bool = False,
+    policy: Any = None,
+    progress: Callable[[float], None] | None = None,
+    partial: Callable[[list[Segment]], None] | None = None,
+) -> Explanation:
+    """Explain ``classifier``'s diagnosis of ``ecg``: critical segments and the minimal flipping distortion.
+
+    Parameters
+    ----------
+    ecg : Ecg
+        The record (any rate and leads the classifier can be fitted to; see `classifiers.fit.fit_record`).
+    classifier : Classifier
+        The black box; only ``predict_proba`` and its card fields are used.
+    distortions : sequence of str, comma-separated str, or None
+        Distortion kinds allowed (`ecglens.distortions.KINDS`). Default: None (all five).
+    query_budget : int
+        Hard cap on classifier rows, window choice and diagnosis included. Default: 500.
+    seed : int
+        Seeds the noise realisations; same record + model + seed gives the same explanation. Default: 0.
+    start_s : float or None
+        Start (s) of the window to explain in a record longer than the classifier's window. Default: None (the
+        window where a non-normal finding is most probable, `ecglens.targets.explained_window`).
+    segment_s : float
+        Cell length in seconds. Default: 0.25.
+    beat_aligned : bool
+        One cell per QRS complex instead of fixed windows. Default: False.
+    policy : ActionPolicy, str, Path, "learned", "hand", callable or None
+        Who chooses the actions: None or "hand" for the fixed order, "learned" for the committed learned policy,
+        a path to one or an `ActionPolicy`, or any ``callable(AnytimeEpisode) -> action``. Default: None.
+    progress : callable or None
+        Called with the fraction of the budget used after every action, and 1.0 at the end. Default: None.
+    partial : callable or None
+        Called with the current best segments (record time) whenever the ranking changes. Default: None.
+
+    Returns
+    -------
+    Explanation
+        ``method`` is "anytime" (fixed order) or "agent" (learned policy; "anytime" with ``fallback_reason``
+        when the learned policy asked for cannot be loaded);
+        ``extra["trace"]`` lists every action (cells, queries, probability); ``extra["findings"][i]["found_by"]``
+        the action that found each flip ("+redraw" when redrawn realisations made it quieter).
+    """
+    if not isinstance(ecg, Ecg):
+        raise TypeError(f"explain needs an Ecg, got {type(ecg).__name__}")
+    if query_budget < 2:
+        raise ValueError(f"query_budget must be at least 2 (diagnosis and one probe), got {query_budget}")
+    chosen, method, reason = resolve_policy(policy)
+    out = explain_anytime(
+        ecg,
+        classifier,
+        query_budget=query_budget,
+        seed=seed,
+        policy=chosen,
+        segment_s=segment_s,
+        beat_aligned=beat_aligned,
+        distortions=distortions,
+        start_s=start_s,
+        progress=progress,
+        partial=partial,
+        method=method,
+    )
+    out.fallback_reason = reason
+    return out
+
+
+def resolve_policy(policy: Any) -> tuple[Callable[[AnytimeEpisode], str], str, str | None]:
+    """``(policy callable, method name, fallback reason or None)``."""
+    if policy is None or (isinstance(policy, str) and policy.lower() == "hand"):
+        return hand_policy, HAND, None
+    if isinstance(policy, ActionPolicy):
+        return policy, AGENT, None
+    if callable(policy):
+        return policy, getattr(policy, "method", HAND), None
+    learned = isinstance(policy, str) and policy.lower() == "learned"
+    path = default_action_policy_path() if learned else Path(policy)
+    if not path.exists():
+        if not learned:
+            raise FileNotFoundError(f"no action policy at {path}")
+        return hand_policy, HAND, f"no trained action policy at {path}"
+    try:
+        return _load_cached(str(path), path.stat().st_mtime), AGENT, None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return hand_policy, HAND, f"action policy not usable: {exc}"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float) -> ActionPolicy:
+    return load_action_policy(path)
