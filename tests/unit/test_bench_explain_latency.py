@@ -38,7 +38,7 @@ def test_latency_rows_stay_within_budget_and_name_the_method(rows):
     bench, measured = rows
     explain_row, occlusion_row = measured
     assert explain_row.budget == 25 and 2 <= explain_row.queries[0] <= 25
-    assert explain_row.method.split(" (")[0] in ("policy", "greedy-scan")
+    assert explain_row.method.split(" (")[0] in ("anytime", "agent")
     # Every query goes through predict_proba, so the clock saw at least one call and no more time than the call.
     assert explain_row.calls >= 1 and 0 < explain_row.inside_s <= explain_row.max_s
     assert occlusion_row.budget is None and occlusion_row.queries[0] == 200  # 2 + 2 leads x 99 windows

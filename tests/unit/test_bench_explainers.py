@@ -72,7 +72,7 @@ def test_mean_over_members_weights_each_member_equally_and_pairs_cases(bench):
     )
     args = argparse.Namespace(records=None, seed=0)
     report = bench.zoo_mean_report({"m_a": a, "m_b": b}, ["scheduled-10", "scheduled-25", "occlusion"], args)
-    line = next(ln for ln in report.splitlines() if ln.startswith("| scheduled, budget 10 |"))
+    line = next(ln for ln in report.splitlines() if ln.startswith("| scheduled (staged search), budget 10 |"))
     assert line.split(" | ")[1].startswith("0.50")  # (1 + 0) / 2, not 4/6
     assert line.split(" | ")[2].startswith("0.400")  # (0.3 + 0.5) / 2
     paired = next(ln for ln in report.splitlines() if ln.startswith("| scheduled-25 − occlusion |"))

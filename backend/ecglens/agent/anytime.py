@@ -63,6 +63,7 @@ BROAD_LEVELS = 3  # the strongest levels ``broad_*`` tries
 MAX_RESTARTS = 3
 ACTIONS = ("localise", "widen", "reorder", "broad_top", "broad_all", "scan", "cleanup", "redraw", "restart", "stop")
 DENSITY_POWER = 0.5  # between a group's total drop (0) and its drop per cell (1)
+_EXPLAINS = 0.5  # a child whose drop is half its group's or more explains the group
 _RISE = 0.05  # a rise of the probability by 5% of p0 when one more chunk goes demotes that chunk
 _SCAN_SHARE = 0.3  # the sweep of ``scan`` covers the top 30% of cells (at least 8)
 
@@ -217,16 +218,22 @@ class AnytimeEpisode:
     def _split_groups(self, n_groups: int) -> tuple[int, float]:
         n_w = self.ep.grid.n_windows
         popped = [heapq.heappop(self._frontier) for _ in range(min(n_groups, len(self._frontier)))]
-        kids = [(-nd, kid) for _, nd, _, g in popped for kid in g.children()]  # leaves never enter the frontier
+        # (parent's drop, depth, child); leaves never enter the frontier
+        kids = [(-nd_, -nd, kid) for nd_, nd, _, g in popped for kid in g.children()]
         signal = self.ep.clean  # dropout is measured on the clean input, whatever the flip search has laid
-        rows = np.stack([np.where(cell_mask(self.ep.grid, k.cells(n_w)), self.flat, signal) for _, k in kids])
+        rows = np.stack([np.where(cell_mask(self.ep.grid, k.cells(n_w)), self.flat, signal) for _, _, k in kids])
         probs = self.ep.probe_rows(self.counter, rows)
         drops = (self.ep.p0 - probs[:, self.ep.target.index]) / max(self.ep.p0, 1e-3)
-        for (depth, kid), d, row in zip(kids, drops, probs):
+        for i, ((parent, depth, kid), d, row) in enumerate(zip(kids, drops, probs)):
             cells = kid.cells(n_w)
+            sibling = float(drops[i ^ 1])  # children come in pairs
+            own = float(d) / len(cells) ** DENSITY_POWER
+            # A child keeps its group's evidence unless its sibling alone explains the group's drop (then the
+            # evidence was the sibling's: a lead that does not carry the beat gets its own, small, measure).
+            explained_elsewhere = np.isfinite(parent) and sibling >= _EXPLAINS * parent > d
+            self.density[cells] = own if explained_elsewhere else np.maximum(self.density[cells], own)
             self.drop[cells] = float(d)
             self.depth[cells] = depth + 1
-            self.density[cells] = np.maximum(self.density[cells], float(d) / len(cells) ** DENSITY_POWER)
             self.ep.record_probe(cells, np.tile(row, (len(cells), 1)), self.ep.p0, [0.0] * len(cells))
             if kid.children() is not None:
                 heapq.heappush(self._frontier, (-float(d), -(depth + 1), self._tie, kid))
