@@ -28,7 +28,7 @@ OKABE_ITO = {
     "none": "#505050",
 }
 ANALYSIS_TIMEOUT_MS = 120_000
-BUDGET = 200  # a job long enough for the page to follow it over the event stream
+BUDGET = 2000  # a job long enough (a few seconds) for the page to follow it over the event stream
 DISTORTIONS = ["baseline_wander", "muscle", "gaussian"]
 
 
