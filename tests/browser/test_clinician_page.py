@@ -28,7 +28,10 @@ OKABE_ITO = {
     "none": "#505050",
 }
 ANALYSIS_TIMEOUT_MS = 120_000
-BUDGET = 2000  # a job long enough (a few seconds) for the page to follow it over the event stream
+BUDGET = 200
+# The first analysis of a session: a job of a few seconds, so the page finds it running and follows it over the
+# event stream however fast the agent answers a small budget.
+FOLLOWED_BUDGET = 2000
 DISTORTIONS = ["baseline_wander", "muscle", "gaussian"]
 
 
@@ -83,9 +86,9 @@ def _upload_row(page, label: str):
     return page.locator(f'.upload-item[data-group="{label}"]')
 
 
-def _run_analysis(page, server) -> dict:
+def _run_analysis(page, server, budget: int = BUDGET) -> dict:
     """Start an analysis from the form (small budget, a few distortion types), wait for it, return its JSON."""
-    page.fill("#analysis-budget", str(BUDGET))
+    page.fill("#analysis-budget", str(budget))
     page.locator('input[name="distortions"]').first.wait_for()  # the kinds come from GET /distortions
     for box in page.locator('input[name="distortions"]').all():
         if (box.get_attribute("value") in DISTORTIONS) != box.is_checked():
@@ -312,7 +315,7 @@ def test_clinician_signs_in_uploads_views_analyses_and_signs_out(server, browser
     )
 
     # Analysis with a small query budget, followed live, then drawn.
-    analysis = _run_analysis(page, server)
+    analysis = _run_analysis(page, server, FOLLOWED_BUDGET)
     _check_result(page, analysis, STANDARD_12)
     page.locator('select[data-act="layout"]').select_option("standard")
     page.wait_for_function(

@@ -120,8 +120,10 @@ def test_a_cinc_style_record_uploads_as_one_with_warnings_annotations_and_a_time
     assert typed_analysis["explanation"]["start_s"] == 20.0
     page.wait_for_selector("#analysis-start:not([disabled])")
 
-    # Clicking the strip at a moment explains that window too.
-    page.locator("#timeline-plot").scroll_into_view_if_needed()
+    # Clicking the strip at a moment explains that window too. (By id, in the page: the result just shown may
+    # redraw the strip, and a handle taken before that would point at the element it replaced.)
+    page.wait_for_function("() => document.getElementById('timeline-plot')?._fullLayout")
+    page.evaluate("() => document.getElementById('timeline-plot').scrollIntoView({ block: 'center' })")
     x = page.evaluate("""() => { const gd = document.getElementById('timeline-plot');
         const xa = gd._fullLayout.xaxis, box = gd.getBoundingClientRect();
         return box.left + gd._fullLayout.margin.l + xa.l2p(5.0); }""")
