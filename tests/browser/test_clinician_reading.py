@@ -305,7 +305,7 @@ def test_overlay_only_where_the_noise_went_in_its_own_colour_and_progress_moves(
         new MutationObserver(seen).observe(document.getElementById('analysis-progress'),
             { attributes: true, subtree: true, childList: true, characterData: true });
     }""")
-    analysis_id = _start(page, 2000)  # long enough that the bar is seen moving on a fast machine
+    analysis_id = _start(page, 10000)  # a job of several seconds, so the bar is seen moving however fast the agent is
     _wait_done(page)
     values = page.evaluate("() => window.__bar")
     between = sorted({v for v in values if 0 < v < 100})
