@@ -319,12 +319,12 @@ class AnytimeEpisode:
                 changes.append([(c, int(ep.kind[c]), int(ep.level[c]) + 1)])
         base_p, base_e = ep.p, float(ep.energies().sum())
         probs = ep.probe(self.counter, changes)
-        d_e = np.array([_energy_after(ep, ch) - base_e for ch in changes])
+        d_e = np.array([ep.energy_after(ch) - base_e for ch in changes])
         ep.record_probe([int(c) for c in pool], probs, base_p, np.sqrt(np.maximum(d_e, 0)) / ep.signal_l2)
         flips = np.flatnonzero(ep.target.flipped(probs))
         if flips.size:
             best = int(flips[np.argmin(d_e[flips])])
-            _commit(ep, changes[best], probs[best])
+            ep.commit(changes[best], probs[best])
             self._committed("scan")
             self.scan_idle = 0
             return len(pool), ep.p
@@ -339,11 +339,11 @@ class AnytimeEpisode:
             together = changes[pair[0]] + changes[pair[1]]
             p_pair = ep.probe(self.counter, [together])[0]
             if p_pair[ep.target.index] <= probs[pair[0], ep.target.index]:
-                _commit(ep, together, p_pair)
+                ep.commit(together, p_pair)
                 if ep.flipped:
                     self._committed("scan")
                 return len(pool), ep.p
-        _commit(ep, changes[order[0]], probs[order[0]])
+        ep.commit(changes[order[0]], probs[order[0]])
         return len(pool), ep.p
 
     def _cleanup(self) -> tuple[int, float]:
@@ -496,19 +496,6 @@ _RANKING_ACTIONS = ("localise", "widen", "reorder")
 
 def _leaf_depth(n_windows: int, n_leads: int) -> int:
     return int(np.ceil(np.log2(max(1, n_windows)))) + int(np.ceil(np.log2(max(1, n_leads))))
-
-
-def _energy_after(ep: Episode, changes: list[tuple[int, int, int]]) -> float:
-    kind, level = ep.kind.copy(), ep.level.copy()
-    for cell, k, lv in changes:
-        kind[cell], level[cell] = k, lv
-    return float(ep.energies(kind, level).sum())
-
-
-def _commit(ep: Episode, changes: list[tuple[int, int, int]], probs: np.ndarray) -> None:
-    for cell, k, lv in changes:
-        ep.set_cell(cell, k, lv)
-    ep.probs = np.asarray(probs, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------------- policies

@@ -18,12 +18,6 @@ _BISECTION_STEPS = 5  # joint amplitude bisection steps in the cleanup (resoluti
 _FEW_CELLS = 12  # the cleanup removes cells one by one from here down; above, in chunks first
 
 
-def _commit(ep: Episode, changes: list[tuple[int, int, int]], probs: np.ndarray) -> None:
-    for cell, k, lv in changes:
-        ep.set_cell(cell, k, lv)
-    ep.probs = np.asarray(probs, dtype=np.float64)
-
-
 def minimize(
     ep: Episode, counter: QueryCounter, end: int, report: Callable[[int], None] | None = None
 ) -> dict[int, float]:
@@ -75,10 +69,10 @@ def minimize(
             together = [ch[0] for i, ch in enumerate(changes) if i in set(keep.tolist())]
             p_all = ep.probe(counter, [together])[0]
             if ep.target.flipped(p_all)[0]:
-                _commit(ep, together, p_all)
+                ep.commit(together, p_all)
                 continue
         best = int(keep[np.argmin(probs[keep, t])])
-        _commit(ep, changes[best], probs[best])
+        ep.commit(changes[best], probs[best])
         if report:
             report(counter.queries)
     # 2a. quieter alternatives: per cell, every kind at its level or weaker, in one call; keep the quietest
@@ -98,7 +92,7 @@ def minimize(
         keep = np.flatnonzero(ep.target.flipped(probs))
         if keep.size:
             best = int(min(keep, key=lambda i: (options[i][2], probs[i, t])))
-            _commit(ep, [options[best]], probs[best])
+            ep.commit([options[best]], probs[best])
         if report:
             report(counter.queries)
     # 2b. finer amplitude: bisect one factor on all remaining distortions while the flip holds
@@ -173,10 +167,10 @@ def _drop_groups(ep: Episode, counter: QueryCounter, end: int, groups: list[list
         removal = [(c, -1, 0) for i in keep for c in groups[i]]
         together = ep.probe(counter, [removal])[0]
         if ep.target.flipped(together)[0]:
-            _commit(ep, removal, together)
+            ep.commit(removal, together)
             return int(keep.size)
     best = int(keep[np.argmin(probs[keep, ep.target.index])])
-    _commit(ep, [(c, -1, 0) for c in groups[best]], probs[best])
+    ep.commit([(c, -1, 0) for c in groups[best]], probs[best])
     return 1
 
 
@@ -202,7 +196,7 @@ def verify_minimal(
             contributions = {c: float(probs[i, t] - ep.p) for i, c in enumerate(cells)}
             break
         best = int(keep[np.argmin(probs[keep, t])])
-        _commit(ep, [(cells[best], -1, 0)], probs[best])
+        ep.commit([(cells[best], -1, 0)], probs[best])
     if report:
         report(counter.queries)
     return contributions

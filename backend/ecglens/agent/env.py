@@ -307,6 +307,19 @@ class Episode:
         self.kind[cell] = kind
         self.level[cell] = level if kind >= 0 else 0
 
+    def energy_after(self, changes: Sequence[tuple[int, int, int]]) -> float:
+        """Total distortion energy if ``changes`` ``(cell, kind, level)`` were made; no state change."""
+        kind, level = self.kind.copy(), self.level.copy()
+        for cell, k, lv in changes:
+            kind[cell], level[cell] = k, lv
+        return float(self.energies(kind, level).sum())
+
+    def commit(self, changes: Sequence[tuple[int, int, int]], probs: np.ndarray) -> None:
+        """Make ``changes`` and take ``probs`` (the classifier's answer on the result) as the current answer."""
+        for cell, k, lv in changes:
+            self.set_cell(cell, k, lv)
+        self.probs = np.asarray(probs, dtype=np.float64)
+
     def probe(self, classifier: Classifier, changes: Sequence[Sequence[tuple[int, int, int]]]) -> np.ndarray:
         """Ask ``classifier`` about several variants of the current signal in one batched call.
 

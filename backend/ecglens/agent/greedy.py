@@ -76,14 +76,14 @@ def greedy_scan(
         base_p, base_l2 = ep.p, ep.l2()
         probs = ep.probe(counter, changes)
         gains = base_p - probs[:, ep.target.index]
-        d_energy = np.array([_energy_after(ep, ch) - base_l2**2 for ch in changes])
+        d_energy = np.array([ep.energy_after(ch) - base_l2**2 for ch in changes])
         ep.record_probe(cells, probs, base_p, np.sqrt(np.maximum(d_energy, 0)) / ep.signal_l2)
         if progress:
             progress(counter.queries)
         flips = np.flatnonzero(ep.target.flipped(probs))
         if flips.size:  # one change flips it alone: take the cheapest such change
             best = int(flips[np.argmin(d_energy[flips])])
-            _commit(ep, changes[best], probs[best])
+            ep.commit(changes[best], probs[best])
             break
         ratio = gains / np.maximum(d_energy, 1e-12)
         order = [int(i) for i in np.argsort(-ratio, kind="stable") if gains[i] > 0][:m]
@@ -99,16 +99,3 @@ def greedy_scan(
         step += 1
         if progress:
             progress(counter.queries)
-
-
-def _energy_after(ep: Episode, changes: list[tuple[int, int, int]]) -> float:
-    kind, level = ep.kind.copy(), ep.level.copy()
-    for cell, k, lv in changes:
-        kind[cell], level[cell] = k, lv
-    return float(ep.energies(kind, level).sum())
-
-
-def _commit(ep: Episode, changes: list[tuple[int, int, int]], probs: np.ndarray) -> None:
-    for cell, k, lv in changes:
-        ep.set_cell(cell, k, lv)
-    ep.probs = np.asarray(probs, dtype=np.float64)

@@ -367,7 +367,7 @@ def policy_search(
             continue
         base_p, base_e = ep.p, float(ep.energies().sum())
         probs = ep.probe(counter, changes)
-        d_e = np.array([_energy_after(ep, ch) - base_e for ch in changes])
+        d_e = np.array([ep.energy_after(ch) - base_e for ch in changes])
         ep.record_probe(top, probs, base_p, np.sign(d_e) * np.sqrt(np.abs(d_e)) / ep.signal_l2)
         proposed[top] = True
         tried.update(ch[0] for ch in changes)
@@ -379,7 +379,7 @@ def policy_search(
         flips = np.flatnonzero(ep.target.flipped(probs))
         if flips.size:
             best = int(flips[np.argmin(d_e[flips])])
-            _commit(ep, changes[best], probs[best])
+            ep.commit(changes[best], probs[best])
             break
         ratio = gains / np.maximum(np.abs(d_e), 1e-12)
         good = [int(i) for i in np.argsort(-ratio, kind="stable") if gains[i] > _MIN_GAIN * max(ep.p0, 1e-3)]
@@ -391,11 +391,11 @@ def policy_search(
             p_all = ep.probe(counter, [together])[0]
             report(counter.queries)
             if p_all[ep.target.index] <= probs[picked[0], ep.target.index]:
-                _commit(ep, together, p_all)
+                ep.commit(together, p_all)
             else:  # the proposals interfere: keep the best one alone
-                _commit(ep, changes[picked[0]], probs[picked[0]])
+                ep.commit(changes[picked[0]], probs[picked[0]])
         else:
-            _commit(ep, changes[picked[0]], probs[picked[0]])
+            ep.commit(changes[picked[0]], probs[picked[0]])
         proposed[:] = False
         tried.clear()
     return prior
@@ -457,19 +457,6 @@ def _proposal(
         if level > top:
             return None
     return (cell, int(kind), int(level))
-
-
-def _energy_after(ep: Episode, changes: list[tuple[int, int, int]]) -> float:
-    kind, level = ep.kind.copy(), ep.level.copy()
-    for cell, k, lv in changes:
-        kind[cell], level[cell] = k, (lv if k >= 0 else 0)
-    return float(ep.energies(kind, level).sum())
-
-
-def _commit(ep: Episode, changes: list[tuple[int, int, int]], probs: np.ndarray) -> None:
-    for cell, k, lv in changes:
-        ep.set_cell(cell, k, lv)
-    ep.probs = np.asarray(probs, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------------- scoring
