@@ -52,15 +52,14 @@ def make_bank(
     levels_db: Sequence[float],
     rng: np.random.Generator,
 ) -> VisionBank:
-    """Calibrate every kind at every level on ``clean`` (`ecglens.vision.distortions.calibrated`)."""
+    """Calibrate every kind at every level on ``clean`` (`ecglens.vision.distortions.calibrated_levels`)."""
     clean = np.asarray(clean, dtype=np.float32)
     deltas = np.zeros((len(kinds), len(levels_db), *clean.shape), dtype=np.float32)
     strength = np.zeros((len(kinds), len(levels_db)))
     reached = np.zeros((len(kinds), len(levels_db)))
     energy = np.zeros((len(kinds), len(levels_db), grid.n_cells))
     for k, kind in enumerate(kinds):
-        for lv, target in enumerate(levels_db):
-            out, s, p = vd.calibrated(kind, clean, float(target), rng)
+        for lv, (out, s, p) in enumerate(vd.calibrated_levels(kind, clean, levels_db, rng)):
             deltas[k, lv] = out - clean
             strength[k, lv], reached[k, lv] = s, p
             energy[k, lv] = grid.cell_energy(deltas[k, lv])
