@@ -13,6 +13,7 @@ what lets the policy rank cells *before* it spends a single query.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -69,6 +70,15 @@ class SegmentGrid:
     @property
     def n_cells(self) -> int:
         return self.n_leads * self.n_windows
+
+    @cached_property
+    def sample_window(self) -> np.ndarray:
+        """int ``[n_samples]``: the time window holding each sample (computed once per grid)."""
+        out = np.zeros(self.n_samples, dtype=np.int64)
+        for w, (a, b) in enumerate(self.bounds):
+            out[a:b] = w
+        out.flags.writeable = False
+        return out
 
     def cell_lead(self, cell: int | np.ndarray) -> int | np.ndarray:
         return cell // self.n_windows
