@@ -12,7 +12,8 @@ what differs: what a cell's distortion is and what it costs.
 - **Energy**: a cell's distortion energy is measured on the bank (sum of squares over the cell), times its gain
   squared; the SNR the agent reports is the whole input's PSNR (`ecglens.vision.distortions.PEAK` = 1).
 - **Redraw**: another realisation of a random kind (noise, dead pixels, dropped frames) on the cell, scaled to the
-  cell's current RMS; a deterministic kind (blur, JPEG, exposure, motion blur) has one realisation only.
+  cell's current RMS; for a deterministic kind (blur, JPEG, exposure, motion blur) the same kind at another
+  level, scaled to that RMS.
 """
 
 from __future__ import annotations
@@ -138,9 +139,12 @@ class VisionEpisode(Episode):
 
     # ------------------------------------------------------------------ other realisations
     def _fresh(self, kind: int, level: int, rng: np.random.Generator) -> np.ndarray:
+        """Another realisation of ``kind``: a new draw of a random kind at the level's strength; for a deterministic
+        kind the same kind at another level (drawn from ``rng``), which the caller scales to the cell's RMS: a
+        blend towards a blur of another sigma, another JPEG quality, another exposure."""
         name = self.kinds[kind]
         if not vd.is_random(name):
-            return self.bank.deltas[kind, level]
+            return self.bank.deltas[kind, int(rng.integers(len(self.levels_db)))]
         return vd.apply(name, self.clean, float(self.bank.strength[kind, level]), rng) - self.clean
 
     def redrawn_unit(self, cell: int, kind: int, rng: np.random.Generator) -> np.ndarray:
