@@ -327,3 +327,25 @@ def test_cli_explains_a_png_and_a_npy(image_model, video_model, tmp_path, capsys
     assert "vid.npy: expected an array of shape [3, 64, 64]" in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "none.png"), "--model", str(image_model)]) == 2
     assert "none.png: no such file" in capsys.readouterr().err
+
+
+def test_small_budgets_and_the_learned_policy(image_model, video_model):
+    clf = ecglens.load_classifier(image_model, device="cpu")
+    video = ecglens.load_classifier(video_model, device="cpu")
+    for budget in (2, 3, 5, 13):
+        assert ecglens.explain(_image(), clf, query_budget=budget, seed=1).queries <= budget
+        assert ecglens.explain(_video(), video, query_budget=budget, seed=1).queries <= budget
+    e = ecglens.explain(_image(), clf, query_budget=100, seed=0, policy="learned")
+    assert e.method in ("agent", "anytime") and e.queries <= 100
+    top = _top_rect(e)
+    assert (top["y0"], top["x0"]) == (16, 40)
+
+
+def test_odd_sizes_are_covered_by_the_grid():
+    grid = make_patch_grid((1, 28, 28))
+    assert grid.patch == (4, 4) and grid.n_cells == 49
+    assert np.bincount(grid.feature_mask().ravel()).tolist() == [16] * 49
+    grid = make_patch_grid((5, 3, 30, 20), patch=(7, 6))
+    assert (grid.patch_rows, grid.patch_cols, grid.n_leads) == (5, 4, 5)
+    assert grid.feature_mask().min() == 0 and set(np.unique(grid.feature_mask())) == set(range(grid.n_cells))
+    assert grid.to_samples(np.arange(grid.n_cells)).shape == (5, 30, 20)
