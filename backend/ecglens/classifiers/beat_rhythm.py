@@ -1,23 +1,26 @@
-"""A per-beat supraventricular-ectopy head for the built-in (`SupraventricularHead`), fused with `AnyLeadNet`'s
-logit (`WithBeatHead`).
+"""A per-beat supraventricular-ectopy head for the built-in's network (`WithBeatHead`), fused with `AnyLeadNet`'s
+logit. Opt-in (``ecglens train-classifier --beat-head``); the committed built-in does not have it.
 
 Inter-patient supraventricular ectopy lives on rhythm: a premature beat with a normal QRS (and a different or
-hidden P wave). What transfers between patients is each beat measured against the window's own rhythm and its
-own median beat, not absolute intervals or shapes. Per detected beat (`BeatFeatures`, from `AnyLeadNet`'s
-normalised leads and all-leads QRS detector, so any lead set and any rate):
+hidden P wave). What should transfer between patients is each beat measured against the window's own rhythm and
+its own median beat, not absolute intervals or shapes. Per detected beat (`BeatFeatures`, from `AnyLeadNet`'s
+normalised leads and all-leads QRS detector, so any lead set and any rate), `FEATURE_NAMES`:
 
 - RR timing, all as log ratios: RR before the beat against the window's median RR, against the previous RR,
-  against the median of its neighbours' RRs (up to two each side, not its own), the RR after it against the
-  median and against the RR before it (compensatory pause), the previous RR against the median;
+  against the median of its neighbours' RRs (up to two each side, not its own), against the window's 80th
+  percentile RR (a run of ectopic beats moves the median); the RR after it against the median and against the
+  RR before it (compensatory pause); the previous RR against the median;
 - the window's rhythm context: median absolute successive RR difference (atrial fibrillation makes every beat
   look premature), the share of RRs under 85% of the median;
-- morphology against the window's median beat on every lead, averaged over leads: correlation of the QRS
-  (±100 ms) and of the P-wave region (300 to 100 ms before the QRS), and the log ratio of QRS ranges.
+- morphology against the window's median beat on every lead: correlation of the QRS (±100 ms; mean over leads
+  and worst lead), of the P-wave region (300 to 100 ms before the QRS) and of the segment after the QRS (100 to
+  300 ms), the log ratio of QRS ranges, and the P-wave region's correlation with the previous beat's.
 
-A small network per beat (`SupraventricularHead`: standardised features, one hidden layer) gives a beat logit;
-the window's score is the largest over its beats that have an RR before them. `WithBeatHead` replaces the
-base model's supraventricular probability by a logistic fusion of that score with the base network's logits;
-the other classes are the base model's, unchanged.
+Boosted trees (`TreeEnsemble`, fitted as sklearn's ``HistGradientBoostingClassifier`` with `TREE_CONFIG` on
+the beats of the DS1 training records, supraventricular against any other beat; `fit_beat_head`) give a beat
+logit; the window's score is the largest over its beats that have an RR before them (`window_score`).
+`WithBeatHead` replaces the base model's supraventricular probability by
+``sigmoid(a * (network logit + FUSION_WEIGHT * score) + b)``; the other classes are the base model's, unchanged.
 """
 
 from __future__ import annotations
@@ -182,22 +185,6 @@ class BeatFeatures(nn.Module):
         )
         features = torch.where(has_pre.unsqueeze(2), features, torch.zeros_like(features)).clamp(-3.0, 3.0)
         return features, has_pre, pos
-
-
-class SupraventricularHead(nn.Module):
-    """Beat logits ``[n, MAX_BEATS]`` from `BeatFeatures`: standardise, one hidden layer (``hidden`` = 0: linear)."""
-
-    def __init__(self, n_features: int = N_BEAT_FEATURES, hidden: int = 16):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("scale", torch.ones(n_features))
-        if hidden > 0:
-            self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        else:
-            self.net = nn.Sequential(nn.Linear(n_features, 1))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net((features - self.mean) / self.scale)[..., 0]
 
 
 def window_score(beat_logits: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:

@@ -99,7 +99,7 @@ def _train_anylead(args: argparse.Namespace, out: Path) -> int:
         seed=args.seed,
         threads=args.threads,
         epochs=args.epochs or AnyLeadConfig.epochs,
-        beat_head=getattr(args, "beat_head", True),
+        beat_head=getattr(args, "beat_head", False),
         **recipe,  # type: ignore
     )
     t0 = time.perf_counter()
@@ -163,10 +163,9 @@ def register(subparsers: Any) -> None:
         "of training one; thresholds and the supraventricular beat head are fitted again (default: train)",
     )
     p.add_argument(
-        "--no-beat-head",
-        dest="beat_head",
-        action="store_false",
-        help="anylead: without the supraventricular beat head (beat_rhythm.WithBeatHead)",
+        "--beat-head",
+        action="store_true",
+        help="anylead: add the supraventricular beat head (beat_rhythm.WithBeatHead; not in the committed built-in)",
     )
     p.add_argument(
         "--threads",

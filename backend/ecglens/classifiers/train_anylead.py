@@ -23,6 +23,12 @@ shares):
    patients are trained on), Youden's J on all validation windows, lowered where needed to 99% specificity on
    the held-out patients' windows. Batch norm is folded into the convolutions for export (`fold_batch_norm`).
 
+6. Optionally (``AnyLeadConfig.beat_head``, ``ecglens train-classifier --beat-head``; not in the committed
+   built-in) the supraventricular beat head of `ecglens.classifiers.beat_rhythm` (`fit_beat_head`): boosted trees
+   on per-beat rhythm and morphology features of the training records' detected beats, their window score fused
+   with the network's supraventricular logit and Platt-scaled on the validation windows; that class's threshold is
+   then set again by step 5's rule.
+
 The defaults reproduce the committed built-in. `LOCAL_RHYTHM` is the recipe with local-prematurity RR
 features (`AnyLeadNet` ``local_rhythm``), without the heart-rate feature, with more supraventricular windows
 (`S_CLASS_MIX`) and held-out thresholds.
@@ -90,7 +96,7 @@ class AnyLeadConfig:
     local_rhythm: bool = False
     rate_feature: bool = True
     thresholds: str = "youden"
-    beat_head: bool = True
+    beat_head: bool = False
 
 
 # The local-rhythm recipe (`AnyLeadConfig(**LOCAL_RHYTHM)`, ``ecglens train-classifier --recipe local-rhythm``):
