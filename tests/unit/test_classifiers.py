@@ -522,3 +522,115 @@ def test_builtin_explains_records_of_any_lead_set_on_their_own_leads(builtin, le
     assert len(names) == len(leads) and result.queries <= 30
     assert result.saliency.shape == (len(leads), 3600)
     assert result.segments and {s.lead for s in result.segments} <= set(names)
+
+
+def _beat_head_trees(n_features: int, seed: int = 0):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from ecglens.classifiers.beat_rhythm import TreeEnsemble
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(3000, n_features))
+    y = (x[:, 0] + 0.5 * x[:, 1] * x[:, 2] + 0.3 * rng.normal(size=3000)) > 0.8
+    model = HistGradientBoostingClassifier(max_iter=20, max_leaf_nodes=7, early_stopping=False, random_state=0)
+    model.fit(x, y)
+    return model, TreeEnsemble.from_sklearn(model), x
+
+
+def test_tree_ensemble_as_tensors_answers_as_sklearn():
+    model, trees, x = _beat_head_trees(5)
+    with torch.no_grad():
+        mine = trees(torch.from_numpy(x[:500].astype(np.float32))).numpy()
+    np.testing.assert_allclose(mine, model.decision_function(x[:500]), atol=1e-4)
+
+
+def test_beat_features_flag_a_premature_beat_at_any_rate_and_lead_count():
+    from ecglens.classifiers.beat_rhythm import FEATURE_NAMES, BeatFeatures
+
+    feats = BeatFeatures(90.0)
+    t = 900
+    for rr in (45, 90):  # 120 and 60 bpm
+        for leads in (1, 3):
+            beats = torch.zeros(1, t, dtype=torch.bool)
+            beats[0, torch.arange(20, t, rr)] = True
+            k = 20 + 4 * rr
+            beats[0, k] = False
+            beats[0, k - int(0.4 * rr)] = True  # one beat 40% early
+            z = torch.zeros(1, leads, t)
+            z[:, :, beats[0]] = 1.0
+            f, scored, pos = feats(z, beats)
+            premature = int((pos[0] == k - int(0.4 * rr)).nonzero()[0, 0])
+            assert bool(scored[0, premature]) and not bool(scored[0, 0])
+            row = dict(zip(FEATURE_NAMES, f[0, premature].tolist()))
+            assert row["log rr_pre/median"] < -0.4 and row["log rr_pre/rr_prev"] < -0.4
+            assert row["log rr_post/rr_pre"] > 0.5  # the pause after it
+            assert row["qrs correlation"] > 0.9  # same shape as the median beat
+            steady = dict(zip(FEATURE_NAMES, f[0, 2].tolist()))
+            assert abs(steady["log rr_pre/median"]) < 1e-5
+
+
+def test_beat_head_model_scripts_for_any_lead_set_and_keeps_the_other_classes():
+    from ecglens.classifiers.anylead import AnyLeadNet
+    from ecglens.classifiers.beat_rhythm import N_BEAT_FEATURES, WithBeatHead
+    from ecglens.classifiers.train import Calibrated
+    from ecglens.classifiers.train_anylead import fold_batch_norm
+
+    torch.manual_seed(0)
+    base = Calibrated(fold_batch_norm(AnyLeadNet(4)), [1.0] * 4, [0.0] * 4).eval()
+    _, trees, _ = _beat_head_trees(N_BEAT_FEATURES)
+    head = torch.jit.script(WithBeatHead(base, trees, 0.5).eval())
+    rng = np.random.default_rng(0)
+    for leads in (1, 2, 12):
+        x = torch.from_numpy(rng.normal(0, 0.3, (3, leads, 3600)).astype(np.float32))
+        with torch.no_grad():
+            out, ref = head(x), base(x)
+        assert out.shape == (3, 4) and bool(((out >= 0) & (out <= 1)).all())
+        torch.testing.assert_close(out[:, [0, 1, 3]], ref[:, [0, 1, 3]])
+
+
+def test_anylead_beat_head_recipe_from_a_trained_base_exports_a_loadable_model(tmp_path):
+    from ecglens.classifiers.anylead import AnyLeadNet
+    from ecglens.classifiers.train import Calibrated, Span, export_torchscript
+    from ecglens.classifiers.train_anylead import (
+        AnyLeadConfig,
+        build_anylead_card,
+        fold_batch_norm,
+        load_base,
+        train_anylead,
+    )
+    from ecglens.datasets.mitdb import MitdbRecord
+
+    rng = np.random.default_rng(1)
+
+    def record(name: str, a_every: int) -> MitdbRecord:
+        beats = np.arange(180, 120 * 360, 300)
+        symbols = np.where((np.arange(len(beats)) % a_every == 0) & (beats < 60 * 360), "A", "N")
+        beats = np.where(symbols == "A", beats - 120, beats)  # premature, same shape; none in the second minute
+        signal = rng.normal(0, 0.05, (2, 120 * 360)).astype(np.float32)
+        signal[:, beats] += 1.0
+        return MitdbRecord(
+            name, signal, 360.0, ("MLII", "V1"), ("MLII", "V1"), beats, symbols, np.asarray([0]), np.asarray(["N"])
+        )
+
+    torch.manual_seed(0)
+    base = Calibrated(fold_batch_norm(AnyLeadNet(4)), [1.0] * 4, [0.0] * 4).eval()
+    export_torchscript(base, tmp_path / "base.pt")
+    recs = [record("a", 7), record("b", 5)]
+    spans = [Span(r, 0, r.n_samples) for r in recs]
+    result = train_anylead(
+        spans[:1], spans[1:], AnyLeadConfig(beat_head=True), log=None, base=load_base(tmp_path / "base.pt")
+    )
+    assert hasattr(result.model, "trees")
+    assert result.val_metrics["MLII+V1"]["supraventricular ectopy"]["auc"] > 0.9  # premature beats are found
+    export_torchscript(result.model, tmp_path / "head.pt")
+    card = build_anylead_card("head", result, None)
+    assert "beat head" in card.architecture
+    card.save(tmp_path / "head.json")
+    clf = load_classifier(tmp_path / "head.pt", device="cpu")
+    for leads in (1, 3):
+        assert clf.predict_proba(np.tile(recs[1].signal[:1, :3600], (leads, 1))).shape == (1, 4)
+    # load_base takes the network back out of a file with a beat head
+    again = load_base(tmp_path / "head.pt")
+    x = torch.from_numpy(recs[1].signal[None, :, :3600].copy())
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), base(x))

@@ -28,6 +28,7 @@ from ecglens.classifiers.train_anylead import (
     build_anylead_card,
     cinc2021_metrics,
     ds2_lead_set_metrics,
+    load_base,
     train_anylead,
 )
 from ecglens.datasets.mitdb import default_data_dir
@@ -98,11 +99,13 @@ def _train_anylead(args: argparse.Namespace, out: Path) -> int:
         seed=args.seed,
         threads=args.threads,
         epochs=args.epochs or AnyLeadConfig.epochs,
+        beat_head=getattr(args, "beat_head", False),
         **recipe,  # type: ignore
     )
     t0 = time.perf_counter()
     train_spans, val_spans = split_ds1(args.data)
-    result = train_anylead(train_spans, val_spans, config)
+    base = load_base(args.base) if getattr(args, "base", None) else None
+    result = train_anylead(train_spans, val_spans, config, base=base)
     print(f"trained in {result.train_seconds:.0f} s ({time.perf_counter() - t0:.0f} s with data loading)")
     for lead_set, figures in result.val_metrics.items():
         print(f"DS1 validation, {lead_set}\n{format_table(figures)}")
@@ -153,6 +156,17 @@ def register(subparsers: Any) -> None:
         help="anylead recipe (default: builtin, the committed model's; local-rhythm: train_anylead.LOCAL_RHYTHM)",
     )
     p.add_argument("--epochs", type=int, default=None, help="epochs of 100 steps (default: the recipe's)")
+    p.add_argument(
+        "--base",
+        default=None,
+        help="anylead: start from the calibrated network of this built-in file (e.g. models/builtin.pt) instead "
+        "of training one; thresholds and the supraventricular beat head are fitted again (default: train)",
+    )
+    p.add_argument(
+        "--beat-head",
+        action="store_true",
+        help="anylead: add the supraventricular beat head (beat_rhythm.WithBeatHead; not in the committed built-in)",
+    )
     p.add_argument(
         "--threads",
         type=int,

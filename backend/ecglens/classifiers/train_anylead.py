@@ -23,6 +23,12 @@ shares):
    patients are trained on), Youden's J on all validation windows, lowered where needed to 99% specificity on
    the held-out patients' windows. Batch norm is folded into the convolutions for export (`fold_batch_norm`).
 
+6. Optionally (``AnyLeadConfig.beat_head``, ``ecglens train-classifier --beat-head``; not in the committed
+   built-in) the supraventricular beat head of `ecglens.classifiers.beat_rhythm` (`fit_beat_head`): boosted trees
+   on per-beat rhythm and morphology features of the training records' detected beats, their window score fused
+   with the network's supraventricular logit and Platt-scaled on the validation windows; that class's threshold is
+   then set again by step 5's rule.
+
 The defaults reproduce the committed built-in. `LOCAL_RHYTHM` is the recipe with local-prematurity RR
 features (`AnyLeadNet` ``local_rhythm``), without the heart-rate feature, with more supraventricular windows
 (`S_CLASS_MIX`) and held-out thresholds.
@@ -39,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecglens.classifiers.beat_rhythm import FUSION_WEIGHT, N_BEAT_FEATURES, TREE_CONFIG
 from ecglens.classifiers.evaluate import class_metrics
 from ecglens.classifiers.train import (
     CLASS_MIX,
@@ -89,6 +96,7 @@ class AnyLeadConfig:
     local_rhythm: bool = False
     rate_feature: bool = True
     thresholds: str = "youden"
+    beat_head: bool = False
 
 
 # The local-rhythm recipe (`AnyLeadConfig(**LOCAL_RHYTHM)`, ``ecglens train-classifier --recipe local-rhythm``):
@@ -205,6 +213,19 @@ def operating_thresholds(
     return out
 
 
+def load_base(path) -> nn.Module:
+    """The calibrated default-recipe network (`train.Calibrated` over a folded `AnyLeadNet`) of a built-in file:
+    the whole model of a file without a beat head, else its ``base``."""
+    from ecglens.classifiers.anylead import AnyLeadNet
+
+    state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    if any(k.startswith("base.") for k in state):
+        state = {k[len("base.") :]: v for k, v in state.items() if k.startswith("base.")}
+    net = Calibrated(fold_batch_norm(AnyLeadNet(len(CLASS_NAMES))), [1.0] * len(CLASS_NAMES), [0.0] * len(CLASS_NAMES))
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
 def fold_batch_norm(net: nn.Module) -> nn.Module:
     """A copy of ``net`` (eval) with every ``Conv1d`` followed by ``BatchNorm1d`` in a `nn.Sequential` fused into
     one convolution with a bias (the same outputs, fewer operations per query)."""
@@ -225,12 +246,18 @@ def train_anylead(
     val_spans: Sequence[Span],
     config: AnyLeadConfig | None = None,
     log: Callable[[str], None] | None = print,
+    base: nn.Module | None = None,
 ) -> TrainResult:
-    """Train, select, calibrate and threshold an `AnyLeadNet` (module docstring). Deterministic per seed and
-    thread count."""
+    """Train, select, calibrate and threshold an `AnyLeadNet` (module docstring), then, with
+    ``config.beat_head``, fit its supraventricular beat head (step 6). Deterministic per seed and thread count.
+
+    ``base``: an already trained, calibrated network (`train.Calibrated` over a folded `AnyLeadNet`, e.g.
+    `load_base` of ``models/builtin.pt``) to start from at step 5 instead of training one."""
     from ecglens.classifiers.anylead import AnyLeadNet
 
     config = config or AnyLeadConfig()
+    if base is not None:
+        return _finish(base.eval(), train_spans, val_spans, config, [], 0.0)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True)
@@ -293,6 +320,26 @@ def train_anylead(
     val_all_y = np.concatenate([val_y] * len(val_xs))
     a, b = fit_platt(val_logits, val_all_y)
     model = Calibrated(net, a, b).eval()
+    return _finish(model, train_spans, val_spans, config, history, time.perf_counter() - t0)
+
+
+def _finish(
+    model: nn.Module,
+    train_spans: Sequence[Span],
+    val_spans: Sequence[Span],
+    config: AnyLeadConfig,
+    history: list[dict[str, float]],
+    seconds: float,
+) -> TrainResult:
+    """Steps 5 (thresholds) and 6 (the beat head) on a calibrated network ``model``."""
+    t0 = time.perf_counter() - seconds
+    window = int(round(config.window_s * config.fs))
+    val_xs, val_y, held_out = validation_sets(val_spans, window)
+    val_all_y = np.concatenate([val_y] * len(val_xs))
+    if config.beat_head:
+        from ecglens.classifiers.beat_rhythm import fit_beat_head
+
+        model = fit_beat_head(model, train_spans, val_xs, val_y, s_index=CLASS_NAMES.index("supraventricular ectopy"))
     probs = _logits(model, val_xs[0])
     val_probs = np.concatenate([_logits(model, vx) for vx in val_xs])
     if config.thresholds == "held-out":
@@ -359,6 +406,14 @@ def build_anylead_card(
 
     cfg = result.config
     params = sum(p.numel() for p in result.model.parameters())
+    trees = getattr(result.model, "trees", None)
+    head = (
+        f"; supraventricular beat head: {int(trees.value.shape[0])} boosted trees of up to "
+        f"{int(trees.value.shape[1])} leaves on {N_BEAT_FEATURES} per-beat rhythm and morphology features, fused "
+        f"with the network's logit (weight {float(result.model.weight):g})"
+        if trees is not None
+        else ""
+    )
     ds2 = ds2 or {}
     warnings: list[str] = []
     for lead_set, figures in result.val_metrics.items():
@@ -378,7 +433,7 @@ def build_anylead_card(
         thresholds={k: round(v, 6) for k, v in result.thresholds.items()},
         input_scale=1.0,
         architecture=f"anylead: AnyLeadNet (one single-lead CNN shared by all leads, RR-interval features, pooled "
-        f"over leads), {params} parameters",
+        f"over leads), {params} parameters{head}",
         description="Multi-label 10-s classifier for any lead set (1 lead of any name, 2 leads, 12 leads; 360 Hz, "
         "records are resampled): normal, ventricular ectopy, supraventricular ectopy, atrial fibrillation/flutter. "
         "Every lead is normalised to its own amplitude and seen by the same network; RR-interval features come "
@@ -431,6 +486,12 @@ def build_anylead_card(
             "loss": f"binary cross-entropy, class-balanced sampling {tuple(cfg.class_mix)}",
             "local_rhythm": cfg.local_rhythm,
             "rate_feature": cfg.rate_feature,
+            "beat_head": "ecglens.classifiers.beat_rhythm (module docstring): HistGradientBoosting "
+            f"{dict(TREE_CONFIG)} on the detected beats of the DS1 training records (3 lead sets, windows every "
+            "5 s), supraventricular vs any other beat; window score = the largest beat logit; fused logit = "
+            f"network logit + {FUSION_WEIGHT} x score, Platt-scaled on DS1 validation"
+            if trees is not None
+            else None,
             "selection": "best mean DS1-validation AUC over the lead sets MLII+V1, MLII, second lead",
             "calibration": "Platt scaling per class on DS1 validation (all three lead sets)",
             "thresholds": "Youden's J per class on DS1 validation (all three lead sets)"
