@@ -12,6 +12,7 @@ import multiprocessing
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from ecglens.service import audit
@@ -22,8 +23,8 @@ from ecglens.service.runtime import Runtime
 KEY = b"k" * 32
 
 
-def _runtime(data_dir: Path, every: int = 7) -> Runtime:
-    return Runtime(Settings(data_dir=data_dir, audit_key=KEY.decode(), audit_checkpoint_every=every))
+def _runtime(data_dir: Path, every: int = 7, url: str = "") -> Runtime:
+    return Runtime(Settings(data_dir=data_dir, audit_key=KEY.decode(), audit_checkpoint_every=every, database_url=url))
 
 
 def _hammer(log: audit.AuditLog, n: int, name: str, errors: list[BaseException]) -> None:
@@ -55,10 +56,19 @@ def _final(runtime: Runtime) -> audit.ChainStatus:
         return audit.verify(session, runtime.audit_key, checkpoint_file=runtime.settings.audit_checkpoint_file)
 
 
-def test_threads_and_a_second_log_append_while_verify_runs(tmp_path):
-    runtime = _runtime(tmp_path)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request) -> str:
+    if request.param == "sqlite":
+        return ""
+    from conftest import _fresh_postgres_db
+
+    return _fresh_postgres_db(request.getfixturevalue("postgres_server"))
+
+
+def test_threads_and_a_second_log_append_while_verify_runs(tmp_path, database_url):
+    runtime = _runtime(tmp_path, url=database_url)
     runtime.audit.checkpoint()
-    other = _runtime(tmp_path)  # a second AuditLog, engine and lock-free of the first: like another process
+    other = _runtime(tmp_path, url=database_url)  # a second AuditLog, engine and lock: like another process
     errors: list[BaseException] = []
     seen: list[audit.ChainStatus] = []
     done = threading.Event()
