@@ -148,11 +148,42 @@ def test_migration_0003_adds_analysis_partial_and_downgrades_to_0002(tmp_path):
     engine = sa.create_engine(url)
     try:
         assert "partial" not in {c["name"] for c in sa.inspect(engine).get_columns("analyses")}
-        upgrade(url)
+        upgrade(url, "0003")
         assert "partial" in {c["name"] for c in sa.inspect(engine).get_columns("analyses")}
         with engine.begin() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         command.downgrade(alembic_config(url), "0002")
         assert "partial" not in {c["name"] for c in sa.inspect(engine).get_columns("analyses")}
+    finally:
+        engine.dispose()
+
+
+def test_migration_0004_indexes_analyses_by_record_and_time_and_downgrades_to_0003(tmp_path):
+    from alembic import command
+
+    from ecglens.migrations import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url, "0003")
+    engine = sa.create_engine(url)
+
+    def indexes() -> dict[str, list[str]]:
+        return {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("analyses")}
+
+    try:
+        assert "ix_analyses_record_id_created_at" not in indexes()
+        upgrade(url)
+        assert indexes()["ix_analyses_record_id_created_at"] == ["record_id", "created_at"]
+        with engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+            plan = " ".join(
+                str(r[-1])
+                for r in conn.execute(
+                    sa.text("EXPLAIN QUERY PLAN SELECT id FROM analyses WHERE record_id = 'x' ORDER BY created_at DESC")
+                )
+            )
+        assert "ix_analyses_record_id_created_at" in plan and "TEMP B-TREE" not in plan, plan
+        command.downgrade(alembic_config(url), "0003")
+        assert "ix_analyses_record_id_created_at" not in indexes()
     finally:
         engine.dispose()

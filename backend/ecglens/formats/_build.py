@@ -9,7 +9,7 @@ are enforced in one place.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,6 +83,23 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
+class LazyChannel:
+    """A channel decoded only when `build_ecg` converts it, straight into its row of the result: a reader that
+    can decode one channel at a time (e.g. from a view into the uploaded bytes) hands these over, so that the
+    channels are never held decoded beside the result. ``size`` is the channel's length; ``load(out)`` fills
+    the float32 array ``out`` (``size`` samples, NaN where one is missing) and returns it."""
+
+    def __init__(self, size: int, load: Callable[[np.ndarray], np.ndarray]):
+        self.size, self._load = int(size), load
+
+    def load(self, out: np.ndarray) -> np.ndarray:
+        return np.asarray(self._load(out))
+
+
+def _channel_size(channel: Any) -> int:
+    return channel.size if isinstance(channel, LazyChannel) else int(np.asarray(channel).size)
+
+
 def check_fs(fs: Any, filename: str) -> float:
     """``fs`` as a float in (0, `MAX_FS_HZ`] Hz, else a `RecordError`."""
     try:
@@ -132,7 +149,11 @@ def fill_missing(x: np.ndarray, label: str, filename: str) -> tuple[np.ndarray, 
     (filled, n_missing) : the channel with NaNs replaced (edges held at the nearest valid value) and how many
     samples were filled. More than `MAX_MISSING_FRACTION` missing, or none valid, is a `RecordError`.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):  # integers and others: float64; float32 stays (half the memory)
+        x = x.astype(np.float64)
+    if np.isfinite(x).all():  # the common case: one pass, one mask
+        return x, 0
     if np.isinf(x).any():
         at = int(np.flatnonzero(np.isinf(x))[0])
         raise RecordError(filename, f"lead {label}: sample {at} is infinite")
@@ -169,8 +190,9 @@ def build_ecg(
 
     Parameters
     ----------
-    channels : sequence of np.ndarray
-        One 1-D array per channel, in the channel's own units, all sampled at ``fs``. NaN marks a missing
+    channels : sequence of np.ndarray or LazyChannel
+        One 1-D array per channel (or a `LazyChannel` decoding it on demand), in the channel's own units, all
+        sampled at ``fs``. NaN marks a missing
         sample (interpolated, counted in ``metadata["missing_samples"]``); infinities are refused.
     fs : float
         Sampling rate in Hz, in (0, 20000].
@@ -199,7 +221,7 @@ def build_ecg(
     fs = check_fs(fs, filename)
     if len(labels) != len(channels) or len(units) != len(channels):
         raise RecordError(filename, f"{len(channels)} channels but {len(labels)} labels and {len(units)} units")
-    lengths = [int(np.asarray(c).size) for c in channels]
+    lengths = [_channel_size(c) for c in channels]
     check_size(filename, len(channels), max(lengths, default=0), fs)
     if len(set(lengths)) > 1:
         detail = ", ".join(f"{lab or i + 1}: {n}" for i, (lab, n) in enumerate(zip(labels, lengths)))
@@ -225,23 +247,31 @@ def build_ecg(
     if not keep:
         raise RecordError(filename, f"no voltage channels (units: {', '.join(map(str, units))})")
 
-    rows = []
+    # The result is filled lead by lead: no list of converted rows beside it, no stacked copy.
+    signal = np.empty((len(keep), lengths[0]), dtype=np.float32)
     missing: dict[str, int] = {}
     kept_names = _unique([names[i] for i in keep])
-    for i, lead, scale in zip(keep, kept_names, scales):
-        x = np.asarray(channels[i])
+    for row, (i, lead, scale) in enumerate(zip(keep, kept_names, scales)):
+        channel = channels[i]
+        x = channel.load(signal[row]) if isinstance(channel, LazyChannel) else np.asarray(channel)
         if x.ndim != 1:
             x = x.reshape(-1)
+        if x.size != lengths[0]:
+            raise RecordError(filename, f"lead {lead}: {x.size} samples decoded, {lengths[0]} declared")
         if not np.issubdtype(x.dtype, np.number):
             raise RecordError(filename, f"lead {lead}: samples are not numbers")
         x, n_missing = fill_missing(x, lead, filename)
         if n_missing:
             missing[lead] = n_missing
-        with np.errstate(over="ignore"):  # overflow is reported below, as a RecordError
-            row = (x * scale).astype(np.float32)
-        if not np.isfinite(row).all():
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, as a RecordError
+            if scale == 1.0:
+                if not np.shares_memory(x, signal[row]):  # a lazy channel decoded in place is there already
+                    signal[row] = x
+            else:
+                np.multiply(x, scale, out=signal[row], casting="unsafe")
+        del x
+        if not np.isfinite(signal[row]).all():
             raise RecordError(filename, f"lead {lead}: values too large for float32 after conversion to mV")
-        rows.append(row)
 
     meta["format"] = fmt
     meta.setdefault("record_name", name)
@@ -253,4 +283,4 @@ def build_ecg(
         meta["dropped_channels"] = dropped
     if assumed:
         meta["assumed_units"] = {kept_names[keep.index(i)]: "mV" for i in assumed}
-    return Ecg(signal=np.stack(rows), fs=fs, leads=tuple(kept_names), metadata=meta, name=name, units="mV")
+    return Ecg(signal=signal, fs=fs, leads=tuple(kept_names), metadata=meta, name=name, units="mV")

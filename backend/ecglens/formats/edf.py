@@ -19,7 +19,7 @@ from scipy.signal import resample_poly
 
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
-from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs, check_size, unit_to_mv
+from ecglens.formats._build import MAX_LEADS, LazyChannel, build_ecg, check_fs, check_size, unit_to_mv
 from ecglens.formats._guard import guarded
 from ecglens.formats._header import parse_sex
 from ecglens.formats._source import read_bytes, record_stem
@@ -127,8 +127,15 @@ def _read_open(reader: Any, display: str, repaired: bool) -> Ecg:
     n_out = max(int(round(reader.getNSamples()[i] * top / rates[i])) for i in keep)
     check_size(display, len(keep), n_out, top)
 
-    channels, resampled = [], {}
-    for i in keep:
+    channels: list[Any] = []
+    resampled: dict[str, str] = {}
+    lengths = {int(reader.getNSamples()[i]) for i in keep}
+    if len(lengths) == 1 and all(rates[i] == top for i in keep):
+        # One rate, one length: each channel is read when build_ecg fills its row (one float64 channel at a time
+        # beside the float32 result, not every channel in float64 first).
+        length = lengths.pop()
+        channels = [LazyChannel(length, lambda out, i=i: _read_into(reader, i, out)) for i in keep]
+    for i in keep if not channels else ():
         x = np.asarray(reader.readSignal(i), dtype=np.float64)
         if rates[i] != top:
             ratio = Fraction(top / rates[i]).limit_denominator(1000)
@@ -136,8 +143,8 @@ def _read_open(reader: Any, display: str, repaired: bool) -> Ecg:
             resampled[labels[i]] = f"{rates[i]:g} Hz -> {top:g} Hz"
         channels.append(x)
     # Rounding in the rate ratio may leave a sample more or less: trim to the shortest.
-    shortest = min(len(x) for x in channels)
-    channels = [x[:shortest] for x in channels]
+    shortest = min(x.size if isinstance(x, LazyChannel) else len(x) for x in channels)
+    channels = [x if isinstance(x, LazyChannel) else x[:shortest] for x in channels]
 
     meta: dict[str, Any] = {"source_files": [display.replace("\\", "/").rsplit("/", 1)[-1]]}
     try:
@@ -169,6 +176,14 @@ def _read_open(reader: Any, display: str, repaired: bool) -> Ecg:
         name=record_stem(display),
         metadata=meta,
     )
+
+
+def _read_into(reader: Any, i: int, out: np.ndarray) -> np.ndarray:
+    x = np.asarray(reader.readSignal(i))
+    if x.size != out.size:
+        return x  # build_ecg names the mismatch
+    out[:] = x
+    return out
 
 
 def _safe_header(reader: Any) -> dict[str, Any]:

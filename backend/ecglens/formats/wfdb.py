@@ -33,7 +33,7 @@ from scipy.signal import resample_poly
 
 from ecglens.ecg import Ecg
 from ecglens.errors import RecordError
-from ecglens.formats._build import MAX_LEADS, build_ecg, check_fs, check_size, fill_missing
+from ecglens.formats._build import MAX_LEADS, LazyChannel, build_ecg, check_fs, check_size, fill_missing
 from ecglens.formats._guard import describe, guarded
 from ecglens.formats._header import parse_comments, parse_date, parse_time
 from ecglens.formats._source import basename, read_bytes, read_files
@@ -355,17 +355,25 @@ def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>", *, st
     with tempfile.TemporaryDirectory(prefix="ecglens-wfdb-") as folder:
         for name, h in headers.items():
             Path(folder, f"{name[: -len('.hea')]}.hea").write_text(h.text, encoding="ascii")
-        for name in set(needed):
-            Path(folder, name).write_bytes(files[name])
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if header.segments:
-                    channels, fs, labels, units, extra = _read_multi_segment(os.path.join(folder, stem))
+                fast = (
+                    None
+                    if header.segments
+                    else _read_format16(os.path.join(folder, stem), files, header_name, strict, notes)
+                )
+                if fast is not None:
+                    channels, fs, labels, units, extra = fast
                 else:
-                    channels, fs, labels, units, extra = _read_single(
-                        os.path.join(folder, stem), header, header_name, strict, notes
-                    )
+                    for name in set(needed):
+                        Path(folder, name).write_bytes(files[name])
+                    if header.segments:
+                        channels, fs, labels, units, extra = _read_multi_segment(os.path.join(folder, stem))
+                    else:
+                        channels, fs, labels, units, extra = _read_single(
+                            os.path.join(folder, stem), header, header_name, strict, notes
+                        )
         except RecordError:
             raise
         except Exception as exc:  # noqa: BLE001 - wfdb's own errors on files that do not fit their header
@@ -431,6 +439,86 @@ def _check_file_sizes(header: _Header, files: Mapping[str, bytes], header_name: 
             )
 
 
+def _check_checksums(
+    record: Any, actual: list[int], labels: list[str], filename: str, strict: bool, notes: list[str] | None
+) -> None:
+    """Compare the header's checksums with the samples' (``actual``): a mismatch is a note, or with ``strict``
+    a refusal; a header checksum of 0 is named as the placeholder some datasets write."""
+    for i, (want, got) in enumerate(zip(record.checksum, actual)):
+        if want is None or int(want) % 65536 == int(got) % 65536:
+            continue
+        label = labels[i] or str(i + 1)
+        if strict:
+            raise RecordError(
+                filename,
+                f"checksum mismatch for signal {label} ({record.file_name[i]}): "
+                "the signal file does not belong to this header, or is corrupt",
+            )
+        if notes is None:
+            continue
+        if int(want) == 0:
+            notes.append(
+                f"signal {label} ({record.file_name[i]}): the header's checksum is 0, a placeholder "
+                f"some datasets write (the samples sum to {int(got) % 65536}); not verified"
+            )
+        else:
+            notes.append(
+                f"signal {label} ({record.file_name[i]}): checksum mismatch (header {int(want)}, "
+                f"samples {int(got) % 65536}); the signal file may be corrupt or belong to another "
+                "record"
+            )
+
+
+def _read_format16(
+    record_path: str, files: Mapping[str, bytes], filename: str, strict: bool, notes: list[str] | None
+) -> tuple[list[Any], float, list[str], list[str], dict[str, Any]] | None:
+    """The common case without wfdb's decoder: one signal file of interleaved format-16 samples, one sample per
+    frame, no skew. The samples are a view into the uploaded bytes and each channel is converted on its own
+    when `build_ecg` takes it (`LazyChannel`), so a record costs its float32 result and one channel at a time
+    (wfdb decodes every channel to int64 and then float64 first: ~8x the file). None when the header asks for
+    anything else, and wfdb reads it."""
+    import wfdb
+
+    record = wfdb.rdheader(record_path)  # wfdb's reading of the header: gains, baselines, units as it has them
+    n_sig, n = int(record.n_sig or 0), int(record.sig_len or 0)
+    names = list(record.file_name or [])
+    if not n_sig or not n or len(set(names)) != 1 or names[0] not in files:
+        return None
+    if any(str(f) != "16" for f in record.fmt or [None]):
+        return None
+    if any(int(s or 1) != 1 for s in record.samps_per_frame or [1]) or any(int(s or 0) for s in record.skew or []):
+        return None
+    offsets = {int(o or 0) for o in (record.byte_offset or [0])}
+    gains, baselines = list(record.adc_gain or []), list(record.baseline or [])
+    if len(offsets) != 1 or len(gains) != n_sig or len(baselines) != n_sig:
+        return None
+    if any(not (g and np.isfinite(g) and g > 0) for g in gains) or any(b is None for b in baselines):
+        return None
+    offset, data = offsets.pop(), files[names[0]]
+    if len(data) < offset + 2 * n * n_sig:
+        return None  # wfdb names what is short
+    digital = np.frombuffer(data, dtype="<i2", count=n * n_sig, offset=offset).reshape(n, n_sig)
+    labels = [str(name) if name else "" for name in (record.sig_name or [""] * n_sig)]
+    if record.checksum:
+        actual = [int(digital[:, j].sum(dtype=np.int64)) for j in range(n_sig)]
+        _check_checksums(record, actual, labels, filename, strict, notes)
+
+    def channel(j: int, out: np.ndarray) -> np.ndarray:
+        column = digital[:, j]
+        out[:] = column
+        if int(column.min()) == _FORMAT16_INVALID:  # wfdb's invalid sample: NaN, interpolated by build_ecg
+            out[column == _FORMAT16_INVALID] = np.nan
+        out -= np.float32(baselines[j])
+        out /= np.float32(gains[j])
+        return out
+
+    units = [str(u) if u else "" for u in (record.units or [""] * n_sig)]
+    return [LazyChannel(n, lambda out, j=j: channel(j, out)) for j in range(n_sig)], float(record.fs), labels, units, {}
+
+
+_FORMAT16_INVALID = -32768
+
+
 def _read_single(
     record_path: str, header: _Header, filename: str, strict: bool = False, notes: list[str] | None = None
 ) -> tuple[list[np.ndarray], float, list[str], list[str], dict[str, Any]]:
@@ -453,30 +541,7 @@ def _read_single(
             )
     labels = [str(name) if name else "" for name in (record.sig_name or [""] * record.n_sig)]
     if record.checksum:
-        actual = record.calc_checksum(expanded=True)
-        for i, (want, got) in enumerate(zip(record.checksum, actual)):
-            if want is None or int(want) % 65536 == int(got) % 65536:
-                continue
-            label = labels[i] or str(i + 1)
-            if strict:
-                raise RecordError(
-                    filename,
-                    f"checksum mismatch for signal {label} ({record.file_name[i]}): "
-                    "the signal file does not belong to this header, or is corrupt",
-                )
-            if notes is None:
-                continue
-            if int(want) == 0:
-                notes.append(
-                    f"signal {label} ({record.file_name[i]}): the header's checksum is 0, a placeholder "
-                    f"some datasets write (the samples sum to {int(got) % 65536}); not verified"
-                )
-            else:
-                notes.append(
-                    f"signal {label} ({record.file_name[i]}): checksum mismatch (header {int(want)}, "
-                    f"samples {int(got) % 65536}); the signal file may be corrupt or belong to another "
-                    "record"
-                )
+        _check_checksums(record, record.calc_checksum(expanded=True), labels, filename, strict, notes)
     physical = record.dac(expanded=True, return_res=64)
     units = [str(u) if u else "" for u in (record.units or [""] * record.n_sig)]
     top = max(spf)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -181,16 +183,44 @@ def cached_basics(
     cache_dir: Path, record_id: str, signal: np.ndarray, fs: float, leads: Sequence[str]
 ) -> dict[str, Any]:
     """`clinical_basics` of a stored record, kept beside its signal cache (``<id>.basics.json``) after the
-    first call: delineating a minute of ECG takes about a second."""
+    first call: delineating a minute of ECG takes about a second. Concurrent first calls for one record in a
+    process compute it once, the others wait for it (64 clients opening a fresh record each delineated it:
+    the reads' p95 was 13 s in benchmarks/service_load.py)."""
     path = Path(cache_dir) / f"{record_id}.basics.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
+    with _computing_lock:
+        lock, waiters = _computing.get(record_id, (threading.Lock(), 0))
+        _computing[record_id] = (lock, waiters + 1)
+    try:
+        with lock:
+            try:
+                return json.loads(path.read_text())  # computed while this call waited
+            except (OSError, ValueError):
+                pass
+            return _compute_and_store(path, record_id, signal, fs, leads)
+    finally:
+        with _computing_lock:
+            lock, waiters = _computing[record_id]
+            if waiters <= 1:
+                del _computing[record_id]
+            else:
+                _computing[record_id] = (lock, waiters - 1)
+
+
+_computing: dict[str, tuple[threading.Lock, int]] = {}
+_computing_lock = threading.Lock()
+
+
+def _compute_and_store(
+    path: Path, record_id: str, signal: np.ndarray, fs: float, leads: Sequence[str]
+) -> dict[str, Any]:
     basics = clinical_basics(signal, fs, leads)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # another process may write too
         tmp.write_text(json.dumps(basics))
         tmp.replace(path)
     except OSError:

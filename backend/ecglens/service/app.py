@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import numpy as np
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
@@ -21,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 
 import ecglens
 from ecglens.classifiers import BUILTIN, models_dir
+from ecglens.reports.basics import delineate
 from ecglens.service.config import Settings
 from ecglens.service.db import Model, utcnow
 from ecglens.service.jobs import LocalExecutor, make_executor, resume_unfinished
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Every request thread holds at most one pooled connection: the pool has one per thread (db_pool_size).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         runtime.audit.checkpoint()  # anchor the chain's head as this process found it
+        await anyio.to_thread.run_sync(warm_reads)
         if isinstance(executor, LocalExecutor):
             resumed = resume_unfinished(runtime, executor)
             if resumed:
@@ -139,6 +142,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if (Path(frontend) / "index.html").is_file():  # mounted last: API routes win
         app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
     return app
+
+
+def warm_reads() -> None:
+    """Import what the first record read needs before the first request: the clinical basics' delineation
+    (neurokit2, with scikit-learn and matplotlib: ~1,000 modules, 4 s on a quiet core) was imported by the first
+    ``GET /records/{id}``, and 64 clients waited behind that import (read p95 13 s in benchmarks/service_load.py
+    at 64 clients). Torch is not among them: it comes with the first analysis."""
+    t = np.arange(5000) / 500.0
+    strip = np.exp(-((((t * 1.2) % 1.0 - 0.3) / 0.012) ** 2))  # ten seconds of narrow beats
+    try:
+        delineate(strip, 500.0)
+    except Exception:  # noqa: BLE001 - a warm-up only: the read itself reports what fails
+        log.exception("warming the record reads failed")
 
 
 def _plotly_js() -> Path | None:

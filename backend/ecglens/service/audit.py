@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,17 +138,17 @@ def append_many(sessions: sessionmaker[Session], key: bytes, events: list[dict[s
                     values.append({**event, "prev_hash": prev_hash, "hash": digest})
                     prev_hash = digest
                 last = values[-1]
-                session.execute(insert(events_table), values)
-                if head is None:
-                    session.execute(insert(head_table).values(id=1, seq=last["seq"], hash=last["hash"]))
-                else:
-                    session.execute(
-                        update(head_table).where(head_table.c.id == 1).values(seq=last["seq"], hash=last["hash"])
-                    )
                 try:
+                    session.execute(insert(events_table), values)
+                    if head is None:
+                        session.execute(insert(head_table).values(id=1, seq=last["seq"], hash=last["hash"]))
+                    else:
+                        session.execute(
+                            update(head_table).where(head_table.c.id == 1).values(seq=last["seq"], hash=last["hash"])
+                        )
                     session.commit()
                     return [v["seq"] for v in values]
-                except IntegrityError:
+                except IntegrityError:  # another process appended after our head read: retry on the new head
                     session.rollback()
         raise RuntimeError("audit log: could not append after 20 attempts")
 
@@ -315,37 +314,54 @@ def verify(
             anchors.setdefault(cp.seq, []).append((cp.hash, f"checkpoint of {cp.at} (line {cp.line})"))
     if expect is not None:
         anchors.setdefault(int(expect[0]), []).append((expect[1], "the expected checkpoint"))
-    prev_seq, prev_hash, n = 0, genesis(key), 0
-    last = 0
-    while True:
-        rows: Iterable[AuditEvent] = session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-        ).all()
-        rows = list(rows)
-        if not rows:
-            break
-        for row in rows:
-            n += 1
-            if row.seq != prev_seq + 1:
-                return ChainStatus(False, n, prev_seq + 1, f"event {prev_seq + 1} is missing (next is {row.seq})")
-            if row.prev_hash != prev_hash:
-                if row.seq == 1:
-                    return ChainStatus(
-                        False,
-                        n,
-                        1,
-                        "event 1: the chain was not started under this audit key "
-                        "(ECGLENS_AUDIT_KEY or DATA_DIR/audit-key)",
-                    )
-                return ChainStatus(False, n, row.seq, f"event {row.seq}: prev_hash does not match event {prev_seq}")
-            event = {k: getattr(row, k) for k in HASHED_FIELDS}
-            if not hmac.compare_digest(chain_hash(prev_hash, event, key), row.hash):
-                return ChainStatus(False, n, row.seq, f"event {row.seq}: content does not match its hash")
-            for digest, what in anchors.get(row.seq, ()):
-                if digest != row.hash:
-                    return ChainStatus(False, n, row.seq, f"event {row.seq} differs from the {what}")
-            prev_seq, prev_hash = row.seq, row.hash
-        last = rows[-1].seq
+    state = {"prev_seq": 0, "prev_hash": genesis(key), "n": 0}
+
+    def walk() -> ChainStatus | None:
+        """Check the rows after the last one checked; the first problem, or None."""
+        while True:
+            rows = list(
+                session.scalars(
+                    select(AuditEvent).where(AuditEvent.seq > state["prev_seq"]).order_by(AuditEvent.seq).limit(batch)
+                ).all()
+            )
+            if not rows:
+                return None
+            for row in rows:
+                prev_seq, prev_hash = state["prev_seq"], state["prev_hash"]
+                state["n"] += 1
+                n = state["n"]
+                if row.seq != prev_seq + 1:
+                    return ChainStatus(False, n, prev_seq + 1, f"event {prev_seq + 1} is missing (next is {row.seq})")
+                if row.prev_hash != prev_hash:
+                    if row.seq == 1:
+                        return ChainStatus(
+                            False,
+                            n,
+                            1,
+                            "event 1: the chain was not started under this audit key "
+                            "(ECGLENS_AUDIT_KEY or DATA_DIR/audit-key)",
+                        )
+                    return ChainStatus(False, n, row.seq, f"event {row.seq}: prev_hash does not match event {prev_seq}")
+                event = {k: getattr(row, k) for k in HASHED_FIELDS}
+                if not hmac.compare_digest(chain_hash(prev_hash, event, key), row.hash):
+                    return ChainStatus(False, n, row.seq, f"event {row.seq}: content does not match its hash")
+                for digest, what in anchors.get(row.seq, ()):
+                    if digest != row.hash:
+                        return ChainStatus(False, n, row.seq, f"event {row.seq} differs from the {what}")
+                state["prev_seq"], state["prev_hash"] = row.seq, row.hash
+
+    problem = walk()
+    if problem is not None:
+        return problem
+    # The head is read after the walk. An event and the head naming it are committed together, so a head ahead
+    # of the walk's end is either events appended while the walk ran (another request, worker or process) or a
+    # cut tail: walk on, and only a head the chain still does not reach is a cut.
+    head, walked = _read_head(session), state["prev_seq"]
+    if head is not None and head[0] > walked:
+        problem = walk()
+        if problem is not None:
+            return problem
+    prev_seq, prev_hash, n = state["prev_seq"], state["prev_hash"], state["n"]
     beyond = [(seq, what) for seq, items in anchors.items() if seq > prev_seq for _d, what in items]
     if beyond:
         seq, what = max(beyond)
@@ -362,12 +378,20 @@ def verify(
     for digest, what in anchors.get(0, ()):
         if prev_seq == 0 and digest != genesis(key):
             return ChainStatus(False, n, None, f"the {what} of the empty log was not made under this key")
-    head = session.get(AuditHead, 1)
     if head is None and prev_seq:
         return ChainStatus(False, n, prev_seq, "audit head is missing")
-    if head is not None and (head.seq != prev_seq or head.hash != prev_hash):
-        bad = prev_seq + 1 if head.seq > prev_seq else head.seq
-        return ChainStatus(False, n, bad, f"audit head names event {head.seq} but the chain ends at {prev_seq}")
+    if head is not None:
+        head_seq, head_hash = head
+        if head_seq > prev_seq:
+            return ChainStatus(
+                False, n, prev_seq + 1, f"audit head names event {head_seq} but the chain ends at {prev_seq}"
+            )
+        if head_seq < walked:  # read after the first walk, a true head is at least where that walk ended
+            return ChainStatus(False, n, head_seq, f"audit head names event {head_seq} but the chain ends at {walked}")
+        # Events past the head were appended after it was read; the event it names must be the chain's.
+        named = prev_hash if head_seq == prev_seq else _hash_at(session, head_seq)
+        if named != head_hash:
+            return ChainStatus(False, n, head_seq, f"audit head names event {head_seq} but the chain's differs")
     if checkpoint_file is not None and prev_seq and not checkpoint_file.exists():
         return ChainStatus(
             False,
@@ -377,6 +401,16 @@ def verify(
             f"(removed? every server writes one at start)",
         )
     return ChainStatus(True, n)
+
+
+def _read_head(session: Session) -> tuple[int, str] | None:
+    """The head row's ``(seq, hash)`` as committed now (a query, never the session's identity map)."""
+    row = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
+    return (int(row.seq), str(row.hash)) if row is not None else None
+
+
+def _hash_at(session: Session, seq: int) -> str | None:
+    return session.execute(select(AuditEvent.hash).where(AuditEvent.seq == seq)).scalar()
 
 
 def event_dict(row: AuditEvent) -> dict[str, Any]:

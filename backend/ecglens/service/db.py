@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, select
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -112,6 +112,7 @@ class Analysis(JobState, Base):
     best segments (as the result's) in the window being explained; None before the first and once the job ends."""
 
     __tablename__ = "analyses"
+    __table_args__ = (Index("ix_analyses_record_id_created_at", "record_id", "created_at"),)  # migration 0004
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     record_id: Mapped[str] = mapped_column(String(32), ForeignKey("records.id"), index=True)
     model: Mapped[str] = mapped_column(String(200))
