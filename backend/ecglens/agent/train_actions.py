@@ -13,6 +13,9 @@
   the episode is not charged for) ``+ POINTING_BONUS`` while the top cell is on the annotated beat ``+
   FLIP_BONUS`` once a flip is found ``+ (SNR + 10) / SNR_SCALE`` of the quietest flip (SNR clipped to
   [-10, 40] dB).
+- **Warm start** (``imitate`` episodes): before PPO, the policy is fitted to the fixed order's choices
+  (`anytime.hand_policy`, cross-entropy under the same masks) and the value to the returns of those episodes, so
+  PPO improves on the fixed order instead of starting from a uniform policy (which learned loud broad flips).
 - **Deterministic**: seeded cases, noise, PPO; one torch thread; a fixed number of timesteps.
 """
 
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ecglens.agent.action_policy import ActionPolicy, ActionPolicyCard, default_action_policy_path
-from ecglens.agent.anytime import ACTIONS, FEATURES, AnytimeEpisode
+from ecglens.agent.anytime import ACTIONS, FEATURES, AnytimeEpisode, hand_policy
 from ecglens.agent.env import Episode
 from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
 from ecglens.classifiers.base import Classifier, QueryCounter, input_samples
@@ -184,11 +187,75 @@ def make_env(cases: list[Case], seed: int = 0):
     return AnytimeEnv()
 
 
+def imitation_data(cases: list[Case], episodes: int, seed: int = 0, gamma: float = 0.995) -> dict[str, np.ndarray]:
+    """Observations, masks, the fixed order's actions and the discounted returns of ``episodes`` episodes it
+    plays in the training environment (same cases, reward and masks as PPO's)."""
+    env = make_env(cases, seed=10_000 + seed)
+    obs_l, mask_l, act_l, ret_l = [], [], [], []
+    for _ in range(int(episodes)):
+        obs, _ = env.reset()
+        rewards = []
+        done = False
+        while not done:
+            mask = env.action_masks()
+            if not mask.any():
+                break
+            name = hand_policy(env.run)
+            action = ACTIONS.index(name) if name in ACTIONS and mask[ACTIONS.index(name)] else int(np.argmax(mask))
+            obs_l.append(obs)
+            mask_l.append(mask)
+            act_l.append(action)
+            obs, reward, done, _, _ = env.step(action)
+            rewards.append(reward)
+        ret, out = 0.0, []
+        for r in reversed(rewards):
+            ret = r + gamma * ret
+            out.append(ret)
+        ret_l.extend(reversed(out))
+    return {
+        "obs": np.asarray(obs_l, dtype=np.float32),
+        "masks": np.asarray(mask_l, dtype=bool),
+        "actions": np.asarray(act_l, dtype=np.int64),
+        "returns": np.asarray(ret_l, dtype=np.float32),
+    }
+
+
+def imitate(model: Any, data: dict[str, np.ndarray], *, epochs: int = 60, seed: int = 0) -> dict[str, float]:
+    """Fit ``model``'s policy to ``data``'s actions (masked cross-entropy) and its value to the returns."""
+    import torch
+
+    policy = model.policy
+    gen = torch.Generator().manual_seed(seed)
+    obs = torch.as_tensor(data["obs"])
+    actions = torch.as_tensor(data["actions"])
+    masks = torch.as_tensor(data["masks"])
+    returns = torch.as_tensor(data["returns"])
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    n = len(obs)
+    for _ in range(int(epochs)):
+        for idx in torch.randperm(n, generator=gen).split(128):
+            values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx], action_masks=masks[idx])
+            loss = -log_prob.mean() + 0.5 * torch.nn.functional.mse_loss(values.flatten(), returns[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        dist = policy.get_distribution(obs, action_masks=data["masks"])
+        agree = float((dist.distribution.probs.argmax(1) == actions).float().mean())
+    return {"samples": n, "agreement": agree}
+
+
 def train_action_policy(
-    cases: list[Case], *, timesteps: int = 60_000, seed: int = 0, n_envs: int = 1
+    cases: list[Case],
+    *,
+    timesteps: int = 60_000,
+    seed: int = 0,
+    n_envs: int = 1,
+    imitate_episodes: int = 0,
+    learning_rate: float = 3e-4,
 ) -> tuple[ActionPolicy, dict[str, Any]]:
-    """MaskablePPO on ``cases`` (``n_envs`` environments in forked processes when > 1); returns the greedy policy
-    and a training summary."""
+    """MaskablePPO on ``cases`` (``n_envs`` environments in forked processes when > 1), warm-started on the
+    fixed order's choices in ``imitate_episodes`` episodes when > 0; returns the greedy policy and a summary."""
     import torch  # training-only
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -204,7 +271,7 @@ def train_action_policy(
         n_steps=n_steps,
         batch_size=min(128, n_steps * n_envs),
         n_epochs=6,
-        learning_rate=3e-4,
+        learning_rate=learning_rate,
         gamma=0.995,
         gae_lambda=0.95,
         ent_coef=0.01,
@@ -214,7 +281,12 @@ def train_action_policy(
         verbose=0,
     )
     t0 = time.perf_counter()
-    model.learn(total_timesteps=int(timesteps))
+    warm: dict[str, float] = {}
+    if imitate_episodes > 0:
+        warm = imitate(model, imitation_data(cases, imitate_episodes, seed), seed=seed)
+        print(f"warm start: {warm['samples']} fixed-order steps, agreement {warm['agreement']:.2f}", flush=True)
+    if timesteps > 0:
+        model.learn(total_timesteps=int(timesteps))
     seconds = time.perf_counter() - t0
     env.close()
     net = model.policy.mlp_extractor.policy_net
@@ -234,6 +306,8 @@ def train_action_policy(
             f"+ {POINTING_BONUS} while the top cell is on the annotated beat "
             f"+ {FLIP_BONUS} once flipped + (SNR + 10) / {SNR_SCALE:g} of the quietest flip",
             "timesteps": int(timesteps),
+            "warm_start": {"episodes": int(imitate_episodes), **warm} if imitate_episodes > 0 else None,
+            "learning_rate": float(learning_rate),
             "environments": int(n_envs),
             "seed": int(seed),
             "seconds": round(seconds, 1),
@@ -266,13 +340,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-model", type=int, default=48, help="training windows per classifier")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--envs", type=int, default=2, help="environments in parallel processes (default 2: two cores)")
+    p.add_argument(
+        "--imitate", type=int, default=0, help="episodes of the fixed order to warm-start from (default 0: none)"
+    )
+    p.add_argument("--lr", type=float, default=3e-4, help="PPO learning rate")
     p.add_argument("--out", type=Path, default=None, help="default: models/agent_actions.pt")
     p.set_defaults(func=_cli)
 
 
 def _cli(args: argparse.Namespace) -> int:
     cases = training_cases(_classifiers(args.models.split(",")), training_records(), args.per_model, args.seed)
-    policy, info = train_action_policy(cases, timesteps=args.timesteps, seed=args.seed, n_envs=args.envs)
+    policy, info = train_action_policy(
+        cases,
+        timesteps=args.timesteps,
+        seed=args.seed,
+        n_envs=args.envs,
+        imitate_episodes=args.imitate,
+        learning_rate=args.lr,
+    )
     path = policy.save(args.out or default_action_policy_path())
     print(f"wrote {path} ({len(cases)} cases, {info['seconds']:.0f} s)")
     return 0
