@@ -58,11 +58,12 @@ def test_a_policy_for_other_actions_is_refused():
 def test_explain_says_who_chose_the_actions():
     e = explain(bump_ecg(), BumpClassifier(), query_budget=60, policy=_policy())
     assert e.method == "agent" and e.fallback_reason is None
+    e = explain(bump_ecg(), BumpClassifier(), query_budget=60, policy="hand")
+    assert e.method == "anytime" and e.fallback_reason is None
+    assert default_action_policy_path().exists()  # committed: the learned policy is the ECG default
     e = explain(bump_ecg(), BumpClassifier(), query_budget=60)
-    assert e.method == "anytime" and e.fallback_reason is None  # the fixed order is the default
-    _, method, reason = resolve_policy("learned")
-    committed = default_action_policy_path().exists()
-    assert (method, reason is None) == (("agent", True) if committed else ("anytime", False))
+    assert e.method == "agent" and e.fallback_reason is None
+    assert resolve_policy(None, default="hand")[1] == "anytime"  # images and video: the fixed order
     with pytest.raises(FileNotFoundError):
         explain(bump_ecg(), BumpClassifier(), query_budget=60, policy="no/such/policy.pt")
 

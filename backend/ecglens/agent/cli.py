@@ -49,8 +49,8 @@ def register(subparsers: Any) -> None:
         "--policy",
         default=None,
         metavar="PATH",
-        help="who chooses the agent's actions: 'hand' (the fixed order, default), 'learned' "
-        "(models/agent_actions.pt) or an action policy file",
+        help="who chooses the agent's actions: 'learned' (models/agent_actions.pt; the default for ECG), "
+        "'hand' (the fixed order; the default for images and video) or an action policy file",
     )
     p.add_argument("--json", action="store_true", help="print the full Explanation JSON")
     p.add_argument("--out", default=None, metavar="PATH", help="write the full Explanation JSON to PATH")

@@ -1,9 +1,10 @@
 """`ecglens.explain`: the anytime agent (`anytime.py`), its actions chosen by a policy.
 
-By default the fixed order `anytime.hand_policy` chooses (``method="anytime"``); ``policy="learned"`` (or a path,
-or an `ActionPolicy`) lets the learned action policy (`action_policy.py`, ``models/agent_actions.pt``) choose
-(``method="agent"``). The default is the fixed order because on the benchmark (docs/agent.md) the committed
-learned policy does not yet match it: its flips stay loud at budgets up to 200.
+For ECG the learned action policy (`action_policy.py`, ``models/agent_actions.pt``, MaskablePPO warm-started on
+the fixed order) chooses by default (``method="agent"``); ``policy="hand"`` runs the fixed order
+`anytime.hand_policy` (``method="anytime"``), which is also what runs, with ``fallback_reason`` set, when the
+policy file is missing or unusable. Images and video run the fixed order by default: the policy was trained on ECG
+episodes only.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ def explain(
     beat_aligned : bool
         One cell per QRS complex instead of fixed windows. Default: False.
     policy : ActionPolicy, str, Path, "learned", "hand", callable or None
-        Who chooses the actions: None or "hand" for the fixed order, "learned" for the committed learned policy,
-        a path to one or an `ActionPolicy`, or any ``callable(AnytimeEpisode) -> action``. Default: None.
+        Who chooses the actions: "learned" for the committed learned policy, "hand" for the fixed order, a path
+        to a policy file or an `ActionPolicy`, or any ``callable(AnytimeEpisode) -> action``. Default: None
+        (learned for ECG, the fixed order for images and video).
     progress : callable or None
         Called with the fraction of the budget used after every action, and 1.0 at the end. Default: None.
     partial : callable or None
@@ -95,7 +97,7 @@ def explain(
                 f"this is an {modality} classifier (card modality {modality!r}); it explains a float32 numpy array "
                 f"{list(getattr(classifier, 'input_shape', None) or [])}, not an ECG record"
             )
-        chosen, method, reason = resolve_policy(policy)
+        chosen, method, reason = resolve_policy(policy, default="hand")
         out = explain_vision(
             ecg,
             classifier,
@@ -121,7 +123,7 @@ def explain(
                 else ""
             )
         )
-    chosen, method, reason = resolve_policy(policy)
+    chosen, method, reason = resolve_policy(policy, default="learned")
     out = explain_anytime(
         ecg,
         classifier,
@@ -140,9 +142,11 @@ def explain(
     return out
 
 
-def resolve_policy(policy: Any) -> tuple[Callable[[AnytimeEpisode], str], str, str | None]:
-    """``(policy callable, method name, fallback reason or None)``."""
-    if policy is None or (isinstance(policy, str) and policy.lower() == "hand"):
+def resolve_policy(policy: Any, default: str = "learned") -> tuple[Callable[[AnytimeEpisode], str], str, str | None]:
+    """``(policy callable, method name, fallback reason or None)``; ``policy=None`` means ``default``."""
+    if policy is None:
+        policy = default
+    if isinstance(policy, str) and policy.lower() == "hand":
         return hand_policy, HAND, None
     if isinstance(policy, ActionPolicy):
         return policy, AGENT, None
