@@ -92,6 +92,13 @@ def _fresh_postgres_db(server: str) -> str:
     return f"{server}/{name}"
 
 
+@pytest.fixture
+def fresh_postgres_db():
+    """A function: a new empty database on the session's PostgreSQL server -> its SQLAlchemy URL (a fixture, so
+    test modules need not import this conftest by name, which is ambiguous beside tests/browser/conftest.py)."""
+    return _fresh_postgres_db
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def api(request, tmp_path) -> Iterator[Api]:
     """The app on SQLite, then on PostgreSQL; 2 MiB upload limit."""

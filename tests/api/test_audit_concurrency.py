@@ -60,9 +60,7 @@ def _final(runtime: Runtime) -> audit.ChainStatus:
 def database_url(request) -> str:
     if request.param == "sqlite":
         return ""
-    from conftest import _fresh_postgres_db
-
-    return _fresh_postgres_db(request.getfixturevalue("postgres_server"))
+    return request.getfixturevalue("fresh_postgres_db")(request.getfixturevalue("postgres_server"))
 
 
 def test_threads_and_a_second_log_append_while_verify_runs(tmp_path, database_url):
