@@ -54,10 +54,12 @@ class Segment:
 class Adversarial:
     """The minimal flipping distortion found.
 
-    signal : float32 ``[leads, samples]`` in mV, the distorted record (same grid as the explained input).
-    noise : float32 ``[leads, samples]``, ``signal - original``.
-    snr_db : 10·log10(energy of the mean-removed original / energy of the noise); inf when no noise.
-    l2 : L2 norm of the noise in mV.
+    signal : float32 ``[leads, samples]`` in mV, the distorted record (same grid as the explained input); for an
+        image or video the distorted input, of its shape.
+    noise : float32, ``signal - original``.
+    snr_db : 10·log10(energy of the mean-removed original / energy of the noise); inf when no noise. For an image
+        or video its PSNR: 10·log10(1 / mean squared noise), the peak being 1 (inputs in [0, 1]).
+    l2 : L2 norm of the noise (mV for an ECG).
     flipped : whether the diagnosis changed.
     label : the diagnosis on ``signal``.
     """
@@ -88,7 +90,8 @@ class Explanation:
 
     diagnosis : `Diagnosis` on the clean input.
     segments : critical `Segment` list, highest score first.
-    saliency : float32 ``[leads, samples]`` in [0, 1], on the same grid as the explained input.
+    saliency : float32 ``[leads, samples]`` in [0, 1], on the same grid as the explained input; ``[H, W]`` for an
+        image, ``[T, H, W]`` for a video.
     adversarial : `Adversarial` or None when no flip was found within the budget.
     queries : classifier rows used (never above the query budget).
     elapsed_s : wall time in seconds.
@@ -97,6 +100,8 @@ class Explanation:
         actions and `extra["findings"][i]["found_by"]` the action that found each flip.
     fallback_reason : why the greedy scan was used instead of the policy, else None.
     fs, leads, start_s : the explained input's sampling rate (Hz), lead names and start within the record (s).
+    modality : "ecg", "image" or "video". An image or video explanation has no segments; its top cells (pixels,
+        frames, score, distortion) are ``extra["regions"]``, and ``to_dict`` adds ``"modality"``.
     """
 
     diagnosis: Diagnosis
@@ -112,11 +117,13 @@ class Explanation:
     start_s: float = 0.0
     cell_scores: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    modality: str = "ecg"
 
     def to_dict(self, include_signals: bool = True) -> dict[str, Any]:
         adversarial = None
         if self.adversarial is not None:
             adversarial = self.adversarial.to_dict(include_signals)
+        if self.adversarial is not None and self.modality == "ecg":
             adversarial.update(
                 noise_spans(
                     self.adversarial, self.fs, self.leads, self.start_s, (self.extra.get("grid") or {}).get("bounds_s")
@@ -137,6 +144,8 @@ class Explanation:
         }
         if include_signals:
             out["saliency"] = np.round(np.asarray(self.saliency, dtype=float), 4).tolist()
+        if self.modality != "ecg":
+            out["modality"] = self.modality
         return out
 
 

@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("ecglens.formats", 1),
     ("ecglens.datasets", 1),
     ("ecglens.distortions", 1),
+    ("ecglens.vision", 1),
     ("ecglens.ecg", 0),
     ("ecglens.errors", 0),
     ("ecglens.qrs", 0),

@@ -48,13 +48,12 @@ from ecglens.agent.env import Episode
 from ecglens.agent.grid import cell_features, make_grid
 from ecglens.agent.redraw import RedrawState, redraw_round
 from ecglens.agent.result import EpisodeResult, build_explanation, segments_of
-from ecglens.baselines.cells import cell_energy, cell_mask, cell_medians
 from ecglens.classifiers.base import Classifier, QueryCounter
 from ecglens.classifiers.fit import input_leads
 from ecglens.distortions import parse_kinds
 from ecglens.ecg import Ecg
 from ecglens.explanation import Explanation, Segment
-from ecglens.targets import diagnosed_targets, explained_window
+from ecglens.targets import Target, diagnosed_targets, explained_window
 
 MAX_ROWS = 16  # the largest batched call one action may make
 CLEANUP_QUERIES = 64  # the cleanup macro-action's rows in all
@@ -133,8 +132,8 @@ class AnytimeEpisode:
 
     def __post_init__(self) -> None:
         grid = self.ep.grid
-        self.flat = cell_medians(grid, self.ep.clean)
-        self.energy = cell_energy(grid, self.ep.clean - self.flat)
+        self.flat = grid.dropout_fill(self.ep.clean)  # what dropout puts in place of a cell
+        self.energy = grid.cell_energy(self.ep.clean - self.flat)
         self.drop = np.zeros(grid.n_cells)  # drop (over p0) of the finest probed group holding each cell
         self.depth = np.zeros(grid.n_cells, dtype=int)
         # The best evidence density of any probed group holding each cell: drop / size ** DENSITY_POWER. A cell
@@ -221,7 +220,7 @@ class AnytimeEpisode:
         # (parent's drop, depth, child); leaves never enter the frontier
         kids = [(-nd_, -nd, kid) for nd_, nd, _, g in popped for kid in g.children()]
         signal = self.ep.clean  # dropout is measured on the clean input, whatever the flip search has laid
-        rows = np.stack([np.where(cell_mask(self.ep.grid, k.cells(n_w)), self.flat, signal) for _, _, k in kids])
+        rows = np.stack([np.where(self.ep.grid.cell_mask(k.cells(n_w)), self.flat, signal) for _, _, k in kids])
         probs = self.ep.probe_rows(self.counter, rows)
         drops = (self.ep.p0 - probs[:, self.ep.target.index]) / max(self.ep.p0, 1e-3)
         for i, ((parent, depth, kid), d, row) in enumerate(zip(kids, drops, probs)):
@@ -248,7 +247,7 @@ class AnytimeEpisode:
         ranking = np.argsort(-self.cell_scores(), kind="stable")
         rows_n = min(self.max_rows - 1, self.room(), n - 1)
         ks = np.unique(np.round(np.linspace(0, n, rows_n + 2)[1:-1]).astype(int))
-        rows = np.stack([np.where(cell_mask(ep.grid, ranking[:k]), self.flat, ep.clean) for k in ks])
+        rows = np.stack([np.where(ep.grid.cell_mask(ranking[:k]), self.flat, ep.clean) for k in ks])
         p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
         before = np.concatenate([[ep.p0], p[:-1]])
         starts = np.concatenate([[0], ks[:-1]])
@@ -274,8 +273,7 @@ class AnytimeEpisode:
         for k, lv in configs:
             noise = np.zeros_like(ep.clean)
             for c in region:
-                lead, a, b = ep.grid.cell_span(int(c))
-                noise[lead, a:b] = ep.cell_noise(int(c), k, lv)
+                noise[ep.grid.cell_index(int(c))] = ep.cell_noise(int(c), k, lv)
             rows.append(ep.clean + noise)
             energy.append(float(np.square(noise, dtype=np.float64).sum()))
         probs = ep.probe_rows(self.counter, np.stack(rows))
@@ -547,6 +545,47 @@ def run_episode(
     return episode
 
 
+def run_findings(
+    targets: Sequence[Target],
+    counter: QueryCounter,
+    new_episode: Callable[[Target, np.random.Generator], Episode],
+    policy: Callable[[AnytimeEpisode], str],
+    seed: int,
+    query_budget: int,
+    progress: Callable[[float], None] | None = None,
+    on_ranking: Callable[[AnytimeEpisode], None] | None = None,
+) -> list[EpisodeResult]:
+    """One anytime episode per finding, on any modality: ``new_episode(target, rng)`` makes the `Episode`.
+
+    The first (most probable) finding gets all but a small reserve of the budget (a fifth, at most 10 queries
+    per other finding); the others share what it leaves. ``on_ranking`` is called after every ranking step of
+    the first finding; ``progress`` with the fraction of the budget used after every step, and 1.0 at the end.
+    """
+    results: list[EpisodeResult] = []
+    for j, target in enumerate(targets):
+        left = counter.remaining or 0
+        if left < 2:
+            break
+        share = left - min(left // 5, 10 * (len(targets) - 1)) if j == 0 else left // (len(targets) - j)
+        sub = QueryCounter(counter, budget=share)
+        ep = new_episode(target, np.random.default_rng([seed, j]))
+        run = AnytimeEpisode(ep, sub, rng=np.random.default_rng([seed, j, 1]))
+
+        def on_step(e: AnytimeEpisode, step: Step, first: bool = j == 0) -> None:
+            if progress:
+                progress(min(1.0, counter.queries / query_budget))
+            if on_ranking and first and step.action in _RANKING_ACTIONS:
+                on_ranking(e)
+
+        run_episode(run, policy, on_step)
+        result = run.result()
+        result.extra["trace"] = [s.to_dict() for s in run.trace]
+        results.append(result)
+    if progress:
+        progress(1.0)
+    return results
+
+
 def explain_anytime(
     ecg: Ecg,
     classifier: Classifier,
@@ -578,39 +617,26 @@ def explain_anytime(
     feats = cell_features(x, grid)
     kinds = parse_kinds(distortions)
     leads = input_leads(ecg, classifier)
-    results: list[EpisodeResult] = []
-    for j, target in enumerate(targets):
-        left = counter.remaining or 0
-        if left < 2:
-            break
-        share = left - min(left // 5, 10 * (len(targets) - 1)) if j == 0 else left // (len(targets) - j)
-        sub = QueryCounter(counter, budget=share)
-        ep = Episode(
+
+    def new_episode(target: Target, rng: np.random.Generator) -> Episode:
+        return Episode(
             x,
             fs,
             probs0,
             target,
-            np.random.default_rng([seed, j]),
+            rng,
             kinds=kinds,
             grid=grid,
             signal_features=feats,
             query_budget=query_budget,
         )
-        run = AnytimeEpisode(ep, sub, rng=np.random.default_rng([seed, j, 1]))
 
-        def on_step(e: AnytimeEpisode, step: Step, first: bool = j == 0) -> None:
-            if progress:
-                progress(min(1.0, counter.queries / query_budget))
-            if partial and first and step.action in _RANKING_ACTIONS:
-                probe = EpisodeResult(e.ep, e.cell_scores(), [], {}, {}, 0, extra={"localization": [1]})
-                partial(segments_of(probe, grid, leads, window_start_s))
+    def on_ranking(e: AnytimeEpisode) -> None:
+        if partial:
+            probe = EpisodeResult(e.ep, e.cell_scores(), [], {}, {}, 0, extra={"localization": [1]})
+            partial(segments_of(probe, grid, leads, window_start_s))
 
-        run_episode(run, policy, on_step)
-        result = run.result()
-        result.extra["trace"] = [s.to_dict() for s in run.trace]
-        results.append(result)
-    if progress:
-        progress(1.0)
+    results = run_findings(targets, counter, new_episode, policy, seed, query_budget, progress, on_ranking)
     main = results[0] if results else None
     out = build_explanation(
         ecg, classifier, x, probs0, targets, main, results, counter, grid, window_start_s, method, None, t0

@@ -158,10 +158,14 @@ class Episode:
         self.amp = np.sqrt(power)[:, None] * 10.0 ** (-np.asarray(self.levels_db)[None, :] / 20.0)
         centred = self.clean - self.clean.mean(axis=1, keepdims=True)
         self.signal_l2 = float(np.sqrt(np.sum(centred.astype(np.float64) ** 2))) + 1e-9
-        n_cells = self.grid.n_cells
         self._cell_leads = np.repeat(np.arange(n_leads), self.grid.n_windows)
         widths = np.diff(self.grid.bounds, axis=1).ravel()
         self._cell_width = np.tile(widths, n_leads).astype(np.float64)
+        self._init_state(probs0)
+
+    def _init_state(self, probs0: np.ndarray) -> None:
+        """The clean state: no cell distorted, nothing probed, the clean input's answer (every modality's)."""
+        n_cells = self.grid.n_cells
         self.kind = np.full(n_cells, -1, dtype=int)  # index into self.kinds, -1 = clean
         self.level = np.zeros(n_cells, dtype=int)
         self.gain = np.ones(n_cells, dtype=np.float64)  # amplitude factor on top of the level (cleanup only)
@@ -172,7 +176,7 @@ class Episode:
         self.noise = np.zeros_like(self.clean)
         self.probs0 = np.asarray(probs0, dtype=np.float64).ravel()
         self.probs = self.probs0.copy()
-        self.p0 = float(self.probs0[target.index])
+        self.p0 = float(self.probs0[self.target.index])
         self.queries = 0
         self.order: list[int] = []  # cells in the order their distortion was committed
 
@@ -241,8 +245,8 @@ class Episode:
         """The current signal with ``(cell, kind, level)`` changes applied (kind -1 = remove); no state change."""
         out = self.signal().copy()
         for cell, kind, level in changes:
-            lead, a, b = self.grid.cell_span(cell)
-            out[lead, a:b] = self.clean[lead, a:b] + (self.cell_noise(cell, kind, level) if kind >= 0 else 0.0)
+            idx = self.grid.cell_index(cell)
+            out[idx] = self.clean[idx] + (self.cell_noise(cell, kind, level) if kind >= 0 else 0.0)
         return out
 
     def snapshot(self) -> dict[str, np.ndarray | list[int]]:
@@ -276,15 +280,14 @@ class Episode:
 
     def cell_scaled(self, cell: int, factor: float) -> np.ndarray:
         """The current signal with ``cell``'s distortion times ``factor``; no state change."""
-        lead, a, b = self.grid.cell_span(cell)
+        idx = self.grid.cell_index(cell)
         out = self.signal().copy()
-        out[lead, a:b] = self.clean[lead, a:b] + np.float32(factor) * self.noise[lead, a:b]
+        out[idx] = self.clean[idx] + np.float32(factor) * self.noise[idx]
         return out
 
     def scale_cell(self, cell: int, factor: float) -> None:
         """Multiply ``cell``'s distortion amplitude by ``factor``."""
-        lead, a, b = self.grid.cell_span(cell)
-        self.noise[lead, a:b] *= np.float32(factor)
+        self.noise[self.grid.cell_index(cell)] *= np.float32(factor)
         self.gain[cell] *= factor
 
     def scale(self, factor: float) -> None:
@@ -294,14 +297,14 @@ class Episode:
 
     def set_cell(self, cell: int, kind: int, level: int = 0) -> None:
         """Put ``kind`` at ``level`` on ``cell`` (kind -1 removes its distortion); resets the cell's gain."""
-        lead, a, b = self.grid.cell_span(cell)
+        idx = self.grid.cell_index(cell)
         self.gain[cell] = 1.0
         if kind >= 0:
-            self.noise[lead, a:b] = self.cell_noise(cell, kind, level)
+            self.noise[idx] = self.cell_noise(cell, kind, level)
             if self.kind[cell] < 0:
                 self.order.append(int(cell))
         else:
-            self.noise[lead, a:b] = 0.0
+            self.noise[idx] = 0.0
             if cell in self.order:
                 self.order.remove(int(cell))
         self.kind[cell] = kind

@@ -13,9 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ecglens.agent.action_policy import ActionPolicy, default_action_policy_path, load_action_policy
 from ecglens.agent.anytime import AnytimeEpisode, explain_anytime, hand_policy
+from ecglens.agent.vision import explain_vision, modality_of
 from ecglens.ecg import Ecg
+from ecglens.errors import ClassifierError
 from ecglens.explanation import Explanation, Segment
 
 AGENT = "agent"  # ``Explanation.method`` when the learned policy chose the actions
@@ -35,13 +39,22 @@ def explain(
     policy: Any = None,
     progress: Callable[[float], None] | None = None,
     partial: Callable[[list[Segment]], None] | None = None,
+    patch: int | tuple[int, int] | None = None,
+    tube_frames: int | None = None,
 ) -> Explanation:
     """Explain ``classifier``'s diagnosis of ``ecg``: critical segments and the minimal flipping distortion.
 
+    The classifier's card ``modality`` chooses the input: an `Ecg` for an ECG classifier, a float32 numpy array
+    ``[C, H, W]`` (image) or ``[T, C, H, W]`` (video) in [0, 1] for an image or video one (`vision.explain_vision`:
+    the same agent over patches or tubes; ``saliency`` ``[H, W]`` / ``[T, H, W]``, ``adversarial.snr_db`` the
+    PSNR). ``start_s``, ``segment_s``, ``beat_aligned`` and ``partial`` are the ECG's; ``patch`` and
+    ``tube_frames`` the image's and video's (`patches.make_patch_grid`).
+
     Parameters
     ----------
-    ecg : Ecg
-        The record (any rate and leads the classifier can be fitted to; see `classifiers.fit.fit_record`).
+    ecg : Ecg or np.ndarray
+        The record (any rate and leads the classifier can be fitted to; see `classifiers.fit.fit_record`), or
+        the image / video.
     classifier : Classifier
         The black box; only ``predict_proba`` and its card fields are used.
     distortions : sequence of str, comma-separated str, or None
@@ -73,10 +86,41 @@ def explain(
         ``extra["trace"]`` lists every action (cells, queries, probability); ``extra["findings"][i]["found_by"]``
         the action that found each flip ("+redraw" when redrawn realisations made it quieter).
     """
-    if not isinstance(ecg, Ecg):
-        raise TypeError(f"explain needs an Ecg, got {type(ecg).__name__}")
     if query_budget < 2:
         raise ValueError(f"query_budget must be at least 2 (diagnosis and one probe), got {query_budget}")
+    modality = modality_of(classifier)
+    if modality in ("image", "video"):
+        if isinstance(ecg, Ecg):
+            raise ClassifierError(
+                f"this is an {modality} classifier (card modality {modality!r}); it explains a float32 numpy array "
+                f"{list(getattr(classifier, 'input_shape', None) or [])}, not an ECG record"
+            )
+        chosen, method, reason = resolve_policy(policy)
+        out = explain_vision(
+            ecg,
+            classifier,
+            query_budget=query_budget,
+            seed=seed,
+            policy=chosen,
+            distortions=distortions,
+            patch=patch,
+            tube_frames=tube_frames,
+            progress=progress,
+            method=method,
+        )
+        out.fallback_reason = reason
+        return out
+    if modality != "ecg":
+        raise ClassifierError(f"unknown classifier modality {modality!r}; expected ecg, image or video")
+    if not isinstance(ecg, Ecg):
+        raise TypeError(
+            f"explain needs an Ecg for an ECG classifier, got {type(ecg).__name__}"
+            + (
+                " (an image or video needs a classifier whose card has modality 'image' or 'video')"
+                if isinstance(ecg, np.ndarray)
+                else ""
+            )
+        )
     chosen, method, reason = resolve_policy(policy)
     out = explain_anytime(
         ecg,

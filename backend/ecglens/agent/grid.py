@@ -81,6 +81,44 @@ class SegmentGrid:
         a, b = self.bounds[cell % self.n_windows]
         return int(cell // self.n_windows), int(a), int(b)
 
+    def cell_index(self, cell: int) -> tuple[int, slice]:
+        """The numpy index of ``cell`` in a ``[leads, samples]`` input (the agent writes a cell as ``x[index]``)."""
+        a, b = self.bounds[cell % self.n_windows]
+        return int(cell // self.n_windows), slice(int(a), int(b))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The input shape ``(leads, samples)``."""
+        return (self.n_leads, self.n_samples)
+
+    def feature_mask(self) -> np.ndarray:
+        """int64 ``[leads, samples]``: the cell number of every sample (captum's ``feature_mask``)."""
+        window = np.zeros(self.n_samples, dtype=np.int64)
+        for w, (a, b) in enumerate(self.bounds):
+            window[a:b] = w
+        return np.arange(self.n_leads, dtype=np.int64)[:, None] * self.n_windows + window[None, :]
+
+    def cell_mask(self, cells) -> np.ndarray:
+        """bool ``[leads, samples]``: True on the samples of ``cells``."""
+        out = np.zeros((self.n_leads, self.n_samples), dtype=bool)
+        for c in cells:
+            lead, a, b = self.cell_span(int(c))
+            out[lead, a:b] = True
+        return out
+
+    def dropout_fill(self, signal: np.ndarray) -> np.ndarray:
+        """float32 ``[leads, samples]``: what dropout puts in place of a cell, every sample replaced by its cell's
+        median (each cell a flat line)."""
+        out = np.empty(signal.shape, dtype=np.float32)
+        for a, b in self.bounds:
+            out[:, a:b] = np.median(signal[:, a:b], axis=1, keepdims=True)
+        return out
+
+    def cell_energy(self, x: np.ndarray) -> np.ndarray:
+        """float64 ``[n_cells]``: sum of squares of ``x`` (``[leads, samples]``, e.g. a distortion) in each cell."""
+        x = np.asarray(x).astype(np.float64)
+        return np.bincount(self.feature_mask().ravel(), weights=(x**2).ravel(), minlength=self.n_cells)
+
     def cell_times(self, cell: int) -> tuple[int, float, float]:
         """``(lead, start_s, end_s)`` of ``cell``, seconds from the input's start."""
         lead, a, b = self.cell_span(cell)

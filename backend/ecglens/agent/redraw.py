@@ -53,9 +53,8 @@ def redraw_round(
         # Many cells (a broad flip on 12 leads): one whole-record draw per kind instead of one per cell.
         fresh = ep.redrawn_units(chosen, rng) if len(chosen) > _MANY_CELLS else None
         for c in chosen:
-            lead, a, b = ep.grid.cell_span(c)
             unit = fresh[c] if fresh is not None else ep.redrawn_unit(c, int(ep.kind[c]), rng)
-            noise[lead, a:b] = unit * np.float32(ep.cell_rms(c) * factor)
+            noise[ep.grid.cell_index(c)] = unit * np.float32(ep.cell_rms(c) * factor)
         variants.append(noise)
     if state.widen:
         variants = variants[1:]  # the current realisations are known already

@@ -51,12 +51,7 @@ def build_explanation(
 ) -> Explanation:
     names = tuple(classifier.class_names)
     leads = input_leads(ecg, classifier)
-    diagnosis = Diagnosis(
-        label=targets[0].label,
-        probabilities={n: float(p) for n, p in zip(names, probs0)},
-        findings=[t.label for t in targets if probs0[t.index] >= t.threshold and t.multilabel]
-        or ([targets[0].label] if not targets[0].multilabel else []),
-    )
+    diagnosis = diagnosis_of(targets, probs0, names)
     fs = float(classifier.sampling_rate)
     if main is None:
         scores = np.zeros(grid.n_cells)
@@ -105,6 +100,16 @@ def build_explanation(
         start_s=float(window_start_s),
         cell_scores=scores.astype(np.float32),
         extra=extra,
+    )
+
+
+def diagnosis_of(targets: list[Target], probs0: np.ndarray, names: tuple[str, ...]) -> Diagnosis:
+    """The `Diagnosis` on the clean input: the first target's label, every probability, the findings present."""
+    return Diagnosis(
+        label=targets[0].label,
+        probabilities={n: float(p) for n, p in zip(names, probs0)},
+        findings=[t.label for t in targets if probs0[t.index] >= t.threshold and t.multilabel]
+        or ([targets[0].label] if not targets[0].multilabel else []),
     )
 
 

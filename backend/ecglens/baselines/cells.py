@@ -27,28 +27,17 @@ def fixed_grid(signal: np.ndarray, fs: float, segment_s: float = 0.25) -> Segmen
 
 def feature_mask(grid: SegmentGrid) -> np.ndarray:
     """int64 ``[leads, samples]``: the cell number of every sample (captum's ``feature_mask``)."""
-    window = np.zeros(grid.n_samples, dtype=np.int64)
-    for w, (a, b) in enumerate(grid.bounds):
-        window[a:b] = w
-    return np.arange(grid.n_leads, dtype=np.int64)[:, None] * grid.n_windows + window[None, :]
+    return grid.feature_mask()
 
 
 def cell_mask(grid: SegmentGrid, cells: Iterable[int]) -> np.ndarray:
     """bool ``[leads, samples]``: True on the samples of ``cells``."""
-    out = np.zeros((grid.n_leads, grid.n_samples), dtype=bool)
-    for c in cells:
-        lead, a, b = grid.cell_span(int(c))
-        out[lead, a:b] = True
-    return out
+    return grid.cell_mask(cells)
 
 
 def cell_medians(grid: SegmentGrid, signal: np.ndarray) -> np.ndarray:
     """float32 ``[leads, samples]``: every sample replaced by its cell's median (each cell a flat line)."""
-    signal = _check(grid, signal)
-    out = np.empty(signal.shape, dtype=np.float32)
-    for a, b in grid.bounds:
-        out[:, a:b] = np.median(signal[:, a:b], axis=1, keepdims=True)
-    return out
+    return grid.dropout_fill(_check(grid, signal))
 
 
 def flatten(grid: SegmentGrid, signal: np.ndarray, cells: Iterable[int]) -> np.ndarray:
@@ -63,8 +52,7 @@ def flatten(grid: SegmentGrid, signal: np.ndarray, cells: Iterable[int]) -> np.n
 
 def cell_energy(grid: SegmentGrid, x: np.ndarray) -> np.ndarray:
     """float64 ``[n_cells]``: sum of squares of ``x`` (``[leads, samples]``, e.g. a distortion) in each cell."""
-    x = _check(grid, x).astype(np.float64)
-    return np.bincount(feature_mask(grid).ravel(), weights=(x**2).ravel(), minlength=grid.n_cells)
+    return grid.cell_energy(_check(grid, x))
 
 
 def cell_means(grid: SegmentGrid, x: np.ndarray) -> np.ndarray:

@@ -48,6 +48,8 @@ class CardClassifier(ABC):
         self.source = source
         self.batch_size = int(batch_size)
         self.class_names = tuple(card.classes)
+        self.modality = card.modality
+        self.input_shape = tuple(card.input_shape) if card.input_shape else None
         self.sampling_rate = float(card.sampling_rate)
         self.lead_names = tuple(card.leads)
         self.window_s = float(card.window_s)
@@ -66,6 +68,8 @@ class CardClassifier(ABC):
 
     def _check_batch(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)
+        if self.input_shape is not None:
+            return self._check_vision_batch(batch)
         if batch.ndim == 2:
             batch = batch[None]
         want = (len(self.lead_names), self.n_samples)
@@ -87,12 +91,27 @@ class CardClassifier(ABC):
             raise ClassifierError(f"{self.source}: input holds NaN or infinite samples")
         return batch
 
+    def _check_vision_batch(self, batch: np.ndarray) -> np.ndarray:
+        shape = tuple(self.input_shape or ())
+        if batch.ndim == len(shape):
+            batch = batch[None]
+        if batch.ndim != len(shape) + 1 or tuple(batch.shape[1:]) != shape:
+            dims = "C, H, W" if self.modality == "image" else "T, C, H, W"
+            raise ClassifierError(
+                f"{self.source}: input must be [n, {', '.join(map(str, shape))}] ({self.modality} [n, {dims}]), "
+                f"got {list(batch.shape)}"
+            )
+        if not np.isfinite(batch).all():
+            raise ClassifierError(f"{self.source}: input holds NaN or infinite values")
+        return batch
+
     @abstractmethod
     def _forward(self, chunk: np.ndarray) -> np.ndarray:
         """Raw outputs ``[m, classes]`` for a scaled float32 chunk ``[m, leads, samples]``."""
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities ``[n, classes]`` (float64) for float32 ``[n, leads, samples]`` in mV."""
+        """Probabilities ``[n, classes]`` (float64) for float32 ``[n, leads, samples]`` in mV (ECG), or
+        ``[n, *input_shape]`` in [0, 1] (image, video)."""
         batch = self._check_batch(batch)
         if batch.shape[0] == 0:
             return np.zeros((0, len(self.class_names)))

@@ -11,13 +11,23 @@ from ecglens.ecg import normalize_lead
 from ecglens.errors import ClassifierError
 
 LEAD_RULES = ("fixed", "any")
+MODALITIES = ("ecg", "image", "video")
+_INPUT_DIMS = {"image": ("C", "H", "W"), "video": ("T", "C", "H", "W")}
+_ECG_REQUIRED = {"name", "classes", "sampling_rate", "leads", "window_s"}
+_VISION_REQUIRED = {"name", "classes", "input_shape", "output"}
+_ECG_ONLY = ("sampling_rate", "leads", "window_s", "input_units", "lead_stand_ins", "lead_rule")
 
 
 @dataclass
 class ModelCard:
     """What a classifier expects and answers; saved as JSON beside the model (same stem, ``.json``).
 
-    Required: name, classes, sampling_rate (Hz), leads, window_s (s). The rest have defaults:
+    ``modality`` is "ecg" (the default), "image" or "video".
+
+    An ECG card requires name, classes, sampling_rate (Hz), leads, window_s (s). An image or video card requires
+    name, modality, classes, input_shape (``[C, H, W]`` or ``[T, C, H, W]``: the model takes float32
+    ``[n, *input_shape]`` with values in [0, 1], times ``input_scale``) and output; it has no rate, leads or
+    window. The rest have defaults:
     input_units "mV", output "probabilities" (or "logits": softmax / sigmoid is applied by the adapter),
     multilabel False, thresholds 0.5 per class, input_scale 1.0 (the model sees ``signal_mV * input_scale``),
     lead_stand_ins {} (leads the model was trained to take in place of a card lead when a record lacks it, in order
@@ -29,9 +39,9 @@ class ModelCard:
 
     name: str
     classes: list[str]
-    sampling_rate: float
-    leads: list[str]
-    window_s: float
+    sampling_rate: float = 0.0
+    leads: list[str] = field(default_factory=list)
+    window_s: float = 0.0
     input_units: str = "mV"
     output: Literal["probabilities", "logits"] = "probabilities"
     multilabel: bool = False
@@ -47,11 +57,20 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     parent: str | None = None
+    modality: Literal["ecg", "image", "video"] = "ecg"
+    input_shape: list[int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.classes:
             raise ClassifierError(f"model card {self.name!r}: no classes")
+        if self.modality not in MODALITIES:
+            raise ClassifierError(
+                f"model card {self.name!r}: modality must be one of {', '.join(MODALITIES)}, got {self.modality!r}"
+            )
+        if self.modality != "ecg":
+            self._check_vision()
+            return
         if self.sampling_rate <= 0 or self.window_s <= 0:
             raise ClassifierError(f"model card {self.name!r}: sampling_rate and window_s must be positive")
         if self.output not in ("probabilities", "logits"):
@@ -68,10 +87,35 @@ class ModelCard:
         }
         self.thresholds = {c: float(self.thresholds.get(c, 0.5)) for c in self.classes}
 
+    def _check_vision(self) -> None:
+        dims = _INPUT_DIMS[self.modality]
+        shape = self.input_shape
+        if (
+            not isinstance(shape, (list, tuple))
+            or len(shape) != len(dims)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+        ):
+            raise ClassifierError(
+                f"model card {self.name!r}: an {self.modality} card's input_shape must be "
+                f"[{', '.join(dims)}] (positive integers), got {shape!r}"
+            )
+        self.input_shape = [int(s) for s in shape]
+        if self.output not in ("probabilities", "logits"):
+            raise ClassifierError(f"model card {self.name!r}: output must be 'probabilities' or 'logits'")
+        if not (isinstance(self.input_scale, (int, float)) and self.input_scale > 0):
+            raise ClassifierError(f"model card {self.name!r}: input_scale must be a positive number")
+        self.thresholds = {c: float(self.thresholds.get(c, 0.5)) for c in self.classes}
+
+    @property
+    def is_vision(self) -> bool:
+        """An image or video card."""
+        return self.modality in ("image", "video")
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         known = set(cls.__dataclass_fields__)
-        missing = {"name", "classes", "sampling_rate", "leads", "window_s"} - set(data)
+        required = _ECG_REQUIRED if data.get("modality", "ecg") == "ecg" else _VISION_REQUIRED
+        missing = required - set(data)
         if missing:
             raise ClassifierError(f"model card lacks {', '.join(sorted(missing))}")
         extra = {k: v for k, v in data.items() if k not in known}
@@ -98,7 +142,11 @@ class ModelCard:
             raise ClassifierError(f"{path}: invalid model card ({exc})") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The card's fields; an ECG card leaves out ``modality`` and ``input_shape``, an image or video card the
+        ECG fields (rate, leads, window, units, lead rules)."""
+        out = asdict(self)
+        drop = _ECG_ONLY if self.modality != "ecg" else ("modality", "input_shape")
+        return {k: v for k, v in out.items() if k not in drop}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
