@@ -30,12 +30,14 @@ within each member) and the issue's targets.
 
 Usage::
 
-    python benchmarks/vision.py --quick                         # smoke: 2 cases, one image + one video member
+    python benchmarks/vision.py --quick --modality image        # smoke: 2 cases of one held-out image member
     python benchmarks/vision.py --cases 40 --budgets 10,25,50,100,200,500      # the issue-20 tables
     python benchmarks/vision.py --members resnet64_rgb --methods occlusion,feature-ablation --cases 10
 
-Writes ``benchmarks/results/vision.md`` (the current tables, with the command line, date, machine and load
-average; not with ``--quick``) and the per-case rows to the git-ignored ``benchmarks/results/raw/vision.jsonl``.
+Writes ``benchmarks/results/vision[-image|-video][<suffix>].md`` (the current tables, with the command line, date,
+machine and load average; not with ``--quick``) and the per-case rows to the git-ignored
+``benchmarks/results/raw/`` (same stem, ``.jsonl``). Seconds: wall and this process's CPU time per case, one torch
+thread; the machine the committed tables ran on is shared, so wall seconds there are upper bounds.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ LABELS = {
     "square-attack": "ART Square (Linf)",
     "hopskipjump": "ART HopSkipJump (L2)",
 }
-STANDARD = ("occlusion", "feature-ablation")  # run once, at their standard budget
+STANDARD = ("occlusion", "feature-ablation")  # run once, at their standard budget (vision_peers.STANDARD)
 DELETION_STEPS = 21
 
 
@@ -85,6 +87,7 @@ class Row:
     budget: int | None  # None: the method's standard budget
     queries: int
     seconds: float
+    cpu_seconds: float
     pointing: bool | None
     deletion_auc: float | None
     flipped: bool
@@ -282,7 +285,7 @@ def run_case(
         for budget in [None] if method in STANDARD else budgets:
             case_seed = seed * 100_003 + case_id
             note = ""
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if method == "agent":
                 try:
                     scores, adv, queries = run_agent(x, model, int(budget), case_seed, grid)
@@ -295,6 +298,7 @@ def run_case(
                             method,
                             budget,
                             0,
+                            0.0,
                             0.0,
                             None,
                             None,
@@ -313,7 +317,7 @@ def run_case(
                     kw["n_classes"] = len(model.classes)
                 res = PEERS[method](x, label, grid, box_, **kw)
                 scores, adv, queries = res.cell_scores, res.adversarial, box_.queries
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             order = ranking(scores, np.random.default_rng(case_seed))
             row = Row(
                 model.name,
@@ -323,6 +327,7 @@ def run_case(
                 budget,
                 int(queries),
                 seconds,
+                cpu,
                 pointing(order, grid, box),
                 deletion_auc(x, order, grid, model, label),
                 False,
@@ -358,7 +363,7 @@ def member_table(rows: list[Row]) -> str:
 
     lines = [
         "| method | budget | queries (mean) | pointing [95% CI] | deletion AUC [95% CI] | flipped [95% CI] | "
-        "median PSNR of flips, dB [95% CI] | s / case (mean) |",
+        "median PSNR of flips, dB [95% CI] | s / case, wall (CPU) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     notes: dict[str, None] = {}
@@ -380,7 +385,7 @@ def member_table(rows: list[Row]) -> str:
             f"{np.mean(aucs):.3f} {format_ci(*bootstrap_ci(aucs), '.3f')} | "
             f"{flips / n:.2f} {format_ci(*proportion_ci(flips, n))} | "
             + (f"{np.median(psnrs):.1f} {format_ci(*bootstrap_ci(psnrs, np.median), '.1f')}" if psnrs else "–")
-            + f" | {np.mean([r.seconds for r in rs]):.3f} |"
+            + f" | {np.mean([r.seconds for r in rs]):.3f} ({np.mean([r.cpu_seconds for r in rs]):.3f}) |"
         )
     return "\n".join(lines + ([""] + [f"Note: {n}" for n in notes] if notes else []))
 
@@ -401,7 +406,7 @@ def mean_table(rows: list[Row], members: list[str]) -> str:
 
     lines = [
         "| method | budget | queries (mean) | pointing [95% CI] | deletion AUC [95% CI] | flipped [95% CI] | "
-        "median PSNR of flips, dB (mean of members) | s / case (mean) |",
+        "median PSNR of flips, dB (mean of members) | s / case, wall (CPU) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for method, budget in _keys(rows):
@@ -423,7 +428,8 @@ def mean_table(rows: list[Row], members: list[str]) -> str:
             f"| {LABELS.get(method, method)} | {b} | {np.mean([np.mean([r.queries for r in rs]) for rs in per]):.0f} | "
             f"{ci('pointing', '.2f')} | {ci('deletion_auc', '.3f')} | {ci('flipped', '.2f')} | "
             + (f"{np.mean(med):.1f}" if med else "–")
-            + f" | {np.mean([np.mean([r.seconds for r in rs]) for rs in per]):.3f} |"
+            + f" | {np.mean([np.mean([r.seconds for r in rs]) for rs in per]):.3f} "
+            f"({np.mean([np.mean([r.cpu_seconds for r in rs]) for rs in per]):.3f}) |"
         )
     return "\n".join(lines)
 
@@ -439,7 +445,7 @@ def targets_table(rows: list[Row], members: list[str]) -> str:
 
     lines = [
         "| member | agent pointing @50 (Occlusion) | agent deletion AUC @50 / @100 (min Occlusion, FA) | "
-        "agent flipped @500, median PSNR | agent s @500 |",
+        "agent flipped @500, median PSNR | agent s @500, wall (CPU) |",
         "|---|---|---|---|---|",
     ]
     for m in members:
@@ -455,7 +461,7 @@ def targets_table(rows: list[Row], members: list[str]) -> str:
             f"| {m} | {f(a50, 'pointing', '.2f')} ({occ_p}) | {f(a50, 'deletion_auc', '.3f')} / "
             f"{f(a100, 'deletion_auc', '.3f')} ({best_del:.3f}) | {f(a500, 'flipped', '.2f')}, "
             + (f"{_median_psnr(a500):.1f} dB" if a500 else "–")
-            + f" | {f(a500, 'seconds', '.3f')} |"
+            + f" | {f(a500, 'seconds', '.3f')} ({f(a500, 'cpu_seconds', '.3f')}) |"
         )
     return "\n".join(lines)
 
@@ -477,7 +483,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: 2 cases, budget 25, the first held-out image and video member; writes nothing",
+        help="smoke run: 2 cases, budget 25, the first held-out member of each --modality, no warm-up; writes nothing",
     )
     p.add_argument("--suffix", default="", help="results file name suffix")
     p.add_argument("--verbose", action="store_true")
@@ -511,8 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         model = VisionModel(path)
         loaders.append(f"`{model.name}`: {model.loader}")
         cases, looked = select_cases(model, args.cases, args.seed)
-        # Warm-up (not measured): each method once at the smallest budget on the first case.
-        run_case(model, -1, *cases[0], methods, budgets[:1], args.seed)
+        if not args.quick:  # warm-up (not measured): each method once at the smallest budget on the first case
+            run_case(model, -1, *cases[0], methods, budgets[:1], args.seed)
         t0 = time.perf_counter()
         member_rows: list[Row] = []
         for i, (x, label, box) in enumerate(cases):
@@ -553,13 +559,14 @@ def main(argv: list[str] | None = None) -> int:
     report = _report(args, sections, loaders, time.perf_counter() - t_start)
     print(report)
     if not args.quick:
+        stem = "vision" + (f"-{modalities[0]}" if len(modalities) == 1 else "") + args.suffix
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"vision{args.suffix}.md").write_text(report)
+        (RESULTS / f"{stem}.md").write_text(report)
         (RESULTS / "raw").mkdir(exist_ok=True)
-        with open(RESULTS / "raw" / f"vision{args.suffix}.jsonl", "w") as fh:
+        with open(RESULTS / "raw" / f"{stem}.jsonl", "w") as fh:
             for r in rows:
                 fh.write(json.dumps(asdict(r)) + "\n")
-        print(f"written: {RESULTS / f'vision{args.suffix}.md'}", file=sys.stderr)
+        print(f"written: {RESULTS / f'{stem}.md'}", file=sys.stderr)
     return 0
 
 

@@ -391,4 +391,5 @@ PEERS: dict[str, Callable[..., PeerResult]] = {
     "square-attack": square_attack,
     "hopskipjump": hop_skip_jump,
 }
-BUDGETED = ("kernel-shap", "greedy-scan", "square-attack", "hopskipjump")
+BUDGETED = ("kernel-shap", "greedy-scan", "square-attack", "hopskipjump")  # take ``budget``
+STANDARD = ("occlusion", "feature-ablation")  # one run at their standard budget, 1 + cells
