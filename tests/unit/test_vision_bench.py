@@ -242,3 +242,12 @@ def test_quick_benchmark_runs_every_method(capsys):
         assert bench.LABELS[method] in out
     assert "agent not available" not in out
     assert "Targets (image" in out
+
+
+def test_art_layout_tiles_a_clip_into_a_square_image_and_back():
+    to_art, from_art = vp.art_layout((8, 3, 16, 16))
+    a = np.random.default_rng(1).random((2, 8, 3, 16, 16)).astype(np.float32)
+    tiled = to_art(a)
+    assert tiled.shape == (2, 3, 48, 48)
+    np.testing.assert_array_equal(tiled[:, :, 16:32, 0:16], a[:, 3])  # frame 3: row 1, column 0
+    np.testing.assert_array_equal(from_art(tiled), a)

@@ -308,23 +308,51 @@ def _art_quiet_seeded(seed: int) -> Iterator[None]:
         np.random.set_state(state)
 
 
+def art_layout(shape: tuple[int, ...]):
+    """``(to_art, from_art)``: a clip ``[T, C, H, W]`` is shown to ART as one square image ``[C, g * H, g * W]``,
+    the frames tiled row by row on a g × g grid (g = ceil(sqrt(T)); unused tiles are zero and ignored on the way
+    back), since Square takes square images only; an image as is. Both act on batches."""
+    if len(shape) == 3:
+        return (lambda a: a), (lambda a: a)
+    t, c, h, w = shape
+    g = math.isqrt(t - 1) + 1
+
+    def to_art(a: np.ndarray) -> np.ndarray:
+        tiles = np.zeros((len(a), g * g, c, h, w), dtype=np.float32)
+        tiles[:, :t] = a
+        tiles = tiles.reshape(len(a), g, g, c, h, w).transpose(0, 3, 1, 4, 2, 5)  # n, c, row, h, col, w
+        return np.ascontiguousarray(tiles.reshape(len(a), c, g * h, g * w))
+
+    def from_art(a: np.ndarray) -> np.ndarray:
+        tiles = a.reshape(len(a), c, g, h, g, w).transpose(0, 2, 4, 1, 3, 5).reshape(len(a), g * g, c, h, w)
+        return np.ascontiguousarray(tiles[:, :t])
+
+    return to_art, from_art
+
+
 def _estimator(box: CountedBlackBox, shape: tuple[int, ...], n_classes: int):
     from art.estimators.classification import BlackBoxClassifierNeuralNetwork
 
+    to_art, from_art = art_layout(shape)
+
     def predict(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a, dtype=np.float32)
+        a = from_art(np.asarray(a, dtype=np.float32))
         finite = np.isfinite(a).reshape(len(a), -1).all(axis=1)
         out = np.zeros((len(a), n_classes), dtype=np.float32)
         if finite.any():
             out[finite] = box(a[finite])
         return out
 
+    art_shape = to_art(np.zeros((1, *shape), np.float32)).shape[1:]
     return BlackBoxClassifierNeuralNetwork(
-        predict, input_shape=tuple(shape), nb_classes=n_classes, channels_first=True, clip_values=(0.0, 1.0)
+        predict, input_shape=tuple(art_shape), nb_classes=n_classes, channels_first=True, clip_values=(0.0, 1.0)
     )
 
 
 def _attack_result(x: np.ndarray, grid: PatchGrid, box: CountedBlackBox, last: np.ndarray | None, name: str):
+    """``last``: the attack's own answer, in ART's layout."""
+    if last is not None:
+        last = art_layout(x.shape)[1](last[None])[0]
     adv = box.best_flip
     pert = (adv if adv is not None else (last if last is not None else x)) - x
     return PeerResult(cell_scores=grid.pool_energy(pert), adversarial=adv, extra={"attack": name})
@@ -339,6 +367,7 @@ def square_attack(
 
     box.watch(x, label)
     est = _estimator(box, x.shape, n_classes)
+    to_art = art_layout(x.shape)[0]
     last = None
     share = budget // len(psnr_levels_db)
     with _art_quiet_seeded(seed):
@@ -357,7 +386,7 @@ def square_attack(
                 verbose=False,
             )
             try:
-                last = attack.generate(x[None].astype(np.float32), y=np.eye(n_classes)[[label]])[0]
+                last = attack.generate(to_art(x[None].astype(np.float32)), y=np.eye(n_classes)[[label]])[0]
             except BudgetSpent:
                 break
     return _attack_result(x, grid, box, last, "SquareAttack")
@@ -370,6 +399,7 @@ def hop_skip_jump(x, label, grid, box, *, budget: int, n_classes: int, seed: int
 
     box.watch(x, label)
     est = _estimator(box, x.shape, n_classes)
+    to_art = art_layout(x.shape)[0]
     start = patch_mean(x, grid)
     last = None
     with _art_quiet_seeded(seed):
@@ -377,7 +407,9 @@ def hop_skip_jump(x, label, grid, box, *, budget: int, n_classes: int, seed: int
             est, norm=2, max_iter=50, max_eval=100, init_eval=10, init_size=100, batch_size=64, verbose=False
         )
         try:
-            last = attack.generate(x[None].astype(np.float32), y=np.eye(n_classes)[[label]], x_adv_init=start[None])[0]
+            last = attack.generate(
+                to_art(x[None].astype(np.float32)), y=np.eye(n_classes)[[label]], x_adv_init=to_art(start[None])
+            )[0]
         except BudgetSpent:
             pass
     return _attack_result(x, grid, box, last, "HopSkipJump")
