@@ -65,7 +65,7 @@ class VisionSpec:
 ZOO: tuple[VisionSpec, ...] = (
     # Steps: what one torch thread on the shared 2-core machine trains in about 2 min (seconds on each card).
     VisionSpec("cnn64_rgb", "image", "cnn", 3, 64, 1.0, "unit", "train", steps=500),
-    VisionSpec("dwsep48_gray", "image", "dwsep", 1, 48, 255.0, "fixed", "train", steps=800, width=24),
+    VisionSpec("dwsep48_gray", "image", "dwsep", 1, 48, 255.0, "fixed", "train", steps=1200, width=24),
     VisionSpec("vit64_gray", "image", "vit", 1, 64, 1.0, "zscore", "train", steps=900, lr=2e-3),
     VisionSpec("c3d64_gray", "video", "c3d", 1, 64, 1.0, "unit", "train", steps=600, batch=24, width=12),
     # Held out: never used for any choice.
