@@ -67,7 +67,7 @@ ZOO: tuple[VisionSpec, ...] = (
     VisionSpec("cnn64_rgb", "image", "cnn", 3, 64, 1.0, "unit", "train", steps=500),
     VisionSpec("dwsep48_gray", "image", "dwsep", 1, 48, 255.0, "fixed", "train", steps=1200, width=24),
     VisionSpec("vit64_gray", "image", "vit", 1, 64, 1.0, "zscore", "train", steps=900, lr=2e-3),
-    VisionSpec("c3d64_gray", "video", "c3d", 1, 64, 1.0, "unit", "train", steps=600, batch=24, width=12),
+    VisionSpec("c3d64_gray", "video", "c3d", 1, 64, 1.0, "unit", "train", steps=1000, batch=24, width=12),
     # Held out: never used for any choice.
     VisionSpec("resnet64_rgb", "image", "resnet", 3, 64, 255.0, "fixed", "heldout", steps=600, width=12, onnx=True),
     VisionSpec("cnn96_gray", "image", "cnn_strided", 1, 96, 1.0, "zscore", "heldout", steps=600, width=16),
