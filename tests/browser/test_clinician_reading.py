@@ -305,7 +305,9 @@ def test_overlay_only_where_the_noise_went_in_its_own_colour_and_progress_moves(
         new MutationObserver(seen).observe(document.getElementById('analysis-progress'),
             { attributes: true, subtree: true, childList: true, characterData: true });
     }""")
-    analysis_id = _start(page, 10000)  # a job of several seconds, so the bar is seen moving however fast the agent is
+    analysis_id = _start(
+        page, 3000
+    )  # a job of several seconds (the agent spends its whole budget), so the bar is seen moving
     _wait_done(page)
     values = page.evaluate("() => window.__bar")
     between = sorted({v for v in values if 0 < v < 100})

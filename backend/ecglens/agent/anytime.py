@@ -23,6 +23,9 @@
                  strongest level of that flip (a quieter flip must spread over more, weaker cells);
   ``stop``.
 
+  When nothing is legal but a flip was found (the search from a restart ran dry), the episode goes back to the
+  quietest flip (``resume`` in the trace, no query) and the rest of the budget cleans and redraws it.
+
 - **Budget-blind**: no action reads the total budget, only what was measured and the queries used so far, so the
   explanation at budget B is the prefix of the one at a larger budget: a larger budget never returns a coarser
   ranking or a louder flip (the quietest flip so far is kept).
@@ -373,6 +376,20 @@ class AnytimeEpisode:
         self.redraw_idle = 0
         return 0, ep.p
 
+    def resume_best(self) -> bool:
+        """Go back to the quietest flip when the search from the current state has nothing left to try (every
+        level capped, broad noise tried, the ranking resolved), so the rest of the budget redraws it quieter;
+        False when there is no flip to go back to or the episode already holds one."""
+        if self.best is None or self.ep.flipped:
+            return False
+        self.ep.restore(self.best.state)
+        self.cleaned = False  # the kept flip may predate a cleanup; a cleanup of a minimal flip changes nothing
+        self.redraw_state = RedrawState()
+        self.redraw_idle = 0
+        self.found_by = self.best.found_by
+        self.trace.append(Step("resume", 0, 0, self.ep.p, True))
+        return True
+
     def _committed(self, action: str) -> None:
         self.cleaned = False
         self.found_by = action
@@ -534,6 +551,8 @@ def run_episode(
     while True:
         legal = episode.legal()
         if not any(v for k, v in legal.items() if k != "stop"):
+            if episode.resume_best():
+                continue
             break
         action = policy(episode)
         if action == "stop":

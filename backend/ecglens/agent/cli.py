@@ -53,6 +53,20 @@ def register(subparsers: Any) -> None:
         "(models/agent_actions.pt) or an action policy file",
     )
     p.add_argument("--json", action="store_true", help="print the full Explanation JSON")
+    p.add_argument("--out", default=None, metavar="PATH", help="write the full Explanation JSON to PATH")
+    p.add_argument(
+        "--saliency-png",
+        default=None,
+        metavar="PATH",
+        help="image / video: write the saliency map as a grey PNG (a video's frames side by side)",
+    )
+    p.add_argument(
+        "--patch",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help="image / video: patch side in px (default: H / 8)",
+    )
     p.set_defaults(func=explain_command)
 
     p = subparsers.add_parser("robustness", help="SNR at which realistic noise flips the diagnosis")
@@ -108,7 +122,12 @@ def register(subparsers: Any) -> None:
 
 
 def _record_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("record", metavar="RECORD", help="record file (WFDB .hea, EDF, CSV, JSON, DICOM, aECG XML, .zip)")
+    p.add_argument(
+        "record",
+        metavar="RECORD",
+        help="record file (WFDB .hea, EDF, CSV, JSON, DICOM, aECG XML, .zip); for an image or video classifier an "
+        "image file (PNG, JPEG, ...) or a .npy array",
+    )
     p.add_argument(
         "record_files", nargs="*", metavar="RECORD_FILES", help="further files of the same record (e.g. the WFDB .dat)"
     )
@@ -152,7 +171,10 @@ def read_cli_record(record: str, files: list[str]):
 def explain_command(args: argparse.Namespace) -> int:
     from ecglens import load_classifier
     from ecglens.agent.explain import explain
+    from ecglens.vision.io import is_vision_file
 
+    if is_vision_file(args.record):
+        return _explain_vision_command(args)
     ecg = read_cli_record(args.record, args.record_files)
     classifier = load_classifier(args.model)
     result = explain(
@@ -166,12 +188,83 @@ def explain_command(args: argparse.Namespace) -> int:
         beat_aligned=args.beat_aligned,
         policy=args.policy,
     )
+    if args.out:
+        _write_json(result.to_dict(), args.out)
     if args.json:
         json.dump(result.to_dict(), sys.stdout)
         sys.stdout.write("\n")
         return 0
     print(_explanation_summary(result, ecg.name or args.record))
     return 0
+
+
+def _explain_vision_command(args: argparse.Namespace) -> int:
+    """``ecglens explain IMAGE.png|ARRAY.npy --model M``: the same agent on an image or video classifier."""
+    from ecglens import load_classifier
+    from ecglens.agent.explain import explain
+    from ecglens.vision.io import read_input, write_saliency_png
+
+    classifier = load_classifier(args.model)
+    modality = getattr(classifier, "modality", "ecg")
+    if modality not in ("image", "video"):
+        raise RecordError(
+            args.record, f"an image or array file needs an image or video classifier; {args.model} is an ECG one"
+        )
+    x, notes = read_input(args.record, classifier.input_shape)
+    result = explain(
+        x,
+        classifier,
+        distortions=args.distortions,
+        query_budget=args.budget,
+        seed=args.seed,
+        policy=args.policy,
+        patch=args.patch,
+    )
+    result.extra["input_notes"] = notes
+    if args.out:
+        _write_json(result.to_dict(), args.out)
+    if args.saliency_png:
+        write_saliency_png(result.saliency, args.saliency_png)
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    print(_vision_summary(result, args.record, notes))
+    return 0
+
+
+def _vision_summary(result: Any, name: str, notes: list[str]) -> str:
+    d = result.diagnosis
+    probs = ", ".join(f"{k} {v:.2f}" for k, v in d.probabilities.items())
+    grid = result.extra.get("grid", {})
+    lines = [f"{result.modality} {name}: shape {grid.get('shape')}, patches {grid.get('patch')} px"]
+    lines += [f"note: {n}" for n in notes]
+    lines += [
+        f"diagnosis: {d.label} ({probs})",
+        f"method: {result.method}" + (f" (fallback: {result.fallback_reason})" if result.fallback_reason else ""),
+        f"queries: {result.queries}, elapsed: {result.elapsed_s:.2f} s",
+    ]
+    adv = result.adversarial
+    if adv is not None:
+        lines.append(f"flipped to {adv.label} at PSNR {adv.snr_db:.1f} dB")
+    else:
+        lines.append("no flip found within the query budget")
+    lines.append(
+        "top patches (" + ("frames, " if result.modality == "video" else "") + "rows, cols px, score, distortion):"
+    )
+    for r in result.extra.get("regions", [])[:10]:
+        frames = f"t {r['t0']}-{r['t1']}  " if "t0" in r else ""
+        lines.append(f"  {frames}y {r['y0']}-{r['y1']}  x {r['x0']}-{r['x1']}  {r['score']:.2f}  {r['distortion']}")
+    if not result.extra.get("regions"):
+        lines.append("  none")
+    return "\n".join(lines)
+
+
+def _write_json(data: dict, path: str) -> None:
+    try:
+        Path(path).write_text(json.dumps(data) + "\n")
+    except OSError as exc:
+        raise RecordError(path, f"cannot write ({exc.strerror or exc})") from None
 
 
 def _explanation_summary(result: Any, name: str) -> str:

@@ -201,12 +201,16 @@ class Episode:
         use (all leads), each cell cut from it; `redrawn_unit` draws a whole record per cell."""
         n_leads, n = self.clean.shape
         out: dict[int, np.ndarray] = {}
+        cells = np.asarray([int(c) for c in cells], dtype=np.int64)
         for k in sorted({int(self.kind[c]) for c in cells}):
             bank = distortions.noise_batch(self.kinds[k], n_leads, n, self.fs, rng, mains_hz=self.mains_hz)
-            for c in cells:
-                if self.kind[c] == k:
-                    lead, a, b = self.grid.cell_span(int(c))
-                    out[int(c)] = _tapered_unit(bank[lead, a:b])
+            of_kind = cells[self.kind[cells] == k]
+            windows = self.grid.cell_window(of_kind)
+            for w in np.unique(windows):  # all leads of one window tapered at once
+                here = of_kind[windows == w]
+                a, b = self.grid.bounds[w]
+                units = _tapered_unit(bank[self.grid.cell_lead(here), a:b])
+                out.update(zip(here.tolist(), units))
         return out
 
     def cell_rms(self, cell: int) -> float:

@@ -13,6 +13,7 @@ what lets the policy rank cells *before* it spends a single query.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,6 +71,15 @@ class SegmentGrid:
     def n_cells(self) -> int:
         return self.n_leads * self.n_windows
 
+    @cached_property
+    def sample_window(self) -> np.ndarray:
+        """int ``[n_samples]``: the time window holding each sample (computed once per grid)."""
+        out = np.zeros(self.n_samples, dtype=np.int64)
+        for w, (a, b) in enumerate(self.bounds):
+            out[a:b] = w
+        out.flags.writeable = False
+        return out
+
     def cell_lead(self, cell: int | np.ndarray) -> int | np.ndarray:
         return cell // self.n_windows
 
@@ -93,18 +103,14 @@ class SegmentGrid:
 
     def feature_mask(self) -> np.ndarray:
         """int64 ``[leads, samples]``: the cell number of every sample (captum's ``feature_mask``)."""
-        window = np.zeros(self.n_samples, dtype=np.int64)
-        for w, (a, b) in enumerate(self.bounds):
-            window[a:b] = w
-        return np.arange(self.n_leads, dtype=np.int64)[:, None] * self.n_windows + window[None, :]
+        return np.arange(self.n_leads, dtype=np.int64)[:, None] * self.n_windows + self.sample_window[None, :]
 
     def cell_mask(self, cells) -> np.ndarray:
         """bool ``[leads, samples]``: True on the samples of ``cells``."""
-        out = np.zeros((self.n_leads, self.n_samples), dtype=bool)
-        for c in cells:
-            lead, a, b = self.cell_span(int(c))
-            out[lead, a:b] = True
-        return out
+        on = np.zeros(self.n_cells, dtype=bool)
+        on[np.fromiter((int(c) for c in cells), dtype=np.int64)] = True
+        # one gather instead of a slice per cell: a 12-lead ranking's prefixes hold hundreds of cells
+        return on.reshape(self.n_leads, self.n_windows)[:, self.sample_window]
 
     def dropout_fill(self, signal: np.ndarray) -> np.ndarray:
         """float32 ``[leads, samples]``: what dropout puts in place of a cell, every sample replaced by its cell's

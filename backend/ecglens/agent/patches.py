@@ -48,6 +48,9 @@ class PatchGrid:
     patch: tuple[int, int]
     tube_frames: int = 1
     positions: np.ndarray = field(init=False, repr=False, compare=False)
+    _rects: list = field(init=False, repr=False, compare=False)
+    _indices: list = field(init=False, repr=False, compare=False)
+    _mask: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rows, cols = self.patch_rows, self.patch_cols
@@ -55,6 +58,14 @@ class PatchGrid:
         r, c = r.ravel(), c.ravel()
         order = np.argsort([_morton(int(a), int(b)) for a, b in zip(r, c)], kind="stable")
         object.__setattr__(self, "positions", np.stack([r[order], c[order]], axis=1).astype(int))
+        rects = [self._rect(c) for c in range(self.n_cells)]
+        object.__setattr__(self, "_rects", rects)
+        object.__setattr__(self, "_indices", [self._index(rect) for rect in rects])
+        mask = np.zeros(self.shape, dtype=np.int64)
+        for c, idx in enumerate(self._indices):
+            mask[idx] = c
+        mask.flags.writeable = False
+        object.__setattr__(self, "_mask", mask)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -99,6 +110,13 @@ class PatchGrid:
     def cell_rect(self, cell: int) -> tuple[int, int, int, int, int, int]:
         """``(t0, t1, y0, y1, x0, x1)``: the frames and pixels of ``cell`` (ends exclusive; t is 0..1 for an
         image)."""
+        return self._rects[int(cell)]
+
+    def cell_index(self, cell: int) -> tuple[slice, ...]:
+        """The numpy index of ``cell`` in the input (every channel)."""
+        return self._indices[int(cell)]
+
+    def _rect(self, cell: int) -> tuple[int, int, int, int, int, int]:
         group, pos = divmod(int(cell), self.n_windows)
         pr, pc = self.positions[pos]
         t0 = group * self.tube_frames
@@ -106,9 +124,8 @@ class PatchGrid:
         y0, x0 = int(pr) * self.patch[0], int(pc) * self.patch[1]
         return t0, t1, y0, min(self.height, y0 + self.patch[0]), x0, min(self.width, x0 + self.patch[1])
 
-    def cell_index(self, cell: int) -> tuple[slice, ...]:
-        """The numpy index of ``cell`` in the input (every channel)."""
-        t0, t1, y0, y1, x0, x1 = self.cell_rect(cell)
+    def _index(self, rect: tuple[int, int, int, int, int, int]) -> tuple[slice, ...]:
+        t0, t1, y0, y1, x0, x1 = rect
         space = (slice(None), slice(y0, y1), slice(x0, x1))
         return (slice(t0, t1), *space) if self.video else space
 
@@ -128,18 +145,14 @@ class PatchGrid:
 
     # ------------------------------------------------------------------ what every grid offers the agent
     def feature_mask(self) -> np.ndarray:
-        """int64, the input's shape: the cell number of every value."""
-        out = np.zeros(self.shape, dtype=np.int64)
-        for c in range(self.n_cells):
-            out[self.cell_index(c)] = c
-        return out
+        """int64, the input's shape: the cell number of every value (read-only)."""
+        return self._mask
 
     def cell_mask(self, cells: Iterable[int]) -> np.ndarray:
         """bool, the input's shape: True on the values of ``cells``."""
-        out = np.zeros(self.shape, dtype=bool)
-        for c in cells:
-            out[self.cell_index(int(c))] = True
-        return out
+        chosen = np.zeros(self.n_cells, dtype=bool)
+        chosen[np.asarray(list(cells), dtype=int)] = True
+        return chosen[self._mask]
 
     def dropout_fill(self, x: np.ndarray) -> np.ndarray:
         """What removal puts in place of a cell: the input blurred with a sigma of one patch side."""
@@ -148,7 +161,7 @@ class PatchGrid:
     def cell_energy(self, x: np.ndarray) -> np.ndarray:
         """float64 ``[n_cells]``: sum of squares of ``x`` (the input's shape, e.g. a distortion) in each cell."""
         x = np.asarray(x, dtype=np.float64)
-        return np.bincount(self._mask().ravel(), weights=(x**2).ravel(), minlength=self.n_cells)
+        return np.bincount(self._mask.ravel(), weights=(x**2).ravel(), minlength=self.n_cells)
 
     def to_samples(self, cell_values: np.ndarray) -> np.ndarray:
         """Per-cell values ``[n_cells]`` as a map: float32 ``[H, W]`` (image) or ``[T, H, W]`` (video)."""
@@ -158,13 +171,6 @@ class PatchGrid:
             t0, t1, y0, y1, x0, x1 = self.cell_rect(c)
             out[t0:t1, y0:y1, x0:x1] = values[c]
         return out if self.video else out[0]
-
-    def _mask(self) -> np.ndarray:
-        cached = self.__dict__.get("_mask_cache")
-        if cached is None:
-            cached = self.feature_mask()
-            object.__setattr__(self, "_mask_cache", cached)
-        return cached
 
 
 def _morton(r: int, c: int) -> int:

@@ -12,7 +12,8 @@ what differs: what a cell's distortion is and what it costs.
 - **Energy**: a cell's distortion energy is measured on the bank (sum of squares over the cell), times its gain
   squared; the SNR the agent reports is the whole input's PSNR (`ecglens.vision.distortions.PEAK` = 1).
 - **Redraw**: another realisation of a random kind (noise, dead pixels, dropped frames) on the cell, scaled to the
-  cell's current RMS; a deterministic kind (blur, JPEG, exposure, motion blur) has one realisation only.
+  cell's current RMS; for a deterministic kind (blur, JPEG, exposure, motion blur) the same kind at another
+  level, scaled to that RMS.
 """
 
 from __future__ import annotations
@@ -52,15 +53,14 @@ def make_bank(
     levels_db: Sequence[float],
     rng: np.random.Generator,
 ) -> VisionBank:
-    """Calibrate every kind at every level on ``clean`` (`ecglens.vision.distortions.calibrated`)."""
+    """Calibrate every kind at every level on ``clean`` (`ecglens.vision.distortions.calibrated_levels`)."""
     clean = np.asarray(clean, dtype=np.float32)
     deltas = np.zeros((len(kinds), len(levels_db), *clean.shape), dtype=np.float32)
     strength = np.zeros((len(kinds), len(levels_db)))
     reached = np.zeros((len(kinds), len(levels_db)))
     energy = np.zeros((len(kinds), len(levels_db), grid.n_cells))
     for k, kind in enumerate(kinds):
-        for lv, target in enumerate(levels_db):
-            out, s, p = vd.calibrated(kind, clean, float(target), rng)
+        for lv, (out, s, p) in enumerate(vd.calibrated_levels(kind, clean, levels_db, rng)):
             deltas[k, lv] = out - clean
             strength[k, lv], reached[k, lv] = s, p
             energy[k, lv] = grid.cell_energy(deltas[k, lv])
@@ -139,9 +139,12 @@ class VisionEpisode(Episode):
 
     # ------------------------------------------------------------------ other realisations
     def _fresh(self, kind: int, level: int, rng: np.random.Generator) -> np.ndarray:
+        """Another realisation of ``kind``: a new draw of a random kind at the level's strength; for a deterministic
+        kind the same kind at another level (drawn from ``rng``), which the caller scales to the cell's RMS: a
+        blend towards a blur of another sigma, another JPEG quality, another exposure."""
         name = self.kinds[kind]
         if not vd.is_random(name):
-            return self.bank.deltas[kind, level]
+            return self.bank.deltas[kind, int(rng.integers(len(self.levels_db)))]
         return vd.apply(name, self.clean, float(self.bank.strength[kind, level]), rng) - self.clean
 
     def redrawn_unit(self, cell: int, kind: int, rng: np.random.Generator) -> np.ndarray:

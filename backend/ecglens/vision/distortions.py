@@ -35,7 +35,7 @@ PEAK = 1.0
 IMAGE_KINDS = ("gaussian_noise", "blur", "dead_pixels", "jpeg", "brightness_contrast")
 VIDEO_KINDS = (*IMAGE_KINDS, "frame_drop", "motion_blur")
 _RANDOM_KINDS = ("gaussian_noise", "dead_pixels", "frame_drop")  # a new generator state gives a new realisation
-_SEARCH_STEPS = 14  # bisection steps on a continuous strength (1/16000 of the bracket)
+_SEARCH_STEPS = 12  # bisection steps on a continuous strength (1/4000 of the bracket)
 
 
 def kinds_for(modality: str) -> tuple[str, ...]:
@@ -180,7 +180,7 @@ def _strength_range(kind: str, v: np.ndarray) -> tuple[float, float, bool]:
     t, _, h, w = v.shape
     return {
         "gaussian_noise": (0.0, 1.0, False),
-        "blur": (0.0, float(max(h, w)), False),
+        "blur": (0.0, float(max(h, w)) / 4, False),
         "dead_pixels": (0.0, float(h * w), True),
         "jpeg": (5.0, 99.0, True),
         "brightness_contrast": (0.0, 1.0, False),
@@ -208,40 +208,49 @@ def calibrated(kind: str, x: np.ndarray, psnr_db: float, rng: np.random.Generato
     """``(distorted, strength, reached PSNR)``: ``kind`` laid over all of ``x`` at the strength whose PSNR is
     nearest ``psnr_db``. A random kind draws one realisation (its seed from ``rng``) that every trial shares, so
     the search is over the strength alone."""
+    return calibrated_levels(kind, x, [psnr_db], rng)[0]
+
+
+def calibrated_levels(
+    kind: str, x: np.ndarray, levels_db: Sequence[float], rng: np.random.Generator
+) -> list[tuple[np.ndarray, float, float]]:
+    """`calibrated` at several PSNRs at once: the trials are shared, and each level's bisection starts from the
+    tightest bracket the earlier ones measured."""
     x = np.asarray(x, dtype=np.float32)
     lo, hi, integer = _strength_range(kind, _frames(x))
     seed = int(rng.integers(2**62)) if is_random(kind) else 0  # one realisation for every trial
+    tried: dict[float, tuple[np.ndarray, float]] = {}
 
-    def trial(s: float) -> tuple[np.ndarray, float]:
-        out = apply(kind, x, s, np.random.default_rng(seed))
-        return out, psnr(x, out)
+    def trial(s: float) -> float:
+        if s not in tried:
+            out = apply(kind, x, s, np.random.default_rng(seed))
+            tried[s] = (out, psnr(x, out))
+        return tried[s][1]
 
-    best: tuple[float, np.ndarray, float, float] | None = None  # (|error|, out, strength, psnr)
-
-    def keep(s: float) -> float:
-        nonlocal best
-        out, p = trial(s)
-        err = abs(p - psnr_db) if np.isfinite(p) else np.inf
-        if best is None or err < best[0]:
-            best = (err, out, s, p)
-        return p
-
-    if keep(hi) > psnr_db:  # cannot reach the target: the strongest setting
-        pass
-    else:
-        a, b = lo, hi
-        for _ in range(_SEARCH_STEPS if not integer else int(np.ceil(np.log2(max(2.0, hi - lo)))) + 1):
-            mid = 0.5 * (a + b)
-            if integer:
-                mid = float(round(mid))
-                if mid in (a, b):
+    steps = int(np.ceil(np.log2(max(2.0, hi - lo)))) + 1 if integer else _SEARCH_STEPS
+    results = []
+    for target in levels_db:
+        target = float(target)
+        if trial(hi) <= target:  # reachable: bisect inside the tightest known bracket
+            a = max([s for s, (_, p) in tried.items() if p > target], default=lo)
+            b = min([s for s, (_, p) in tried.items() if p <= target and s > a], default=hi)
+            for _ in range(steps):
+                mid = 0.5 * (a + b)
+                if integer:
+                    mid = float(round(mid))
+                    if mid in (a, b):
+                        break
+                if b - a <= 1e-6 * (hi - lo):
                     break
-            if keep(mid) > psnr_db:
-                a = mid  # still too quiet: stronger
-            else:
-                b = mid
-    assert best is not None
-    return best[1], float(best[2]), float(best[3])
+                if trial(mid) > target:
+                    a = mid  # still too quiet: stronger
+                else:
+                    b = mid
+        # the nearest of every trial so far (an earlier level's trial may be the nearest for this one)
+        s_best = min(tried, key=lambda s: abs(tried[s][1] - target) if np.isfinite(tried[s][1]) else np.inf)
+        out, p = tried[s_best]
+        results.append((out, float(s_best), float(p)))
+    return results
 
 
 def removal(x: np.ndarray, patch: tuple[int, int]) -> np.ndarray:
