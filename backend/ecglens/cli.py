@@ -1,5 +1,5 @@
 """The ``ecglens`` command: ``serve | explain | robustness | screen | harden | train-classifier | train-agent |
-train-zoo | train-actions | create-key | audit``.
+train-zoo | train-vision-zoo | train-actions | create-key | audit``.
 
 Each subcommand lives beside the code it drives: a module in `COMMAND_MODULES` exposes
 ``register(subparsers)``, which adds its parsers and sets ``func`` on them. Bad input ends with a one-line
@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "ecglens.hardening.cli",  # harden
     "ecglens.screening",  # screen
     "ecglens.classifiers.zoo",  # train-zoo
+    "ecglens.classifiers.vision_zoo",  # train-vision-zoo
     "ecglens.agent.train_actions",  # train-actions
 )
 
