@@ -167,6 +167,24 @@ def test_register_model_with_a_broken_file_is_422(api, tiny_model):
     assert response.status_code == 422 and "model rejected" in response.json()["detail"]
 
 
+def test_an_image_classifier_is_refused_with_where_to_explain_it_instead(api):
+    card = {
+        "name": "digits",
+        "modality": "image",
+        "input_shape": [3, 64, 64],
+        "classes": ["0", "1"],
+        "output": "logits",
+    }
+    response = api.client.post(
+        "/api/v1/models",
+        headers=api.auth("admin"),
+        data={"card": json.dumps(card)},
+        files={"file": ("digits.pt", b"weights are never read")},
+    )
+    assert response.status_code == 422
+    assert "ECG records only" in response.json()["detail"] and "ecglens explain" in response.json()["detail"]
+
+
 def test_http_model_off_the_allow_list_is_422(api):
     response = api.client.post(
         "/api/v1/models",

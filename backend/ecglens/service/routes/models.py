@@ -128,6 +128,12 @@ def _register(runtime: Runtime, fields: dict[str, Any], key: ApiKey) -> Model:
             model_card = ModelCard.from_dict(card)
         except (ClassifierError, TypeError, ValueError) as exc:
             raise HTTPException(422, f"model card: {exc}") from None
+    if model_card is not None and model_card.modality != "ecg":
+        raise HTTPException(
+            422,
+            f"model card: modality {model_card.modality!r}: the service analyses ECG records only; explain image "
+            "and video classifiers with the library or the CLI (ecglens explain IMAGE.png --model MODEL.pt)",
+        )
     name = str(fields.get("name") or (model_card.name if model_card else "")).strip()
     if not _NAME.match(name):
         raise HTTPException(
