@@ -184,6 +184,7 @@ def test_sigterm_with_a_stalled_upload_and_a_running_analysis_exits_requeues_and
             f"{live.base}/api/v1/analyses",
             headers=live.clinician,
             json={"record_id": rid, "model": "builtin", "query_budget": 100_000},
+            timeout=60,  # the first analysis loads torch and the model (the server starts without them)
         )
         assert made.status_code == 202, made.text
         aid = made.json()["id"]
