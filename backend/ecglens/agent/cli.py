@@ -188,14 +188,7 @@ def explain_command(args: argparse.Namespace) -> int:
         beat_aligned=args.beat_aligned,
         policy=args.policy,
     )
-    if args.out:
-        _write_json(result.to_dict(), args.out)
-    if args.json:
-        json.dump(result.to_dict(), sys.stdout)
-        sys.stdout.write("\n")
-        return 0
-    print(_explanation_summary(result, ecg.name or args.record))
-    return 0
+    return _emit(result, args, lambda: _explanation_summary(result, ecg.name or args.record))
 
 
 def _explain_vision_command(args: argparse.Namespace) -> int:
@@ -221,34 +214,50 @@ def _explain_vision_command(args: argparse.Namespace) -> int:
         patch=args.patch,
     )
     result.extra["input_notes"] = notes
-    if args.out:
-        _write_json(result.to_dict(), args.out)
     if args.saliency_png:
         write_saliency_png(result.saliency, args.saliency_png)
+    return _emit(result, args, lambda: _vision_summary(result, args.record, notes))
+
+
+def _emit(result: Any, args: argparse.Namespace, summary: Any) -> int:
+    """Write the explanation to ``--out``, then print it as JSON (``--json``) or as ``summary()``."""
+    if args.out:
+        _write_json(result.to_dict(), args.out)
     if args.json:
         json.dump(result.to_dict(), sys.stdout)
         sys.stdout.write("\n")
-        return 0
-    print(_vision_summary(result, args.record, notes))
+    else:
+        print(summary())
     return 0
 
 
-def _vision_summary(result: Any, name: str, notes: list[str]) -> str:
+def _outcome_lines(result: Any, ecg: bool) -> list[str]:
+    """The summary lines every modality shares: diagnosis, who chose the actions, queries, the flip (an ECG's
+    with its findings, SNR and L2 in mV; an image's or video's with its PSNR)."""
     d = result.diagnosis
     probs = ", ".join(f"{k} {v:.2f}" for k, v in d.probabilities.items())
-    grid = result.extra.get("grid", {})
-    lines = [f"{result.modality} {name}: shape {grid.get('shape')}, patches {grid.get('patch')} px"]
-    lines += [f"note: {n}" for n in notes]
-    lines += [
-        f"diagnosis: {d.label} ({probs})",
+    findings = f"findings: {', '.join(d.findings) or 'none'}; " if ecg else ""
+    lines = [
+        f"diagnosis: {d.label} ({findings}{probs})",
         f"method: {result.method}" + (f" (fallback: {result.fallback_reason})" if result.fallback_reason else ""),
         f"queries: {result.queries}, elapsed: {result.elapsed_s:.2f} s",
     ]
     adv = result.adversarial
-    if adv is not None:
-        lines.append(f"flipped to {adv.label} at PSNR {adv.snr_db:.1f} dB")
-    else:
+    if adv is None:
         lines.append("no flip found within the query budget")
+    else:
+        lines.append(
+            f"flipped to {adv.label} at {'SNR' if ecg else 'PSNR'} {adv.snr_db:.1f} dB"
+            + (f" (L2 {adv.l2:.3f} mV)" if ecg else "")
+        )
+    return lines
+
+
+def _vision_summary(result: Any, name: str, notes: list[str]) -> str:
+    grid = result.extra.get("grid", {})
+    lines = [f"{result.modality} {name}: shape {grid.get('shape')}, patches {grid.get('patch')} px"]
+    lines += [f"note: {n}" for n in notes]
+    lines += _outcome_lines(result, ecg=False)
     lines.append(
         "top patches (" + ("frames, " if result.modality == "video" else "") + "rows, cols px, score, distortion):"
     )
@@ -268,19 +277,8 @@ def _write_json(data: dict, path: str) -> None:
 
 
 def _explanation_summary(result: Any, name: str) -> str:
-    d = result.diagnosis
-    probs = ", ".join(f"{k} {v:.2f}" for k, v in d.probabilities.items())
-    lines = [
-        f"record {name}: window {result.start_s:.2f} s, {len(result.leads)} leads at {result.fs:g} Hz",
-        f"diagnosis: {d.label} (findings: {', '.join(d.findings) or 'none'}; {probs})",
-        f"method: {result.method}" + (f" (fallback: {result.fallback_reason})" if result.fallback_reason else ""),
-        f"queries: {result.queries}, elapsed: {result.elapsed_s:.2f} s",
-    ]
-    adv = result.adversarial
-    if adv is not None:
-        lines.append(f"flipped to {adv.label} at SNR {adv.snr_db:.1f} dB (L2 {adv.l2:.3f} mV)")
-    else:
-        lines.append("no flip found within the query budget")
+    lines = [f"record {name}: window {result.start_s:.2f} s, {len(result.leads)} leads at {result.fs:g} Hz"]
+    lines += _outcome_lines(result, ecg=True)
     lines.append("critical segments (lead, start-end s, score, distortion):")
     for s in result.segments[:10]:
         lines.append(f"  {s.lead:>5} {s.start_s:7.2f}-{s.end_s:<7.2f} {s.score:.2f}  {s.distortion}")

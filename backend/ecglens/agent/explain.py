@@ -91,13 +91,14 @@ def explain(
     if query_budget < 2:
         raise ValueError(f"query_budget must be at least 2 (diagnosis and one probe), got {query_budget}")
     modality = modality_of(classifier)
+    # the learned policy was trained on ECG episodes; images and video default to the fixed order
+    chosen, method, reason = resolve_policy(policy, default="learned" if modality == "ecg" else "hand")
     if modality in ("image", "video"):
         if isinstance(ecg, Ecg):
             raise ClassifierError(
                 f"this is an {modality} classifier (card modality {modality!r}); it explains a float32 numpy array "
                 f"{list(getattr(classifier, 'input_shape', None) or [])}, not an ECG record"
             )
-        chosen, method, reason = resolve_policy(policy, default="hand")
         out = explain_vision(
             ecg,
             classifier,
@@ -123,7 +124,6 @@ def explain(
                 else ""
             )
         )
-    chosen, method, reason = resolve_policy(policy, default="learned")
     out = explain_anytime(
         ecg,
         classifier,
