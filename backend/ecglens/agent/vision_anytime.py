@@ -1,0 +1,182 @@
+"""The anytime episode on an image or a video: the ECG loop with the ranking resolved cell by cell.
+
+An image has few cells (64 patches) against budgets of hundreds of queries, so the agent can afford what Occlusion
+does, every cell dropped out on its own, and still look for flips. `VisionAnytimeEpisode` keeps the actions of
+`anytime.AnytimeEpisode` and changes two things:
+
+- ``widen`` resolves cells singly instead of splitting groups of the bisection frontier: first every cell not yet
+  measured alone, in the order of the current ranking (`MAX_ROWS` a call), then **conditional rounds**: with the
+  top ``k`` cells of the ranking dropped out (``k`` = 1, 2, 4, ...), every other cell is dropped out on top of
+  them, and the cells below the top ``k`` are re-ranked by that extra drop. A cell whose evidence duplicates a
+  higher one moves down, one that matters once the top is gone moves up (greedy deletion, by doubling prefixes).
+  The rounds end when the prefix alone has removed the decision (nothing left to measure against) or covers half
+  the cells.
+- ``cell_scores``: cells measured alone rank by their own drop (the last conditional round's order below its
+  prefix); cells not yet measured alone by the best evidence density of their groups, as for an ECG.
+
+`vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone,
+look for a flip and clean it up, then alternate conditional rounds and redraws (restarts when redraws stall).
+Budget-blind like the ECG order, so the explanation at budget B is the prefix of the one at a larger budget.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecglens.agent.anytime import MAX_ROWS, AnytimeEpisode, _leaf_depth
+
+_GONE = 0.05  # a prefix that leaves the class under 5% of p0 has removed the decision: no more rounds
+# An image of up to 12 x 12 patches gets its first conditional round before the flip search (about 2 x cells
+# queries for the ranking); a 256-tube video looks for its flip first, or the ranking alone would take 500 queries.
+FIRST_ROUND_CELLS = 160
+
+
+class VisionAnytimeEpisode(AnytimeEpisode):
+    """`AnytimeEpisode` whose ``widen`` and ranking work on single cells (see the module notes)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = self.ep.grid.n_cells
+        self.solid = self.ep.grid.mean_fill(self.ep.clean)  # what a cell removed together with others takes
+        self.single = np.full(n, np.nan)  # each cell's own dropout drop (over p0), once measured alone
+        self.cond_prefix: np.ndarray = np.zeros(0, dtype=int)  # the prefix of the last finished conditional round
+        self.cond_drop = np.full(n, np.nan)  # the extra drop of each cell on top of that prefix
+        self._round: dict | None = None  # the conditional round in progress
+        self._next_k = 1
+        self.rounds_done = False
+
+    # ---------------------------------------------------------------------------------------------- actions
+    def unmeasured(self) -> np.ndarray:
+        """Cells not yet dropped out alone, in the order of the current ranking."""
+        order = np.argsort(-self.cell_scores(), kind="stable")
+        return order[np.isnan(self.single[order])]
+
+    def rounds_before_flips(self) -> bool:
+        """The first conditional round comes before the flip search on a grid of at most `FIRST_ROUND_CELLS`."""
+        return self.ep.grid.n_cells <= FIRST_ROUND_CELLS and not self.rounds_done and self._next_k == 1
+
+    def legal(self) -> dict[str, bool]:
+        legal = super().legal()
+        legal["widen"] = self.room() >= 2 and (bool(len(self.unmeasured())) or not self.rounds_done)
+        return legal
+
+    def _split_groups(self, n_groups: int) -> tuple[int, float]:
+        out = super()._split_groups(n_groups)
+        leaf = _leaf_depth(self.ep.grid.n_windows, self.ep.grid.n_leads)
+        alone = (self.depth >= leaf) & np.isnan(self.single)
+        self.single[alone] = self.drop[alone]  # the bisection's leaves are cells measured alone
+        return out
+
+    def _widen(self) -> tuple[int, float]:
+        rows_n = max(1, min(self.max_rows, self.room()))
+        todo = self.unmeasured()
+        if len(todo):
+            cells = todo[:rows_n]
+            p = self._drop_out([[int(c)] for c in cells], self.flat)
+            self.single[cells] = (self.ep.p0 - p) / max(self.ep.p0, 1e-3)
+            self._reordered = False
+            return len(cells), float(p.min())
+        return self._conditional(rows_n)
+
+    def _conditional(self, rows_n: int) -> tuple[int, float]:
+        ep = self.ep
+        n = ep.grid.n_cells
+        if self._round is None:
+            order = np.argsort(-self.cell_scores(), kind="stable")
+            k = min(self._next_k, n - 1)
+            self._round = {"prefix": order[:k], "todo": list(order[k:]), "drop": {}, "base": None}
+        rnd = self._round
+        prefix = [int(c) for c in rnd["prefix"]]
+        sets, cells = [], rnd["todo"][: rows_n - (rnd["base"] is None)]
+        if rnd["base"] is None:
+            sets.append(prefix)
+        sets += [prefix + [int(c)] for c in cells]
+        p = self._drop_out(sets, self.solid)
+        if rnd["base"] is None:
+            rnd["base"], p = float(p[0]), p[1:]
+        rnd["todo"] = rnd["todo"][len(cells) :]
+        for c, pc in zip(cells, p):
+            rnd["drop"][int(c)] = (rnd["base"] - float(pc)) / max(ep.p0, 1e-3)
+        if not rnd["todo"] or rnd["base"] < _GONE * ep.p0:
+            self._finish_round(rnd)
+        return len(cells) + len(prefix), float(p.min()) if len(p) else rnd["base"]
+
+    def _finish_round(self, rnd: dict) -> None:
+        if rnd["todo"]:  # the prefix removed the decision before the round ended: its drops are noise, drop them
+            self.rounds_done = True
+        else:
+            self.cond_prefix = np.asarray(rnd["prefix"], dtype=int)
+            self.cond_drop[:] = np.nan
+            for c, d in rnd["drop"].items():
+                self.cond_drop[c] = d
+            self._reordered = False
+        n = self.ep.grid.n_cells
+        self._next_k = 2 * len(rnd["prefix"])
+        if rnd["base"] < _GONE * self.ep.p0 or self._next_k > n // 2:
+            self.rounds_done = True
+        self._round = None
+
+    def _drop_out(self, cell_sets: list[list[int]], fill: np.ndarray) -> np.ndarray:
+        """The diagnosed class's probability with each set of cells taken from ``fill`` in the clean input (one
+        call)."""
+        ep = self.ep
+        rows = np.stack([np.where(ep.grid.cell_mask(s), fill, ep.clean) for s in cell_sets])
+        return ep.probe_rows(self.counter, rows)[:, ep.target.index]
+
+    # ---------------------------------------------------------------------------------------------- best so far
+    def cell_scores(self) -> np.ndarray:
+        """float64 ``[n_cells]`` in (0, 1]: measured-alone cells by their own drop (below the last conditional
+        prefix, by the conditional drop), the others by their groups' evidence density."""
+        n = self.drop.size
+        single = getattr(self, "single", None)
+        if single is None or np.isnan(single).all():
+            return super().cell_scores()
+        known = ~np.isnan(single)
+        # a cell whose removal raises the class ranks below the ones that did nothing (its raw drop is the key)
+        key = np.where(known, single, self.density)
+        value = np.maximum(key, 0.0)
+        if len(self.cond_prefix):
+            # the prefix keeps its order on top; the rest follow their drop on top of it
+            key = np.where(np.isnan(self.cond_drop), -np.inf, self.cond_drop)
+            key[self.cond_prefix] = np.inf
+            rank_in_prefix = np.full(n, n, dtype=int)
+            rank_in_prefix[self.cond_prefix] = np.arange(len(self.cond_prefix))
+        else:
+            rank_in_prefix = np.zeros(n, dtype=int)
+        order = np.lexsort((-self.energy, -self.density, rank_in_prefix, -key))
+        top = max(float(value[order[0]]), 1e-9)
+        v = np.minimum.accumulate(np.clip(value[order] / top, 0.0, 1.0))
+        scores = np.empty(n)
+        scores[order] = v * (1 - 1e-3) + 1e-3 * (n - np.arange(n)) / max(n, 1)
+        return scores
+
+
+# ---------------------------------------------------------------------------------------------------- policy
+def vision_hand_policy(episode: AnytimeEpisode) -> str:
+    """The fixed order for images and video (see the module notes)."""
+    legal = episode.legal()
+    for action in _order(episode):
+        if legal.get(action):
+            return action
+    return "stop"
+
+
+def _order(run: AnytimeEpisode) -> tuple[str, ...]:
+    ep = run.ep
+    if ep.flipped and not run.cleaned:
+        return ("cleanup",)
+    if run.depth.max(initial=0) < _leaf_depth(ep.grid.n_windows, ep.grid.n_leads):
+        return ("localise",)
+    if isinstance(run, VisionAnytimeEpisode) and (len(run.unmeasured()) or run.rounds_before_flips()):
+        return ("widen",)
+    widen_turn = sum(s.action == "widen" for s in run.trace) * 2 < len(run.trace) - 10
+    if ep.flipped:
+        if run.redraw_idle >= 4:
+            return ("restart", "widen", "redraw")
+        return ("widen", "redraw") if widen_turn else ("redraw", "widen")
+    if run.best is None:
+        return ("broad_top", "broad_all", "scan", "widen")
+    return ("widen", "scan", "broad_top", "broad_all") if widen_turn else ("scan", "broad_top", "broad_all", "widen")
+
+
+__all__ = ["MAX_ROWS", "VisionAnytimeEpisode", "vision_hand_policy"]
