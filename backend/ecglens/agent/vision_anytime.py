@@ -5,18 +5,21 @@ does, every cell dropped out on its own, and still look for flips. `VisionAnytim
 `anytime.AnytimeEpisode` and changes two things:
 
 - ``widen`` resolves cells singly instead of splitting groups of the bisection frontier: first every cell not yet
-  measured alone, in the order of the current ranking (`MAX_ROWS` a call), then **conditional rounds**: with the
-  top ``k`` cells of the ranking dropped out (``k`` = 1, 2, 4, ...), every other cell is dropped out on top of
-  them, and the cells below the top ``k`` are re-ranked by that extra drop. A cell whose evidence duplicates a
-  higher one moves down, one that matters once the top is gone moves up (greedy deletion, by doubling prefixes).
-  The rounds end when the prefix alone has removed the decision (nothing left to measure against) or covers half
-  the cells.
-- ``cell_scores``: cells measured alone rank by their own drop (the last conditional round's order below its
-  prefix); cells not yet measured alone by the best evidence density of their groups, as for an ECG.
+  measured alone, in the order of the current ranking (`MAX_ROWS` a call; the fill is the blur of `localise`), then
+  **conditional rounds**: with the top ``k`` cells of the ranking removed (``k`` = 1, 2, 4, ...), every other cell
+  is removed on top of them, in ranking order, and the cells measured so far are re-ranked below the top ``k`` by
+  that extra drop (greedy deletion by doubling prefixes: a cell whose evidence duplicates a higher one moves down,
+  one that matters once the top is gone moves up). Cells removed together take their own mean colour
+  (`PatchGrid.mean_fill`): a blur of the input would bring a removed region's content back from its removed
+  neighbours. The rounds end when the prefix alone has removed the decision or covers half the cells.
+- ``cell_scores``: cells measured alone rank by their own drop (a cell whose removal raises the class goes last),
+  below the last round's prefix by that round's order; cells not yet measured alone by the best evidence density
+  of their groups, as for an ECG.
 
-`vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone,
-look for a flip and clean it up, then alternate conditional rounds and redraws (restarts when redraws stall).
-Budget-blind like the ECG order, so the explanation at budget B is the prefix of the one at a larger budget.
+`vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone, the
+first conditional round (small grids), then look for a flip and clean it up, then alternate further rounds and
+redraws (restarts when redraws stall). Budget-blind like the ECG order, so the explanation at budget B is the prefix
+of the one at a larger budget.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import numpy as np
 
 from ecglens.agent.anytime import MAX_ROWS, AnytimeEpisode, _leaf_depth
 
-_GONE = 0.05  # a prefix that leaves the class under 5% of p0 has removed the decision: no more rounds
+# A prefix that leaves the class under 1% of p0 has removed the decision: nothing left to measure against. Low, as
+# the order of what is left still counts when the top cell alone takes most of the class.
+_GONE = 0.01
 # An image of up to 12 x 12 patches gets its first conditional round before the flip search (about 2 x cells
 # queries for the ranking); a 256-tube video looks for its flip first, or the ranking alone would take 500 queries.
 FIRST_ROUND_CELLS = 160
@@ -39,8 +44,9 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         n = self.ep.grid.n_cells
         self.solid = self.ep.grid.mean_fill(self.ep.clean)  # what a cell removed together with others takes
         self.single = np.full(n, np.nan)  # each cell's own dropout drop (over p0), once measured alone
-        self.cond_prefix: np.ndarray = np.zeros(0, dtype=int)  # the prefix of the last finished conditional round
-        self.cond_drop = np.full(n, np.nan)  # the extra drop of each cell on top of that prefix
+        self.cond_prefix: np.ndarray = np.zeros(0, dtype=int)  # the prefix of the last conditional round
+        self.cond_order: np.ndarray = np.zeros(0, dtype=int)  # the ranking that round started from
+        self.cond_drop = np.full(n, np.nan)  # the extra drop of each cell on top of that prefix (NaN: not yet)
         self._round: dict | None = None  # the conditional round in progress
         self._next_k = 1
         self.rounds_done = False
@@ -84,37 +90,29 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         if self._round is None:
             order = np.argsort(-self.cell_scores(), kind="stable")
             k = min(self._next_k, n - 1)
-            self._round = {"prefix": order[:k], "todo": list(order[k:]), "drop": {}, "base": None}
+            self._round = {"prefix": order[:k], "order": order, "todo": list(order[k:]), "base": None}
         rnd = self._round
         prefix = [int(c) for c in rnd["prefix"]]
-        sets, cells = [], rnd["todo"][: rows_n - (rnd["base"] is None)]
-        if rnd["base"] is None:
-            sets.append(prefix)
-        sets += [prefix + [int(c)] for c in cells]
-        p = self._drop_out(sets, self.solid)
-        if rnd["base"] is None:
+        first = rnd["base"] is None
+        cells = rnd["todo"][: rows_n - first]
+        p = self._drop_out(([prefix] if first else []) + [prefix + [int(c)] for c in cells], self.solid)
+        if first:
             rnd["base"], p = float(p[0]), p[1:]
-        rnd["todo"] = rnd["todo"][len(cells) :]
-        for c, pc in zip(cells, p):
-            rnd["drop"][int(c)] = (rnd["base"] - float(pc)) / max(ep.p0, 1e-3)
-        if not rnd["todo"] or rnd["base"] < _GONE * ep.p0:
-            self._finish_round(rnd)
-        return len(cells) + len(prefix), float(p.min()) if len(p) else rnd["base"]
-
-    def _finish_round(self, rnd: dict) -> None:
-        if rnd["todo"]:  # the prefix removed the decision before the round ended: its drops are noise, drop them
-            self.rounds_done = True
-        else:
-            self.cond_prefix = np.asarray(rnd["prefix"], dtype=int)
+            if rnd["base"] < _GONE * ep.p0:  # the prefix alone removed the decision: nothing left to measure against
+                self.rounds_done = True
+                self._round = None
+                return len(prefix), rnd["base"]
+            # the round's ranking replaces the last one from its first call on (the head is re-ranked first)
+            self.cond_prefix, self.cond_order = rnd["prefix"], rnd["order"]
             self.cond_drop[:] = np.nan
-            for c, d in rnd["drop"].items():
-                self.cond_drop[c] = d
-            self._reordered = False
-        n = self.ep.grid.n_cells
-        self._next_k = 2 * len(rnd["prefix"])
-        if rnd["base"] < _GONE * self.ep.p0 or self._next_k > n // 2:
-            self.rounds_done = True
-        self._round = None
+        rnd["todo"] = rnd["todo"][len(cells) :]
+        self.cond_drop[np.asarray(cells, dtype=int)] = (rnd["base"] - p) / max(ep.p0, 1e-3)
+        self._reordered = False
+        if not rnd["todo"]:
+            self._next_k = 2 * len(prefix)
+            self.rounds_done = self._next_k > n // 2
+            self._round = None
+        return len(cells) + len(prefix), float(p.min()) if len(p) else rnd["base"]
 
     def _drop_out(self, cell_sets: list[list[int]], fill: np.ndarray) -> np.ndarray:
         """The diagnosed class's probability with each set of cells taken from ``fill`` in the clean input (one
@@ -135,20 +133,25 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         # a cell whose removal raises the class ranks below the ones that did nothing (its raw drop is the key)
         key = np.where(known, single, self.density)
         value = np.maximum(key, 0.0)
+        order = np.lexsort((-self.energy, -self.density, -key))
         if len(self.cond_prefix):
-            # the prefix keeps its order on top; the rest follow their drop on top of it
-            key = np.where(np.isnan(self.cond_drop), -np.inf, self.cond_drop)
-            key[self.cond_prefix] = np.inf
-            rank_in_prefix = np.full(n, n, dtype=int)
-            rank_in_prefix[self.cond_prefix] = np.arange(len(self.cond_prefix))
-        else:
-            rank_in_prefix = np.zeros(n, dtype=int)
-        order = np.lexsort((-self.energy, -self.density, rank_in_prefix, -key))
+            order = self._conditional_order()
         top = max(float(value[order[0]]), 1e-9)
         v = np.minimum.accumulate(np.clip(value[order] / top, 0.0, 1.0))
         scores = np.empty(n)
         scores[order] = v * (1 - 1e-3) + 1e-3 * (n - np.arange(n)) / max(n, 1)
         return scores
+
+    def _conditional_order(self) -> np.ndarray:
+        """The last conditional round's ranking: its prefix, the cells it has measured by their extra drop (largest
+        first; the round measures in ranking order, so these are the head), then the cells it has not measured
+        yet, in the ranking the round started from."""
+        d = self.cond_drop
+        head = set(self.cond_prefix.tolist())
+        rest = np.asarray([c for c in self.cond_order if int(c) not in head], dtype=int)
+        measured = rest[~np.isnan(d[rest])]
+        by_drop = measured[np.argsort(-d[measured], kind="stable")]
+        return np.concatenate([self.cond_prefix, by_drop, rest[np.isnan(d[rest])]]).astype(int)
 
 
 # ---------------------------------------------------------------------------------------------------- policy
