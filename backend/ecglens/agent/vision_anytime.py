@@ -17,8 +17,8 @@ does, every cell dropped out on its own, and still look for flips. `VisionAnytim
   of their groups, as for an ECG.
 
 `vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone, the
-first conditional round (small grids), then look for a flip and clean it up, then alternate further rounds and
-redraws (restarts when redraws stall). Budget-blind like the ECG order, so the explanation at budget B is the prefix
+first conditional round (small grids), then look for a flip and clean it up, then the further rounds, then redraws
+(restarts when redraws stall). Budget-blind like the ECG order, so the explanation at budget B is the prefix
 of the one at a larger budget.
 """
 
@@ -172,11 +172,11 @@ def _order(run: AnytimeEpisode) -> tuple[str, ...]:
         return ("localise",)
     if isinstance(run, VisionAnytimeEpisode) and (len(run.unmeasured()) or run.rounds_before_flips()):
         return ("widen",)
-    widen_turn = sum(s.action == "widen" for s in run.trace) * 2 < len(run.trace) - 10
-    if ep.flipped:
+    if ep.flipped:  # the ranking's rounds before quieter flips: a flip is already in hand
         if run.redraw_idle >= 4:
             return ("restart", "widen", "redraw")
-        return ("widen", "redraw") if widen_turn else ("redraw", "widen")
+        return ("widen", "redraw")
+    widen_turn = sum(s.action == "widen" for s in run.trace) * 2 < len(run.trace) - 10
     if run.best is None:
         return ("broad_top", "broad_all", "scan", "widen")
     return ("widen", "scan", "broad_top", "broad_all") if widen_turn else ("scan", "broad_top", "broad_all", "widen")
