@@ -1,8 +1,9 @@
 """`explain_vision`: the anytime agent on an image or video classifier (``ecglens.explain`` dispatches here).
 
-The same loop as for an ECG (`anytime.run_findings`, `AnytimeEpisode`, the hand or learned policy): the grid is a
-`PatchGrid` (patches, or tubes of frames × patches), the episode a `VisionEpisode` (the image and video
-distortions at calibrated PSNRs), dropout fills a cell with the blurred input. The `Explanation` has the
+The same loop as for an ECG (`anytime.run_findings`, the hand or learned policy): the grid is a `PatchGrid`
+(patches, or tubes of frames × patches), the episode a `VisionEpisode` (the image and video distortions at
+calibrated PSNRs), the loop's state a `VisionAnytimeEpisode` (the ranking resolved cell by cell; the fixed order
+is `vision_hand_policy`). The `Explanation` has the
 ``saliency`` ``[H, W]`` (image) or ``[T, H, W]`` (video), ``regions`` (the top cells with their pixels and frames,
 in ``extra["regions"]``) and the adversarial example: the distorted input, its PSNR as ``snr_db``.
 """
