@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecglens.agent.anytime import MAX_ROWS, AnytimeEpisode, _leaf_depth
+from ecglens.agent.anytime import AnytimeEpisode, _leaf_depth
 
 # A prefix that leaves the class under 1% of p0 has removed the decision: nothing left to measure against. Low, as
 # the order of what is left still counts when the top cell alone takes most of the class.
@@ -182,4 +182,4 @@ def _order(run: AnytimeEpisode) -> tuple[str, ...]:
     return ("widen", "scan", "broad_top", "broad_all") if widen_turn else ("scan", "broad_top", "broad_all", "widen")
 
 
-__all__ = ["MAX_ROWS", "VisionAnytimeEpisode", "vision_hand_policy"]
+__all__ = ["VisionAnytimeEpisode", "vision_hand_policy"]
