@@ -280,10 +280,74 @@ def test_patch_grid_halves_space_and_covers_the_input():
     assert quarter == {(r, c) for r in range(4) for c in range(4)}  # the top-left quadrant
     mask = grid.feature_mask()
     assert np.bincount(mask.ravel()).tolist() == [3 * 64] * 64
-    assert make_patch_grid((3, 128, 96)).patch == (16, 12)
+    # 8-px patches, at most 16 and at least 4 per side
+    assert make_patch_grid((3, 128, 96)).patch == (8, 8)
+    assert make_patch_grid((3, 224, 20)).patch == (14, 5)
     video = make_patch_grid(VIDEO_SHAPE)
-    assert (video.tube_frames, video.n_leads, video.n_windows) == (2, 4, 64)
-    assert video.cell_size(0) == 2 * 3 * 4 * 4
+    assert (video.tube_frames, video.n_leads, video.n_windows) == (2, 4, 16)
+    assert video.cell_size(0) == 2 * 3 * 8 * 8
+
+
+# ---------------------------------------------------------------------------------------------------- ranking
+CUE_C, CUE_D, CUE_A = (slice(0, 8), slice(0, 8)), (slice(0, 8), slice(24, 32)), (slice(24, 32), slice(24, 32))
+
+
+def _contrast(x: torch.Tensor, r0: int, c0: int) -> torch.Tensor:
+    patch = x[:, 0, r0 : r0 + 8, c0 : c0 + 8]
+    return ((patch - patch.mean(dim=(1, 2), keepdim=True)) ** 2).mean(dim=(1, 2)).sqrt()
+
+
+class _Saturating(torch.nn.Module):
+    """Reads the contrast (std) of three 8-px patches of a 32 × 32 image: C and A through a saturated sum (with C
+    present, A alone changes nothing; with C gone, A decides), D a little on its own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = _contrast(x, 24, 24) + 2.0 * _contrast(x, 0, 0)
+        z = 8.0 * torch.clamp(u, max=0.5) + _contrast(x, 0, 24) - 2.5
+        return torch.stack([z, torch.zeros_like(z)], dim=1)
+
+
+def _checkered() -> np.ndarray:
+    x = (np.random.default_rng(3).random((1, 32, 32)) * 0.4).astype(np.float32)
+    board = np.where((np.arange(8)[:, None] + np.arange(8)[None, :]) % 2, 0.9, 0.1).astype(np.float32)
+    for r, c in (CUE_C, CUE_D, CUE_A):
+        x[0, r, c] = board
+    return x
+
+
+def test_single_cells_then_a_conditional_round_rank_what_matters_once_the_top_is_gone(tmp_path):
+    path = tmp_path / "saturating.pt"
+    torch.jit.script(_Saturating()).save(str(path))
+    _card(path, "saturating", "image", (1, 32, 32))
+    clf = ecglens.load_classifier(path, device="cpu")
+    x = _checkered()
+    grid = make_patch_grid(x.shape)
+    cell = {name: int(grid.feature_mask()[0, r.start, c.start]) for name, (r, c) in zip("CDA", (CUE_C, CUE_D, CUE_A))}
+
+    def rank(e) -> list[int]:
+        return [int(c) for c in np.argsort(-e.cell_scores, kind="stable")]
+
+    # 1 + 8 (bisection of 16 patches) + 14 single cells: every cell measured alone, no conditional round yet
+    singles = rank(ecglens.explain(x, clf, query_budget=23, seed=0))
+    assert singles[:2] == [cell["C"], cell["D"]] and singles.index(cell["A"]) > 2  # A alone changes nothing
+    # the round with C dropped out: A now matters more than D
+    after = rank(ecglens.explain(x, clf, query_budget=80, seed=0))
+    assert after[:3] == [cell["C"], cell["A"], cell["D"]]
+
+
+def test_mean_fill_is_each_cells_own_colour_whatever_else_is_removed():
+    x = _image()
+    grid = make_patch_grid(x.shape)
+    fill = grid.mean_fill(x)
+    for c in (0, 1, 37):
+        idx = grid.cell_index(c)
+        np.testing.assert_allclose(fill[idx], np.broadcast_to(x[idx].mean(axis=(1, 2), keepdims=True), x[idx].shape))
+    # a cell's fill is its own: changing a neighbour changes the blur there, not the cell's mean colour
+    c = int(grid.feature_mask()[0, 16, 32])  # the left neighbour of the bright patch
+    darker = x.copy()
+    darker[:, 16:24, 40:48] = 0.0
+    np.testing.assert_array_equal(grid.mean_fill(darker)[grid.cell_index(c)], fill[grid.cell_index(c)])
+    assert np.abs(grid.dropout_fill(darker)[grid.cell_index(c)] - grid.dropout_fill(x)[grid.cell_index(c)]).max() > 0.05
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -302,7 +366,7 @@ def test_cli_explains_a_png_and_a_npy(image_model, video_model, tmp_path, capsys
             "--model",
             str(image_model),
             "--budget",
-            "60",
+            "200",
             "--out",
             str(out),
             "--saliency-png",
@@ -314,7 +378,7 @@ def test_cli_explains_a_png_and_a_npy(image_model, video_model, tmp_path, capsys
     assert "resized from 80 × 80 to 64 × 64" in text and "diagnosis: bright" in text and "PSNR" in text
     assert "y 16-24  x 40-48" in text.split("top patches")[1].splitlines()[1]
     d = json.loads(out.read_text())
-    assert d["modality"] == "image" and d["queries"] <= 60 and np.asarray(d["saliency"]).shape == (64, 64)
+    assert d["modality"] == "image" and d["queries"] <= 200 and np.asarray(d["saliency"]).shape == (64, 64)
     assert Image.open(sal).size == (64, 64)
 
     npy = tmp_path / "vid.npy"
@@ -342,9 +406,10 @@ def test_small_budgets_and_the_learned_policy(image_model, video_model):
 
 
 def test_odd_sizes_are_covered_by_the_grid():
-    grid = make_patch_grid((1, 28, 28))
-    assert grid.patch == (4, 4) and grid.n_cells == 49
-    assert np.bincount(grid.feature_mask().ravel()).tolist() == [16] * 49
+    grid = make_patch_grid((1, 30, 30))
+    assert grid.patch == (8, 8) and grid.n_cells == 16
+    sizes = np.bincount(grid.feature_mask().ravel())
+    assert sorted(set(sizes.tolist())) == [36, 48, 64] and sizes.sum() == 900  # the last row / column: 6 px
     grid = make_patch_grid((5, 3, 30, 20), patch=(7, 6))
     assert (grid.patch_rows, grid.patch_cols, grid.n_leads) == (5, 4, 5)
     assert grid.feature_mask().min() == 0 and set(np.unique(grid.feature_mask())) == set(range(grid.n_cells))

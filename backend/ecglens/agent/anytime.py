@@ -573,12 +573,14 @@ def run_findings(
     query_budget: int,
     progress: Callable[[float], None] | None = None,
     on_ranking: Callable[[AnytimeEpisode], None] | None = None,
+    episode_type: type[AnytimeEpisode] | None = None,
 ) -> list[EpisodeResult]:
     """One anytime episode per finding, on any modality: ``new_episode(target, rng)`` makes the `Episode`.
 
     The first (most probable) finding gets all but a small reserve of the budget (a fifth, at most 10 queries
     per other finding); the others share what it leaves. ``on_ranking`` is called after every ranking step of
     the first finding; ``progress`` with the fraction of the budget used after every step, and 1.0 at the end.
+    ``episode_type``: the loop's state class (default `AnytimeEpisode`; images and video pass their own).
     """
     results: list[EpisodeResult] = []
     for j, target in enumerate(targets):
@@ -588,7 +590,7 @@ def run_findings(
         share = left - min(left // 5, 10 * (len(targets) - 1)) if j == 0 else left // (len(targets) - j)
         sub = QueryCounter(counter, budget=share)
         ep = new_episode(target, np.random.default_rng([seed, j]))
-        run = AnytimeEpisode(ep, sub, rng=np.random.default_rng([seed, j, 1]))
+        run = (episode_type or AnytimeEpisode)(ep, sub, rng=np.random.default_rng([seed, j, 1]))
 
         def on_step(e: AnytimeEpisode, step: Step, first: bool = j == 0) -> None:
             if progress:

@@ -1,7 +1,8 @@
 """The cell grid over an image or a video: patches and tubes, numbered so that the agent's bisection halves space.
 
-An image ``[C, H, W]`` is cut into patches (default: an 8 × 8 grid of them, so 8 × 8 px on 64 × 64, scaled with
-the size); a video ``[T, C, H, W]`` into tubes: a group of consecutive frames (default ``T / 4`` frames) × one
+An image ``[C, H, W]`` is cut into patches (default: 8 × 8 px, the window of the usual occlusion baselines; at
+least 4 patches and at most 16 per side, so larger on a large image and smaller on a small one; `default_patch_side`);
+a video ``[T, C, H, W]`` into tubes: a group of consecutive frames (default ``T / 4`` frames) × one
 patch. A cell covers every channel of its pixels.
 
 The agent's grid is two-dimensional, rows × positions, numbered row-major (``cell = row * n_windows + window``), as
@@ -26,7 +27,8 @@ import numpy as np
 
 from ecglens.vision.distortions import removal
 
-PATCHES_PER_SIDE = 8  # the default grid: 8 × 8 patches (8 px on 64 px)
+PATCH_PX = 8  # the default patch side, pixels
+MIN_PATCHES, MAX_PATCHES = 4, 16  # patches per side the default keeps within
 TUBES_PER_VIDEO = 4  # the default frame groups of a video
 
 
@@ -158,6 +160,16 @@ class PatchGrid:
         """What removal puts in place of a cell: the input blurred with a sigma of one patch side."""
         return removal(x, self.patch)
 
+    def mean_fill(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with every cell (per frame of a tube) replaced by its own mean colour, per channel: a removal that
+        does not depend on which other cells are removed (a blur of the input brings a removed region's content
+        back from its removed neighbours)."""
+        x = np.asarray(x, dtype=np.float32)
+        out = np.empty_like(x)
+        for idx in self._indices:
+            out[idx] = x[idx].mean(axis=(-2, -1), keepdims=True)
+        return out
+
     def cell_energy(self, x: np.ndarray) -> np.ndarray:
         """float64 ``[n_cells]``: sum of squares of ``x`` (the input's shape, e.g. a distortion) in each cell."""
         x = np.asarray(x, dtype=np.float64)
@@ -182,6 +194,12 @@ def _morton(r: int, c: int) -> int:
     return code
 
 
+def default_patch_side(n: int) -> int:
+    """The default patch side on an image side of ``n`` px: `PATCH_PX`, grown to keep at most `MAX_PATCHES` per side
+    (queries grow with the cells) and shrunk to keep at least `MIN_PATCHES` (a coarser map says little)."""
+    return max(-(-n // MAX_PATCHES), min(PATCH_PX, -(-n // MIN_PATCHES)), 1)
+
+
 def make_patch_grid(
     shape: Sequence[int], *, patch: int | tuple[int, int] | None = None, tube_frames: int | None = None
 ) -> PatchGrid:
@@ -190,7 +208,7 @@ def make_patch_grid(
     Parameters
     ----------
     patch : int or (int, int) or None
-        Patch side(s) in pixels. Default: None (``round(H / 8)`` × ``round(W / 8)``, at least 1: 8 px on 64 px).
+        Patch side(s) in pixels. Default: None (`default_patch_side` of H and W: 8 px from 32 to 128 px).
     tube_frames : int or None
         Frames per tube of a video. Default: None (``round(T / 4)``, at least 1); ignored for an image.
     """
@@ -199,7 +217,7 @@ def make_patch_grid(
         raise ValueError(f"expected an image [C, H, W] or a video [T, C, H, W] shape, got {list(shape)}")
     h, w = shape[-2], shape[-1]
     if patch is None:
-        size = (max(1, round(h / PATCHES_PER_SIDE)), max(1, round(w / PATCHES_PER_SIDE)))
+        size = (default_patch_side(h), default_patch_side(w))
     elif isinstance(patch, int):
         size = (patch, patch)
     else:

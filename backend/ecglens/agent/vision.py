@@ -1,8 +1,9 @@
 """`explain_vision`: the anytime agent on an image or video classifier (``ecglens.explain`` dispatches here).
 
-The same loop as for an ECG (`anytime.run_findings`, `AnytimeEpisode`, the hand or learned policy): the grid is a
-`PatchGrid` (patches, or tubes of frames × patches), the episode a `VisionEpisode` (the image and video
-distortions at calibrated PSNRs), dropout fills a cell with the blurred input. The `Explanation` has the
+The same loop as for an ECG (`anytime.run_findings`, the hand or learned policy): the grid is a `PatchGrid`
+(patches, or tubes of frames × patches), the episode a `VisionEpisode` (the image and video distortions at
+calibrated PSNRs), the loop's state a `VisionAnytimeEpisode` (the ranking resolved cell by cell; the fixed order
+is `vision_hand_policy`). The `Explanation` has the
 ``saliency`` ``[H, W]`` (image) or ``[T, H, W]`` (video), ``regions`` (the top cells with their pixels and frames,
 in ``extra["regions"]``) and the adversarial example: the distorted input, its PSNR as ``snr_db``.
 """
@@ -19,6 +20,7 @@ from ecglens.agent.anytime import AnytimeEpisode, hand_policy, run_findings
 from ecglens.agent.localize import DROPOUT
 from ecglens.agent.patches import PatchGrid, make_patch_grid
 from ecglens.agent.result import SEGMENT_THRESHOLD, EpisodeResult, adversarial_of, diagnosis_of
+from ecglens.agent.vision_anytime import VisionAnytimeEpisode, vision_hand_policy
 from ecglens.agent.vision_env import LEVELS_PSNR_DB, VisionEpisode, make_bank
 from ecglens.classifiers.base import Classifier, QueryCounter
 from ecglens.errors import ClassifierError
@@ -83,7 +85,7 @@ def explain_vision(
         An image or video classifier (card ``modality``).
     query_budget, seed, policy, progress : as in `ecglens.explain`.
     distortions : kinds allowed (`ecglens.vision.distortions.IMAGE_KINDS` / ``VIDEO_KINDS``). Default: all.
-    patch, tube_frames : the grid (`make_patch_grid`). Default: 8 × 8 patches, 4 frame groups.
+    patch, tube_frames : the grid (`make_patch_grid`). Default: 8 × 8-px patches (`patches.default_patch_side`), 4 frame groups.
     levels_db : whole-input PSNR levels of the distortions, weakest first. Default: `LEVELS_PSNR_DB`.
     """
     t0 = time.perf_counter()
@@ -91,7 +93,8 @@ def explain_vision(
     if modality not in ("image", "video"):
         raise ClassifierError(f"explain_vision needs an image or video classifier, got modality {modality!r}")
     x = check_input(x, classifier)
-    policy = policy or hand_policy
+    # "hand" (the default) is the fixed order; for images and video that is the vision order
+    policy = vision_hand_policy if policy is None or policy is hand_policy else policy
     kinds = parse_kinds(distortions, modality)
     counter = QueryCounter(classifier, budget=int(query_budget))
     probs0 = counter.predict_proba(x[None])[0]
@@ -102,7 +105,9 @@ def explain_vision(
     def new_episode(target: Target, rng: np.random.Generator) -> VisionEpisode:
         return VisionEpisode(x, probs0, target, grid=grid, bank=bank, query_budget=query_budget)
 
-    results = run_findings(targets, counter, new_episode, policy, seed, query_budget, progress)
+    results = run_findings(
+        targets, counter, new_episode, policy, seed, query_budget, progress, episode_type=VisionAnytimeEpisode
+    )
     main = results[0] if results else None
     names = tuple(classifier.class_names)
     scores = main.cell_scores if main is not None else np.zeros(grid.n_cells)

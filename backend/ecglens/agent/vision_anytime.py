@@ -1,0 +1,185 @@
+"""The anytime episode on an image or a video: the ECG loop with the ranking resolved cell by cell.
+
+An image has few cells (64 patches) against budgets of hundreds of queries, so the agent can afford what Occlusion
+does, every cell dropped out on its own, and still look for flips. `VisionAnytimeEpisode` keeps the actions of
+`anytime.AnytimeEpisode` and changes two things:
+
+- ``widen`` resolves cells singly instead of splitting groups of the bisection frontier: first every cell not yet
+  measured alone, in the order of the current ranking (`MAX_ROWS` a call; the fill is the blur of `localise`), then
+  **conditional rounds**: with the top ``k`` cells of the ranking removed (``k`` = 1, 2, 4, ...), every other cell
+  is removed on top of them, in ranking order, and the cells measured so far are re-ranked below the top ``k`` by
+  that extra drop (greedy deletion by doubling prefixes: a cell whose evidence duplicates a higher one moves down,
+  one that matters once the top is gone moves up). Cells removed together take their own mean colour
+  (`PatchGrid.mean_fill`): a blur of the input would bring a removed region's content back from its removed
+  neighbours. The rounds end when the prefix alone has removed the decision or covers half the cells.
+- ``cell_scores``: cells measured alone rank by their own drop (a cell whose removal raises the class goes last),
+  below the last round's prefix by that round's order; cells not yet measured alone by the best evidence density
+  of their groups, as for an ECG.
+
+`vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone, the
+first conditional round (small grids), then look for a flip and clean it up, then the further rounds, then redraws
+(restarts when redraws stall). Budget-blind like the ECG order, so the explanation at budget B is the prefix
+of the one at a larger budget.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecglens.agent.anytime import AnytimeEpisode, _leaf_depth
+
+# A prefix that leaves the class under 1% of p0 has removed the decision: nothing left to measure against. Low, as
+# the order of what is left still counts when the top cell alone takes most of the class.
+_GONE = 0.01
+# An image of up to 12 x 12 patches gets its first conditional round before the flip search (about 2 x cells
+# queries for the ranking); a 256-tube video looks for its flip first, or the ranking alone would take 500 queries.
+FIRST_ROUND_CELLS = 160
+
+
+class VisionAnytimeEpisode(AnytimeEpisode):
+    """`AnytimeEpisode` whose ``widen`` and ranking work on single cells (see the module notes)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = self.ep.grid.n_cells
+        self.solid = self.ep.grid.mean_fill(self.ep.clean)  # what a cell removed together with others takes
+        self.single = np.full(n, np.nan)  # each cell's own dropout drop (over p0), once measured alone
+        self.cond_prefix: np.ndarray = np.zeros(0, dtype=int)  # the prefix of the last conditional round
+        self.cond_order: np.ndarray = np.zeros(0, dtype=int)  # the ranking that round started from
+        self.cond_drop = np.full(n, np.nan)  # the extra drop of each cell on top of that prefix (NaN: not yet)
+        self._round: dict | None = None  # the conditional round in progress
+        self._next_k = 1
+        self.rounds_done = False
+
+    # ---------------------------------------------------------------------------------------------- actions
+    def unmeasured(self) -> np.ndarray:
+        """Cells not yet dropped out alone, in the order of the current ranking."""
+        order = np.argsort(-self.cell_scores(), kind="stable")
+        return order[np.isnan(self.single[order])]
+
+    def rounds_before_flips(self) -> bool:
+        """The first conditional round comes before the flip search on a grid of at most `FIRST_ROUND_CELLS`."""
+        return self.ep.grid.n_cells <= FIRST_ROUND_CELLS and not self.rounds_done and self._next_k == 1
+
+    def legal(self) -> dict[str, bool]:
+        legal = super().legal()
+        legal["widen"] = self.room() >= 2 and (bool(len(self.unmeasured())) or not self.rounds_done)
+        return legal
+
+    def _split_groups(self, n_groups: int) -> tuple[int, float]:
+        out = super()._split_groups(n_groups)
+        leaf = _leaf_depth(self.ep.grid.n_windows, self.ep.grid.n_leads)
+        alone = (self.depth >= leaf) & np.isnan(self.single)
+        self.single[alone] = self.drop[alone]  # the bisection's leaves are cells measured alone
+        return out
+
+    def _widen(self) -> tuple[int, float]:
+        rows_n = max(1, min(self.max_rows, self.room()))
+        todo = self.unmeasured()
+        if len(todo):
+            cells = todo[:rows_n]
+            p = self._drop_out([[int(c)] for c in cells], self.flat)
+            self.single[cells] = (self.ep.p0 - p) / max(self.ep.p0, 1e-3)
+            self._reordered = False
+            return len(cells), float(p.min())
+        return self._conditional(rows_n)
+
+    def _conditional(self, rows_n: int) -> tuple[int, float]:
+        ep = self.ep
+        n = ep.grid.n_cells
+        if self._round is None:
+            order = np.argsort(-self.cell_scores(), kind="stable")
+            k = min(self._next_k, n - 1)
+            self._round = {"prefix": order[:k], "order": order, "todo": list(order[k:]), "base": None}
+        rnd = self._round
+        prefix = [int(c) for c in rnd["prefix"]]
+        first = rnd["base"] is None
+        cells = rnd["todo"][: rows_n - first]
+        p = self._drop_out(([prefix] if first else []) + [prefix + [int(c)] for c in cells], self.solid)
+        if first:
+            rnd["base"], p = float(p[0]), p[1:]
+            if rnd["base"] < _GONE * ep.p0:  # the prefix alone removed the decision: nothing left to measure against
+                self.rounds_done = True
+                self._round = None
+                return len(prefix), rnd["base"]
+            # the round's ranking replaces the last one from its first call on (the head is re-ranked first)
+            self.cond_prefix, self.cond_order = rnd["prefix"], rnd["order"]
+            self.cond_drop[:] = np.nan
+        rnd["todo"] = rnd["todo"][len(cells) :]
+        self.cond_drop[np.asarray(cells, dtype=int)] = (rnd["base"] - p) / max(ep.p0, 1e-3)
+        self._reordered = False
+        if not rnd["todo"]:
+            self._next_k = 2 * len(prefix)
+            self.rounds_done = self._next_k > n // 2
+            self._round = None
+        return len(cells) + len(prefix), float(p.min()) if len(p) else rnd["base"]
+
+    def _drop_out(self, cell_sets: list[list[int]], fill: np.ndarray) -> np.ndarray:
+        """The diagnosed class's probability with each set of cells taken from ``fill`` in the clean input (one
+        call)."""
+        ep = self.ep
+        rows = np.stack([np.where(ep.grid.cell_mask(s), fill, ep.clean) for s in cell_sets])
+        return ep.probe_rows(self.counter, rows)[:, ep.target.index]
+
+    # ---------------------------------------------------------------------------------------------- best so far
+    def cell_scores(self) -> np.ndarray:
+        """float64 ``[n_cells]`` in (0, 1]: measured-alone cells by their own drop (below the last conditional
+        prefix, by the conditional drop), the others by their groups' evidence density."""
+        n = self.drop.size
+        single = getattr(self, "single", None)
+        if single is None or np.isnan(single).all():
+            return super().cell_scores()
+        known = ~np.isnan(single)
+        # a cell whose removal raises the class ranks below the ones that did nothing (its raw drop is the key)
+        key = np.where(known, single, self.density)
+        value = np.maximum(key, 0.0)
+        order = np.lexsort((-self.energy, -self.density, -key))
+        if len(self.cond_prefix):
+            order = self._conditional_order()
+        top = max(float(value[order[0]]), 1e-9)
+        v = np.minimum.accumulate(np.clip(value[order] / top, 0.0, 1.0))
+        scores = np.empty(n)
+        scores[order] = v * (1 - 1e-3) + 1e-3 * (n - np.arange(n)) / max(n, 1)
+        return scores
+
+    def _conditional_order(self) -> np.ndarray:
+        """The last conditional round's ranking: its prefix, the cells it has measured by their extra drop (largest
+        first; the round measures in ranking order, so these are the head), then the cells it has not measured
+        yet, in the ranking the round started from."""
+        d = self.cond_drop
+        head = set(self.cond_prefix.tolist())
+        rest = np.asarray([c for c in self.cond_order if int(c) not in head], dtype=int)
+        measured = rest[~np.isnan(d[rest])]
+        by_drop = measured[np.argsort(-d[measured], kind="stable")]
+        return np.concatenate([self.cond_prefix, by_drop, rest[np.isnan(d[rest])]]).astype(int)
+
+
+# ---------------------------------------------------------------------------------------------------- policy
+def vision_hand_policy(episode: AnytimeEpisode) -> str:
+    """The fixed order for images and video (see the module notes)."""
+    legal = episode.legal()
+    for action in _order(episode):
+        if legal.get(action):
+            return action
+    return "stop"
+
+
+def _order(run: AnytimeEpisode) -> tuple[str, ...]:
+    ep = run.ep
+    if ep.flipped and not run.cleaned:
+        return ("cleanup",)
+    if run.depth.max(initial=0) < _leaf_depth(ep.grid.n_windows, ep.grid.n_leads):
+        return ("localise",)
+    if isinstance(run, VisionAnytimeEpisode) and (len(run.unmeasured()) or run.rounds_before_flips()):
+        return ("widen",)
+    if ep.flipped:  # the ranking's rounds before quieter flips: a flip is already in hand
+        if run.redraw_idle >= 4:
+            return ("restart", "widen", "redraw")
+        return ("widen", "redraw")
+    widen_turn = sum(s.action == "widen" for s in run.trace) * 2 < len(run.trace) - 10
+    if run.best is None:
+        return ("broad_top", "broad_all", "scan", "widen")
+    return ("widen", "scan", "broad_top", "broad_all") if widen_turn else ("scan", "broad_top", "broad_all", "widen")
+
+
+__all__ = ["VisionAnytimeEpisode", "vision_hand_policy"]
