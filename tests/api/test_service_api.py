@@ -410,3 +410,28 @@ def test_own_key_tells_its_name_and_role(api):
     for role in ("clinician", "auditor", "admin", "service"):
         body = api.client.get("/api/v1/keys/me", headers=api.auth(role)).json()
         assert body["role"] == role and body["id"] == api.key_ids[role] and "token" not in body
+
+
+def test_large_wfdb_signal_file_is_read_through_a_map(api, synthetic_ecg, tmp_path, monkeypatch):
+    from ecglens.service import multipart
+    from ecglens.service.routes import records
+
+    mapped = []
+    real = multipart.map_file
+    monkeypatch.setattr(multipart, "map_file", lambda fh: mapped.append(1) or real(fh))
+    monkeypatch.setattr(records, "MAPPED_UPLOAD_BYTES", 1 << 20)  # files this big are spooled to disk first
+    long = synthetic_ecg.replace(signal=np.tile(synthetic_ecg.signal, (1, 80)))  # 2 x 288,000 samples: 1.15 MB
+    files = wfdb_files(long, "long", tmp_path)
+    response = api.upload(files)
+    assert response.status_code == 201, response.text
+    assert mapped == [1]  # the .dat only: the header is small
+    record = response.json()["data"][0]
+    assert record["n_samples"] == long.n_samples
+    dat = next(f for f in record["files"] if f["filename"] == "long.dat")
+    assert api.runtime.blobs.get(dat["sha256"]) == files["long.dat"]
+    body = api.client.get(
+        f"/api/v1/records/{record['id']}/signal",
+        params={"start_s": 700.0, "end_s": 701.0, "max_points": 5000},
+        headers=api.auth("clinician"),
+    ).json()
+    np.testing.assert_allclose(body["values"]["V1"], long.signal[1, 252000:252360], atol=0.01)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import copy
 import io
+import mmap
 import os
 import struct
 import unicodedata
@@ -139,7 +140,9 @@ def _read_path(path: Path, name: str) -> bytes:
 
 
 def read_files(files: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, bytes]:
-    """Several named files as ``{basename: bytes}``; values may be bytes, paths or binary file objects.
+    """Several named files as ``{basename: bytes}``; values may be bytes, paths or binary file objects. A
+    read-only ``mmap`` stays a map (not read into a copy): the WFDB reader takes its signal files that way and
+    releases their pages as it reads (`ecglens.formats.mapped`).
 
     Two files with the same base name (``a/100.hea`` and ``b/100.hea``) are a `RecordError`: pairs are matched
     by name, so the upload would be ambiguous.
@@ -156,6 +159,11 @@ def read_files(files: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str
             raise RecordError(key or None, "empty file name in upload")
         if name in out:
             raise RecordError(name, "appears twice in the upload")
+        if isinstance(value, mmap.mmap):
+            if len(value) > MAX_FILE_BYTES:
+                raise RecordError(name, f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
+            out[name] = value  # type: ignore[assignment] - read like bytes
+            continue
         out[name] = read_bytes(value, name)[1]
     if not out:
         raise RecordError(None, "no files in the upload")

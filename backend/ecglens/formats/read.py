@@ -237,6 +237,7 @@ def _read_many(
         return read_wfdb(uploads, display if display != "<upload>" else None, strict=strict)
     if len(uploads) == 1:
         ((name, data),) = uploads.items()
+        data = bytes(data)  # a map (`read_files`) as bytes for the other readers; bytes stay as they are
         kind = chosen or detect_format(data, name)
         if kind is None or kind == "zip":
             raise RecordError(name, f"unrecognised file format; supported: {supported_formats()}")

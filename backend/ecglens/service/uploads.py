@@ -9,6 +9,7 @@ with the reader's message, and the API answers 422.
 from __future__ import annotations
 
 import json
+import mmap
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +30,11 @@ class UploadError(ValueError):
 
 @dataclass
 class UploadFile:
-    """One uploaded file: its (base) name and bytes; ``container`` names the zip it came out of, if any."""
+    """One uploaded file: its (base) name and bytes (or a read-only map of a large WFDB signal file:
+    `ecglens.formats.mapped`); ``container`` names the zip it came out of, if any."""
 
     filename: str
-    data: bytes
+    data: bytes | mmap.mmap
     container: str | None = None
 
 
