@@ -5,9 +5,9 @@ Debian server binaries, as tests/api/conftest.py makes one), uploads a synthetic
 
 * load: 1, 4, 16, 64, 128 concurrent clients (aiohttp, in this process) for ``--seconds`` each, mixing reads
   (record list of 50, a record, its signal decimated for display, an analysis), analyses (``POST /analyses``,
-  builtin model, small budget) and progress streams (``/analyses/{id}/events`` followed to its end); per level: requests/s, p50 / p95 of the
-  reads, errors (any non-2xx or transport error), audit events written vs audited requests made, and the
-  server's and the client's CPU time per request;
+  builtin model, small budget) and progress streams (``/analyses/{id}/events`` followed to its end); per level:
+  requests/s, p50 / p95 of the reads, errors (any non-2xx or transport error), audit events written vs audited
+  requests made, and the server's and the client's CPU time per request;
 * streams: ``--streams`` progress streams held open at once, and ``/healthz`` latency meanwhile;
 * fuzz (SQLite): ``--fuzz`` hostile uploads from tests/api/upload_cases.py, counting 5xx, with the server's
   memory during that phase alone: its RSS when the phase starts and its peak during it (the kernel's high-water
