@@ -167,3 +167,52 @@ def test_format16_read_from_a_map_keeps_its_pages_out_of_memory(tmp_path):
     resident = (_status_mb("RssFile") - before) * 2**20
     assert ecg.signal.nbytes == 2 * size
     assert resident < 0.25 * size, f"{resident / size:.2f} of the file is still resident"
+
+
+def _edf_file(tmp_path, n_ch=6, fs=250, seconds=600, micro_sign=False):
+    pyedflib = pytest.importorskip("pyedflib")
+    path = tmp_path / "r.edf"
+    writer = pyedflib.EdfWriter(str(path), n_ch, file_type=pyedflib.FILETYPE_EDFPLUS)
+    writer.setSignalHeaders(
+        [
+            {
+                "label": f"V{i + 1}",
+                "dimension": "uV",
+                "sample_frequency": fs,
+                "physical_max": 10000,
+                "physical_min": -10000,
+                "digital_max": 32767,
+                "digital_min": -32768,
+            }
+            for i in range(n_ch)
+        ]
+    )
+    rng = np.random.default_rng(0)
+    writer.writeSamples([rng.standard_normal(fs * seconds) * 500 for _ in range(n_ch)])
+    writer.close()
+    if micro_sign:  # the Latin-1 micro sign many devices write in the units, which the reader repairs
+        data = bytearray(path.read_bytes())
+        at = 256 + int(data[252:256]) * 96
+        data[at : at + 2] = b"\xb5V"
+        path.write_bytes(bytes(data))
+    return path
+
+
+def test_edf_read_from_a_map_matches_the_bytes_header_repair_included(tmp_path):
+    path = _edf_file(tmp_path, seconds=60, micro_sign=True)
+    want = read_record(path.read_bytes(), filename="r.edf")
+    got = read_record(_mapped(path), filename="r.edf")
+    np.testing.assert_array_equal(got.signal, want.signal)
+    assert got.metadata["header_repaired"] is True and want.metadata["header_repaired"] is True
+
+
+def test_edf_read_from_a_map_keeps_its_pages_out_of_memory(tmp_path):
+    path = _edf_file(tmp_path, seconds=1200)  # 3.6 MB
+    size = path.stat().st_size
+    read_record(_mapped(path), filename="r.edf", files={"r.edf": _mapped(path)})  # warm
+    data = _mapped(path)
+    before = _status_mb("RssFile")
+    ecg = read_record(data, filename="r.edf", files={"r.edf": data})  # as the service calls it
+    resident = (_status_mb("RssFile") - before) * 2**20
+    assert ecg.signal.shape == (6, 250 * 1200)
+    assert resident < 0.25 * size, f"{resident / size:.2f} of the file is still resident"

@@ -28,6 +28,7 @@ def test_chunks_of_a_map_and_of_bytes_are_the_file_in_order(tmp_path):
     mapped = _map(tmp_path, data)
     for source in (data, mapped):
         pieces = [bytes(p) for p in chunks(source, size=5000)]
+        assert b"".join(bytes(p) for p in chunks(source, start=4321, size=4096)) == data[4321:]
         assert [len(p) for p in pieces] == [5000, 5000, 2411]
         assert b"".join(pieces) == data
     assert mapped[:] == data  # released pages read back from the file

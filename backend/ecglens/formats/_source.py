@@ -79,7 +79,7 @@ def record_stem(name: str) -> str:
     return base.rsplit(".", 1)[0] if "." in base[1:] else base
 
 
-def read_bytes(source: Any, filename: str | None = None) -> tuple[str, bytes, Path | None]:
+def read_bytes(source: Any, filename: str | None = None, *, keep_map: bool = False) -> tuple[str, bytes, Path | None]:
     """One input as ``(name, data, path)``.
 
     Parameters
@@ -89,13 +89,19 @@ def read_bytes(source: Any, filename: str | None = None) -> tuple[str, bytes, Pa
     filename : str, optional
         The upload's file name (used for the format's extension and in error messages). Default: the path's
         name, or ``"<bytes>"``.
+    keep_map : bool
+        A read-only ``mmap`` comes back as itself instead of a bytes copy (for the readers that take one:
+        `ecglens.formats.mapped`). Default: False.
 
     Returns
     -------
     (name, data, path) : the display name, the file's bytes and, for a path, the `Path` (else None).
     """
     name = display_name(source, filename)
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    if keep_map and isinstance(source, mmap.mmap):
+        data = source
+        path = None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         path = None
     elif isinstance(source, (str, os.PathLike)):

@@ -34,16 +34,17 @@ def release(data: Any, start: int, stop: int) -> None:
         data.madvise(mmap.MADV_DONTNEED, first, stop - first)
 
 
-def chunks(data: Any, size: int = CHUNK_BYTES) -> Iterator[memoryview]:
-    """``data`` in consecutive views of ``size`` bytes, each released (`release`) once the caller has it done."""
+def chunks(data: Any, start: int = 0, size: int = CHUNK_BYTES) -> Iterator[memoryview]:
+    """``data[start:]`` in consecutive views of ``size`` bytes, each released (`release`) once the caller has it
+    done."""
     view = memoryview(data)
     try:
-        for start in range(0, len(view), size):
-            piece = view[start : start + size]
+        for at in range(start, len(view), size):
+            piece = view[at : at + size]
             try:
                 yield piece
             finally:
                 piece.release()
-            release(data, start, start + size)
+            release(data, at, at + size)
     finally:
         view.release()

@@ -64,9 +64,11 @@ router = APIRouter(prefix="/records", tags=["records"])
 # Who reads a record's patient fields: the people caring for the patient (an auditor audits, a service key is a
 # machine).
 PATIENT_READERS = (CLINICIAN, ADMIN)
-# WFDB signal files at least this large are read through a map of the parser's spooled file, not as a bytes copy
-# (`ecglens.formats.mapped`): a 38 MB 12-lead upload grew the server by 3.05x its size with the copy.
+# WFDB signal files and EDF / BDF files at least this large are read through a map of the parser's spooled file,
+# not as a bytes copy (`ecglens.formats.mapped`): a 38 MB 12-lead WFDB upload grew the server by 3.05x its size
+# with the copy.
 MAPPED_UPLOAD_BYTES = 8 << 20
+_MAPPED_SUFFIXES = (".edf", ".bdf")
 _ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem}}
 _UPLOAD_BODY = {
     "requestBody": {
@@ -127,7 +129,8 @@ async def create_records(
 
 
 def _mapped_upload(filename: str | None, size: int) -> bool:
-    return size >= MAPPED_UPLOAD_BYTES and is_signal_file(safe_name(filename))
+    name = safe_name(filename)
+    return size >= MAPPED_UPLOAD_BYTES and (is_signal_file(name) or name.lower().endswith(_MAPPED_SUFFIXES))
 
 
 async def _create(request: Request, runtime: Runtime, key: ApiKey, files: list[UploadFile]) -> ListOf[RecordPublic]:
