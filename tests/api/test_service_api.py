@@ -469,3 +469,26 @@ def test_large_edf_file_is_read_through_a_map(api, tmp_path, monkeypatch):
         headers=api.auth("clinician"),
     ).json()
     np.testing.assert_allclose(body["values"]["V1"], 0.5 * x[250000:250250], atol=1e-3)
+
+
+def test_large_member_of_a_zip_is_spooled_and_the_zip_read_alike(api, synthetic_ecg, tmp_path, monkeypatch):
+    from ecglens.formats import _source
+    from ecglens.service.routes import records
+
+    mapped = []
+    real = _source.map_file
+    monkeypatch.setattr(_source, "map_file", lambda fh: mapped.append(1) or real(fh))
+    monkeypatch.setattr(records, "MAPPED_UPLOAD_BYTES", 1 << 20)
+    long = synthetic_ecg.replace(signal=np.tile(synthetic_ecg.signal, (1, 80)))
+    files = wfdb_files(long, "long", tmp_path)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(f"upload/{name}", data)
+    response = api.upload({"long.zip": buf.getvalue()})
+    assert response.status_code == 201, response.text
+    assert mapped == [1]  # the 1.15 MB .dat member
+    record = response.json()["data"][0]
+    assert record["n_samples"] == long.n_samples
+    dat = next(f for f in record["files"] if f["filename"] == "long.dat")
+    assert dat["container"] == "long.zip" and api.runtime.blobs.get(dat["sha256"]) == files["long.dat"]

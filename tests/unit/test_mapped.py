@@ -50,3 +50,41 @@ def test_blob_of_a_map_is_the_blob_of_its_bytes(tmp_path):
     assert sha == hashlib.sha256(data).hexdigest()
     assert store.get(sha) == data
     assert store.put(data) == sha and len([p for p in store.root.rglob("*") if p.is_file()]) == 1
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_zip_members_chosen_by_spool_if_come_as_maps_of_their_bytes():
+    from ecglens.formats._source import iter_zip
+
+    big, small = _payload(200_000), b"rec 2 360 100\n"
+    archive = _zip({"rec.dat": big, "rec.hea": small})
+    got = dict(iter_zip(archive, "up.zip", max_bytes=1 << 20, max_members=10, spool_if=lambda n, size: size > 1000))
+    assert isinstance(got["rec.dat"], mmap.mmap) and got["rec.dat"][:] == big
+    assert isinstance(got["rec.hea"], bytes) and got["rec.hea"] == small
+
+
+def test_a_spooled_zip_member_is_still_checked_and_bounded():
+    import pytest
+
+    from ecglens.errors import RecordError
+    from ecglens.formats._source import ZipTooLarge, iter_zip
+
+    big = _payload(200_000)
+    archive = bytearray(_zip({"rec.dat": big}))
+    spool = dict(max_members=10, spool_if=lambda n, size: True)
+    with pytest.raises(ZipTooLarge):
+        list(iter_zip(bytes(archive), "up.zip", max_bytes=100_000, **spool))
+    at = archive.find(b"PK\x01\x02")  # the central directory's CRC of the member: make it wrong
+    archive[at + 16 : at + 20] = b"\x00\x00\x00\x00"
+    with pytest.raises(RecordError, match="CRC-32"):
+        list(iter_zip(bytes(archive), "up.zip", max_bytes=1 << 20, **spool))

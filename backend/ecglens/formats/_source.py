@@ -13,14 +13,16 @@ import io
 import mmap
 import os
 import struct
+import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ecglens.errors import RecordError
+from ecglens.formats.mapped import map_file
 
 # Limits on what one upload may hold; beyond them a record is refused instead of exhausting memory.
 MAX_FILE_BYTES = 1 << 30  # 1 GiB for any one file
@@ -209,13 +211,22 @@ class ZipTooLarge(RecordError):
     """A zip that expands past its limit (the service answers 413, not 422)."""
 
 
-def iter_zip(data: bytes, name: str, *, max_bytes: int, max_members: int):
+def iter_zip(
+    data: bytes,
+    name: str,
+    *,
+    max_bytes: int,
+    max_members: int,
+    spool_if: Callable[[str, int], bool] | None = None,
+):
     """Yield ``(basename, bytes)`` of each file in a zip, bounded whatever its directory claims.
 
     The member count is checked before anything is decompressed; every member is decompressed in chunks and
     counted as it streams, so a member whose header understates its size stops at ``max_bytes`` (or at its
     declared size, whichever is first) instead of being inflated in full. Names are validated: empty names,
-    control characters (NUL included) and names over 255 characters are refused.
+    control characters (NUL included) and names over 255 characters are refused. A member for which
+    ``spool_if(basename, declared size)`` holds is decompressed into a temporary file and yielded as a read-only
+    map of it (`ecglens.formats.mapped`), not as bytes.
     """
     _check_directory(data, name, max_members)
     try:
@@ -246,7 +257,11 @@ def iter_zip(data: bytes, name: str, *, max_bytes: int, max_members: int):
             )
         if total + info.file_size > max_bytes:
             raise ZipTooLarge(name, f"zip expands to more than {max_bytes / 2**20:g} MiB")
-        content = extract_member(archive, info, max_bytes - total, where)
+        if spool_if is not None and info.file_size and spool_if(member, info.file_size):
+            with tempfile.TemporaryFile() as spool:  # the map outlives the file object
+                content: bytes | mmap.mmap = extract_member(archive, info, max_bytes - total, where, into=spool)
+        else:
+            content = extract_member(archive, info, max_bytes - total, where)
         total += len(content)
         yield member, content
 
@@ -280,9 +295,12 @@ def check_member_name(raw: str, container: str) -> None:
 _CHUNK = 1 << 16
 
 
-def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, where: str) -> bytes:
+def extract_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, where: str, into: IO[bytes] | None = None
+) -> Any:
     """One member's bytes, decompressed ``_CHUNK`` bytes at a time and refused once past ``limit`` or past the
-    size its header declares, then checked against its CRC-32.
+    size its header declares, then checked against its CRC-32. With ``into`` (an empty binary file) the bytes
+    are written there and a read-only map of the file is returned instead (`ecglens.formats.mapped.map_file`).
 
     zipfile's own reader inflates a whole compressed block at once (all of a deflate member on ``read()``, and
     every bzip2 / lzma chunk unbounded), so the raw compressed bytes are read through zipfile (as a stored
@@ -342,7 +360,10 @@ def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, 
                 if size > info.file_size:
                     raise RecordError(where, f"expands past the {info.file_size} bytes its zip header declares")
                 crc = zlib.crc32(piece, crc)
-                parts.append(piece)
+                if into is None:
+                    parts.append(piece)
+                else:
+                    into.write(piece)
     except RecordError:
         raise
     except _ZIP_PARSE_ERRORS as exc:
@@ -351,4 +372,6 @@ def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, 
         raise RecordError(where, f"holds {size} bytes, its zip header declares {info.file_size}")
     if crc != info.CRC:
         raise RecordError(where, "CRC-32 does not match: the archive is corrupt")
+    if into is not None:
+        return map_file(into) if size else b""
     return b"".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import mmap
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,12 +58,18 @@ def safe_name(filename: str | None) -> str:
     return name or "upload"
 
 
-def expand_zips(files: list[UploadFile], max_bytes: int, max_members: int = MAX_ZIP_MEMBERS) -> list[UploadFile]:
+def expand_zips(
+    files: list[UploadFile],
+    max_bytes: int,
+    max_members: int = MAX_ZIP_MEMBERS,
+    spool_if: Callable[[str, int], bool] | None = None,
+) -> list[UploadFile]:
     """Replace every zip (by name or by content) by its members (folders, hidden files and ``__MACOSX`` skipped).
 
     All members of all zips together may hold at most ``max_members`` files and ``max_bytes`` uncompressed,
     counted while they decompress whatever the zip's headers claim. Raises `UploadError` for a corrupt zip, a
-    nested zip or a bad member name (422), or one that would expand past ``max_bytes`` (413).
+    nested zip or a bad member name (422), or one that would expand past ``max_bytes`` (413). Members for which
+    ``spool_if(name, size)`` holds come as a map of a temporary file (`ecglens.formats._source.iter_zip`).
     """
     out: list[UploadFile] = []
     total, members = 0, 0
@@ -73,7 +80,11 @@ def expand_zips(files: list[UploadFile], max_bytes: int, max_members: int = MAX_
         found = 0
         try:
             for member, data in iter_zip(
-                f.data, f.filename, max_bytes=max_bytes - total, max_members=max_members - members
+                f.data,
+                f.filename,
+                max_bytes=max_bytes - total,
+                max_members=max_members - members,
+                spool_if=spool_if,
             ):
                 if is_zip(data):
                     raise UploadError(f"{f.filename}: {member}: nested zip archives are not supported")

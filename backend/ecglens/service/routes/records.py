@@ -125,6 +125,7 @@ async def create_records(
         return await _create(request, runtime, key, files)
     form = await read_form(request, max_files=1000, max_fields=100, map_if=_mapped_upload)
     files = [UploadFile(safe_name(v.filename), v.data) for _field, v in form if isinstance(v, FormFile)]
+    del form  # `files` is the one holder of the bytes now: `_store_upload` lets a zip's go once it is expanded
     return await _create(request, runtime, key, files)
 
 
@@ -145,10 +146,12 @@ async def _create(request: Request, runtime: Runtime, key: ApiKey, files: list[U
 
 
 def _store_upload(runtime: Runtime, files: list[UploadFile], key: ApiKey) -> list[Record]:
-    """Read every record first (all or nothing), then keep the bytes as blobs and add the rows."""
+    """Read every record first (all or nothing), then keep the bytes as blobs and add the rows. ``files`` is
+    emptied once its zips are expanded."""
     if not files:
         raise UploadError("no files in the upload (send multipart field 'files')")
-    expanded = expand_zips(files, runtime.settings.max_upload_bytes)
+    expanded = expand_zips(files, runtime.settings.max_upload_bytes, spool_if=_mapped_upload)
+    files.clear()  # the zips' own bytes go before their members are read (the members are in `expanded`)
     groups = group_files(expanded)
     read = []
     for group in groups:
