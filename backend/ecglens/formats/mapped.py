@@ -26,7 +26,7 @@ def map_file(fh: IO[bytes]) -> mmap.mmap:
 def release(data: Any, start: int, stop: int) -> None:
     """Drop the pages holding ``data[start:stop]`` from this process's memory when ``data`` is a map (no-op for
     bytes). Always safe: the map is read-only, so a page still wanted is only read back from the page cache."""
-    if not isinstance(data, mmap.mmap):
+    if not isinstance(data, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):  # bytes; or no madvise (Windows)
         return
     first = start // mmap.PAGESIZE * mmap.PAGESIZE
     stop = min(stop, len(data))

@@ -321,6 +321,8 @@ def read_wfdb(
 
 def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>", *, strict: bool = False) -> Ecg:
     """Read the one WFDB record among ``files`` (``{base name: bytes}``); see `read_wfdb`."""
+    # Headers are parsed as text: a map of one (`ecglens.formats.mapped`) is read as bytes; signal files stay maps.
+    files = {name: bytes(data) if name.lower().endswith(".hea") else data for name, data in files.items()}
     header_name = _pick_header(files, display)
     header = _parse_header(files[header_name], header_name)
     notes = _header_warnings(header, header_name, strict)
