@@ -3,10 +3,11 @@
 For each database this starts a fresh server (temporary data directory; PostgreSQL: a throw-away cluster from the
 Debian server binaries, as tests/api/conftest.py makes one), uploads a synthetic record, and then:
 
-* load: 1, 4, 16, 64, 128 concurrent clients for ``--seconds`` each, mixing reads (record list of 50, a record,
-  its signal decimated for display, an analysis), analyses (``POST /analyses``, builtin model, small budget) and
-  progress streams (``/analyses/{id}/events`` followed to its end); per level: requests/s, p50 / p95 of the
-  reads, errors (any non-2xx or transport error), and audit events written vs audited requests made;
+* load: 1, 4, 16, 64, 128 concurrent clients (aiohttp, in this process) for ``--seconds`` each, mixing reads
+  (record list of 50, a record, its signal decimated for display, an analysis), analyses (``POST /analyses``,
+  builtin model, small budget) and progress streams (``/analyses/{id}/events`` followed to its end); per level:
+  requests/s, p50 / p95 of the reads, errors (any non-2xx or transport error), audit events written vs audited
+  requests made, and the server's and the client's CPU time per request;
 * streams: ``--streams`` progress streams held open at once, and ``/healthz`` latency meanwhile;
 * fuzz (SQLite): ``--fuzz`` hostile uploads from tests/api/upload_cases.py, counting 5xx, with the server's
   memory during that phase alone: its RSS when the phase starts and its peak during it (the kernel's high-water
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import pwd
 import random
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -322,6 +325,12 @@ def valid_upload(root: Path, megabytes: float) -> dict:
         server.stop()
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def load_level(
     server: Server,
     clients: int,
@@ -332,7 +341,10 @@ async def load_level(
     seed: int,
     mix: str,
 ) -> dict:
-    limits = httpx.Limits(max_connections=clients + 8, max_keepalive_connections=clients + 8)
+    # aiohttp, not httpx: on the server's own 2 cores httpx's AsyncClient with 64 connections spent 4-6 ms of
+    # CPU per request (more than the server's 2.5-3.3 ms), so the client set the p95; aiohttp spends about 0.25.
+    import aiohttp
+
     reads: list[float] = []
     latency: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
@@ -340,47 +352,56 @@ async def load_level(
     made: list[str] = []
     lost = [0]
     rng = random.Random(seed)
+    failures = (aiohttp.ClientError, asyncio.TimeoutError)
 
-    async with httpx.AsyncClient(
-        base_url=server.base, headers=server.headers, limits=limits, timeout=httpx.Timeout(60.0)
+    connector = aiohttp.TCPConnector(limit=clients + 8)
+    async with aiohttp.ClientSession(
+        base_url=server.base,
+        headers=server.headers,
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=60.0),
     ) as http:
         deadline = time.monotonic() + seconds
 
-        async def call(label: str, method: str, path: str, **kw) -> httpx.Response | None:
+        async def call(label: str, method: str, path: str, **kw) -> Any:
             nonlocal audited
             started = time.perf_counter()
             try:
-                response = await http.request(method, path, **kw)
-            except httpx.HTTPError:  # a timeout: the server may or may not have served (and audited) it
+                async with http.request(method, path, **kw) as response:
+                    body = await response.read()
+                    status = response.status
+            except failures:  # a timeout: the server may or may not have served (and audited) it
                 errors[label] = errors.get(label, 0) + 1
                 lost[0] += 1
                 return None
+            took = time.perf_counter() - started
             audited += path.startswith(AUDITED_PREFIX)
-            latency.setdefault(label, []).append(time.perf_counter() - started)
-            if response.status_code >= 300:
+            latency.setdefault(label, []).append(took)
+            if status >= 300:
                 errors[label] = errors.get(label, 0) + 1
                 return None
             if label.startswith("GET"):
-                reads.append(time.perf_counter() - started)
-            return response
+                reads.append(took)
+            return json.loads(body)
 
         async def stream(aid: str) -> None:
             nonlocal audited
             started = time.perf_counter()
             try:
-                async with http.stream("GET", f"/api/v1/analyses/{aid}/events") as response:
+                async with http.get(f"/api/v1/analyses/{aid}/events") as response:
                     audited += 1
-                    if response.status_code != 200:
+                    if response.status != 200:
                         errors["SSE events"] = errors.get("SSE events", 0) + 1
                         return
                     first = True
-                    async for line in response.aiter_lines():
+                    async for raw in response.content:
+                        line = raw.decode(errors="replace").rstrip("\r\n")
                         if first and line.startswith("event:"):
                             latency.setdefault("SSE first event", []).append(time.perf_counter() - started)
                             first = False
                         if line.startswith(("event: done", "event: failed")) or time.monotonic() > deadline + 5:
                             break
-            except httpx.HTTPError:
+            except failures:
                 errors["SSE events"] = errors.get("SSE events", 0) + 1
                 lost[0] += 1
 
@@ -415,25 +436,31 @@ async def load_level(
                         },
                     )
                     if got is not None:
-                        made.append(got.json()["id"])
+                        made.append(got["id"])
                 else:
                     await stream(rng.choice(made or analysis_ids))
 
         before = server.audit_events()
+        server_cpu, client_cpu = process_cpu_s(server.proc.pid), time.process_time()
         started = time.monotonic()
         await asyncio.gather(*(client(i) for i in range(clients)))
         wall = time.monotonic() - started
+        server_cpu, client_cpu = process_cpu_s(server.proc.pid) - server_cpu, time.process_time() - client_cpu
     await asyncio.sleep(1.0)  # the last responses' audit events are written before they are sent; be sure
     written = server.audit_events() - before
     n = sum(len(v) for v in latency.values()) - len(latency.get("SSE first event", []))
+    requests = n + len(latency.get("SSE first event", []))
     return {
         "mix": mix,
         "clients": clients,
         "wall_s": wall,
-        "requests": n + len(latency.get("SSE first event", [])),
-        "rps": (n + len(latency.get("SSE first event", []))) / wall,
+        "requests": requests,
+        "rps": requests / wall,
         "read_p50_ms": 1000 * pct(reads, 50),
         "read_p95_ms": 1000 * pct(reads, 95),
+        # Per request answered, over the level (the server's includes its job thread in the mixed runs).
+        "server_cpu_ms": 1000 * server_cpu / max(requests, 1),
+        "client_cpu_ms": 1000 * client_cpu / max(requests, 1),
         "errors": sum(errors.values()),
         "error_kinds": errors,
         "audited": audited,
@@ -569,12 +596,15 @@ def run_db(db: str, args: argparse.Namespace) -> dict:
                 )
                 last = levels[-1]
                 print(
-                    f"    {last['rps']:.1f} req/s, read p95 {last['read_p95_ms']:.0f} ms, errors {last['errors']} "
+                    f"    {last['rps']:.1f} req/s, read p95 {last['read_p95_ms']:.0f} ms, server CPU "
+                    f"{last['server_cpu_ms']:.2f} ms/req, errors {last['errors']} "
                     f"{last['error_kinds']}, audit {last['audit_written']}/{last['audited']}",
                     flush=True,
                 )
-        print(f"[{db}] {args.streams} open streams ...", flush=True)
-        streams = asyncio.run(streams_health(server, record_id, args.streams))
+        streams = None
+        if args.streams:
+            print(f"[{db}] {args.streams} open streams ...", flush=True)
+            streams = asyncio.run(streams_health(server, record_id, args.streams))
         fuzzed = None
         peak_before_fuzz = server.peak_rss_mb()  # the fuzz phase resets the high-water mark
         if args.fuzz and db == "sqlite":
@@ -617,7 +647,9 @@ def render(results: list[dict], args: argparse.Namespace, command: str) -> str:
         "",
         f"A real `ecglens serve` on 127.0.0.1 (in-process jobs, ECGLENS_WORKERS={args.workers}, default "
         f"pools: 40 request threads), {os.cpu_count()} CPU cores shared with other work; clients in one "
-        f"asyncio process on the same machine. Mix per client: 30 % record list (limit 50), 20 % record, 20 % "
+        "asyncio process (aiohttp) on the same machine; CPU ms/req: the server's and the client's CPU time over "
+        "the level per request answered (the server's includes the analysis job in the mixed rows). Mix per "
+        "client: 30 % record list (limit 50), 20 % record, 20 % "
         f"signal window (10 s, 2000 points), 15 % analysis read, 7 % new analysis (builtin, budget "
         f"{args.budget}; at most {MAX_NEW_ANALYSES} per level, then reads instead), 8 % progress stream "
         f"followed to its end; {args.seconds:g} s per level, each level started with no job queued. Reads = the "
@@ -627,15 +659,15 @@ def render(results: list[dict], args: argparse.Namespace, command: str) -> str:
         "Mix `reads`: the reads alone (the first 85 % of the mix, renormalised).",
         "",
         "| db | mix | clients | requests | req/s | read p50 ms | read p95 ms | errors (timeouts) | "
-        "audit written / answered |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "audit written / answered | server CPU ms/req | client CPU ms/req |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for lv in r["levels"]:
             lines.append(
                 f"| {r['db']} | {lv['mix']} | {lv['clients']} | {lv['requests']} | {lv['rps']:.1f} | "
                 f"{lv['read_p50_ms']:.0f} | {lv['read_p95_ms']:.0f} | {lv['errors']} ({lv['timeouts']}) | "
-                f"{lv['audit_written']} / {lv['audited']} |"
+                f"{lv['audit_written']} / {lv['audited']} | {lv['server_cpu_ms']:.2f} | {lv['client_cpu_ms']:.2f} |"
             )
     lines += [
         "",
@@ -644,6 +676,8 @@ def render(results: list[dict], args: argparse.Namespace, command: str) -> str:
     ]
     for r in results:
         s = r["streams"]
+        if s is None:
+            continue
         lines.append(
             f"| {r['db']} | {s['streams']} | {s['failed']} | {s['health_p50_ms']:.0f} | "
             f"{s['health_p95_ms']:.0f} | {s['health_max_ms']:.0f} |"

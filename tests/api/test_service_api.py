@@ -410,3 +410,85 @@ def test_own_key_tells_its_name_and_role(api):
     for role in ("clinician", "auditor", "admin", "service"):
         body = api.client.get("/api/v1/keys/me", headers=api.auth(role)).json()
         assert body["role"] == role and body["id"] == api.key_ids[role] and "token" not in body
+
+
+def test_large_wfdb_signal_file_is_read_through_a_map(api, synthetic_ecg, tmp_path, monkeypatch):
+    from ecglens.service import multipart
+    from ecglens.service.routes import records
+
+    mapped = []
+    real = multipart.map_file
+    monkeypatch.setattr(multipart, "map_file", lambda fh: mapped.append(1) or real(fh))
+    monkeypatch.setattr(records, "MAPPED_UPLOAD_BYTES", 1 << 20)  # files this big are spooled to disk first
+    long = synthetic_ecg.replace(signal=np.tile(synthetic_ecg.signal, (1, 80)))  # 2 x 288,000 samples: 1.15 MB
+    files = wfdb_files(long, "long", tmp_path)
+    response = api.upload(files)
+    assert response.status_code == 201, response.text
+    assert mapped == [1]  # the .dat only: the header is small
+    record = response.json()["data"][0]
+    assert record["n_samples"] == long.n_samples
+    dat = next(f for f in record["files"] if f["filename"] == "long.dat")
+    assert api.runtime.blobs.get(dat["sha256"]) == files["long.dat"]
+    body = api.client.get(
+        f"/api/v1/records/{record['id']}/signal",
+        params={"start_s": 700.0, "end_s": 701.0, "max_points": 5000},
+        headers=api.auth("clinician"),
+    ).json()
+    np.testing.assert_allclose(body["values"]["V1"], long.signal[1, 252000:252360], atol=0.01)
+
+
+def test_large_edf_file_is_read_through_a_map(api, tmp_path, monkeypatch):
+    import pyedflib
+
+    from ecglens.service import multipart
+    from ecglens.service.routes import records
+
+    mapped = []
+    real = multipart.map_file
+    monkeypatch.setattr(multipart, "map_file", lambda fh: mapped.append(1) or real(fh))
+    monkeypatch.setattr(records, "MAPPED_UPLOAD_BYTES", 1 << 20)
+    path, fs, seconds = tmp_path / "long.edf", 250, 1200
+    writer = pyedflib.EdfWriter(str(path), 2, file_type=pyedflib.FILETYPE_EDFPLUS)
+    header = {"dimension": "mV", "sample_frequency": fs, "physical_max": 5, "physical_min": -5}
+    writer.setSignalHeaders(
+        [{**header, "label": name, "digital_max": 32767, "digital_min": -32768} for name in ("II", "V1")]
+    )
+    x = np.sin(2 * np.pi * 1.2 * np.arange(fs * seconds) / fs)
+    writer.writeSamples([x, 0.5 * x])
+    writer.close()
+    data = path.read_bytes()  # 1.2 MB
+    response = api.upload({"long.edf": data})
+    assert response.status_code == 201, response.text
+    assert mapped == [1]
+    record = response.json()["data"][0]
+    assert record["n_samples"] == fs * seconds and record["leads"] == ["II", "V1"]
+    assert api.runtime.blobs.get(record["files"][0]["sha256"]) == data
+    body = api.client.get(
+        f"/api/v1/records/{record['id']}/signal",
+        params={"start_s": 1000.0, "end_s": 1001.0, "max_points": 5000},
+        headers=api.auth("clinician"),
+    ).json()
+    np.testing.assert_allclose(body["values"]["V1"], 0.5 * x[250000:250250], atol=1e-3)
+
+
+def test_large_member_of_a_zip_is_spooled_and_the_zip_read_alike(api, synthetic_ecg, tmp_path, monkeypatch):
+    from ecglens.formats import _source
+    from ecglens.service.routes import records
+
+    mapped = []
+    real = _source.map_file
+    monkeypatch.setattr(_source, "map_file", lambda fh: mapped.append(1) or real(fh))
+    monkeypatch.setattr(records, "MAPPED_UPLOAD_BYTES", 1 << 20)
+    long = synthetic_ecg.replace(signal=np.tile(synthetic_ecg.signal, (1, 80)))
+    files = wfdb_files(long, "long", tmp_path)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(f"upload/{name}", data)
+    response = api.upload({"long.zip": buf.getvalue()})
+    assert response.status_code == 201, response.text
+    assert mapped == [1]  # the 1.15 MB .dat member
+    record = response.json()["data"][0]
+    assert record["n_samples"] == long.n_samples
+    dat = next(f for f in record["files"] if f["filename"] == "long.dat")
+    assert dat["container"] == "long.zip" and api.runtime.blobs.get(dat["sha256"]) == files["long.dat"]

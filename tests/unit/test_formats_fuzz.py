@@ -266,3 +266,51 @@ def test_random_aecg_documents_raise_only_record_error(increment, unit, digits, 
       <scale value="1" unit="uV"/><digits>{" ".join(digits)}</digits></value></sequence></component>
     </sequenceSet></component></series></component></AnnotatedECG>"""
     _check(read_aecg, doc.encode(), "random.xml")
+
+
+# ------------------------------------------------------------ the same files read through a read-only map
+def _mapped(data: bytes):
+    """``data`` as the service hands a large upload over: a read-only map of a file (bytes when empty)."""
+    import mmap
+    import tempfile
+
+    if not data:
+        return data
+    with tempfile.TemporaryFile() as fh:
+        fh.write(data)
+        fh.flush()
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _check_alike(read, data, name, **files) -> None:
+    """The reader on a map of ``data``: only `RecordError`, and when it reads, what it reads from the bytes."""
+    try:
+        want = read(data, name, **files)
+    except RecordError:
+        want = None
+    mapped_files = {"files": {k: _mapped(v) for k, v in files["files"].items()}} if files else {}
+    _check(read, _mapped(data), name, **mapped_files)
+    if want is not None:
+        got = read(_mapped(data), name, **mapped_files)
+        np.testing.assert_array_equal(got.signal, want.signal)
+
+
+@FUZZ
+@given(cut=st.floats(0.0, 1.0), edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), max_size=8))
+def test_cut_or_mutated_edf_through_a_map_reads_as_its_bytes(cut, edits):
+    ((name, data),) = _seed_files("edf").items()
+    data = _mutate(data, edits) if edits else data
+    _check_alike(read_record, data[: max(1, int(len(data) * cut))], name)
+
+
+@FUZZ
+@given(cut=st.floats(0.0, 1.0), edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), max_size=8))
+def test_cut_or_mutated_wfdb_signal_file_through_a_map_reads_as_its_bytes(cut, edits):
+    files = dict(_seed_files("wfdb"))
+    dat = _mutate(files["seed.dat"], edits) if edits else files["seed.dat"]
+    files["seed.dat"] = dat[: max(1, int(len(dat) * cut))]
+    from ecglens.formats import wfdb as wfdb_format
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wfdb_format, "CHUNK_BYTES", 7 * 6)  # blocks of 7 frames of the 3 leads: many block ends
+        _check_alike(read_record, files["seed.hea"], "seed.hea", files=files)

@@ -127,3 +127,92 @@ def test_reading_an_edf_record_reads_one_channel_at_a_time(tmp_path):
         tracemalloc.stop()
     assert ecg.signal.shape == (n_ch, fs * 600)
     assert peak < 4.0 * len(data), f"peak {peak / len(data):.2f}x the file (every channel in float64 first: ~9x)"
+
+
+def _mapped(path):
+    import mmap
+
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _status_mb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def test_format16_read_from_a_map_in_blocks_matches_the_bytes(tmp_path, monkeypatch):
+    # Blocks of 1,000 frames: the invalid sample, the checksums and every channel cross block ends.
+    monkeypatch.setattr(wfdb_format, "CHUNK_BYTES", 1000 * 2 * len(LEADS))
+    files, path = _record(tmp_path, n=7777, invalid_at=3999)
+    want = _read(files)
+    got = _read({**files, "rec.dat": _mapped(path.with_suffix(".dat"))})
+    np.testing.assert_array_equal(got.signal, want.signal)
+    assert got.metadata["missing_samples"] == want.metadata["missing_samples"]
+    assert "warnings" not in got.metadata  # checksums summed block by block agree with the header's
+
+
+def test_format16_read_from_a_map_keeps_its_pages_out_of_memory(tmp_path):
+    """The map's pages are released block by block as they are read, so the file is never resident whole beside
+    the float32 result (a bytes copy, or a map read without releasing, keeps all of it)."""
+    files, path = _record(tmp_path, n=2_000_000)  # 12 MB of samples, a 24 MB result
+    size = len(files["rec.dat"])
+    del files["rec.dat"]
+    _read({**files, "rec.dat": _mapped(path.with_suffix(".dat"))})  # imports and caches warm
+    data = _mapped(path.with_suffix(".dat"))
+    before = _status_mb("RssFile")
+    ecg = _read({**files, "rec.dat": data})
+    resident = (_status_mb("RssFile") - before) * 2**20
+    assert ecg.signal.nbytes == 2 * size
+    assert resident < 0.25 * size, f"{resident / size:.2f} of the file is still resident"
+
+
+def _edf_file(tmp_path, n_ch=6, fs=250, seconds=600, micro_sign=False):
+    pyedflib = pytest.importorskip("pyedflib")
+    path = tmp_path / "r.edf"
+    writer = pyedflib.EdfWriter(str(path), n_ch, file_type=pyedflib.FILETYPE_EDFPLUS)
+    writer.setSignalHeaders(
+        [
+            {
+                "label": f"V{i + 1}",
+                "dimension": "uV",
+                "sample_frequency": fs,
+                "physical_max": 10000,
+                "physical_min": -10000,
+                "digital_max": 32767,
+                "digital_min": -32768,
+            }
+            for i in range(n_ch)
+        ]
+    )
+    rng = np.random.default_rng(0)
+    writer.writeSamples([rng.standard_normal(fs * seconds) * 500 for _ in range(n_ch)])
+    writer.close()
+    if micro_sign:  # the Latin-1 micro sign many devices write in the units, which the reader repairs
+        data = bytearray(path.read_bytes())
+        at = 256 + int(data[252:256]) * 96
+        data[at : at + 2] = b"\xb5V"
+        path.write_bytes(bytes(data))
+    return path
+
+
+def test_edf_read_from_a_map_matches_the_bytes_header_repair_included(tmp_path):
+    path = _edf_file(tmp_path, seconds=60, micro_sign=True)
+    want = read_record(path.read_bytes(), filename="r.edf")
+    got = read_record(_mapped(path), filename="r.edf")
+    np.testing.assert_array_equal(got.signal, want.signal)
+    assert got.metadata["header_repaired"] is True and want.metadata["header_repaired"] is True
+
+
+def test_edf_read_from_a_map_keeps_its_pages_out_of_memory(tmp_path):
+    path = _edf_file(tmp_path, seconds=1200)  # 3.6 MB
+    size = path.stat().st_size
+    read_record(_mapped(path), filename="r.edf", files={"r.edf": _mapped(path)})  # warm
+    data = _mapped(path)
+    before = _status_mb("RssFile")
+    ecg = read_record(data, filename="r.edf", files={"r.edf": data})  # as the service calls it
+    resident = (_status_mb("RssFile") - before) * 2**20
+    assert ecg.signal.shape == (6, 250 * 1200)
+    assert resident < 0.25 * size, f"{resident / size:.2f} of the file is still resident"

@@ -10,16 +10,19 @@ from __future__ import annotations
 import bz2
 import copy
 import io
+import mmap
 import os
 import struct
+import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ecglens.errors import RecordError
+from ecglens.formats.mapped import map_file
 
 # Limits on what one upload may hold; beyond them a record is refused instead of exhausting memory.
 MAX_FILE_BYTES = 1 << 30  # 1 GiB for any one file
@@ -78,7 +81,7 @@ def record_stem(name: str) -> str:
     return base.rsplit(".", 1)[0] if "." in base[1:] else base
 
 
-def read_bytes(source: Any, filename: str | None = None) -> tuple[str, bytes, Path | None]:
+def read_bytes(source: Any, filename: str | None = None, *, keep_map: bool = False) -> tuple[str, bytes, Path | None]:
     """One input as ``(name, data, path)``.
 
     Parameters
@@ -88,13 +91,19 @@ def read_bytes(source: Any, filename: str | None = None) -> tuple[str, bytes, Pa
     filename : str, optional
         The upload's file name (used for the format's extension and in error messages). Default: the path's
         name, or ``"<bytes>"``.
+    keep_map : bool
+        A read-only ``mmap`` comes back as itself instead of a bytes copy (for the readers that take one:
+        `ecglens.formats.mapped`). Default: False.
 
     Returns
     -------
     (name, data, path) : the display name, the file's bytes and, for a path, the `Path` (else None).
     """
     name = display_name(source, filename)
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    if keep_map and isinstance(source, mmap.mmap):
+        data = source
+        path = None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         path = None
     elif isinstance(source, (str, os.PathLike)):
@@ -139,7 +148,9 @@ def _read_path(path: Path, name: str) -> bytes:
 
 
 def read_files(files: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, bytes]:
-    """Several named files as ``{basename: bytes}``; values may be bytes, paths or binary file objects.
+    """Several named files as ``{basename: bytes}``; values may be bytes, paths or binary file objects. A
+    read-only ``mmap`` stays a map (not read into a copy): the WFDB reader takes its signal files that way and
+    releases their pages as it reads (`ecglens.formats.mapped`).
 
     Two files with the same base name (``a/100.hea`` and ``b/100.hea``) are a `RecordError`: pairs are matched
     by name, so the upload would be ambiguous.
@@ -156,6 +167,11 @@ def read_files(files: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> dict[str
             raise RecordError(key or None, "empty file name in upload")
         if name in out:
             raise RecordError(name, "appears twice in the upload")
+        if isinstance(value, mmap.mmap):
+            if len(value) > MAX_FILE_BYTES:
+                raise RecordError(name, f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
+            out[name] = value  # type: ignore[assignment] - read like bytes
+            continue
         out[name] = read_bytes(value, name)[1]
     if not out:
         raise RecordError(None, "no files in the upload")
@@ -195,13 +211,22 @@ class ZipTooLarge(RecordError):
     """A zip that expands past its limit (the service answers 413, not 422)."""
 
 
-def iter_zip(data: bytes, name: str, *, max_bytes: int, max_members: int):
+def iter_zip(
+    data: bytes,
+    name: str,
+    *,
+    max_bytes: int,
+    max_members: int,
+    spool_if: Callable[[str, int], bool] | None = None,
+):
     """Yield ``(basename, bytes)`` of each file in a zip, bounded whatever its directory claims.
 
     The member count is checked before anything is decompressed; every member is decompressed in chunks and
     counted as it streams, so a member whose header understates its size stops at ``max_bytes`` (or at its
     declared size, whichever is first) instead of being inflated in full. Names are validated: empty names,
-    control characters (NUL included) and names over 255 characters are refused.
+    control characters (NUL included) and names over 255 characters are refused. A member for which
+    ``spool_if(basename, declared size)`` holds is decompressed into a temporary file and yielded as a read-only
+    map of it (`ecglens.formats.mapped`), not as bytes.
     """
     _check_directory(data, name, max_members)
     try:
@@ -232,7 +257,11 @@ def iter_zip(data: bytes, name: str, *, max_bytes: int, max_members: int):
             )
         if total + info.file_size > max_bytes:
             raise ZipTooLarge(name, f"zip expands to more than {max_bytes / 2**20:g} MiB")
-        content = extract_member(archive, info, max_bytes - total, where)
+        if spool_if is not None and info.file_size and spool_if(member, info.file_size):
+            with tempfile.TemporaryFile() as spool:  # the map outlives the file object
+                content: bytes | mmap.mmap = extract_member(archive, info, max_bytes - total, where, into=spool)
+        else:
+            content = extract_member(archive, info, max_bytes - total, where)
         total += len(content)
         yield member, content
 
@@ -266,9 +295,12 @@ def check_member_name(raw: str, container: str) -> None:
 _CHUNK = 1 << 16
 
 
-def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, where: str) -> bytes:
+def extract_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, where: str, into: IO[bytes] | None = None
+) -> Any:
     """One member's bytes, decompressed ``_CHUNK`` bytes at a time and refused once past ``limit`` or past the
-    size its header declares, then checked against its CRC-32.
+    size its header declares, then checked against its CRC-32. With ``into`` (an empty binary file) the bytes
+    are written there and a read-only map of the file is returned instead (`ecglens.formats.mapped.map_file`).
 
     zipfile's own reader inflates a whole compressed block at once (all of a deflate member on ``read()``, and
     every bzip2 / lzma chunk unbounded), so the raw compressed bytes are read through zipfile (as a stored
@@ -328,7 +360,10 @@ def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, 
                 if size > info.file_size:
                     raise RecordError(where, f"expands past the {info.file_size} bytes its zip header declares")
                 crc = zlib.crc32(piece, crc)
-                parts.append(piece)
+                if into is None:
+                    parts.append(piece)
+                else:
+                    into.write(piece)
     except RecordError:
         raise
     except _ZIP_PARSE_ERRORS as exc:
@@ -337,4 +372,6 @@ def extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, 
         raise RecordError(where, f"holds {size} bytes, its zip header declares {info.file_size}")
     if crc != info.CRC:
         raise RecordError(where, "CRC-32 does not match: the archive is corrupt")
+    if into is not None:
+        return map_file(into) if size else b""
     return b"".join(parts)

@@ -23,6 +23,7 @@ from ecglens.formats._build import MAX_LEADS, LazyChannel, build_ecg, check_fs, 
 from ecglens.formats._guard import guarded
 from ecglens.formats._header import parse_sex
 from ecglens.formats._source import read_bytes, record_stem
+from ecglens.formats.mapped import chunks
 
 EDF_MAGIC = b"0       "
 BDF_MAGIC = b"\xffBIOSEMI"
@@ -35,8 +36,9 @@ def is_edf(data: bytes) -> bool:
 
 
 def _repair_header(data: bytes, filename: str) -> tuple[bytes, bool]:
-    """Header bytes made printable ASCII: in the units fields micro signs become ``u`` and degree signs
-    ``deg``; any other byte outside printable ASCII becomes ``?``."""
+    """The file's header (its first ``256 * (signals + 1)`` bytes) made printable ASCII: in the units fields
+    micro signs become ``u`` and degree signs ``deg``; any other byte outside printable ASCII becomes ``?``.
+    Returns the header and whether it changed; the samples after it are left where they are (no copy)."""
     if len(data) < 256:
         raise RecordError(filename, f"EDF header needs 256 bytes, file has {len(data)}")
     field = data[252:256].strip()
@@ -66,7 +68,7 @@ def _repair_header(data: bytes, filename: str) -> tuple[bytes, bool]:
         if not 32 <= header[i] <= 126:
             header[i] = ord("?")
     repaired = bytes(header)
-    return repaired + data[size:], repaired != data[:size]
+    return repaired, repaired != data[:size]
 
 
 @guarded("EDF")
@@ -90,14 +92,19 @@ def read_edf(source: Any, filename: str | None = None) -> Ecg:
     """
     import pyedflib
 
-    display, data, _ = read_bytes(source, filename)
+    display, data, _ = read_bytes(source, filename, keep_map=True)
     if not is_edf(data):
         raise RecordError(display, "not an EDF/BDF file (an EDF header starts with '0' and 7 spaces)")
-    data, repaired = _repair_header(data, display)
-    suffix = ".bdf" if data[:8] == BDF_MAGIC else ".edf"
+    header, repaired = _repair_header(data, display)
+    suffix = ".bdf" if header[:8] == BDF_MAGIC else ".edf"
     with tempfile.TemporaryDirectory(prefix="ecglens-edf-") as folder:
         path = Path(folder, "record" + suffix)
-        path.write_bytes(data)
+        # pyedflib reads a path: the repaired header, then the samples straight from the upload (a map is
+        # written block by block, its pages released), never a repaired copy of the whole file in memory.
+        with open(path, "wb") as fh:
+            fh.write(header)
+            for piece in chunks(data, start=len(header)):
+                fh.write(piece)
         try:
             reader = pyedflib.EdfReader(str(path))
         except OSError as exc:

@@ -203,12 +203,13 @@ def _read(
         path = Path(source)
         if not path.exists() and path.with_name(path.name + ".hea").is_file():
             return read_wfdb(path, strict=strict)  # a record name as wfdb takes it: "mitdb/100"
-    name, data, path = read_bytes(source, filename)
+    name, data, path = read_bytes(source, filename, keep_map=True)
     if files is not None:
         uploads = read_files(files)
         uploads[basename(name)] = data
         return _read_many(uploads, name, fs, chosen, strict)
     kind = chosen or detect_format(data, name)
+    data = _unless_mapped_reader(kind, data)
     if kind == "zip":
         return _read_many(unzip(data, name), name, fs, None, strict)
     if kind is None:
@@ -220,6 +221,15 @@ def _read(
             raise RecordError(name, "a WFDB signal file needs its .hea header: upload both, or a .zip of them")
         return read_wfdb(data, name, strict=strict)
     return _read_one(kind, data, name, fs)
+
+
+# Readers that take a read-only map of a large file as it is (`ecglens.formats.mapped`); the others get bytes.
+_MAPPED_READERS = ("edf",)
+
+
+def _unless_mapped_reader(kind: str | None, data: Any) -> Any:
+    """``data`` as bytes unless the ``kind`` of reader takes a map (bytes stay the same object, no copy)."""
+    return data if kind in _MAPPED_READERS else bytes(data)
 
 
 def _read_one(kind: str, data: bytes, name: str, fs: float | None) -> Ecg:
@@ -238,6 +248,7 @@ def _read_many(
     if len(uploads) == 1:
         ((name, data),) = uploads.items()
         kind = chosen or detect_format(data, name)
+        data = _unless_mapped_reader(kind, data)
         if kind is None or kind == "zip":
             raise RecordError(name, f"unrecognised file format; supported: {supported_formats()}")
         if kind == "wfdb":

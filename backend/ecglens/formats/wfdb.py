@@ -37,6 +37,7 @@ from ecglens.formats._build import MAX_LEADS, LazyChannel, build_ecg, check_fs, 
 from ecglens.formats._guard import describe, guarded
 from ecglens.formats._header import parse_comments, parse_date, parse_time
 from ecglens.formats._source import basename, read_bytes, read_files
+from ecglens.formats.mapped import CHUNK_BYTES, release
 
 _SAFE_NAME = re.compile(r"^[\w\-.+~]+$")
 _FORMAT_FIELD = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
@@ -320,6 +321,8 @@ def read_wfdb(
 
 def read_wfdb_files(files: Mapping[str, bytes], display: str = "<upload>", *, strict: bool = False) -> Ecg:
     """Read the one WFDB record among ``files`` (``{base name: bytes}``); see `read_wfdb`."""
+    # Headers are parsed as text: a map of one (`ecglens.formats.mapped`) is read as bytes; signal files stay maps.
+    files = {name: bytes(data) if name.lower().endswith(".hea") else data for name, data in files.items()}
     header_name = _pick_header(files, display)
     header = _parse_header(files[header_name], header_name)
     notes = _header_warnings(header, header_name, strict)
@@ -499,15 +502,25 @@ def _read_format16(
         return None  # wfdb names what is short
     digital = np.frombuffer(data, dtype="<i2", count=n * n_sig, offset=offset).reshape(n, n_sig)
     labels = [str(name) if name else "" for name in (record.sig_name or [""] * n_sig)]
+    # Every pass goes over the frames in blocks and releases each block's pages when ``data`` is a map of the
+    # file (`ecglens.formats.mapped`), so at most one block of the file is resident beside the result.
+    frame_bytes = 2 * n_sig
+    rows = max(1, CHUNK_BYTES // frame_bytes)
+    blocks = [(a, min(n, a + rows)) for a in range(0, n, rows)]
     if record.checksum:
-        actual = [int(digital[:, j].sum(dtype=np.int64)) for j in range(n_sig)]
-        _check_checksums(record, actual, labels, filename, strict, notes)
+        sums = np.zeros(n_sig, dtype=np.int64)
+        for a, b in blocks:
+            sums += digital[a:b].sum(axis=0, dtype=np.int64)
+            release(data, offset + a * frame_bytes, offset + b * frame_bytes)
+        _check_checksums(record, [int(x) for x in sums], labels, filename, strict, notes)
 
     def channel(j: int, out: np.ndarray) -> np.ndarray:
-        column = digital[:, j]
-        out[:] = column
-        if int(column.min()) == _FORMAT16_INVALID:  # wfdb's invalid sample: NaN, interpolated by build_ecg
-            out[column == _FORMAT16_INVALID] = np.nan
+        for a, b in blocks:
+            column = digital[a:b, j]
+            out[a:b] = column
+            if int(column.min()) == _FORMAT16_INVALID:  # wfdb's invalid sample: NaN, interpolated by build_ecg
+                out[a:b][column == _FORMAT16_INVALID] = np.nan
+            release(data, offset + a * frame_bytes, offset + b * frame_bytes)
         out -= np.float32(baselines[j])
         out /= np.float32(gains[j])
         return out

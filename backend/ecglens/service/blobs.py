@@ -7,9 +7,12 @@ place, so a blob file is either complete or absent.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import tempfile
 from pathlib import Path
+
+from ecglens.formats.mapped import chunks
 
 
 class BlobStore:
@@ -32,9 +35,13 @@ class BlobStore:
             raise ValueError(f"not a SHA-256 hex digest: {sha256[:80]!r}")
         return self.root / sha256[:2] / sha256
 
-    def put(self, data: bytes) -> str:
-        """Store ``data``; return its SHA-256 hex digest. Storing the same bytes again is a no-op."""
-        sha = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes | mmap.mmap) -> str:
+        """Store ``data`` (bytes, or a map of a file: `ecglens.formats.mapped`, read a chunk at a time and its
+        pages released); return its SHA-256 hex digest. Storing the same bytes again is a no-op."""
+        digest = hashlib.sha256()
+        for piece in chunks(data):
+            digest.update(piece)
+        sha = digest.hexdigest()
         target = self.path(sha)
         if target.exists():
             return sha
@@ -42,7 +49,8 @@ class BlobStore:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")  # 0600
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for piece in chunks(data):
+                    fh.write(piece)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -24,8 +24,12 @@ SIGNAL_EXTENSIONS = ("dat", "mat", "xyz")
 
 def is_wfdb_part(name: str) -> bool:
     """A file that only makes sense beside a WFDB header: signal data or annotations."""
-    ext = PurePath(name).suffix.lower().lstrip(".")
-    return ext in SIGNAL_EXTENSIONS or ext in ANNOTATION_EXTENSIONS
+    return is_signal_file(name) or PurePath(name).suffix.lower().lstrip(".") in ANNOTATION_EXTENSIONS
+
+
+def is_signal_file(name: str) -> bool:
+    """A WFDB signal file by its extension: only ever read by the WFDB reader, beside its header."""
+    return PurePath(name).suffix.lower().lstrip(".") in SIGNAL_EXTENSIONS
 
 
 def _stem(name: str) -> str:

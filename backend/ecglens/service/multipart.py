@@ -3,22 +3,34 @@
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ecglens.formats.mapped import map_file
 
 
 @dataclass(frozen=True)
 class FormFile:
-    """A file field of a form: the name the client gave it (None when it gave none) and its bytes."""
+    """A file field of a form: the name the client gave it (None when it gave none) and its bytes (or a
+    read-only map of the file the parser spooled them to: ``map_if``)."""
 
     filename: str | None
-    data: bytes
+    data: bytes | mmap.mmap
 
 
-async def read_form(request: Request, *, max_files: int, max_fields: int) -> list[tuple[str, str | FormFile]]:
+async def read_form(
+    request: Request,
+    *,
+    max_files: int,
+    max_fields: int,
+    map_if: Callable[[str | None, int], bool] | None = None,
+) -> list[tuple[str, str | FormFile]]:
     """The fields of the request's form, in the order sent: ``(field name, text or FormFile)``, every file read.
 
     Parameters
@@ -27,6 +39,9 @@ async def read_form(request: Request, *, max_files: int, max_fields: int) -> lis
         The request with a multipart (or url-encoded) body.
     max_files, max_fields : int
         Most file fields and text fields the form may hold.
+    map_if : callable, optional
+        ``(filename, size) -> bool``: which files come as a map of their spooled file (`ecglens.formats.mapped`)
+        instead of bytes; only files already spooled to disk are mapped. Default: none.
 
     Raises
     ------
@@ -46,7 +61,17 @@ async def read_form(request: Request, *, max_files: int, max_fields: int) -> lis
     try:
         for name, value in form.multi_items():
             if isinstance(value, StarletteUpload):
-                fields.append((name, FormFile(value.filename, await value.read())))
+                size = value.size or 0
+                if (
+                    map_if is not None
+                    and size
+                    and getattr(value.file, "_rolled", False)
+                    and map_if(value.filename, size)
+                ):
+                    data: bytes | mmap.mmap = await run_in_threadpool(map_file, value.file)
+                else:
+                    data = await value.read()
+                fields.append((name, FormFile(value.filename, data)))
             else:
                 fields.append((name, value))
     finally:

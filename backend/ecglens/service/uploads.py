@@ -9,7 +9,9 @@ with the reader's message, and the API answers 422.
 from __future__ import annotations
 
 import json
+import mmap
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +31,11 @@ class UploadError(ValueError):
 
 @dataclass
 class UploadFile:
-    """One uploaded file: its (base) name and bytes; ``container`` names the zip it came out of, if any."""
+    """One uploaded file: its (base) name and bytes (or a read-only map of a large WFDB signal file:
+    `ecglens.formats.mapped`); ``container`` names the zip it came out of, if any."""
 
     filename: str
-    data: bytes
+    data: bytes | mmap.mmap
     container: str | None = None
 
 
@@ -55,12 +58,18 @@ def safe_name(filename: str | None) -> str:
     return name or "upload"
 
 
-def expand_zips(files: list[UploadFile], max_bytes: int, max_members: int = MAX_ZIP_MEMBERS) -> list[UploadFile]:
+def expand_zips(
+    files: list[UploadFile],
+    max_bytes: int,
+    max_members: int = MAX_ZIP_MEMBERS,
+    spool_if: Callable[[str, int], bool] | None = None,
+) -> list[UploadFile]:
     """Replace every zip (by name or by content) by its members (folders, hidden files and ``__MACOSX`` skipped).
 
     All members of all zips together may hold at most ``max_members`` files and ``max_bytes`` uncompressed,
     counted while they decompress whatever the zip's headers claim. Raises `UploadError` for a corrupt zip, a
-    nested zip or a bad member name (422), or one that would expand past ``max_bytes`` (413).
+    nested zip or a bad member name (422), or one that would expand past ``max_bytes`` (413). Members for which
+    ``spool_if(name, size)`` holds come as a map of a temporary file (`ecglens.formats._source.iter_zip`).
     """
     out: list[UploadFile] = []
     total, members = 0, 0
@@ -71,7 +80,11 @@ def expand_zips(files: list[UploadFile], max_bytes: int, max_members: int = MAX_
         found = 0
         try:
             for member, data in iter_zip(
-                f.data, f.filename, max_bytes=max_bytes - total, max_members=max_members - members
+                f.data,
+                f.filename,
+                max_bytes=max_bytes - total,
+                max_members=max_members - members,
+                spool_if=spool_if,
             ):
                 if is_zip(data):
                     raise UploadError(f"{f.filename}: {member}: nested zip archives are not supported")
