@@ -3,6 +3,7 @@ precision), invalid samples and checksums are handled alike, and reading costs a
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 
 import numpy as np
@@ -136,6 +137,10 @@ def _mapped(path):
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
+# Resident memory comes from /proc/self/status.
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+
+
 def _status_mb(field):
     for line in open("/proc/self/status"):
         if line.startswith(field + ":"):
@@ -154,6 +159,7 @@ def test_format16_read_from_a_map_in_blocks_matches_the_bytes(tmp_path, monkeypa
     assert "warnings" not in got.metadata  # checksums summed block by block agree with the header's
 
 
+@linux_only
 def test_format16_read_from_a_map_keeps_its_pages_out_of_memory(tmp_path):
     """The map's pages are released block by block as they are read, so the file is never resident whole beside
     the float32 result (a bytes copy, or a map read without releasing, keeps all of it)."""
@@ -206,6 +212,7 @@ def test_edf_read_from_a_map_matches_the_bytes_header_repair_included(tmp_path):
     assert got.metadata["header_repaired"] is True and want.metadata["header_repaired"] is True
 
 
+@linux_only
 def test_edf_read_from_a_map_keeps_its_pages_out_of_memory(tmp_path):
     path = _edf_file(tmp_path, seconds=1200)  # 3.6 MB
     size = path.stat().st_size
