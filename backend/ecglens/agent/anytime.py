@@ -274,9 +274,7 @@ class AnytimeEpisode:
         configs = [(k, lv) for lv in levels for k in range(len(ep.kinds))][: min(self.max_rows, self.room())]
         rows, energy = [], []
         for k, lv in configs:
-            noise = np.zeros_like(ep.clean)
-            for c in region:
-                noise[ep.grid.cell_index(int(c))] = ep.cell_noise(int(c), k, lv)
+            noise = ep.region_noise(region, k, lv)
             rows.append(ep.clean + noise)
             energy.append(float(np.square(noise, dtype=np.float64).sum()))
         probs = ep.probe_rows(self.counter, np.stack(rows))

@@ -199,8 +199,21 @@ class Episode:
     def redrawn_units(self, cells: Sequence[int], rng: np.random.Generator) -> dict[int, np.ndarray]:
         """Fresh tapered unit-RMS realisations for many distorted cells at once: one whole-record draw per kind in
         use (all leads), each cell cut from it; `redrawn_unit` draws a whole record per cell."""
-        n_leads, n = self.clean.shape
         out: dict[int, np.ndarray] = {}
+        for here, _, _, _, units in self._redrawn_windows(cells, rng):
+            out.update(zip(here.tolist(), units))
+        return out
+
+    def add_redrawn(self, noise: np.ndarray, cells: Sequence[int], rng: np.random.Generator, factor: float) -> None:
+        """Write fresh realisations of distorted ``cells`` into ``noise [leads, samples]``, each at its current RMS
+        (`cell_rms`) times ``factor``: the draws of `redrawn_units`, written a window at a time, not a cell."""
+        for here, leads, a, b, units in self._redrawn_windows(cells, rng):
+            rms = self.amp[leads, self.level[here]] * self.gain[here] * factor
+            noise[leads, a:b] = units * rms.astype(np.float32)[:, None]
+
+    def _redrawn_windows(self, cells: Sequence[int], rng: np.random.Generator):
+        """``(cells, their leads, start, end, tapered unit-RMS realisations)`` per kind in use and time window."""
+        n_leads, n = self.clean.shape
         cells = np.asarray([int(c) for c in cells], dtype=np.int64)
         for k in sorted({int(self.kind[c]) for c in cells}):
             bank = distortions.noise_batch(self.kinds[k], n_leads, n, self.fs, rng, mains_hz=self.mains_hz)
@@ -209,9 +222,8 @@ class Episode:
             for w in np.unique(windows):  # all leads of one window tapered at once
                 here = of_kind[windows == w]
                 a, b = self.grid.bounds[w]
-                units = _tapered_unit(bank[self.grid.cell_lead(here), a:b])
-                out.update(zip(here.tolist(), units))
-        return out
+                leads = self.grid.cell_lead(here)
+                yield here, leads, a, b, _tapered_unit(bank[leads, a:b])
 
     def cell_rms(self, cell: int) -> float:
         """RMS (mV) of ``cell``'s current distortion as the energy bookkeeping counts it (0 when clean)."""
@@ -223,6 +235,11 @@ class Episode:
         """float32 ``[cell samples]``: the distortion ``kind`` at ``level`` on ``cell`` (mV)."""
         lead, a, b = self.grid.cell_span(cell)
         return self._unit[kind, lead, a:b] * np.float32(self.amp[lead, level])
+
+    def region_noise(self, cells, kind: int, level: int) -> np.ndarray:
+        """float32 ``[leads, samples]``: `cell_noise` on every cell of ``cells`` at once, zero elsewhere."""
+        full = self._unit[kind] * self.amp[:, level].astype(np.float32)[:, None]
+        return np.where(self.grid.cell_mask(cells), full, np.float32(0.0))
 
     def energies(self, kind: np.ndarray | None = None, level: np.ndarray | None = None) -> np.ndarray:
         """float64 ``[n_cells]`` distortion energy per cell for a state (default: the current one)."""
@@ -359,13 +376,14 @@ class Episode:
     def record_probe(self, cells: Sequence[int], probs: np.ndarray, base_p: float, delta_l2: Sequence[float]) -> None:
         """Remember what probing ``cells`` did: drop of the target probability (over p0) and drop per L2."""
         probs = np.atleast_2d(probs)
-        scale = max(self.p0, 1e-3)
-        for cell, row, dl2 in zip(cells, probs, delta_l2):
-            drop = (base_p - float(row[self.target.index])) / scale
-            self.probed[cell] = True
-            self.last_drop[cell] = np.float32(drop)
-            self.max_drop[cell] = max(self.max_drop[cell], drop)
-            self.last_drop_per_l2[cell] = np.float32(np.clip(drop / max(abs(dl2), 1e-3), -10, 10))
+        dl2 = np.asarray(delta_l2, dtype=np.float64).ravel()
+        m = min(len(cells), len(probs), len(dl2))  # as zip would pair them
+        cells = np.asarray([int(c) for c in cells[:m]], dtype=np.int64)
+        drop = (base_p - probs[:m, self.target.index].astype(np.float64)) / max(self.p0, 1e-3)
+        self.probed[cells] = True
+        self.last_drop[cells] = drop.astype(np.float32)
+        np.maximum.at(self.max_drop, cells, drop)  # a cell named twice keeps its largest drop
+        self.last_drop_per_l2[cells] = np.clip(drop / np.maximum(np.abs(dl2[:m]), 1e-3), -10, 10).astype(np.float32)
 
     # ------------------------------------------------------------------ observation
     def observe_cells(self) -> np.ndarray:

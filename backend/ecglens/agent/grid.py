@@ -108,7 +108,10 @@ class SegmentGrid:
     def cell_mask(self, cells) -> np.ndarray:
         """bool ``[leads, samples]``: True on the samples of ``cells``."""
         on = np.zeros(self.n_cells, dtype=bool)
-        on[np.fromiter((int(c) for c in cells), dtype=np.int64)] = True
+        if isinstance(cells, np.ndarray) and cells.dtype.kind in "iu":
+            on[cells.ravel()] = True
+        else:
+            on[np.fromiter((int(c) for c in cells), dtype=np.int64)] = True
         # one gather instead of a slice per cell: a 12-lead ranking's prefixes hold hundreds of cells
         return on.reshape(self.n_leads, self.n_windows)[:, self.sample_window]
 
