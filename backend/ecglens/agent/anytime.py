@@ -223,7 +223,7 @@ class AnytimeEpisode:
         # (parent's drop, depth, child); leaves never enter the frontier
         kids = [(-nd_, -nd, kid) for nd_, nd, _, g in popped for kid in g.children()]
         signal = self.ep.clean  # dropout is measured on the clean input, whatever the flip search has laid
-        rows = np.stack([np.where(self.ep.grid.cell_mask(k.cells(n_w)), self.flat, signal) for _, _, k in kids])
+        rows = np.where(self.ep.grid.cell_masks([k.cells(n_w) for _, _, k in kids]), self.flat, signal)
         probs = self.ep.probe_rows(self.counter, rows)
         drops = (self.ep.p0 - probs[:, self.ep.target.index]) / max(self.ep.p0, 1e-3)
         for i, ((parent, depth, kid), d, row) in enumerate(zip(kids, drops, probs)):
@@ -250,7 +250,7 @@ class AnytimeEpisode:
         ranking = np.argsort(-self.cell_scores(), kind="stable")
         rows_n = min(self.max_rows - 1, self.room(), n - 1)
         ks = np.unique(np.round(np.linspace(0, n, rows_n + 2)[1:-1]).astype(int))
-        rows = np.stack([np.where(ep.grid.cell_mask(ranking[:k]), self.flat, ep.clean) for k in ks])
+        rows = np.where(ep.grid.cell_masks([ranking[:k] for k in ks]), self.flat, ep.clean)
         p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
         before = np.concatenate([[ep.p0], p[:-1]])
         starts = np.concatenate([[0], ks[:-1]])

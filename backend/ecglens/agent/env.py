@@ -196,34 +196,23 @@ class Episode:
             distortions.noise_batch(self.kinds[kind], 1, n, self.fs, rng, mains_hz=self.mains_hz)[0, a:b]
         )
 
-    def redrawn_units(self, cells: Sequence[int], rng: np.random.Generator) -> dict[int, np.ndarray]:
-        """Fresh tapered unit-RMS realisations for many distorted cells at once: one whole-record draw per kind in
-        use (all leads), each cell cut from it; `redrawn_unit` draws a whole record per cell."""
-        out: dict[int, np.ndarray] = {}
-        for here, _, _, _, units in self._redrawn_windows(cells, rng):
-            out.update(zip(here.tolist(), units))
-        return out
-
     def add_redrawn(self, noise: np.ndarray, cells: Sequence[int], rng: np.random.Generator, factor: float) -> None:
-        """Write fresh realisations of distorted ``cells`` into ``noise [leads, samples]``, each at its current RMS
-        (`cell_rms`) times ``factor``: the draws of `redrawn_units`, written a window at a time, not a cell."""
-        for here, leads, a, b, units in self._redrawn_windows(cells, rng):
-            rms = self.amp[leads, self.level[here]] * self.gain[here] * factor
-            noise[leads, a:b] = units * rms.astype(np.float32)[:, None]
-
-    def _redrawn_windows(self, cells: Sequence[int], rng: np.random.Generator):
-        """``(cells, their leads, start, end, tapered unit-RMS realisations)`` per kind in use and time window."""
+        """Write fresh tapered realisations of many distorted ``cells`` into ``noise [leads, samples]``, each at its
+        current RMS (`cell_rms`) times ``factor``: one whole-record draw per kind in use (all leads), each cell cut
+        from it (`redrawn_unit` draws a whole record per cell); cells of one length are tapered together."""
         n_leads, n = self.clean.shape
         cells = np.asarray([int(c) for c in cells], dtype=np.int64)
+        starts, widths = self.grid.bounds[:, 0], np.diff(self.grid.bounds, axis=1)[:, 0]
         for k in sorted({int(self.kind[c]) for c in cells}):
             bank = distortions.noise_batch(self.kinds[k], n_leads, n, self.fs, rng, mains_hz=self.mains_hz)
             of_kind = cells[self.kind[cells] == k]
             windows = self.grid.cell_window(of_kind)
-            for w in np.unique(windows):  # all leads of one window tapered at once
-                here = of_kind[windows == w]
-                a, b = self.grid.bounds[w]
-                leads = self.grid.cell_lead(here)
-                yield here, leads, a, b, _tapered_unit(bank[leads, a:b])
+            for width in np.unique(widths[windows]):
+                here = of_kind[widths[windows] == width]
+                leads = self.grid.cell_lead(here)[:, None]
+                span = starts[self.grid.cell_window(here)][:, None] + np.arange(width)
+                rms = self.amp[leads[:, 0], self.level[here]] * self.gain[here] * factor
+                noise[leads, span] = _tapered_unit(bank[leads, span]) * rms.astype(np.float32)[:, None]
 
     def cell_rms(self, cell: int) -> float:
         """RMS (mV) of ``cell``'s current distortion as the energy bookkeeping counts it (0 when clean)."""

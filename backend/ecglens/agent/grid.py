@@ -115,6 +115,16 @@ class SegmentGrid:
         # one gather instead of a slice per cell: a 12-lead ranking's prefixes hold hundreds of cells
         return on.reshape(self.n_leads, self.n_windows)[:, self.sample_window]
 
+    def cell_masks(self, groups) -> np.ndarray:
+        """bool ``[len(groups), leads, samples]``: `cell_mask` of each group of cells, in one gather."""
+        on = np.zeros((len(groups), self.n_cells), dtype=bool)
+        for i, cells in enumerate(groups):
+            if isinstance(cells, np.ndarray) and cells.dtype.kind in "iu":
+                on[i, cells.ravel()] = True
+            else:
+                on[i, np.fromiter((int(c) for c in cells), dtype=np.int64)] = True
+        return on.reshape(len(groups), self.n_leads, self.n_windows)[:, :, self.sample_window]
+
     def dropout_fill(self, signal: np.ndarray) -> np.ndarray:
         """float32 ``[leads, samples]``: what dropout puts in place of a cell, every sample replaced by its cell's
         median (each cell a flat line)."""
