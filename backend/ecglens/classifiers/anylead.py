@@ -153,15 +153,15 @@ class AnyLeadNet(nn.Module):
         return (energy >= local) & (energy > left) & (energy >= 0.2 * top.unsqueeze(1)) & (top.unsqueeze(1) > 0)
 
     def _bandpass(self, z: torch.Tensor) -> torch.Tensor:
-        """The 5-15 Hz FIR of every lead of ``z [n, leads, t]`` (zero-padded, centred), as one multiply-add per tap:
-        the floats of ``conv1d`` (taps summed in order) in about 70% of its time on one CPU thread."""
+        """The 5-15 Hz FIR of every lead of ``z [n, leads, t]`` (zero-padded, centred), as one in-place multiply-add
+        per tap: the floats of ``conv1d`` (taps summed in order) in about half its time on one CPU thread."""
         n, leads, t = z.shape
         taps = self.band.reshape(-1)
         pad = taps.shape[0] // 2
         padded = nn.functional.pad(z, (pad, pad))
         band = padded[:, :, :t] * taps[0]
         for k in range(1, taps.shape[0]):
-            band = band.addcmul(padded[:, :, k : k + t], taps[k : k + 1])
+            band.addcmul_(padded[:, :, k : k + t], taps[k : k + 1])  # in place: no fresh buffer per tap
         return band
 
     def rhythm(self, beats: torch.Tensor, local_rhythm: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
