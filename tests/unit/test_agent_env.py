@@ -114,6 +114,33 @@ def test_array_writes_match_the_per_cell_ones():
     assert not noise.any()  # nothing outside the cells
 
 
+def test_an_episode_with_its_own_cell_noise_keeps_it_in_the_array_writes():
+    # Image and video episodes redefine cell_noise and redrawn_units; the many-cell writes must use theirs.
+    class Marked(Episode):
+        def cell_noise(self, cell, kind, level):
+            _, a, b = self.grid.cell_span(cell)
+            return np.full(b - a, kind + 1.0, dtype=np.float32)
+
+        def redrawn_units(self, cells, rng):
+            return {
+                int(c): np.full(self.grid.cell_span(c)[2] - self.grid.cell_span(c)[1], 3.0, np.float32) for c in cells
+            }
+
+    clf = BumpClassifier()
+    x = bump_ecg().signal
+    probs = clf.predict_proba(x[None])[0]
+    ep = Marked(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
+    noise = ep.region_noise([3, 41], 1, 0)
+    assert set(np.unique(noise).tolist()) == {0.0, 2.0} and np.count_nonzero(noise) == 2 * 50
+    ep.set_cell(3, 0, 1)
+    ep.set_cell(41, 2, 0)
+    out = np.zeros_like(ep.clean)
+    ep.add_redrawn(out, [3, 41], np.random.default_rng(1), 0.5)
+    for c in (3, 41):
+        lead, a, b = ep.grid.cell_span(c)
+        assert np.allclose(out[lead, a:b], 3.0 * ep.cell_rms(c) * 0.5)
+
+
 def test_episode_snr_and_l2_match_their_definitions():
     ep, _ = _episode()
     for cell in (3, 24, 60):

@@ -196,10 +196,31 @@ class Episode:
             distortions.noise_batch(self.kinds[kind], 1, n, self.fs, rng, mains_hz=self.mains_hz)[0, a:b]
         )
 
+    def redrawn_units(self, cells: Sequence[int], rng: np.random.Generator) -> dict[int, np.ndarray]:
+        """Fresh tapered unit-RMS realisations for many distorted cells at once: one whole-record draw per kind in
+        use (all leads), each cell cut from it; `redrawn_unit` draws a whole record per cell."""
+        n_leads, n = self.clean.shape
+        out: dict[int, np.ndarray] = {}
+        cells = np.asarray([int(c) for c in cells], dtype=np.int64)
+        for k in sorted({int(self.kind[c]) for c in cells}):
+            bank = distortions.noise_batch(self.kinds[k], n_leads, n, self.fs, rng, mains_hz=self.mains_hz)
+            of_kind = cells[self.kind[cells] == k]
+            windows = self.grid.cell_window(of_kind)
+            for w in np.unique(windows):  # all leads of one window tapered at once
+                here = of_kind[windows == w]
+                a, b = self.grid.bounds[w]
+                units = _tapered_unit(bank[self.grid.cell_lead(here), a:b])
+                out.update(zip(here.tolist(), units))
+        return out
+
     def add_redrawn(self, noise: np.ndarray, cells: Sequence[int], rng: np.random.Generator, factor: float) -> None:
-        """Write fresh tapered realisations of many distorted ``cells`` into ``noise [leads, samples]``, each at its
-        current RMS (`cell_rms`) times ``factor``: one whole-record draw per kind in use (all leads), each cell cut
-        from it (`redrawn_unit` draws a whole record per cell); cells of one length are tapered together."""
+        """Write `redrawn_units` of many distorted ``cells`` into ``noise`` (the input's shape), each at its current
+        RMS (`cell_rms`) times ``factor``. For ECG the same draws are cut and tapered a cell length at a time."""
+        if not self._own_noise():
+            fresh = self.redrawn_units(cells, rng)
+            for c in cells:
+                noise[self.grid.cell_index(c)] = fresh[c] * np.float32(self.cell_rms(c) * factor)
+            return
         n_leads, n = self.clean.shape
         cells = np.asarray([int(c) for c in cells], dtype=np.int64)
         starts, widths = self.grid.bounds[:, 0], np.diff(self.grid.bounds, axis=1)[:, 0]
@@ -226,9 +247,21 @@ class Episode:
         return self._unit[kind, lead, a:b] * np.float32(self.amp[lead, level])
 
     def region_noise(self, cells, kind: int, level: int) -> np.ndarray:
-        """float32 ``[leads, samples]``: `cell_noise` on every cell of ``cells`` at once, zero elsewhere."""
+        """float32, the input's shape: `cell_noise` on every cell of ``cells``, zero elsewhere (for ECG in one
+        masked product)."""
+        if not self._own_noise():
+            noise = np.zeros_like(self.clean)
+            for c in cells:
+                noise[self.grid.cell_index(int(c))] = self.cell_noise(int(c), kind, level)
+            return noise
         full = self._unit[kind] * self.amp[:, level].astype(np.float32)[:, None]
         return np.where(self.grid.cell_mask(cells), full, np.float32(0.0))
+
+    def _own_noise(self) -> bool:
+        """Whether cell noise is this class's (ECG's noise bank): a subclass that redefines it (images, video) gets
+        the cell-by-cell paths of `region_noise` and `add_redrawn`."""
+        kind = type(self)
+        return all(getattr(kind, f) is getattr(Episode, f) for f in ("cell_noise", "cell_rms", "redrawn_units"))
 
     def energies(self, kind: np.ndarray | None = None, level: np.ndarray | None = None) -> np.ndarray:
         """float64 ``[n_cells]`` distortion energy per cell for a state (default: the current one)."""
