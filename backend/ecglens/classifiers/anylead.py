@@ -121,8 +121,8 @@ class AnyLeadNet(nn.Module):
         d = self.decimation
         m = t // d
         x = x - x.mean(dim=2, keepdim=True)
-        # the 4-sample average as avg_pool1d computes it (summed in order, then divided), from strided views:
-        # the same floats at half the cost
+        # the decimating average as avg_pool1d computes it (summed in order, then divided), from strided views:
+        # the same floats in about half the time
         phases = x[:, :, : m * d].reshape(n, leads, m, d)
         low = phases[:, :, :, 0]
         for k in range(1, d):
