@@ -89,6 +89,58 @@ def test_removing_distortion_restores_the_clean_cell_and_snr_is_inf():
     assert np.array_equal(ep.signal(), ep.clean) and ep.snr_db() == float("inf") and ep.l2() == 0.0
 
 
+def test_array_writes_match_the_per_cell_ones():
+    # region_noise, add_redrawn and cell_masks write many cells at once; each must equal its one-cell counterpart.
+    ep, _ = _episode()
+    region = [3, 24, 41, 79]
+    expected = np.zeros_like(ep.clean)
+    for c in region:
+        lead, a, b = ep.grid.cell_span(c)
+        expected[lead, a:b] = ep.cell_noise(c, 2, 1)
+    assert np.array_equal(ep.region_noise(region, 2, 1), expected)
+    masks = ep.grid.cell_masks([region, np.asarray([0, 40]), []])
+    assert all(np.array_equal(m, ep.grid.cell_mask(g)) for m, g in zip(masks, [region, [0, 40], []]))
+    for c, kind in zip(region, (0, 2, 2, 4)):
+        ep.set_cell(c, kind, 1)
+    ep.gain[24] = 0.5
+    noise = np.zeros_like(ep.clean)
+    ep.add_redrawn(noise, region, np.random.default_rng(1), 0.8)
+    for c in region:
+        lead, a, b = ep.grid.cell_span(c)
+        rms = np.sqrt(np.mean(noise[lead, a:b].astype(np.float64) ** 2))
+        assert rms == pytest.approx(ep.cell_rms(c) * 0.8, rel=1e-4)
+        assert not np.array_equal(noise[lead, a:b], ep.noise[lead, a:b] * np.float32(0.8))  # a fresh draw
+        noise[lead, a:b] = 0.0
+    assert not noise.any()  # nothing outside the cells
+
+
+def test_an_episode_with_its_own_cell_noise_keeps_it_in_the_array_writes():
+    # Image and video episodes redefine cell_noise and redrawn_units; the many-cell writes must use theirs.
+    class Marked(Episode):
+        def cell_noise(self, cell, kind, level):
+            _, a, b = self.grid.cell_span(cell)
+            return np.full(b - a, kind + 1.0, dtype=np.float32)
+
+        def redrawn_units(self, cells, rng):
+            return {
+                int(c): np.full(self.grid.cell_span(c)[2] - self.grid.cell_span(c)[1], 3.0, np.float32) for c in cells
+            }
+
+    clf = BumpClassifier()
+    x = bump_ecg().signal
+    probs = clf.predict_proba(x[None])[0]
+    ep = Marked(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
+    noise = ep.region_noise([3, 41], 1, 0)
+    assert set(np.unique(noise).tolist()) == {0.0, 2.0} and np.count_nonzero(noise) == 2 * 50
+    ep.set_cell(3, 0, 1)
+    ep.set_cell(41, 2, 0)
+    out = np.zeros_like(ep.clean)
+    ep.add_redrawn(out, [3, 41], np.random.default_rng(1), 0.5)
+    for c in (3, 41):
+        lead, a, b = ep.grid.cell_span(c)
+        assert np.allclose(out[lead, a:b], 3.0 * ep.cell_rms(c) * 0.5)
+
+
 def test_episode_snr_and_l2_match_their_definitions():
     ep, _ = _episode()
     for cell in (3, 24, 60):

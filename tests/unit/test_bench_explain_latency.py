@@ -41,6 +41,7 @@ def test_latency_rows_stay_within_budget_and_name_the_method(rows):
     assert explain_row.method.split(" (")[0] in ("anytime", "agent")
     # Every query goes through predict_proba, so the clock saw at least one call and no more time than the call.
     assert explain_row.calls >= 1 and 0 < explain_row.inside_s <= explain_row.max_s
+    assert 0 < explain_row.inside_cpu_s <= explain_row.cpu_s and occlusion_row.cpu_s > 0
     assert occlusion_row.budget is None and occlusion_row.queries[0] == 200  # 2 + 2 leads x 99 windows
     assert explain_row.ratio_to_occlusion == pytest.approx(explain_row.median_s / occlusion_row.median_s)
     assert explain_row.target_s == 1.0
@@ -52,4 +53,7 @@ def test_latency_table_has_a_row_per_budget_and_flags_untrained_models(rows):
     table = bench.markdown_table(measured + flagged)
     lines = [line for line in table.splitlines() if line.startswith("| builtin")]
     assert len(lines) == 2 and "| 25 |" in lines[0] and "| Occlusion |" in lines[1]
+    assert "(< 1 s) |" in lines[0] and lines[0].endswith("| – |")  # issue 16's target is the built-in's at 500
+    at_500 = bench.Row(**{**measured[0].__dict__, "budget": 500, "target16_s": 0.5})
+    assert bench.markdown_table([at_500]).splitlines()[-1].endswith("(< 0.5 s) |")
     assert "resnet1d-untrained-12lead (untrained)" in table

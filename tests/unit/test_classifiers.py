@@ -170,6 +170,25 @@ def test_large_batches_are_answered_in_chunks(adapters, batch):
     np.testing.assert_allclose(probs[10:], probs[:10][::-1], atol=1e-6)
 
 
+def test_cpu_forwards_are_split_to_a_sample_budget_with_the_same_answers(raw_net, batch, monkeypatch):
+    from ecglens.classifiers import torchscript
+
+    raw_path, _ = raw_net
+    clf = load_classifier(str(raw_path), device="cpu")
+    whole = clf.predict_proba(batch)  # 10 rows x 2 leads x 3600: one forward under the default budget
+    module, seen = clf.module, []
+
+    def forward(x):
+        seen.append(int(x.shape[0]))
+        return module(x)
+
+    monkeypatch.setattr(clf, "module", forward)
+    monkeypatch.setattr(torchscript, "CPU_FORWARD_SAMPLES", 3 * 2 * 3600)  # room for 3 rows
+    split = clf.predict_proba(batch)
+    assert seen == [3, 3, 3, 1]
+    np.testing.assert_allclose(split, whole, atol=1e-6, rtol=0)
+
+
 def test_query_counter_counts_rows_and_enforces_the_budget(adapters, batch):
     counter = QueryCounter(adapters["builtin"], budget=15)
     counter.predict_proba(batch)

@@ -223,7 +223,7 @@ class AnytimeEpisode:
         # (parent's drop, depth, child); leaves never enter the frontier
         kids = [(-nd_, -nd, kid) for nd_, nd, _, g in popped for kid in g.children()]
         signal = self.ep.clean  # dropout is measured on the clean input, whatever the flip search has laid
-        rows = np.stack([np.where(self.ep.grid.cell_mask(k.cells(n_w)), self.flat, signal) for _, _, k in kids])
+        rows = np.where(_cell_masks(self.ep.grid, [k.cells(n_w) for _, _, k in kids]), self.flat, signal)
         probs = self.ep.probe_rows(self.counter, rows)
         drops = (self.ep.p0 - probs[:, self.ep.target.index]) / max(self.ep.p0, 1e-3)
         for i, ((parent, depth, kid), d, row) in enumerate(zip(kids, drops, probs)):
@@ -250,7 +250,7 @@ class AnytimeEpisode:
         ranking = np.argsort(-self.cell_scores(), kind="stable")
         rows_n = min(self.max_rows - 1, self.room(), n - 1)
         ks = np.unique(np.round(np.linspace(0, n, rows_n + 2)[1:-1]).astype(int))
-        rows = np.stack([np.where(ep.grid.cell_mask(ranking[:k]), self.flat, ep.clean) for k in ks])
+        rows = np.where(_cell_masks(ep.grid, [ranking[:k] for k in ks]), self.flat, ep.clean)
         p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
         before = np.concatenate([[ep.p0], p[:-1]])
         starts = np.concatenate([[0], ks[:-1]])
@@ -274,9 +274,7 @@ class AnytimeEpisode:
         configs = [(k, lv) for lv in levels for k in range(len(ep.kinds))][: min(self.max_rows, self.room())]
         rows, energy = [], []
         for k, lv in configs:
-            noise = np.zeros_like(ep.clean)
-            for c in region:
-                noise[ep.grid.cell_index(int(c))] = ep.cell_noise(int(c), k, lv)
+            noise = ep.region_noise(region, k, lv)
             rows.append(ep.clean + noise)
             energy.append(float(np.square(noise, dtype=np.float64).sum()))
         probs = ep.probe_rows(self.counter, np.stack(rows))
@@ -507,6 +505,14 @@ FEATURES = (
 
 
 _RANKING_ACTIONS = ("localise", "widen", "reorder")
+
+
+def _cell_masks(grid, groups: list) -> np.ndarray:
+    """bool ``[len(groups), *input shape]``: each group's `cell_mask`, in one gather where the grid has
+    ``cell_masks`` (the ECG grid; the image and video grid stacks its masks)."""
+    if hasattr(grid, "cell_masks"):
+        return grid.cell_masks(groups)
+    return np.stack([grid.cell_mask(g) for g in groups])
 
 
 def _leaf_depth(n_windows: int, n_leads: int) -> int:

@@ -80,14 +80,17 @@ def minimize(
     for c in [int(c) for c in ep.distorted_cells()]:
         if not ep.flipped or ep.kind[c] < 0:
             continue
+        # every (kind, level) at or below the cell's level but its own: counted first, as most cells of a broad
+        # flip have more options than the budget leaves
+        n_options = (int(ep.level[c]) + 1) * len(ep.kinds) - 1
+        if not n_options or n_options > room() - _BISECTION_STEPS - len(ep.distorted_cells()):
+            continue
         options = [
             (c, k, lv)
             for lv in range(int(ep.level[c]) + 1)
             for k in range(len(ep.kinds))
             if (k, lv) != (int(ep.kind[c]), int(ep.level[c]))
         ]
-        if not options or len(options) > room() - _BISECTION_STEPS - len(ep.distorted_cells()):
-            continue
         probs = ep.probe(counter, [[o] for o in options])
         keep = np.flatnonzero(ep.target.flipped(probs))
         if keep.size:

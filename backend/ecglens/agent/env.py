@@ -213,6 +213,28 @@ class Episode:
                 out.update(zip(here.tolist(), units))
         return out
 
+    def add_redrawn(self, noise: np.ndarray, cells: Sequence[int], rng: np.random.Generator, factor: float) -> None:
+        """Write `redrawn_units` of many distorted ``cells`` into ``noise`` (the input's shape), each at its current
+        RMS (`cell_rms`) times ``factor``. For ECG the same draws are cut and tapered a cell length at a time."""
+        if not self._own_noise():
+            fresh = self.redrawn_units(cells, rng)
+            for c in cells:
+                noise[self.grid.cell_index(c)] = fresh[c] * np.float32(self.cell_rms(c) * factor)
+            return
+        n_leads, n = self.clean.shape
+        cells = np.asarray([int(c) for c in cells], dtype=np.int64)
+        starts, widths = self.grid.bounds[:, 0], np.diff(self.grid.bounds, axis=1)[:, 0]
+        for k in sorted({int(self.kind[c]) for c in cells}):
+            bank = distortions.noise_batch(self.kinds[k], n_leads, n, self.fs, rng, mains_hz=self.mains_hz)
+            of_kind = cells[self.kind[cells] == k]
+            windows = self.grid.cell_window(of_kind)
+            for width in np.unique(widths[windows]):
+                here = of_kind[widths[windows] == width]
+                leads = self.grid.cell_lead(here)[:, None]
+                span = starts[self.grid.cell_window(here)][:, None] + np.arange(width)
+                rms = self.amp[leads[:, 0], self.level[here]] * self.gain[here] * factor
+                noise[leads, span] = _tapered_unit(bank[leads, span]) * rms.astype(np.float32)[:, None]
+
     def cell_rms(self, cell: int) -> float:
         """RMS (mV) of ``cell``'s current distortion as the energy bookkeeping counts it (0 when clean)."""
         if self.kind[cell] < 0:
@@ -223,6 +245,23 @@ class Episode:
         """float32 ``[cell samples]``: the distortion ``kind`` at ``level`` on ``cell`` (mV)."""
         lead, a, b = self.grid.cell_span(cell)
         return self._unit[kind, lead, a:b] * np.float32(self.amp[lead, level])
+
+    def region_noise(self, cells, kind: int, level: int) -> np.ndarray:
+        """float32, the input's shape: `cell_noise` on every cell of ``cells``, zero elsewhere (for ECG in one
+        masked product)."""
+        if not self._own_noise():
+            noise = np.zeros_like(self.clean)
+            for c in cells:
+                noise[self.grid.cell_index(int(c))] = self.cell_noise(int(c), kind, level)
+            return noise
+        full = self._unit[kind] * self.amp[:, level].astype(np.float32)[:, None]
+        return np.where(self.grid.cell_mask(cells), full, np.float32(0.0))
+
+    def _own_noise(self) -> bool:
+        """Whether cell noise is this class's (ECG's noise bank): a subclass that redefines it (images, video) gets
+        the cell-by-cell paths of `region_noise` and `add_redrawn`."""
+        kind = type(self)
+        return all(getattr(kind, f) is getattr(Episode, f) for f in ("cell_noise", "cell_rms", "redrawn_units"))
 
     def energies(self, kind: np.ndarray | None = None, level: np.ndarray | None = None) -> np.ndarray:
         """float64 ``[n_cells]`` distortion energy per cell for a state (default: the current one)."""
@@ -359,13 +398,14 @@ class Episode:
     def record_probe(self, cells: Sequence[int], probs: np.ndarray, base_p: float, delta_l2: Sequence[float]) -> None:
         """Remember what probing ``cells`` did: drop of the target probability (over p0) and drop per L2."""
         probs = np.atleast_2d(probs)
-        scale = max(self.p0, 1e-3)
-        for cell, row, dl2 in zip(cells, probs, delta_l2):
-            drop = (base_p - float(row[self.target.index])) / scale
-            self.probed[cell] = True
-            self.last_drop[cell] = np.float32(drop)
-            self.max_drop[cell] = max(self.max_drop[cell], drop)
-            self.last_drop_per_l2[cell] = np.float32(np.clip(drop / max(abs(dl2), 1e-3), -10, 10))
+        dl2 = np.asarray(delta_l2, dtype=np.float64).ravel()
+        m = min(len(cells), len(probs), len(dl2))  # as zip would pair them
+        cells = np.asarray([int(c) for c in cells[:m]], dtype=np.int64)
+        drop = (base_p - probs[:m, self.target.index].astype(np.float64)) / max(self.p0, 1e-3)
+        self.probed[cells] = True
+        self.last_drop[cells] = drop.astype(np.float32)
+        np.maximum.at(self.max_drop, cells, drop)  # a cell named twice keeps its largest drop
+        self.last_drop_per_l2[cells] = np.clip(drop / np.maximum(np.abs(dl2[:m]), 1e-3), -10, 10).astype(np.float32)
 
     # ------------------------------------------------------------------ observation
     def observe_cells(self) -> np.ndarray:

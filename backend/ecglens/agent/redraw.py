@@ -51,10 +51,12 @@ def redraw_round(
         noise = variants[0].copy()
         chosen = cells if j % 2 else [cells[int(rng.integers(len(cells)))]]
         # Many cells (a broad flip on 12 leads): one whole-record draw per kind instead of one per cell.
-        fresh = ep.redrawn_units(chosen, rng) if len(chosen) > _MANY_CELLS else None
-        for c in chosen:
-            unit = fresh[c] if fresh is not None else ep.redrawn_unit(c, int(ep.kind[c]), rng)
-            noise[ep.grid.cell_index(c)] = unit * np.float32(ep.cell_rms(c) * factor)
+        if len(chosen) > _MANY_CELLS:
+            ep.add_redrawn(noise, chosen, rng, factor)
+        else:
+            for c in chosen:
+                unit = ep.redrawn_unit(c, int(ep.kind[c]), rng)
+                noise[ep.grid.cell_index(c)] = unit * np.float32(ep.cell_rms(c) * factor)
         variants.append(noise)
     if state.widen:
         variants = variants[1:]  # the current realisations are known already
