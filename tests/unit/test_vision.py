@@ -193,7 +193,11 @@ def test_video_top_tube_is_the_known_one_and_shapes(video_model):
     assert e.modality == "video" and e.queries <= 50
     assert e.saliency.shape == (8, 32, 32)
     top = _top_rect(e)
-    assert 4 <= top["t0"] < 6 and 8 <= top["y0"] < 16 and 24 <= top["x0"] < 32
+    assert 8 <= top["y0"] < 16 and 24 <= top["x0"] < 32
+    # a tube spans the clip; the region and the saliency map peak on a frame the model reads
+    assert (top["t0"], top["t1"]) == (0, 8) and 4 <= top["frame"] < 6
+    t, y, xx = np.unravel_index(np.argmax(e.saliency), e.saliency.shape)
+    assert 4 <= t < 6 and 8 <= y < 16 and 24 <= xx < 32
     e = ecglens.explain(_video(), clf, query_budget=300, seed=0)
     assert e.adversarial is not None and e.adversarial.signal.shape == VIDEO_SHAPE
     assert e.adversarial.snr_db == pytest.approx(vd.psnr(_video(), e.adversarial.signal), abs=0.05)
@@ -284,8 +288,8 @@ def test_patch_grid_halves_space_and_covers_the_input():
     assert make_patch_grid((3, 128, 96)).patch == (8, 8)
     assert make_patch_grid((3, 224, 20)).patch == (14, 5)
     video = make_patch_grid(VIDEO_SHAPE)
-    assert (video.tube_frames, video.n_leads, video.n_windows) == (2, 4, 16)
-    assert video.cell_size(0) == 2 * 3 * 8 * 8
+    assert (video.tube_frames, video.n_leads, video.n_windows) == (8, 1, 16)
+    assert video.cell_size(0) == 8 * 3 * 8 * 8
 
 
 # ---------------------------------------------------------------------------------------------------- ranking
@@ -410,7 +414,7 @@ def test_odd_sizes_are_covered_by_the_grid():
     assert grid.patch == (8, 8) and grid.n_cells == 16
     sizes = np.bincount(grid.feature_mask().ravel())
     assert sorted(set(sizes.tolist())) == [36, 48, 64] and sizes.sum() == 900  # the last row / column: 6 px
-    grid = make_patch_grid((5, 3, 30, 20), patch=(7, 6))
-    assert (grid.patch_rows, grid.patch_cols, grid.n_leads) == (5, 4, 5)
+    grid = make_patch_grid((5, 3, 30, 20), patch=(7, 6), tube_frames=2)
+    assert (grid.patch_rows, grid.patch_cols, grid.n_leads) == (5, 4, 3)  # the last tube: one frame
     assert grid.feature_mask().min() == 0 and set(np.unique(grid.feature_mask())) == set(range(grid.n_cells))
     assert grid.to_samples(np.arange(grid.n_cells)).shape == (5, 30, 20)

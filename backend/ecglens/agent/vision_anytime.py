@@ -32,7 +32,8 @@ from ecglens.agent.anytime import AnytimeEpisode, _leaf_depth
 # the order of what is left still counts when the top cell alone takes most of the class.
 _GONE = 0.01
 # An image of up to 12 x 12 patches gets its first conditional round before the flip search (about 2 x cells
-# queries for the ranking); a 256-tube video looks for its flip first, or the ranking alone would take 500 queries.
+# queries for the ranking), as does a video of clip-long tubes; a grid of finer tubes (256) looks for its flip first,
+# or the ranking alone would take 500 queries.
 FIRST_ROUND_CELLS = 160
 
 
@@ -113,6 +114,24 @@ class VisionAnytimeEpisode(AnytimeEpisode):
             self.rounds_done = self._next_k > n // 2
             self._round = None
         return len(cells) + len(prefix), float(p.min()) if len(p) else rnd["base"]
+
+    def frame_detail(self) -> np.ndarray:
+        """float64 ``[n_cells, tube_frames]``: the energy of what the dropout fill removes from each frame of each
+        tube (NaN past a short last tube): which frame of a tube holds its content. A frame dropped out alone
+        moves a model that reads the clip over several frames little (see `vision.frame_saliency`)."""
+        grid = self.ep.grid
+        detail = (self.ep.clean - self.flat) ** 2
+        out = np.full((grid.n_cells, grid.tube_frames), np.nan)
+        if grid.video:
+            for c in range(grid.n_cells):
+                e = detail[grid.cell_index(c)].sum(axis=(1, 2, 3))
+                out[c, : len(e)] = e
+        return out
+
+    def result(self):
+        out = super().result()
+        out.extra["frame_detail"] = self.frame_detail()
+        return out
 
     def _drop_out(self, cell_sets: list[list[int]], fill: np.ndarray) -> np.ndarray:
         """The diagnosed class's probability with each set of cells taken from ``fill`` in the clean input (one
