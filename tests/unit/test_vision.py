@@ -354,24 +354,33 @@ def test_mean_fill_is_each_cells_own_colour_whatever_else_is_removed():
     assert np.abs(grid.dropout_fill(darker)[grid.cell_index(c)] - grid.dropout_fill(x)[grid.cell_index(c)]).max() > 0.05
 
 
-def test_cells_measured_alone_take_their_own_mean_colour(tmp_path):
+def _vision_run(clf, x: np.ndarray, budget: int):
     from ecglens.agent.vision_anytime import VisionAnytimeEpisode
     from ecglens.agent.vision_env import LEVELS_PSNR_DB, VisionEpisode, make_bank
     from ecglens.classifiers.base import QueryCounter
     from ecglens.targets import diagnosed_targets
     from ecglens.vision.distortions import parse_kinds
 
-    path = tmp_path / "saturating.pt"
-    torch.jit.script(_Saturating()).save(str(path))
-    _card(path, "saturating", "image", (1, 32, 32))
-    clf = ecglens.load_classifier(path, device="cpu")
-    x = _checkered()
     grid = make_patch_grid(x.shape)
-    counter = QueryCounter(clf, budget=100)
+    counter = QueryCounter(clf, budget=budget)
     probs0 = counter.predict_proba(x[None])[0]
     target = diagnosed_targets(probs0, clf)[0]
     bank = make_bank(x, grid, parse_kinds(None, "image"), LEVELS_PSNR_DB, np.random.default_rng(0))
-    run = VisionAnytimeEpisode(VisionEpisode(x, probs0, target, grid=grid, bank=bank), counter)
+    return VisionAnytimeEpisode(VisionEpisode(x, probs0, target, grid=grid, bank=bank), counter), probs0, target
+
+
+def _saturating(tmp_path):
+    path = tmp_path / "saturating.pt"
+    torch.jit.script(_Saturating()).save(str(path))
+    _card(path, "saturating", "image", (1, 32, 32))
+    return ecglens.load_classifier(path, device="cpu")
+
+
+def test_cells_measured_alone_take_their_own_mean_colour(tmp_path):
+    clf = _saturating(tmp_path)
+    x = _checkered()
+    run, probs0, target = _vision_run(clf, x, 100)
+    grid = run.ep.grid
     run.step("localise")
     leaves = set(np.flatnonzero(~np.isnan(run.single)).tolist())
     run.step("widen")
@@ -383,6 +392,17 @@ def test_cells_measured_alone_take_their_own_mean_colour(tmp_path):
     # the mean colour, not the blur, which leaves a removed patch some of its neighbours' contrast (with the blur
     # fill a cue cell's drop differs here and the test fails)
     np.testing.assert_allclose(run.single[measured], (probs0[target.index] - p) / probs0[target.index], atol=1e-6)
+
+
+def test_two_conditional_rounds_come_before_the_flip_search_on_a_small_grid(tmp_path):
+    from ecglens.agent.vision_anytime import vision_hand_policy
+
+    run, _, _ = _vision_run(_saturating(tmp_path), _checkered(), 300)
+    while (action := vision_hand_policy(run)) in ("localise", "widen"):
+        run.step(action)
+    assert action in ("broad_top", "broad_all", "scan")
+    # the round with the top two cells removed has been measured (or it found the decision gone with them)
+    assert run.rounds_done or len(run.cond_prefix) == 2
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -401,7 +421,7 @@ def test_cli_explains_a_png_and_a_npy(image_model, video_model, tmp_path, capsys
             "--model",
             str(image_model),
             "--budget",
-            "200",
+            "300",  # a 64-patch image: the ranking takes about 200 queries before the flip search
             "--out",
             str(out),
             "--saliency-png",
@@ -413,7 +433,7 @@ def test_cli_explains_a_png_and_a_npy(image_model, video_model, tmp_path, capsys
     assert "resized from 80 × 80 to 64 × 64" in text and "diagnosis: bright" in text and "PSNR" in text
     assert "y 16-24  x 40-48" in text.split("top patches")[1].splitlines()[1]
     d = json.loads(out.read_text())
-    assert d["modality"] == "image" and d["queries"] <= 200 and np.asarray(d["saliency"]).shape == (64, 64)
+    assert d["modality"] == "image" and d["queries"] <= 300 and np.asarray(d["saliency"]).shape == (64, 64)
     assert Image.open(sal).size == (64, 64)
 
     npy = tmp_path / "vid.npy"

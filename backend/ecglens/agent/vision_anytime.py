@@ -18,7 +18,7 @@ does, every cell dropped out on its own, and still look for flips. `VisionAnytim
   of their groups, as for an ECG.
 
 `vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone, the
-first conditional round (small grids), then look for a flip and clean it up, then the further rounds, then redraws
+first conditional round (small grids; the second too on at most 8 x 8 cells), then look for a flip and clean it up, then the further rounds, then redraws
 (restarts when redraws stall). Budget-blind like the ECG order, so the explanation at budget B is the prefix
 of the one at a larger budget.
 """
@@ -36,6 +36,8 @@ _GONE = 0.01
 # queries for the ranking), as does a video of clip-long tubes; a grid of finer tubes (256) looks for its flip first,
 # or the ranking alone would take 500 queries.
 FIRST_ROUND_CELLS = 160
+# On up to 8 x 8 cells the second round (top 2 removed) fits before the flip search too (about 3 x cells queries).
+SECOND_ROUND_CELLS = 64
 
 
 class VisionAnytimeEpisode(AnytimeEpisode):
@@ -60,8 +62,12 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         return order[np.isnan(self.single[order])]
 
     def rounds_before_flips(self) -> bool:
-        """The first conditional round comes before the flip search on a grid of at most `FIRST_ROUND_CELLS`."""
-        return self.ep.grid.n_cells <= FIRST_ROUND_CELLS and not self.rounds_done and self._next_k == 1
+        """The first conditional round comes before the flip search on a grid of at most `FIRST_ROUND_CELLS`, the
+        second too on one of at most `SECOND_ROUND_CELLS`."""
+        if self.rounds_done:
+            return False
+        n = self.ep.grid.n_cells
+        return (self._next_k == 1 and n <= FIRST_ROUND_CELLS) or (self._next_k == 2 and n <= SECOND_ROUND_CELLS)
 
     def legal(self) -> dict[str, bool]:
         legal = super().legal()
