@@ -212,7 +212,8 @@ def make_patch_grid(
     patch : int or (int, int) or None
         Patch side(s) in pixels. Default: None (`default_patch_side` of H and W: 8 px from 32 to 128 px).
     tube_frames : int or None
-        Frames per tube of a video. Default: None (``round(T / TUBES_PER_VIDEO)``: the whole clip); ignored for an image.
+        Frames per tube of a video. Default: None (``round(T / TUBES_PER_VIDEO)``: the whole clip); ignored for an
+        image.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (3, 4) or min(shape) < 1:

@@ -1,11 +1,11 @@
 """`explain_vision`: the anytime agent on an image or video classifier (``ecglens.explain`` dispatches here).
 
-The same loop as for an ECG (`anytime.run_findings`, the hand or learned policy): the grid is a `PatchGrid`
-(patches, or tubes of frames × patches), the episode a `VisionEpisode` (the image and video distortions at
-calibrated PSNRs), the loop's state a `VisionAnytimeEpisode` (the ranking resolved cell by cell; the fixed order
-is `vision_hand_policy`). The `Explanation` has the
-``saliency`` ``[H, W]`` (image) or ``[T, H, W]`` (video; each tube's frames ordered by their detail, `frame_saliency`), ``regions`` (the top cells with their pixels and frames,
-in ``extra["regions"]``) and the adversarial example: the distorted input, its PSNR as ``snr_db``.
+The same loop as for an ECG (`anytime.run_findings`, the hand or learned policy): the grid is a `PatchGrid` (patches, or
+tubes of frames × patches), the episode a `VisionEpisode` (the image and video distortions at calibrated PSNRs), the
+loop's state a `VisionAnytimeEpisode` (the ranking resolved cell by cell; the fixed order is `vision_hand_policy`). The
+`Explanation` has the ``saliency`` ``[H, W]`` (image) or ``[T, H, W]`` (video; each tube's frames ordered by their
+detail, `frame_saliency`), ``regions`` (the top cells with their pixels and frames, in ``extra["regions"]``) and the
+adversarial example: the distorted input, its PSNR as ``snr_db``.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def explain_vision(
         An image or video classifier (card ``modality``).
     query_budget, seed, policy, progress : as in `ecglens.explain`.
     distortions : kinds allowed (`ecglens.vision.distortions.IMAGE_KINDS` / ``VIDEO_KINDS``). Default: all.
-    patch, tube_frames : the grid (`make_patch_grid`). Default: 8 × 8-px patches (`patches.default_patch_side`), tubes over the whole clip.
+    patch, tube_frames : the grid (`make_patch_grid`). Default: 8 × 8-px patches (`patches.default_patch_side`),
+        tubes over the whole clip.
     levels_db : whole-input PSNR levels of the distortions, weakest first. Default: `LEVELS_PSNR_DB`.
     """
     t0 = time.perf_counter()

@@ -5,22 +5,22 @@ does, every cell dropped out on its own, and still look for flips. `VisionAnytim
 `anytime.AnytimeEpisode` and changes two things:
 
 - ``widen`` resolves cells singly instead of splitting groups of the bisection frontier: first every cell not yet
-  measured alone, in the order of the current ranking (`MAX_ROWS` a call; the cell takes its own mean colour, as in
-  the rounds: the blur keeps a patch's low frequencies, so the cell's drop says less of its content; the bisection's
-  leaf keeps its blur measure), then **conditional rounds**: with the top ``k`` cells of the ranking removed (``k`` = 1, 2, 4, ...), every other cell
-  is removed on top of them, in ranking order, and the cells measured so far are re-ranked below the top ``k`` by
-  that extra drop (greedy deletion by doubling prefixes: a cell whose evidence duplicates a higher one moves down,
-  one that matters once the top is gone moves up). Cells removed together take their own mean colour
-  (`PatchGrid.mean_fill`): a blur of the input would bring a removed region's content back from its removed
+  measured alone, in the order of the current ranking (`MAX_ROWS` a call; the cell takes its own mean colour, as in the
+  rounds: the blur keeps a patch's low frequencies, so the cell's drop says less of its content; the bisection's leaf
+  keeps its blur measure), then **conditional rounds**: with the top ``k`` cells of the ranking removed (``k`` = 1, 2,
+  4, ...), every other cell is removed on top of them, in ranking order, and the cells measured so far are re-ranked
+  below the top ``k`` by that extra drop (greedy deletion by doubling prefixes: a cell whose evidence duplicates a
+  higher one moves down, one that matters once the top is gone moves up). Cells removed together take their own mean
+  colour (`PatchGrid.mean_fill`): a blur of the input would bring a removed region's content back from its removed
   neighbours. The rounds end when the prefix alone has removed the decision or covers half the cells.
 - ``cell_scores``: cells measured alone rank by their own drop (a cell whose removal raises the class goes last),
   below the last round's prefix by that round's order; cells not yet measured alone by the best evidence density
   of their groups, as for an ECG.
 
-`vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone, the
-first conditional round (small grids; the second too on at most 8 x 8 cells), then look for a flip and clean it up, then the further rounds, then redraws
-(restarts when redraws stall). Budget-blind like the ECG order, so the explanation at budget B is the prefix
-of the one at a larger budget.
+`vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone, the first
+conditional round (small grids; the second too on at most 8 x 8 cells), then look for a flip and clean it up, then the
+further rounds, then redraws (restarts when redraws stall). Budget-blind like the ECG order, so the explanation at
+budget B is the prefix of the one at a larger budget.
 """
 
 from __future__ import annotations
