@@ -2,7 +2,7 @@
 
 An image ``[C, H, W]`` is cut into patches (default: 8 × 8 px, the window of the usual occlusion baselines; at
 least 4 patches and at most 16 per side, so larger on a large image and smaller on a small one; `default_patch_side`);
-a video ``[T, C, H, W]`` into tubes: a group of consecutive frames (default ``T / 4`` frames) × one
+a video ``[T, C, H, W]`` into tubes: a group of consecutive frames (default: the whole clip) × one
 patch. A cell covers every channel of its pixels.
 
 The agent's grid is two-dimensional, rows × positions, numbered row-major (``cell = row * n_windows + window``), as
@@ -29,7 +29,9 @@ from ecglens.vision.distortions import removal
 
 PATCH_PX = 8  # the default patch side, pixels
 MIN_PATCHES, MAX_PATCHES = 4, 16  # patches per side the default keeps within
-TUBES_PER_VIDEO = 4  # the default frame groups of a video
+TUBES_PER_VIDEO = (
+    1  # the default frame groups of a video: one, a tube spans the clip (the digit moves; frames are resolved after)
+)
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,8 @@ def make_patch_grid(
     patch : int or (int, int) or None
         Patch side(s) in pixels. Default: None (`default_patch_side` of H and W: 8 px from 32 to 128 px).
     tube_frames : int or None
-        Frames per tube of a video. Default: None (``round(T / 4)``, at least 1); ignored for an image.
+        Frames per tube of a video. Default: None (``round(T / TUBES_PER_VIDEO)``: the whole clip); ignored for an
+        image.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (3, 4) or min(shape) < 1:

@@ -1,11 +1,11 @@
 """`explain_vision`: the anytime agent on an image or video classifier (``ecglens.explain`` dispatches here).
 
-The same loop as for an ECG (`anytime.run_findings`, the hand or learned policy): the grid is a `PatchGrid`
-(patches, or tubes of frames × patches), the episode a `VisionEpisode` (the image and video distortions at
-calibrated PSNRs), the loop's state a `VisionAnytimeEpisode` (the ranking resolved cell by cell; the fixed order
-is `vision_hand_policy`). The `Explanation` has the
-``saliency`` ``[H, W]`` (image) or ``[T, H, W]`` (video), ``regions`` (the top cells with their pixels and frames,
-in ``extra["regions"]``) and the adversarial example: the distorted input, its PSNR as ``snr_db``.
+The same loop as for an ECG (`anytime.run_findings`, the hand or learned policy): the grid is a `PatchGrid` (patches, or
+tubes of frames × patches), the episode a `VisionEpisode` (the image and video distortions at calibrated PSNRs), the
+loop's state a `VisionAnytimeEpisode` (the ranking resolved cell by cell; the fixed order is `vision_hand_policy`). The
+`Explanation` has the ``saliency`` ``[H, W]`` (image) or ``[T, H, W]`` (video; each tube's frames ordered by their
+detail, `frame_saliency`), ``regions`` (the top cells with their pixels and frames, in ``extra["regions"]``) and the
+adversarial example: the distorted input, its PSNR as ``snr_db``.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def explain_vision(
         An image or video classifier (card ``modality``).
     query_budget, seed, policy, progress : as in `ecglens.explain`.
     distortions : kinds allowed (`ecglens.vision.distortions.IMAGE_KINDS` / ``VIDEO_KINDS``). Default: all.
-    patch, tube_frames : the grid (`make_patch_grid`). Default: 8 × 8-px patches (`patches.default_patch_side`), 4 frame groups.
+    patch, tube_frames : the grid (`make_patch_grid`). Default: 8 × 8-px patches (`patches.default_patch_side`),
+        tubes over the whole clip.
     levels_db : whole-input PSNR levels of the distortions, weakest first. Default: `LEVELS_PSNR_DB`.
     """
     t0 = time.perf_counter()
@@ -111,6 +112,7 @@ def explain_vision(
     main = results[0] if results else None
     names = tuple(classifier.class_names)
     scores = main.cell_scores if main is not None else np.zeros(grid.n_cells)
+    detail = main.extra.get("frame_detail") if main is not None else None
     adversarial = adversarial_of(main.episode, classifier) if main is not None and main.episode.flipped else None
     extra: dict[str, Any] = {
         "grid": {
@@ -147,7 +149,7 @@ def explain_vision(
     return Explanation(
         diagnosis=diagnosis_of(targets, probs0, names),
         segments=[],
-        saliency=grid.to_samples(scores),
+        saliency=frame_saliency(grid, scores, detail),
         adversarial=adversarial,
         queries=counter.queries,
         elapsed_s=time.perf_counter() - t0,
@@ -156,6 +158,32 @@ def explain_vision(
         modality=modality,
         extra=extra,
     )
+
+
+def frame_saliency(grid: PatchGrid, scores: np.ndarray, detail: np.ndarray | None) -> np.ndarray:
+    """The saliency map of ``scores``; on a video, each tube's frames ordered by ``detail`` (`VisionAnytimeEpisode.
+    frame_detail`): the frame holding most of the tube's content takes the tube's score, the others a little less,
+    all above the next tube, so the tubes' ranking is kept and a frame-by-frame reading peaks where the content is."""
+    out = grid.to_samples(scores)
+    if detail is None or not grid.video or grid.tube_frames < 2:
+        return out
+    s = np.asarray(scores, dtype=np.float64)
+    levels = np.unique(s)
+    for c in range(grid.n_cells):
+        k = np.searchsorted(levels, s[c])
+        gap = s[c] - levels[k - 1] if k > 0 else s[c]
+        t0, t1, y0, y1, x0, x1 = grid.cell_rect(c)
+        rank = np.argsort(np.argsort(-np.nan_to_num(detail[c, : t1 - t0], nan=-np.inf), kind="stable"), kind="stable")
+        out[t0:t1, y0:y1, x0:x1] = (s[c] - 0.5 * gap * rank / (t1 - t0))[:, None, None]
+    return out
+
+
+def peak_frame(result: EpisodeResult, cell: int) -> int | None:
+    """The frame of tube ``cell`` holding most of its content (None on an image)."""
+    detail = result.extra.get("frame_detail")
+    if detail is None or not result.episode.grid.video:
+        return None
+    return result.episode.grid.cell_rect(cell)[0] + int(np.nanargmax(detail[cell]))
 
 
 def regions_of(result: EpisodeResult, grid: PatchGrid) -> list[dict[str, Any]]:
@@ -169,11 +197,13 @@ def regions_of(result: EpisodeResult, grid: PatchGrid) -> list[dict[str, Any]]:
         if scores[c] < SEGMENT_THRESHOLD or scores[c] <= 0:
             break
         kind = ep.kind[c] if ep.kind[c] >= 0 else result.probe_kind.get(c, -1)
-        out.append(
-            {
-                **grid.label(c),
-                "score": round(float(scores[c]), 4),
-                "distortion": ep.kinds[kind] if kind >= 0 else DROPOUT,
-            }
-        )
+        region = {
+            **grid.label(c),
+            "score": round(float(scores[c]), 4),
+            "distortion": ep.kinds[kind] if kind >= 0 else DROPOUT,
+        }
+        frame = peak_frame(result, c) if grid.video else None
+        if frame is not None:
+            region["frame"] = frame
+        out.append(region)
     return out
