@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier, bump_ecg
 
-from ecglens.agent.anytime import BLOCK_WINDOWS, CLEANUP_QUERIES, MAX_ROWS, AnytimeEpisode, Group, explain_anytime
+from ecglens.agent.anytime import (
+    BLOCK_WINDOWS,
+    CLEANUP_QUERIES,
+    MAX_ROWS,
+    AnytimeEpisode,
+    Group,
+    _leaf_depth,
+    explain_anytime,
+)
 from ecglens.agent.env import Episode
 from ecglens.classifiers.base import QueryCounter
 from ecglens.targets import diagnosed_targets
@@ -61,6 +69,19 @@ def test_an_ecg_root_splits_into_all_lead_blocks_measured_in_one_call():
     # the block holding the bump is the one bisected (its halves are in the frontier or resolved)
     lead, a, b = run.ep.grid.cell_times(int(np.argmax(run.cell_scores())))
     assert not any(g.w0 <= int(BUMP_AT_S / 0.25) < g.w1 for g in blocks)
+
+
+def test_blocks_are_even_and_localise_goes_on_down_to_one_cell_on_any_strip_length():
+    clf = BumpClassifier(window_s=10.25)
+    x = bump_ecg(duration_s=10.25).signal  # 41 windows: 2-s blocks would leave a one-window stub
+    probs = clf.predict_proba(x[None])[0]
+    ep = Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
+    run = AnytimeEpisode(ep, QueryCounter(clf, budget=60))
+    run.step("localise")
+    blocks = [g for _, _, _, g in run._frontier if g.leads == (0, 1) and g.w1 - g.w0 >= BLOCK_WINDOWS - 1]
+    assert ep.grid.n_windows == 41 and {g.w1 - g.w0 for g in blocks} <= {6, 7}
+    assert run.depth.max() == _leaf_depth(ep.grid.n_windows, ep.grid.n_leads)  # a cell measured alone
+    assert _top_hits(run)
 
 
 class _EnergyClassifier(BumpClassifier):

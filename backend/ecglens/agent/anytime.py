@@ -221,7 +221,8 @@ class AnytimeEpisode:
             group = self._frontier[0][3]
             cells, p = self._split_groups(1)
             touched, low = max(touched, cells), min(low, p)
-            if any(kid.children() is None for kid in self._children(group)):
+            blocks = self._ecg and group.w1 - group.w0 == self.ep.grid.n_windows  # the root's blocks: go on down
+            if not blocks and any(kid.children() is None for kid in group.children()):
                 break  # a single cell is measured: the branch is resolved
         return touched, low
 
@@ -231,7 +232,7 @@ class AnytimeEpisode:
         n_w = self.ep.grid.n_windows
         n_blocks = -(-n_w // BLOCK_WINDOWS)
         if self._ecg and group.w1 - group.w0 == n_w and 1 < n_blocks <= self.max_rows:
-            edges = list(range(0, n_w, BLOCK_WINDOWS)) + [n_w]
+            edges = np.round(np.linspace(0, n_w, n_blocks + 1)).astype(int)  # even blocks: no one-window stub
             return tuple(Group(group.leads, a, b) for a, b in zip(edges[:-1], edges[1:]))
         return group.children() or ()
 
