@@ -11,6 +11,7 @@ from ecglens.agent.anytime import (
     BLOCK_WINDOWS,
     CLEANUP_QUERIES,
     MAX_ROWS,
+    REORDER_ROWS,
     AnytimeEpisode,
     Group,
     _leaf_depth,
@@ -82,6 +83,15 @@ def test_blocks_are_even_and_localise_goes_on_down_to_one_cell_on_any_strip_leng
     assert ep.grid.n_windows == 41 and {g.w1 - g.w0 for g in blocks} <= {6, 7}
     assert run.depth.max() == _leaf_depth(ep.grid.n_windows, ep.grid.n_leads)  # a cell measured alone
     assert _top_hits(run)
+
+
+def test_reorder_measures_the_deletion_curve_of_an_ecg_at_reorder_rows_points_in_one_call():
+    run, _ = _run(budget=60)
+    run.step("localise")
+    calls = run.counter.calls
+    step = run.step("reorder")
+    assert step.queries == REORDER_ROWS < MAX_ROWS - 1 and run.counter.calls == calls + 1
+    assert not run.legal()["reorder"]  # nothing to check again until the ranking changes
 
 
 class _EnergyClassifier(BumpClassifier):

@@ -11,7 +11,8 @@
                  ECG's root splits instead into all-lead blocks of `BLOCK_WINDOWS` windows in one call (a 10-s
                  two-lead strip: 5 blocks of 2 s, then 4 calls of 2 rows);
   ``widen``      the same for the next `MAX_ROWS` // 2 groups of the frontier at once (breadth for the ranking);
-  ``reorder``    drop out the ranking's top k cells together for 15 values of k (the deletion curve, measured):
+  ``reorder``    drop out the ranking's top k cells together for 15 values of k (an ECG: `REORDER_ROWS`; the
+                 deletion curve, measured):
                  where removing one more chunk raises the probability, that chunk's cells go to the end (a
                  probe of a group alone cannot see what removing it together with the evidence does);
   ``broad_top``  every distortion kind at the three strongest allowed levels over the 16 top-ranked cells;
@@ -72,6 +73,9 @@ _EXPLAINS = 0.5  # a child whose drop is half its group's or more explains the g
 _RISE = 0.05  # a rise of the probability by 5% of p0 when one more chunk goes demotes that chunk
 _SCAN_SHARE = 0.3  # the sweep of ``scan`` covers the top 30% of cells (at least 8)
 ENERGY_POWER = 1.0  # an ECG cell's evidence: its group's density times (energy / the group's mean energy) ** this
+# An ECG's ``reorder`` measures its curve at this many k: a finer one demoted more and scored worse on the train
+# members at budget 50 and up (chosen there; the figures are in the commit history)
+REORDER_ROWS = 11
 BLOCK_WINDOWS = 8  # an ECG's root splits into all-lead blocks of this many windows (2 s), measured in one call
 
 
@@ -280,7 +284,7 @@ class AnytimeEpisode:
         ep = self.ep
         n = ep.grid.n_cells
         ranking = np.argsort(-self.cell_scores(), kind="stable")
-        rows_n = min(self.max_rows - 1, self.room(), n - 1)
+        rows_n = min(REORDER_ROWS if self._ecg else self.max_rows - 1, self.room(), n - 1)
         ks = np.unique(np.round(np.linspace(0, n, rows_n + 2)[1:-1]).astype(int))
         rows = np.where(_cell_masks(ep.grid, [ranking[:k] for k in ks]), self.flat, ep.clean)
         p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
