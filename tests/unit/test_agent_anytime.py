@@ -121,12 +121,14 @@ def test_cells_of_one_measured_group_rank_by_the_energy_dropout_removes():
         assert len(np.unique(run.density[cells])) == 1 and run.density[cells][0] > 0
         by_score = cells[np.argsort(-scores[cells], kind="stable")]
         assert np.all(np.diff(run.energy[by_score]) <= 0)
-    # across blocks too: a cell's value is its block's density times its energy over the block's mean energy
+    # across blocks too: a cell's value is its block's density times its energy over the block's mean energy,
+    # at most 1 (a quiet cell of a strong block falls below the loud cells of a weaker one; none rises)
     cells = np.concatenate([g.cells(n_w) for g in blocks])
     means = np.concatenate([np.full(len(g.cells(n_w)), run.energy[g.cells(n_w)].mean()) for g in blocks])
-    value = run.density[cells] * run.energy[cells] / means
-    top = np.argsort(-value)[:10]
-    assert np.array_equal(np.argsort(-scores[cells[top]], kind="stable"), np.argsort(-value[top], kind="stable"))
+    value = run.density[cells] * np.minimum(run.energy[cells] / means, 1.0)
+    assert np.all(scores[cells] <= run.density[cells] / run.density.max() + 1e-3)
+    higher = value[:, None] > value[None, :] * (1 + 1e-9)
+    assert higher.any() and np.all((scores[cells][:, None] > scores[cells][None, :])[higher])
 
 
 def test_the_bump_is_pointed_at_within_ten_queries_and_every_step_leaves_a_valid_ranking():

@@ -445,7 +445,10 @@ class AnytimeEpisode:
         n = self.drop.size
         density = self.density
         if ENERGY_POWER and self._ecg:  # the cells a probe has not separated: QRS complexes first
+            # a prior only lowers: a quiet cell falls below a louder one of a weaker group, but no cell rises
+            # above what its group measured (a lead the classifier does not read stays below the threshold)
             ratio = np.where(self.group_energy > 0, self.energy / np.maximum(self.group_energy, 1e-12), 1.0)
+            ratio = np.minimum(ratio, 1.0)
             density = density * ratio**ENERGY_POWER
         order = np.lexsort((-self.energy, -self.depth, -self.drop, -density, self.demoted))
         scores = np.empty(n)
