@@ -9,7 +9,7 @@
   ``localise``   best-first bisection down one branch: drop out each half of the most promising group (time
                  halves down to one window, then leads), two rows a call, until a single cell is measured; an
                  ECG's root splits instead into all-lead blocks of `BLOCK_WINDOWS` windows in one call (a 10-s
-                 two-lead strip: 4 blocks of 2.5 s, then 5 calls of 2 rows);
+                 two-lead strip: 5 blocks of 2 s, then 4 calls of 2 rows);
   ``widen``      the same for the next `MAX_ROWS` // 2 groups of the frontier at once (breadth for the ranking);
   ``reorder``    drop out the ranking's top k cells together for 15 values of k (an ECG: `REORDER_ROWS`; the
                  deletion curve, measured):
@@ -76,7 +76,7 @@ ENERGY_POWER = 1.0  # an ECG cell's evidence: its group's density times (energy 
 # An ECG's ``reorder`` measures its curve at this many k: a finer one demoted more and scored worse on the train
 # members at budget 50 and up (chosen there; the figures are in the commit history)
 REORDER_ROWS = 11
-BLOCK_WINDOWS = 10  # an ECG's root splits into all-lead blocks of this many windows (2.5 s), measured in one call
+BLOCK_WINDOWS = 8  # an ECG's root splits into all-lead blocks of this many windows (2 s), measured in one call
 
 
 @dataclass(frozen=True)
