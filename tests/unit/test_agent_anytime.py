@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier, bump_ecg
 
-from ecglens.agent.anytime import CLEANUP_QUERIES, MAX_ROWS, AnytimeEpisode, Group, explain_anytime
+from ecglens.agent.anytime import (
+    BLOCK_WINDOWS,
+    CLEANUP_QUERIES,
+    MAX_ROWS,
+    REORDER_ROWS,
+    AnytimeEpisode,
+    Group,
+    _leaf_depth,
+    explain_anytime,
+)
 from ecglens.agent.env import Episode
 from ecglens.classifiers.base import QueryCounter
 from ecglens.targets import diagnosed_targets
@@ -39,16 +48,87 @@ def test_groups_halve_time_first_then_leads_and_end_at_one_cell():
 
 def test_every_split_is_one_call_of_at_most_max_rows_and_the_budget_is_a_hard_cap():
     run, clf = _run(budget=9)
-    calls = 0
+    batches: list[int] = []
+    predict = clf.predict_proba
+    clf.predict_proba = lambda b: (batches.append(len(b)), predict(b))[1]
     while run.legal()["localise"]:
-        before = run.counter.calls
         run.step("localise")
-        calls += run.counter.calls - before
-    assert run.counter.queries == clf.rows <= 9 and run.counter.calls == calls
-    assert all(s.queries <= 2 * (run.counter.calls) for s in run.trace) and run.counter.queries == 2 * calls
+    assert run.counter.queries == clf.rows == sum(batches) <= 9 and run.counter.calls == len(batches)
+    # the root's blocks in one call (a 10-s strip: 5 of 2 s), then the halves of one group a call
+    assert batches[0] == -(-run.ep.grid.n_windows // BLOCK_WINDOWS) and set(batches[1:]) == {2}
     assert not run.legal()["localise"] and run.legal()["stop"]
     with pytest.raises(ValueError, match="not legal"):
         run.step("localise")
+
+
+def test_an_ecg_root_splits_into_all_lead_blocks_measured_in_one_call():
+    run, _ = _run(budget=60)
+    run.step("localise")
+    n_w = run.ep.grid.n_windows
+    blocks = [g for _, _, _, g in run._frontier if g.leads == (0, 1) and g.w1 - g.w0 == BLOCK_WINDOWS]
+    assert sorted((g.w0, g.w1) for g in blocks)[0] == (0, BLOCK_WINDOWS) and len(blocks) == n_w // BLOCK_WINDOWS - 1
+    # the block holding the bump is the one bisected (its halves are in the frontier or resolved)
+    lead, a, b = run.ep.grid.cell_times(int(np.argmax(run.cell_scores())))
+    assert not any(g.w0 <= int(BUMP_AT_S / 0.25) < g.w1 for g in blocks)
+
+
+def test_blocks_are_even_and_localise_goes_on_down_to_one_cell_on_any_strip_length():
+    clf = BumpClassifier(window_s=10.25)
+    x = bump_ecg(duration_s=10.25).signal  # 41 windows: 2-s blocks would leave a one-window stub
+    probs = clf.predict_proba(x[None])[0]
+    ep = Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
+    run = AnytimeEpisode(ep, QueryCounter(clf, budget=60))
+    run.step("localise")
+    blocks = [g for _, _, _, g in run._frontier if g.leads == (0, 1) and g.w1 - g.w0 >= BLOCK_WINDOWS - 1]
+    assert ep.grid.n_windows == 41 and {g.w1 - g.w0 for g in blocks} <= {6, 7}
+    assert run.depth.max() == _leaf_depth(ep.grid.n_windows, ep.grid.n_leads)  # a cell measured alone
+    assert _top_hits(run)
+
+
+def test_reorder_measures_the_deletion_curve_of_an_ecg_at_reorder_rows_points_in_one_call():
+    run, _ = _run(budget=60)
+    run.step("localise")
+    calls = run.counter.calls
+    step = run.step("reorder")
+    assert step.queries == REORDER_ROWS < MAX_ROWS - 1 and run.counter.calls == calls + 1
+    assert not run.legal()["reorder"]  # nothing to check again until the ranking changes
+
+
+class _EnergyClassifier(BumpClassifier):
+    """ "bump" rises with the strip's mean power: every block carries some evidence, its QRS complexes most."""
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float64)
+        self.rows += x.shape[0]
+        p = 1.0 - np.exp(-np.square(x - np.median(x, axis=-1, keepdims=True)).mean(axis=(1, 2)) / 0.05)
+        return np.stack([1.0 - p, p], axis=1)
+
+
+def test_cells_of_one_measured_group_rank_by_the_energy_dropout_removes():
+    clf = _EnergyClassifier()
+    x = bump_ecg(bump_at_s=None).signal
+    probs = clf.predict_proba(x[None])[0]
+    ep = Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
+    n_w = ep.grid.n_windows
+    run = AnytimeEpisode(ep, QueryCounter(clf, budget=n_w // BLOCK_WINDOWS))  # the blocks' call, nothing more
+    run.step("localise")
+    scores = run.cell_scores()
+    # each block's cells share one measured drop, so the prior decides their order
+    blocks = [g for _, _, _, g in run._frontier]
+    assert len(blocks) == n_w // BLOCK_WINDOWS and all(g.w1 - g.w0 == BLOCK_WINDOWS for g in blocks)
+    for block in blocks:
+        cells = np.array(block.cells(n_w))
+        assert len(np.unique(run.density[cells])) == 1 and run.density[cells][0] > 0
+        by_score = cells[np.argsort(-scores[cells], kind="stable")]
+        assert np.all(np.diff(run.energy[by_score]) <= 0)
+    # across blocks too: a cell's value is its block's density times its energy over the block's mean energy,
+    # at most 1 (a quiet cell of a strong block falls below the loud cells of a weaker one; none rises)
+    cells = np.concatenate([g.cells(n_w) for g in blocks])
+    means = np.concatenate([np.full(len(g.cells(n_w)), run.energy[g.cells(n_w)].mean()) for g in blocks])
+    value = run.density[cells] * np.minimum(run.energy[cells] / means, 1.0)
+    assert np.all(scores[cells] <= run.density[cells] / run.density.max() + 1e-3)
+    higher = value[:, None] > value[None, :] * (1 + 1e-9)
+    assert higher.any() and np.all((scores[cells][:, None] > scores[cells][None, :])[higher])
 
 
 def test_the_bump_is_pointed_at_within_ten_queries_and_every_step_leaves_a_valid_ranking():

@@ -7,10 +7,12 @@
   ``cleanup`` (short macro-actions of a few such calls; the cleanup at most `CLEANUP_QUERIES` rows in all):
 
   ``localise``   best-first bisection down one branch: drop out each half of the most promising group (time
-                 halves down to one window, then leads), two rows a call, until a single cell is measured
-                 (a macro-action of about log2(cells) calls: ~9 for a 10-s two-lead strip);
+                 halves down to one window, then leads), two rows a call, until a single cell is measured; an
+                 ECG's root splits instead into all-lead blocks of `BLOCK_WINDOWS` windows in one call (a 10-s
+                 two-lead strip: 5 blocks of 2 s, then 4 calls of 2 rows);
   ``widen``      the same for the next `MAX_ROWS` // 2 groups of the frontier at once (breadth for the ranking);
-  ``reorder``    drop out the ranking's top k cells together for 15 values of k (the deletion curve, measured):
+  ``reorder``    drop out the ranking's top k cells together for 15 values of k (an ECG: `REORDER_ROWS`; the
+                 deletion curve, measured):
                  where removing one more chunk raises the probability, that chunk's cells go to the end (a
                  probe of a group alone cannot see what removing it together with the evidence does);
   ``broad_top``  every distortion kind at the three strongest allowed levels over the 16 top-ranked cells;
@@ -30,8 +32,10 @@
   explanation at budget B is the prefix of the one at a larger budget: a larger budget never returns a coarser
   ranking or a louder flip (the quietest flip so far is kept).
 - **Best explanation after every step** (`AnytimeEpisode.cell_scores`, `AnytimeEpisode.best`): cells ranked by the
-  best evidence density of the dropout groups holding them (drop / size ** `DENSITY_POWER`), then by the drop of
-  the finest group, its depth and the energy dropout removes; the quietest confirmed flip. This is what a job streams and what a smaller budget returns.
+  best evidence density of the dropout groups holding them (drop / size ** `DENSITY_POWER`; on an ECG times the
+  cell's dropout energy over its group's mean, so the cells a probe has not separated rank QRS complexes first,
+  across groups too), then by the drop of the finest group, its depth and the energy dropout removes; the
+  quietest confirmed flip. This is what a job streams and what a smaller budget returns.
 - **Policy**: any callable ``(episode) -> action name`` among the legal ones; `hand_policy` is a fixed order, the
   learned one is `action_policy.ActionPolicy` (trained with MaskablePPO, `train_actions.py`).
 """
@@ -48,7 +52,7 @@ import numpy as np
 
 from ecglens.agent.cleanup import minimize
 from ecglens.agent.env import Episode
-from ecglens.agent.grid import cell_features, make_grid
+from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
 from ecglens.agent.redraw import RedrawState, redraw_round
 from ecglens.agent.result import EpisodeResult, build_explanation, segments_of
 from ecglens.classifiers.base import Classifier, QueryCounter
@@ -68,6 +72,11 @@ DENSITY_POWER = 0.5  # between a group's total drop (0) and its drop per cell (1
 _EXPLAINS = 0.5  # a child whose drop is half its group's or more explains the group
 _RISE = 0.05  # a rise of the probability by 5% of p0 when one more chunk goes demotes that chunk
 _SCAN_SHARE = 0.3  # the sweep of ``scan`` covers the top 30% of cells (at least 8)
+ENERGY_POWER = 1.0  # an ECG cell's evidence: its group's density times (energy / the group's mean energy) ** this
+# An ECG's ``reorder`` measures its curve at this many k: a finer one demoted more and scored worse on the train
+# members at budget 50 and up (chosen there; the figures are in the commit history)
+REORDER_ROWS = 11
+BLOCK_WINDOWS = 8  # an ECG's root splits into all-lead blocks of this many windows (2 s), measured in one call
 
 
 @dataclass(frozen=True)
@@ -142,11 +151,17 @@ class AnytimeEpisode:
         # The best evidence density of any probed group holding each cell: drop / size ** DENSITY_POWER. A cell
         # keeps its group's evidence when its parts alone move the decision little (a beat read on every lead).
         self.density = np.zeros(grid.n_cells)
+        # mean dropout energy of the group that set each cell's density (a cell's prior share of its evidence)
+        self.group_energy = np.zeros(grid.n_cells)
         self.demoted = np.zeros(grid.n_cells, dtype=int)  # rounds of ``reorder`` that sent the cell to the end
         self._reordered = True  # the ranking has not changed since the last ``reorder`` (nothing to check yet)
         root = Group(tuple(range(grid.n_leads)), 0, grid.n_windows)
         self._frontier: list[tuple[float, int, int, Group]] = [(-np.inf, 0, 0, root)]  # (-drop, -depth, tie, group)
         self._tie = 1
+        # An ECG's root splits into blocks and its ranking has a signal prior; images and video keep the
+        # bisection's root and ranking (`vision_anytime` resolves cells its own way)
+        self._ecg = isinstance(grid, SegmentGrid)
+        self._leaf = _leaf_depth(grid.n_windows, grid.n_leads)
         self.best: Flip | None = None
         self.top_level = len(self.ep.levels_db) - 1  # strongest level a distortion may take (``restart`` lowers it)
         self.broad_tried: set[str] = set()
@@ -210,9 +225,20 @@ class AnytimeEpisode:
             group = self._frontier[0][3]
             cells, p = self._split_groups(1)
             touched, low = max(touched, cells), min(low, p)
-            if any(kid.children() is None for kid in group.children()):
+            blocks = self._ecg and group.w1 - group.w0 == self.ep.grid.n_windows  # the root's blocks: go on down
+            if not blocks and any(kid.children() is None for kid in group.children()):
                 break  # a single cell is measured: the branch is resolved
         return touched, low
+
+    def _children(self, group: Group) -> tuple[Group, ...]:
+        """``group.children()``, except an ECG's root: all-lead blocks of `BLOCK_WINDOWS` windows (a first level
+        as wide as one call, like FeatureAblation's segments, where halves would mix a beat with its neighbours)."""
+        n_w = self.ep.grid.n_windows
+        n_blocks = -(-n_w // BLOCK_WINDOWS)
+        if self._ecg and group.w1 - group.w0 == n_w and 1 < n_blocks <= self.max_rows:
+            edges = np.round(np.linspace(0, n_w, n_blocks + 1)).astype(int)  # even blocks: no one-window stub
+            return tuple(Group(group.leads, a, b) for a, b in zip(edges[:-1], edges[1:]))
+        return group.children() or ()
 
     def _widen(self) -> tuple[int, float]:
         return self._split_groups(max(1, min(self.max_rows, self.room()) // 2))
@@ -220,21 +246,31 @@ class AnytimeEpisode:
     def _split_groups(self, n_groups: int) -> tuple[int, float]:
         n_w = self.ep.grid.n_windows
         popped = [heapq.heappop(self._frontier) for _ in range(min(n_groups, len(self._frontier)))]
-        # (parent's drop, depth, child); leaves never enter the frontier
-        kids = [(-nd_, -nd, kid) for nd_, nd, _, g in popped for kid in g.children()]
+        # (parent's drop, depth, child, its siblings' indices); leaves never enter the frontier
+        kids, siblings = [], []
+        for nd_, nd, _, g in popped:
+            family = self._children(g)
+            first = len(kids)
+            kids += [(-nd_, -nd, kid) for kid in family]
+            siblings += [[first + j for j in range(len(family)) if j != i] for i in range(len(family))]
+        kids = kids[: self.room()]  # a budget too small for every block measures the first ones
         signal = self.ep.clean  # dropout is measured on the clean input, whatever the flip search has laid
         rows = np.where(_cell_masks(self.ep.grid, [k.cells(n_w) for _, _, k in kids]), self.flat, signal)
         probs = self.ep.probe_rows(self.counter, rows)
         drops = (self.ep.p0 - probs[:, self.ep.target.index]) / max(self.ep.p0, 1e-3)
         for i, ((parent, depth, kid), d, row) in enumerate(zip(kids, drops, probs)):
             cells = kid.cells(n_w)
-            sibling = float(drops[i ^ 1])  # children come in pairs
+            sibling = max((float(drops[j]) for j in siblings[i] if j < len(drops)), default=-np.inf)
             own = float(d) / len(cells) ** DENSITY_POWER
             # A child keeps its group's evidence unless its sibling alone explains the group's drop (then the
             # evidence was the sibling's: a lead that does not carry the beat gets its own, small, measure).
             explained_elsewhere = np.isfinite(parent) and sibling >= _EXPLAINS * parent > d
+            taken = np.full(len(cells), True) if explained_elsewhere else own >= self.density[cells]
             self.density[cells] = own if explained_elsewhere else np.maximum(self.density[cells], own)
+            self.group_energy[np.asarray(cells)[taken]] = float(self.energy[cells].mean())
             self.drop[cells] = float(d)
+            # with the wide root, a group's depth counts from its leaf, so a leaf is `_leaf_depth` deep as before
+            depth = self._leaf - _leaf_depth(kid.w1 - kid.w0, len(kid.leads)) - 1 if self._ecg else depth
             self.depth[cells] = depth + 1
             self.ep.record_probe(cells, np.tile(row, (len(cells), 1)), self.ep.p0, [0.0] * len(cells))
             if kid.children() is not None:
@@ -248,7 +284,7 @@ class AnytimeEpisode:
         ep = self.ep
         n = ep.grid.n_cells
         ranking = np.argsort(-self.cell_scores(), kind="stable")
-        rows_n = min(self.max_rows - 1, self.room(), n - 1)
+        rows_n = min(REORDER_ROWS if self._ecg else self.max_rows - 1, self.room(), n - 1)
         ks = np.unique(np.round(np.linspace(0, n, rows_n + 2)[1:-1]).astype(int))
         rows = np.where(_cell_masks(ep.grid, [ranking[:k] for k in ks]), self.flat, ep.clean)
         p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
@@ -407,10 +443,17 @@ class AnytimeEpisode:
     def cell_scores(self) -> np.ndarray:
         """float64 ``[n_cells]`` in (0, 1]: the ranking of the best explanation so far (see the module notes)."""
         n = self.drop.size
-        order = np.lexsort((-self.energy, -self.depth, -self.drop, -self.density, self.demoted))
+        density = self.density
+        if ENERGY_POWER and self._ecg:  # the cells a probe has not separated: QRS complexes first
+            # a prior only lowers: a quiet cell falls below a louder one of a weaker group, but no cell rises
+            # above what its group measured (a lead the classifier does not read stays below the threshold)
+            ratio = np.where(self.group_energy > 0, self.energy / np.maximum(self.group_energy, 1e-12), 1.0)
+            ratio = np.minimum(ratio, 1.0)
+            density = density * ratio**ENERGY_POWER
+        order = np.lexsort((-self.energy, -self.depth, -self.drop, -density, self.demoted))
         scores = np.empty(n)
-        top = max(float(self.density[order[0]]), 1e-9) if n else 1.0
-        value = np.clip(self.density[order] / top, 0.0, 1.0)
+        top = max(float(density[order[0]]), 1e-9) if n else 1.0
+        value = np.clip(density[order] / top, 0.0, 1.0)
         value = np.minimum.accumulate(value)  # never above a cell ranked higher
         scores[order] = value * (1 - 1e-3) + 1e-3 * (n - np.arange(n)) / max(n, 1)
         return scores
