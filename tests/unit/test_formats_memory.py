@@ -99,27 +99,8 @@ def test_reading_a_format16_record_costs_about_its_float32_result(tmp_path):
 
 
 def test_reading_an_edf_record_reads_one_channel_at_a_time(tmp_path):
-    pyedflib = pytest.importorskip("pyedflib")
-    path, n_ch, fs = str(tmp_path / "r.edf"), 6, 250
-    writer = pyedflib.EdfWriter(path, n_ch, file_type=pyedflib.FILETYPE_EDFPLUS)
-    writer.setSignalHeaders(
-        [
-            {
-                "label": f"V{i + 1}",
-                "dimension": "mV",
-                "sample_frequency": fs,
-                "physical_max": 10,
-                "physical_min": -10,
-                "digital_max": 32767,
-                "digital_min": -32768,
-            }
-            for i in range(n_ch)
-        ]
-    )
-    rng = np.random.default_rng(0)
-    writer.writeSamples([rng.standard_normal(fs * 600) * 0.5 for _ in range(n_ch)])
-    writer.close()
-    data = (tmp_path / "r.edf").read_bytes()
+    n_ch, fs = 6, 250
+    data = _edf_file(tmp_path, n_ch=n_ch, fs=fs, seconds=600).read_bytes()
     tracemalloc.start()
     try:
         ecg = read_record(data, filename="r.edf")

@@ -255,7 +255,7 @@ class AnytimeEpisode:
             siblings += [[first + j for j in range(len(family)) if j != i] for i in range(len(family))]
         kids = kids[: self.room()]  # a budget too small for every block measures the first ones
         signal = self.ep.clean  # dropout is measured on the clean input, whatever the flip search has laid
-        rows = np.where(_cell_masks(self.ep.grid, [k.cells(n_w) for _, _, k in kids]), self.flat, signal)
+        rows = np.where(self.ep.grid.cell_masks([k.cells(n_w) for _, _, k in kids]), self.flat, signal)
         probs = self.ep.probe_rows(self.counter, rows)
         drops = (self.ep.p0 - probs[:, self.ep.target.index]) / max(self.ep.p0, 1e-3)
         for i, ((parent, depth, kid), d, row) in enumerate(zip(kids, drops, probs)):
@@ -286,7 +286,7 @@ class AnytimeEpisode:
         ranking = np.argsort(-self.cell_scores(), kind="stable")
         rows_n = min(REORDER_ROWS if self._ecg else self.max_rows - 1, self.room(), n - 1)
         ks = np.unique(np.round(np.linspace(0, n, rows_n + 2)[1:-1]).astype(int))
-        rows = np.where(_cell_masks(ep.grid, [ranking[:k] for k in ks]), self.flat, ep.clean)
+        rows = np.where(ep.grid.cell_masks([ranking[:k] for k in ks]), self.flat, ep.clean)
         p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
         before = np.concatenate([[ep.p0], p[:-1]])
         starts = np.concatenate([[0], ks[:-1]])
@@ -550,27 +550,21 @@ FEATURES = (
 _RANKING_ACTIONS = ("localise", "widen", "reorder")
 
 
-def _cell_masks(grid, groups: list) -> np.ndarray:
-    """bool ``[len(groups), *input shape]``: each group's `cell_mask`, in one gather where the grid has
-    ``cell_masks`` (the ECG grid; the image and video grid stacks its masks)."""
-    if hasattr(grid, "cell_masks"):
-        return grid.cell_masks(groups)
-    return np.stack([grid.cell_mask(g) for g in groups])
-
-
 def _leaf_depth(n_windows: int, n_leads: int) -> int:
     return int(np.ceil(np.log2(max(1, n_windows)))) + int(np.ceil(np.log2(max(1, n_leads))))
 
 
 # ---------------------------------------------------------------------------------------------------- policies
+def first_legal(episode: AnytimeEpisode, order: Sequence[str]) -> str:
+    """The first action of ``order`` that is legal now, else ``stop`` (how a fixed order becomes a policy)."""
+    legal = episode.legal()
+    return next((action for action in order if legal.get(action)), "stop")
+
+
 def hand_policy(episode: AnytimeEpisode) -> str:
     """A fixed order over the actions: localise to one cell, broad noise, clean up; then widen the ranking and
     look for quieter flips in turn (redraw, a restart when redraws stall)."""
-    legal = episode.legal()
-    for action in _hand_order(episode):
-        if legal.get(action):
-            return action
-    return "stop"
+    return first_legal(episode, _hand_order(episode))
 
 
 def _hand_order(episode: AnytimeEpisode) -> tuple[str, ...]:

@@ -158,6 +158,10 @@ class PatchGrid:
         chosen[np.asarray(list(cells), dtype=int)] = True
         return chosen[self._mask]
 
+    def cell_masks(self, groups) -> np.ndarray:
+        """bool ``[len(groups), *input shape]``: the `cell_mask` of each group of cells."""
+        return np.stack([self.cell_mask(g) for g in groups])
+
     def dropout_fill(self, x: np.ndarray) -> np.ndarray:
         """What removal puts in place of a cell: the input blurred with a sigma of one patch side."""
         return removal(x, self.patch)

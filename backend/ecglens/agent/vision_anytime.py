@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecglens.agent.anytime import AnytimeEpisode, _leaf_depth
+from ecglens.agent.anytime import AnytimeEpisode, _leaf_depth, first_legal
 
 # A prefix that leaves the class under 1% of p0 has removed the decision: nothing left to measure against. Low, as
 # the order of what is left still counts when the top cell alone takes most of the class.
@@ -185,11 +185,7 @@ class VisionAnytimeEpisode(AnytimeEpisode):
 # ---------------------------------------------------------------------------------------------------- policy
 def vision_hand_policy(episode: AnytimeEpisode) -> str:
     """The fixed order for images and video (see the module notes)."""
-    legal = episode.legal()
-    for action in _order(episode):
-        if legal.get(action):
-            return action
-    return "stop"
+    return first_legal(episode, _order(episode))
 
 
 def _order(run: AnytimeEpisode) -> tuple[str, ...]:
