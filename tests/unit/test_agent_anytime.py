@@ -8,16 +8,21 @@ import pytest
 from test_agent_support import BUMP_AT_S, FS, BumpClassifier, QualityClassifier, bump_ecg
 
 from ecglens.agent.anytime import (
+    BEAT_AFTER_S,
+    BEAT_BEFORE_S,
     BLOCK_WINDOWS,
     CLEANUP_QUERIES,
     MAX_ROWS,
     REORDER_ROWS,
     AnytimeEpisode,
     Group,
+    _beat_groups,
+    _between_beats,
     _leaf_depth,
     explain_anytime,
 )
 from ecglens.agent.env import Episode
+from ecglens.agent.localize import ORDERS, head_size
 from ecglens.classifiers.base import QueryCounter
 from ecglens.targets import diagnosed_targets
 
@@ -54,8 +59,9 @@ def test_every_split_is_one_call_of_at_most_max_rows_and_the_budget_is_a_hard_ca
     while run.legal()["localise"]:
         run.step("localise")
     assert run.counter.queries == clf.rows == sum(batches) <= 9 and run.counter.calls == len(batches)
-    # the root's blocks in one call (a 10-s strip: 5 of 2 s), then the halves of one group a call
-    assert batches[0] == -(-run.ep.grid.n_windows // BLOCK_WINDOWS) and set(batches[1:]) == {2}
+    # the root's blocks in one call (a 10-s strip: 5 of about 2 s), then one group's parts a call: a block's
+    # beats when the budget holds them all, else its halves
+    assert batches[0] == -(-run.ep.grid.n_windows // BLOCK_WINDOWS) and all(2 <= b <= MAX_ROWS for b in batches[1:])
     assert not run.legal()["localise"] and run.legal()["stop"]
     with pytest.raises(ValueError, match="not legal"):
         run.step("localise")
@@ -65,22 +71,25 @@ def test_an_ecg_root_splits_into_all_lead_blocks_measured_in_one_call():
     run, _ = _run(budget=60)
     run.step("localise")
     n_w = run.ep.grid.n_windows
-    blocks = [g for _, _, _, g in run._frontier if g.leads == (0, 1) and g.w1 - g.w0 == BLOCK_WINDOWS]
-    assert sorted((g.w0, g.w1) for g in blocks)[0] == (0, BLOCK_WINDOWS) and len(blocks) == n_w // BLOCK_WINDOWS - 1
-    # the block holding the bump is the one bisected (its halves are in the frontier or resolved)
-    lead, a, b = run.ep.grid.cell_times(int(np.argmax(run.cell_scores())))
-    assert not any(g.w0 <= int(BUMP_AT_S / 0.25) < g.w1 for g in blocks)
+    blocks = sorted(run._blocks, key=lambda g: g.w0)
+    assert len(blocks) == n_w // BLOCK_WINDOWS and all(g.leads == (0, 1) for g in blocks)
+    assert [(g.w0, g.w1) for g in blocks] == list(zip([0] + [g.w1 for g in blocks[:-1]], [g.w1 for g in blocks]))
+    assert blocks[-1].w1 == n_w
+    # the block holding the bump is the one split (its parts are in the frontier or resolved), the others wait
+    waiting = [g for _, _, _, g in run._frontier if g in run._blocks]
+    assert len(waiting) == len(blocks) - 1 and not any(g.w0 <= int(BUMP_AT_S / 0.25) < g.w1 for g in waiting)
+    assert _top_hits(run)
 
 
-def test_blocks_are_even_and_localise_goes_on_down_to_one_cell_on_any_strip_length():
+def test_blocks_are_about_even_and_localise_goes_on_down_to_one_cell_on_any_strip_length():
     clf = BumpClassifier(window_s=10.25)
-    x = bump_ecg(duration_s=10.25).signal  # 41 windows: 2-s blocks would leave a one-window stub
+    x = bump_ecg(duration_s=10.25).signal  # 41 windows: 2-s blocks from the start would leave a one-window stub
     probs = clf.predict_proba(x[None])[0]
     ep = Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
     run = AnytimeEpisode(ep, QueryCounter(clf, budget=60))
     run.step("localise")
-    blocks = [g for _, _, _, g in run._frontier if g.leads == (0, 1) and g.w1 - g.w0 >= BLOCK_WINDOWS - 1]
-    assert ep.grid.n_windows == 41 and {g.w1 - g.w0 for g in blocks} <= {6, 7}
+    sizes = [g.w1 - g.w0 for g in run._blocks]
+    assert ep.grid.n_windows == 41 and sum(sizes) == 41 and min(sizes) >= BLOCK_WINDOWS // 2
     assert run.depth.max() == _leaf_depth(ep.grid.n_windows, ep.grid.n_leads)  # a cell measured alone
     assert _top_hits(run)
 
@@ -90,7 +99,9 @@ def test_reorder_measures_the_deletion_curve_of_an_ecg_at_reorder_rows_points_in
     run.step("localise")
     calls = run.counter.calls
     step = run.step("reorder")
-    assert step.queries == REORDER_ROWS < MAX_ROWS - 1 and run.counter.calls == calls + 1
+    # one call checks the order of the cells after the head (a row per order), one measures the curve
+    assert step.queries == len(ORDERS) + REORDER_ROWS and REORDER_ROWS < MAX_ROWS - 1
+    assert run.counter.calls == calls + 2 and run.rest_order in ORDERS
     assert not run.legal()["reorder"]  # nothing to check again until the ranking changes
 
 
@@ -115,7 +126,7 @@ def test_cells_of_one_measured_group_rank_by_the_energy_dropout_removes():
     scores = run.cell_scores()
     # each block's cells share one measured drop, so the prior decides their order
     blocks = [g for _, _, _, g in run._frontier]
-    assert len(blocks) == n_w // BLOCK_WINDOWS and all(g.w1 - g.w0 == BLOCK_WINDOWS for g in blocks)
+    assert len(blocks) == n_w // BLOCK_WINDOWS and sum(g.w1 - g.w0 for g in blocks) == n_w
     for block in blocks:
         cells = np.array(block.cells(n_w))
         assert len(np.unique(run.density[cells])) == 1 and run.density[cells][0] > 0
@@ -232,3 +243,54 @@ def test_a_classifier_that_local_noise_cannot_move_falls_to_broad_noise_over_eve
     e = explain_anytime(bump_ecg(), QualityClassifier(), query_budget=150, seed=0)
     assert e.adversarial is not None and e.adversarial.flipped and e.queries <= 150
     assert e.extra["findings"][0]["found_by"].startswith("broad_")
+
+
+def test_block_edges_fall_between_beats_and_a_block_splits_into_its_beats():
+    run, _ = _run(budget=60)
+    grid = run.ep.grid
+    peaks = grid.r_peaks / grid.fs
+    even = np.round(np.linspace(0, grid.n_windows, -(-grid.n_windows // BLOCK_WINDOWS) + 1)).astype(int)
+    edges = _between_beats(even, grid)
+    assert edges[0] == 0 and edges[-1] == grid.n_windows and np.all(np.diff(edges) > 0)
+    assert np.all(np.abs(edges - even) <= BLOCK_WINDOWS // 4)
+    for e in edges[1:-1]:  # at 70 bpm every edge finds a boundary outside every beat's span
+        t = grid.bounds[e, 0] / grid.fs
+        assert not np.any((peaks - BEAT_BEFORE_S <= t) & (t < peaks + BEAT_AFTER_S)), (t, peaks)
+    block = Group((0, 1), int(edges[1]), int(edges[2]))
+    beats = _beat_groups(block, grid, MAX_ROWS)
+    assert beats is not None and (beats[0].w0, beats[-1].w1) == (block.w0, block.w1)
+    inside = [np.sum((grid.r_peaks >= grid.bounds[g.w0, 0]) & (grid.r_peaks < grid.bounds[g.w1 - 1, 1])) for g in beats]
+    assert inside == [1] * len(beats)
+    assert _beat_groups(block, grid, len(beats) - 1) is None  # a budget too small for every beat: halves
+
+
+class _QuietClassifier(BumpClassifier):
+    """ "bump" rises with the share of samples that move while within 0.1 mV of the baseline: a quiet cell is all
+    such samples, a QRS complex holds few, so the quiet cells carry the evidence (a flat line does not move)."""
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float64)
+        self.rows += x.shape[0]
+        near = np.abs(x - np.median(x, axis=-1, keepdims=True))[..., 1:] < 0.1
+        moving = np.abs(np.diff(x, axis=-1)) > 1e-5
+        p = 1.0 - np.exp(-(near & moving).mean(axis=(1, 2)) / 0.3)
+        return np.stack([1.0 - p, p], axis=1)
+
+
+@pytest.mark.parametrize(("classifier", "order"), [(_EnergyClassifier, ORDERS[1]), (_QuietClassifier, ORDERS[2])])
+def test_reorder_checks_which_order_of_the_rest_drops_the_evidence_fastest(classifier, order):
+    clf = classifier()
+    x = bump_ecg(bump_at_s=None).signal
+    probs = clf.predict_proba(x[None])[0]
+    ep = Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
+    run = AnytimeEpisode(ep, QueryCounter(clf, budget=60))
+    run.step("localise")
+    before = np.sort(run.cell_scores())
+    run.step("reorder")
+    assert run.rest_order == order
+    scores = run.cell_scores()
+    ranked = np.argsort(-scores, kind="stable")
+    rest = ranked[head_size(scores.size) :]
+    energy = run.energy[rest][run.demoted[rest] == 0]
+    assert np.all(np.diff(energy) <= 0) if order == ORDERS[1] else np.all(np.diff(energy) >= 0)
+    assert np.allclose(np.sort(scores), before) or run.demoted.any()  # the values stay rank by rank

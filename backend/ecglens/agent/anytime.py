@@ -53,6 +53,7 @@ import numpy as np
 from ecglens.agent.cleanup import minimize
 from ecglens.agent.env import Episode
 from ecglens.agent.grid import SegmentGrid, cell_features, make_grid
+from ecglens.agent.localize import ORDERS, head_size, rest_orders
 from ecglens.agent.redraw import RedrawState, redraw_round
 from ecglens.agent.result import EpisodeResult, build_explanation, segments_of
 from ecglens.classifiers.base import Classifier, QueryCounter
@@ -77,6 +78,7 @@ ENERGY_POWER = 1.0  # an ECG cell's evidence: its group's density times (energy 
 # members at budget 50 and up (chosen there; the figures are in the commit history)
 REORDER_ROWS = 11
 BLOCK_WINDOWS = 8  # an ECG's root splits into all-lead blocks of this many windows (2 s), measured in one call
+BEAT_BEFORE_S, BEAT_AFTER_S = 0.10, 0.30  # a beat's span around its R peak (QRS to T) that a block edge avoids
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class AnytimeEpisode:
         # mean dropout energy of the group that set each cell's density (a cell's prior share of its evidence)
         self.group_energy = np.zeros(grid.n_cells)
         self.demoted = np.zeros(grid.n_cells, dtype=int)  # rounds of ``reorder`` that sent the cell to the end
+        self.rest_order = ORDERS[0]  # how an ECG's ranking orders the cells after its head (``reorder`` checks)
         self._reordered = True  # the ranking has not changed since the last ``reorder`` (nothing to check yet)
         root = Group(tuple(range(grid.n_leads)), 0, grid.n_windows)
         self._frontier: list[tuple[float, int, int, Group]] = [(-np.inf, 0, 0, root)]  # (-drop, -depth, tie, group)
@@ -162,6 +165,7 @@ class AnytimeEpisode:
         # bisection's root and ranking (`vision_anytime` resolves cells its own way)
         self._ecg = isinstance(grid, SegmentGrid)
         self._leaf = _leaf_depth(grid.n_windows, grid.n_leads)
+        self._blocks: set[Group] = set()  # an ECG root's blocks (each splits into its beats)
         self.best: Flip | None = None
         self.top_level = len(self.ep.levels_db) - 1  # strongest level a distortion may take (``restart`` lowers it)
         self.broad_tried: set[str] = set()
@@ -226,18 +230,25 @@ class AnytimeEpisode:
             cells, p = self._split_groups(1)
             touched, low = max(touched, cells), min(low, p)
             blocks = self._ecg and group.w1 - group.w0 == self.ep.grid.n_windows  # the root's blocks: go on down
-            if not blocks and any(kid.children() is None for kid in group.children()):
+            if not blocks and any(kid.children() is None for kid in self._children(group)):
                 break  # a single cell is measured: the branch is resolved
         return touched, low
 
     def _children(self, group: Group) -> tuple[Group, ...]:
-        """``group.children()``, except an ECG's root: all-lead blocks of `BLOCK_WINDOWS` windows (a first level
-        as wide as one call, like FeatureAblation's segments, where halves would mix a beat with its neighbours)."""
+        """``group.children()``, except on an ECG: the root splits into all-lead blocks of about `BLOCK_WINDOWS`
+        windows (a first level as wide as one call, like FeatureAblation's segments, where halves would mix a
+        beat with its neighbours) with edges between beats, and a block into its beats."""
         n_w = self.ep.grid.n_windows
         n_blocks = -(-n_w // BLOCK_WINDOWS)
         if self._ecg and group.w1 - group.w0 == n_w and 1 < n_blocks <= self.max_rows:
             edges = np.round(np.linspace(0, n_w, n_blocks + 1)).astype(int)  # even blocks: no one-window stub
-            return tuple(Group(group.leads, a, b) for a, b in zip(edges[:-1], edges[1:]))
+            edges = _between_beats(edges, self.ep.grid)
+            self._blocks = {Group(group.leads, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])}
+            return tuple(sorted(self._blocks, key=lambda g: g.w0))
+        if self._ecg and group in self._blocks:
+            beats = _beat_groups(group, self.ep.grid, min(self.max_rows, self.room()))
+            if beats:  # (a budget too small for every beat halves the block)
+                return beats
         return group.children() or ()
 
     def _widen(self) -> tuple[int, float]:
@@ -283,6 +294,8 @@ class AnytimeEpisode:
     def _reorder(self) -> tuple[int, float]:
         ep = self.ep
         n = ep.grid.n_cells
+        if self._ecg and self.room() >= len(ORDERS) + 4:
+            self._check_order()
         ranking = np.argsort(-self.cell_scores(), kind="stable")
         rows_n = min(REORDER_ROWS if self._ecg else self.max_rows - 1, self.room(), n - 1)
         ks = np.unique(np.round(np.linspace(0, n, rows_n + 2)[1:-1]).astype(int))
@@ -295,6 +308,20 @@ class AnytimeEpisode:
             self.demoted[ranking[a:b]] += 1
         self._reordered = True
         return int(sum(b - a for a, b in zip(starts[rise], ks[rise]))), float(p.min())
+
+    def _check_order(self) -> None:
+        """Which order of the cells after the ranking's head drops the evidence fastest, one row each: drop out the
+        head and half of the rest in each of `localize.rest_orders` (the classifier, not a prior, says whether
+        the cells dropout removes most from come first once much of the record is flat)."""
+        ep = self.ep
+        self.rest_order = ORDERS[0]
+        own = np.argsort(-self.cell_scores(), kind="stable")
+        orders = rest_orders(own, self.energy, self.demoted)
+        k = head_size(own.size)
+        half = k + (own.size - k) // 2
+        rows = np.where(ep.grid.cell_masks([order[:half] for order in orders.values()]), self.flat, ep.clean)
+        p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
+        self.rest_order = ORDERS[int(np.argmin(p))]  # the measured evidence's own order on a tie
 
     # -- flips
     def _broad_top(self) -> tuple[int, float]:
@@ -455,6 +482,8 @@ class AnytimeEpisode:
         top = max(float(density[order[0]]), 1e-9) if n else 1.0
         value = np.clip(density[order] / top, 0.0, 1.0)
         value = np.minimum.accumulate(value)  # never above a cell ranked higher
+        if self._ecg and self.rest_order != ORDERS[0] and n:
+            order = rest_orders(order, self.energy, self.demoted)[self.rest_order]  # the values stay rank by rank
         scores[order] = value * (1 - 1e-3) + 1e-3 * (n - np.arange(n)) / max(n, 1)
         return scores
 
@@ -548,6 +577,46 @@ FEATURES = (
 
 
 _RANKING_ACTIONS = ("localise", "widen", "reorder")
+
+
+def _between_beats(edges: np.ndarray, grid: SegmentGrid) -> np.ndarray:
+    """Move each inner block edge by up to `BLOCK_WINDOWS` // 4 windows to a window boundary outside every beat
+    (``[R - BEAT_BEFORE_S, R + BEAT_AFTER_S)``), the nearest such to the even edge: a block edge through a
+    beat splits its evidence between two blocks, and neither alone measures it."""
+    peaks = np.asarray(grid.r_peaks, dtype=float)
+    if peaks.size == 0 or len(edges) < 3:
+        return edges
+    starts = grid.bounds[:, 0].astype(float)
+    before, after = BEAT_BEFORE_S * grid.fs, BEAT_AFTER_S * grid.fs
+    shift = max(1, BLOCK_WINDOWS // 4)
+    out = edges.copy()
+    for i in range(1, len(edges) - 1):
+        lo, hi = max(out[i - 1] + 1, edges[i] - shift), min(edges[i + 1] - 1, edges[i] + shift)
+        cands = np.arange(lo, hi + 1)
+        s = starts[cands][:, None]
+        # signed clearance from the nearest beat's span: > 0 outside every beat
+        clearance = np.maximum(peaks[None, :] - before - s, s - peaks[None, :] - after).min(axis=1)
+        best = np.lexsort((np.abs(cands - edges[i]), -np.minimum(clearance, 0.0)))[0]
+        out[i] = int(cands[best])
+    return out
+
+
+def _beat_groups(block: Group, grid: SegmentGrid, max_groups: int) -> tuple[Group, ...] | None:
+    """``block`` cut into one group per beat at the window boundaries nearest the middle of each gap between
+    two beats' spans; None when it holds fewer than two beats or more than ``max_groups``."""
+    starts = grid.bounds[:, 0].astype(float)
+    a, b = starts[block.w0], float(grid.bounds[block.w1 - 1, 1])
+    peaks = np.asarray(grid.r_peaks, dtype=float)
+    peaks = peaks[(peaks >= a) & (peaks < b)]
+    if not 2 <= peaks.size <= max_groups:
+        return None
+    gaps = (peaks[:-1] + BEAT_AFTER_S * grid.fs + peaks[1:] - BEAT_BEFORE_S * grid.fs) / 2
+    inner = np.arange(block.w0 + 1, block.w1)
+    cuts = sorted({int(inner[np.argmin(np.abs(starts[inner] - g))]) for g in gaps} if inner.size else set())
+    edges = [block.w0, *cuts, block.w1]
+    if len(edges) < 3:
+        return None
+    return tuple(Group(block.leads, w0, w1) for w0, w1 in zip(edges[:-1], edges[1:]))
 
 
 def _leaf_depth(n_windows: int, n_leads: int) -> int:

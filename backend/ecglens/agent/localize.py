@@ -294,26 +294,42 @@ def _checked_order(
     instead of assuming. Chosen on DS1; what was tried beside it is in the commit history.
     """
     grid = ep.grid
-    own = sens.own_order()
-    k = max(1, int(round(own.size / 20)))
-    head, rest = own[:k], own[k:]
-    position = np.empty(own.size, dtype=int)
-    position[own] = np.arange(own.size)
-    candidates = {
-        "estimate": rest,
-        "energy, high first": rest[np.lexsort((position[rest], -energy[rest]))],
-        "energy, low first": rest[np.lexsort((position[rest], energy[rest]))],
-    }
-    half = rest.size // 2
+    candidates = rest_orders(sens.own_order(), energy)
+    k = head_size(energy.size)
+    half = k + (energy.size - k) // 2
     signal = ep.signal()
-    rows = [np.where(cell_mask(grid, np.concatenate([head, c[:half]])), flat, signal) for c in candidates.values()]
+    rows = [np.where(cell_mask(grid, c[:half]), flat, signal) for c in candidates.values()]
     p = probe(rows)[:, ep.target.index]
     best = int(np.argmin(p))  # the first (the estimate) on a tie
     name = list(candidates)[best]
     return (
-        np.concatenate([head, candidates[name]]),
+        candidates[name],
         {"level": "order", "candidates": list(candidates), "probabilities": p.round(4).tolist(), "chosen": name},
     )
+
+
+ORDERS = ("estimate", "energy, high first", "energy, low first")
+
+
+def head_size(n_cells: int) -> int:
+    """The cells an order check keeps first: the top twentieth (the deletion metric's first step)."""
+    return max(1, int(round(n_cells / 20)))
+
+
+def rest_orders(own: np.ndarray, energy: np.ndarray, demoted: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The orders an order check compares, by `ORDERS` name: ``own`` (every cell, most critical first) with its
+    `head_size` first, then the rest as in ``own``, or by the energy dropout removes high first, or low first
+    (``own`` breaks ties). ``demoted``: rounds each cell was sent to the end; fewer first, in every order."""
+    k = head_size(own.size)
+    head, rest = own[:k], own[k:]
+    position = np.empty(own.size, dtype=int)
+    position[own] = np.arange(own.size)
+    back = np.zeros(own.size, dtype=int) if demoted is None else demoted
+    keys = (np.zeros(rest.size), -energy[rest], energy[rest])
+    return {
+        name: np.concatenate([head, rest[np.lexsort((position[rest], key, back[rest]))]])
+        for name, key in zip(ORDERS, keys)
+    }
 
 
 def _lead_shares(finest: dict[int, tuple[float, frozenset, int]], grid) -> tuple[np.ndarray, dict]:
