@@ -11,10 +11,14 @@
                  ECG's root splits instead into all-lead blocks of `BLOCK_WINDOWS` windows in one call (a 10-s
                  two-lead strip: 5 blocks of 2 s, then 4 calls of 2 rows);
   ``widen``      the same for the next `MAX_ROWS` // 2 groups of the frontier at once (breadth for the ranking);
-  ``reorder``    drop out the ranking's top k cells together for 15 values of k (an ECG: `REORDER_ROWS`; the
-                 deletion curve, measured):
-                 where removing one more chunk raises the probability, that chunk's cells go to the end (a
-                 probe of a group alone cannot see what removing it together with the evidence does);
+  ``reorder``    an ECG: check in one call of 3 rows which order of the cells after the ranking's head drops
+                 the evidence fastest, the measured one or by dropout energy high or low first
+                 (`localize.rest_orders`; which way a classifier leans once much of the record is flat differs);
+                 an image or video: drop out the ranking's top k cells together for 15 values of k (the deletion
+                 curve, measured): where removing one more chunk raises the probability, that chunk's cells go
+                 to the end (a probe of a group alone cannot see what removing it together with the evidence
+                 does). On an ECG that curve lowered the flat-line deletion AUC but raised ROAD's, the
+                 metric dropout probes do not optimise;
   ``broad_top``  every distortion kind at the three strongest allowed levels over the 16 top-ranked cells;
   ``broad_all``  the same over every cell (a classifier that local noise cannot move);
   ``scan``       add distortion (kind cycling, mid level) to, or strengthen it on, the next top-ranked cells of
@@ -74,9 +78,6 @@ _EXPLAINS = 0.5  # a child whose drop is half its group's or more explains the g
 _RISE = 0.05  # a rise of the probability by 5% of p0 when one more chunk goes demotes that chunk
 _SCAN_SHARE = 0.3  # the sweep of ``scan`` covers the top 30% of cells (at least 8)
 ENERGY_POWER = 1.0  # an ECG cell's evidence: its group's density times (energy / the group's mean energy) ** this
-# An ECG's ``reorder`` measures its curve at this many k: a finer one demoted more and scored worse on the train
-# members at budget 50 and up (chosen there; the figures are in the commit history)
-REORDER_ROWS = 11
 BLOCK_WINDOWS = 8  # an ECG's root splits into all-lead blocks of this many windows (2 s), measured in one call
 BEAT_BEFORE_S, BEAT_AFTER_S = 0.10, 0.30  # a beat's span around its R peak (QRS to T) that a block edge avoids
 
@@ -294,10 +295,11 @@ class AnytimeEpisode:
     def _reorder(self) -> tuple[int, float]:
         ep = self.ep
         n = ep.grid.n_cells
-        if self._ecg and self.room() >= len(ORDERS) + 4:
-            self._check_order()
+        self._reordered = True
+        if self._ecg:
+            return n, self._check_order()
         ranking = np.argsort(-self.cell_scores(), kind="stable")
-        rows_n = min(REORDER_ROWS if self._ecg else self.max_rows - 1, self.room(), n - 1)
+        rows_n = min(self.max_rows - 1, self.room(), n - 1)
         ks = np.unique(np.round(np.linspace(0, n, rows_n + 2)[1:-1]).astype(int))
         rows = np.where(ep.grid.cell_masks([ranking[:k] for k in ks]), self.flat, ep.clean)
         p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
@@ -306,13 +308,13 @@ class AnytimeEpisode:
         rise = (p - before) > _RISE * max(ep.p0, 1e-3)
         for a, b in zip(starts[rise], ks[rise]):
             self.demoted[ranking[a:b]] += 1
-        self._reordered = True
         return int(sum(b - a for a, b in zip(starts[rise], ks[rise]))), float(p.min())
 
-    def _check_order(self) -> None:
+    def _check_order(self) -> float:
         """Which order of the cells after the ranking's head drops the evidence fastest, one row each: drop out the
         head and half of the rest in each of `localize.rest_orders` (the classifier, not a prior, says whether
-        the cells dropout removes most from come first once much of the record is flat)."""
+        the cells dropout removes most from come first once much of the record is flat). Returns the lowest
+        probability seen."""
         ep = self.ep
         self.rest_order = ORDERS[0]
         own = np.argsort(-self.cell_scores(), kind="stable")
@@ -322,6 +324,7 @@ class AnytimeEpisode:
         rows = np.where(ep.grid.cell_masks([order[:half] for order in orders.values()]), self.flat, ep.clean)
         p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
         self.rest_order = ORDERS[int(np.argmin(p))]  # the measured evidence's own order on a tie
+        return float(p.min())
 
     # -- flips
     def _broad_top(self) -> tuple[int, float]:
