@@ -280,7 +280,7 @@ def test_reorder_checks_which_order_of_the_rest_drops_the_evidence_fastest(class
     x = bump_ecg(bump_at_s=None).signal
     probs = clf.predict_proba(x[None])[0]
     ep = Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
-    run = AnytimeEpisode(ep, QueryCounter(clf, budget=60))
+    run = AnytimeEpisode(ep, QueryCounter(clf, budget=200))
     run.step("localise")
     before = np.sort(run.cell_scores())
     run.step("reorder")

@@ -605,15 +605,18 @@ def _between_beats(edges: np.ndarray, grid: SegmentGrid) -> np.ndarray:
 
 
 def _beat_groups(block: Group, grid: SegmentGrid, max_groups: int) -> tuple[Group, ...] | None:
-    """``block`` cut into one group per beat at the window boundaries nearest the middle of each gap between
-    two beats' spans; None when it holds fewer than two beats or more than ``max_groups``."""
+    """``block`` cut into one group per beat, each from the end of the previous beat's span to the end of its own
+    (the gap before a beat holds its P wave; a premature beat's group stays short, the pause after it goes to
+    the next beat), at the nearest window boundaries, or mid-gap where the next beat's span starts sooner;
+    None when it holds fewer than two beats or more than ``max_groups``."""
     starts = grid.bounds[:, 0].astype(float)
     a, b = starts[block.w0], float(grid.bounds[block.w1 - 1, 1])
     peaks = np.asarray(grid.r_peaks, dtype=float)
     peaks = peaks[(peaks >= a) & (peaks < b)]
     if not 2 <= peaks.size <= max_groups:
         return None
-    gaps = (peaks[:-1] + BEAT_AFTER_S * grid.fs + peaks[1:] - BEAT_BEFORE_S * grid.fs) / 2
+    ends = peaks[:-1] + BEAT_AFTER_S * grid.fs
+    gaps = np.minimum(ends, (ends + peaks[1:] - BEAT_BEFORE_S * grid.fs) / 2)
     inner = np.arange(block.w0 + 1, block.w1)
     cuts = sorted({int(inner[np.argmin(np.abs(starts[inner] - g))]) for g in gaps} if inner.size else set())
     edges = [block.w0, *cuts, block.w1]
