@@ -320,23 +320,45 @@ def _checkered() -> np.ndarray:
 
 
 def test_single_cells_then_a_conditional_round_rank_what_matters_once_the_top_is_gone(tmp_path):
-    path = tmp_path / "saturating.pt"
-    torch.jit.script(_Saturating()).save(str(path))
-    _card(path, "saturating", "image", (1, 32, 32))
-    clf = ecglens.load_classifier(path, device="cpu")
     x = _checkered()
-    grid = make_patch_grid(x.shape)
+    run, _, _ = _vision_run(_saturating(tmp_path), x, 200)
+    grid = run.ep.grid
     cell = {name: int(grid.feature_mask()[0, r.start, c.start]) for name, (r, c) in zip("CDA", (CUE_C, CUE_D, CUE_A))}
 
-    def rank(e) -> list[int]:
-        return [int(c) for c in np.argsort(-e.cell_scores, kind="stable")]
+    def rank() -> list[int]:
+        return [int(c) for c in np.argsort(-run.cell_scores(), kind="stable")]
 
-    # 1 + 8 (bisection of 16 patches) + 14 single cells: every cell measured alone, no conditional round yet
-    singles = rank(ecglens.explain(x, clf, query_budget=23, seed=0))
+    run.step("localise")
+    while len(run.unmeasured()):  # every cell measured alone or quiet, no conditional round yet
+        run.step("widen")
+    # D's quadrant moved the class 6% of p0 while C's explained the top half: quiet, D ranks by that measure
+    assert run.quiet[cell["D"]] and not np.isnan(run.single[[cell["C"], cell["A"]]]).any()
+    singles = rank()
     assert singles[:2] == [cell["C"], cell["D"]] and singles.index(cell["A"]) > 2  # A alone changes nothing
-    # the round with C dropped out: A now matters more than D
-    after = rank(ecglens.explain(x, clf, query_budget=80, seed=0))
-    assert after[:3] == [cell["C"], cell["A"], cell["D"]]
+    while run._next_k == 1 and not run.rounds_done:  # the round with C dropped out: A now matters more than D
+        run.step("widen")
+    assert rank()[:3] == [cell["C"], cell["A"], cell["D"]]
+
+
+def test_cells_of_a_quiet_half_are_not_dropped_out_alone(image_model):
+    clf = ecglens.load_classifier(image_model, device="cpu")
+    run, _, _ = _vision_run(clf, _image(), 300)
+    grid = run.ep.grid
+    run.step("localise")
+    while len(run.unmeasured()):
+        run.step("widen")
+    # the model reads one patch of the top half: removing the bottom half moved nothing while the top half took
+    # the whole decision, so the bottom half's 32 cells are quiet and never measured alone (32 queries saved)
+    bottom = np.arange(32, 64)  # Z-order: positions 32-63 are patch rows 4-7
+    assert {tuple(p) for p in grid.positions[bottom]} == {(r, c) for r in range(4, 8) for c in range(8)}
+    assert run.quiet[bottom].all() and np.isnan(run.single[bottom]).all()
+    assert (run.quiet | ~np.isnan(run.single)).all()  # the rest: measured alone, or quiet further down the path
+    top = int(np.argmax(run.cell_scores()))
+    assert grid.cell_rect(top)[2:] == (16, 24, 40, 48)
+    # the rounds still measure them, on top of the prefix
+    while not run.rounds_done and run._next_k == 1:
+        run.step("widen")
+    assert run.rounds_done or not np.isnan(run.cond_drop[bottom]).any()
 
 
 def test_mean_fill_is_each_cells_own_colour_whatever_else_is_removed():
