@@ -1,8 +1,8 @@
 """The vision zoo: small image and video black boxes trained on synthetic digits with known truth (issue 20).
 
 Members differ in what deployed vision classifiers differ in: architecture (a small CNN, a ResNet-ish, a MobileNet-ish
-depthwise-separable CNN, a ViT-ish patch transformer; for clips a 3-D convolution and a per-frame CNN + GRU), colour or grayscale input, input
-size (48, 64 or 96 px) and the scale and normalisation inside the model (``input_scale`` 1 or 255; fixed
+depthwise-separable CNN, a ViT-ish patch transformer; for clips a 3-D convolution, a per-frame CNN + GRU and a
+per-frame CNN averaged over time), colour or grayscale input, input size (48, 64 or 96 px) and the scale and normalisation inside the model (``input_scale`` 1 or 255; fixed
 mean / std, or per-image z-scoring). Each is exported as TorchScript answering logits over the ten digits, with a
 card beside it (its keys: `train_member`), so ``ecglens.load_classifier("models/vision/<name>.pt")`` loads it as a
 black box: float32 ``[N, C, H, W]`` (images) or ``[N, T, C, H, W]`` (clips), the model seeing ``x * input_scale``
@@ -48,7 +48,7 @@ class VisionSpec:
 
     name: str
     modality: str  # image | video
-    arch: str  # cnn | cnn_strided | resnet | dwsep | vit | c3d | cnn_gru
+    arch: str  # cnn | cnn_strided | resnet | dwsep | vit | c3d | cnn_gru | frame_mean
     channels: int  # 1 (grayscale) or 3 (colour)
     size: int  # H = W
     input_scale: float  # the model sees x * input_scale
@@ -68,6 +68,9 @@ ZOO: tuple[VisionSpec, ...] = (
     VisionSpec("dwsep48_gray", "image", "dwsep", 1, 48, 255.0, "fixed", "train", steps=1200, width=24),
     VisionSpec("vit64_gray", "image", "vit", 1, 64, 1.0, "zscore", "train", steps=900, lr=2e-3),
     VisionSpec("c3d64_gray", "video", "c3d", 1, 64, 1.0, "unit", "train", steps=1000, batch=24, width=12),
+    # A 12 x 12-patch grid and a frame-by-frame video model to choose on (the held-out set has one of each)
+    VisionSpec("cnn96_rgb", "image", "cnn", 3, 96, 1.0, "unit", "train", steps=500),
+    VisionSpec("framemean64_gray", "video", "frame_mean", 1, 64, 1.0, "unit", "train", steps=400, batch=16, width=12),
     # Held out: never used for any choice.
     VisionSpec("resnet64_rgb", "image", "resnet", 3, 64, 255.0, "fixed", "heldout", steps=600, width=12, onnx=True),
     VisionSpec("cnn96_gray", "image", "cnn_strided", 1, 96, 1.0, "zscore", "heldout", steps=600, width=16),
@@ -293,6 +296,20 @@ class CNNGRU(nn.Module):
         return self.head(torch.cat([out[:, -1], out.mean(dim=1)], dim=1))
 
 
+class FrameMean(nn.Module):
+    """`CNN` on each frame (shared weights), its pooled features averaged over time, then its head (TSN-style: no
+    recurrence, no 3-D convolution; a model that reads frames one by one)."""
+
+    def __init__(self, c: int, width: int):
+        super().__init__()
+        self.frame = CNN(c, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t = x.shape[0], x.shape[1]
+        f = self.frame.features(x.reshape(n * t, x.shape[2], x.shape[3], x.shape[4])).reshape(n, t, -1)
+        return self.frame.head(f.mean(dim=1))
+
+
 class Member(nn.Module):
     """What gets exported: the member's input handling, then the network; logits over the ten digits."""
 
@@ -314,6 +331,8 @@ class Member(nn.Module):
             self.net = C3D(c, spec.width)
         elif spec.arch == "cnn_gru":
             self.net = CNNGRU(c, spec.width)
+        elif spec.arch == "frame_mean":
+            self.net = FrameMean(c, spec.width)
         else:
             raise ValueError(f"unknown vision-zoo architecture {spec.arch!r}")
 
