@@ -8,8 +8,9 @@
 
   ``localise``   best-first bisection down one branch: drop out each half of the most promising group (time
                  halves down to one window, then leads), two rows a call, until a single cell is measured; an
-                 ECG's root splits instead into all-lead blocks of `BLOCK_WINDOWS` windows in one call (a 10-s
-                 two-lead strip: 5 blocks of 2 s, then 4 calls of 2 rows);
+                 ECG's root splits instead into all-lead blocks of about `BLOCK_WINDOWS` windows with edges
+                 between beats, in one call, and a block into its beats (a 10-s two-lead strip at 70 bpm: 5 blocks
+                 of about 2 s, then 2-3 beats, then calls of 2 rows);
   ``widen``      the same for the next `MAX_ROWS` // 2 groups of the frontier at once (breadth for the ranking);
   ``reorder``    an ECG: check in one call of 3 rows which order of the cells after the ranking's head drops
                  the evidence fastest, the measured one or by dropout energy high or low first
@@ -318,7 +319,7 @@ class AnytimeEpisode:
         ep = self.ep
         self.rest_order = ORDERS[0]
         own = np.argsort(-self.cell_scores(), kind="stable")
-        orders = rest_orders(own, self.energy, self.demoted)
+        orders = rest_orders(own, self.energy)
         k = head_size(own.size)
         half = k + (own.size - k) // 2
         rows = np.where(ep.grid.cell_masks([order[:half] for order in orders.values()]), self.flat, ep.clean)
@@ -486,7 +487,7 @@ class AnytimeEpisode:
         value = np.clip(density[order] / top, 0.0, 1.0)
         value = np.minimum.accumulate(value)  # never above a cell ranked higher
         if self._ecg and self.rest_order != ORDERS[0] and n:
-            order = rest_orders(order, self.energy, self.demoted)[self.rest_order]  # the values stay rank by rank
+            order = rest_orders(order, self.energy)[self.rest_order]  # the values stay rank by rank
         scores[order] = value * (1 - 1e-3) + 1e-3 * (n - np.arange(n)) / max(n, 1)
         return scores
 

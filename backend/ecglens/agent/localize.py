@@ -316,20 +316,16 @@ def head_size(n_cells: int) -> int:
     return max(1, int(round(n_cells / 20)))
 
 
-def rest_orders(own: np.ndarray, energy: np.ndarray, demoted: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def rest_orders(own: np.ndarray, energy: np.ndarray) -> dict[str, np.ndarray]:
     """The orders an order check compares, by `ORDERS` name: ``own`` (every cell, most critical first) with its
     `head_size` first, then the rest as in ``own``, or by the energy dropout removes high first, or low first
-    (``own`` breaks ties). ``demoted``: rounds each cell was sent to the end; fewer first, in every order."""
+    (``own`` breaks ties)."""
     k = head_size(own.size)
     head, rest = own[:k], own[k:]
     position = np.empty(own.size, dtype=int)
     position[own] = np.arange(own.size)
-    back = np.zeros(own.size, dtype=int) if demoted is None else demoted
     keys = (np.zeros(rest.size), -energy[rest], energy[rest])
-    return {
-        name: np.concatenate([head, rest[np.lexsort((position[rest], key, back[rest]))]])
-        for name, key in zip(ORDERS, keys)
-    }
+    return {name: np.concatenate([head, rest[np.lexsort((position[rest], key))]]) for name, key in zip(ORDERS, keys)}
 
 
 def _lead_shares(finest: dict[int, tuple[float, frozenset, int]], grid) -> tuple[np.ndarray, dict]:
