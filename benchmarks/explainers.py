@@ -704,7 +704,7 @@ def zoo_mean_report(rows_by_model: dict[str, list[Row]], methods: list[str], arg
             rb = {(r.record, r.start_sample): float(getattr(r, field)) for r in rows_by_model[n] if r.method == b}
             diffs.append(np.array([ra[c] - rb[c] for c in sorted(set(ra) & set(rb))]))
         m, lo, hi = _zoo_ci(diffs)
-        fmt = "+.2f" if field == "pointing" else "+.3f"
+        fmt = "+.2f" if field in ("pointing", "flipped") else "+.3f"
         return f"{m:{fmt}} {format_ci(lo, hi, fmt)}"
 
     ours = sorted((k for k in methods if METHODS[k][1] is None), key=lambda k: (k.split("-")[0], _budget(k)))
@@ -717,6 +717,30 @@ def zoo_mean_report(rows_by_model: dict[str, list[Row]], methods: list[str], arg
                     f"| {a} − {b} | {paired(a, b, 'pointing')} | {paired(a, b, 'deletion_auc')} | "
                     f"{paired(a, b, 'road_auc')} |"
                 )
+
+    def paired_snr(a: str, b: str) -> str:
+        """Flip SNR difference over the cases both methods flipped."""
+        diffs = []
+        for n in names:
+            ra = {(r.record, r.start_sample): r.snr_db for r in rows_by_model[n] if r.method == a and r.flipped}
+            rb = {(r.record, r.start_sample): r.snr_db for r in rows_by_model[n] if r.method == b and r.flipped}
+            diffs.append(np.array([ra[c] - rb[c] for c in sorted(set(ra) & set(rb))]))
+        m, lo, hi = _zoo_ci(diffs)
+        return "–" if math.isnan(m) else f"{m:+.1f} {format_ci(lo, hi, '+.1f')} ({sum(len(d) for d in diffs)} cases)"
+
+    against = [(f"agent-{_budget(k)}", k) for k in ours if k.startswith("scheduled-") and f"agent-{_budget(k)}" in ours]
+    if against:  # the learned policy against the staged search it replaced, budget by budget
+        lines += [
+            "",
+            "| learned policy − scheduled, same budget | pointing | deletion AUC | ROAD AUC | flipped | "
+            "flip SNR (dB), cases both flipped |",
+            "|---|---|---|---|---|---|",
+        ]
+        for a, b in against:
+            lines.append(
+                f"| {a} − {b} | {paired(a, b, 'pointing')} | {paired(a, b, 'deletion_auc')} | "
+                f"{paired(a, b, 'road_auc')} | {paired(a, b, 'flipped')} | {paired_snr(a, b)} |"
+            )
     if len(ours) > 1:
         lines += ["", "| monotone? larger − smaller budget | pointing | deletion AUC | ROAD AUC |", "|---|---|---|---|"]
         for small, large in zip(ours, ours[1:]):

@@ -81,6 +81,21 @@ def test_mean_over_members_weights_each_member_equally_and_pairs_cases(bench):
     assert mono.split(" | ")[1].startswith("+0.50")
 
 
+def test_mean_over_members_pairs_the_learned_policy_with_scheduled_at_each_budget(bench):
+    methods = ["agent-25", "scheduled-25"]
+    bench._methods(",".join(methods))
+    agent = _rows(bench, "agent-25", [(1, 0.2, 1), (1, 0.2, 1), (1, 0.2, 0)])
+    for r in agent[:2]:
+        r.snr_db = 20.0
+    scheduled = _rows(bench, "scheduled-25", [(0, 0.3, 1), (1, 0.3, 0), (1, 0.3, 1)])  # flips at 15 dB
+    report = bench.zoo_mean_report({"m": agent + scheduled}, methods, argparse.Namespace(records=None, seed=0))
+    line = next(ln for ln in report.splitlines() if ln.startswith("| agent-25 − scheduled-25 |"))
+    cells = line.split(" | ")
+    assert cells[1].startswith("+0.33") and cells[2].startswith("-0.100 [-0.100, -0.100]")
+    assert cells[4].startswith("+0.00")  # two flips each
+    assert cells[5].startswith("+5.0 [+5.0, +5.0] (1 cases)")  # only case 0 flipped by both: 20 - 15 dB
+
+
 def test_zoo_interval_covers_the_mean_and_narrows_with_more_cases(bench):
     rng = np.random.default_rng(0)
     few = [rng.normal(0.3, 0.1, 10), rng.normal(0.5, 0.1, 10)]
