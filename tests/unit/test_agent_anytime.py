@@ -19,6 +19,7 @@ from ecglens.agent.anytime import (
     _between_beats,
     _leaf_depth,
     explain_anytime,
+    hand_policy,
 )
 from ecglens.agent.env import Episode
 from ecglens.agent.localize import ORDERS, head_size
@@ -290,3 +291,18 @@ def test_reorder_checks_which_order_of_the_rest_drops_the_evidence_fastest(class
     energy = run.energy[ranked[head_size(scores.size) :]]
     assert np.all(np.diff(energy) <= 0) if order == ORDERS[1] else np.all(np.diff(energy) >= 0)
     assert np.allclose(np.sort(scores), before)  # the cells move, the values stay rank by rank
+
+
+def test_the_first_reorder_after_a_flip_measures_every_block_alone_once():
+    run, clf = _run(budget=400)
+    while not (run.best is not None and run.cleaned):
+        run.step(hand_policy(run))
+    assert run.alone is None  # a reorder before the flip checks the order only
+    run.step("widen")
+    step = run.step("reorder")
+    assert step.queries == len(run._blocks) + 1 + len(ORDERS) and run.alone is not None
+    # the block holding the bump gains most when kept alone, and its gain is split over its cells
+    bump = next(g for g in run._blocks if g.w0 <= int(BUMP_AT_S / 0.25) < g.w1)
+    assert int(np.argmax(run.alone)) in bump.cells(run.ep.grid.n_windows)
+    run.step("widen")
+    assert run.step("reorder").queries == len(ORDERS)  # measured once

@@ -80,6 +80,9 @@ _RISE = 0.05  # a rise of the probability by 5% of p0 when one more chunk goes d
 _SCAN_SHARE = 0.3  # the sweep of ``scan`` covers the top 30% of cells (at least 8)
 ENERGY_POWER = 1.0  # an ECG cell's evidence: its group's density times (energy / the group's mean energy) ** this
 BLOCK_WINDOWS = 8  # an ECG's root splits into all-lead blocks of this many windows (2 s), measured in one call
+# An ECG cell's evidence adds this share of its block's gain alone (measured once, at the first ``reorder`` after
+# a flip; chosen on the train members: 1 lowered pointing at 200 and raised deletion at 500)
+ALONE_WEIGHT = 0.3
 BEAT_BEFORE_S, BEAT_AFTER_S = 0.10, 0.30  # a beat's span around its R peak (QRS to T) that a block edge avoids
 
 
@@ -159,6 +162,7 @@ class AnytimeEpisode:
         self.group_energy = np.zeros(grid.n_cells)
         self.demoted = np.zeros(grid.n_cells, dtype=int)  # rounds of ``reorder`` that sent the cell to the end
         self.rest_order = ORDERS[0]  # how an ECG's ranking orders the cells after its head (``reorder`` checks)
+        self.alone: np.ndarray | None = None  # an ECG block's gain alone, per cell (``reorder`` after a flip)
         self._reordered = True  # the ranking has not changed since the last ``reorder`` (nothing to check yet)
         root = Group(tuple(range(grid.n_leads)), 0, grid.n_windows)
         self._frontier: list[tuple[float, int, int, Group]] = [(-np.inf, 0, 0, root)]  # (-drop, -depth, tie, group)
@@ -298,6 +302,9 @@ class AnytimeEpisode:
         n = ep.grid.n_cells
         self._reordered = True
         if self._ecg:
+            blocks = len(self._blocks)
+            if self.best is not None and self.alone is None and blocks and self.room() >= blocks + 1 + len(ORDERS):
+                self._measure_alone()
             return n, self._check_order()
         ranking = np.argsort(-self.cell_scores(), kind="stable")
         rows_n = min(self.max_rows - 1, self.room(), n - 1)
@@ -310,6 +317,20 @@ class AnytimeEpisode:
         for a, b in zip(starts[rise], ks[rise]):
             self.demoted[ranking[a:b]] += 1
         return int(sum(b - a for a, b in zip(starts[rise], ks[rise]))), float(p.min())
+
+    def _measure_alone(self) -> None:
+        """Each root block kept alone in a record otherwise dropped out, and the record all dropped out, in one
+        call: the gain of each block over the flat record, split over its cells by dropout energy (the other end
+        of the coalitions a Shapley value averages over, as the staged search's blocks-alone level)."""
+        ep, n_w = self.ep, self.ep.grid.n_windows
+        blocks = [g.cells(n_w) for g in sorted(self._blocks, key=lambda g: g.w0)]
+        rows = np.concatenate([np.where(ep.grid.cell_masks(blocks), ep.clean, self.flat), self.flat[None]])
+        p = ep.probe_rows(self.counter, rows)[:, ep.target.index]
+        alone = np.zeros(ep.grid.n_cells)
+        for cells, gain in zip(blocks, (p[:-1] - p[-1]) / max(ep.p0, 1e-3)):
+            e = self.energy[cells]
+            alone[cells] = max(float(gain), 0.0) * (e / e.sum() if e.sum() > 0 else 1.0 / len(cells))
+        self.alone = alone if alone.max() > 0 else None
 
     def _check_order(self) -> float:
         """Which order of the cells after the ranking's head drops the evidence fastest, one row each: drop out the
@@ -475,6 +496,8 @@ class AnytimeEpisode:
         """float64 ``[n_cells]`` in (0, 1]: the ranking of the best explanation so far (see the module notes)."""
         n = self.drop.size
         density = self.density
+        if self.alone is not None:  # what each block does alone, beside what removing it does
+            density = density / max(float(density.max()), 1e-12) + ALONE_WEIGHT * self.alone / self.alone.max()
         if ENERGY_POWER and self._ecg:  # the cells a probe has not separated: QRS complexes first
             # a prior only lowers: a quiet cell falls below a louder one of a weaker group, but no cell rises
             # above what its group measured (a lead the classifier does not read stays below the threshold)
