@@ -15,6 +15,7 @@
   ``reorder``    an ECG: check in one call of 3 rows which order of the cells after the ranking's head drops
                  the evidence fastest, the measured one or by dropout energy high or low first
                  (`localize.rest_orders`; which way a classifier leans once much of the record is flat differs);
+                 the first time after a flip, first measure every root block alone in one call (`ALONE_WEIGHT`);
                  an image or video: drop out the ranking's top k cells together for 15 values of k (the deletion
                  curve, measured): where removing one more chunk raises the probability, that chunk's cells go
                  to the end (a probe of a group alone cannot see what removing it together with the evidence
