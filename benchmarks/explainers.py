@@ -697,13 +697,20 @@ def zoo_mean_report(rows_by_model: dict[str, list[Row]], methods: list[str], arg
         cells.append("–" if math.isnan(m) else f"{m:.1f} {format_ci(lo, hi, '.1f')}")
         lines.append(f"| {METHODS[key][0]} | " + " | ".join(cells) + " |")
 
-    def paired(a: str, b: str, field: str) -> str:
+    def differences(a: str, b: str, value: Callable[[Row], float | None]) -> list[np.ndarray]:
+        """Per member, ``value`` of A minus B over the cases both have a value for."""
         diffs = []
         for n in names:
-            ra = {(r.record, r.start_sample): float(getattr(r, field)) for r in rows_by_model[n] if r.method == a}
-            rb = {(r.record, r.start_sample): float(getattr(r, field)) for r in rows_by_model[n] if r.method == b}
+            ra, rb = ({}, {})
+            for r in rows_by_model[n]:
+                v = value(r) if r.method in (a, b) else None
+                if v is not None:
+                    (ra if r.method == a else rb)[(r.record, r.start_sample)] = v
             diffs.append(np.array([ra[c] - rb[c] for c in sorted(set(ra) & set(rb))]))
-        m, lo, hi = _zoo_ci(diffs)
+        return diffs
+
+    def paired(a: str, b: str, field: str) -> str:
+        m, lo, hi = _zoo_ci(differences(a, b, lambda r: float(getattr(r, field))))
         fmt = "+.2f" if field in ("pointing", "flipped") else "+.3f"
         return f"{m:{fmt}} {format_ci(lo, hi, fmt)}"
 
@@ -720,11 +727,7 @@ def zoo_mean_report(rows_by_model: dict[str, list[Row]], methods: list[str], arg
 
     def paired_snr(a: str, b: str) -> str:
         """Flip SNR difference over the cases both methods flipped."""
-        diffs = []
-        for n in names:
-            ra = {(r.record, r.start_sample): r.snr_db for r in rows_by_model[n] if r.method == a and r.flipped}
-            rb = {(r.record, r.start_sample): r.snr_db for r in rows_by_model[n] if r.method == b and r.flipped}
-            diffs.append(np.array([ra[c] - rb[c] for c in sorted(set(ra) & set(rb))]))
+        diffs = differences(a, b, lambda r: r.snr_db if r.flipped else None)
         m, lo, hi = _zoo_ci(diffs)
         return "–" if math.isnan(m) else f"{m:+.1f} {format_ci(lo, hi, '+.1f')} ({sum(len(d) for d in diffs)} cases)"
 

@@ -173,6 +173,8 @@ class AnytimeEpisode:
         self._ecg = isinstance(grid, SegmentGrid)
         self._leaf = _leaf_depth(grid.n_windows, grid.n_leads)
         self._blocks: set[Group] = set()  # an ECG root's blocks (each splits into its beats)
+        # the last split's groups as measured: (group, its drop, its parent's drop (inf: the root), best sibling's)
+        self.last_split: list[tuple[Group, float, float, float]] = []
         self.best: Flip | None = None
         self.top_level = len(self.ep.levels_db) - 1  # strongest level a distortion may take (``restart`` lowers it)
         self.broad_tried: set[str] = set()
@@ -237,7 +239,7 @@ class AnytimeEpisode:
             cells, p = self._split_groups(1)
             touched, low = max(touched, cells), min(low, p)
             blocks = self._ecg and group.w1 - group.w0 == self.ep.grid.n_windows  # the root's blocks: go on down
-            if not blocks and any(kid.children() is None for kid in self._children(group)):
+            if not blocks and any(kid.children() is None for kid, *_ in self.last_split):
                 break  # a single cell is measured: the branch is resolved
         return touched, low
 
@@ -276,9 +278,11 @@ class AnytimeEpisode:
         rows = np.where(self.ep.grid.cell_masks([k.cells(n_w) for _, _, k in kids]), self.flat, signal)
         probs = self.ep.probe_rows(self.counter, rows)
         drops = (self.ep.p0 - probs[:, self.ep.target.index]) / max(self.ep.p0, 1e-3)
+        self.last_split = []
         for i, ((parent, depth, kid), d, row) in enumerate(zip(kids, drops, probs)):
             cells = kid.cells(n_w)
             sibling = max((float(drops[j]) for j in siblings[i] if j < len(drops)), default=-np.inf)
+            self.last_split.append((kid, float(d), parent, sibling))
             own = float(d) / len(cells) ** DENSITY_POWER
             # A child keeps its group's evidence unless its sibling alone explains the group's drop (then the
             # evidence was the sibling's: a lead that does not carry the beat gets its own, small, measure).

@@ -28,8 +28,6 @@ budget B is the prefix of the one at a larger budget.
 
 from __future__ import annotations
 
-import heapq
-
 import numpy as np
 
 from ecglens.agent.anytime import _EXPLAINS, AnytimeEpisode, _leaf_depth, first_legal
@@ -85,25 +83,20 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         return legal
 
     def _split_groups(self, n_groups: int) -> tuple[int, float]:
-        n_w = self.ep.grid.n_windows
-        # the groups the base class pops (the smallest keys of its heap), with their drops: the root's is the whole
-        # decision (removing every cell leaves nothing)
-        popped = [(g, -key if np.isfinite(key) else 1.0) for key, _, _, g in heapq.nsmallest(n_groups, self._frontier)]
         out = super()._split_groups(n_groups)
         leaf = _leaf_depth(self.ep.grid.n_windows, self.ep.grid.n_leads)
         alone = (self.depth >= leaf) & np.isnan(self.single)
         # the bisection's leaves are cells measured alone (under the blur: re-measured under the mean colour, the
         # localised cell lost its place at the top more often, vit64_gray pointing .97 -> .83 at 50, 30 images)
         self.single[alone] = self.drop[alone]
-        for group, parent in popped:
-            kids = [kid.cells(n_w) for kid in group.children() or ()]
-            drops = [float(self.drop[k[0]]) for k in kids]
-            for i, cells in enumerate(kids):
-                sibling = max((d for j, d in enumerate(drops) if j != i), default=-np.inf)
-                # Both halves of the root quiet is redundancy (each keeps enough of the digit), not absence: neither
-                # is quiet. Below a parent that moved nothing either, both are (the rounds measure them
-                # conditionally; asking the sibling to move the class too: cnn96_rgb deletion .129 -> .143 at 200)
-                self.quiet[cells] = drops[i] <= QUIET_DROP and sibling >= _EXPLAINS * parent
+        n_w = self.ep.grid.n_windows
+        for group, drop, parent, sibling in self.last_split:
+            # The root's drop is the whole decision (removing every cell leaves nothing). Both halves of the root
+            # quiet is redundancy (each keeps enough of the digit), not absence: neither is quiet. Below a parent
+            # that moved nothing either, both are (the rounds measure them conditionally; asking the sibling to
+            # move the class too: cnn96_rgb deletion .129 -> .143 at 200)
+            parent = parent if np.isfinite(parent) else 1.0
+            self.quiet[group.cells(n_w)] = drop <= QUIET_DROP and sibling >= _EXPLAINS * parent
         return out
 
     def _widen(self) -> tuple[int, float]:
