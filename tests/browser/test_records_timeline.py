@@ -120,17 +120,15 @@ def test_a_cinc_style_record_uploads_as_one_with_warnings_annotations_and_a_time
     assert typed_analysis["explanation"]["start_s"] == 20.0
     page.wait_for_selector("#analysis-start:not([disabled])")
 
-    # Clicking the strip at a moment explains that window too. (By id, in the page: the result just shown may
-    # redraw the strip, and a handle taken before that would point at the element it replaced.)
+    # Clicking the strip at a moment explains that window too. Through a locator on the plot's drag layer, with the
+    # point relative to it: Playwright resolves the element at click time and waits until its box stops moving (the
+    # result panels drawn just before may still shift the page; a page coordinate taken earlier then misses).
     page.wait_for_function("() => document.getElementById('timeline-plot')?._fullLayout")
-    page.evaluate("() => document.getElementById('timeline-plot').scrollIntoView({ block: 'center' })")
-    x = page.evaluate("""() => { const gd = document.getElementById('timeline-plot');
-        const xa = gd._fullLayout.xaxis, box = gd.getBoundingClientRect();
-        return box.left + gd._fullLayout.margin.l + xa.l2p(5.0); }""")
-    y = page.evaluate("""() => { const gd = document.getElementById('timeline-plot'), box = gd.getBoundingClientRect();
-        return box.top + gd._fullLayout.margin.t + gd._fullLayout.yaxis._length / 2; }""")
+    drag = page.locator("#timeline-plot .nsewdrag")
+    at = page.evaluate("""() => { const fl = document.getElementById('timeline-plot')._fullLayout;
+        return { x: fl.xaxis.l2p(5.0), y: fl.yaxis._length / 2 }; }""")
     with page.expect_response(lambda r: r.url.endswith("/api/v1/analyses") and r.request.method == "POST") as clicked:
-        page.mouse.click(x, y)
+        drag.click(position=at)
     assert json.loads(clicked.value.request.post_data)["start_s"] == 0.0
     page.wait_for_function(
         "() => document.querySelectorAll('#timeline-windows button').length === 1 && "
