@@ -48,7 +48,7 @@ class VisionSpec:
 
     name: str
     modality: str  # image | video
-    arch: str  # cnn | cnn_strided | resnet | dwsep | vit | c3d | cnn_gru | frame_mean
+    arch: str  # cnn | cnn_strided | resnet | dwsep | vit | c3d | cnn_gru | cnn_lstm | frame_mean
     channels: int  # 1 (grayscale) or 3 (colour)
     size: int  # H = W
     input_scale: float  # the model sees x * input_scale
@@ -71,6 +71,8 @@ ZOO: tuple[VisionSpec, ...] = (
     # A 12 x 12-patch grid and a frame-by-frame video model to choose on (the held-out set has one of each)
     VisionSpec("cnn96_rgb", "image", "cnn", 3, 96, 1.0, "unit", "train", steps=500),
     VisionSpec("framemean64_gray", "video", "frame_mean", 1, 64, 1.0, "unit", "train", steps=400, batch=16, width=12),
+    # A recurrent video model to choose on (the held-out set has one: another cell, colour, another input scale)
+    VisionSpec("cnnlstm64_gray", "video", "cnn_lstm", 1, 64, 1.0, "unit", "train", steps=400, batch=24, width=12),
     # Held out: never used for any choice.
     VisionSpec("resnet64_rgb", "image", "resnet", 3, 64, 255.0, "fixed", "heldout", steps=600, width=12, onnx=True),
     VisionSpec("cnn96_gray", "image", "cnn_strided", 1, 96, 1.0, "zscore", "heldout", steps=600, width=16),
@@ -296,6 +298,22 @@ class CNNGRU(nn.Module):
         return self.head(torch.cat([out[:, -1], out.mean(dim=1)], dim=1))
 
 
+class CNNLSTM(nn.Module):
+    """`CNN`'s pooled features on each frame (shared weights), an LSTM over frames, its last state to `CNN`'s head
+    (the decision reads the frames in order, the last ones most directly)."""
+
+    def __init__(self, c: int, width: int):
+        super().__init__()
+        self.frame = CNN(c, width)
+        self.lstm = nn.LSTM(4 * width, 4 * width, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t = x.shape[0], x.shape[1]
+        f = self.frame.features(x.reshape(n * t, x.shape[2], x.shape[3], x.shape[4])).reshape(n, t, -1)
+        out, _ = self.lstm(f)
+        return self.frame.head(out[:, -1])
+
+
 class FrameMean(nn.Module):
     """`CNN` on each frame (shared weights), its pooled features averaged over time, then its head (TSN-style: no
     recurrence, no 3-D convolution; a model that reads frames one by one)."""
@@ -331,6 +349,8 @@ class Member(nn.Module):
             self.net = C3D(c, spec.width)
         elif spec.arch == "cnn_gru":
             self.net = CNNGRU(c, spec.width)
+        elif spec.arch == "cnn_lstm":
+            self.net = CNNLSTM(c, spec.width)
         elif spec.arch == "frame_mean":
             self.net = FrameMean(c, spec.width)
         else:
