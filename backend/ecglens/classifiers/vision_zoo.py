@@ -298,6 +298,12 @@ class CNNGRU(nn.Module):
         return self.head(torch.cat([out[:, -1], out.mean(dim=1)], dim=1))
 
 
+def _per_frame(features, x: torch.Tensor) -> torch.Tensor:
+    """``features`` of every frame of ``x`` ``[n, t, c, h, w]`` in one batch: ``[n, t, features]``."""
+    n, t = x.shape[0], x.shape[1]
+    return features(x.reshape(n * t, *x.shape[2:])).reshape(n, t, -1)
+
+
 class CNNLSTM(nn.Module):
     """`CNN`'s pooled features on each frame (shared weights), an LSTM over frames, its last state to `CNN`'s head
     (the decision reads the frames in order, the last ones most directly)."""
@@ -308,8 +314,7 @@ class CNNLSTM(nn.Module):
         self.lstm = nn.LSTM(4 * width, 4 * width, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, t = x.shape[0], x.shape[1]
-        f = self.frame.features(x.reshape(n * t, x.shape[2], x.shape[3], x.shape[4])).reshape(n, t, -1)
+        f = _per_frame(self.frame.features, x)
         out, _ = self.lstm(f)
         return self.frame.head(out[:, -1])
 
@@ -323,8 +328,7 @@ class FrameMean(nn.Module):
         self.frame = CNN(c, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, t = x.shape[0], x.shape[1]
-        f = self.frame.features(x.reshape(n * t, x.shape[2], x.shape[3], x.shape[4])).reshape(n, t, -1)
+        f = _per_frame(self.frame.features, x)
         return self.frame.head(f.mean(dim=1))
 
 
