@@ -340,6 +340,41 @@ def test_single_cells_then_a_conditional_round_rank_what_matters_once_the_top_is
     assert rank()[:3] == [cell["C"], cell["A"], cell["D"]]
 
 
+class _MovingCue(torch.nn.Module):
+    """Reads a 4-frame 32 x 32 clip: a cue that moves from patch A (frames 0-1) to its right neighbour B (frames 2-3)
+    through a saturated sum (either half of its path alone keeps the class), and patch D a little on its own."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = _contrast(x[:, 0:2].flatten(0, 1), 0, 0).view(-1, 2).mean(dim=1)
+        b = _contrast(x[:, 2:4].flatten(0, 1), 0, 8).view(-1, 2).mean(dim=1)
+        d = _contrast(x.flatten(0, 1), 24, 24).view(-1, 4).mean(dim=1)
+        z = 8.0 * torch.clamp(2.0 * (a + b), max=0.5) + d - 2.5
+        return torch.stack([z, torch.zeros_like(z)], dim=1)
+
+
+def test_a_tube_of_a_moving_cues_path_keeps_its_groups_evidence_once_measured_alone(tmp_path):
+    path = tmp_path / "moving.pt"
+    torch.jit.script(_MovingCue()).save(str(path))
+    _card(path, "moving", "video", (4, 1, 32, 32))
+    x = (np.random.default_rng(3).random((4, 1, 32, 32)) * 0.4).astype(np.float32)
+    board = np.where((np.arange(8)[:, None] + np.arange(8)[None, :]) % 2, 0.9, 0.1).astype(np.float32)
+    x[0:2, 0, 0:8, 0:8] = board
+    x[2:4, 0, 0:8, 8:16] = board
+    x[:, 0, 24:32, 24:32] = board
+    run, _, _ = _vision_run(ecglens.load_classifier(path, device="cpu"), x, 200, "video")
+    grid = run.ep.grid
+    cell = {name: int(grid.feature_mask()[0, 0, r, c]) for name, (r, c) in zip("ABD", ((0, 0), (0, 8), (24, 24)))}
+    run.step("localise")
+    while len(run.unmeasured()):
+        run.step("widen")
+    # removing A or B alone moves the class by almost nothing (the other half of the path keeps it), D a little
+    assert max(run.single[cell["A"]], run.single[cell["B"]]) < 0.05 < run.drop[cell["D"]] < 0.1
+    # A and B keep the density of their pair, whose removal took the class: the path outranks D (ranked by their
+    # own small drops, D came first and the path's unmeasured neighbours next to it)
+    top = [int(c) for c in np.argsort(-run.cell_scores(), kind="stable")[:2]]
+    assert sorted(top) == sorted([cell["A"], cell["B"]])
+
+
 def test_cells_of_a_quiet_half_are_not_dropped_out_alone(image_model):
     clf = ecglens.load_classifier(image_model, device="cpu")
     run, _, _ = _vision_run(clf, _image(), 300)
@@ -376,7 +411,7 @@ def test_mean_fill_is_each_cells_own_colour_whatever_else_is_removed():
     assert np.abs(grid.dropout_fill(darker)[grid.cell_index(c)] - grid.dropout_fill(x)[grid.cell_index(c)]).max() > 0.05
 
 
-def _vision_run(clf, x: np.ndarray, budget: int):
+def _vision_run(clf, x: np.ndarray, budget: int, modality: str = "image"):
     from ecglens.agent.vision_anytime import VisionAnytimeEpisode
     from ecglens.agent.vision_env import LEVELS_PSNR_DB, VisionEpisode, make_bank
     from ecglens.classifiers.base import QueryCounter
@@ -387,7 +422,7 @@ def _vision_run(clf, x: np.ndarray, budget: int):
     counter = QueryCounter(clf, budget=budget)
     probs0 = counter.predict_proba(x[None])[0]
     target = diagnosed_targets(probs0, clf)[0]
-    bank = make_bank(x, grid, parse_kinds(None, "image"), LEVELS_PSNR_DB, np.random.default_rng(0))
+    bank = make_bank(x, grid, parse_kinds(None, modality), LEVELS_PSNR_DB, np.random.default_rng(0))
     return VisionAnytimeEpisode(VisionEpisode(x, probs0, target, grid=grid, bank=bank), counter), probs0, target
 
 

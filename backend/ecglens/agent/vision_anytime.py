@@ -16,9 +16,10 @@ does, every cell dropped out on its own, and still look for flips. `VisionAnytim
   **quiet** group of the bisection (its removal moved the class by at most `QUIET_DROP` of p0 while its sibling
   explained their parent's drop) are not dropped out alone: on 12 x 12 cells that saves about half the singles, and
   the rounds, which the deletion order gains most from, start that much earlier.
-- ``cell_scores``: cells measured alone rank by their own drop (a cell whose removal raises the class goes last),
-  below the last round's prefix by that round's order; cells not yet measured alone by the best evidence density
-  of their groups, as for an ECG, a quiet cell by its own group's drop at most.
+- ``cell_scores``: cells measured alone rank by their own drop (a cell whose removal raises the class goes last;
+  on a video, at least by the density of a redundant group holding it), below the last round's prefix by that
+  round's order; cells not yet measured alone by the best evidence density of their groups, as for an ECG, a quiet
+  cell by its own group's drop at most.
 
 `vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone, the first
 conditional round (small grids; the second too on at most 8 x 8 cells), then look for a flip and clean it up, then the
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecglens.agent.anytime import _EXPLAINS, AnytimeEpisode, _leaf_depth, first_legal
+from ecglens.agent.anytime import _EXPLAINS, DENSITY_POWER, AnytimeEpisode, _leaf_depth, first_legal
 
 # A prefix that leaves the class under 1% of p0 has removed the decision: nothing left to measure against. Low, as
 # the order of what is left still counts when the top cell alone takes most of the class.
@@ -62,6 +63,9 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         self._next_k = 1
         self.rounds_done = False
         self.quiet = np.zeros(n, dtype=bool)  # the finest probed group holding the cell is quiet (QUIET_DROP)
+        # on a video, the best density of a redundant group holding the cell (neither half moved the class half as
+        # much as the group did): the floor of its key once it is measured alone (see `cell_scores`)
+        self.redundant = np.zeros(n)
 
     # ---------------------------------------------------------------------------------------------- actions
     def unmeasured(self) -> np.ndarray:
@@ -91,12 +95,17 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         self.single[alone] = self.drop[alone]
         n_w = self.ep.grid.n_windows
         for group, drop, parent, sibling in self.last_split:
+            cells = group.cells(n_w)
+            if self.ep.grid.video and np.isfinite(parent) and max(drop, sibling) < _EXPLAINS * parent:
+                # the parent's density (halves are equal up to one cell)
+                own = parent / (2 * len(cells)) ** DENSITY_POWER
+                self.redundant[cells] = np.maximum(self.redundant[cells], own)
             # The root's drop is the whole decision (removing every cell leaves nothing). Both halves of the root
             # quiet is redundancy (each keeps enough of the digit), not absence: neither is quiet. Below a parent
             # that moved nothing either, both are (the rounds measure them conditionally; asking the sibling to
             # move the class too: cnn96_rgb deletion .129 -> .143 at 200)
             parent = parent if np.isfinite(parent) else 1.0
-            self.quiet[group.cells(n_w)] = drop <= QUIET_DROP and sibling >= _EXPLAINS * parent
+            self.quiet[cells] = drop <= QUIET_DROP and sibling >= _EXPLAINS * parent
         return out
 
     def _widen(self) -> tuple[int, float]:
@@ -174,8 +183,11 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         if single is None or np.isnan(single).all():
             return super().cell_scores()
         known = ~np.isnan(single)
-        # a cell whose removal raises the class ranks below the ones that did nothing (its raw drop is the key)
-        key = np.where(known, single, self.density)
+        # a cell whose removal raises the class ranks below the ones that did nothing (its raw drop is the key).
+        # A moving object's evidence spreads over the tubes of its path, so a tube alone moves a clip's class
+        # little while a group of them moves it a lot: a video cell keeps that group's density as a floor, and
+        # its energy breaks the tie inside the group (otherwise its unmeasured, off-object siblings outrank it)
+        key = np.where(known, np.maximum(single, self.redundant) if self.ep.grid.video else single, self.density)
         # a quiet cell ranks by its own group's drop, not by a larger one inherited from an ancestor
         key = np.where(~known & self.quiet, np.minimum(key, self.drop), key)
         value = np.maximum(key, 0.0)
