@@ -148,6 +148,19 @@ def test_committed_weights_load_and_classify_test_digits(name):
     assert acc >= min(0.5, card["metrics"]["test_accuracy"] - 0.25), (acc, card["metrics"]["test_accuracy"])
 
 
+@pytest.mark.parametrize("arch", sorted({m.arch for m in vz.ZOO}))
+def test_every_architecture_scripts_as_train_vision_zoo_exports_it(arch):
+    """`ecglens train-vision-zoo` saves ``torch.jit.script`` of the member (an untrained one here: no training)."""
+    import torch
+
+    spec = next(m for m in vz.ZOO if m.arch == arch)
+    model = vz.Member(spec).eval()
+    scripted = torch.jit.script(model)
+    x = torch.rand(2, *vz.input_shape(spec)) * spec.input_scale
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x))
+
+
 def test_onnx_copy_agrees_with_torchscript():
     from ecglens.classifiers import load_classifier
 

@@ -298,13 +298,16 @@ class CNNGRU(nn.Module):
         return self.head(torch.cat([out[:, -1], out.mean(dim=1)], dim=1))
 
 
-def _per_frame(features, x: torch.Tensor) -> torch.Tensor:
-    """``features`` of every frame of ``x`` ``[n, t, c, h, w]`` in one batch: ``[n, t, features]``."""
-    n, t = x.shape[0], x.shape[1]
-    return features(x.reshape(n * t, *x.shape[2:])).reshape(n, t, -1)
+class _PerFrame(nn.Module):
+    """A video model built on `CNN` run on each frame (shared weights, ``self.frame``)."""
+
+    def per_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """`CNN`'s pooled features of every frame of ``x`` ``[n, t, c, h, w]``, in one batch: ``[n, t, features]``
+        (a method, not a function taking the module: TorchScript compiles it with the model)."""
+        return self.frame.features(x.flatten(0, 1)).reshape(x.shape[0], x.shape[1], -1)
 
 
-class CNNLSTM(nn.Module):
+class CNNLSTM(_PerFrame):
     """`CNN`'s pooled features on each frame (shared weights), an LSTM over frames, its last state to `CNN`'s head
     (the decision reads the frames in order, the last ones most directly)."""
 
@@ -314,12 +317,12 @@ class CNNLSTM(nn.Module):
         self.lstm = nn.LSTM(4 * width, 4 * width, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = _per_frame(self.frame.features, x)
+        f = self.per_frame(x)
         out, _ = self.lstm(f)
         return self.frame.head(out[:, -1])
 
 
-class FrameMean(nn.Module):
+class FrameMean(_PerFrame):
     """`CNN` on each frame (shared weights), its pooled features averaged over time, then its head (TSN-style: no
     recurrence, no 3-D convolution; a model that reads frames one by one)."""
 
@@ -328,7 +331,7 @@ class FrameMean(nn.Module):
         self.frame = CNN(c, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = _per_frame(self.frame.features, x)
+        f = self.per_frame(x)
         return self.frame.head(f.mean(dim=1))
 
 
