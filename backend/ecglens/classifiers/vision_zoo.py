@@ -73,6 +73,8 @@ ZOO: tuple[VisionSpec, ...] = (
     VisionSpec("framemean64_gray", "video", "frame_mean", 1, 64, 1.0, "unit", "train", steps=400, batch=16, width=12),
     # A recurrent video model to choose on (the held-out set has one: another cell, colour, another input scale)
     VisionSpec("cnnlstm64_gray", "video", "cnn_lstm", 1, 64, 1.0, "unit", "train", steps=400, batch=24, width=12),
+    # ... and one in colour on the 0-255 scale with a fixed normalisation, as deployed video models often are
+    VisionSpec("cnnlstm64_rgb", "video", "cnn_lstm", 3, 64, 255.0, "fixed", "train", steps=600, batch=24, width=12),
     # Held out: never used for any choice.
     VisionSpec("resnet64_rgb", "image", "resnet", 3, 64, 255.0, "fixed", "heldout", steps=600, width=12, onnx=True),
     VisionSpec("cnn96_gray", "image", "cnn_strided", 1, 96, 1.0, "zscore", "heldout", steps=600, width=16),
