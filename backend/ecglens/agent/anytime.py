@@ -82,8 +82,10 @@ _SCAN_SHARE = 0.3  # the sweep of ``scan`` covers the top 30% of cells (at least
 ENERGY_POWER = 1.0  # an ECG cell's evidence: its group's density times (energy / the group's mean energy) ** this
 BLOCK_WINDOWS = 8  # an ECG's root splits into all-lead blocks of this many windows (2 s), measured in one call
 # An ECG cell's evidence adds this share of its block's gain alone (measured once, at the first ``reorder`` after
-# a flip; chosen on the train members: 1 lowered pointing at 200 and raised deletion at 500)
-ALONE_WEIGHT = 0.3
+# a flip): the later, finer splits otherwise pull the top off the beat onto a neighbour whose flat line moves the
+# class. Chosen on the train members (pointing at 500 .69 / .72 / .74 / .77 / .78 for 0 / .3 / .45 / .6 / .8, flat
+# deletion .213 / .215 / .217 / .220 / .222)
+ALONE_WEIGHT = 0.6
 BEAT_BEFORE_S, BEAT_AFTER_S = 0.10, 0.30  # a beat's span around its R peak (QRS to T) that a block edge avoids
 
 
