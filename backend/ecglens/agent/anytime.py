@@ -83,8 +83,8 @@ ENERGY_POWER = 1.0  # an ECG cell's evidence: its group's density times (energy 
 BLOCK_WINDOWS = 8  # an ECG's root splits into all-lead blocks of this many windows (2 s), measured in one call
 # An ECG cell's evidence adds this share of its block's gain alone (measured once, at the first ``reorder`` after
 # a flip): the later, finer splits otherwise pull the top off the beat onto a neighbour whose flat line moves the
-# class. Chosen on the train members (pointing at 500 .69 / .72 / .74 / .77 / .78 for 0 / .3 / .45 / .6 / .8, flat
-# deletion .213 / .215 / .217 / .220 / .222)
+# class. Chosen on the train members (.3 / .45 / .6 / .8: pointing at 500 rises to .6, then levels off; flat
+# deletion rises a little with it; docs/agent.md#results)
 ALONE_WEIGHT = 0.6
 BEAT_BEFORE_S, BEAT_AFTER_S = 0.10, 0.30  # a beat's span around its R peak (QRS to T) that a block edge avoids
 
