@@ -18,8 +18,8 @@ does, every cell dropped out on its own, and still look for flips. `VisionAnytim
   the rounds, which the deletion order gains most from, start that much earlier.
 - ``cell_scores``: cells measured alone rank by their own drop (a cell whose removal raises the class goes last;
   on a video, at least by the density of a redundant group holding it), below the last round's prefix by that
-  round's order; cells not yet measured alone by the best evidence density of their groups, as for an ECG, a quiet
-  cell by its own group's drop at most.
+  round's order; cells not yet measured alone by the best evidence density of their groups times their share of
+  its dropout energy, as for an ECG, a quiet cell by its own group's drop at most.
 
 `vision_hand_policy` is the fixed order for images and video: localise to one cell, drop out every cell alone, the first
 conditional round (small grids; the second too on at most 8 x 8 cells), then look for a flip and clean it up, then the
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecglens.agent.anytime import _EXPLAINS, DENSITY_POWER, AnytimeEpisode, _leaf_depth, first_legal
+from ecglens.agent.anytime import _EXPLAINS, DENSITY_POWER, ENERGY_POWER, AnytimeEpisode, _leaf_depth, first_legal
 
 # A prefix that leaves the class under 1% of p0 has removed the decision: nothing left to measure against. Low, as
 # the order of what is left still counts when the top cell alone takes most of the class.
@@ -187,7 +187,11 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         # A moving object's evidence spreads over the tubes of its path, so a tube alone moves a clip's class
         # little while a group of them moves it a lot: a video cell keeps that group's density as a floor, and
         # its energy breaks the tie inside the group (otherwise its unmeasured, off-object siblings outrank it)
-        key = np.where(known, np.maximum(single, self.redundant) if self.ep.grid.video else single, self.density)
+        # A cell not measured alone takes its group's density times its share of the group's dropout energy, as on
+        # an ECG: within a group no probe has split, the patch with most content first (it is also measured first)
+        ratio = np.where(self.group_energy > 0, self.energy / np.maximum(self.group_energy, 1e-12), 1.0)
+        inherited = self.density * ratio**ENERGY_POWER
+        key = np.where(known, np.maximum(single, self.redundant) if self.ep.grid.video else single, inherited)
         # a quiet cell ranks by its own group's drop, not by a larger one inherited from an ancestor
         key = np.where(~known & self.quiet, np.minimum(key, self.drop), key)
         value = np.maximum(key, 0.0)
