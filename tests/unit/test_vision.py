@@ -311,9 +311,14 @@ class _Saturating(torch.nn.Module):
         return torch.stack([z, torch.zeros_like(z)], dim=1)
 
 
+def _board() -> np.ndarray:
+    """An 8 x 8 checkerboard of 0.1 / 0.9: a patch of high contrast."""
+    return np.where((np.arange(8)[:, None] + np.arange(8)[None, :]) % 2, 0.9, 0.1).astype(np.float32)
+
+
 def _checkered() -> np.ndarray:
     x = (np.random.default_rng(3).random((1, 32, 32)) * 0.4).astype(np.float32)
-    board = np.where((np.arange(8)[:, None] + np.arange(8)[None, :]) % 2, 0.9, 0.1).astype(np.float32)
+    board = _board()
     for r, c in (CUE_C, CUE_D, CUE_A):
         x[0, r, c] = board
     return x
@@ -357,7 +362,7 @@ def test_a_tube_of_a_moving_cues_path_keeps_its_groups_evidence_once_measured_al
     torch.jit.script(_MovingCue()).save(str(path))
     _card(path, "moving", "video", (4, 1, 32, 32))
     x = (np.random.default_rng(3).random((4, 1, 32, 32)) * 0.4).astype(np.float32)
-    board = np.where((np.arange(8)[:, None] + np.arange(8)[None, :]) % 2, 0.9, 0.1).astype(np.float32)
+    board = _board()
     x[0:2, 0, 0:8, 0:8] = board
     x[2:4, 0, 0:8, 8:16] = board
     x[:, 0, 24:32, 24:32] = board

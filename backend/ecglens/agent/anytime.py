@@ -508,9 +508,7 @@ class AnytimeEpisode:
         if ENERGY_POWER and self._ecg:  # the cells a probe has not separated: QRS complexes first
             # a prior only lowers: a quiet cell falls below a louder one of a weaker group, but no cell rises
             # above what its group measured (a lead the classifier does not read stays below the threshold)
-            ratio = np.where(self.group_energy > 0, self.energy / np.maximum(self.group_energy, 1e-12), 1.0)
-            ratio = np.minimum(ratio, 1.0)
-            density = density * ratio**ENERGY_POWER
+            density = density * np.minimum(self.energy_share(), 1.0) ** ENERGY_POWER
         order = np.lexsort((-self.energy, -self.depth, -self.drop, -density, self.demoted))
         scores = np.empty(n)
         top = max(float(density[order[0]]), 1e-9) if n else 1.0
@@ -520,6 +518,11 @@ class AnytimeEpisode:
             order = rest_orders(order, self.energy)[self.rest_order]  # the values stay rank by rank
         scores[order] = value * (1 - 1e-3) + 1e-3 * (n - np.arange(n)) / max(n, 1)
         return scores
+
+    def energy_share(self) -> np.ndarray:
+        """float64 ``[n_cells]``: the energy dropout removes from each cell over the mean of the group that set its
+        density (1 where no group has): how much of its group's content a cell holds."""
+        return np.where(self.group_energy > 0, self.energy / np.maximum(self.group_energy, 1e-12), 1.0)
 
     def features(self) -> np.ndarray:
         """float32 ``[len(FEATURES)]``: what a policy sees (budget-blind: queries used, never the budget)."""

@@ -183,14 +183,13 @@ class VisionAnytimeEpisode(AnytimeEpisode):
         if single is None or np.isnan(single).all():
             return super().cell_scores()
         known = ~np.isnan(single)
-        # a cell whose removal raises the class ranks below the ones that did nothing (its raw drop is the key).
-        # A moving object's evidence spreads over the tubes of its path, so a tube alone moves a clip's class
-        # little while a group of them moves it a lot: a video cell keeps that group's density as a floor, and
-        # its energy breaks the tie inside the group (otherwise its unmeasured, off-object siblings outrank it)
-        # A cell not measured alone takes its group's density times its share of the group's dropout energy, as on
-        # an ECG: within a group no probe has split, the patch with most content first (it is also measured first)
-        ratio = np.where(self.group_energy > 0, self.energy / np.maximum(self.group_energy, 1e-12), 1.0)
-        inherited = self.density * ratio**ENERGY_POWER
+        # A cell measured alone: its raw drop (one whose removal raises the class ranks below the ones that did
+        # nothing). A moving object's evidence spreads over the tubes of its path, so a tube alone moves a clip's
+        # class little while a group of them moves it a lot: a video cell keeps that group's density as a floor,
+        # its energy breaking the tie inside the group (else its unmeasured, off-object siblings outrank it).
+        # A cell not measured alone: its group's density times its energy share, as on an ECG but uncapped (within
+        # a group no probe has split, the patch with most content ranks, and is measured, first)
+        inherited = self.density * self.energy_share() ** ENERGY_POWER
         key = np.where(known, np.maximum(single, self.redundant) if self.ep.grid.video else single, inherited)
         # a quiet cell ranks by its own group's drop, not by a larger one inherited from an ancestor
         key = np.where(~known & self.quiet, np.minimum(key, self.drop), key)
