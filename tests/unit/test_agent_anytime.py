@@ -306,3 +306,41 @@ def test_the_first_reorder_after_a_flip_measures_every_block_alone_once():
     assert int(np.argmax(run.alone)) in bump.cells(run.ep.grid.n_windows)
     run.step("widen")
     assert run.step("reorder").queries == len(ORDERS)  # measured once
+
+
+class _SecondLeadClassifier(BumpClassifier):
+    """ "bump" rises with V1's slope power alone (every beat carries some, and a flat line none): MLII, the
+    louder lead, carries no evidence; ``scale``: the power at which p = 1 - 1/e."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float64)
+        self.rows += x.shape[0]
+        p = 1.0 - np.exp(-np.square(np.diff(x[:, 1], axis=-1)).mean(axis=-1) / self.scale)
+        return np.stack([1.0 - p, p], axis=1)
+
+
+def test_after_localise_the_lead_the_classifier_does_not_read_ranks_below_the_one_it_reads():
+    x = bump_ecg(bump_at_s=None).signal
+    clf = _SecondLeadClassifier(scale=float(np.square(np.diff(x[1].astype(np.float64))).mean()))
+    probs = clf.predict_proba(x[None])[0]
+    ep = Episode(x, FS, probs, diagnosed_targets(probs, clf)[0], np.random.default_rng(0))
+    n_w = ep.grid.n_windows
+    run = AnytimeEpisode(ep, QueryCounter(clf, budget=60))
+    assert np.all(run.lead_prior() == 1)  # nothing measured lead by lead yet
+    run.step("localise")
+    alone = (run.depth >= run._leaf).reshape(2, n_w)
+    assert alone.all(axis=0).any()  # the leaf's window, measured lead by lead
+    prior = run.lead_prior().reshape(2, n_w)
+    assert np.all(prior[alone] == 1) and np.all(prior[1] == 1)
+    assert prior[0][~alone[0]].max() < 0.1
+    # in the blocks no probe split by lead, V1's cells now rank first, though MLII's carry more dropout energy
+    rest = ~alone.any(axis=0)
+    scores = run.cell_scores().reshape(2, n_w)
+    assert run.energy.reshape(2, n_w)[0][rest].sum() > run.energy.reshape(2, n_w)[1][rest].sum()
+    by_score = np.argsort(-np.concatenate([scores[0][rest], scores[1][rest]]), kind="stable")
+    top = by_score[: int(rest.sum())]
+    assert np.mean(top >= rest.sum()) > 0.9

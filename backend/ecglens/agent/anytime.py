@@ -503,6 +503,8 @@ class AnytimeEpisode:
         """float64 ``[n_cells]`` in (0, 1]: the ranking of the best explanation so far (see the module notes)."""
         n = self.drop.size
         density = self.density
+        if self._ecg:  # a lead the classifier reads less counts less where no probe has split the leads
+            density = density * self.lead_prior()
         if self.alone is not None:  # what each block does alone, beside what removing it does
             density = density / max(float(density.max()), 1e-12) + ALONE_WEIGHT * self.alone / self.alone.max()
         if ENERGY_POWER and self._ecg:  # the cells a probe has not separated: QRS complexes first
@@ -518,6 +520,25 @@ class AnytimeEpisode:
             order = rest_orders(order, self.energy)[self.rest_order]  # the values stay rank by rank
         scores[order] = value * (1 - 1e-3) + 1e-3 * (n - np.arange(n)) / max(n, 1)
         return scores
+
+    def lead_prior(self) -> np.ndarray:
+        """float64 ``[n_cells]`` in [0, 1]: how much a cell counts where it was measured only with other leads:
+        ``n_leads`` times its lead's mean share of the drop over the windows whose every lead was measured alone,
+        capped at 1 (a prior only lowers); 1 for a cell measured alone, and for every cell until such a window
+        exists. A leaf of the bisection measures its window lead by lead, so after ``localise`` a two-lead strip
+        knows which lead carries the evidence, and the other lead's cells of the blocks no probe has split rank
+        below the read lead's."""
+        grid = self.ep.grid
+        n_leads, n_w = grid.n_leads, grid.n_windows
+        alone = self.depth >= self._leaf
+        both = alone.reshape(n_leads, n_w).all(axis=0)
+        drops = np.maximum(self.drop.reshape(n_leads, n_w)[:, both], 0.0)
+        total = drops.sum(axis=0)
+        if n_leads < 2 or not (total > 0).any():
+            return np.ones(grid.n_cells)
+        share = (drops[:, total > 0] / total[total > 0]).mean(axis=1)
+        prior = np.minimum(1.0, n_leads * share)
+        return np.where(alone, 1.0, np.repeat(prior, n_w))
 
     def energy_share(self) -> np.ndarray:
         """float64 ``[n_cells]``: the energy dropout removes from each cell over the mean of the group that set its
