@@ -40,7 +40,7 @@
 - **Best explanation after every step** (`AnytimeEpisode.cell_scores`, `AnytimeEpisode.best`): cells ranked by the
   best evidence density of the dropout groups holding them (drop / size ** `DENSITY_POWER`; on an ECG times the
   cell's dropout energy over its group's mean, so the cells a probe has not separated rank QRS complexes first,
-  across groups too), then by the drop of the finest group, its depth and the energy dropout removes; the
+  across groups too, and times the lead prior, `AnytimeEpisode.lead_prior`), then by the drop of the finest group, its depth and the energy dropout removes; the
   quietest confirmed flip. This is what a job streams and what a smaller budget returns.
 - **Policy**: any callable ``(episode) -> action name`` among the legal ones; `hand_policy` is a fixed order, the
   learned one is `action_policy.ActionPolicy` (trained with MaskablePPO, `train_actions.py`).
@@ -163,6 +163,7 @@ class AnytimeEpisode:
         self.density = np.zeros(grid.n_cells)
         # mean dropout energy of the group that set each cell's density (a cell's prior share of its evidence)
         self.group_energy = np.zeros(grid.n_cells)
+        self.group_leads = np.zeros(grid.n_cells, dtype=int)  # leads of the group that set each cell's density
         self.demoted = np.zeros(grid.n_cells, dtype=int)  # rounds of ``reorder`` that sent the cell to the end
         self.rest_order = ORDERS[0]  # how an ECG's ranking orders the cells after its head (``reorder`` checks)
         self.alone: np.ndarray | None = None  # an ECG block's gain alone, per cell (``reorder`` after a flip)
@@ -292,6 +293,7 @@ class AnytimeEpisode:
             taken = np.full(len(cells), True) if explained_elsewhere else own >= self.density[cells]
             self.density[cells] = own if explained_elsewhere else np.maximum(self.density[cells], own)
             self.group_energy[np.asarray(cells)[taken]] = float(self.energy[cells].mean())
+            self.group_leads[np.asarray(cells)[taken]] = len(kid.leads)
             self.drop[cells] = float(d)
             # with the wide root, a group's depth counts from its leaf, so a leaf is `_leaf_depth` deep as before
             depth = self._leaf - _leaf_depth(kid.w1 - kid.w0, len(kid.leads)) - 1 if self._ecg else depth
@@ -503,10 +505,10 @@ class AnytimeEpisode:
         """float64 ``[n_cells]`` in (0, 1]: the ranking of the best explanation so far (see the module notes)."""
         n = self.drop.size
         density = self.density
-        if self._ecg:  # a lead the classifier reads less counts less where no probe has split the leads
-            density = density * self.lead_prior()
         if self.alone is not None:  # what each block does alone, beside what removing it does
             density = density / max(float(density.max()), 1e-12) + ALONE_WEIGHT * self.alone / self.alone.max()
+        if self._ecg:  # a lead the classifier reads less counts less where no probe has split the leads
+            density = density * self.lead_prior()
         if ENERGY_POWER and self._ecg:  # the cells a probe has not separated: QRS complexes first
             # a prior only lowers: a quiet cell falls below a louder one of a weaker group, but no cell rises
             # above what its group measured (a lead the classifier does not read stays below the threshold)
@@ -522,23 +524,21 @@ class AnytimeEpisode:
         return scores
 
     def lead_prior(self) -> np.ndarray:
-        """float64 ``[n_cells]`` in [0, 1]: how much a cell counts where it was measured only with other leads:
-        ``n_leads`` times its lead's mean share of the drop over the windows whose every lead was measured alone,
-        capped at 1 (a prior only lowers); 1 for a cell measured alone, and for every cell until such a window
-        exists. A leaf of the bisection measures its window lead by lead, so after ``localise`` a two-lead strip
-        knows which lead carries the evidence, and the other lead's cells of the blocks no probe has split rank
-        below the read lead's."""
+        """float64 ``[n_cells]`` in [0, 1]: how much a cell counts whose evidence density was set by a group of
+        several leads: ``n_leads`` times its lead's share of the drop over the windows whose every lead was
+        measured alone, capped at 1 (a prior only lowers); 1 for a cell whose density a one-lead group set, and
+        for every cell until such a window exists. A leaf of the bisection measures its window lead by lead, so
+        after ``localise`` a two-lead strip knows which lead carries the evidence, and the other lead's cells of
+        the groups no probe split by lead rank below the read lead's."""
         grid = self.ep.grid
         n_leads, n_w = grid.n_leads, grid.n_windows
-        alone = self.depth >= self._leaf
-        both = alone.reshape(n_leads, n_w).all(axis=0)
+        both = (self.depth >= self._leaf).reshape(n_leads, n_w).all(axis=0)
         drops = np.maximum(self.drop.reshape(n_leads, n_w)[:, both], 0.0)
-        total = drops.sum(axis=0)
-        if n_leads < 2 or not (total > 0).any():
+        total = float(drops.sum())
+        if n_leads < 2 or total <= 0:
             return np.ones(grid.n_cells)
-        share = (drops[:, total > 0] / total[total > 0]).mean(axis=1)
-        prior = np.minimum(1.0, n_leads * share)
-        return np.where(alone, 1.0, np.repeat(prior, n_w))
+        prior = np.minimum(1.0, n_leads * drops.sum(axis=1) / total)
+        return np.where(self.group_leads > 1, np.repeat(prior, n_w), 1.0)
 
     def energy_share(self) -> np.ndarray:
         """float64 ``[n_cells]``: the energy dropout removes from each cell over the mean of the group that set its
