@@ -13,6 +13,7 @@ from ecglens.agent.anytime import (
     BLOCK_WINDOWS,
     CLEANUP_QUERIES,
     MAX_ROWS,
+    RESTART_SCANS,
     AnytimeEpisode,
     Group,
     _beat_groups,
@@ -344,3 +345,23 @@ def test_after_localise_the_lead_the_classifier_does_not_read_ranks_below_the_on
     by_score = np.argsort(-np.concatenate([scores[0][rest], scores[1][rest]]), kind="stable")
     top = by_score[: int(rest.sum())]
     assert np.mean(top >= rest.sum()) > 0.9
+
+
+def test_a_restarted_search_that_does_not_flip_gives_the_budget_back_to_the_best_flip():
+    run, _ = _run(2000)
+    while run.best is None or not run.cleaned:
+        run.step(hand_policy(run))
+    best = run.best.snr_db
+    run.step("restart")
+    scans = 0
+    while not run.ep.flipped and run.legal()["scan"]:
+        run.step("scan")
+        scans += 1
+    # the capped search finds nothing on this strip: it stops after RESTART_SCANS scans, not at the pool's end
+    assert not run.ep.flipped and scans == RESTART_SCANS and len(run._scan_pool())
+    # before any restart the scan is never cut short
+    fresh, _ = _run(2000)
+    fresh.step("localise")
+    fresh.scan_idle = RESTART_SCANS
+    assert fresh.legal()["scan"]
+    assert run.best.snr_db >= best

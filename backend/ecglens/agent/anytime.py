@@ -28,7 +28,8 @@
   ``cleanup``    make the current flip minimal (`cleanup.minimize`);
   ``redraw``     one round of other realisations of the flip's noise at a lower amplitude (`redraw.redraw_round`);
   ``restart``    keep the best flip, start again from the clean input with every level capped one below the
-                 strongest level of that flip (a quieter flip must spread over more, weaker cells);
+                 strongest level of that flip (a quieter flip must spread over more, weaker cells); a restarted
+                 search that has not flipped after `RESTART_SCANS` scans may scan no more;
   ``stop``.
 
   When nothing is legal but a flip was found (the search from a restart ran dry), the episode goes back to the
@@ -74,6 +75,9 @@ CLEANUP_QUERIES = 64  # the cleanup macro-action's rows in all
 BROAD_CELLS = 16  # cells of ``broad_top``'s region
 BROAD_LEVELS = 3  # the strongest levels ``broad_*`` tries
 MAX_RESTARTS = 3
+# A restarted search that has not flipped after this many scans gives the rest of the budget back to redrawing
+# the best flip (chosen on the train members: 2 / 6 / 12 / none; docs/agent.md#results)
+RESTART_SCANS = 6
 ACTIONS = ("localise", "widen", "reorder", "broad_top", "broad_all", "scan", "cleanup", "redraw", "restart", "stop")
 DENSITY_POWER = 0.5  # between a group's total drop (0) and its drop per cell (1)
 _EXPLAINS = 0.5  # a child whose drop is half its group's or more explains the group
@@ -213,7 +217,10 @@ class AnytimeEpisode:
             "reorder": not self._reordered and room >= 4,
             "broad_top": not flipped and "broad_top" not in self.broad_tried and room >= 2,
             "broad_all": not flipped and "broad_all" not in self.broad_tried and room >= 2,
-            "scan": not flipped and room >= 2 and bool(len(self._scan_pool())),
+            "scan": not flipped
+            and room >= 2
+            and bool(len(self._scan_pool()))
+            and not (self.restarts and self.scan_idle >= RESTART_SCANS),
             "cleanup": flipped and not self.cleaned and distorted and room >= 1,
             "redraw": flipped and self.cleaned and distorted and room >= 2,
             "restart": can_restart,
