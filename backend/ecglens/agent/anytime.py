@@ -41,8 +41,8 @@
 - **Best explanation after every step** (`AnytimeEpisode.cell_scores`, `AnytimeEpisode.best`): cells ranked by the
   best evidence density of the dropout groups holding them (drop / size ** `DENSITY_POWER`; on an ECG times the
   cell's dropout energy over its group's mean, so the cells a probe has not separated rank QRS complexes first,
-  across groups too, and times the lead prior, `AnytimeEpisode.lead_prior`), then by the drop of the finest group, its depth and the energy dropout removes; the
-  quietest confirmed flip. This is what a job streams and what a smaller budget returns.
+  across groups too, and times the lead prior, `AnytimeEpisode.lead_prior`), then by the drop of the finest
+  group, its depth and the energy dropout removes; the quietest confirmed flip. This is what a job streams and what a smaller budget returns.
 - **Policy**: any callable ``(episode) -> action name`` among the legal ones; `hand_policy` is a fixed order, the
   learned one is `action_policy.ActionPolicy` (trained with MaskablePPO, `train_actions.py`).
 """
@@ -539,8 +539,8 @@ class AnytimeEpisode:
         the groups no probe split by lead rank below the read lead's."""
         grid = self.ep.grid
         n_leads, n_w = grid.n_leads, grid.n_windows
-        both = (self.depth >= self._leaf).reshape(n_leads, n_w).all(axis=0)
-        drops = np.maximum(self.drop.reshape(n_leads, n_w)[:, both], 0.0)
+        every_lead_alone = (self.depth >= self._leaf).reshape(n_leads, n_w).all(axis=0)  # windows
+        drops = np.maximum(self.drop.reshape(n_leads, n_w)[:, every_lead_alone], 0.0)
         total = float(drops.sum())
         if n_leads < 2 or total <= 0:
             return np.ones(grid.n_cells)
