@@ -42,7 +42,8 @@
   best evidence density of the dropout groups holding them (drop / size ** `DENSITY_POWER`; on an ECG times the
   cell's dropout energy over its group's mean, so the cells a probe has not separated rank QRS complexes first,
   across groups too, and times the lead prior, `AnytimeEpisode.lead_prior`), then by the drop of the finest
-  group, its depth and the energy dropout removes; the quietest confirmed flip. This is what a job streams and what a smaller budget returns.
+  group, its depth and the energy dropout removes; the quietest confirmed flip. This is what a job streams and
+  what a smaller budget returns.
 - **Policy**: any callable ``(episode) -> action name`` among the legal ones; `hand_policy` is a fixed order, the
   learned one is `action_policy.ActionPolicy` (trained with MaskablePPO, `train_actions.py`).
 """
