@@ -540,10 +540,12 @@ class AnytimeEpisode:
         the groups no probe split by lead rank below the read lead's."""
         grid = self.ep.grid
         n_leads, n_w = grid.n_leads, grid.n_windows
+        if n_leads < 2:
+            return np.ones(grid.n_cells)
         every_lead_alone = (self.depth >= self._leaf).reshape(n_leads, n_w).all(axis=0)  # windows
         drops = np.maximum(self.drop.reshape(n_leads, n_w)[:, every_lead_alone], 0.0)
         total = float(drops.sum())
-        if n_leads < 2 or total <= 0:
+        if total <= 0:
             return np.ones(grid.n_cells)
         prior = np.minimum(1.0, n_leads * drops.sum(axis=1) / total)
         return np.where(self.group_leads > 1, np.repeat(prior, n_w), 1.0)
