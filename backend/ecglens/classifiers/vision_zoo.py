@@ -1,9 +1,9 @@
 """The vision zoo: small image and video black boxes trained on synthetic digits with known truth (issue 20).
 
 Members differ in what deployed vision classifiers differ in: architecture (a small CNN, a ResNet-ish, a MobileNet-ish
-depthwise-separable CNN, a ViT-ish patch transformer; for clips a 3-D convolution, a per-frame CNN + GRU and a
-per-frame CNN averaged over time), colour or grayscale input, input size (48, 64 or 96 px) and the scale and normalisation inside the model (``input_scale`` 1 or 255; fixed
-mean / std, or per-image z-scoring). Each is exported as TorchScript answering logits over the ten digits, with a
+depthwise-separable CNN, a ViT-ish patch transformer; for clips a 3-D convolution, a (2+1)-D one, a per-frame CNN +
+GRU and a per-frame CNN averaged over time), colour or grayscale input, input size (48, 64 or 96 px) and the scale
+and normalisation inside the model (``input_scale`` 1 or 255; fixed mean / std, or per-image z-scoring). Each is exported as TorchScript answering logits over the ten digits, with a
 card beside it (its keys: `train_member`), so ``ecglens.load_classifier("models/vision/<name>.pt")`` loads it as a
 black box: float32 ``[N, C, H, W]`` (images) or ``[N, T, C, H, W]`` (clips), the model seeing ``x * input_scale``
 for ``x`` in [0, 1].
@@ -48,7 +48,7 @@ class VisionSpec:
 
     name: str
     modality: str  # image | video
-    arch: str  # cnn | cnn_strided | resnet | dwsep | vit | c3d | cnn_gru | cnn_lstm | frame_mean
+    arch: str  # cnn | cnn_strided | resnet | dwsep | vit | c3d | r2plus1d | cnn_gru | cnn_lstm | frame_mean
     channels: int  # 1 (grayscale) or 3 (colour)
     size: int  # H = W
     input_scale: float  # the model sees x * input_scale
@@ -79,6 +79,8 @@ ZOO: tuple[VisionSpec, ...] = (
     VisionSpec("resnet64_rgb", "image", "resnet", 3, 64, 255.0, "fixed", "heldout", steps=600, width=12, onnx=True),
     VisionSpec("cnn96_gray", "image", "cnn_strided", 1, 96, 1.0, "zscore", "heldout", steps=600, width=16),
     VisionSpec("cnngru64_rgb", "video", "cnn_gru", 3, 64, 255.0, "fixed", "heldout", steps=400, batch=24, width=12),
+    # A second unseen video model: factorised space-then-time convolutions, colour on [0, 1], z-scored per clip
+    VisionSpec("r21d64_rgb", "video", "r2plus1d", 3, 64, 1.0, "zscore", "heldout", steps=800, batch=24, width=12),
 )
 SPLIT: dict[str, str] = {m.name: m.split for m in ZOO}
 
@@ -280,6 +282,29 @@ class C3D(nn.Module):
         return self.head(torch.cat([h.mean(dim=(2, 3, 4)), h.amax(dim=(2, 3, 4))], dim=1))
 
 
+class R2Plus1D(nn.Module):
+    """(2+1)-D blocks (Tran et al., CVPR 2018): each a spatial (1 × 3 × 3) convolution then a temporal (3 × 1 × 1)
+    one, after 4 × 4 patches per frame; the clip's mean and max over time and space to the head."""
+
+    def __init__(self, c: int, width: int):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv3d(c, w, (1, 4, 4), (1, 4, 4), bias=False),
+            nn.BatchNorm3d(w),
+            nn.ReLU(),
+            _conv3d(w, 2 * w, (1, 3, 3), (1, 2, 2)),
+            _conv3d(2 * w, 2 * w, (3, 1, 1), (1, 1, 1)),
+            _conv3d(2 * w, 3 * w, (1, 3, 3), (1, 1, 1)),
+            _conv3d(3 * w, 3 * w, (3, 1, 1), (2, 1, 1)),
+        )
+        self.head = nn.Linear(6 * w, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x.transpose(1, 2))  # [N, T, C, H, W] -> [N, C, T, H, W]
+        return self.head(torch.cat([h.mean(dim=(2, 3, 4)), h.amax(dim=(2, 3, 4))], dim=1))
+
+
 class CNNGRU(nn.Module):
     """A per-frame CNN (shared weights) to a feature vector per frame, a GRU over frames, last state + mean."""
 
@@ -356,6 +381,8 @@ class Member(nn.Module):
             self.net = ViT(c, spec.size)
         elif spec.arch == "c3d":
             self.net = C3D(c, spec.width)
+        elif spec.arch == "r2plus1d":
+            self.net = R2Plus1D(c, spec.width)
         elif spec.arch == "cnn_gru":
             self.net = CNNGRU(c, spec.width)
         elif spec.arch == "cnn_lstm":
