@@ -3,10 +3,10 @@
 Members differ in what deployed vision classifiers differ in: architecture (a small CNN, a ResNet-ish, a MobileNet-ish
 depthwise-separable CNN, a ViT-ish patch transformer; for clips a 3-D convolution, a (2+1)-D one, a per-frame CNN +
 GRU and a per-frame CNN averaged over time), colour or grayscale input, input size (48, 64 or 96 px) and the scale
-and normalisation inside the model (``input_scale`` 1 or 255; fixed mean / std, or per-image z-scoring). Each is exported as TorchScript answering logits over the ten digits, with a
-card beside it (its keys: `train_member`), so ``ecglens.load_classifier("models/vision/<name>.pt")`` loads it as a
-black box: float32 ``[N, C, H, W]`` (images) or ``[N, T, C, H, W]`` (clips), the model seeing ``x * input_scale``
-for ``x`` in [0, 1].
+and normalisation inside the model (``input_scale`` 1 or 255; fixed mean / std, or per-image z-scoring). Each is
+exported as TorchScript answering logits over the ten digits, with a card beside it (its keys: `train_member`), so
+``ecglens.load_classifier("models/vision/<name>.pt")`` loads it as a black box: float32 ``[N, C, H, W]`` (images)
+or ``[N, T, C, H, W]`` (clips), the model seeing ``x * input_scale`` for ``x`` in [0, 1].
 
 Data (`ecglens.datasets.digits_canvas`): every member trains on images / clips of scikit-learn's ``train`` digits;
 the card's accuracy is on the ``test`` digits (scans no member trained on), which the vision benchmark also uses.
