@@ -342,9 +342,11 @@ def test_after_localise_the_lead_the_classifier_does_not_read_ranks_below_the_on
     rest = ~alone.any(axis=0)
     scores = run.cell_scores().reshape(2, n_w)
     assert run.energy.reshape(2, n_w)[0][rest].sum() > run.energy.reshape(2, n_w)[1][rest].sum()
-    by_score = np.argsort(-np.concatenate([scores[0][rest], scores[1][rest]]), kind="stable")
-    top = by_score[: int(rest.sum())]
-    assert np.mean(top >= rest.sum()) > 0.9
+    # (a window whose removal, both leads at once, did not lower the class was measured as carrying nothing: it
+    # stays at the bottom on either lead)
+    evidence = run.density.reshape(2, n_w)[1][rest] > 0
+    assert evidence.mean() > 0.8
+    assert scores[1][rest][evidence].min() > scores[0][rest].max()
 
 
 def test_a_restarted_search_that_does_not_flip_gives_the_budget_back_to_the_best_flip():
