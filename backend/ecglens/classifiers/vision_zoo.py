@@ -261,28 +261,35 @@ def _conv3d(c_in: int, c_out: int, k: tuple[int, int, int], s: tuple[int, int, i
     return nn.Sequential(nn.Conv3d(c_in, c_out, k, s, pad, bias=False), nn.BatchNorm3d(c_out), nn.ReLU())
 
 
-class C3D(nn.Module):
-    """4 × 4 spatial patches per frame, then 3-D convolutions over (time, height, width), mean and max pooling."""
+def _patches3d(c_in: int, c_out: int) -> tuple[nn.Module, ...]:
+    """4 × 4-pixel patches of every frame (no mixing over time), the first layers of a 3-D `body`."""
+    return nn.Conv3d(c_in, c_out, (1, 4, 4), (1, 4, 4), bias=False), nn.BatchNorm3d(c_out), nn.ReLU()
 
-    def __init__(self, c: int, width: int):
-        super().__init__()
-        w = width
-        self.body = nn.Sequential(
-            nn.Conv3d(c, w, (1, 4, 4), (1, 4, 4), bias=False),
-            nn.BatchNorm3d(w),
-            nn.ReLU(),
-            _conv3d(w, 2 * w, (3, 3, 3), (1, 2, 2)),
-            _conv3d(2 * w, 2 * w, (3, 3, 3), (2, 1, 1)),
-            _conv3d(2 * w, 3 * w, (3, 3, 3), (1, 1, 1)),
-        )
-        self.head = nn.Linear(6 * w, 10)
+
+class _Clip3D(nn.Module):
+    """A 3-D convolutional ``self.body`` over (time, height, width), its mean and max to ``self.head``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.body(x.transpose(1, 2))  # [N, T, C, H, W] -> [N, C, T, H, W]
         return self.head(torch.cat([h.mean(dim=(2, 3, 4)), h.amax(dim=(2, 3, 4))], dim=1))
 
 
-class R2Plus1D(nn.Module):
+class C3D(_Clip3D):
+    """4 × 4 spatial patches per frame, then 3-D convolutions over (time, height, width), mean and max pooling."""
+
+    def __init__(self, c: int, width: int):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            *_patches3d(c, w),
+            _conv3d(w, 2 * w, (3, 3, 3), (1, 2, 2)),
+            _conv3d(2 * w, 2 * w, (3, 3, 3), (2, 1, 1)),
+            _conv3d(2 * w, 3 * w, (3, 3, 3), (1, 1, 1)),
+        )
+        self.head = nn.Linear(6 * w, 10)
+
+
+class R2Plus1D(_Clip3D):
     """(2+1)-D blocks (Tran et al., CVPR 2018): each a spatial (1 × 3 × 3) convolution then a temporal (3 × 1 × 1)
     one, after 4 × 4 patches per frame; the clip's mean and max over time and space to the head."""
 
@@ -290,19 +297,13 @@ class R2Plus1D(nn.Module):
         super().__init__()
         w = width
         self.body = nn.Sequential(
-            nn.Conv3d(c, w, (1, 4, 4), (1, 4, 4), bias=False),
-            nn.BatchNorm3d(w),
-            nn.ReLU(),
+            *_patches3d(c, w),
             _conv3d(w, 2 * w, (1, 3, 3), (1, 2, 2)),
             _conv3d(2 * w, 2 * w, (3, 1, 1), (1, 1, 1)),
             _conv3d(2 * w, 3 * w, (1, 3, 3), (1, 1, 1)),
             _conv3d(3 * w, 3 * w, (3, 1, 1), (2, 1, 1)),
         )
         self.head = nn.Linear(6 * w, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.body(x.transpose(1, 2))  # [N, T, C, H, W] -> [N, C, T, H, W]
-        return self.head(torch.cat([h.mean(dim=(2, 3, 4)), h.amax(dim=(2, 3, 4))], dim=1))
 
 
 class CNNGRU(nn.Module):
