@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,7 +49,7 @@ class VisionSpec:
 
     name: str
     modality: str  # image | video
-    arch: str  # cnn | cnn_strided | resnet | dwsep | vit | c3d | r2plus1d | cnn_gru | cnn_lstm | frame_mean
+    arch: str  # a key of `NETS`: cnn, resnet, vit, c3d, r2plus1d, cnn_gru, ...
     channels: int  # 1 (grayscale) or 3 (colour)
     size: int  # H = W
     input_scale: float  # the model sees x * input_scale
@@ -363,35 +364,30 @@ class FrameMean(_PerFrame):
         return self.frame.head(f.mean(dim=1))
 
 
+# Each architecture's network from its spec (`VisionSpec.arch` names one).
+NETS: dict[str, Callable[[VisionSpec], nn.Module]] = {
+    "cnn": lambda s: CNN(s.channels, s.width),
+    "cnn_strided": lambda s: StridedCNN(s.channels, s.width),
+    "resnet": lambda s: ResNet(s.channels, s.width),
+    "dwsep": lambda s: DWSep(s.channels, s.width),
+    "vit": lambda s: ViT(s.channels, s.size),
+    "c3d": lambda s: C3D(s.channels, s.width),
+    "r2plus1d": lambda s: R2Plus1D(s.channels, s.width),
+    "cnn_gru": lambda s: CNNGRU(s.channels, s.width),
+    "cnn_lstm": lambda s: CNNLSTM(s.channels, s.width),
+    "frame_mean": lambda s: FrameMean(s.channels, s.width),
+}
+
+
 class Member(nn.Module):
     """What gets exported: the member's input handling, then the network; logits over the ten digits."""
 
     def __init__(self, spec: VisionSpec):
         super().__init__()
         self.norm = Normalise(spec.input_scale, NORMS[spec.norm])
-        c = spec.channels
-        if spec.arch == "cnn":
-            self.net: nn.Module = CNN(c, spec.width)
-        elif spec.arch == "cnn_strided":
-            self.net = StridedCNN(c, spec.width)
-        elif spec.arch == "resnet":
-            self.net = ResNet(c, spec.width)
-        elif spec.arch == "dwsep":
-            self.net = DWSep(c, spec.width)
-        elif spec.arch == "vit":
-            self.net = ViT(c, spec.size)
-        elif spec.arch == "c3d":
-            self.net = C3D(c, spec.width)
-        elif spec.arch == "r2plus1d":
-            self.net = R2Plus1D(c, spec.width)
-        elif spec.arch == "cnn_gru":
-            self.net = CNNGRU(c, spec.width)
-        elif spec.arch == "cnn_lstm":
-            self.net = CNNLSTM(c, spec.width)
-        elif spec.arch == "frame_mean":
-            self.net = FrameMean(c, spec.width)
-        else:
+        if spec.arch not in NETS:
             raise ValueError(f"unknown vision-zoo architecture {spec.arch!r}")
+        self.net: nn.Module = NETS[spec.arch](spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.norm(x))
