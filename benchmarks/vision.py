@@ -436,7 +436,9 @@ def mean_table(rows: list[Row], members: list[str]) -> str:
 
 def targets_table(rows: list[Row], members: list[str]) -> str:
     """The issue's targets, per member: pointing at 50 (>= 0.95 and >= Occlusion), deletion AUC at 50 to 500 vs
-    the better of Occlusion / FeatureAblation, flipped within 500 at median PSNR >= 30 dB, seconds at 500."""
+    the better of Occlusion / FeatureAblation (and the paired difference at 500, case by case: a margin inside its
+    interval is noise), flipped within 500 at median PSNR >= 30 dB, seconds at 500."""
+    from ecglens.intervals import bootstrap_ci, format_ci
 
     def get(m: str, method: str, budget: int | None) -> list[Row]:
         return [
@@ -445,14 +447,19 @@ def targets_table(rows: list[Row], members: list[str]) -> str:
 
     lines = [
         "| member | agent pointing @50 (Occlusion) | agent deletion AUC @50 / @100 / @200 / @500 (min Occlusion, FA) | "
-        "agent flipped @500, median PSNR | agent s @500, wall (CPU) |",
-        "|---|---|---|---|---|",
+        "agent @500 minus the better peer, paired [95% CI] | agent flipped @500, median PSNR | agent s @500, wall (CPU) |",
+        "|---|---|---|---|---|---|",
     ]
     for m in members:
         occ, fa = get(m, "occlusion", None), get(m, "feature-ablation", None)
         a50, a100, a200, a500 = (get(m, "agent", b) for b in (50, 100, 200, 500))
         occ_p = f"{np.mean([r.pointing for r in occ]):.2f}" if occ else "–"
-        best_del = min([np.mean([r.deletion_auc for r in rs]) for rs in (occ, fa) if rs], default=float("nan"))
+        peers = [rs for rs in (occ, fa) if rs]
+        best = min(peers, key=lambda rs: np.mean([r.deletion_auc for r in rs])) if peers else []
+        best_del = float(np.mean([r.deletion_auc for r in best])) if best else float("nan")
+        peer_auc = {r.case: r.deletion_auc for r in best}
+        diff = [r.deletion_auc - peer_auc[r.case] for r in a500 if r.case in peer_auc]
+        paired = f"{np.mean(diff):+.3f} {format_ci(*bootstrap_ci(diff), '+.3f')}" if diff else "–"
 
         def f(rs, field, fmt):
             return format(float(np.mean([getattr(r, field) for r in rs])), fmt) if rs else "–"
@@ -460,7 +467,7 @@ def targets_table(rows: list[Row], members: list[str]) -> str:
         lines.append(
             f"| {m} | {f(a50, 'pointing', '.2f')} ({occ_p}) | {f(a50, 'deletion_auc', '.3f')} / "
             f"{f(a100, 'deletion_auc', '.3f')} / {f(a200, 'deletion_auc', '.3f')} / {f(a500, 'deletion_auc', '.3f')} "
-            f"({best_del:.3f}) | {f(a500, 'flipped', '.2f')}, "
+            f"({best_del:.3f}) | {paired} | {f(a500, 'flipped', '.2f')}, "
             + (f"{_median_psnr(a500):.1f} dB" if a500 else "–")
             + f" | {f(a500, 'seconds', '.3f')} ({f(a500, 'cpu_seconds', '.3f')}) |"
         )

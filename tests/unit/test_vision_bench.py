@@ -264,3 +264,20 @@ def test_art_layout_tiles_a_clip_into_a_square_image_and_back():
     assert tiled.shape == (2, 3, 48, 48)
     np.testing.assert_array_equal(tiled[:, :, 16:32, 0:16], a[:, 3])  # frame 3: row 1, column 0
     np.testing.assert_array_equal(from_art(tiled), a)
+
+
+def test_targets_table_pairs_the_agent_with_the_better_peer_case_by_case():
+    bench = _benchmark_module()
+
+    def row(method, budget, case, auc):
+        return bench.Row("m", "image", case, method, budget, 1, 0.1, 0.1, True, auc, True, 35.0)
+
+    peer = [0.30, 0.10, 0.50, 0.20]
+    rows = [row("occlusion", None, c, a) for c, a in enumerate(peer)]
+    rows += [row("feature-ablation", None, c, a + 0.01) for c, a in enumerate(peer)]
+    # the agent's rows in another order: the pairing is by case, so every difference is -0.05
+    rows += [row("agent", 500, c, peer[c] - 0.05) for c in (3, 1, 0, 2)]
+    line = bench.targets_table(rows, ["m"]).splitlines()[-1]
+    cols = [c.strip() for c in line.strip("|").split("|")]
+    assert cols[2].endswith("(0.275)")  # Occlusion's mean, the better peer
+    assert cols[3] == "-0.050 [-0.050, -0.050]"
