@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -247,10 +246,8 @@ def _benchmark_module():
 
 def test_quick_benchmark_runs_every_method(capsys):
     bench = _benchmark_module()
-    t0 = time.perf_counter()
     assert bench.main(["--quick", "--modality", "image"]) == 0
     out = capsys.readouterr().out
-    assert time.perf_counter() - t0 < 60
     for method in bench.METHODS:
         assert bench.LABELS[method] in out
     assert "agent not available" not in out
