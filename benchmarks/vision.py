@@ -438,7 +438,7 @@ def targets_table(rows: list[Row], members: list[str]) -> str:
     """The issue's targets, per member: pointing at 50 (>= 0.95 and >= Occlusion), deletion AUC at 50 to 500 vs
     the better of Occlusion / FeatureAblation (and the paired difference at 500, case by case: a margin inside its
     interval is noise), flipped within 500 at median PSNR >= 30 dB, seconds at 500."""
-    from ecglens.intervals import bootstrap_ci, format_ci
+    from ecglens.intervals import format_ci, paired_difference_ci
 
     def get(m: str, method: str, budget: int | None) -> list[Row]:
         return [
@@ -454,12 +454,17 @@ def targets_table(rows: list[Row], members: list[str]) -> str:
         occ, fa = get(m, "occlusion", None), get(m, "feature-ablation", None)
         a50, a100, a200, a500 = (get(m, "agent", b) for b in (50, 100, 200, 500))
         occ_p = f"{np.mean([r.pointing for r in occ]):.2f}" if occ else "–"
-        peers = [rs for rs in (occ, fa) if rs]
-        best = min(peers, key=lambda rs: np.mean([r.deletion_auc for r in rs])) if peers else []
-        best_del = float(np.mean([r.deletion_auc for r in best])) if best else float("nan")
+        best_del, best = min(
+            ((float(np.mean([r.deletion_auc for r in rs])), rs) for rs in (occ, fa) if rs),
+            key=lambda t: t[0],
+            default=(float("nan"), []),
+        )
         peer_auc = {r.case: r.deletion_auc for r in best}
-        diff = [r.deletion_auc - peer_auc[r.case] for r in a500 if r.case in peer_auc]
-        paired = f"{np.mean(diff):+.3f} {format_ci(*bootstrap_ci(diff), '+.3f')}" if diff else "–"
+        pairs = [(r.deletion_auc, peer_auc[r.case]) for r in a500 if r.case in peer_auc]
+        paired = "–"
+        if pairs:
+            diff, ci = paired_difference_ci(*zip(*pairs))
+            paired = f"{diff:+.3f} {format_ci(*ci, '+.3f')}"
 
         def f(rs, field, fmt):
             return format(float(np.mean([getattr(r, field) for r in rs])), fmt) if rs else "–"
